@@ -1,0 +1,219 @@
+"""Settings for the Screwdriver server, read from the environment.
+
+With no environment at all this gives the embedded default: SQLite under SD_DATA_DIR, the
+django-q2 ORM broker, the in-memory channel layer and the local-process executor.
+Every variable is listed in .env.example.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from screwdriver_site.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SD_MODE = env_str("SD_MODE", "embedded")  # "embedded" or "production"
+if SD_MODE not in {"embedded", "production"}:
+    raise ImproperlyConfigured(f"SD_MODE must be 'embedded' or 'production', got {SD_MODE!r}")
+PRODUCTION = SD_MODE == "production"
+
+SD_DATA_DIR = Path(env_str("SD_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+SD_DATA_DIR.mkdir(parents=True, exist_ok=True)
+SD_WORKSPACES_DIR = SD_DATA_DIR / "workspaces"
+
+
+def _secret_key() -> str:
+    key = env_str("SD_SECRET_KEY")
+    if key:
+        return key
+    if PRODUCTION:
+        raise ImproperlyConfigured("SD_SECRET_KEY must be set when SD_MODE=production.")
+    # Embedded mode keeps a generated key beside the database so sessions, tokens and
+    # encrypted secrets survive a restart.
+    path = SD_DATA_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("SD_DEBUG", default=not PRODUCTION)
+ALLOWED_HOSTS = env_list("SD_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("SD_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_q",
+    "channels",
+    "pipelines",
+    "builds",
+    "executors",
+    "scm",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "screwdriver_site.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "screwdriver_site.wsgi.application"
+ASGI_APPLICATION = "screwdriver_site.asgi.application"
+
+# Datastore: DATABASE_URL picks SQLite (default), PostgreSQL or MySQL/MariaDB.
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{SD_DATA_DIR / 'db.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+_engine = DATABASES["default"]["ENGINE"]
+if _engine == "django.db.backends.sqlite3":
+    # The API, the worker and the ASGI server write concurrently: WAL lets readers go on
+    # while one writes, and IMMEDIATE transactions take the write lock up front so a
+    # read-then-write transaction never fails half-way with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+elif _engine == "django.db.backends.mysql":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"charset": "utf8mb4", "isolation_level": "read committed"}
+    )
+# Tests run the worker and launchers as separate processes, so even SQLite's test database
+# is a file they can open (one per test process, so parallel runs never share one).
+_test_name = env_str("SD_TEST_DATABASE_NAME") or (
+    str(SD_DATA_DIR / f"test-db-{os.getpid()}.sqlite3")
+    if _engine == "django.db.backends.sqlite3"
+    else None
+)
+DATABASES["default"]["TEST"] = {"NAME": _test_name}
+if _engine == "django.db.backends.mysql":
+    DATABASES["default"]["TEST"].update({"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_bin"})
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "pipelines:list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = SD_DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+WHITENOISE_USE_FINDERS = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "pipelines.api.authentication.BearerAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "pipelines.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+# Workers between the API and the engines: short tasks only (a build is a process with a
+# lease, not a task), so timeout < retry and a finite number of attempts.
+Q_CLUSTER = {
+    "name": "screwdriver",
+    "orm": "default",
+    "workers": env_int("SD_WORKERS", 2),
+    "timeout": 60,
+    "retry": 90,
+    "max_attempts": 3,
+    "poll": env_float("SD_QUEUE_POLL_SECONDS", 0.1),
+    "catch_up": False,
+    "save_limit": 1000,
+    "ack_failures": True,
+    "label": "Tasks",
+}
+
+REDIS_URL = env_str("SD_REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Where builds reach the API and people reach the UI.
+SD_PORT = env_int("PORT", 8000)
+SD_API_URL = env_str("SD_API_URL", f"http://127.0.0.1:{SD_PORT}").rstrip("/")
+SD_UI_URL = env_str("SD_UI_URL", SD_API_URL).rstrip("/")
+
+# Builds.
+SD_EXECUTOR = env_str("SD_EXECUTOR", "local")
+SD_BUILD_LEASE_SECONDS = env_float("SD_BUILD_LEASE_SECONDS", 60.0)
+SD_REAPER_INTERVAL_MINUTES = env_int("SD_REAPER_INTERVAL_MINUTES", 1)
+SD_DEFAULT_TIMEOUT_MINUTES = env_float("SD_DEFAULT_TIMEOUT_MINUTES", 90.0)
+SD_MAX_TIMEOUT_MINUTES = env_float("SD_MAX_TIMEOUT_MINUTES", 720.0)
+SD_LOG_MAX_LINE_BYTES = env_int("SD_LOG_MAX_LINE_BYTES", 64 * 1024)
+SD_LOG_MAX_STEP_BYTES = env_int("SD_LOG_MAX_STEP_BYTES", 256 * 1024 * 1024)
+SD_STEP_SHELL = env_str("SD_STEP_SHELL", "/bin/sh")
+SD_KEEP_WORKSPACES = env_bool("SD_KEEP_WORKSPACES", False)
+
+# Local git repositories: how often to look for pushes where no hook could be installed.
+SD_SCM_POLL_MINUTES = env_int("SD_SCM_POLL_MINUTES", 1)
+
+# Create the demo pipeline on first start of `make run`.
+SD_DEMO = env_bool("SD_DEMO", True)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("SD_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = env_bool("SD_SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = env_bool("SD_SECURE_COOKIES", True)

@@ -1,0 +1,22 @@
+"""Top-level routes: the UI at /, the REST API at /v4, Django admin at /admin."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from pipelines.urls import auth_urlpatterns
+
+api = [
+    path("", include("pipelines.api.urls")),
+    path("", include("builds.api.urls")),
+    path("", include("scm.api.urls")),
+]
+
+urlpatterns = [
+    path("v4/", include((api, "api"))),
+    path("admin/", admin.site.urls),
+    path("", include(auth_urlpatterns)),
+    path("", include("pipelines.urls")),
+    path("", include("builds.urls")),
+]

@@ -1,0 +1,65 @@
+"""Reserved ``screwdriver.cd/`` annotations and the warnings for unknown ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ConfigError
+
+PREFIX = "screwdriver.cd/"
+RESERVED_JOB_ANNOTATIONS = frozenset(
+    PREFIX + name
+    for name in (
+        "buildCluster",
+        "buildPeriodically",
+        "collapseBuilds",
+        "cpu",
+        "disk",
+        "diskSpeed",
+        "executor",
+        "ram",
+        "repoManifest",
+        "timeout",
+        "dockerEnabled",
+        "dockerCpu",
+        "dockerRam",
+        "rootlessBuildkitEnabled",
+        "buildkitCpu",
+        "buildkitRam",
+        "coverageScope",
+        "terminationGracePeriodSeconds",
+        "displayName",
+        "mergeSharedSteps",
+        "manualStartEnabled",
+        "blockedBySameJob",
+        "blockedBySameJobWaitTime",
+        "jobDisabledByDefault",
+        "virtualJob",
+        "sdAdminBuildClusterOverride",
+    )
+)
+RESERVED_PIPELINE_ANNOTATIONS = frozenset(
+    PREFIX + name
+    for name in ("buildCluster", "restrictPR", "chainPR", "pipelineDescription", "useDeployKey")
+)
+
+
+def annotation_warnings(annotations: dict[str, Any], jobs: dict[str, Any]) -> list[str]:
+    """Warn about unknown screwdriver.cd/ annotations; refuse sdAdmin ones on jobs."""
+    warnings = [
+        f"{key} is not an annotation that is reserved for Pipeline-Level"
+        for key in annotations
+        if key.startswith(PREFIX) and key not in RESERVED_PIPELINE_ANNOTATIONS
+    ]
+    for job in jobs.values():
+        job_annotations = job.get("annotations") or {}
+        if any(key.startswith(PREFIX + "sdAdmin") for key in job_annotations):
+            raise ConfigError(
+                "Annotations starting with screwdriver.cd/sdAdmin are reserved for system use only"
+            )
+        warnings.extend(
+            f"{key} is not an annotation that is reserved for Job-Level"
+            for key in job_annotations
+            if key.startswith(PREFIX) and key not in RESERVED_JOB_ANNOTATIONS
+        )
+    return warnings

@@ -1,0 +1,62 @@
+"""The interface every source-control backend implements, and the types it hands out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
+
+
+class ScmError(Exception):
+    """A problem with a repository or URL; the message is shown to users as is."""
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """One commit as the server records it on an event."""
+
+    sha: str
+    message: str
+    author_name: str
+    author_email: str
+    committed_at: datetime  # aware, UTC
+    url: str  # a page a browser can open; "" when the SCM has none (local git)
+
+
+@dataclass(frozen=True)
+class RepoRef:
+    """A parsed checkout URL: one repository and one branch."""
+
+    scm_context: str  # "local", later "github:github.com", ...
+    scm_uri: str  # stable id of repository + branch, e.g. "local:/abs/repo.git:main"
+    repo_path: str  # absolute path on disk (local git only)
+    branch: str
+    name: str  # short display name, e.g. "repo" for /abs/repo.git
+    checkout_url: str  # normalised, e.g. "file:///abs/repo.git#main"
+
+
+class Scm(ABC):
+    """What the server needs from a source-control backend."""
+
+    scm_context: ClassVar[str]
+
+    @abstractmethod
+    def parse_url(self, url: str) -> RepoRef:
+        """Parse and check a checkout URL; raise ScmError if it is unusable."""
+
+    @abstractmethod
+    def head_sha(self, ref: RepoRef) -> str:
+        """Return the sha the branch points at now."""
+
+    @abstractmethod
+    def read_file(self, ref: RepoRef, sha: str, path: str) -> bytes | None:
+        """Return a file's bytes at a commit, or None when it does not exist there."""
+
+    @abstractmethod
+    def commit_info(self, ref: RepoRef, sha: str) -> CommitInfo:
+        """Return author, message and time of a commit."""
+
+    @abstractmethod
+    def install_hook(self, ref: RepoRef, *, notify_url: str, key: bytes) -> bool:
+        """Arrange for pushes to be reported to notify_url; False when the server must poll."""

@@ -1,0 +1,108 @@
+"""A tiny JSON client for the Screwdriver API, authenticated with the build token."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+
+class ApiError(Exception):
+    """The API answered with an error status, or could not be reached."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+    @property
+    def permanent(self) -> bool:
+        """A 4xx will not change on a resend; a 5xx or a connection error may."""
+        return self.status is not None and 400 <= self.status < 500
+
+
+class ConflictError(ApiError):
+    """409: the build is no longer in a state that allows the call."""
+
+
+def base_url(api_url: str) -> str:
+    """The API root ending in `/v4`, whether or not `api_url` already had it."""
+    root = api_url.rstrip("/")
+    return root if root.endswith("/v4") else root + "/v4"
+
+
+class ApiClient:
+    """Sends JSON requests; retries connection errors and 5xx with backoff."""
+
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+    ) -> None:
+        self.base = base_url(api_url)
+        self.token = token
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+
+    def get(self, path: str, *, timeout: float | None = None) -> Any:
+        """GET `path` (relative to /v4)."""
+        return self.request("GET", path, timeout=timeout)
+
+    def put(self, path: str, body: Any, *, timeout: float | None = None) -> Any:
+        """PUT JSON to `path`."""
+        return self.request("PUT", path, body, timeout=timeout)
+
+    def post(self, path: str, body: Any, *, timeout: float | None = None) -> Any:
+        """POST JSON to `path`."""
+        return self.request("POST", path, body, timeout=timeout)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        timeout: float | None = None,
+        retries: int | None = None,
+    ) -> Any:
+        """Send one request, retrying what a retry can fix; return the decoded JSON or None."""
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        attempts = 1 + (self.retries if retries is None else retries)
+        for attempt in range(attempts):
+            try:
+                return self._once(method, path, data, timeout or self.timeout)
+            except ApiError as exc:
+                if exc.permanent or attempt == attempts - 1:
+                    raise
+            time.sleep(self.backoff * (2**attempt))
+        raise AssertionError("unreachable")
+
+    def _once(self, method: str, path: str, data: bytes | None, timeout: float) -> Any:
+        url = self.base + "/" + path.lstrip("/")
+        request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
+        request.add_header("Authorization", f"Bearer {self.token}")
+        request.add_header("Accept", "application/json")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            text = exc.read().decode("utf-8", "replace")
+            kind = ConflictError if exc.code == 409 else ApiError
+            raise kind(f"{method} {url} answered {exc.code}", status=exc.code, body=text) from exc
+        except OSError as exc:  # URLError and timeouts are OSErrors
+            raise ApiError(f"{method} {url} failed: {exc}") from exc
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ApiError(f"{method} {url} answered with something other than JSON") from exc

@@ -1,0 +1,253 @@
+"""One build from start to end: fetch what to run, run it, report it over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import quote
+
+from . import process
+from .api import ApiClient, ApiError, ConflictError
+from .environment import build_environment
+from .logs import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STEP_BYTES, Line, LogBatcher, Masker
+from .runner import Checkout, Runner, Step
+from .workspace import Workspace
+
+FINISHED_STEP_FLUSH_SECONDS = 30.0
+
+
+def iso(at: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds and `Z`, as Screwdriver writes times."""
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def timeout_message(seconds: float) -> str:
+    """`Build timed out after N minutes`, with N as short as it can be while still exact-ish."""
+    minutes = seconds / 60
+    text = f"{minutes:.2f}".rstrip("0").rstrip(".")
+    return f"Build timed out after {text} minutes"
+
+
+def warn(message: str) -> None:
+    """Note a problem on the launcher's own stderr (the executor keeps it in a file)."""
+    sys.stderr.write(f"launcher: {message}\n")
+    sys.stderr.flush()
+
+
+class ApiReporter:
+    """Reports steps with PUTs and logs through a batcher; API trouble never stops the build."""
+
+    def __init__(self, client: ApiClient, build_id: int, batcher: LogBatcher) -> None:
+        self.client = client
+        self.build_id = build_id
+        self.batcher = batcher
+
+    def _step_path(self, name: str) -> str:
+        return f"/builds/{self.build_id}/steps/{quote(name, safe='')}"
+
+    def step_started(self, name: str, at: datetime) -> None:
+        """PUT the start time."""
+        try:
+            self.client.put(self._step_path(name), {"startTime": iso(at)})
+        except ApiError as exc:
+            warn(f"could not report the start of {name}: {exc}")
+
+    def lines(self, name: str, lines: list[Line]) -> None:
+        """Queue lines for the batcher."""
+        self.batcher.add(name, lines)
+
+    def step_ended(self, name: str, at: datetime, code: int) -> None:
+        """Send the step's last lines, then PUT its end, so the log is whole when it ends."""
+        self.batcher.flush(name, FINISHED_STEP_FLUSH_SECONDS)
+        try:
+            self.client.put(self._step_path(name), {"endTime": iso(at), "code": code})
+        except ApiError as exc:
+            warn(f"could not report the end of {name}: {exc}")
+
+    def send_batch(self, name: str, payload: dict[str, Any]) -> None:
+        """The batcher's sender."""
+        self.client.post(self._step_path(name) + "/logs", payload)
+
+
+class Heartbeat:
+    """Renews the build's lease; an answer other than RUNNING asks the build to stop."""
+
+    def __init__(
+        self, client: ApiClient, build_id: int, interval: float, stop: threading.Event
+    ) -> None:
+        self.client = client
+        self.build_id = build_id
+        self.interval = max(interval, 0.1)
+        self.stop = stop
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sd-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        """Begin beating."""
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop beating."""
+        self._done.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._done.wait(self.interval):
+            try:
+                answer = self.client.post(
+                    f"/builds/{self.build_id}/heartbeat", {}, timeout=min(self.interval, 10)
+                )
+            except ConflictError:
+                answer = {"status": "FINISHED"}
+            except ApiError as exc:
+                # The lease is long enough to survive a missed beat; keep the build going.
+                warn(f"heartbeat failed: {exc}")
+                continue
+            status = answer.get("status") if isinstance(answer, dict) else None
+            if status and status != "RUNNING":
+                self.stop.set()
+
+
+def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        value = int(environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def run_build(
+    *,
+    api_url: str,
+    build_id: int,
+    workspace_dir: Path,
+    token: str,
+    started: float,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Run build `build_id`; `started` is the monotonic time the launcher began."""
+    environ = os.environ if environ is None else environ
+    client = ApiClient(api_url, token)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        spec = client.get(f"/builds/{build_id}/launch")
+    except ApiError as exc:
+        warn(f"could not fetch what to run: {exc}")
+        return 1
+    try:
+        client.put(f"/builds/{build_id}", {"status": "RUNNING"})
+    except ConflictError:
+        return 0
+    except ApiError as exc:
+        warn(f"could not mark the build running: {exc}")
+        return 1
+
+    try:
+        final = _run_spec(
+            client=client,
+            build_id=build_id,
+            spec=spec,
+            workspace_dir=workspace_dir,
+            token=token,
+            started=started,
+            environ=environ,
+            stop=stop,
+        )
+    except Exception as exc:
+        # A broken spec or workspace must still end the build rather than leave it RUNNING.
+        warn(f"the build could not run: {exc!r}")
+        final = {"status": "FAILURE", "statusMessage": f"The launcher failed: {exc}"}
+    try:
+        client.put(f"/builds/{build_id}", final)
+    except ConflictError:
+        pass  # stopped meanwhile: the server already holds the final status
+    except ApiError as exc:
+        warn(f"could not report the final status: {exc}")
+        return 1
+    return 0
+
+
+def _run_spec(
+    *,
+    client: ApiClient,
+    build_id: int,
+    spec: dict[str, Any],
+    workspace_dir: Path,
+    token: str,
+    started: float,
+    environ: Mapping[str, str],
+    stop: threading.Event,
+) -> dict[str, Any]:
+    """Run what the launch spec describes; return the body of the final PUT."""
+    sweep = process.set_child_subreaper() and process.has_proc()
+    checkout_spec = spec.get("checkout") or {}
+    workspace = Workspace(
+        Path(workspace_dir).resolve(), Workspace.safe_name(checkout_spec.get("name"))
+    )
+    workspace.prepare(spec.get("meta") or {})
+    secrets = {str(k): str(v) for k, v in (spec.get("secrets") or {}).items()}
+    env = build_environment(
+        base=environ,
+        launcher_vars=workspace.variables(token),
+        bin_dir=workspace.bin,
+        job_environment=[(str(k), str(v)) for k, v in spec.get("environment") or []],
+        secrets=secrets,
+    )
+    checkout = (
+        Checkout(
+            url=str(checkout_spec["url"]),
+            sha=str(checkout_spec.get("sha") or ""),
+            branch=str(checkout_spec.get("branch") or ""),
+        )
+        if checkout_spec.get("url")
+        else None
+    )
+    steps = [Step(str(s["name"]), str(s.get("command") or "")) for s in spec.get("steps") or []]
+    timeout = float(spec.get("timeoutSeconds") or 90 * 60)
+    reporter: ApiReporter
+    batcher = LogBatcher(lambda name, payload: reporter.send_batch(name, payload))
+    reporter = ApiReporter(client, build_id, batcher)
+    heartbeat = Heartbeat(client, build_id, float(spec.get("heartbeatSeconds") or 15), stop)
+    heartbeat.start()
+    runner = Runner(
+        workspace=workspace,
+        env=env,
+        reporter=reporter,
+        shell=spec.get("shell") or "/bin/sh",
+        masker=Masker([*secrets.values(), token]),
+        max_line_bytes=_int_env(environ, "SD_LOG_MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES),
+        max_step_bytes=_int_env(environ, "SD_LOG_MAX_STEP_BYTES", DEFAULT_MAX_STEP_BYTES),
+        stop=stop,
+        deadline=started + timeout,
+        sweep=sweep,
+    )
+    try:
+        result = runner.run(steps, checkout)
+    finally:
+        heartbeat.close()
+        batcher.close()
+    final: dict[str, Any] = {"status": result.status, "meta": _final_meta(workspace)}
+    if result.timed_out:
+        final["statusMessage"] = timeout_message(timeout)
+    return final
+
+
+def _final_meta(workspace: Workspace) -> dict[str, Any]:
+    try:
+        return workspace.read_meta()
+    except ValueError as exc:
+        warn(f"meta.json is not valid JSON, sending none: {exc}")
+        return {}

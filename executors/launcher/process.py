@@ -1,0 +1,175 @@
+"""Finding and ending every process a build started, including ones that left its group."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+_PR_SET_CHILD_SUBREAPER = 36
+_PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    """The fields of /proc/PID/stat the launcher needs."""
+
+    pid: int
+    ppid: int
+    pgid: int
+    state: str
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process still runs (a zombie only waits to be reaped)."""
+        return self.state not in ("Z", "X")
+
+
+def set_child_subreaper() -> bool:
+    """Make orphaned descendants reparent to this process, so they can be found and ended."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def has_proc() -> bool:
+    """Whether /proc can be scanned for processes (Linux)."""
+    return (_PROC / "self" / "stat").exists()
+
+
+def _read_stat(pid_dir: Path) -> ProcInfo | None:
+    try:
+        raw = (pid_dir / "stat").read_bytes()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses; the fields after its last ")" don't.
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        return ProcInfo(int(pid_dir.name), int(fields[1]), int(fields[2]), fields[0].decode())
+    except (IndexError, ValueError):
+        return None
+
+
+def processes() -> list[ProcInfo]:
+    """Every process visible in /proc."""
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in _PROC.iterdir():
+            if entry.name.isdigit():
+                info = _read_stat(entry)
+                if info is not None:
+                    found.append(info)
+    return found
+
+
+def descendants(root: int, table: Iterable[ProcInfo] | None = None) -> list[ProcInfo]:
+    """Every process whose parent chain leads to `root` (zombies included)."""
+    children: dict[int, list[ProcInfo]] = {}
+    for info in processes() if table is None else table:
+        children.setdefault(info.ppid, []).append(info)
+    found: list[ProcInfo] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child.pid)
+    return found
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any live (non-zombie) process remains in process group `pgid`."""
+    if not has_proc():
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    return any(info.pgid == pgid and info.alive for info in processes())
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    """Send `sig` to a process group that may already be gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def signal_pid(pid: int, sig: int) -> None:
+    """Send `sig` to a process that may already be gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def reap_children(keep: Iterable[int] = ()) -> None:
+    """Collect exited children (orphans reparented to us), except those a Popen owns."""
+    keep_set = set(keep)
+    me = os.getpid()
+    if not has_proc():
+        return
+    for info in processes():
+        if info.ppid == me and not info.alive and info.pid not in keep_set:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(info.pid, os.WNOHANG)
+
+
+def kill_everything(
+    groups: Iterable[int],
+    *,
+    grace: float,
+    sweep: bool,
+    owned: Iterable[int] = (),
+    while_waiting: Callable[[], None] | None = None,
+) -> None:
+    """End process groups and, with `sweep`, every descendant of ours: SIGTERM, grace, SIGKILL.
+
+    `sweep` is only for a process that exists to run one build (the launcher): it ends all of
+    its descendants and reaps orphans, which would be wrong inside a shared process. `owned`
+    are children a Popen will wait for, so they must not be reaped here; `while_waiting` runs
+    between checks.
+    """
+    me = os.getpid()
+    owned_set = set(owned)
+    group_list = list(groups)
+
+    def live() -> list[ProcInfo]:
+        return [p for p in descendants(me) if p.alive] if sweep else []
+
+    def settle() -> None:
+        # Dying processes may still write; keep their pipe drained so they never block.
+        if while_waiting is not None:
+            while_waiting()
+        if sweep:
+            reap_children(owned_set)
+
+    for pgid in group_list:
+        signal_group(pgid, signal.SIGTERM)
+    for info in live():
+        signal_pid(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        settle()
+        if not live() and not any(group_alive(g) for g in group_list):
+            break
+        time.sleep(0.02)
+    # Repeat because a process may fork between our scan and its death.
+    for _ in range(100):
+        for pgid in group_list:
+            signal_group(pgid, signal.SIGKILL)
+        remaining = live()
+        for info in remaining:
+            signal_pid(info.pid, signal.SIGKILL)
+        settle()
+        if not remaining and not any(group_alive(g) for g in group_list):
+            break
+        time.sleep(0.02)
+    settle()

@@ -1,0 +1,336 @@
+"""Running a build's steps: checkout, user steps in one shell session, teardown, stop."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import shlex
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from . import process
+from .environment import export_script, write_private
+from .logs import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STEP_BYTES, Line, Masker, StepOutput
+from .workspace import Workspace
+
+SETUP_STEP = "sd-setup-scm"
+TEARDOWN_PREFIX = "teardown-"
+_F_SETPIPE_SZ = 1031
+_READ_SIZE = 1 << 20
+
+
+@dataclass(frozen=True)
+class Step:
+    """One user step of the job."""
+
+    name: str
+    command: str
+
+    @property
+    def is_teardown(self) -> bool:
+        """Teardown steps always run, after the others."""
+        return self.name.startswith(TEARDOWN_PREFIX)
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """What `sd-setup-scm` clones and checks out."""
+
+    url: str
+    sha: str = ""
+    branch: str = ""
+
+
+class Reporter(Protocol):
+    """Where the runner reports progress (the API, or a list in tests)."""
+
+    def step_started(self, name: str, at: datetime) -> None:
+        """A step began."""
+
+    def lines(self, name: str, lines: list[Line]) -> None:
+        """A step wrote these lines (masked and capped already)."""
+
+    def step_ended(self, name: str, at: datetime, code: int) -> None:
+        """A step ended with exit code `code`."""
+
+
+@dataclass
+class RunResult:
+    """How the build went."""
+
+    status: str
+    codes: dict[str, int] = field(default_factory=dict)
+    first_failure: int = 0
+    stopped: bool = False
+    timed_out: bool = False
+
+
+def exit_code(returncode: int) -> int:
+    """A shell's view of a status: a death by signal N is 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+class Runner:
+    """Runs the steps of one build and reports them; drive it with `run()` once."""
+
+    def __init__(
+        self,
+        *,
+        workspace: Workspace,
+        env: Mapping[str, str],
+        reporter: Reporter,
+        shell: str = "/bin/sh",
+        masker: Masker | None = None,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_step_bytes: int = DEFAULT_MAX_STEP_BYTES,
+        stop: threading.Event | None = None,
+        deadline: float | None = None,
+        grace: float = 3.0,
+        teardown_budget: float = 60.0,
+        sweep: bool = False,
+    ) -> None:
+        self.workspace = workspace
+        self.env = dict(env)
+        self.reporter = reporter
+        self.shell = shell
+        self.masker = masker or Masker(())
+        self.max_line_bytes = max_line_bytes
+        self.max_step_bytes = max_step_bytes
+        self.stop = stop or threading.Event()
+        self.deadline = deadline
+        self.grace = grace
+        self.teardown_budget = teardown_budget
+        # Only a process that runs nothing but this build may end all of its descendants.
+        self.sweep = sweep
+        self.timed_out = False
+        self._stopped_at: float | None = None
+        self._groups: list[int] = []
+        self._counter = 0
+        self._env_file = workspace.state / "env-0"
+        self._cwd = workspace.source
+        self._read_fd = -1
+        self._write_fd = -1
+
+    # -- stop and timeout -------------------------------------------------------------------
+
+    def stopping(self) -> bool:
+        """Whether the build must stop (asked to, or out of time); remembers when it began."""
+        if self._stopped_at is not None:
+            return True
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.timed_out = True
+            self.stop.set()
+        if self.stop.is_set():
+            self._stopped_at = time.monotonic()
+            return True
+        return False
+
+    def _teardown_over(self) -> bool:
+        self.stopping()
+        started = self._stopped_at
+        return started is not None and time.monotonic() >= started + self.teardown_budget
+
+    # -- the build --------------------------------------------------------------------------
+
+    def run(self, steps: Sequence[Step], checkout: Checkout | None = None) -> RunResult:
+        """Run checkout, the steps and the teardown steps; end every process left behind."""
+        result = RunResult(status="FAILURE")
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        with contextlib.suppress(OSError):
+            # A bigger pipe means fewer wake-ups for chatty steps.
+            fcntl.fcntl(self._write_fd, _F_SETPIPE_SZ, _READ_SIZE)
+        try:
+            self.workspace.source.mkdir(parents=True, exist_ok=True)
+            write_private(self._env_file, export_script(self.env))
+            if checkout is not None and not self.stopping():
+                self._record(result, SETUP_STEP, self._setup_scm(checkout))
+            for step in steps:
+                if step.is_teardown or result.first_failure or self.stopping():
+                    continue
+                self._record(result, step.name, self._shell_step(step, None))
+            for step in steps:
+                if step.is_teardown and not self._teardown_over():
+                    code = self._shell_step(step, result.first_failure)
+                    self._record(result, step.name, code)
+        finally:
+            groups = [] if self.sweep else self._groups
+            process.kill_everything(groups, grace=self.grace, sweep=self.sweep)
+            os.close(self._read_fd)
+            os.close(self._write_fd)
+        self.stopping()
+        result.stopped = self.stop.is_set()
+        result.timed_out = self.timed_out
+        ok = not result.stopped and all(code == 0 for code in result.codes.values())
+        result.status = "SUCCESS" if ok else "FAILURE"
+        return result
+
+    @staticmethod
+    def _record(result: RunResult, name: str, code: int) -> None:
+        result.codes[name] = code
+        if code and not result.first_failure:
+            result.first_failure = code
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _setup_scm(self, checkout: Checkout) -> int:
+        target = checkout.sha or (f"origin/{checkout.branch}" if checkout.branch else "HEAD")
+        source = str(self.workspace.source)
+        clone = ["git", "clone", "--no-checkout", "--", checkout.url, source]
+        detach = ["git", "-c", "advice.detachedHead=false", "-C", source, "checkout", "--detach"]
+        commands = [clone, [*detach, target]]
+        env = {**self.env, "GIT_TERMINAL_PROMPT": "0"}
+        output = self._output()
+        self.reporter.step_started(SETUP_STEP, datetime.now(UTC))
+        code = 0
+        if target.startswith("-"):
+            # An option where a revision belongs would change what git does.
+            self._log(SETUP_STEP, output, f"Refusing to check out {target!r}.\n".encode())
+            code = 1
+        for argv in commands if code == 0 else []:
+            self._log(SETUP_STEP, output, f"$ {shlex.join(argv)}\n".encode())
+            code = self._execute(SETUP_STEP, argv, self.workspace.root, env, output, self.stopping)
+            if code != 0:
+                break
+        self._log(SETUP_STEP, output, b"", finish=True)
+        self.reporter.step_ended(SETUP_STEP, datetime.now(UTC), code)
+        return code
+
+    def _shell_step(self, step: Step, teardown_code: int | None) -> int:
+        self._counter += 1
+        k = self._counter
+        state = self.workspace.state
+        env_out, pwd_out = state / f"env-{k}", state / f"pwd-{k}"
+        command, wrapper = state / f"cmd-{k}.sh", state / f"step-{k}.sh"
+        text = step.command if step.command.endswith("\n") else step.command + "\n"
+        write_private(command, text)
+        q = shlex.quote
+        exports = [f"export SD_STEP_NAME={q(step.name)}"]
+        if teardown_code is not None:
+            exports.append(f"export SD_STEP_EXIT_CODE={teardown_code}")
+        # The user's command is only ever sourced from its own file, never pasted into shell
+        # text; the EXIT trap hands exported variables and the directory to the next step.
+        write_private(
+            wrapper,
+            "\n".join(
+                [
+                    f". {q(str(self._env_file))}",
+                    *exports,
+                    f"__sd_env_out={q(str(env_out))}",
+                    f"__sd_pwd_out={q(str(pwd_out))}",
+                    'trap \'__sd_status=$?; export -p >"$__sd_env_out"; '
+                    'pwd >"$__sd_pwd_out"; exit "$__sd_status"\' EXIT',
+                    f". {q(str(command))}",
+                    "",
+                ]
+            ),
+        )
+        cwd = self._cwd if self._cwd.is_dir() else self.workspace.source
+        # The shell starts almost empty and gets everything from the sourced state, so that a
+        # variable a step unset stays unset. SD_ROOT_DIR lets an executor find build processes.
+        env = {"SD_ROOT_DIR": self.env.get("SD_ROOT_DIR", str(self.workspace.root))}
+        should_kill: Callable[[], bool] = self._teardown_over if step.is_teardown else self.stopping
+        output = self._output()
+        self.reporter.step_started(step.name, datetime.now(UTC))
+        code = self._execute(
+            step.name, [self.shell, "-e", str(wrapper)], cwd, env, output, should_kill
+        )
+        self._log(step.name, output, b"", finish=True)
+        self.reporter.step_ended(step.name, datetime.now(UTC), code)
+        if env_out.exists():
+            self._env_file = env_out
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            directory = pwd_out.read_bytes().removesuffix(b"\n")
+            if directory:
+                self._cwd = Path(os.fsdecode(directory))
+        return code
+
+    # -- processes and output ---------------------------------------------------------------
+
+    def _output(self) -> StepOutput:
+        return StepOutput(self.masker, self.max_line_bytes, self.max_step_bytes)
+
+    def _log(self, name: str, output: StepOutput, data: bytes, finish: bool = False) -> None:
+        lines = output.feed(data) if data else []
+        if finish:
+            lines += output.finish()
+        if lines:
+            self.reporter.lines(name, lines)
+
+    def _pump(self, name: str, output: StepOutput, reads: int = 16) -> None:
+        """Move what is in the pipe to the step's log, a bounded amount at a time."""
+        for _ in range(reads):
+            try:
+                data = os.read(self._read_fd, _READ_SIZE)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            self._log(name, output, data)
+
+    def _execute(
+        self,
+        name: str,
+        argv: list[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        output: StepOutput,
+        should_kill: Callable[[], bool],
+    ) -> int:
+        """Run one process in its own group, logging its output; end it when told to."""
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self._write_fd,
+                stderr=self._write_fd,
+                cwd=cwd,
+                env=dict(env),
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            self._log(name, output, f"Could not start {argv[0]}: {exc}\n".encode())
+            return 127
+        self._groups.append(proc.pid)
+        poller = select.poll()
+        poller.register(self._read_fd, select.POLLIN)
+        pidfd = _pidfd(proc.pid)
+        if pidfd is not None:
+            poller.register(pidfd, select.POLLIN)
+        try:
+            while proc.poll() is None:
+                if should_kill():
+                    process.kill_everything(
+                        [proc.pid],
+                        grace=self.grace,
+                        sweep=self.sweep,
+                        owned=[proc.pid],
+                        while_waiting=lambda: self._pump(name, output),
+                    )
+                    proc.wait()
+                    break
+                for fd, _event in poller.poll(100 if pidfd is not None else 20):
+                    if fd == self._read_fd:
+                        self._pump(name, output)
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+        # Everything the step wrote before it exited is in the pipe now.
+        self._pump(name, output, reads=256)
+        return exit_code(proc.returncode)

@@ -1,0 +1,188 @@
+"""Log lines: splitting, caps, masking, encoding and numbered batches."""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from executors.launcher.environment import build_environment
+from executors.launcher.logs import LogBatcher, Masker, StepOutput, encode_line
+from executors.launcher.runner import Runner, Step
+from executors.launcher.workspace import Workspace
+
+
+def raw(lines: list[tuple[int, bytes]]) -> list[bytes]:
+    return [line for _t, line in lines]
+
+
+def test_lines_are_split_across_chunks_and_the_last_partial_line_is_kept() -> None:
+    out = StepOutput()
+    got = raw(out.feed(b"one\ntw")) + raw(out.feed(b"o\r\n\nthr")) + raw(out.feed(b"ee"))
+    assert got == [b"one", b"two", b""]
+    assert raw(out.finish()) == [b"three"]
+    assert out.finish() == []
+
+
+def test_a_line_over_the_cap_is_cut_with_a_marker_even_across_many_chunks() -> None:
+    out = StepOutput(max_line_bytes=10)
+    lines = []
+    for _ in range(100):
+        lines += out.feed(b"x" * 7)
+    lines += out.feed(b"\nshort\n" + b"y" * 11 + b"\n")
+    assert raw(lines) == [
+        b"x" * 10 + b" [line truncated]",
+        b"short",
+        b"y" * 10 + b" [line truncated]",
+    ]
+
+
+def test_the_cut_never_splits_a_utf8_character() -> None:
+    out = StepOutput(max_line_bytes=5)
+    (line,) = raw(out.feed("abcdé€\n".encode()))
+    assert line == b"abcd [line truncated]"
+    assert line.decode("utf-8")
+
+
+def test_past_the_step_cap_one_marker_line_is_sent_and_the_rest_dropped() -> None:
+    out = StepOutput(max_step_bytes=20)
+    lines = raw(out.feed(b"0123456789\n0123456789\nmore\n"))
+    lines += raw(out.feed(b"still more\n")) + raw(out.finish())
+    assert lines == [b"0123456789", b"[log truncated: this step wrote more than 20 bytes]"]
+
+
+def test_secrets_are_masked_also_across_chunks_and_line_by_line_when_multiline() -> None:
+    masker = Masker(["hunter2", "", "-----BEGIN-----\nbody-line\n"])
+    out = StepOutput(masker)
+    lines = raw(out.feed(b"pw=hun")) + raw(out.feed(b"ter2 ok\nbody-line\n"))
+    assert lines == [b"pw=**** ok", b"****"]
+
+
+def test_a_secret_straddling_the_line_cap_is_still_masked() -> None:
+    out = StepOutput(Masker(["abcdefgh"]), max_line_bytes=8)
+    (line,) = raw(out.feed(b"xxxxxabcdefgh-and-more\n"))
+    assert line == b"xxxxx*** [line truncated]"
+
+
+def test_lines_that_are_not_utf8_travel_as_base64() -> None:
+    assert encode_line((5, "é".encode())) == {"t": 5, "m": "é"}
+    assert encode_line((6, b"\xff\xfeok")) == {
+        "t": 6,
+        "b": base64.b64encode(b"\xff\xfeok").decode(),
+    }
+
+
+class Sink:
+    """The HTTP edge: records every batch sent, optionally failing the first attempts."""
+
+    def __init__(self, failures: int = 0, permanent: bool = False) -> None:
+        self.batches: list[tuple[str, dict[str, Any]]] = []
+        self.attempts = 0
+        self.failures = failures
+        self.permanent = permanent
+        self.lock = threading.Lock()
+
+    def __call__(self, step: str, payload: dict[str, Any]) -> None:
+        with self.lock:
+            self.attempts += 1
+            if self.attempts <= self.failures:
+                error = ConnectionError("down")
+                error.permanent = self.permanent  # type: ignore[attr-defined]
+                raise error
+            self.batches.append((step, payload))
+
+
+class BatchingReporter:
+    """What the launcher's API reporter does, with the sink in place of HTTP."""
+
+    def __init__(self, batcher: LogBatcher) -> None:
+        self.batcher = batcher
+
+    def step_started(self, name: str, at: datetime) -> None:
+        pass
+
+    def lines(self, name: str, lines: list[tuple[int, bytes]]) -> None:
+        self.batcher.add(name, lines)
+
+    def step_ended(self, name: str, at: datetime, code: int) -> None:
+        assert self.batcher.flush(name)
+
+
+def assert_contiguous(batches: list[dict[str, Any]]) -> None:
+    next_line = 0
+    for seq, batch in enumerate(batches):
+        assert batch["seq"] == seq
+        assert batch["firstLine"] == next_line
+        assert 0 < len(batch["lines"]) <= 1000
+        next_line += len(batch["lines"])
+
+
+def test_a_step_printing_100000_lines_yields_them_all_numbered_without_gaps(
+    tmp_path: Path,
+) -> None:
+    sink = Sink()
+    batcher = LogBatcher(sink)
+    workspace = Workspace(tmp_path / "ws")
+    workspace.prepare({})
+    env = build_environment(
+        base={"PATH": os.environ["PATH"]},
+        launcher_vars=workspace.variables("t"),
+        bin_dir=workspace.bin,
+        job_environment=[],
+        secrets={"SECRET": "line 4242"},
+    )
+    runner = Runner(
+        workspace=workspace,
+        env=env,
+        reporter=BatchingReporter(batcher),
+        masker=Masker(["line 4242"]),
+    )
+    began = time.monotonic()
+    result = runner.run([Step("chatty", "seq 0 99999 | sed 's/^/line /'")])
+    batcher.close()
+    assert time.monotonic() - began < 10
+    assert result.status == "SUCCESS"
+    batches = [payload for step, payload in sink.batches if step == "chatty"]
+    assert_contiguous(batches)
+    texts = [line["m"] for batch in batches for line in batch["lines"]]
+    assert len(texts) == 100_000
+    expected = [f"line {i}".replace("line 4242", "****") for i in range(100_000)]
+    assert texts == expected
+
+
+def test_a_failed_batch_is_resent_with_the_same_seq() -> None:
+    sink = Sink(failures=2)
+    batcher = LogBatcher(sink, interval=0.01)
+    batcher.add("s", [(1, b"a"), (2, b"b")])
+    assert batcher.flush("s", timeout=10)
+    batcher.add("s", [(3, b"c")])
+    batcher.close()
+    assert sink.attempts == 4
+    assert [(p["seq"], p["firstLine"], len(p["lines"])) for _s, p in sink.batches] == [
+        (0, 0, 2),
+        (1, 2, 1),
+    ]
+
+
+def test_a_permanently_refused_batch_is_dropped_and_leaves_a_visible_gap() -> None:
+    sink = Sink(failures=1, permanent=True)
+    batcher = LogBatcher(sink, interval=0.01)
+    batcher.add("s", [(1, b"a")])
+    batcher.flush("s", timeout=10)
+    batcher.add("s", [(2, b"b")])
+    batcher.close()
+    assert [(p["seq"], p["firstLine"]) for _s, p in sink.batches] == [(1, 1)]
+
+
+def test_lines_go_out_within_a_quarter_second_without_a_flush() -> None:
+    sink = Sink()
+    batcher = LogBatcher(sink)
+    batcher.add("s", [(1, b"a")])
+    time.sleep(0.6)
+    sent = len(sink.batches)
+    batcher.close()
+    assert sent == 1

@@ -1,0 +1,499 @@
+"""The runner with real shells, real git and real process trees (no HTTP server needed)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from executors.launcher.environment import build_environment
+from executors.launcher.launch import timeout_message
+from executors.launcher.logs import Line, Masker
+from executors.launcher.runner import Checkout, Runner, Step
+from executors.launcher.workspace import Workspace
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+class Collector:
+    """A reporter that keeps everything in memory."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, int | None]] = []
+        self.output: dict[str, list[bytes]] = {}
+
+    def step_started(self, name: str, at: datetime) -> None:
+        self.events.append(("start", name, None))
+
+    def lines(self, name: str, lines: list[Line]) -> None:
+        self.output.setdefault(name, []).extend(raw for _t, raw in lines)
+
+    def step_ended(self, name: str, at: datetime, code: int) -> None:
+        self.events.append(("end", name, code))
+
+    def text(self, name: str) -> list[str]:
+        return [raw.decode("utf-8", "replace") for raw in self.output.get(name, [])]
+
+
+def make_runner(
+    tmp_path: Path,
+    *,
+    secrets: dict[str, str] | None = None,
+    job_env: list[tuple[str, str]] | None = None,
+    **kwargs: object,
+) -> tuple[Runner, Collector]:
+    workspace = Workspace(tmp_path / "ws", "repo")
+    workspace.prepare({"seed": "from-parent"})
+    env = build_environment(
+        base={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+        launcher_vars=workspace.variables("build-token"),
+        bin_dir=workspace.bin,
+        job_environment=job_env or [],
+        secrets=secrets or {},
+    )
+    reporter = Collector()
+    runner = Runner(
+        workspace=workspace,
+        env=env,
+        reporter=reporter,
+        masker=Masker([*(secrets or {}).values(), "build-token"]),
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return runner, reporter
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie has finished)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] not in "ZX"
+
+
+def test_exported_variables_and_directory_carry_over_between_steps(tmp_path: Path) -> None:
+    runner, out = make_runner(tmp_path)
+    result = runner.run(
+        [
+            Step("one", "export KEPT='a b'\nLOCAL=gone\nmkdir -p sub && cd sub"),
+            Step("two", 'echo "$KEPT|${LOCAL:-unset}|$(basename "$PWD")"\nunset KEPT'),
+            Step("three", 'echo "${KEPT:-unset} $SD_STEP_NAME"'),
+        ]
+    )
+    assert result.status == "SUCCESS"
+    assert out.text("two") == ["a b|unset|sub"]
+    assert out.text("three") == ["unset three"]
+
+
+def test_the_first_step_runs_in_the_source_dir_with_the_build_environment(
+    tmp_path: Path,
+) -> None:
+    runner, out = make_runner(tmp_path, job_env=[("GREETING", "hi-$SD_BUILD_X"), ("X", "${HOME}")])
+    runner.run([Step("one", 'pwd; echo "$X $SD_META_PATH"; command -v meta')])
+    workspace = runner.workspace
+    assert out.text("one") == [
+        str(workspace.source),
+        f"{tmp_path} {workspace.meta_path}",
+        str(workspace.bin / "meta"),
+    ]
+
+
+def test_set_e_ends_a_step_at_its_first_failing_command(tmp_path: Path) -> None:
+    runner, out = make_runner(tmp_path)
+    result = runner.run(
+        [
+            Step("one", "echo before\n(exit 3)\necho after"),
+            Step("two", "echo never"),
+        ]
+    )
+    assert result.status == "FAILURE"
+    assert result.codes == {"one": 3}
+    assert out.text("one") == ["before"]
+    assert ("start", "two", None) not in out.events
+
+
+def test_teardown_steps_run_last_and_see_the_first_failing_code(tmp_path: Path) -> None:
+    runner, out = make_runner(tmp_path)
+    result = runner.run(
+        [
+            Step("teardown-report", 'echo "code=$SD_STEP_EXIT_CODE"'),
+            Step("build", "exit 7"),
+            Step("test", "echo skipped"),
+            Step("teardown-second", 'echo "again=$SD_STEP_EXIT_CODE"'),
+        ]
+    )
+    assert [e for e in out.events if e[0] == "end"] == [
+        ("end", "build", 7),
+        ("end", "teardown-report", 0),
+        ("end", "teardown-second", 0),
+    ]
+    assert out.text("teardown-report") == ["code=7"]
+    assert out.text("teardown-second") == ["again=7"]
+    assert result.status == "FAILURE"
+
+
+def test_a_failing_teardown_fails_an_otherwise_green_build(tmp_path: Path) -> None:
+    runner, out = make_runner(tmp_path)
+    result = runner.run(
+        [Step("build", "true"), Step("teardown-x", "echo $SD_STEP_EXIT_CODE; false")]
+    )
+    assert out.text("teardown-x") == ["0"]
+    assert result.status == "FAILURE"
+
+
+def test_setup_scm_clones_and_checks_out_the_sha(tmp_path: Path) -> None:
+    repo = tmp_path / "repo.git"
+    git = ["git", "-c", "user.email=a@b", "-c", "user.name=n", "-C", str(repo)]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    (repo / "file.txt").write_text("first\n")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    sha = subprocess.check_output([*git, "rev-parse", "HEAD"], text=True).strip()
+    (repo / "file.txt").write_text("second\n")
+    subprocess.run([*git, "commit", "-qam", "two"], check=True)
+
+    runner, out = make_runner(tmp_path)
+    result = runner.run(
+        [Step("show", "cat file.txt; git rev-parse HEAD")], Checkout(str(repo), sha, "main")
+    )
+    assert result.status == "SUCCESS"
+    assert out.events[:2] == [("start", "sd-setup-scm", None), ("end", "sd-setup-scm", 0)]
+    assert out.text("show") == ["first", sha]
+
+
+def test_a_failed_checkout_skips_user_steps_but_runs_teardown(tmp_path: Path) -> None:
+    runner, out = make_runner(tmp_path)
+    result = runner.run(
+        [Step("build", "echo no"), Step("teardown-t", "echo $SD_STEP_EXIT_CODE")],
+        Checkout(str(tmp_path / "missing.git"), "0" * 40),
+    )
+    assert result.status == "FAILURE"
+    assert result.codes["sd-setup-scm"] != 0
+    assert "build" not in result.codes
+    assert out.text("teardown-t") == [str(result.codes["sd-setup-scm"])]
+
+
+def test_non_utf8_bytes_reach_the_reporter_unchanged(tmp_path: Path) -> None:
+    runner, out = make_runner(tmp_path)
+    runner.run([Step("bytes", r"printf 'ok\377\376end\n'")])
+    assert out.output["bytes"] == [b"ok\xff\xfeend"]
+
+
+def test_secrets_and_the_token_are_masked_in_step_output(tmp_path: Path) -> None:
+    runner, out = make_runner(tmp_path, secrets={"API_KEY": "s3cr3t-value"})
+    runner.run([Step("leak", 'echo "key=$API_KEY token=$SD_TOKEN"; echo "$API_KEY" >&2')])
+    assert out.text("leak") == ["key=**** token=****", "****"]
+
+
+def test_the_meta_command_edits_the_build_meta(tmp_path: Path) -> None:
+    runner, out = make_runner(tmp_path)
+    runner.run([Step("one", "meta set a.b.c 1"), Step("two", "meta get a.b; meta get seed")])
+    assert out.text("two") == ['{"c": "1"}', "from-parent"]
+    assert runner.workspace.read_meta() == {"seed": "from-parent", "a": {"b": {"c": "1"}}}
+
+
+def test_a_timeout_kills_the_step_runs_teardown_and_reports_timed_out(tmp_path: Path) -> None:
+    runner, out = make_runner(tmp_path, deadline=time.monotonic() + 1.0)
+    began = time.monotonic()
+    result = runner.run(
+        [Step("slow", "echo go; sleep 30"), Step("next", "true"), Step("teardown-t", "echo td")]
+    )
+    assert time.monotonic() - began < 8
+    assert result.timed_out and result.stopped
+    assert result.status == "FAILURE"
+    assert result.codes["slow"] == 128 + signal.SIGTERM
+    assert "next" not in result.codes
+    assert out.text("teardown-t") == ["td"]
+
+
+def test_a_stop_between_steps_skips_the_rest_but_not_teardown(tmp_path: Path) -> None:
+    stop = threading.Event()
+    runner, _out = make_runner(tmp_path, stop=stop)
+    stop.set()
+    result = runner.run([Step("build", "true"), Step("teardown-t", "echo td")])
+    assert result.codes == {"teardown-t": 0}
+    assert result.status == "FAILURE"
+
+
+def test_teardown_after_a_stop_is_bounded(tmp_path: Path) -> None:
+    stop = threading.Event()
+    stop.set()
+    runner, _out = make_runner(tmp_path, stop=stop, teardown_budget=0.5, grace=0.2)
+    began = time.monotonic()
+    result = runner.run([Step("teardown-hang", "sleep 30"), Step("teardown-late", "true")])
+    assert time.monotonic() - began < 5
+    assert result.codes == {"teardown-hang": 128 + signal.SIGTERM}
+
+
+def test_the_timeout_message_names_minutes() -> None:
+    assert timeout_message(5400) == "Build timed out after 90 minutes"
+    assert timeout_message(90) == "Build timed out after 1.5 minutes"
+    assert timeout_message(1) == "Build timed out after 0.02 minutes"
+
+
+DRIVER = r"""
+import json, os, signal, sys, threading, time
+from pathlib import Path
+from executors.launcher import process
+from executors.launcher.environment import build_environment
+from executors.launcher.runner import Runner, Step
+from executors.launcher.workspace import Workspace
+
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+sweep = process.set_child_subreaper()
+
+class Quiet:
+    def step_started(self, name, at): pass
+    def lines(self, name, lines): pass
+    def step_ended(self, name, at, code): pass
+
+workspace = Workspace(Path(sys.argv[1]))
+workspace.prepare({})
+env = build_environment(base={"PATH": os.environ["PATH"], "PY": sys.executable},
+    launcher_vars=workspace.variables("t"), bin_dir=workspace.bin, job_environment=[], secrets={})
+mark = 'echo "$SD_STEP_EXIT_CODE" > "$SD_ROOT_DIR/teardown"'
+steps = [Step("build", sys.argv[2]), Step("teardown-mark", mark)]
+result = Runner(workspace=workspace, env=env, reporter=Quiet(), stop=stop, sweep=sweep).run(steps)
+print(json.dumps({"codes": result.codes, "sweep": sweep}))
+"""
+
+TREE = r"""
+sh -c 'trap "" TERM; echo $$ > "$SD_ROOT_DIR/ignorer"; while :; do sleep 0.1; done' &
+"$PY" -c '
+import os, sys, time
+if os.fork(): sys.exit(0)
+os.setsid()
+if os.fork(): sys.exit(0)
+signal = __import__("signal"); signal.signal(signal.SIGTERM, signal.SIG_IGN)
+open(os.environ["SD_ROOT_DIR"] + "/daemon", "w").write(str(os.getpid()))
+time.sleep(1000)
+'
+wait
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc and prctl")
+def test_a_stop_ends_the_whole_tree_even_processes_that_ignore_sigterm_or_setsid(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "ws"
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(root), TREE],
+        cwd=PROJECT,
+        stdout=subprocess.PIPE,
+        env={"PATH": os.environ["PATH"]},
+    )
+    try:
+        pid_files = [root / "ignorer", root / "daemon"]
+        deadline = time.monotonic() + 20
+        while not all(p.exists() and p.read_text().strip() for p in pid_files):
+            assert time.monotonic() < deadline, "the step never started its processes"
+            time.sleep(0.05)
+        pids = [int(p.read_text()) for p in pid_files]
+        assert all(alive(pid) for pid in pids)
+        began = time.monotonic()
+        driver.send_signal(signal.SIGTERM)
+        stdout, _ = driver.communicate(timeout=15)
+        assert time.monotonic() - began < 10
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    survivors = [pid for pid in pids if alive(pid)]
+    for pid in survivors:  # never leave a failed run's processes behind
+        os.kill(pid, signal.SIGKILL)
+    report = json.loads(stdout)
+    assert report["sweep"] is True
+    assert report["codes"]["build"] == 128 + signal.SIGTERM
+    assert (root / "teardown").read_text().strip() == str(128 + signal.SIGTERM)
+    assert survivors == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc and prctl")
+def test_background_processes_left_by_steps_are_ended_when_the_build_ends(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "ws"
+    script = 'sleep 1000 &\necho $! > "$SD_ROOT_DIR/ignorer"\necho 0 > "$SD_ROOT_DIR/daemon"'
+    out = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(root), script],
+        cwd=PROJECT,
+        capture_output=True,
+        env={"PATH": os.environ["PATH"]},
+        timeout=30,
+        check=True,
+    )
+    assert json.loads(out.stdout)["codes"] == {"build": 0, "teardown-mark": 0}
+    assert not alive(int((root / "ignorer").read_text()))
+
+
+class FakeApi:
+    """The HTTP edge: a tiny stand-in for the API that records what the launcher sends."""
+
+    def __init__(self, spec: dict[str, object], *, heartbeat: str = "RUNNING", running: int = 200):
+        self.spec = spec
+        self.heartbeat = heartbeat
+        self.running = running
+        self.calls: list[tuple[str, str, object, str]] = []
+        self.finished = threading.Event()
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _answer(self, code: int, body: object) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                auth = self.headers.get("Authorization", "")
+                api.calls.append((self.command, self.path, body, auth))
+                if self.path.endswith("/launch"):
+                    self._answer(200, api.spec)
+                elif self.path.endswith("/heartbeat"):
+                    self._answer(200, {"status": api.heartbeat})
+                elif self.path == "/v4/builds/7" and body == {"status": "RUNNING"}:
+                    self._answer(api.running, {})
+                else:
+                    self._answer(200, {})
+                    if self.path == "/v4/builds/7":
+                        api.finished.set()
+
+            do_GET = do_PUT = do_POST = _handle
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def launch_spec(steps: list[dict[str, str]], **extra: object) -> dict[str, object]:
+    return {
+        "build": {"id": 7, "eventId": 3, "jobId": 2, "pipelineId": 1, "number": 1},
+        "checkout": {},
+        "steps": steps,
+        "environment": [["SD_BUILD_ID", "7"], ["FOO", "$SD_BUILD_ID-x"]],
+        "secrets": {"PASSWORD": "pa55"},
+        "meta": {"parent": "yes"},
+        "timeoutSeconds": 60,
+        "heartbeatSeconds": 0.2,
+        "shell": "/bin/sh",
+        **extra,
+    }
+
+
+def launcher(api: FakeApi, workspace: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "executors.launcher",
+        "--api-url",
+        api.url,
+        "--build-id",
+        "7",
+        "--workspace",
+        str(workspace),
+        *extra,
+    ]
+
+
+LAUNCHER_ENV = {"PATH": os.environ.get("PATH", ""), "SD_LAUNCHER_TOKEN": "tok-123"}
+
+
+def test_the_launcher_speaks_the_protocol_from_launch_to_final_status(tmp_path: Path) -> None:
+    api = FakeApi(
+        launch_spec(
+            [
+                {"name": "build", "command": 'echo "$FOO $PASSWORD"; meta set out.x 1'},
+                {"name": "teardown-t", "command": "echo done"},
+            ]
+        )
+    )
+    try:
+        subprocess.run(
+            launcher(api, tmp_path / "ws"), cwd=PROJECT, env=LAUNCHER_ENV, timeout=60, check=True
+        )
+    finally:
+        api.close()
+    assert {auth for *_rest, auth in api.calls} == {"Bearer tok-123"}
+    steps = [(m, p, sorted(b)) for m, p, b, _a in api.calls if "/steps/" in p]
+    assert [s for s in steps if not s[1].endswith("/logs")] == [
+        ("PUT", "/v4/builds/7/steps/build", ["startTime"]),
+        ("PUT", "/v4/builds/7/steps/build", ["code", "endTime"]),
+        ("PUT", "/v4/builds/7/steps/teardown-t", ["startTime"]),
+        ("PUT", "/v4/builds/7/steps/teardown-t", ["code", "endTime"]),
+    ]
+    logs = [b for m, p, b, _a in api.calls if p == "/v4/builds/7/steps/build/logs"]
+    assert logs[0]["seq"] == 0 and logs[0]["firstLine"] == 0
+    assert [line["m"] for line in logs[0]["lines"]] == ["7-x ****"]
+    method, path, final, _auth = api.calls[-1]
+    assert (method, path) == ("PUT", "/v4/builds/7")
+    assert final == {"status": "SUCCESS", "meta": {"parent": "yes", "out": {"x": "1"}}}
+
+
+def test_a_detached_launcher_stops_when_the_heartbeat_says_aborted(tmp_path: Path) -> None:
+    api = FakeApi(
+        launch_spec(
+            [{"name": "build", "command": "sleep 30"}, {"name": "teardown-t", "command": "true"}]
+        ),
+        heartbeat="ABORTED",
+    )
+    try:
+        began = time.monotonic()
+        printed = subprocess.run(
+            launcher(api, tmp_path / "ws", "--detach"),
+            cwd=PROJECT,
+            env=LAUNCHER_ENV,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        pid = int(printed.strip())
+        assert os.getpgid(pid) == pid
+        assert api.finished.wait(15)
+        assert time.monotonic() - began < 10
+        gone_by = time.monotonic() + 5
+        while alive(pid) and time.monotonic() < gone_by:
+            time.sleep(0.05)
+        assert not alive(pid)
+    finally:
+        api.close()
+    final = api.calls[-1][2]
+    assert final["status"] == "FAILURE"
+    ended = [b["code"] for m, p, b, _a in api.calls if m == "PUT" and "code" in (b or {})]
+    assert ended == [128 + signal.SIGTERM, 0]
+
+
+def test_a_build_aborted_before_it_started_runs_nothing(tmp_path: Path) -> None:
+    api = FakeApi(launch_spec([{"name": "build", "command": "touch ran"}]), running=409)
+    try:
+        result = subprocess.run(
+            launcher(api, tmp_path / "ws"), cwd=PROJECT, env=LAUNCHER_ENV, timeout=30
+        )
+    finally:
+        api.close()
+    assert result.returncode == 0
+    assert [(m, p) for m, p, _b, _a in api.calls] == [
+        ("GET", "/v4/builds/7/launch"),
+        ("PUT", "/v4/builds/7"),
+    ]

@@ -1,0 +1,156 @@
+"""Builds, their steps and their logs."""
+
+from __future__ import annotations
+
+import zlib
+
+from django.db import models
+from django.db.models import Q
+
+from pipelines.models import Event, Job
+
+
+class BuildStatus(models.TextChoices):
+    CREATED = "CREATED"
+    QUEUED = "QUEUED"
+    BLOCKED = "BLOCKED"
+    FROZEN = "FROZEN"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    ABORTED = "ABORTED"
+    UNSTABLE = "UNSTABLE"
+    COLLAPSED = "COLLAPSED"
+
+
+FINISHED_STATUSES = frozenset(
+    {
+        BuildStatus.SUCCESS,
+        BuildStatus.FAILURE,
+        BuildStatus.ABORTED,
+        BuildStatus.UNSTABLE,
+        BuildStatus.COLLAPSED,
+    }
+)
+ACTIVE_STATUSES = frozenset({BuildStatus.QUEUED, BuildStatus.RUNNING, BuildStatus.BLOCKED, BuildStatus.FROZEN})
+
+
+class BuildQuerySet(models.QuerySet["Build"]):
+    def active(self) -> BuildQuerySet:
+        return self.filter(status__in=ACTIVE_STATUSES)
+
+    def with_lapsed_lease(self, now: object) -> BuildQuerySet:
+        return self.filter(
+            status__in=[BuildStatus.QUEUED, BuildStatus.RUNNING],
+            lease_expires_at__isnull=False,
+            lease_expires_at__lt=now,
+        )
+
+
+class Build(models.Model):
+    """One run of one job (one permutation of it) within one event."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="builds")
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="builds")
+    permutation = models.PositiveSmallIntegerField(default=0)
+    parent_build = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    parent_builds = models.JSONField(default=dict, blank=True)
+    number = models.BigIntegerField()
+    cause = models.CharField(max_length=512, blank=True, default="")
+    sha = models.CharField(max_length=40)
+    container = models.CharField(max_length=256, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    start_time = models.DateTimeField(null=True, blank=True)
+    end_time = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=BuildStatus.choices, default=BuildStatus.QUEUED)
+    status_message = models.CharField(max_length=1024, blank=True, default="")
+    meta = models.JSONField(default=dict, blank=True)
+    environment = models.JSONField(default=dict, blank=True)
+    stats = models.JSONField(default=dict, blank=True)
+    timeout_seconds = models.FloatField(default=90 * 60)
+    executor = models.CharField(max_length=32, default="local")
+    # What the executor needs to find the build again (a pid, a container id, a pod name).
+    executor_state = models.JSONField(default=dict, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    # Renewed by the launcher's heartbeat; the reaper fails builds whose lease lapsed.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    objects = BuildQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # Decides joins: two parents finishing at once cannot both create the join build.
+            models.UniqueConstraint(
+                fields=["event", "job", "permutation"], name="one_build_per_job_per_event"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["job", "-id"], name="build_history_of_job"),
+            models.Index(fields=["status", "lease_expires_at"], name="build_reaper_scan"),
+        ]
+
+    def __str__(self) -> str:
+        return f"build {self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+
+class Step(models.Model):
+    """One step of a build, with its exit code and timing."""
+
+    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveIntegerField()
+    name = models.CharField(max_length=64)
+    command = models.TextField(blank=True, default="")
+    code = models.IntegerField(null=True, blank=True)
+    start_time = models.DateTimeField(null=True, blank=True)
+    end_time = models.DateTimeField(null=True, blank=True)
+    lines = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["build_id", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["build", "name"], name="step_name_unique_in_build")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.build_id}:{self.name}"
+
+
+class LogBatch(models.Model):
+    """An append-only, numbered batch of a step's log lines, stored compressed."""
+
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="log_batches")
+    seq = models.PositiveIntegerField()
+    first_line = models.PositiveIntegerField()
+    line_count = models.PositiveIntegerField()
+    # zlib of the raw line bytes joined by "\n": bytes that are not UTF-8 are kept as sent.
+    data = models.BinaryField()
+    # Milliseconds since the epoch, one per line.
+    times = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["step_id", "first_line"]
+        constraints = [
+            # Makes appends idempotent: a resend of the same batch is a no-op.
+            models.UniqueConstraint(fields=["step", "seq"], name="log_batch_once_per_seq"),
+            models.CheckConstraint(condition=Q(line_count__gt=0), name="log_batch_not_empty"),
+        ]
+        indexes = [models.Index(fields=["step", "first_line"], name="log_batch_by_line")]
+
+    def __str__(self) -> str:
+        return f"{self.step_id}#{self.seq}"
+
+    @staticmethod
+    def pack(lines: list[bytes]) -> bytes:
+        return zlib.compress(b"\n".join(lines), 6)
+
+    def unpack(self) -> list[bytes]:
+        raw = zlib.decompress(bytes(self.data))
+        return raw.split(b"\n") if self.line_count else []

@@ -1,0 +1,283 @@
+"""From a push to finished builds: real git, the real worker, the real launcher over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from builds.models import Build, BuildStatus, Step
+from conftest import wait_until
+from pipelines.models import Event, Pipeline
+from pipelines.services import Creator, create_pipeline, start_event
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+DIAMOND = """
+shared:
+  image: buildpack-deps
+jobs:
+  main:
+    requires: [~commit]
+    steps:
+      - hello: echo "main on $SD_BUILD_SHA"
+      - version: meta set app.version 1.2.3
+  publish:
+    requires: [main]
+    steps:
+      - publish: echo "publish $(meta get app.version)"
+  docs:
+    requires: [main]
+    steps:
+      - docs: %(docs)s
+  deploy:
+    requires: [publish, docs]
+    steps:
+      - deploy: echo "deploy $(meta get app.version)"
+"""
+
+
+def _admin() -> object:
+    return get_user_model().objects.create_user(username="alice", password="pw-alice-123")
+
+
+def _builds_by_job(event: Event) -> dict[str, list[Build]]:
+    out: dict[str, list[Build]] = {}
+    for build in Build.objects.filter(event=event).select_related("job").order_by("id"):
+        out.setdefault(build.job.name, []).append(build)
+    return out
+
+
+def _event_done(pipeline: Pipeline) -> Event | None:
+    event = Event.objects.filter(pipeline=pipeline).order_by("-id").first()
+    if event is None:
+        return None
+    event.refresh_from_db()
+    active = Build.objects.filter(event=event, status__in=["QUEUED", "RUNNING", "CREATED"]).exists()
+    return event if not active and event.status != Event.Status.IN_PROGRESS else None
+
+
+def _log(build: Build, step: str) -> list[str]:
+    from builds.logs import read_page
+
+    return [line["m"] for line in read_page(step=Step.objects.get(build=build, name=step), pages=100).lines]
+
+
+def test_one_push_runs_main_publish_docs_then_deploy_exactly_once(stack, make_repo) -> None:
+    repo = make_repo({"screwdriver.yaml": DIAMOND % {"docs": "echo docs"}})
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=_admin())
+    assert pipeline.hook_installed
+
+    sha = repo.push({"README.md": "v2"}, "second commit")
+
+    event = wait_until(lambda: _event_done(pipeline), timeout=60, what="the pushed event to finish")
+    assert event.sha == sha
+    assert event.status == Event.Status.SUCCESS
+    builds = _builds_by_job(event)
+    assert {name: [b.status for b in bs] for name, bs in builds.items()} == {
+        "main": ["SUCCESS"],
+        "publish": ["SUCCESS"],
+        "docs": ["SUCCESS"],
+        "deploy": ["SUCCESS"],
+    }
+    main, publish, docs, deploy = (builds[n][0] for n in ("main", "publish", "docs", "deploy"))
+    assert main.end_time <= publish.start_time and main.end_time <= docs.start_time
+    assert deploy.start_time >= max(publish.end_time, docs.end_time)
+    assert _log(deploy, "deploy") == ["deploy 1.2.3"]
+    assert _log(main, "hello") == [f"main on {sha}"]
+
+
+def test_when_a_parent_fails_the_join_never_runs(stack, make_repo) -> None:
+    repo = make_repo({"screwdriver.yaml": DIAMOND % {"docs": "echo broken docs; exit 3"}})
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=_admin())
+    event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("a", "alice"))
+
+    done = wait_until(lambda: _event_done(pipeline), timeout=60, what="the event to finish")
+    assert done.pk == event.pk
+    builds = _builds_by_job(event)
+    assert builds["docs"][0].status == BuildStatus.FAILURE
+    assert builds["publish"][0].status == BuildStatus.SUCCESS
+    assert "deploy" not in builds
+    assert done.status == Event.Status.FAILURE
+    assert Step.objects.get(build=builds["docs"][0], name="docs").code == 3
+
+
+STEPS = """
+shared:
+  image: buildpack-deps
+jobs:
+  main:
+    requires: [~commit]
+    steps:
+      - setup: |
+          export GREETING="hello there"
+          mkdir -p sub/dir && cd sub/dir
+      - check: echo "$GREETING from $(basename "$PWD")"
+      - fail: |
+          echo before
+          false
+          echo never printed
+      - skipped: echo "must not run"
+      - teardown-report: echo "teardown saw $SD_STEP_EXIT_CODE in $SD_STEP_NAME"
+"""
+
+
+def test_export_and_cd_persist_and_teardown_sees_the_failure(stack, make_repo) -> None:
+    repo = make_repo({"screwdriver.yaml": STEPS})
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=_admin())
+    event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("a", "alice"))
+    wait_until(lambda: _event_done(pipeline), timeout=60, what="the event to finish")
+
+    build = Build.objects.get(event=event)
+    assert build.status == BuildStatus.FAILURE
+    codes = {s.name: s.code for s in build.steps.all()}
+    assert codes["sd-setup-scm"] == 0
+    assert codes["setup"] == 0 and codes["check"] == 0
+    assert codes["fail"] == 1
+    assert codes["skipped"] is None
+    assert codes["teardown-report"] == 0
+    assert _log(build, "check") == ["hello there from dir"]
+    assert _log(build, "fail") == ["before"]
+    assert _log(build, "teardown-report") == ["teardown saw 1 in teardown-report"]
+
+
+def test_a_hundred_thousand_lines_are_stored_without_a_gap_and_read_page_by_page(stack, make_repo) -> None:
+    yaml = "jobs:\n  main:\n    image: alpine\n    requires: [~commit]\n    steps:\n      - flood: seq 0 99999\n"
+    repo = make_repo({"screwdriver.yaml": yaml})
+    user = _admin()
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=user)
+    event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("a", "alice"))
+    wait_until(lambda: _event_done(pipeline), timeout=120, what="the flood to finish")
+    build = Build.objects.get(event=event)
+    assert build.status == BuildStatus.SUCCESS
+    step = Step.objects.get(build=build, name="flood")
+    assert step.lines == 100_000
+
+    client = APIClient()
+    client.force_authenticate(user)
+    seen = 0
+    start = 0
+    while True:
+        response = client.get(f"/v4/builds/{build.pk}/steps/flood/logs", {"from": start, "pages": 10})
+        assert response.status_code == 200
+        lines = response.json()
+        for line in lines:
+            assert line["n"] == seen and line["m"] == str(seen) and line["s"] == "flood"
+            seen += 1
+        if response["X-More-Data"] == "false":
+            break
+        assert lines, "more data promised but an empty page returned"
+        start = lines[-1]["n"] + 1
+    assert seen == 100_000
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+STUBBORN = """
+annotations:
+  screwdriver.cd/timeout: %(timeout)s
+jobs:
+  main:
+    image: alpine
+    requires: [~commit]
+    annotations:
+      screwdriver.cd/timeout: %(timeout)s
+    steps:
+      - stubborn: |
+          export SD_TEST_MARKER=%(marker)s
+          sh -c 'trap "" TERM; while true; do sleep 1; done' &
+          setsid sh -c 'trap "" TERM; while true; do sleep 1; done' &
+          echo started
+          sleep 600
+      - teardown-after: echo "teardown ran with $SD_STEP_EXIT_CODE"
+"""
+
+
+def test_a_build_past_its_timeout_ends_within_ten_seconds_leaving_no_process(stack, make_repo) -> None:
+    marker = f"timeout-{os.getpid()}-{time.monotonic_ns()}"
+    yaml = STUBBORN % {"timeout": "0.1", "marker": marker}  # six seconds
+    repo = make_repo({"screwdriver.yaml": yaml})
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=_admin())
+    event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("a", "alice"))
+    build = wait_until(
+        lambda: Build.objects.filter(event=event, status="RUNNING").first(), timeout=30, what="RUNNING"
+    )
+    wait_until(lambda: _processes_with(marker), timeout=20, what="the stubborn step to start")
+    deadline = build.start_time.timestamp() + 6
+    wait_until(lambda: _event_done(pipeline), timeout=40, what="the timed-out build to end")
+    build.refresh_from_db()
+    assert build.status == BuildStatus.FAILURE
+    assert "timed out" in build.status_message
+    assert build.end_time.timestamp() - deadline < 10
+    assert wait_until(lambda: not _processes_with(marker), timeout=5, what="no process left") is not None
+    assert _log(build, "teardown-after")[0].startswith("teardown ran with")
+
+
+def test_a_stopped_build_ends_within_ten_seconds_runs_teardown_and_leaves_no_process(stack, make_repo) -> None:
+    marker = f"stop-{os.getpid()}-{time.monotonic_ns()}"
+    repo = make_repo({"screwdriver.yaml": STUBBORN % {"timeout": "30", "marker": marker}})
+    user = _admin()
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=user)
+    event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("a", "alice"))
+    build = wait_until(
+        lambda: Build.objects.filter(event=event, status="RUNNING").first(), timeout=30, what="RUNNING"
+    )
+    wait_until(lambda: _processes_with(marker), timeout=20, what="the stubborn step to start")
+
+    client = APIClient()
+    client.force_authenticate(user)
+    asked = time.time()
+    response = client.put(f"/v4/builds/{build.pk}", {"status": "ABORTED"}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "ABORTED"
+
+    wait_until(lambda: not _processes_with(marker), timeout=10, what="the step's processes to end")
+    assert time.time() - asked < 10
+    teardown = Step.objects.get(build=build, name="teardown-after")
+    wait_until(lambda: Step.objects.get(pk=teardown.pk).end_time, timeout=10, what="teardown to finish")
+    assert _log(build, "teardown-after")[0].startswith("teardown ran with")
+    build.refresh_from_db()
+    assert build.status == BuildStatus.ABORTED
+
+
+def test_killing_the_worker_and_launcher_leaves_no_build_running(stack, make_repo) -> None:
+    from executors.services import reap
+
+    marker = f"kill-{os.getpid()}-{time.monotonic_ns()}"
+    repo = make_repo({"screwdriver.yaml": STUBBORN % {"timeout": "30", "marker": marker}})
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=_admin())
+    event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("a", "alice"))
+    build = wait_until(
+        lambda: Build.objects.filter(event=event, status="RUNNING").first(), timeout=30, what="RUNNING"
+    )
+    wait_until(lambda: _processes_with(marker), timeout=20, what="the step to start")
+    build.refresh_from_db()
+    # The whole machine's share of this build dies at once: the worker and the launcher.
+    stack.kill_worker()
+    os.killpg(build.executor_state["pid"], signal.SIGKILL)
+    killed_at = time.time()
+
+    # A new worker comes up and its reaper runs (the schedule calls exactly this).
+    stack.start_worker()
+    wait_until(lambda: reap()["failed"] or Build.objects.get(pk=build.pk).status == "FAILURE", timeout=60, interval=1)
+    build.refresh_from_db()
+    assert build.status == BuildStatus.FAILURE
+    assert "stopped reporting" in build.status_message
+    assert time.time() - killed_at < 120
+    # Cleanup of the lost build ends the step processes the launcher left behind.
+    wait_until(lambda: not _processes_with(marker), timeout=60, interval=1, what="orphans cleaned up")

@@ -1,0 +1,170 @@
+"""Shared fixtures: real git repositories, the real worker and the real launcher over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+GIT = ["git", "-c", "user.name=Test User", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"]
+BASE_DIR = Path(__file__).resolve().parent
+
+
+def run_git(*args: str, cwd: Path) -> str:
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_TERMINAL_PROMPT": "0"}
+    out = subprocess.run([*GIT, *args], cwd=cwd, env=env, check=True, capture_output=True, text=True, timeout=60)
+    return out.stdout.strip()
+
+
+@dataclass
+class GitRepo:
+    """A bare repository plus a working clone to commit and push from."""
+
+    bare: Path
+    work: Path
+    branch: str = "main"
+    pushes: list[str] = field(default_factory=list)
+
+    @property
+    def checkout_url(self) -> str:
+        return f"{self.bare}#{self.branch}"
+
+    def commit(self, files: dict[str, str], message: str = "change") -> str:
+        for name, text in files.items():
+            path = self.work / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        run_git("add", "-A", cwd=self.work)
+        run_git("commit", "-q", "--allow-empty", "-m", message, cwd=self.work)
+        return run_git("rev-parse", "HEAD", cwd=self.work)
+
+    def push(self, files: dict[str, str] | None = None, message: str = "change") -> str:
+        sha = self.commit(files or {}, message)
+        run_git("push", "-q", "origin", f"HEAD:{self.branch}", cwd=self.work)
+        self.pushes.append(sha)
+        return sha
+
+
+@pytest.fixture
+def make_repo(tmp_path: Path) -> Callable[..., GitRepo]:
+    """Create a bare repository whose first commit holds `files` (a screwdriver.yaml usually)."""
+
+    def make(files: dict[str, str], name: str = "app") -> GitRepo:
+        bare = tmp_path / "git" / f"{name}.git"
+        bare.parent.mkdir(parents=True, exist_ok=True)
+        run_git("init", "-q", "--bare", str(bare), cwd=tmp_path)
+        work = tmp_path / "work" / name
+        run_git("clone", "-q", str(bare), str(work), cwd=tmp_path)
+        repo = GitRepo(bare=bare, work=work)
+        repo.push(files, "initial commit")
+        return repo
+
+    return make
+
+
+def database_url() -> str:
+    """A URL for the test database, so processes we start use the same one."""
+    s = connection.settings_dict
+    engine = s["ENGINE"].rsplit(".", 1)[-1]
+    if engine == "sqlite3":
+        return f"sqlite:///{s['NAME']}"
+    scheme = {"postgresql": "postgres", "mysql": "mysql"}[engine]
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"{scheme}://{auth}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float = 30, interval: float = 0.1, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+@dataclass
+class Stack:
+    """The API (pytest-django's live server), its data dir and a real django-q2 worker."""
+
+    url: str
+    data_dir: Path
+    env: dict[str, str]
+    worker: subprocess.Popen[bytes] | None = None
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        log = open(self.data_dir / "worker.log", "ab")  # noqa: SIM115 - lives as long as the worker
+        self.worker = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=BASE_DIR,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self.worker
+
+    def kill_worker(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            os.killpg(self.worker.pid, signal.SIGKILL)
+            self.worker.wait(timeout=10)
+
+    def stop_worker(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            os.killpg(self.worker.pid, signal.SIGTERM)
+            try:
+                self.worker.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.kill_worker()
+
+    def kill_leftovers(self) -> None:
+        """End any launcher or step a test left running in this stack's workspaces."""
+        marker = str(self.data_dir).encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                if marker in (entry / "environ").read_bytes() or marker in (entry / "cmdline").read_bytes():
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except OSError:
+                continue
+
+
+@pytest.fixture
+def stack(live_server: Any, settings: Any, tmp_path: Path) -> Iterator[Stack]:
+    """A running server and worker on the test database; builds run in `tmp_path`."""
+    data_dir = tmp_path / "sd-data"
+    data_dir.mkdir()
+    settings.SD_API_URL = live_server.url
+    settings.SD_UI_URL = live_server.url
+    settings.SD_DATA_DIR = data_dir
+    settings.SD_WORKSPACES_DIR = data_dir / "workspaces"
+    settings.SD_BUILD_LEASE_SECONDS = 4.0
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "LANG": "C.UTF-8",
+        "DATABASE_URL": database_url(),
+        "SD_DATA_DIR": str(data_dir),
+        "SD_SECRET_KEY": django_settings.SECRET_KEY,
+        "SD_API_URL": live_server.url,
+        "SD_BUILD_LEASE_SECONDS": "4",
+        "SD_QUEUE_POLL_SECONDS": "0.05",
+        "SD_LOG_LEVEL": "WARNING",
+    }
+    s = Stack(url=live_server.url, data_dir=data_dir, env=env)
+    s.start_worker()
+    yield s
+    s.stop_worker()
+    s.kill_leftovers()

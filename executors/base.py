@@ -1,0 +1,40 @@
+"""The one small interface every execution engine implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from builds.models import Build
+
+
+class ExecutorError(Exception):
+    """An engine could not do what was asked; `permanent` says whether a retry can help."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+
+
+class Executor(ABC):
+    """Decides where a build's launcher runs; the launcher decides what runs."""
+
+    name: str = ""
+
+    @abstractmethod
+    def start(self, build: Build, *, token: str) -> dict[str, Any]:
+        """Start the launcher for `build`; return the state needed to find it again."""
+
+    @abstractmethod
+    def stop(self, build: Build) -> None:
+        """Ask the build's launcher to stop (it still runs teardown and reports)."""
+
+    @abstractmethod
+    def is_alive(self, build: Build) -> bool:
+        """Whether anything of the build still runs on this engine."""
+
+    @abstractmethod
+    def cleanup(self, build: Build) -> None:
+        """Remove everything left of a finished or lost build: processes, workspace."""

@@ -1,0 +1,153 @@
+"""The embedded default engine: the launcher runs as a local process in a fresh workspace."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+from executors.base import Executor, ExecutorError
+
+if TYPE_CHECKING:
+    from builds.models import Build
+
+logger = logging.getLogger(__name__)
+
+# The launcher gets a clean environment: nothing of the server's (database URL, secret key)
+# may leak into a build.
+_PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "LOGNAME", "TZ")
+
+
+def workspace_of(build: Build) -> Path:
+    return Path(settings.SD_WORKSPACES_DIR) / f"build-{build.pk}"
+
+
+class LocalExecutor(Executor):
+    """Runs each build's launcher as a detached process group on this machine."""
+
+    name = "local"
+
+    def start(self, build: Build, *, token: str) -> dict[str, Any]:
+        workspace = workspace_of(build)
+        if workspace.exists():
+            # A retried start after a crash: never let a new run see an old run's files.
+            shutil.rmtree(workspace, ignore_errors=True)
+        workspace.mkdir(parents=True, exist_ok=False)
+        env = {key: os.environ[key] for key in _PASSED_THROUGH if key in os.environ}
+        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        env["PYTHONPATH"] = str(settings.BASE_DIR)
+        env["SD_LAUNCHER_TOKEN"] = token
+        env["SD_LOG_MAX_LINE_BYTES"] = str(settings.SD_LOG_MAX_LINE_BYTES)
+        env["SD_LOG_MAX_STEP_BYTES"] = str(settings.SD_LOG_MAX_STEP_BYTES)
+        argv = [
+            sys.executable,
+            "-m",
+            "executors.launcher",
+            "--api-url",
+            settings.SD_API_URL,
+            "--build-id",
+            str(build.pk),
+            "--workspace",
+            str(workspace),
+            "--detach",
+        ]
+        log_path = workspace.parent / f"build-{build.pk}.launcher.log"
+        # The detaching parent prints the child's pid and exits; a file (not a pipe) receives it
+        # so the long-lived child never holds a pipe we wait on.
+        with tempfile.TemporaryFile() as out, open(log_path, "ab") as log:
+            try:
+                proc = subprocess.run(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=log,
+                    env=env,
+                    cwd=str(settings.BASE_DIR),
+                    timeout=30,
+                    check=False,
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise ExecutorError(f"Could not start the launcher: {exc}") from exc
+            out.seek(0)
+            printed = out.read().decode(errors="replace").strip()
+        if proc.returncode != 0 or not printed.isdigit():
+            raise ExecutorError(
+                f"The launcher did not start (exit {proc.returncode}); see {log_path.name}."
+            )
+        return {"pid": int(printed), "workspace": str(workspace)}
+
+    def stop(self, build: Build) -> None:
+        pid = self._launcher_pid(build)
+        if pid is not None:
+            _signal_group(pid, signal.SIGTERM)
+
+    def is_alive(self, build: Build) -> bool:
+        return self._launcher_pid(build) is not None
+
+    def cleanup(self, build: Build) -> None:
+        pid = self._launcher_pid(build)
+        if pid is not None:
+            _signal_group(pid, signal.SIGKILL)
+        # Step shells run in sessions of their own; find every process of this build by the
+        # workspace the launcher exported into its environment, and end them all.
+        for _ in range(3):
+            pids = self._build_processes(build)
+            if not pids:
+                break
+            for stray in pids:
+                _signal_group(stray, signal.SIGKILL)
+                _signal(stray, signal.SIGKILL)
+            time.sleep(0.1)
+        if not settings.SD_KEEP_WORKSPACES:
+            workspace = workspace_of(build)
+            shutil.rmtree(workspace, ignore_errors=True)
+
+    def _launcher_pid(self, build: Build) -> int | None:
+        pid = build.executor_state.get("pid")
+        if not isinstance(pid, int):
+            return None
+        # Guard against pid reuse: only a launcher of this very build is ours to signal.
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return None
+        if b"executors.launcher" in cmdline and str(workspace_of(build)).encode() in cmdline:
+            return pid
+        return None
+
+    def _build_processes(self, build: Build) -> list[int]:
+        marker = f"SD_ROOT_DIR={workspace_of(build)}".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            if marker in environ.split(b"\0"):
+                found.append(int(entry.name))
+        return found
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

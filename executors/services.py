@@ -1,0 +1,149 @@
+"""Dispatch between the API and the engines: start, stop, clean up and reap builds."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django_q.models import Schedule
+from django_q.tasks import async_task, schedule
+
+from builds import services as build_services
+from builds.models import Build, BuildStatus
+from executors.base import ExecutorError
+from executors.registry import executor_name_for, get_executor
+from pipelines.auth_tokens import issue_build_token
+
+logger = logging.getLogger(__name__)
+
+# A QUEUED build nobody picked up for this long lost its task (a worker died holding it).
+REQUEUE_AFTER = timedelta(minutes=2)
+# How long past its timeout a build may run before the reaper ends it itself.
+TIMEOUT_GRACE = timedelta(minutes=2)
+# How long a finished build's launcher may take to exit (teardown, last logs) before cleanup ends it.
+CLEANUP_PATIENCE = timedelta(seconds=90)
+
+
+def enqueue_start(build_ids: list[int]) -> None:
+    """Hand builds to the workers once the transaction that queued them has committed."""
+    for build_id in build_ids:
+        transaction.on_commit(
+            lambda build_id=build_id: async_task(
+                "executors.tasks.start_build", build_id, task_name=f"start-build-{build_id}"
+            )
+        )
+
+
+def enqueue_stop(build_id: int) -> None:
+    transaction.on_commit(lambda: async_task("executors.tasks.stop_build", build_id))
+
+
+def enqueue_cleanup(build_id: int) -> None:
+    transaction.on_commit(lambda: async_task("executors.tasks.cleanup_build", build_id))
+
+
+def start_build(*, build_id: int) -> None:
+    """Claim a QUEUED build and launch it on its engine; safe to run twice for one build."""
+    now = timezone.now()
+    build = Build.objects.select_related("job", "event").filter(pk=build_id).first()
+    if build is None or build.status != BuildStatus.QUEUED:
+        return
+    config = config_of(build)
+    name = executor_name_for(config.get("annotations") or {})
+    claimed = Build.objects.filter(
+        pk=build_id, status=BuildStatus.QUEUED, dispatched_at__isnull=True
+    ).update(
+        dispatched_at=now,
+        executor=name,
+        lease_expires_at=now + build_services.START_GRACE,
+    )
+    if not claimed:
+        return
+    build.refresh_from_db()
+    try:
+        state = get_executor(name).start(build, token=issue_build_token(build))
+    except ExecutorError as exc:
+        if exc.permanent:
+            build_services.fail_lost_build(build_id=build_id, message=exc.message)
+            return
+        # Give the claim back so django-q's retry (or the reaper) can try again.
+        Build.objects.filter(pk=build_id, status=BuildStatus.QUEUED).update(dispatched_at=None)
+        raise
+    Build.objects.filter(pk=build_id).update(executor_state=state)
+
+
+def stop_build(*, build_id: int) -> None:
+    build = Build.objects.filter(pk=build_id).first()
+    if build is None or not build.executor_state:
+        return
+    try:
+        get_executor(build.executor).stop(build)
+    except ExecutorError:
+        logger.exception("Could not stop build %s", build_id)
+
+
+def cleanup_build(*, build_id: int, attempt: int = 0) -> None:
+    """Remove what is left of a finished build once its launcher has exited on its own."""
+    build = Build.objects.filter(pk=build_id).first()
+    if build is None or not build.is_finished:
+        return
+    executor = get_executor(build.executor)
+    ended = build.end_time or timezone.now()
+    # A stopped launcher still runs teardown and sends its last logs: wait for it to exit,
+    # and end it by force only once it has had its time.
+    if executor.is_alive(build) and timezone.now() - ended < CLEANUP_PATIENCE:
+        schedule(
+            "executors.tasks.cleanup_build",
+            build_id,
+            attempt + 1,
+            schedule_type=Schedule.ONCE,
+            next_run=timezone.now() + timedelta(seconds=15),
+            repeats=1,
+            name=f"cleanup-build-{build_id}-{attempt + 1}",
+        )
+        return
+    executor.cleanup(build)
+
+
+def reap(*, now: datetime | None = None) -> dict[str, int]:
+    """Fail builds whose launcher stopped renewing its lease; requeue lost starts."""
+    now = now or timezone.now()
+    failed = 0
+    for build in Build.objects.with_lapsed_lease(now).only("id", "lease_expires_at", "executor", "executor_state", "status"):
+        lapsed_at = build.lease_expires_at
+        message = (
+            "The build stopped reporting: its launcher was not heard from since "
+            f"{lapsed_at:%Y-%m-%d %H:%M:%S} UTC (the worker or machine running it probably "
+            "died), so it was marked failed."
+        )
+        if build_services.fail_lost_build(build_id=build.pk, message=message):
+            failed += 1
+    overdue = 0
+    for build in Build.objects.filter(status=BuildStatus.RUNNING, start_time__isnull=False):
+        if build.start_time + timedelta(seconds=build.timeout_seconds) + TIMEOUT_GRACE < now:
+            minutes = build.timeout_seconds / 60
+            if build_services.fail_lost_build(
+                build_id=build.pk,
+                message=f"Build timed out after {minutes:g} minutes and its launcher did not end it.",
+            ):
+                overdue += 1
+    requeued = 0
+    stale = Build.objects.filter(
+        status=BuildStatus.QUEUED, dispatched_at__isnull=True, created_at__lt=now - REQUEUE_AFTER
+    ).values_list("pk", flat=True)
+    for build_id in stale:
+        async_task("executors.tasks.start_build", build_id)
+        requeued += 1
+    return {"failed": failed, "overdue": overdue, "requeued": requeued}
+
+
+def config_of(build: Build) -> dict[str, Any]:
+    """The job config this build runs: its event's snapshot, else the job's current one."""
+    permutations = build.event.job_configs.get(build.job.name) or build.job.permutations
+    if permutations and len(permutations) > build.permutation:
+        return permutations[build.permutation]
+    return {}
+

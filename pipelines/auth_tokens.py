@@ -1,0 +1,98 @@
+"""JWTs in Screwdriver's model: user tokens from /v4/auth/token and per-build launcher tokens."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import jwt
+from django.conf import settings
+from django.utils import timezone
+
+if TYPE_CHECKING:
+    from builds.models import Build
+
+ALGORITHM = "HS256"
+USER_TOKEN_LIFETIME = timedelta(hours=2)
+# A build token outlives its timeout by this much, so a launcher can still report teardown.
+BUILD_TOKEN_GRACE = timedelta(minutes=15)
+
+
+class InvalidToken(Exception):
+    """The presented token is malformed, expired or signed by someone else."""
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What a verified JWT grants."""
+
+    username: str
+    scope: tuple[str, ...]
+    build_id: int | None = None
+    pipeline_id: int | None = None
+    job_id: int | None = None
+    event_id: int | None = None
+
+    @property
+    def is_build(self) -> bool:
+        return "build" in self.scope
+
+
+def new_api_token_value() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _key() -> str:
+    return f"jwt:{settings.SECRET_KEY}"
+
+
+def issue_user_token(*, username: str, is_admin: bool, now: datetime | None = None) -> str:
+    now = now or timezone.now()
+    payload: dict[str, Any] = {
+        "username": username,
+        "scope": ["user", "admin"] if is_admin else ["user"],
+        "iat": int(now.timestamp()),
+        "exp": int((now + USER_TOKEN_LIFETIME).timestamp()),
+        "jti": secrets.token_hex(8),
+    }
+    return jwt.encode(payload, _key(), algorithm=ALGORITHM)
+
+
+def issue_build_token(build: Build, *, now: datetime | None = None) -> str:
+    now = now or timezone.now()
+    expires = now + timedelta(seconds=build.timeout_seconds) + BUILD_TOKEN_GRACE
+    payload: dict[str, Any] = {
+        "username": str(build.pk),
+        "scope": ["build"],
+        "buildId": build.pk,
+        "jobId": build.job_id,
+        "eventId": build.event_id,
+        "pipelineId": build.job.pipeline_id,
+        "isPR": build.event.type == "pr",
+        "iat": int(now.timestamp()),
+        "exp": int(expires.timestamp()),
+        "jti": secrets.token_hex(8),
+    }
+    return jwt.encode(payload, _key(), algorithm=ALGORITHM)
+
+
+def decode(token: str) -> Claims:
+    try:
+        payload = jwt.decode(
+            token, _key(), algorithms=[ALGORITHM], options={"require": ["exp", "scope"]}
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(str(exc)) from exc
+    scope = payload.get("scope")
+    if not isinstance(scope, list) or not all(isinstance(s, str) for s in scope):
+        raise InvalidToken("scope must be a list of strings")
+    return Claims(
+        username=str(payload.get("username", "")),
+        scope=tuple(scope),
+        build_id=payload.get("buildId"),
+        pipeline_id=payload.get("pipelineId"),
+        job_id=payload.get("jobId"),
+        event_id=payload.get("eventId"),
+    )

@@ -1,0 +1,188 @@
+"""Pipelines, their jobs, events, secrets and API tokens, in Screwdriver's vocabulary."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Pipeline(models.Model):
+    """A repository branch whose screwdriver.yaml defines jobs and a workflow."""
+
+    class State(models.TextChoices):
+        ACTIVE = "ACTIVE"
+        INACTIVE = "INACTIVE"
+        DELETING = "DELETING"
+
+    name = models.CharField(max_length=128)
+    scm_uri = models.CharField(max_length=512, unique=True)
+    scm_context = models.CharField(max_length=128, default="local")
+    scm_repo = models.JSONField(default=dict)
+    checkout_url = models.CharField(max_length=1024)
+    root_dir = models.CharField(max_length=512, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    creator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    admins = models.JSONField(default=dict)
+    workflow_graph = models.JSONField(default=dict)
+    annotations = models.JSONField(default=dict)
+    parameters = models.JSONField(default=dict)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
+    last_event = models.ForeignKey(
+        "Event", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The branch head we last started an event for; the hook and the poller both move it with
+    # a conditional update, so one push makes one event.
+    last_seen_sha = models.CharField(max_length=40, blank=True, default="")
+    hook_installed = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def is_admin(self, user: Any) -> bool:
+        return bool(
+            user.is_authenticated and (user.is_superuser or self.admins.get(user.get_username()))
+        )
+
+
+class Job(models.Model):
+    """One job of a pipeline; its permutations are the parsed config at the latest sync."""
+
+    class State(models.TextChoices):
+        ENABLED = "ENABLED"
+        DISABLED = "DISABLED"
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="jobs")
+    name = models.CharField(max_length=110)
+    description = models.CharField(max_length=100, blank=True, default="")
+    permutations = models.JSONField(default=list)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ENABLED)
+    state_changer = models.CharField(max_length=128, blank=True, default="")
+    state_change_time = models.DateTimeField(null=True, blank=True)
+    state_change_message = models.CharField(max_length=512, blank=True, default="")
+    archived = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pipeline_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["pipeline", "name"], name="job_name_unique_in_pipeline")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline_id}:{self.name}"
+
+
+class Event(models.Model):
+    """One trigger of a pipeline: a sha, a snapshot of its workflow graph and job configs."""
+
+    class Status(models.TextChoices):
+        UNKNOWN = "UNKNOWN"
+        CREATED = "CREATED"
+        IN_PROGRESS = "IN_PROGRESS"
+        SUCCESS = "SUCCESS"
+        FAILURE = "FAILURE"
+        ABORTED = "ABORTED"
+
+    class Type(models.TextChoices):
+        PIPELINE = "pipeline"
+        PR = "pr"
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="events")
+    parent_event = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    group_event = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    type = models.CharField(max_length=10, choices=Type.choices, default=Type.PIPELINE)
+    cause_message = models.CharField(max_length=512, blank=True, default="")
+    commit = models.JSONField(default=dict)
+    creator = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sha = models.CharField(max_length=40)
+    config_pipeline_sha = models.CharField(max_length=40, blank=True, default="")
+    start_from = models.CharField(max_length=128)
+    base_branch = models.CharField(max_length=255, blank=True, default="")
+    pr_num = models.IntegerField(null=True, blank=True)
+    pr = models.JSONField(default=dict, blank=True)
+    meta = models.JSONField(default=dict)
+    workflow_graph = models.JSONField(default=dict)
+    # The parsed jobs of screwdriver.yaml at this sha: builds run the config of their commit.
+    job_configs = models.JSONField(default=dict)
+    config_errors = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=15, choices=Status.choices, default=Status.UNKNOWN)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["pipeline", "-id"], name="event_list_of_pipeline")]
+
+    def __str__(self) -> str:
+        return f"event {self.pk} of pipeline {self.pipeline_id}"
+
+
+class Secret(models.Model):
+    """A pipeline secret; the value is encrypted at rest and reaches only builds."""
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="secrets")
+    name = models.CharField(max_length=64)
+    encrypted_value = models.TextField()
+    allow_in_pr = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pipeline_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["pipeline", "name"], name="secret_name_unique_in_pipeline")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline_id}:{self.name}"
+
+
+class TokenQuerySet(models.QuerySet["Token"]):
+    def matching(self, value: str) -> TokenQuerySet:
+        return self.filter(hash=Token.hash_value(value))
+
+
+class Token(models.Model):
+    """An API token of a user or of a pipeline; only its hash is stored."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="sd_tokens"
+    )
+    pipeline = models.ForeignKey(
+        Pipeline, null=True, blank=True, on_delete=models.CASCADE, related_name="tokens"
+    )
+    name = models.CharField(max_length=128)
+    description = models.CharField(max_length=256, blank=True, default="")
+    hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    objects = TokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(user__isnull=False, pipeline__isnull=True) | Q(user__isnull=True, pipeline__isnull=False)),
+                name="token_belongs_to_a_user_or_a_pipeline",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @staticmethod
+    def hash_value(value: str) -> str:
+        # Tokens are 32 random bytes, so a fast hash is enough: there is nothing to brute-force.
+        return hashlib.sha256(value.encode()).hexdigest()

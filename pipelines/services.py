@@ -1,0 +1,273 @@
+"""State changes of pipelines: creation, job sync, events, secrets and API tokens."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from builds import services as build_services
+from pipelines import encryption, workflow
+from pipelines.auth_tokens import new_api_token_value
+from pipelines.config import fallback_pipeline, parse_pipeline_yaml
+from pipelines.models import Event, Job, Pipeline, Secret, Token
+from scm.base import RepoRef, ScmError
+from scm.local import LocalGitScm
+from scm.signing import repository_key
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "screwdriver.yaml"
+
+
+class PipelineError(Exception):
+    """A request about a pipeline that cannot be done; the message says why and what to do."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def scm_for(_pipeline_or_url: Pipeline | str) -> LocalGitScm:
+    # Only local repositories for now; GitHub and GitLab plug in behind the same interface.
+    return LocalGitScm()
+
+
+def repo_ref_of(pipeline: Pipeline) -> RepoRef:
+    return scm_for(pipeline).parse_url(pipeline.checkout_url)
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+def read_config(ref: RepoRef, sha: str) -> dict[str, Any]:
+    """Parse screwdriver.yaml at `sha`; a missing or broken file yields the failing fallback."""
+    try:
+        raw = scm_for(ref.checkout_url).read_file(ref, sha, CONFIG_FILE)
+    except ScmError as exc:
+        return fallback_pipeline(f"Error: {exc}")
+    if raw is None:
+        return fallback_pipeline(
+            f"Error: {CONFIG_FILE} was not found at {sha[:12]}: add one to the repository."
+        )
+    return parse_pipeline_yaml(raw.decode("utf-8", "replace"))
+
+
+@transaction.atomic
+def sync_jobs(*, pipeline: Pipeline, config: dict[str, Any]) -> dict[str, Job]:
+    """Make the pipeline's jobs match a parsed config: create, update, archive, restore."""
+    jobs_config: dict[str, list[dict[str, Any]]] = config.get("jobs", {})
+    broken = bool(config.get("errors"))
+    existing = {j.name: j for j in Job.objects.select_for_update().filter(pipeline=pipeline)}
+    for name, permutations in jobs_config.items():
+        job = existing.get(name)
+        description = str((permutations[0] if permutations else {}).get("description", ""))[:100]
+        if job is None:
+            existing[name] = Job.objects.create(
+                pipeline=pipeline, name=name, permutations=permutations, description=description
+            )
+        elif job.permutations != permutations or job.archived or job.description != description:
+            job.permutations, job.archived, job.description = permutations, False, description
+            job.save(update_fields=["permutations", "archived", "description"])
+    # A broken file says nothing about which jobs exist: keep them rather than archive them.
+    if not broken:
+        gone = [j.pk for name, j in existing.items() if name not in jobs_config and not j.archived]
+        Job.objects.filter(pk__in=gone).update(archived=True)
+        pipeline.workflow_graph = config.get("workflowGraph", {})
+        pipeline.annotations = config.get("annotations", {})
+        pipeline.parameters = config.get("parameters", {})
+        pipeline.save(update_fields=["workflow_graph", "annotations", "parameters"])
+    return existing
+
+
+# --- pipelines -----------------------------------------------------------------------------
+
+
+def _pipeline_name(ref: RepoRef) -> str:
+    path = PurePosixPath(ref.repo_path)
+    return f"{path.parent.name or 'local'}/{ref.name}"
+
+
+def create_pipeline(*, checkout_url: str, user: AbstractBaseUser) -> Pipeline:
+    """Create a pipeline from a repository URL, sync its jobs and install the push hook."""
+    scm = scm_for(checkout_url)
+    try:
+        ref = scm.parse_url(checkout_url)
+        head = scm.head_sha(ref)
+    except ScmError as exc:
+        raise PipelineError(str(exc)) from exc
+    config = read_config(ref, head)
+    username = user.get_username()
+    try:
+        with transaction.atomic():
+            pipeline = Pipeline.objects.create(
+                name=_pipeline_name(ref),
+                scm_uri=ref.scm_uri,
+                scm_context=ref.scm_context,
+                scm_repo={
+                    "name": _pipeline_name(ref),
+                    "branch": ref.branch,
+                    "url": ref.checkout_url,
+                    "rootDir": "",
+                    "private": False,
+                },
+                checkout_url=ref.checkout_url,
+                creator=user,
+                admins={username: True},
+                last_seen_sha=head,
+            )
+            sync_jobs(pipeline=pipeline, config=config)
+    except IntegrityError as exc:
+        raise PipelineError(
+            f"A pipeline for {ref.checkout_url} already exists.", status=409
+        ) from exc
+    install_hook(pipeline=pipeline)
+    return pipeline
+
+
+def install_hook(*, pipeline: Pipeline) -> bool:
+    """Install the post-receive hook that reports pushes; polling covers repos where we can't."""
+    ref = repo_ref_of(pipeline)
+    url = f"{settings.SD_API_URL}/v4/webhooks/local"
+    try:
+        installed = scm_for(pipeline).install_hook(ref, notify_url=url, key=repository_key(ref.repo_path))
+    except (ScmError, OSError) as exc:
+        logger.warning("No push hook for pipeline %s: %s", pipeline.pk, exc)
+        installed = False
+    Pipeline.objects.filter(pk=pipeline.pk).update(hook_installed=installed)
+    pipeline.hook_installed = installed
+    return installed
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Creator:
+    """Who or what started an event, in Screwdriver's user shape."""
+
+    name: str
+    username: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "username": self.username}
+
+
+def start_event(
+    *,
+    pipeline: Pipeline,
+    start_from: str,
+    creator: Creator,
+    sha: str | None = None,
+    cause_message: str = "",
+    parent_event: Event | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Event:
+    """Create an event at `sha` (default: the branch head) and queue the jobs `start_from` selects."""
+    scm = scm_for(pipeline)
+    try:
+        ref = repo_ref_of(pipeline)
+        sha = sha or scm.head_sha(ref)
+        commit = scm.commit_info(ref, sha)
+    except ScmError as exc:
+        raise PipelineError(str(exc), status=422) from exc
+    config = read_config(ref, sha)
+    graph = config.get("workflowGraph", {})
+    errors = list(config.get("errors", []))
+    if errors:
+        # A broken file runs its one failing job whatever was asked, so the event says why.
+        start_from = next(iter(config.get("jobs", {"main": []})))
+    try:
+        names = workflow.start_jobs(graph, start_from)
+    except ValueError as exc:
+        raise PipelineError(f"{start_from} is not a job or trigger of this pipeline.", status=404) from exc
+    if not names:
+        raise PipelineError(f"No job of this pipeline starts from {start_from}.", status=404)
+    with transaction.atomic():
+        sync_jobs(pipeline=pipeline, config=config)
+        event = Event.objects.create(
+            pipeline=pipeline,
+            parent_event=parent_event,
+            cause_message=(cause_message or f"Started by {creator.username}")[:512],
+            commit={
+                "url": commit.url,
+                "message": commit.message,
+                "author": {"name": commit.author_name, "username": commit.author_email, "url": ""},
+                "committer": {"name": commit.author_name, "username": commit.author_email, "url": ""},
+            },
+            creator=creator.as_dict(),
+            sha=sha,
+            start_from=start_from,
+            base_branch=ref.branch,
+            meta=meta or {},
+            workflow_graph=graph,
+            job_configs=config.get("jobs", {}),
+            config_errors=errors,
+            status=Event.Status.CREATED,
+        )
+        builds = build_services.create_start_builds(
+            event=event, job_names=names, cause=event.cause_message
+        )
+        if not builds:
+            raise PipelineError(
+                f"Every job that starts from {start_from} is disabled: enable one first.", status=422
+            )
+        build_services.refresh_event_status(event=event)
+        Pipeline.objects.filter(pk=pipeline.pk).update(last_event=event)
+    return event
+
+
+def notice_push(*, pipeline: Pipeline, sha: str, pusher: str = "") -> Event | None:
+    """A new head on the pipeline's branch: start ~commit once per sha, whoever noticed first."""
+    moved = Pipeline.objects.filter(pk=pipeline.pk).exclude(last_seen_sha=sha).update(last_seen_sha=sha)
+    if not moved:
+        return None
+    try:
+        return start_event(
+            pipeline=pipeline,
+            start_from="~commit",
+            creator=Creator(name=pusher or "git push", username=pusher or "sd:scm"),
+            sha=sha,
+            cause_message=f"Commit {sha[:7]} pushed to {repo_ref_of(pipeline).branch}",
+        )
+    except PipelineError as exc:
+        logger.info("Push %s on pipeline %s started nothing: %s", sha[:12], pipeline.pk, exc.message)
+        return None
+
+
+# --- secrets and tokens --------------------------------------------------------------------
+
+
+def set_secret(*, pipeline: Pipeline, name: str, value: str, allow_in_pr: bool = False) -> Secret:
+    secret, _ = Secret.objects.update_or_create(
+        pipeline=pipeline,
+        name=name,
+        defaults={"encrypted_value": encryption.encrypt(value), "allow_in_pr": allow_in_pr},
+    )
+    return secret
+
+
+@dataclass(frozen=True)
+class NewToken:
+    token: Token
+    value: str
+
+
+def create_user_token(*, user: AbstractBaseUser, name: str, description: str = "") -> NewToken:
+    """A new API token for a user; the value exists only in the return value."""
+    value = new_api_token_value()
+    token = Token.objects.create(
+        user=user, name=name, description=description, hash=Token.hash_value(value)
+    )
+    return NewToken(token=token, value=value)
+
+
+def touch_token(token: Token) -> None:
+    Token.objects.filter(pk=token.pk).update(last_used=timezone.now())

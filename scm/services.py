@@ -1,0 +1,70 @@
+"""Noticing pushes to local repositories: the signed post-receive hook, and polling."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from pipelines.models import Pipeline
+from pipelines.services import notice_push, repo_ref_of, scm_for
+from scm.base import ScmError
+from scm.signing import repository_key, verify
+
+logger = logging.getLogger(__name__)
+
+
+class HookRejected(Exception):
+    """A hook delivery that is not signed for the repository it names."""
+
+
+@dataclass(frozen=True)
+class HookOutcome:
+    events: list[int]
+
+
+def handle_local_hook(*, body: bytes, signature: str | None) -> HookOutcome:
+    """Verify a post-receive notification and start ~commit for each pipeline on a pushed branch."""
+    try:
+        payload = json.loads(body)
+        repository = payload["repository"]
+        refs = payload["refs"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise HookRejected("The body must be JSON with repository and refs.") from exc
+    if not isinstance(repository, str) or not isinstance(refs, list):
+        raise HookRejected("The body must be JSON with repository and refs.")
+    # The key is derived from the repository path, so a hook can only speak for its own repo.
+    if not verify(body, repository_key(repository), signature):
+        raise HookRejected("The signature does not match this repository.")
+    events = []
+    for pipeline in Pipeline.objects.filter(scm_context="local", state=Pipeline.State.ACTIVE):
+        try:
+            ref = repo_ref_of(pipeline)
+        except ScmError:
+            continue
+        if ref.repo_path != repository:
+            continue
+        for pushed in refs:
+            if not isinstance(pushed, dict) or pushed.get("ref") != f"refs/heads/{ref.branch}":
+                continue
+            after = str(pushed.get("after", ""))
+            if len(after) != 40 or set(after) == {"0"}:
+                continue  # a deleted branch starts nothing
+            event = notice_push(pipeline=pipeline, sha=after)
+            if event is not None:
+                events.append(event.pk)
+    return HookOutcome(events=events)
+
+
+def poll_all() -> int:
+    """Start ~commit for every local pipeline whose branch head moved since we last looked."""
+    started = 0
+    for pipeline in Pipeline.objects.filter(scm_context="local", state=Pipeline.State.ACTIVE):
+        try:
+            head = scm_for(pipeline).head_sha(repo_ref_of(pipeline))
+        except ScmError as exc:
+            logger.warning("Cannot poll pipeline %s: %s", pipeline.pk, exc)
+            continue
+        if head != pipeline.last_seen_sha and notice_push(pipeline=pipeline, sha=head):
+            started += 1
+    return started

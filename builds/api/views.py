@@ -41,6 +41,14 @@ def _build(request: Request, build_id: int) -> Build:
     return get_object_or_404(Build.objects.select_related("job__pipeline", "event"), pk=build_id)
 
 
+def _reporting_build(request: Request, build_id: int) -> Build:
+    """The build a launcher reports on, loaded light: these calls are the hot path of a build."""
+    require_build_token(request, build_id)
+    build = get_object_or_404(Build.objects.only("id", "status", "end_time"), pk=build_id)
+    _refuse_if_long_finished(build)
+    return build
+
+
 def _refuse_if_long_finished(build: Build) -> None:
     if build.is_finished and build.end_time:
         age = (timezone.now() - build.end_time).total_seconds()
@@ -119,9 +127,7 @@ class StepDetailView(APIView):
         return Response(StepSerializer(step).data)
 
     def put(self, request: Request, build_id: int, name: str) -> Response:
-        require_build_token(request, build_id)
-        build = _build(request, build_id)
-        _refuse_if_long_finished(build)
+        _reporting_build(request, build_id)
         body = StepUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         fields = {
@@ -135,8 +141,9 @@ class StepDetailView(APIView):
         }
         step = get_object_or_404(Step, build_id=build_id, name=name)
         if fields:
-            Step.objects.filter(pk=step.pk).update(**fields)
-            step.refresh_from_db()
+            for attr, value in fields.items():
+                setattr(step, attr, value)
+            step.save(update_fields=list(fields))
         return Response(StepSerializer(step).data)
 
 
@@ -164,9 +171,7 @@ class StepLogsView(APIView):
         return response
 
     def post(self, request: Request, build_id: int, name: str) -> Response:
-        require_build_token(request, build_id)
-        build = _build(request, build_id)
-        _refuse_if_long_finished(build)
+        _reporting_build(request, build_id)
         step = get_object_or_404(Step, build_id=build_id, name=name)
         body = LogBatchSerializer(data=request.data)
         body.is_valid(raise_exception=True)

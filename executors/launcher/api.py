@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from typing import Any
 
 
@@ -50,6 +51,7 @@ class ApiClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self._local = threading.local()
 
     def get(self, path: str, *, timeout: float | None = None) -> Any:
         """GET `path` (relative to /v4)."""
@@ -84,22 +86,53 @@ class ApiClient:
             time.sleep(self.backoff * (2**attempt))
         raise AssertionError("unreachable")
 
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        # One keep-alive connection per thread (reports, logs and heartbeat each have one):
+        # a new TCP connection per request would cost more than most requests themselves.
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            parts = urllib.parse.urlsplit(self.base)
+            cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+            conn = cls(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+            self._local.conn = conn
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
     def _once(self, method: str, path: str, data: bytes | None, timeout: float) -> Any:
         url = self.base + "/" + path.lstrip("/")
-        request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
-        request.add_header("Authorization", f"Bearer {self.token}")
-        request.add_header("Accept", "application/json")
+        target = urllib.parse.urlsplit(url).path
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
         if data is not None:
-            request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            headers["Content-Type"] = "application/json"
+        for fresh in (False, True):
+            conn = self._connection(timeout)
+            try:
+                conn.request(method, target, body=data, headers=headers)
+                response = conn.getresponse()
                 raw = response.read()
-        except urllib.error.HTTPError as exc:
-            text = exc.read().decode("utf-8", "replace")
-            kind = ConflictError if exc.code == 409 else ApiError
-            raise kind(f"{method} {url} answered {exc.code}", status=exc.code, body=text) from exc
-        except OSError as exc:  # URLError and timeouts are OSErrors
-            raise ApiError(f"{method} {url} failed: {exc}") from exc
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+                # The server closed an idle keep-alive connection: one retry on a new one.
+                self._drop_connection()
+                if fresh:
+                    raise ApiError(f"{method} {url} failed: {exc}") from exc
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop_connection()
+                raise ApiError(f"{method} {url} failed: {exc}") from exc
+        if response.getheader("Connection", "").lower() == "close":
+            self._drop_connection()
+        if response.status >= 400:
+            text = raw.decode("utf-8", "replace")
+            kind = ConflictError if response.status == 409 else ApiError
+            raise kind(f"{method} {url} answered {response.status}", status=response.status, body=text)
         if not raw.strip():
             return None
         try:

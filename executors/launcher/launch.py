@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import sys
 import threading
@@ -42,38 +43,54 @@ def warn(message: str) -> None:
 
 
 class ApiReporter:
-    """Reports steps with PUTs and logs through a batcher; API trouble never stops the build."""
+    """Reports steps with PUTs and logs through a batcher; API trouble never stops the build.
+
+    Reports go out in order from a thread of their own, so a step never waits for an HTTP
+    round trip before the next one starts; `close` waits until every report is out.
+    """
 
     def __init__(self, client: ApiClient, build_id: int, batcher: LogBatcher) -> None:
         self.client = client
         self.build_id = build_id
         self.batcher = batcher
+        self._queue: queue.Queue[tuple[str, str, dict[str, Any]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._send_all, name="step-reports", daemon=True)
+        self._thread.start()
 
     def _step_path(self, name: str) -> str:
         return f"/builds/{self.build_id}/steps/{quote(name, safe='')}"
 
     def step_started(self, name: str, at: datetime) -> None:
-        """PUT the start time."""
-        try:
-            self.client.put(self._step_path(name), {"startTime": iso(at)})
-        except ApiError as exc:
-            warn(f"could not report the start of {name}: {exc}")
+        """Queue the PUT of the start time."""
+        self._queue.put(("start", name, {"startTime": iso(at)}))
 
     def lines(self, name: str, lines: list[Line]) -> None:
         """Queue lines for the batcher."""
         self.batcher.add(name, lines)
 
     def step_ended(self, name: str, at: datetime, code: int) -> None:
-        """Send the step's last lines, then PUT its end, so the log is whole when it ends."""
-        self.batcher.flush(name, FINISHED_STEP_FLUSH_SECONDS)
-        try:
-            self.client.put(self._step_path(name), {"endTime": iso(at), "code": code})
-        except ApiError as exc:
-            warn(f"could not report the end of {name}: {exc}")
+        """Queue the PUT of the end, sent once the step's last lines are out."""
+        self._queue.put(("end", name, {"endTime": iso(at), "code": code}))
 
     def send_batch(self, name: str, payload: dict[str, Any]) -> None:
         """The batcher's sender."""
         self.client.post(self._step_path(name) + "/logs", payload)
+
+    def close(self, timeout: float = FINISHED_STEP_FLUSH_SECONDS) -> None:
+        """Wait until every queued report has been sent (or given up on)."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _send_all(self) -> None:
+        while (item := self._queue.get()) is not None:
+            kind, name, body = item
+            if kind == "end":
+                # The log is whole by the time a step is reported ended.
+                self.batcher.flush(name, FINISHED_STEP_FLUSH_SECONDS)
+            try:
+                self.client.put(self._step_path(name), body)
+            except ApiError as exc:
+                warn(f"could not report the {kind} of {name}: {exc}")
 
 
 class Heartbeat:
@@ -238,6 +255,7 @@ def _run_spec(
         result = runner.run(steps, checkout)
     finally:
         heartbeat.close()
+        reporter.close()
         batcher.close()
     final: dict[str, Any] = {"status": result.status, "meta": _final_meta(workspace)}
     if result.timed_out:

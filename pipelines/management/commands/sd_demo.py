@@ -31,6 +31,8 @@ class Command(BaseCommand):
         data = Path(settings.SD_DATA_DIR)
         user = self._admin(data)
         repo = data / "demo" / "demo.git"
+        if not settings.SD_DEMO:
+            return
         if Pipeline.objects.filter(name__endswith="/demo").exists():
             self.stdout.write(f"Demo pipeline ready; its repository is {repo}")
             return

@@ -101,7 +101,9 @@ def _collect(step: Step, lower: int, upper: int) -> list[dict[str, Any]]:
         LogBatch.objects.filter(
             step=step, first_line__gte=lower - MAX_BATCH_LINES + 1, first_line__lt=upper
         )
-        .filter(first_line__gt=lower - F("line_count"))
+        # first_line + line_count, not lower - line_count: the columns are unsigned on MySQL.
+        .alias(end=F("first_line") + F("line_count"))
+        .filter(end__gt=lower)
         .order_by("first_line")
     )
     for batch in batches.iterator(chunk_size=50):

@@ -16,13 +16,23 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-GIT = ["git", "-c", "user.name=Test User", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"]
+GIT = [
+    "git",
+    "-c",
+    "user.name=Test User",
+    "-c",
+    "user.email=test@example.com",
+    "-c",
+    "init.defaultBranch=main",
+]
 BASE_DIR = Path(__file__).resolve().parent
 
 
 def run_git(*args: str, cwd: Path) -> str:
     env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_TERMINAL_PROMPT": "0"}
-    out = subprocess.run([*GIT, *args], cwd=cwd, env=env, check=True, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [*GIT, *args], cwd=cwd, env=env, check=True, capture_output=True, text=True, timeout=60
+    )
     return out.stdout.strip()
 
 
@@ -83,7 +93,9 @@ def database_url() -> str:
     return f"{scheme}://{auth}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float = 30, interval: float = 0.1, what: str = "") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], *, timeout: float = 30, interval: float = 0.1, what: str = ""
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -135,7 +147,10 @@ class Stack:
             if not entry.name.isdigit() or int(entry.name) == os.getpid():
                 continue
             try:
-                if marker in (entry / "environ").read_bytes() or marker in (entry / "cmdline").read_bytes():
+                if (
+                    marker in (entry / "environ").read_bytes()
+                    or marker in (entry / "cmdline").read_bytes()
+                ):
                     os.kill(int(entry.name), signal.SIGKILL)
             except OSError:
                 continue

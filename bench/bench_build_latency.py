@@ -21,8 +21,16 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-GIT = ["git", "-c", "user.name=Bench", "-c", "user.email=bench@localhost", "-c", "init.defaultBranch=main"]
-CONFIG = """
+GIT = [
+    "git",
+    "-c",
+    "user.name=Bench",
+    "-c",
+    "user.email=bench@localhost",
+    "-c",
+    "init.defaultBranch=main",
+]
+CONFIG_HEAD = """
 shared:
   image: buildpack-deps
 jobs:
@@ -32,8 +40,8 @@ jobs:
       - hello: echo first-line
   ten:
     steps:
-%s
-""" % "\n".join(f"      - s{i}: 'true'" for i in range(10))
+"""
+CONFIG = CONFIG_HEAD + "\n".join(f"      - s{i}: 'true'" for i in range(10)) + "\n"
 
 
 def free_port() -> int:
@@ -54,7 +62,9 @@ def make_repo(tmp: Path) -> Path:
     (work / "screwdriver.yaml").write_text(CONFIG)
     subprocess.run([*GIT, "add", "."], cwd=work, check=True)
     subprocess.run([*GIT, "commit", "-qm", "bench"], cwd=work, check=True)
-    subprocess.run([*GIT, "push", "-q", "origin", "HEAD:main"], cwd=work, check=True, capture_output=True)
+    subprocess.run(
+        [*GIT, "push", "-q", "origin", "HEAD:main"], cwd=work, check=True, capture_output=True
+    )
     return bare
 
 
@@ -100,8 +110,12 @@ def ten_step_overhead(client: httpx.Client, pipeline_id: int) -> tuple[float, fl
 
 def summary(name: str, values: list[float]) -> str:
     values = sorted(values)
-    p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
-    return f"{name}: median {statistics.median(values) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, min {values[0] * 1000:.0f} ms, n={len(values)}"
+    p95 = values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
+    median = statistics.median(values) * 1000
+    return (
+        f"{name}: median {median:.0f} ms, p95 {p95 * 1000:.0f} ms, "
+        f"min {values[0] * 1000:.0f} ms, n={len(values)}"
+    )
 
 
 def main() -> int:
@@ -123,15 +137,27 @@ def main() -> int:
         subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
         token = subprocess.run(
             [*manage, "sd_token", "create", "--username", "bench", "--admin"],
-            cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         repo = make_repo(tmp)
         serve = subprocess.Popen(
-            [*manage, "sd_serve", "--port", str(port)], cwd=ROOT, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [*manage, "sd_serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
-            client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            client = httpx.Client(
+                base_url=f"http://127.0.0.1:{port}",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            )
             for _ in range(100):
                 try:
                     if client.get("/v4/status").status_code == 200:
@@ -140,14 +166,23 @@ def main() -> int:
                     time.sleep(0.1)
             pipeline = client.post("/v4/pipelines", json={"checkoutUrl": f"{repo}#main"}).json()
             first_line_latency(client, pipeline["id"])  # warm-up
-            launcher_view, client_view = zip(*(first_line_latency(client, pipeline["id"]) for _ in range(args.runs)))
-            in_build, end_to_end = zip(*(ten_step_overhead(client, pipeline["id"]) for _ in range(args.runs)))
+            launcher_view, client_view = zip(
+                *(first_line_latency(client, pipeline["id"]) for _ in range(args.runs)), strict=True
+            )
+            in_build, end_to_end = zip(
+                *(ten_step_overhead(client, pipeline["id"]) for _ in range(args.runs)), strict=True
+            )
         finally:
             os.killpg(serve.pid, 15)
             serve.wait(timeout=30)
     print(summary("POST /v4/events -> first log line (launcher clock)", list(launcher_view)))
     print(summary("POST /v4/events -> first log line seen by a polling client", list(client_view)))
-    print(summary("10 trivial steps: build start -> end (launcher overhead incl. checkout)", list(in_build)))
+    print(
+        summary(
+            "10 trivial steps: build start -> end (launcher overhead incl. checkout)",
+            list(in_build),
+        )
+    )
     print(summary("10 trivial steps: POST /v4/events -> build end", list(end_to_end)))
     return 0
 

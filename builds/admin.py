@@ -26,8 +26,14 @@ class BuildAdmin(admin.ModelAdmin):
     list_select_related = ["job"]
     # Status changes go through the services only; the admin shows them.
     readonly_fields = [
-        "status", "status_message", "start_time", "end_time", "lease_expires_at",
-        "dispatched_at", "executor_state", "meta",
+        "status",
+        "status_message",
+        "start_time",
+        "end_time",
+        "lease_expires_at",
+        "dispatched_at",
+        "executor_state",
+        "meta",
     ]
     inlines = [StepInline]
     actions = ["stop_builds"]
@@ -37,7 +43,9 @@ class BuildAdmin(admin.ModelAdmin):
         stopped = 0
         for build_id in queryset.filter(status__in=ACTIVE_STATUSES).values_list("pk", flat=True):
             try:
-                services.abort_build(build_id=build_id, message=f"Aborted by {request.user.get_username()}")
+                services.abort_build(
+                    build_id=build_id, message=f"Aborted by {request.user.get_username()}"
+                )
                 stopped += 1
             except services.TransitionError:
                 continue

@@ -22,7 +22,9 @@ def build_environment(build: Build, config: dict[str, Any]) -> list[list[str]]:
     pipeline = build.job.pipeline
     ref = repo_ref_of(pipeline)
     api = f"{settings.SD_API_URL}/v4/"
-    parents = [str(b) for job in build.parent_builds.values() for b in job.get("jobs", {}).values() if b]
+    parents = [
+        str(b) for job in build.parent_builds.values() for b in job.get("jobs", {}).values() if b
+    ]
     env: list[list[str]] = [
         ["CI", "true"],
         ["CONTINUOUS_INTEGRATION", "true"],
@@ -59,7 +61,9 @@ def _secrets(build: Build, config: dict[str, Any]) -> dict[str, str]:
 
 def _initial_meta(build: Build) -> dict[str, Any]:
     meta = dict(build.event.meta)
-    parent_ids = [b for job in build.parent_builds.values() for b in job.get("jobs", {}).values() if b]
+    parent_ids = [
+        b for job in build.parent_builds.values() for b in job.get("jobs", {}).values() if b
+    ]
     if not parent_ids and build.parent_build_id:
         parent_ids = [build.parent_build_id]
     for parent in Build.objects.filter(pk__in=parent_ids).order_by("end_time", "pk").only("meta"):
@@ -80,9 +84,7 @@ def launch_spec(build: Build) -> dict[str, Any]:
     config = config_of(build)
     ref = repo_ref_of(build.job.pipeline)
     steps = [
-        {"name": s.name, "command": s.command}
-        for s in build.steps.all()
-        if s.name != SETUP_STEP
+        {"name": s.name, "command": s.command} for s in build.steps.all() if s.name != SETUP_STEP
     ]
     return {
         "build": {

@@ -72,9 +72,7 @@ def append_batch(*, step: Step, seq: int, first_line: int, lines: list[Any]) -> 
     return True
 
 
-def read_page(
-    *, step: Step, start: int = 0, pages: int = 10, sort: str = "ascending"
-) -> LogPage:
+def read_page(*, step: Step, start: int = 0, pages: int = 10, sort: str = "ascending") -> LogPage:
     """Lines of a step from line `start`, `pages` pages of 100, as Screwdriver's logs endpoint."""
     pages = max(1, min(pages, MAX_PAGES))
     limit = pages * LINES_PER_PAGE

@@ -32,7 +32,9 @@ FINISHED_STATUSES = frozenset(
         BuildStatus.COLLAPSED,
     }
 )
-ACTIVE_STATUSES = frozenset({BuildStatus.QUEUED, BuildStatus.RUNNING, BuildStatus.BLOCKED, BuildStatus.FROZEN})
+ACTIVE_STATUSES = frozenset(
+    {BuildStatus.QUEUED, BuildStatus.RUNNING, BuildStatus.BLOCKED, BuildStatus.FROZEN}
+)
 
 
 class BuildQuerySet(models.QuerySet["Build"]):
@@ -64,7 +66,9 @@ class Build(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     start_time = models.DateTimeField(null=True, blank=True)
     end_time = models.DateTimeField(null=True, blank=True)
-    status = models.CharField(max_length=10, choices=BuildStatus.choices, default=BuildStatus.QUEUED)
+    status = models.CharField(
+        max_length=10, choices=BuildStatus.choices, default=BuildStatus.QUEUED
+    )
     status_message = models.CharField(max_length=1024, blank=True, default="")
     meta = models.JSONField(default=dict, blank=True)
     environment = models.JSONField(default=dict, blank=True)

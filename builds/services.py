@@ -46,9 +46,7 @@ class TransitionError(Exception):
 
     def __init__(self, build_id: int, target: str, current: str | None) -> None:
         self.current = current
-        super().__init__(
-            f"Build {build_id} cannot become {target}: it is {current or 'gone'}."
-        )
+        super().__init__(f"Build {build_id} cannot become {target}: it is {current or 'gone'}.")
 
 
 # --- creation -----------------------------------------------------------------------------
@@ -69,8 +67,10 @@ def timeout_seconds_of(annotations: dict[str, Any]) -> float:
 
 
 def skips_checkout(config: dict[str, Any]) -> bool:
-    """Screwdriver's SD_SKIP_REPOSITORY_CLONE: a job that needs no source (like the parse-error job)."""
-    return str((config.get("environment") or {}).get("SD_SKIP_REPOSITORY_CLONE", "")).lower() == "true"
+    """Screwdriver's SD_SKIP_REPOSITORY_CLONE: a job that needs no source (the parse-error job)."""
+    return (
+        str((config.get("environment") or {}).get("SD_SKIP_REPOSITORY_CLONE", "")).lower() == "true"
+    )
 
 
 def _next_number() -> int:
@@ -88,7 +88,7 @@ def create_build(
     parent_builds: dict[str, Any] | None = None,
     permutation: int = 0,
 ) -> Build:
-    """Create a build of one job permutation in an event, with its steps, from the event's config."""
+    """Create a build of one job permutation, with its steps, from the event's config."""
     permutations = event.job_configs.get(job.name) or job.permutations
     config: dict[str, Any] = permutations[permutation] if permutations else {}
     build = Build.objects.create(
@@ -135,9 +135,7 @@ def create_start_builds(*, event: Event, job_names: Iterable[str], cause: str) -
 # --- transitions from the launcher ---------------------------------------------------------
 
 
-def _transition(
-    build_id: int, *, allowed: Iterable[str], target: str, **fields: Any
-) -> None:
+def _transition(build_id: int, *, allowed: Iterable[str], target: str, **fields: Any) -> None:
     updated = Build.objects.filter(pk=build_id, status__in=list(allowed)).update(
         status=target, **fields
     )
@@ -220,6 +218,18 @@ def abort_build(*, build_id: int, message: str) -> Build:
     return build
 
 
+def stop_event(*, event: Event, message: str) -> None:
+    """Abort every active build of an event and drop the joins that were waiting."""
+    for build_id in Build.objects.filter(event=event).active().values_list("pk", flat=True):
+        try:
+            abort_build(build_id=build_id, message=message)
+        except TransitionError:
+            continue  # it finished meanwhile: nothing to stop
+    with transaction.atomic():
+        Build.objects.filter(event=event, status=BuildStatus.CREATED).delete()
+        refresh_event_status(event=Event.objects.select_for_update().get(pk=event.pk))
+
+
 @transaction.atomic
 def fail_lost_build(*, build_id: int, message: str) -> Build | None:
     """The reaper's verdict on a build whose launcher stopped reporting."""
@@ -290,9 +300,9 @@ def _trigger_next(build: Build, event: Event) -> None:
     jobs = {j.name: j for j in Job.objects.filter(pipeline_id=event.pipeline_id, name__in=names)}
     existing = {
         b.job.name: b
-        for b in Build.objects.filter(event=event, job__name__in=names, permutation=0).select_related(
-            "job"
-        )
+        for b in Build.objects.filter(
+            event=event, job__name__in=names, permutation=0
+        ).select_related("job")
     }
     to_dispatch: list[int] = []
     for nxt in nexts:
@@ -316,7 +326,10 @@ def _trigger_next(build: Build, event: Event) -> None:
         parents = {name: existing.get(name) for name in nxt.parents}
         parents[build.job.name] = build
         statuses = {name: (b.status if b else None) for name, b in parents.items()}
-        if any(s in {BuildStatus.FAILURE, BuildStatus.ABORTED, BuildStatus.COLLAPSED} for s in statuses.values()):
+        if any(
+            s in {BuildStatus.FAILURE, BuildStatus.ABORTED, BuildStatus.COLLAPSED}
+            for s in statuses.values()
+        ):
             _delete_if_waiting(current)
             continue
         ready = all(s in {BuildStatus.SUCCESS, BuildStatus.UNSTABLE} for s in statuses.values())
@@ -364,7 +377,12 @@ def _drop_waiting_joins(build: Build, event: Event) -> None:
 
 def refresh_event_status(*, event: Event) -> str:
     """Derive the event's status from its builds, as Screwdriver does, and store it."""
-    counts = {Event.Status.IN_PROGRESS: 0, Event.Status.ABORTED: 0, Event.Status.FAILURE: 0, Event.Status.SUCCESS: 0}
+    counts = {
+        Event.Status.IN_PROGRESS: 0,
+        Event.Status.ABORTED: 0,
+        Event.Status.FAILURE: 0,
+        Event.Status.SUCCESS: 0,
+    }
     for status in Build.objects.filter(event=event).values_list("status", flat=True):
         mapped = EVENT_STATUS_OF_BUILD.get(BuildStatus(status))
         if mapped:

@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 REQUEUE_AFTER = timedelta(minutes=2)
 # How long past its timeout a build may run before the reaper ends it itself.
 TIMEOUT_GRACE = timedelta(minutes=2)
-# How long a finished build's launcher may take to exit (teardown, last logs) before cleanup ends it.
+# How long a finished build's launcher may take to exit (teardown, last logs) before cleanup
+# ends it.
 CLEANUP_PATIENCE = timedelta(seconds=90)
 
 
@@ -112,7 +113,9 @@ def reap(*, now: datetime | None = None) -> dict[str, int]:
     """Fail builds whose launcher stopped renewing its lease; requeue lost starts."""
     now = now or timezone.now()
     failed = 0
-    for build in Build.objects.with_lapsed_lease(now).only("id", "lease_expires_at", "executor", "executor_state", "status"):
+    for build in Build.objects.with_lapsed_lease(now).only(
+        "id", "lease_expires_at", "executor", "executor_state", "status"
+    ):
         lapsed_at = build.lease_expires_at
         message = (
             "The build stopped reporting: its launcher was not heard from since "
@@ -127,7 +130,9 @@ def reap(*, now: datetime | None = None) -> dict[str, int]:
             minutes = build.timeout_seconds / 60
             if build_services.fail_lost_build(
                 build_id=build.pk,
-                message=f"Build timed out after {minutes:g} minutes and its launcher did not end it.",
+                message=(
+                    f"Build timed out after {minutes:g} minutes and its launcher did not end it."
+                ),
             ):
                 overdue += 1
     requeued = 0
@@ -146,4 +151,3 @@ def config_of(build: Build) -> dict[str, Any]:
     if permutations and len(permutations) > build.permutation:
         return permutations[build.permutation]
     return {}
-

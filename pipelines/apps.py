@@ -2,5 +2,5 @@ from django.apps import AppConfig
 
 
 class PipelinesConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'pipelines'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "pipelines"

@@ -141,7 +141,9 @@ class Secret(models.Model):
     class Meta:
         ordering = ["pipeline_id", "name"]
         constraints = [
-            models.UniqueConstraint(fields=["pipeline", "name"], name="secret_name_unique_in_pipeline")
+            models.UniqueConstraint(
+                fields=["pipeline", "name"], name="secret_name_unique_in_pipeline"
+            )
         ]
 
     def __str__(self) -> str:
@@ -157,7 +159,11 @@ class Token(models.Model):
     """An API token of a user or of a pipeline; only its hash is stored."""
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="sd_tokens"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="sd_tokens",
     )
     pipeline = models.ForeignKey(
         Pipeline, null=True, blank=True, on_delete=models.CASCADE, related_name="tokens"
@@ -174,7 +180,10 @@ class Token(models.Model):
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(
-                condition=(Q(user__isnull=False, pipeline__isnull=True) | Q(user__isnull=True, pipeline__isnull=False)),
+                condition=(
+                    Q(user__isnull=False, pipeline__isnull=True)
+                    | Q(user__isnull=True, pipeline__isnull=False)
+                ),
                 name="token_belongs_to_a_user_or_a_pipeline",
             )
         ]

@@ -137,7 +137,9 @@ def install_hook(*, pipeline: Pipeline) -> bool:
     ref = repo_ref_of(pipeline)
     url = f"{settings.SD_API_URL}/v4/webhooks/local"
     try:
-        installed = scm_for(pipeline).install_hook(ref, notify_url=url, key=repository_key(ref.repo_path))
+        installed = scm_for(pipeline).install_hook(
+            ref, notify_url=url, key=repository_key(ref.repo_path)
+        )
     except (ScmError, OSError) as exc:
         logger.warning("No push hook for pipeline %s: %s", pipeline.pk, exc)
         installed = False
@@ -170,7 +172,7 @@ def start_event(
     parent_event: Event | None = None,
     meta: dict[str, Any] | None = None,
 ) -> Event:
-    """Create an event at `sha` (default: the branch head) and queue the jobs `start_from` selects."""
+    """Create an event at `sha` (default: the branch head); queue the jobs `start_from` selects."""
     scm = scm_for(pipeline)
     try:
         ref = repo_ref_of(pipeline)
@@ -187,7 +189,9 @@ def start_event(
     try:
         names = workflow.start_jobs(graph, start_from)
     except ValueError as exc:
-        raise PipelineError(f"{start_from} is not a job or trigger of this pipeline.", status=404) from exc
+        raise PipelineError(
+            f"{start_from} is not a job or trigger of this pipeline.", status=404
+        ) from exc
     if not names:
         raise PipelineError(f"No job of this pipeline starts from {start_from}.", status=404)
     with transaction.atomic():
@@ -200,7 +204,11 @@ def start_event(
                 "url": commit.url,
                 "message": commit.message,
                 "author": {"name": commit.author_name, "username": commit.author_email, "url": ""},
-                "committer": {"name": commit.author_name, "username": commit.author_email, "url": ""},
+                "committer": {
+                    "name": commit.author_name,
+                    "username": commit.author_email,
+                    "url": "",
+                },
             },
             creator=creator.as_dict(),
             sha=sha,
@@ -217,7 +225,8 @@ def start_event(
         )
         if not builds:
             raise PipelineError(
-                f"Every job that starts from {start_from} is disabled: enable one first.", status=422
+                f"Every job that starts from {start_from} is disabled: enable one first.",
+                status=422,
             )
         build_services.refresh_event_status(event=event)
         Pipeline.objects.filter(pk=pipeline.pk).update(last_event=event)
@@ -226,7 +235,9 @@ def start_event(
 
 def notice_push(*, pipeline: Pipeline, sha: str, pusher: str = "") -> Event | None:
     """A new head on the pipeline's branch: start ~commit once per sha, whoever noticed first."""
-    moved = Pipeline.objects.filter(pk=pipeline.pk).exclude(last_seen_sha=sha).update(last_seen_sha=sha)
+    moved = (
+        Pipeline.objects.filter(pk=pipeline.pk).exclude(last_seen_sha=sha).update(last_seen_sha=sha)
+    )
     if not moved:
         return None
     try:
@@ -238,7 +249,9 @@ def notice_push(*, pipeline: Pipeline, sha: str, pusher: str = "") -> Event | No
             cause_message=f"Commit {sha[:7]} pushed to {repo_ref_of(pipeline).branch}",
         )
     except PipelineError as exc:
-        logger.info("Push %s on pipeline %s started nothing: %s", sha[:12], pipeline.pk, exc.message)
+        logger.info(
+            "Push %s on pipeline %s started nothing: %s", sha[:12], pipeline.pk, exc.message
+        )
         return None
 
 

@@ -2,5 +2,5 @@ from django.apps import AppConfig
 
 
 class ScmConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'scm'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "scm"

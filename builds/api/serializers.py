@@ -55,9 +55,13 @@ class BuildSerializer(CompactSerializer):
 
 
 class BuildUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    status = serializers.ChoiceField(choices=["RUNNING", "SUCCESS", "FAILURE", "UNSTABLE", "ABORTED"])
+    status = serializers.ChoiceField(
+        choices=["RUNNING", "SUCCESS", "FAILURE", "UNSTABLE", "ABORTED"]
+    )
     meta = serializers.DictField(required=False)
-    statusMessage = serializers.CharField(max_length=1024, required=False, allow_blank=True, default="")
+    statusMessage = serializers.CharField(
+        max_length=1024, required=False, allow_blank=True, default=""
+    )
 
 
 class StepUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]

@@ -165,7 +165,9 @@ class StepLogsView(APIView):
         if params.get("type") == "download":
             return _download(step)
         page = logs.read_page(step=step, start=start, pages=pages, sort=sort)
-        more = page.more and not (step.build.is_finished and step.end_time is None and not page.lines)
+        more = page.more and not (
+            step.build.is_finished and step.end_time is None and not page.lines
+        )
         response = Response(page.lines)
         response["X-More-Data"] = "true" if more else "false"
         return response
@@ -181,7 +183,9 @@ class StepLogsView(APIView):
             first_line=body.validated_data["firstLine"],
             lines=request.data["lines"],
         )
-        return Response({"stored": created}, status=http.HTTP_201_CREATED if created else http.HTTP_200_OK)
+        return Response(
+            {"stored": created}, status=http.HTTP_201_CREATED if created else http.HTTP_200_OK
+        )
 
 
 def _download(step: Step) -> StreamingHttpResponse:

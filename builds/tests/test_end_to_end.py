@@ -65,7 +65,10 @@ def _event_done(pipeline: Pipeline) -> Event | None:
 def _log(build: Build, step: str) -> list[str]:
     from builds.logs import read_page
 
-    return [line["m"] for line in read_page(step=Step.objects.get(build=build, name=step), pages=100).lines]
+    return [
+        line["m"]
+        for line in read_page(step=Step.objects.get(build=build, name=step), pages=100).lines
+    ]
 
 
 def test_one_push_runs_main_publish_docs_then_deploy_exactly_once(stack, make_repo) -> None:
@@ -146,8 +149,13 @@ def test_export_and_cd_persist_and_teardown_sees_the_failure(stack, make_repo) -
     assert _log(build, "teardown-report") == ["teardown saw 1 in teardown-report"]
 
 
-def test_a_hundred_thousand_lines_are_stored_without_a_gap_and_read_page_by_page(stack, make_repo) -> None:
-    yaml = "jobs:\n  main:\n    image: alpine\n    requires: [~commit]\n    steps:\n      - flood: seq 0 99999\n"
+def test_a_hundred_thousand_lines_are_stored_without_a_gap_and_read_page_by_page(
+    stack, make_repo
+) -> None:
+    yaml = (
+        "jobs:\n  main:\n    image: alpine\n    requires: [~commit]\n"
+        "    steps:\n      - flood: seq 0 99999\n"
+    )
     repo = make_repo({"screwdriver.yaml": yaml})
     user = _admin()
     pipeline = create_pipeline(checkout_url=repo.checkout_url, user=user)
@@ -163,7 +171,9 @@ def test_a_hundred_thousand_lines_are_stored_without_a_gap_and_read_page_by_page
     seen = 0
     start = 0
     while True:
-        response = client.get(f"/v4/builds/{build.pk}/steps/flood/logs", {"from": start, "pages": 10})
+        response = client.get(
+            f"/v4/builds/{build.pk}/steps/flood/logs", {"from": start, "pages": 10}
+        )
         assert response.status_code == 200
         lines = response.json()
         for line in lines:
@@ -208,14 +218,18 @@ jobs:
 """
 
 
-def test_a_build_past_its_timeout_ends_within_ten_seconds_leaving_no_process(stack, make_repo) -> None:
+def test_a_build_past_its_timeout_ends_within_ten_seconds_leaving_no_process(
+    stack, make_repo
+) -> None:
     marker = f"timeout-{os.getpid()}-{time.monotonic_ns()}"
     yaml = STUBBORN % {"timeout": "0.1", "marker": marker}  # six seconds
     repo = make_repo({"screwdriver.yaml": yaml})
     pipeline = create_pipeline(checkout_url=repo.checkout_url, user=_admin())
     event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("a", "alice"))
     build = wait_until(
-        lambda: Build.objects.filter(event=event, status="RUNNING").first(), timeout=30, what="RUNNING"
+        lambda: Build.objects.filter(event=event, status="RUNNING").first(),
+        timeout=30,
+        what="RUNNING",
     )
     wait_until(lambda: _processes_with(marker), timeout=20, what="the stubborn step to start")
     deadline = build.start_time.timestamp() + 6
@@ -224,18 +238,25 @@ def test_a_build_past_its_timeout_ends_within_ten_seconds_leaving_no_process(sta
     assert build.status == BuildStatus.FAILURE
     assert "timed out" in build.status_message
     assert build.end_time.timestamp() - deadline < 10
-    assert wait_until(lambda: not _processes_with(marker), timeout=5, what="no process left") is not None
+    assert (
+        wait_until(lambda: not _processes_with(marker), timeout=5, what="no process left")
+        is not None
+    )
     assert _log(build, "teardown-after")[0].startswith("teardown ran with")
 
 
-def test_a_stopped_build_ends_within_ten_seconds_runs_teardown_and_leaves_no_process(stack, make_repo) -> None:
+def test_a_stopped_build_ends_within_ten_seconds_runs_teardown_and_leaves_no_process(
+    stack, make_repo
+) -> None:
     marker = f"stop-{os.getpid()}-{time.monotonic_ns()}"
     repo = make_repo({"screwdriver.yaml": STUBBORN % {"timeout": "30", "marker": marker}})
     user = _admin()
     pipeline = create_pipeline(checkout_url=repo.checkout_url, user=user)
     event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("a", "alice"))
     build = wait_until(
-        lambda: Build.objects.filter(event=event, status="RUNNING").first(), timeout=30, what="RUNNING"
+        lambda: Build.objects.filter(event=event, status="RUNNING").first(),
+        timeout=30,
+        what="RUNNING",
     )
     wait_until(lambda: _processes_with(marker), timeout=20, what="the stubborn step to start")
 
@@ -249,7 +270,9 @@ def test_a_stopped_build_ends_within_ten_seconds_runs_teardown_and_leaves_no_pro
     wait_until(lambda: not _processes_with(marker), timeout=10, what="the step's processes to end")
     assert time.time() - asked < 10
     teardown = Step.objects.get(build=build, name="teardown-after")
-    wait_until(lambda: Step.objects.get(pk=teardown.pk).end_time, timeout=10, what="teardown to finish")
+    wait_until(
+        lambda: Step.objects.get(pk=teardown.pk).end_time, timeout=10, what="teardown to finish"
+    )
     assert _log(build, "teardown-after")[0].startswith("teardown ran with")
     build.refresh_from_db()
     assert build.status == BuildStatus.ABORTED
@@ -263,7 +286,9 @@ def test_killing_the_worker_and_launcher_leaves_no_build_running(stack, make_rep
     pipeline = create_pipeline(checkout_url=repo.checkout_url, user=_admin())
     event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("a", "alice"))
     build = wait_until(
-        lambda: Build.objects.filter(event=event, status="RUNNING").first(), timeout=30, what="RUNNING"
+        lambda: Build.objects.filter(event=event, status="RUNNING").first(),
+        timeout=30,
+        what="RUNNING",
     )
     wait_until(lambda: _processes_with(marker), timeout=20, what="the step to start")
     build.refresh_from_db()
@@ -274,10 +299,16 @@ def test_killing_the_worker_and_launcher_leaves_no_build_running(stack, make_rep
 
     # A new worker comes up and its reaper runs (the schedule calls exactly this).
     stack.start_worker()
-    wait_until(lambda: reap()["failed"] or Build.objects.get(pk=build.pk).status == "FAILURE", timeout=60, interval=1)
+    wait_until(
+        lambda: reap()["failed"] or Build.objects.get(pk=build.pk).status == "FAILURE",
+        timeout=60,
+        interval=1,
+    )
     build.refresh_from_db()
     assert build.status == BuildStatus.FAILURE
     assert "stopped reporting" in build.status_message
     assert time.time() - killed_at < 120
     # Cleanup of the lost build ends the step processes the launcher left behind.
-    wait_until(lambda: not _processes_with(marker), timeout=60, interval=1, what="orphans cleaned up")
+    wait_until(
+        lambda: not _processes_with(marker), timeout=60, interval=1, what="orphans cleaned up"
+    )

@@ -92,7 +92,11 @@ class ApiClient:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
             parts = urllib.parse.urlsplit(self.base)
-            cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+            cls = (
+                http.client.HTTPSConnection
+                if parts.scheme == "https"
+                else http.client.HTTPConnection
+            )
             conn = cls(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
             self._local.conn = conn
         conn.timeout = timeout
@@ -132,7 +136,9 @@ class ApiClient:
         if response.status >= 400:
             text = raw.decode("utf-8", "replace")
             kind = ConflictError if response.status == 409 else ApiError
-            raise kind(f"{method} {url} answered {response.status}", status=response.status, body=text)
+            raise kind(
+                f"{method} {url} answered {response.status}", status=response.status, body=text
+            )
         if not raw.strip():
             return None
         try:

@@ -43,7 +43,9 @@ class BearerAuthentication(authentication.BaseAuthentication):
             return None
         value = value.strip()
         if not value:
-            raise exceptions.AuthenticationFailed("The Authorization header has no token after Bearer.")
+            raise exceptions.AuthenticationFailed(
+                "The Authorization header has no token after Bearer."
+            )
         if value.count(".") == 2:
             return self._from_jwt(value)
         return self._from_api_token(value)

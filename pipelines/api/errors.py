@@ -31,7 +31,8 @@ def _flatten(detail: Any, prefix: str = "") -> list[str]:
 
 def error_response(status: int, message: str) -> Response:
     return Response(
-        {"statusCode": status, "error": HTTPStatus(status).phrase, "message": message}, status=status
+        {"statusCode": status, "error": HTTPStatus(status).phrase, "message": message},
+        status=status,
     )
 
 
@@ -49,7 +50,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    message = "; ".join(_flatten(response.data)) if not isinstance(exc, exceptions.APIException) or isinstance(exc, exceptions.ValidationError) else str(exc.detail)
+    # Validation errors name each bad field; other errors carry one sentence already.
+    if isinstance(exc, exceptions.ValidationError):
+        message = "; ".join(_flatten(response.data))
+    else:
+        message = str(getattr(exc, "detail", exc))
     response.data = {
         "statusCode": response.status_code,
         "error": HTTPStatus(response.status_code).phrase,

@@ -74,7 +74,7 @@ class EventSerializer(CompactSerializer):
     workflowGraph = serializers.JSONField(source="workflow_graph")
     status = serializers.CharField()
 
-    def get_groupEventId(self, event: Any) -> int:  # noqa: N802 - Screwdriver's field name
+    def get_groupEventId(self, event: Any) -> int:
         # An event that starts a group is its own group, as in Screwdriver.
         return int(event.group_event_id or event.pk)
 
@@ -82,6 +82,8 @@ class EventSerializer(CompactSerializer):
 class EventCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     pipelineId = serializers.IntegerField(min_value=1)
     startFrom = serializers.CharField(max_length=128, required=False, default="~commit")
-    causeMessage = serializers.CharField(max_length=512, required=False, allow_blank=True, default="")
+    causeMessage = serializers.CharField(
+        max_length=512, required=False, allow_blank=True, default=""
+    )
     sha = serializers.RegexField(r"^[0-9a-f]{40}$", required=False)
     meta = serializers.DictField(required=False, default=dict)

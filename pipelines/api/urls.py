@@ -11,8 +11,14 @@ urlpatterns = [
     path("auth/token", views.AuthTokenView.as_view(), name="auth-token"),
     path("pipelines", views.PipelineListView.as_view(), name="pipeline-list"),
     path("pipelines/<int:pipeline_id>", views.PipelineDetailView.as_view(), name="pipeline-detail"),
-    path("pipelines/<int:pipeline_id>/jobs", views.PipelineJobsView.as_view(), name="pipeline-jobs"),
-    path("pipelines/<int:pipeline_id>/events", views.PipelineEventsView.as_view(), name="pipeline-events"),
+    path(
+        "pipelines/<int:pipeline_id>/jobs", views.PipelineJobsView.as_view(), name="pipeline-jobs"
+    ),
+    path(
+        "pipelines/<int:pipeline_id>/events",
+        views.PipelineEventsView.as_view(),
+        name="pipeline-events",
+    ),
     path("jobs/<int:job_id>", views.JobDetailView.as_view(), name="job-detail"),
     path("jobs/<int:job_id>/builds", views.JobBuildsView.as_view(), name="job-builds"),
     path("events", views.EventCreateView.as_view(), name="event-create"),

@@ -23,8 +23,16 @@ class Command(BaseCommand):
         python = sys.executable
         children = [
             subprocess.Popen(
-                [python, "-m", "daphne", "-b", options["host"], "-p", str(options["port"]),
-                 "screwdriver_site.asgi:application"],
+                [
+                    python,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    options["host"],
+                    "-p",
+                    str(options["port"]),
+                    "screwdriver_site.asgi:application",
+                ],
             ),
             subprocess.Popen([python, "manage.py", "qcluster"]),
         ]

@@ -21,7 +21,9 @@ GIT_IDENTITY = ["-c", "user.name=Screwdriver Demo", "-c", "user.email=demo@local
 
 
 def _git(*args: str, cwd: Path) -> None:
-    subprocess.run(["git", *GIT_IDENTITY, *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["git", *GIT_IDENTITY, *args], cwd=cwd, check=True, capture_output=True, timeout=60
+    )
 
 
 class Command(BaseCommand):
@@ -66,7 +68,9 @@ class Command(BaseCommand):
         repo.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             ["git", "init", "--bare", "--initial-branch=main", str(repo)],
-            check=True, capture_output=True, timeout=60,
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)

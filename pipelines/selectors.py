@@ -19,10 +19,14 @@ ACTIVE_EVENT_STATUSES = frozenset({Event.Status.CREATED, Event.Status.IN_PROGRES
 
 
 def duration_text(start: datetime | None, end: datetime | None) -> str:
-    """A short human duration ("1h 02m", "3m 04s", "12s"); a running span counts up to now."""
+    """A short human duration ("1h 02m", "3m 04s", "12s", "0.4s"); a running span counts up to now."""
     if start is None:
         return ""
-    seconds = max(0, int(((end or timezone.now()) - start).total_seconds()))
+    exact = max(0.0, ((end or timezone.now()) - start).total_seconds())
+    if exact < 10:
+        # Most builds here take well under a second: "0s" would hide that they ran at all.
+        return f"{exact:.1f}s"
+    seconds = int(exact)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

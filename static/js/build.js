@@ -28,6 +28,7 @@
   function fmtDuration(start, end) {
     if (!start) return "";
     var ms = (end ? Date.parse(end) : Date.now()) - Date.parse(start);
+    if (ms < 10000) return (Math.max(0, ms) / 1000).toFixed(1) + "s";
     var s = Math.max(0, Math.floor(ms / 1000));
     var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
     function pad(n) { return n < 10 ? "0" + n : String(n); }

@@ -312,3 +312,42 @@ def test_killing_the_worker_and_launcher_leaves_no_build_running(stack, make_rep
     wait_until(
         lambda: not _processes_with(marker), timeout=60, interval=1, what="orphans cleaned up"
     )
+
+
+SECRETS = """
+shared:
+  image: buildpack-deps
+jobs:
+  main:
+    requires: [~commit]
+    secrets: [DEPLOY_KEY]
+    environment:
+      TARGET: "prod-$SD_BUILD_ID"
+    steps:
+      - use: |
+          echo "key is $DEPLOY_KEY"
+          echo "target is $TARGET"
+          test "$DEPLOY_KEY" = "s3cr3t-value"
+      - unlisted: echo "other is [$OTHER_SECRET]"
+"""
+
+
+def test_a_listed_secret_reaches_the_build_masked_and_an_unlisted_one_does_not(
+    stack, make_repo
+) -> None:
+    from pipelines.services import set_secret
+
+    repo = make_repo({"screwdriver.yaml": SECRETS})
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=_admin())
+    set_secret(pipeline=pipeline, name="DEPLOY_KEY", value="s3cr3t-value")
+    set_secret(pipeline=pipeline, name="OTHER_SECRET", value="not-for-this-job")
+    event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("a", "alice"))
+    wait_until(lambda: _event_done(pipeline), timeout=60, what="the event to finish")
+
+    build = Build.objects.get(event=event)
+    assert build.status == BuildStatus.SUCCESS
+    assert _log(build, "use") == ["key is ****", f"target is prod-{build.pk}"]
+    assert _log(build, "unlisted") == ["other is []"]
+    from pipelines.models import Secret
+
+    assert "s3cr3t" not in Secret.objects.get(name="DEPLOY_KEY").encrypted_value

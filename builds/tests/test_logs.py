@@ -1,0 +1,207 @@
+"""Step logs: idempotent numbered batches in, Screwdriver-shaped pages out."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from builds.logs import MAX_BATCH_LINES, LogBatchError, append_batch, read_page
+from builds.models import Build, BuildStatus, LogBatch, Step
+from pipelines.models import Event, Job, Pipeline
+
+pytestmark = pytest.mark.django_db
+
+T0 = 1_700_000_000_000
+
+
+@pytest.fixture
+def step() -> Step:
+    pipeline = Pipeline.objects.create(
+        name="local/app", scm_uri="local:/srv/app.git:main", checkout_url="/srv/app.git#main"
+    )
+    job = Job.objects.create(pipeline=pipeline, name="main")
+    event = Event.objects.create(pipeline=pipeline, sha="a" * 40, start_from="~commit")
+    build = Build.objects.create(
+        job=job, event=event, number=1, sha=event.sha, status=BuildStatus.RUNNING
+    )
+    return Step.objects.create(build=build, position=1, name="test")
+
+
+def lines(*texts: str, t: int = T0) -> list[dict[str, Any]]:
+    return [{"t": t + i, "m": text} for i, text in enumerate(texts)]
+
+
+def fill(step: Step, total: int, batch_size: int) -> None:
+    """Store `total` lines "line N" in batches of `batch_size`."""
+    for seq, first in enumerate(range(0, total, batch_size)):
+        texts = [f"line {n}" for n in range(first, min(total, first + batch_size))]
+        assert append_batch(step=step, seq=seq, first_line=first, lines=lines(*texts, t=T0 + first))
+    step.refresh_from_db()
+
+
+def numbers(page_lines: list[dict[str, Any]]) -> list[int]:
+    return [line["n"] for line in page_lines]
+
+
+# --- appending ------------------------------------------------------------------------------
+
+
+def test_a_batch_is_stored_once_and_read_back_in_screwdriver_shape(step: Step) -> None:
+    assert append_batch(step=step, seq=0, first_line=0, lines=lines("hello", "world")) is True
+
+    step.refresh_from_db()
+    assert read_page(step=step).lines == [
+        {"n": 0, "t": T0, "m": "hello", "s": "test"},
+        {"n": 1, "t": T0 + 1, "m": "world", "s": "test"},
+    ]
+
+
+def test_a_resent_batch_stores_nothing_new_and_returns_false(step: Step) -> None:
+    append_batch(step=step, seq=0, first_line=0, lines=lines("first try"))
+
+    resent = append_batch(step=step, seq=0, first_line=0, lines=lines("first try"))
+    changed = append_batch(step=step, seq=0, first_line=0, lines=lines("other", "text"))
+
+    assert resent is False and changed is False
+    assert LogBatch.objects.filter(step=step).count() == 1
+    step.refresh_from_db()
+    assert step.lines == 1
+    assert [line["m"] for line in read_page(step=step).lines] == ["first try"]
+
+
+def test_step_lines_grows_with_each_batch_and_never_shrinks(step: Step) -> None:
+    append_batch(step=step, seq=0, first_line=0, lines=lines("a", "b", "c"))
+    step.refresh_from_db()
+    assert step.lines == 3
+
+    append_batch(step=step, seq=2, first_line=5, lines=lines("f"))
+    step.refresh_from_db()
+    assert step.lines == 6
+
+    # A batch that arrives late fills the gap without moving the count back.
+    append_batch(step=step, seq=1, first_line=3, lines=lines("d", "e"))
+    step.refresh_from_db()
+    assert step.lines == 6
+    assert [line["m"] for line in read_page(step=step).lines] == ["a", "b", "c", "d", "e", "f"]
+
+
+def test_bytes_that_are_not_utf8_come_back_with_replacement_characters(step: Step) -> None:
+    raw = b"caf\xe9 \xff\xfe ok"
+    append_batch(
+        step=step,
+        seq=0,
+        first_line=0,
+        lines=[{"t": T0, "b": base64.b64encode(raw).decode()}, {"t": T0, "m": "plain ✓"}],
+    )
+    step.refresh_from_db()
+
+    texts = [line["m"] for line in read_page(step=step).lines]
+
+    assert texts == ["caf\ufffd \ufffd\ufffd ok", "plain ✓"]
+    # The bytes themselves are kept as sent, so a better decoder could still read them.
+    assert LogBatch.objects.get(step=step).unpack()[0] == raw
+
+
+@pytest.mark.parametrize(
+    ("batch", "message"),
+    [
+        ([], "non-empty"),
+        ([{"t": T0, "m": "x"}] * (MAX_BATCH_LINES + 1), "at most"),
+        ([{"t": T0, "m": "two\nlines"}], "newline"),
+        ([{"t": T0, "b": base64.b64encode(b"two\nlines").decode()}], "newline"),
+        ([{"t": T0, "b": "not base64!"}], "base64"),
+        ([{"t": T0, "b": "abc"}], "base64"),
+        ([{"m": "no time"}], "timestamp"),
+        ([{"t": "soon", "m": "x"}], "timestamp"),
+        ([{"t": True, "m": "x"}], "timestamp"),
+        ([{"t": T0}], "needs a text m"),
+        (["just a string"], "must be an object"),
+    ],
+)
+def test_a_bad_batch_is_refused_and_stores_nothing(
+    step: Step, batch: list[Any], message: str
+) -> None:
+    with pytest.raises(LogBatchError, match=message):
+        append_batch(step=step, seq=0, first_line=0, lines=batch)
+
+    assert not LogBatch.objects.filter(step=step).exists()
+    step.refresh_from_db()
+    assert step.lines == 0
+
+
+def test_a_batch_of_exactly_the_maximum_size_is_accepted(step: Step) -> None:
+    assert append_batch(
+        step=step, seq=0, first_line=0, lines=[{"t": T0, "m": "x"}] * MAX_BATCH_LINES
+    )
+
+
+@pytest.mark.parametrize(("seq", "first_line"), [(-1, 0), (0, -1)])
+def test_a_negative_seq_or_first_line_is_refused(step: Step, seq: int, first_line: int) -> None:
+    with pytest.raises(LogBatchError, match="must not be negative"):
+        append_batch(step=step, seq=seq, first_line=first_line, lines=lines("x"))
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def test_ascending_pages_follow_each_other_and_say_when_there_is_more(step: Step) -> None:
+    fill(step, total=250, batch_size=40)
+    Step.objects.filter(pk=step.pk).update(end_time=timezone.now())
+    step.refresh_from_db()
+
+    first = read_page(step=step, start=0, pages=1)
+    second = read_page(step=step, start=100, pages=1)
+    last = read_page(step=step, start=200, pages=1)
+    beyond = read_page(step=step, start=250, pages=1)
+
+    assert numbers(first.lines) == list(range(100)) and first.more
+    assert numbers(second.lines) == list(range(100, 200)) and second.more
+    assert numbers(last.lines) == list(range(200, 250)) and not last.more
+    assert beyond.lines == [] and not beyond.more
+    assert [line["m"] for line in last.lines[:2]] == ["line 200", "line 201"]
+    assert [line["t"] for line in last.lines[:2]] == [T0 + 200, T0 + 201]
+
+
+def test_a_running_step_always_has_more_to_come(step: Step) -> None:
+    fill(step, total=10, batch_size=10)
+
+    page = read_page(step=step, start=0)
+
+    assert numbers(page.lines) == list(range(10))
+    assert page.more
+
+
+def test_reading_from_the_middle_of_a_batch_starts_at_that_line(step: Step) -> None:
+    fill(step, total=90, batch_size=30)
+
+    page = read_page(step=step, start=45, pages=1)
+
+    assert numbers(page.lines) == list(range(45, 90))
+    assert page.lines[0]["m"] == "line 45"
+
+
+def test_descending_reads_backwards_from_the_end(step: Step) -> None:
+    fill(step, total=250, batch_size=40)
+
+    page = read_page(step=step, pages=1, sort="descending")
+
+    assert numbers(page.lines) == list(range(249, 149, -1))
+    assert page.more
+
+
+def test_descending_from_a_line_reads_backwards_from_that_line(step: Step) -> None:
+    fill(step, total=250, batch_size=40)
+
+    page = read_page(step=step, start=120, pages=1, sort="descending")
+    rest = read_page(step=step, start=20, pages=1, sort="descending")
+
+    assert numbers(page.lines) == list(range(120, 20, -1)) and page.more
+    assert numbers(rest.lines) == list(range(20, -1, -1)) and not rest.more
+
+
+def test_a_step_without_logs_reads_as_an_empty_page(step: Step) -> None:
+    assert read_page(step=step).lines == []
+    assert read_page(step=step, sort="descending").lines == []

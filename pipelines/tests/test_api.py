@@ -1,0 +1,815 @@
+"""The /v4 API: who may call what, Screwdriver's shapes and errors, the launcher's calls, N+1.
+
+Personas: the owner (the pipeline's admin, who created it), a server admin (superuser), a
+member (signed in, not an admin of the pipeline), an outsider (a disabled account or a token
+nobody issued), anonymous, and the build token of another build.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt as pyjwt
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from builds.models import Build, BuildStatus, Step
+from conftest import GitRepo
+from pipelines.auth_tokens import issue_build_token, issue_user_token
+from pipelines.models import Event, Job, Pipeline
+from pipelines.services import Creator, create_pipeline, create_user_token, start_event
+
+pytestmark = pytest.mark.django_db
+
+MakeRepo = Callable[..., GitRepo]
+
+CHAIN = """
+shared:
+  image: node:18
+jobs:
+  main:
+    requires: [~commit]
+    steps:
+      - hello: echo hello
+      - world: echo world
+  publish:
+    requires: [main]
+    steps:
+      - publish: echo publish
+"""
+
+
+def wide(jobs: int) -> str:
+    """A screwdriver.yaml whose ~commit starts `jobs` jobs at once."""
+    body = "".join(
+        f"  job{i}:\n    requires: [~commit]\n    steps:\n      - s1: echo 1\n      - s2: echo 2\n"
+        for i in range(jobs)
+    )
+    return f"shared:\n  image: node:18\njobs:\n{body}"
+
+
+@pytest.fixture(autouse=True)
+def _no_hook_delivery(settings: Any) -> None:
+    # Installed hooks post to SD_API_URL; a closed port keeps pushes from reaching any server.
+    settings.SD_API_URL = "http://127.0.0.1:9"
+
+
+@pytest.fixture
+def owner() -> AbstractUser:
+    return get_user_model().objects.create_user(username="alice", first_name="Alice")
+
+
+@pytest.fixture
+def member() -> AbstractUser:
+    return get_user_model().objects.create_user(username="bob")
+
+
+@pytest.fixture
+def superuser() -> AbstractUser:
+    return get_user_model().objects.create_superuser(username="root")
+
+
+@pytest.fixture
+def repo(make_repo: MakeRepo) -> GitRepo:
+    return make_repo({"screwdriver.yaml": CHAIN})
+
+
+@pytest.fixture
+def pipeline(repo: GitRepo, owner: AbstractUser) -> Pipeline:
+    return create_pipeline(checkout_url=repo.checkout_url, user=owner)
+
+
+def new_event(pipeline: Pipeline) -> Event:
+    return start_event(pipeline=pipeline, start_from="~commit", creator=Creator("Alice", "alice"))
+
+
+@pytest.fixture
+def event(pipeline: Pipeline) -> Event:
+    return new_event(pipeline)
+
+
+@pytest.fixture
+def build(event: Event) -> Build:
+    return Build.objects.select_related("job__pipeline", "event").get(event=event, job__name="main")
+
+
+@pytest.fixture
+def other_build(pipeline: Pipeline, event: Event) -> Build:
+    """The first build of a second event: its token must not reach `build`."""
+    return Build.objects.select_related("job__pipeline", "event").get(
+        event=new_event(pipeline), job__name="main"
+    )
+
+
+def as_user(user: AbstractUser) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user=user)
+    return client
+
+
+def with_bearer(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+def as_build(build: Build, **kwargs: Any) -> APIClient:
+    return with_bearer(issue_build_token(build, **kwargs))
+
+
+def assert_error(response: Any, status: int) -> dict[str, Any]:
+    """Screwdriver's error shape: {statusCode, error, message}, and nothing else."""
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) == {"statusCode", "error", "message"}
+    assert body["statusCode"] == status
+    assert isinstance(body["error"], str) and body["error"]
+    assert isinstance(body["message"], str) and body["message"]
+    return body
+
+
+def endpoints(
+    pipeline: Pipeline, event: Event, build: Build
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every /v4 endpoint but status and the signed webhook, with a plausible body."""
+    job = build.job_id
+    b = f"/v4/builds/{build.pk}"
+    step = f"{b}/steps/hello"
+    return [
+        ("get", "/v4/auth/token", {}),
+        ("get", "/v4/pipelines", {}),
+        ("post", "/v4/pipelines", {"checkoutUrl": "/srv/other.git#main"}),
+        ("get", f"/v4/pipelines/{pipeline.pk}", {}),
+        ("get", f"/v4/pipelines/{pipeline.pk}/jobs", {}),
+        ("get", f"/v4/pipelines/{pipeline.pk}/events", {}),
+        ("get", f"/v4/jobs/{job}", {}),
+        ("get", f"/v4/jobs/{job}/builds", {}),
+        ("post", "/v4/events", {"pipelineId": pipeline.pk, "startFrom": "main"}),
+        ("get", f"/v4/events/{event.pk}", {}),
+        ("get", f"/v4/events/{event.pk}/builds", {}),
+        ("put", f"/v4/events/{event.pk}/stop", {}),
+        ("post", "/v4/validator", {"yaml": CHAIN}),
+        ("get", b, {}),
+        ("put", b, {"status": "ABORTED"}),
+        ("get", f"{b}/launch", {}),
+        ("post", f"{b}/heartbeat", {}),
+        ("get", f"{b}/steps", {}),
+        ("get", step, {}),
+        ("put", step, {"code": 0}),
+        ("get", f"{step}/logs", {}),
+        ("post", f"{step}/logs", {"seq": 0, "firstLine": 0, "lines": [{"t": 1, "m": "x"}]}),
+    ]
+
+
+def call(client: APIClient, method: str, url: str, body: dict[str, Any]) -> Any:
+    if method == "get":
+        return client.get(url)
+    return getattr(client, method)(url, body, format="json")
+
+
+def assert_absent_not_null(data: Any) -> None:
+    """Screwdriver leaves empty optional fields out; it never sends null."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            assert value is not None, f"{key} is null"
+    elif isinstance(data, list):
+        for item in data:
+            assert_absent_not_null(item)
+
+
+def assert_utc_iso(text: str) -> datetime:
+    assert isinstance(text, str) and text.endswith("Z"), text
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    assert moment.utcoffset() == timedelta(0)
+    return moment
+
+
+# --- anonymous, outsiders and tokens --------------------------------------------------------
+
+
+def test_status_answers_ok_to_anyone() -> None:
+    response = APIClient().get("/v4/status")
+
+    assert response.status_code == 200
+
+
+def test_status_answers_ok_even_with_a_bad_token() -> None:
+    assert with_bearer("nonsense").get("/v4/status").status_code == 200
+
+
+def test_every_other_endpoint_refuses_anonymous_callers(
+    pipeline: Pipeline, event: Event, build: Build
+) -> None:
+    for method, url, body in endpoints(pipeline, event, build):
+        response = call(APIClient(), method, url, body)
+        assert response.status_code == 401, f"{method} {url} gave {response.status_code}"
+        assert_error(response, 401)
+    assert Event.objects.count() == 1
+    assert Build.objects.get(pk=build.pk).status == BuildStatus.QUEUED
+
+
+def test_an_outsider_with_a_token_nobody_issued_is_refused(pipeline: Pipeline) -> None:
+    body = assert_error(with_bearer("not-a-real-token").get("/v4/pipelines"), 401)
+
+    assert "create a new one" in body["message"]
+
+
+def test_an_outsider_with_a_jwt_signed_by_another_key_is_refused(pipeline: Pipeline) -> None:
+    now = int(timezone.now().timestamp())
+    forged = pyjwt.encode(
+        {"username": "alice", "scope": ["user", "admin"], "iat": now, "exp": now + 600},
+        "another-server's-secret-key-of-some-length",
+        algorithm="HS256",
+    )
+
+    assert_error(with_bearer(forged).get("/v4/pipelines"), 401)
+
+
+def test_a_disabled_account_cannot_use_its_token(owner: AbstractUser, pipeline: Pipeline) -> None:
+    token = create_user_token(user=owner, name="laptop").value
+    owner.is_active = False
+    owner.save()
+
+    assert_error(with_bearer(token).get("/v4/pipelines"), 401)
+    assert_error(APIClient().get(f"/v4/auth/token?api_token={token}"), 401)
+
+
+def test_an_api_token_authenticates_as_its_user(owner: AbstractUser, pipeline: Pipeline) -> None:
+    token = create_user_token(user=owner, name="laptop")
+
+    response = with_bearer(token.value).get(f"/v4/pipelines/{pipeline.pk}")
+
+    assert response.status_code == 200
+    assert response.json()["id"] == pipeline.pk
+    token.token.refresh_from_db()
+    assert token.token.last_used is not None
+
+
+def test_an_api_token_is_exchanged_for_a_jwt_that_authenticates(
+    owner: AbstractUser, pipeline: Pipeline, event: Event
+) -> None:
+    value = create_user_token(user=owner, name="laptop").value
+
+    exchanged = APIClient().get("/v4/auth/token", {"api_token": value})
+
+    assert exchanged.status_code == 200
+    jwt = exchanged.json()["token"]
+    assert jwt.count(".") == 2
+    client = with_bearer(jwt)
+    assert client.get(f"/v4/pipelines/{pipeline.pk}/events").status_code == 200
+    # The JWT carries the owner's rights: she may start events of her pipeline.
+    started = client.post(
+        "/v4/events", {"pipelineId": pipeline.pk, "startFrom": "main"}, format="json"
+    )
+    assert started.status_code == 201, started.content
+
+
+def test_an_expired_jwt_is_refused(owner: AbstractUser, pipeline: Pipeline) -> None:
+    old = issue_user_token(username="alice", is_admin=False, now=timezone.now() - timedelta(days=1))
+
+    assert_error(with_bearer(old).get("/v4/pipelines"), 401)
+
+
+def test_a_build_token_can_read_its_own_build(build: Build) -> None:
+    client = as_build(build)
+
+    assert client.get(f"/v4/builds/{build.pk}").json()["id"] == build.pk
+    assert client.get(f"/v4/builds/{build.pk}/steps").status_code == 200
+    assert client.get(f"/v4/builds/{build.pk}/steps/hello").status_code == 200
+    assert client.get(f"/v4/builds/{build.pk}/steps/hello/logs").status_code == 200
+
+
+def test_a_build_token_cannot_touch_another_build(build: Build, other_build: Build) -> None:
+    client = as_build(other_build)
+    b = f"/v4/builds/{build.pk}"
+
+    for method, url, body in [
+        ("get", b, {}),
+        ("put", b, {"status": "RUNNING"}),
+        ("put", b, {"status": "ABORTED"}),
+        ("get", f"{b}/launch", {}),
+        ("post", f"{b}/heartbeat", {}),
+        ("get", f"{b}/steps", {}),
+        ("get", f"{b}/steps/hello", {}),
+        ("put", f"{b}/steps/hello", {"code": 0}),
+        ("get", f"{b}/steps/hello/logs", {}),
+        (
+            "post",
+            f"{b}/steps/hello/logs",
+            {"seq": 0, "firstLine": 0, "lines": [{"t": 1, "m": "x"}]},
+        ),
+    ]:
+        response = call(client, method, url, body)
+        assert response.status_code == 403, f"{method} {url} gave {response.status_code}"
+        assert_error(response, 403)
+    build.refresh_from_db()
+    assert build.status == BuildStatus.QUEUED
+    assert Step.objects.get(build=build, name="hello").code is None
+    assert Step.objects.get(build=build, name="hello").lines == 0
+
+
+def test_a_build_token_cannot_use_user_endpoints(
+    pipeline: Pipeline, event: Event, build: Build, other_build: Build
+) -> None:
+    client = as_build(other_build)
+    user_only = [
+        e
+        for e in endpoints(pipeline, event, build)
+        if not e[1].startswith(("/v4/builds/", "/v4/auth/token"))
+    ]
+
+    for method, url, body in user_only:
+        response = call(client, method, url, body)
+        assert response.status_code in {401, 403}, f"{method} {url} gave {response.status_code}"
+    assert Event.objects.count() == 2
+
+
+def test_a_build_token_cannot_get_a_user_token(build: Build) -> None:
+    response = as_build(build).get("/v4/auth/token")
+
+    assert response.status_code in {401, 403}
+    assert "token" not in response.json()
+
+
+def test_an_expired_build_token_is_refused(build: Build) -> None:
+    long_ago = timezone.now() - timedelta(days=2)
+
+    assert_error(as_build(build, now=long_ago).get(f"/v4/builds/{build.pk}/launch"), 401)
+
+
+def test_people_cannot_call_the_launcher_endpoints(owner: AbstractUser, build: Build) -> None:
+    client = as_user(owner)
+    b = f"/v4/builds/{build.pk}"
+
+    assert_error(client.get(f"{b}/launch"), 403)
+    assert_error(client.post(f"{b}/heartbeat"), 403)
+    assert_error(client.put(f"{b}/steps/hello", {"code": 0}, format="json"), 403)
+    assert_error(
+        client.post(
+            f"{b}/steps/hello/logs",
+            {"seq": 0, "firstLine": 0, "lines": [{"t": 1, "m": "fake"}]},
+            format="json",
+        ),
+        403,
+    )
+
+
+# --- members and admins ---------------------------------------------------------------------
+
+
+def test_a_member_can_read_everything(
+    member: AbstractUser, pipeline: Pipeline, event: Event, build: Build
+) -> None:
+    client = as_user(member)
+
+    for url in [
+        "/v4/pipelines",
+        f"/v4/pipelines/{pipeline.pk}",
+        f"/v4/pipelines/{pipeline.pk}/jobs",
+        f"/v4/pipelines/{pipeline.pk}/events",
+        f"/v4/jobs/{build.job_id}",
+        f"/v4/jobs/{build.job_id}/builds",
+        f"/v4/events/{event.pk}",
+        f"/v4/events/{event.pk}/builds",
+        f"/v4/builds/{build.pk}",
+        f"/v4/builds/{build.pk}/steps",
+        f"/v4/builds/{build.pk}/steps/hello/logs",
+    ]:
+        assert client.get(url).status_code == 200, url
+
+
+def test_a_member_cannot_start_an_event(member: AbstractUser, pipeline: Pipeline) -> None:
+    response = as_user(member).post(
+        "/v4/events", {"pipelineId": pipeline.pk, "startFrom": "main"}, format="json"
+    )
+
+    body = assert_error(response, 403)
+    assert f"not an admin of pipeline {pipeline.pk}" in body["message"]
+    assert not Event.objects.filter(pipeline=pipeline).exists()
+
+
+def test_a_member_cannot_stop_an_event(member: AbstractUser, event: Event, build: Build) -> None:
+    assert_error(as_user(member).put(f"/v4/events/{event.pk}/stop"), 403)
+
+    assert Build.objects.get(pk=build.pk).status == BuildStatus.QUEUED
+
+
+def test_a_member_cannot_abort_a_build(member: AbstractUser, build: Build) -> None:
+    response = as_user(member).put(f"/v4/builds/{build.pk}", {"status": "ABORTED"}, format="json")
+
+    assert_error(response, 403)
+    assert Build.objects.get(pk=build.pk).status == BuildStatus.QUEUED
+
+
+def test_the_owner_starts_an_event_from_a_job(owner: AbstractUser, pipeline: Pipeline) -> None:
+    response = as_user(owner).post(
+        "/v4/events",
+        {"pipelineId": pipeline.pk, "startFrom": "publish", "causeMessage": "ship it"},
+        format="json",
+    )
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["startFrom"] == "publish"
+    assert body["causeMessage"] == "ship it"
+    assert body["creator"] == {"name": "Alice", "username": "alice"}
+    builds = as_user(owner).get(f"/v4/events/{body['id']}/builds").json()
+    assert [b["status"] for b in builds] == ["QUEUED"]
+
+
+def test_a_server_admin_may_act_on_any_pipeline(
+    superuser: AbstractUser, event: Event, build: Build
+) -> None:
+    client = as_user(superuser)
+
+    aborted = client.put(f"/v4/builds/{build.pk}", {"status": "ABORTED"}, format="json")
+
+    assert aborted.status_code == 200, aborted.content
+    assert aborted.json()["status"] == "ABORTED"
+    assert aborted.json()["statusMessage"] == "Aborted by root"
+
+
+def test_the_owner_stops_an_event_and_its_builds_are_aborted(
+    owner: AbstractUser, event: Event, build: Build
+) -> None:
+    response = as_user(owner).put(f"/v4/events/{event.pk}/stop")
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "ABORTED"
+    assert Build.objects.get(pk=build.pk).status == BuildStatus.ABORTED
+
+
+def test_a_person_cannot_report_a_build_status(owner: AbstractUser, build: Build) -> None:
+    client = as_user(owner)
+
+    for status in ("SUCCESS", "RUNNING", "FAILURE"):
+        response = client.put(f"/v4/builds/{build.pk}", {"status": status}, format="json")
+        assert_error(response, 403)
+    assert Build.objects.get(pk=build.pk).status == BuildStatus.QUEUED
+
+
+def test_aborting_a_finished_build_is_a_conflict(owner: AbstractUser, build: Build) -> None:
+    Build.objects.filter(pk=build.pk).update(status=BuildStatus.SUCCESS)
+
+    body = assert_error(
+        as_user(owner).put(f"/v4/builds/{build.pk}", {"status": "ABORTED"}, format="json"), 409
+    )
+    assert "SUCCESS" in body["message"]
+
+
+# --- errors in Screwdriver's shape ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["not a url", "relative/path.git#main", "/no/such/repo.git#main", "ftp://x/y.git"]
+)
+def test_creating_a_pipeline_from_a_bad_url_is_a_bad_request(
+    member: AbstractUser, url: str
+) -> None:
+    response = as_user(member).post("/v4/pipelines", {"checkoutUrl": url}, format="json")
+
+    assert_error(response, 400)
+    assert response.json()["error"] == "Bad Request"
+    assert not Pipeline.objects.exists()
+
+
+def test_creating_a_pipeline_without_a_url_names_the_missing_field(member: AbstractUser) -> None:
+    body = assert_error(as_user(member).post("/v4/pipelines", {}, format="json"), 400)
+
+    assert "checkoutUrl" in body["message"]
+
+
+def test_creating_a_pipeline_makes_its_creator_the_admin(
+    member: AbstractUser, repo: GitRepo
+) -> None:
+    response = as_user(member).post(
+        "/v4/pipelines", {"checkoutUrl": repo.checkout_url}, format="json"
+    )
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["admins"] == {"bob": True}
+    assert body["scmRepo"]["branch"] == "main"
+    jobs = as_user(member).get(f"/v4/pipelines/{body['id']}/jobs").json()
+    assert [j["name"] for j in jobs] == ["main", "publish"]
+
+
+def test_creating_the_same_pipeline_twice_is_a_conflict(
+    member: AbstractUser, repo: GitRepo, pipeline: Pipeline
+) -> None:
+    for url in (repo.checkout_url, f"file://{repo.bare}#main"):
+        response = as_user(member).post("/v4/pipelines", {"checkoutUrl": url}, format="json")
+        body = assert_error(response, 409)
+        assert "already exists" in body["message"]
+    assert Pipeline.objects.count() == 1
+
+
+def test_starting_an_event_from_an_unknown_job_is_not_found(
+    owner: AbstractUser, pipeline: Pipeline
+) -> None:
+    response = as_user(owner).post(
+        "/v4/events", {"pipelineId": pipeline.pk, "startFrom": "nope"}, format="json"
+    )
+
+    body = assert_error(response, 404)
+    assert "nope" in body["message"]
+    assert not Event.objects.exists()
+
+
+def test_starting_an_event_of_an_unknown_pipeline_is_not_found(owner: AbstractUser) -> None:
+    response = as_user(owner).post(
+        "/v4/events", {"pipelineId": 9999, "startFrom": "main"}, format="json"
+    )
+
+    assert_error(response, 404)
+
+
+def test_unknown_objects_are_not_found_in_screwdriver_shape(owner: AbstractUser) -> None:
+    client = as_user(owner)
+
+    for url in ["/v4/pipelines/9999", "/v4/jobs/9999", "/v4/events/9999", "/v4/builds/9999"]:
+        assert_error(client.get(url), 404)
+
+
+def test_the_validator_needs_the_file_as_a_string(owner: AbstractUser) -> None:
+    assert_error(as_user(owner).post("/v4/validator", {"yaml": 5}, format="json"), 400)
+
+
+# --- shapes ---------------------------------------------------------------------------------
+
+
+def test_times_are_iso_8601_utc_strings(
+    owner: AbstractUser, pipeline: Pipeline, build: Build
+) -> None:
+    client = as_user(owner)
+    Build.objects.filter(pk=build.pk).update(status=BuildStatus.RUNNING, start_time=timezone.now())
+    Step.objects.filter(build=build, name="hello").update(start_time=timezone.now())
+
+    moments = [
+        client.get(f"/v4/pipelines/{pipeline.pk}").json()["createTime"],
+        client.get(f"/v4/events/{build.event_id}").json()["createTime"],
+        client.get(f"/v4/builds/{build.pk}").json()["createTime"],
+        client.get(f"/v4/builds/{build.pk}").json()["startTime"],
+        client.get(f"/v4/builds/{build.pk}/steps/hello").json()["startTime"],
+    ]
+
+    for text in moments:
+        assert abs(assert_utc_iso(text) - timezone.now()) < timedelta(minutes=5)
+
+
+def test_empty_fields_are_left_out_instead_of_null(
+    owner: AbstractUser, pipeline: Pipeline, event: Event, build: Build
+) -> None:
+    client = as_user(owner)
+    shown = {
+        "pipeline": client.get(f"/v4/pipelines/{pipeline.pk}").json(),
+        "jobs": client.get(f"/v4/pipelines/{pipeline.pk}/jobs").json(),
+        "event": client.get(f"/v4/events/{event.pk}").json(),
+        "build": client.get(f"/v4/builds/{build.pk}").json(),
+        "builds": client.get(f"/v4/events/{event.pk}/builds").json(),
+    }
+
+    assert_absent_not_null(shown)
+    for item in [
+        shown["pipeline"],
+        *shown["jobs"],
+        shown["event"],
+        shown["build"],
+        *shown["builds"],
+    ]:
+        assert_absent_not_null(item)
+    for step in shown["build"]["steps"]:
+        assert_absent_not_null(step)
+    assert "prNum" not in shown["event"] and "parentEventId" not in shown["event"]
+    for key in ("startTime", "endTime", "parentBuildId", "statusMessage"):
+        assert key not in shown["build"]
+    assert all("code" not in s and "endTime" not in s for s in shown["build"]["steps"])
+    assert shown["event"]["groupEventId"] == event.pk
+
+
+def test_fields_are_screwdriver_camel_case(owner: AbstractUser, build: Build) -> None:
+    body = as_user(owner).get(f"/v4/builds/{build.pk}").json()
+
+    assert {"id", "jobId", "eventId", "number", "sha", "status", "createTime", "steps"} <= set(body)
+    assert [s["name"] for s in body["steps"]] == ["sd-setup-scm", "hello", "world"]
+    assert body["steps"][1]["command"] == "echo hello"
+
+
+# --- the launcher's calls, end to end with the build token ----------------------------------
+
+
+def test_a_launcher_runs_a_build_through_the_api_with_its_token(
+    owner: AbstractUser, pipeline: Pipeline, event: Event, build: Build
+) -> None:
+    launcher = as_build(build)
+    b = f"/v4/builds/{build.pk}"
+
+    spec = launcher.get(f"{b}/launch").json()
+    assert spec["build"]["id"] == build.pk
+    assert [s["name"] for s in spec["steps"]] == ["hello", "world"]
+    assert ["SD_BUILD_ID", str(build.pk)] in spec["environment"]
+    assert spec["checkout"]["sha"] == event.sha
+
+    running = launcher.put(b, {"status": "RUNNING"}, format="json")
+    assert running.status_code == 200 and running.json()["status"] == "RUNNING"
+    assert launcher.post(f"{b}/heartbeat").json() == {"status": "RUNNING"}
+
+    for step in ("sd-setup-scm", "hello", "world"):
+        started = launcher.put(
+            f"{b}/steps/{step}", {"startTime": "2024-05-01T10:00:00Z"}, format="json"
+        )
+        assert started.status_code == 200
+    batch = {
+        "seq": 0,
+        "firstLine": 0,
+        "lines": [
+            {"t": 1714557600000, "m": "hello"},
+            {"t": 1714557600001, "b": base64.b64encode(b"bytes \xff").decode()},
+        ],
+    }
+    assert launcher.post(f"{b}/steps/hello/logs", batch, format="json").status_code == 201
+    resent = launcher.post(f"{b}/steps/hello/logs", batch, format="json")
+    assert resent.status_code == 200 and resent.json() == {"stored": False}
+    for step in ("sd-setup-scm", "hello", "world"):
+        ended = launcher.put(
+            f"{b}/steps/{step}", {"endTime": "2024-05-01T10:00:05Z", "code": 0}, format="json"
+        )
+        assert ended.json()["code"] == 0
+
+    done = launcher.put(b, {"status": "SUCCESS", "meta": {"version": "7"}}, format="json")
+    assert done.status_code == 200, done.content
+    assert done.json()["status"] == "SUCCESS"
+    assert launcher.post(f"{b}/heartbeat").json() == {"status": "SUCCESS"}
+
+    people = as_user(owner)
+    logs = people.get(f"{b}/steps/hello/logs")
+    assert logs["X-More-Data"] == "false"
+    assert logs.json() == [
+        {"n": 0, "t": 1714557600000, "m": "hello", "s": "hello"},
+        {"n": 1, "t": 1714557600001, "m": "bytes \ufffd", "s": "hello"},
+    ]
+    step = people.get(f"{b}/steps/hello").json()
+    assert step["lines"] == 2 and step["endTime"] == "2024-05-01T10:00:05.000Z"
+    after = people.get(f"/v4/events/{event.pk}/builds").json()
+    assert [(x["status"], x.get("parentBuildId")) for x in after] == [
+        ("SUCCESS", None),
+        ("QUEUED", build.pk),
+    ]
+    assert people.get(f"/v4/events/{event.pk}").json()["meta"] == {"version": "7"}
+
+
+def test_a_launcher_cannot_finish_a_build_it_never_started(build: Build) -> None:
+    response = as_build(build).put(f"/v4/builds/{build.pk}", {"status": "SUCCESS"}, format="json")
+
+    body = assert_error(response, 409)
+    assert "QUEUED" in body["message"]
+
+
+def test_a_launcher_may_abort_its_own_build(build: Build) -> None:
+    response = as_build(build).put(f"/v4/builds/{build.pk}", {"status": "ABORTED"}, format="json")
+
+    assert response.status_code == 200
+    assert Build.objects.get(pk=build.pk).status == BuildStatus.ABORTED
+
+
+def test_a_bad_log_batch_is_a_bad_request(build: Build) -> None:
+    client = as_build(build)
+    url = f"/v4/builds/{build.pk}/steps/hello/logs"
+
+    for batch in [
+        {"seq": 0, "firstLine": 0, "lines": []},
+        {"seq": 0, "firstLine": 0, "lines": [{"t": 1, "m": "a\nb"}]},
+        {"seq": 0, "firstLine": 0, "lines": [{"t": 1, "b": "%%%"}]},
+        {"seq": -1, "firstLine": 0, "lines": [{"t": 1, "m": "a"}]},
+    ]:
+        assert_error(client.post(url, batch, format="json"), 400)
+    assert Step.objects.get(build=build, name="hello").lines == 0
+
+
+def test_a_build_token_cannot_change_its_build_long_after_it_ended(build: Build) -> None:
+    Build.objects.filter(pk=build.pk).update(
+        status=BuildStatus.SUCCESS, end_time=timezone.now() - timedelta(hours=1)
+    )
+    client = as_build(build)
+    b = f"/v4/builds/{build.pk}"
+
+    assert_error(client.get(f"{b}/launch"), 403)
+    assert_error(client.put(f"{b}/steps/hello", {"code": 1}, format="json"), 403)
+    assert_error(
+        client.post(
+            f"{b}/steps/hello/logs",
+            {"seq": 0, "firstLine": 0, "lines": [{"t": 1, "m": "late"}]},
+            format="json",
+        ),
+        403,
+    )
+
+
+# --- query counts ---------------------------------------------------------------------------
+
+
+def queries_of(client: APIClient, url: str) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    assert response.status_code == 200, response.content
+    return len(captured)
+
+
+def test_listing_events_takes_the_same_queries_for_few_and_many(
+    owner: AbstractUser, make_repo: MakeRepo, django_assert_max_num_queries: Any
+) -> None:
+    client = as_user(owner)
+    few = create_pipeline(
+        checkout_url=make_repo({"screwdriver.yaml": CHAIN}, "few").checkout_url, user=owner
+    )
+    many = create_pipeline(
+        checkout_url=make_repo({"screwdriver.yaml": CHAIN}, "many").checkout_url, user=owner
+    )
+    new_event(few)
+    for _ in range(3):
+        new_event(many)
+    first = Event.objects.filter(pipeline=many).first()
+    assert first is not None
+    Event.objects.bulk_create(
+        Event(
+            pipeline=many,
+            parent_event=first,
+            sha=first.sha,
+            start_from="~commit",
+            commit=first.commit,
+            creator=first.creator,
+            workflow_graph=first.workflow_graph,
+            status=Event.Status.SUCCESS,
+        )
+        for _ in range(30)
+    )
+
+    small = queries_of(client, f"/v4/pipelines/{few.pk}/events")
+    with django_assert_max_num_queries(small):
+        response = client.get(f"/v4/pipelines/{many.pk}/events")
+    assert len(response.json()) == 33
+
+
+def test_listing_an_events_builds_takes_the_same_queries_for_few_and_many(
+    owner: AbstractUser, make_repo: MakeRepo, django_assert_max_num_queries: Any
+) -> None:
+    client = as_user(owner)
+    few = create_pipeline(
+        checkout_url=make_repo({"screwdriver.yaml": wide(1)}, "few").checkout_url, user=owner
+    )
+    many = create_pipeline(
+        checkout_url=make_repo({"screwdriver.yaml": wide(15)}, "many").checkout_url, user=owner
+    )
+    few_event, many_event = new_event(few), new_event(many)
+
+    small = queries_of(client, f"/v4/events/{few_event.pk}/builds")
+    with django_assert_max_num_queries(small):
+        response = client.get(f"/v4/events/{many_event.pk}/builds")
+    assert len(response.json()) == 15
+    assert all(len(b["steps"]) == 3 for b in response.json())
+
+
+def test_listing_a_jobs_builds_takes_the_same_queries_for_few_and_many(
+    owner: AbstractUser, pipeline: Pipeline, django_assert_max_num_queries: Any
+) -> None:
+    client = as_user(owner)
+    new_event(pipeline)
+    job = Job.objects.get(pipeline=pipeline, name="main")
+    small = queries_of(client, f"/v4/jobs/{job.pk}/builds")
+    for _ in range(8):
+        new_event(pipeline)
+
+    with django_assert_max_num_queries(small):
+        response = client.get(f"/v4/jobs/{job.pk}/builds")
+    assert len(response.json()) == 9
+
+
+def test_listing_pipelines_and_jobs_takes_the_same_queries_for_few_and_many(
+    owner: AbstractUser, make_repo: MakeRepo, django_assert_max_num_queries: Any
+) -> None:
+    client = as_user(owner)
+    few = create_pipeline(
+        checkout_url=make_repo({"screwdriver.yaml": wide(1)}, "few").checkout_url, user=owner
+    )
+    small_list = queries_of(client, "/v4/pipelines")
+    small_jobs = queries_of(client, f"/v4/pipelines/{few.pk}/jobs")
+    many = create_pipeline(
+        checkout_url=make_repo({"screwdriver.yaml": wide(12)}, "many").checkout_url, user=owner
+    )
+    for i in range(5):
+        create_pipeline(
+            checkout_url=make_repo({"screwdriver.yaml": CHAIN}, f"more{i}").checkout_url, user=owner
+        )
+
+    with django_assert_max_num_queries(small_list):
+        assert len(client.get("/v4/pipelines").json()) == 7
+    with django_assert_max_num_queries(small_jobs):
+        assert len(client.get(f"/v4/pipelines/{many.pk}/jobs").json()) == 12

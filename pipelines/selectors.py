@@ -19,7 +19,7 @@ ACTIVE_EVENT_STATUSES = frozenset({Event.Status.CREATED, Event.Status.IN_PROGRES
 
 
 def duration_text(start: datetime | None, end: datetime | None) -> str:
-    """A short human duration ("1h 02m", "3m 04s", "12s", "0.4s"); a running span counts up to now."""
+    """A short human duration ("1h 02m", "3m 04s", "12s", "0.4s"); a running one counts to now."""
     if start is None:
         return ""
     exact = max(0.0, ((end or timezone.now()) - start).total_seconds())

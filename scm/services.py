@@ -37,20 +37,31 @@ def handle_local_hook(*, body: bytes, signature: str | None) -> HookOutcome:
     if not verify(body, repository_key(repository), signature):
         raise HookRejected("The signature does not match this repository.")
     events = []
-    for pipeline in Pipeline.objects.filter(scm_context="local", state=Pipeline.State.ACTIVE):
+    pipelines = Pipeline.objects.filter(
+        scm_context="local", state=Pipeline.State.ACTIVE, scm_uri__startswith=f"local:{repository}:"
+    )
+    for pipeline in pipelines:
         try:
             ref = repo_ref_of(pipeline)
         except ScmError:
             continue
         if ref.repo_path != repository:
             continue
-        for pushed in refs:
-            if not isinstance(pushed, dict) or pushed.get("ref") != f"refs/heads/{ref.branch}":
-                continue
-            after = str(pushed.get("after", ""))
-            if len(after) != 40 or set(after) == {"0"}:
-                continue  # a deleted branch starts nothing
-            event = notice_push(pipeline=pipeline, sha=after)
+        pushed_shas = {
+            str(pushed.get("after", ""))
+            for pushed in refs
+            if isinstance(pushed, dict) and pushed.get("ref") == f"refs/heads/{ref.branch}"
+        }
+        if not pushed_shas:
+            continue
+        # Act on the branch's head as the repository has it now, never on the sha in the body:
+        # a replayed or late delivery then cannot start an old commit again.
+        try:
+            head = scm_for(pipeline).head_sha(ref)
+        except ScmError:
+            continue
+        if head in pushed_shas:
+            event = notice_push(pipeline=pipeline, sha=head)
             if event is not None:
                 events.append(event.pk)
     return HookOutcome(events=events)

@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from pipelines.api.serializers import CompactSerializer
+from pipelines.api.serializers import CompactSerializer, ScrewdriverTime
 
 
 class StepSerializer(CompactSerializer):
@@ -15,8 +15,8 @@ class StepSerializer(CompactSerializer):
     name = serializers.CharField()
     command = serializers.CharField()
     code = serializers.IntegerField()
-    startTime = serializers.DateTimeField(source="start_time")
-    endTime = serializers.DateTimeField(source="end_time")
+    startTime = ScrewdriverTime(source="start_time")
+    endTime = ScrewdriverTime(source="end_time")
     lines = serializers.IntegerField()
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
@@ -36,9 +36,9 @@ class BuildSerializer(CompactSerializer):
     container = serializers.CharField()
     cause = serializers.CharField()
     sha = serializers.CharField()
-    createTime = serializers.DateTimeField(source="created_at")
-    startTime = serializers.DateTimeField(source="start_time")
-    endTime = serializers.DateTimeField(source="end_time")
+    createTime = ScrewdriverTime(source="created_at")
+    startTime = ScrewdriverTime(source="start_time")
+    endTime = ScrewdriverTime(source="end_time")
     meta = serializers.JSONField()
     environment = serializers.JSONField()
     status = serializers.CharField()

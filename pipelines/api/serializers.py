@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from rest_framework import serializers
+
+
+class ScrewdriverTime(serializers.DateTimeField):
+    """ISO 8601 in UTC with milliseconds and Z, as Screwdriver writes times."""
+
+    def to_representation(self, value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class CompactSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -22,7 +32,7 @@ class PipelineSerializer(CompactSerializer):
     scmContext = serializers.CharField(source="scm_context")
     scmRepo = serializers.JSONField(source="scm_repo")
     checkoutUrl = serializers.CharField(source="checkout_url")
-    createTime = serializers.DateTimeField(source="created_at")
+    createTime = ScrewdriverTime(source="created_at")
     admins = serializers.JSONField()
     workflowGraph = serializers.JSONField(source="workflow_graph")
     annotations = serializers.JSONField()
@@ -43,7 +53,7 @@ class JobSerializer(CompactSerializer):
     description = serializers.CharField()
     state = serializers.CharField()
     stateChanger = serializers.CharField(source="state_changer")
-    stateChangeTime = serializers.DateTimeField(source="state_change_time")
+    stateChangeTime = ScrewdriverTime(source="state_change_time")
     stateChangeMessage = serializers.CharField(source="state_change_message")
     archived = serializers.BooleanField()
     permutations = serializers.JSONField()
@@ -65,7 +75,7 @@ class EventSerializer(CompactSerializer):
     causeMessage = serializers.CharField(source="cause_message")
     commit = serializers.JSONField()
     creator = serializers.JSONField()
-    createTime = serializers.DateTimeField(source="created_at")
+    createTime = ScrewdriverTime(source="created_at")
     sha = serializers.CharField()
     startFrom = serializers.CharField(source="start_from")
     baseBranch = serializers.CharField(source="base_branch")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pipelines.services import create_user_token
@@ -22,8 +24,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         username = options["username"].strip()
-        if not username:
-            raise CommandError("--username must not be empty.")
+        try:
+            UnicodeUsernameValidator()(username)
+        except ValidationError as exc:
+            raise CommandError(
+                f"--username {username!r} is not a valid username: use letters, digits and @.+-_."
+            ) from exc
         user, created = get_user_model().objects.get_or_create(username=username)
         if created:
             user.set_unusable_password()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shlex
 import shutil
@@ -25,17 +26,22 @@ def oracle() -> Path:
     """Install the pinned reference packages once; skip when Node or npm is unavailable."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node and npm are needed for the oracle tests")
-    if not (ORACLE / "node_modules" / "screwdriver-config-parser").is_dir():
-        try:
-            subprocess.run(
-                ["npm", "ci", "--no-audit", "--no-fund"],
-                cwd=ORACLE,
-                check=True,
-                capture_output=True,
-                timeout=300,
-            )
-        except (subprocess.SubprocessError, OSError) as exc:
-            pytest.skip(f"could not install the oracle packages: {exc}")
+    installed = ORACLE / "node_modules" / ".sd-installed"
+    # Parallel test workers share the directory: one installs, the others wait on the lock.
+    with open(ORACLE / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not installed.exists():
+            try:
+                subprocess.run(
+                    ["npm", "ci", "--no-audit", "--no-fund"],
+                    cwd=ORACLE,
+                    check=True,
+                    capture_output=True,
+                    timeout=300,
+                )
+            except (subprocess.SubprocessError, OSError) as exc:
+                pytest.skip(f"could not install the oracle packages: {exc}")
+            installed.touch()
     return ORACLE
 
 

@@ -351,3 +351,26 @@ def test_a_listed_secret_reaches_the_build_masked_and_an_unlisted_one_does_not(
     from pipelines.models import Secret
 
     assert "s3cr3t" not in Secret.objects.get(name="DEPLOY_KEY").encrypted_value
+
+
+def test_a_build_outlives_a_killed_worker_because_it_is_its_own_process(stack, make_repo) -> None:
+    yaml = (
+        "jobs:\n  main:\n    image: alpine\n    requires: [~commit]\n"
+        "    steps:\n      - slow: sleep 2 && echo survived\n"
+    )
+    repo = make_repo({"screwdriver.yaml": yaml})
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=_admin())
+    event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("a", "alice"))
+    wait_until(
+        lambda: Build.objects.filter(event=event, status="RUNNING").exists(),
+        timeout=30,
+        what="RUNNING",
+    )
+    stack.kill_worker()
+
+    wait_until(
+        lambda: _event_done(pipeline), timeout=30, what="the build to finish without a worker"
+    )
+    build = Build.objects.get(event=event)
+    assert build.status == BuildStatus.SUCCESS
+    assert _log(build, "slow") == ["survived"]

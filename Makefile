@@ -39,6 +39,7 @@ test-all: test test-postgres test-mysql
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
 
 ## bench: time from POST /v4/events to the first log line, and per-step overhead
 bench: venv

@@ -12,7 +12,7 @@ from builds.models import ACTIVE_STATUSES, Build, Step
 
 class StepInline(admin.TabularInline):
     model = Step
-    fields = ["position", "name", "code", "start_time", "end_time", "lines"]
+    fields = ("position", "name", "code", "start_time", "end_time", "lines")
     readonly_fields = fields
     extra = 0
     can_delete = False

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -274,7 +274,7 @@ def _after_finish(build: Build) -> None:
     enqueue_cleanup(build.pk)
 
 
-def _parent_builds_entry(event: Event, builds: dict[str, Build]) -> dict[str, Any]:
+def _parent_builds_entry(event: Event, builds: Mapping[str, Build | None]) -> dict[str, Any]:
     return {
         str(event.pipeline_id): {
             "eventId": event.pk,

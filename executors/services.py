@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -31,11 +32,11 @@ CLEANUP_PATIENCE = timedelta(seconds=90)
 def enqueue_start(build_ids: list[int]) -> None:
     """Hand builds to the workers once the transaction that queued them has committed."""
     for build_id in build_ids:
-        transaction.on_commit(
-            lambda build_id=build_id: async_task(
-                "executors.tasks.start_build", build_id, task_name=f"start-build-{build_id}"
-            )
-        )
+        transaction.on_commit(partial(_enqueue_start, build_id))
+
+
+def _enqueue_start(build_id: int) -> None:
+    async_task("executors.tasks.start_build", build_id, task_name=f"start-build-{build_id}")
 
 
 def enqueue_stop(build_id: int) -> None:
@@ -126,7 +127,8 @@ def reap(*, now: datetime | None = None) -> dict[str, int]:
             failed += 1
     overdue = 0
     for build in Build.objects.filter(status=BuildStatus.RUNNING, start_time__isnull=False):
-        if build.start_time + timedelta(seconds=build.timeout_seconds) + TIMEOUT_GRACE < now:
+        started = build.start_time
+        if started and started + timedelta(seconds=build.timeout_seconds) + TIMEOUT_GRACE < now:
             minutes = build.timeout_seconds / 60
             if build_services.fail_lost_build(
                 build_id=build.pk,

@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -95,7 +95,7 @@ def _pipeline_name(ref: RepoRef) -> str:
     return f"{path.parent.name or 'local'}/{ref.name}"
 
 
-def create_pipeline(*, checkout_url: str, user: AbstractBaseUser) -> Pipeline:
+def create_pipeline(*, checkout_url: str, user: User) -> Pipeline:
     """Create a pipeline from a repository URL, sync its jobs and install the push hook."""
     scm = scm_for(checkout_url)
     try:
@@ -273,7 +273,7 @@ class NewToken:
     value: str
 
 
-def create_user_token(*, user: AbstractBaseUser, name: str, description: str = "") -> NewToken:
+def create_user_token(*, user: User, name: str, description: str = "") -> NewToken:
     """A new API token for a user; the value exists only in the return value."""
     value = new_api_token_value()
     token = Token.objects.create(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -12,6 +13,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from pipelines import selectors
 from pipelines.services import Creator, PipelineError, create_pipeline, start_event
+
+
+def _user(request: HttpRequest) -> User:
+    """The signed-in user of a view behind login_required."""
+    assert isinstance(request.user, User)
+    return request.user
 
 
 class CreatePipelineForm(forms.Form):
@@ -37,7 +44,7 @@ def pipeline_list(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 pipeline = create_pipeline(
-                    checkout_url=form.cleaned_data["checkoutUrl"].strip(), user=request.user
+                    checkout_url=form.cleaned_data["checkoutUrl"].strip(), user=_user(request)
                 )
             except PipelineError as exc:
                 form.add_error("checkoutUrl", exc.message)

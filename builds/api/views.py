@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from rest_framework import status as http
@@ -150,7 +152,7 @@ class StepDetailView(APIView):
 class StepLogsView(APIView):
     permission_classes = [IsUserOrBuild]
 
-    def get(self, request: Request, build_id: int, name: str) -> HttpResponse:
+    def get(self, request: Request, build_id: int, name: str) -> HttpResponseBase:
         require_own_build(request, build_id)
         step = get_object_or_404(Step.objects.select_related("build"), build_id=build_id, name=name)
         params = request.query_params
@@ -181,7 +183,7 @@ class StepLogsView(APIView):
             step=step,
             seq=body.validated_data["seq"],
             first_line=body.validated_data["firstLine"],
-            lines=request.data["lines"],
+            lines=list(body.validated_data["lines"]),
         )
         return Response(
             {"stored": created}, status=http.HTTP_201_CREATED if created else http.HTTP_200_OK
@@ -189,7 +191,7 @@ class StepLogsView(APIView):
 
 
 def _download(step: Step) -> StreamingHttpResponse:
-    def lines() -> object:
+    def lines() -> Iterator[str]:
         start = 0
         while True:
             page = logs.read_page(step=step, start=start, pages=logs.MAX_PAGES)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from builds.models import Build, BuildStatus, Step
@@ -42,8 +42,8 @@ jobs:
 """
 
 
-def _admin() -> object:
-    return get_user_model().objects.create_user(username="alice", password="pw-alice-123")
+def _admin() -> User:
+    return User.objects.create_user(username="alice", password="pw-alice-123")
 
 
 def _builds_by_job(event: Event) -> dict[str, list[Build]]:
@@ -88,11 +88,14 @@ def test_one_push_runs_main_publish_docs_then_deploy_exactly_once(stack, make_re
         "docs": ["SUCCESS"],
         "deploy": ["SUCCESS"],
     }
-    main, publish, docs, deploy = (builds[n][0] for n in ("main", "publish", "docs", "deploy"))
-    assert main.end_time <= publish.start_time and main.end_time <= docs.start_time
-    assert deploy.start_time >= max(publish.end_time, docs.end_time)
+    times = {n: (bs[0].start_time, bs[0].end_time) for n, bs in builds.items()}
+    assert all(start and end for start, end in times.values())
+    main_end = times["main"][1]
+    assert main_end <= times["publish"][0] and main_end <= times["docs"][0]  # type: ignore[operator]
+    assert times["deploy"][0] >= max(times["publish"][1], times["docs"][1])  # type: ignore[operator,type-var]
+    deploy = builds["deploy"][0]
     assert _log(deploy, "deploy") == ["deploy 1.2.3"]
-    assert _log(main, "hello") == [f"main on {sha}"]
+    assert _log(builds["main"][0], "hello") == [f"main on {sha}"]
 
 
 def test_when_a_parent_fails_the_join_never_runs(stack, make_repo) -> None:

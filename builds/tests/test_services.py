@@ -12,8 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connection
 from django.utils import timezone
 
@@ -67,8 +66,8 @@ def _no_hook_delivery(settings: Any) -> None:
     settings.SD_API_URL = "http://127.0.0.1:9"
 
 
-def owner() -> AbstractBaseUser:
-    return get_user_model().objects.create_user(username="alice")
+def owner() -> User:
+    return User.objects.create_user(username="alice")
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,7 @@ def test_install_falls_back_to_sh_when_the_interpreter_path_cannot_be_a_shebang(
     odd = tmp_path / "dir with space"
     odd.mkdir()
     python = odd / "python"
-    python.symlink_to(os.path.realpath(os.sys.executable))
+    python.symlink_to(os.path.realpath(sys.executable))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     meta.install(bin_dir, str(python))

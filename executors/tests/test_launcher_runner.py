@@ -12,6 +12,7 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -343,7 +344,7 @@ class FakeApi:
         self.spec = spec
         self.heartbeat = heartbeat
         self.running = running
-        self.calls: list[tuple[str, str, object, str]] = []
+        self.calls: list[tuple[str, str, Any, str]] = []
         self.finished = threading.Event()
         api = self
 

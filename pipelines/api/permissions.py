@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from rest_framework import permissions
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 
 from pipelines.api.authentication import BuildPrincipal
 from pipelines.models import Pipeline
+
+
+def signed_in_user(request: Request) -> User:
+    """The person behind a request that a user-only permission already let through."""
+    user = request.user
+    if not isinstance(user, User):
+        raise PermissionDenied("Sign in first.")
+    return user
 
 
 def is_build(request: Request) -> bool:

@@ -11,9 +11,7 @@ from rest_framework import serializers
 class ScrewdriverTime(serializers.DateTimeField):
     """ISO 8601 in UTC with milliseconds and Z, as Screwdriver writes times."""
 
-    def to_representation(self, value: datetime | None) -> str | None:
-        if value is None:
-            return None
+    def to_representation(self, value: datetime) -> str:
         return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -17,7 +17,7 @@ from builds import services as build_services
 from builds.api.serializers import BuildSerializer
 from builds.models import Build
 from pipelines.api.errors import error_response
-from pipelines.api.permissions import IsUser, is_build, require_admin
+from pipelines.api.permissions import IsUser, is_build, require_admin, signed_in_user
 from pipelines.api.serializers import (
     EventCreateSerializer,
     EventSerializer,
@@ -91,7 +91,7 @@ class PipelineListView(APIView):
         body = PipelineCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         pipeline = create_pipeline(
-            checkout_url=body.validated_data["checkoutUrl"], user=request.user
+            checkout_url=body.validated_data["checkoutUrl"], user=signed_in_user(request)
         )
         return Response(PipelineSerializer(pipeline).data, status=http.HTTP_201_CREATED)
 
@@ -152,7 +152,7 @@ class EventCreateView(APIView):
         data = body.validated_data
         pipeline = get_object_or_404(Pipeline, pk=data["pipelineId"])
         require_admin(request, pipeline)
-        user = request.user
+        user = signed_in_user(request)
         event = start_event(
             pipeline=pipeline,
             start_from=data["startFrom"],

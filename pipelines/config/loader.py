@@ -115,13 +115,13 @@ class _CoreConstructor(SafeConstructor):
         return [[key, value] for key, value in pairs]
 
 
-_CoreConstructor.add_constructor("tag:yaml.org,2002:int", _CoreConstructor.construct_yaml_int)
-_CoreConstructor.add_constructor(
+_CoreConstructor.add_constructor("tag:yaml.org,2002:int", _CoreConstructor.construct_yaml_int)  # type: ignore[type-var]
+_CoreConstructor.add_constructor(  # type: ignore[type-var]
     "tag:yaml.org,2002:timestamp", _CoreConstructor.construct_yaml_timestamp
 )
-_CoreConstructor.add_constructor("tag:yaml.org,2002:binary", _CoreConstructor.construct_yaml_binary)
-_CoreConstructor.add_constructor("tag:yaml.org,2002:omap", _CoreConstructor.construct_yaml_omap)
-_CoreConstructor.add_constructor("tag:yaml.org,2002:pairs", _CoreConstructor.construct_yaml_pairs)
+_CoreConstructor.add_constructor("tag:yaml.org,2002:binary", _CoreConstructor.construct_yaml_binary)  # type: ignore[type-var]
+_CoreConstructor.add_constructor("tag:yaml.org,2002:omap", _CoreConstructor.construct_yaml_omap)  # type: ignore[type-var]
+_CoreConstructor.add_constructor("tag:yaml.org,2002:pairs", _CoreConstructor.construct_yaml_pairs)  # type: ignore[type-var]
 
 
 def yield_all(generator: Any) -> list[Any]:
@@ -157,7 +157,7 @@ class _Loader(
             raise YamlError(f"nesting exceeded maxDepth ({MAX_DEPTH}) {_mark(self.peek_event())}")
         self.depth += 1
         try:
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)  # type: ignore[no-any-return,return-value]
         finally:
             self.depth -= 1
 

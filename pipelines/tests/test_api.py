@@ -14,8 +14,7 @@ from typing import Any
 
 import jwt as pyjwt
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -63,18 +62,18 @@ def _no_hook_delivery(settings: Any) -> None:
 
 
 @pytest.fixture
-def owner() -> AbstractUser:
-    return get_user_model().objects.create_user(username="alice", first_name="Alice")
+def owner() -> User:
+    return User.objects.create_user(username="alice", first_name="Alice")
 
 
 @pytest.fixture
-def member() -> AbstractUser:
-    return get_user_model().objects.create_user(username="bob")
+def member() -> User:
+    return User.objects.create_user(username="bob")
 
 
 @pytest.fixture
-def superuser() -> AbstractUser:
-    return get_user_model().objects.create_superuser(username="root")
+def superuser() -> User:
+    return User.objects.create_superuser(username="root")
 
 
 @pytest.fixture
@@ -83,7 +82,7 @@ def repo(make_repo: MakeRepo) -> GitRepo:
 
 
 @pytest.fixture
-def pipeline(repo: GitRepo, owner: AbstractUser) -> Pipeline:
+def pipeline(repo: GitRepo, owner: User) -> Pipeline:
     return create_pipeline(checkout_url=repo.checkout_url, user=owner)
 
 
@@ -109,7 +108,7 @@ def other_build(pipeline: Pipeline, event: Event) -> Build:
     )
 
 
-def as_user(user: AbstractUser) -> APIClient:
+def as_user(user: User) -> APIClient:
     client = APIClient()
     client.force_authenticate(user=user)
     return client
@@ -169,7 +168,7 @@ def endpoints(
     ]
 
 
-def call(client: APIClient, method: str, url: str, body: dict[str, Any]) -> Any:
+def call(client: APIClient, method: str, url: str, body: Any) -> Any:
     if method == "get":
         return client.get(url)
     return getattr(client, method)(url, body, format="json")
@@ -233,7 +232,7 @@ def test_an_outsider_with_a_jwt_signed_by_another_key_is_refused(pipeline: Pipel
     assert_error(with_bearer(forged).get("/v4/pipelines"), 401)
 
 
-def test_a_disabled_account_cannot_use_its_token(owner: AbstractUser, pipeline: Pipeline) -> None:
+def test_a_disabled_account_cannot_use_its_token(owner: User, pipeline: Pipeline) -> None:
     token = create_user_token(user=owner, name="laptop").value
     owner.is_active = False
     owner.save()
@@ -242,7 +241,7 @@ def test_a_disabled_account_cannot_use_its_token(owner: AbstractUser, pipeline: 
     assert_error(APIClient().get(f"/v4/auth/token?api_token={token}"), 401)
 
 
-def test_an_api_token_authenticates_as_its_user(owner: AbstractUser, pipeline: Pipeline) -> None:
+def test_an_api_token_authenticates_as_its_user(owner: User, pipeline: Pipeline) -> None:
     token = create_user_token(user=owner, name="laptop")
 
     response = with_bearer(token.value).get(f"/v4/pipelines/{pipeline.pk}")
@@ -254,7 +253,7 @@ def test_an_api_token_authenticates_as_its_user(owner: AbstractUser, pipeline: P
 
 
 def test_an_api_token_is_exchanged_for_a_jwt_that_authenticates(
-    owner: AbstractUser, pipeline: Pipeline, event: Event
+    owner: User, pipeline: Pipeline, event: Event
 ) -> None:
     value = create_user_token(user=owner, name="laptop").value
 
@@ -272,7 +271,7 @@ def test_an_api_token_is_exchanged_for_a_jwt_that_authenticates(
     assert started.status_code == 201, started.content
 
 
-def test_an_expired_jwt_is_refused(owner: AbstractUser, pipeline: Pipeline) -> None:
+def test_an_expired_jwt_is_refused(owner: User, pipeline: Pipeline) -> None:
     old = issue_user_token(username="alice", is_admin=False, now=timezone.now() - timedelta(days=1))
 
     assert_error(with_bearer(old).get("/v4/pipelines"), 401)
@@ -345,7 +344,7 @@ def test_an_expired_build_token_is_refused(build: Build) -> None:
     assert_error(as_build(build, now=long_ago).get(f"/v4/builds/{build.pk}/launch"), 401)
 
 
-def test_people_cannot_call_the_launcher_endpoints(owner: AbstractUser, build: Build) -> None:
+def test_people_cannot_call_the_launcher_endpoints(owner: User, build: Build) -> None:
     client = as_user(owner)
     b = f"/v4/builds/{build.pk}"
 
@@ -366,7 +365,7 @@ def test_people_cannot_call_the_launcher_endpoints(owner: AbstractUser, build: B
 
 
 def test_a_member_can_read_everything(
-    member: AbstractUser, pipeline: Pipeline, event: Event, build: Build
+    member: User, pipeline: Pipeline, event: Event, build: Build
 ) -> None:
     client = as_user(member)
 
@@ -386,7 +385,7 @@ def test_a_member_can_read_everything(
         assert client.get(url).status_code == 200, url
 
 
-def test_a_member_cannot_start_an_event(member: AbstractUser, pipeline: Pipeline) -> None:
+def test_a_member_cannot_start_an_event(member: User, pipeline: Pipeline) -> None:
     response = as_user(member).post(
         "/v4/events", {"pipelineId": pipeline.pk, "startFrom": "main"}, format="json"
     )
@@ -396,20 +395,20 @@ def test_a_member_cannot_start_an_event(member: AbstractUser, pipeline: Pipeline
     assert not Event.objects.filter(pipeline=pipeline).exists()
 
 
-def test_a_member_cannot_stop_an_event(member: AbstractUser, event: Event, build: Build) -> None:
+def test_a_member_cannot_stop_an_event(member: User, event: Event, build: Build) -> None:
     assert_error(as_user(member).put(f"/v4/events/{event.pk}/stop"), 403)
 
     assert Build.objects.get(pk=build.pk).status == BuildStatus.QUEUED
 
 
-def test_a_member_cannot_abort_a_build(member: AbstractUser, build: Build) -> None:
+def test_a_member_cannot_abort_a_build(member: User, build: Build) -> None:
     response = as_user(member).put(f"/v4/builds/{build.pk}", {"status": "ABORTED"}, format="json")
 
     assert_error(response, 403)
     assert Build.objects.get(pk=build.pk).status == BuildStatus.QUEUED
 
 
-def test_the_owner_starts_an_event_from_a_job(owner: AbstractUser, pipeline: Pipeline) -> None:
+def test_the_owner_starts_an_event_from_a_job(owner: User, pipeline: Pipeline) -> None:
     response = as_user(owner).post(
         "/v4/events",
         {"pipelineId": pipeline.pk, "startFrom": "publish", "causeMessage": "ship it"},
@@ -426,7 +425,7 @@ def test_the_owner_starts_an_event_from_a_job(owner: AbstractUser, pipeline: Pip
 
 
 def test_a_server_admin_may_act_on_any_pipeline(
-    superuser: AbstractUser, event: Event, build: Build
+    superuser: User, event: Event, build: Build
 ) -> None:
     client = as_user(superuser)
 
@@ -438,7 +437,7 @@ def test_a_server_admin_may_act_on_any_pipeline(
 
 
 def test_the_owner_stops_an_event_and_its_builds_are_aborted(
-    owner: AbstractUser, event: Event, build: Build
+    owner: User, event: Event, build: Build
 ) -> None:
     response = as_user(owner).put(f"/v4/events/{event.pk}/stop")
 
@@ -447,7 +446,7 @@ def test_the_owner_stops_an_event_and_its_builds_are_aborted(
     assert Build.objects.get(pk=build.pk).status == BuildStatus.ABORTED
 
 
-def test_a_person_cannot_report_a_build_status(owner: AbstractUser, build: Build) -> None:
+def test_a_person_cannot_report_a_build_status(owner: User, build: Build) -> None:
     client = as_user(owner)
 
     for status in ("SUCCESS", "RUNNING", "FAILURE"):
@@ -456,7 +455,7 @@ def test_a_person_cannot_report_a_build_status(owner: AbstractUser, build: Build
     assert Build.objects.get(pk=build.pk).status == BuildStatus.QUEUED
 
 
-def test_aborting_a_finished_build_is_a_conflict(owner: AbstractUser, build: Build) -> None:
+def test_aborting_a_finished_build_is_a_conflict(owner: User, build: Build) -> None:
     Build.objects.filter(pk=build.pk).update(status=BuildStatus.SUCCESS)
 
     body = assert_error(
@@ -471,9 +470,7 @@ def test_aborting_a_finished_build_is_a_conflict(owner: AbstractUser, build: Bui
 @pytest.mark.parametrize(
     "url", ["not a url", "relative/path.git#main", "/no/such/repo.git#main", "ftp://x/y.git"]
 )
-def test_creating_a_pipeline_from_a_bad_url_is_a_bad_request(
-    member: AbstractUser, url: str
-) -> None:
+def test_creating_a_pipeline_from_a_bad_url_is_a_bad_request(member: User, url: str) -> None:
     response = as_user(member).post("/v4/pipelines", {"checkoutUrl": url}, format="json")
 
     assert_error(response, 400)
@@ -481,15 +478,13 @@ def test_creating_a_pipeline_from_a_bad_url_is_a_bad_request(
     assert not Pipeline.objects.exists()
 
 
-def test_creating_a_pipeline_without_a_url_names_the_missing_field(member: AbstractUser) -> None:
+def test_creating_a_pipeline_without_a_url_names_the_missing_field(member: User) -> None:
     body = assert_error(as_user(member).post("/v4/pipelines", {}, format="json"), 400)
 
     assert "checkoutUrl" in body["message"]
 
 
-def test_creating_a_pipeline_makes_its_creator_the_admin(
-    member: AbstractUser, repo: GitRepo
-) -> None:
+def test_creating_a_pipeline_makes_its_creator_the_admin(member: User, repo: GitRepo) -> None:
     response = as_user(member).post(
         "/v4/pipelines", {"checkoutUrl": repo.checkout_url}, format="json"
     )
@@ -503,7 +498,7 @@ def test_creating_a_pipeline_makes_its_creator_the_admin(
 
 
 def test_creating_the_same_pipeline_twice_is_a_conflict(
-    member: AbstractUser, repo: GitRepo, pipeline: Pipeline
+    member: User, repo: GitRepo, pipeline: Pipeline
 ) -> None:
     for url in (repo.checkout_url, f"file://{repo.bare}#main"):
         response = as_user(member).post("/v4/pipelines", {"checkoutUrl": url}, format="json")
@@ -513,7 +508,7 @@ def test_creating_the_same_pipeline_twice_is_a_conflict(
 
 
 def test_starting_an_event_from_an_unknown_job_is_not_found(
-    owner: AbstractUser, pipeline: Pipeline
+    owner: User, pipeline: Pipeline
 ) -> None:
     response = as_user(owner).post(
         "/v4/events", {"pipelineId": pipeline.pk, "startFrom": "nope"}, format="json"
@@ -524,7 +519,7 @@ def test_starting_an_event_from_an_unknown_job_is_not_found(
     assert not Event.objects.exists()
 
 
-def test_starting_an_event_of_an_unknown_pipeline_is_not_found(owner: AbstractUser) -> None:
+def test_starting_an_event_of_an_unknown_pipeline_is_not_found(owner: User) -> None:
     response = as_user(owner).post(
         "/v4/events", {"pipelineId": 9999, "startFrom": "main"}, format="json"
     )
@@ -532,23 +527,21 @@ def test_starting_an_event_of_an_unknown_pipeline_is_not_found(owner: AbstractUs
     assert_error(response, 404)
 
 
-def test_unknown_objects_are_not_found_in_screwdriver_shape(owner: AbstractUser) -> None:
+def test_unknown_objects_are_not_found_in_screwdriver_shape(owner: User) -> None:
     client = as_user(owner)
 
     for url in ["/v4/pipelines/9999", "/v4/jobs/9999", "/v4/events/9999", "/v4/builds/9999"]:
         assert_error(client.get(url), 404)
 
 
-def test_the_validator_needs_the_file_as_a_string(owner: AbstractUser) -> None:
+def test_the_validator_needs_the_file_as_a_string(owner: User) -> None:
     assert_error(as_user(owner).post("/v4/validator", {"yaml": 5}, format="json"), 400)
 
 
 # --- shapes ---------------------------------------------------------------------------------
 
 
-def test_times_are_iso_8601_utc_strings(
-    owner: AbstractUser, pipeline: Pipeline, build: Build
-) -> None:
+def test_times_are_iso_8601_utc_strings(owner: User, pipeline: Pipeline, build: Build) -> None:
     client = as_user(owner)
     Build.objects.filter(pk=build.pk).update(status=BuildStatus.RUNNING, start_time=timezone.now())
     Step.objects.filter(build=build, name="hello").update(start_time=timezone.now())
@@ -566,7 +559,7 @@ def test_times_are_iso_8601_utc_strings(
 
 
 def test_empty_fields_are_left_out_instead_of_null(
-    owner: AbstractUser, pipeline: Pipeline, event: Event, build: Build
+    owner: User, pipeline: Pipeline, event: Event, build: Build
 ) -> None:
     client = as_user(owner)
     shown = {
@@ -595,7 +588,7 @@ def test_empty_fields_are_left_out_instead_of_null(
     assert shown["event"]["groupEventId"] == event.pk
 
 
-def test_fields_are_screwdriver_camel_case(owner: AbstractUser, build: Build) -> None:
+def test_fields_are_screwdriver_camel_case(owner: User, build: Build) -> None:
     body = as_user(owner).get(f"/v4/builds/{build.pk}").json()
 
     assert {"id", "jobId", "eventId", "number", "sha", "status", "createTime", "steps"} <= set(body)
@@ -607,7 +600,7 @@ def test_fields_are_screwdriver_camel_case(owner: AbstractUser, build: Build) ->
 
 
 def test_a_launcher_runs_a_build_through_the_api_with_its_token(
-    owner: AbstractUser, pipeline: Pipeline, event: Event, build: Build
+    owner: User, pipeline: Pipeline, event: Event, build: Build
 ) -> None:
     launcher = as_build(build)
     b = f"/v4/builds/{build.pk}"
@@ -724,7 +717,7 @@ def queries_of(client: APIClient, url: str) -> int:
 
 
 def test_listing_events_takes_the_same_queries_for_few_and_many(
-    owner: AbstractUser, make_repo: MakeRepo, django_assert_max_num_queries: Any
+    owner: User, make_repo: MakeRepo, django_assert_max_num_queries: Any
 ) -> None:
     client = as_user(owner)
     few = create_pipeline(
@@ -759,7 +752,7 @@ def test_listing_events_takes_the_same_queries_for_few_and_many(
 
 
 def test_listing_an_events_builds_takes_the_same_queries_for_few_and_many(
-    owner: AbstractUser, make_repo: MakeRepo, django_assert_max_num_queries: Any
+    owner: User, make_repo: MakeRepo, django_assert_max_num_queries: Any
 ) -> None:
     client = as_user(owner)
     few = create_pipeline(
@@ -778,7 +771,7 @@ def test_listing_an_events_builds_takes_the_same_queries_for_few_and_many(
 
 
 def test_listing_a_jobs_builds_takes_the_same_queries_for_few_and_many(
-    owner: AbstractUser, pipeline: Pipeline, django_assert_max_num_queries: Any
+    owner: User, pipeline: Pipeline, django_assert_max_num_queries: Any
 ) -> None:
     client = as_user(owner)
     new_event(pipeline)
@@ -793,7 +786,7 @@ def test_listing_a_jobs_builds_takes_the_same_queries_for_few_and_many(
 
 
 def test_listing_pipelines_and_jobs_takes_the_same_queries_for_few_and_many(
-    owner: AbstractUser, make_repo: MakeRepo, django_assert_max_num_queries: Any
+    owner: User, make_repo: MakeRepo, django_assert_max_num_queries: Any
 ) -> None:
     client = as_user(owner)
     few = create_pipeline(

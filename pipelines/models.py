@@ -195,3 +195,74 @@ class Token(models.Model):
     def hash_value(value: str) -> str:
         # Tokens are 32 random bytes, so a fast hash is enough: there is nothing to brute-force.
         return hashlib.sha256(value.encode()).hexdigest()
+
+
+class PipelinePermission(models.Model):
+    """A person's rights on a pipeline, in Screwdriver's three levels (SCM pipelines map theirs)."""
+
+    class Role(models.TextChoices):
+        PULL = "pull"
+        PUSH = "push"
+        ADMIN = "admin"
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="permissions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pipeline_permissions"
+    )
+    role = models.CharField(max_length=5, choices=Role.choices)
+    granted_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pipeline_id", "user_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pipeline", "user"], name="one_role_per_user_per_pipeline"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.role} on {self.pipeline_id}"
+
+
+class Template(models.Model):
+    """One published version of a job template (`namespace/name@version`)."""
+
+    namespace = models.CharField(max_length=64)
+    name = models.CharField(max_length=64)
+    version = models.CharField(max_length=16)
+    description = models.CharField(max_length=256, blank=True, default="")
+    maintainer = models.CharField(max_length=256, blank=True, default="")
+    # The template's job config: image(s), steps, environment, secrets, order, ...
+    config = models.JSONField(default=dict)
+    images = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["namespace", "name", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["namespace", "name", "version"], name="template_version_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}@{self.version}"
+
+
+class TemplateTag(models.Model):
+    """A named pointer (`latest`, `stable`) to one version of a template."""
+
+    namespace = models.CharField(max_length=64)
+    name = models.CharField(max_length=64)
+    tag = models.CharField(max_length=30)
+    version = models.CharField(max_length=16)
+
+    class Meta:
+        ordering = ["namespace", "name", "tag"]
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "name", "tag"], name="template_tag_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}@{self.tag} -> {self.version}"

@@ -10,6 +10,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from builds import live
 from builds.models import LogBatch, Step
 
 MAX_BATCH_LINES = 1000
@@ -67,6 +68,14 @@ def append_batch(*, step: Step, seq: int, first_line: int, lines: list[Any]) -> 
             )
             end = first_line + len(parsed)
             Step.objects.filter(pk=step.pk, lines__lt=end).update(lines=end)
+            live.publish_lines(
+                build_id=step.build_id,
+                step=step.name,
+                lines=[
+                    {"n": first_line + i, "t": t, "m": raw.decode("utf-8", "replace")}
+                    for i, (t, raw) in enumerate(parsed)
+                ],
+            )
     except IntegrityError:
         return False
     return True

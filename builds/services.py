@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from builds import live
 from builds.models import ACTIVE_STATUSES, Build, BuildStatus, Step
 from pipelines import workflow
 from pipelines.models import Event, Job
@@ -161,6 +162,7 @@ def mark_running(*, build_id: int) -> Build:
     )
     build = Build.objects.select_related("event").get(pk=build_id)
     refresh_event_status(event=build.event)
+    live.publish_build(build_id=build_id)
     return build
 
 
@@ -196,6 +198,7 @@ def finish_build(
     _transition(build_id, allowed=allowed, target=status, **fields)
     build = Build.objects.select_related("job", "event").get(pk=build_id)
     _after_finish(build)
+    live.publish_build(build_id=build_id)
     return build
 
 
@@ -212,6 +215,7 @@ def abort_build(*, build_id: int, message: str) -> Build:
     )
     build = Build.objects.select_related("job", "event").get(pk=build_id)
     _after_finish(build)
+    live.publish_build(build_id=build_id)
     from executors.services import enqueue_stop
 
     enqueue_stop(build.pk)

@@ -121,33 +121,96 @@
         if (!response.ok) throw new Error("HTTP " + response.status);
         return response.json();
       })
-      .then(function (build) {
-        setStatus(String(build.status));
-        setText("build-message", build.statusMessage || "");
-        (build.steps || []).forEach(updateStep);
-        setText("build-duration", fmtDuration(build.startTime, build.endTime));
-        if (build.startTime) setText("build-start", build.startTime);
-        if (build.endTime) setText("build-end", build.endTime);
-        if (FINISHED.indexOf(build.status) >= 0) {
-          finished = true;
-          banner.setAttribute("data-finished", "true");
-          var stop = document.getElementById("stop-form");
-          if (stop) stop.hidden = true;
-        }
-      })
+      .then(applyBuild)
       .catch(function () { /* retried on the next tick */ });
+  }
+
+  // Live updates: a WebSocket streams log lines and status as they are saved. If it cannot be
+  // opened (or keeps dropping), the page falls back to polling the API.
+  var socket = null;
+  var live = false;
+  var failures = 0;
+
+  function subscribe(step) {
+    if (socket && live && step.details && step.details.open && !step.subscribed) {
+      step.subscribed = true;
+      socket.send(JSON.stringify({ type: "subscribe", step: step.name, from: step.next }));
+    }
+  }
+
+  function receiveLines(message) {
+    var step = steps.filter(function (s) { return s.name === message.step; })[0];
+    if (!step || !step.subscribed) return;
+    // Drop lines we already have: after a reconnect the backlog and live lines may overlap.
+    var fresh = (message.lines || []).filter(function (line) { return line.n >= step.next; });
+    if (!fresh.length) return;
+    appendLines(step, fresh);
+    step.next = fresh[fresh.length - 1].n + 1;
+  }
+
+  function applyBuild(build) {
+    setStatus(String(build.status));
+    setText("build-message", build.statusMessage || "");
+    (build.steps || []).forEach(function (data) {
+      updateStep(data);
+      var step = steps.filter(function (s) { return s.name === data.name; })[0];
+      if (step) subscribe(step);
+    });
+    setText("build-duration", fmtDuration(build.startTime, build.endTime));
+    if (build.startTime) setText("build-start", build.startTime);
+    if (build.endTime) setText("build-end", build.endTime);
+    if (FINISHED.indexOf(build.status) >= 0) {
+      finished = true;
+      banner.setAttribute("data-finished", "true");
+      var stop = document.getElementById("stop-form");
+      if (stop) stop.hidden = true;
+    }
+  }
+
+  function connect() {
+    var path = banner.getAttribute("data-ws-path");
+    if (!path || !window.WebSocket || failures > 5) return;
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + window.location.host + path);
+    socket.onopen = function () {
+      live = true;
+      failures = 0;
+      steps.forEach(function (step) { step.subscribed = false; subscribe(step); });
+      pollBuild();
+    };
+    socket.onmessage = function (event) {
+      var message;
+      try { message = JSON.parse(event.data); } catch (e) { return; }
+      if (message.type === "lines") receiveLines(message);
+      else if (message.type === "build") applyBuild(message.build);
+    };
+    socket.onclose = function () {
+      live = false;
+      socket = null;
+      steps.forEach(function (step) { step.subscribed = false; });
+      failures += 1;
+      if (!finished || steps.some(function (s) { return s.more; })) {
+        window.setTimeout(connect, Math.min(10000, 500 * Math.pow(2, failures)));
+      }
+    };
   }
 
   steps.forEach(function (step) {
     if (!step.details) return;
     step.details.addEventListener("toggle", function () {
       step.touched = true;
-      pollLogs(step);
+      if (live) subscribe(step); else pollLogs(step);
     });
   });
 
-  function tick() { steps.forEach(pollLogs); }
+  function tick() {
+    if (!live) steps.forEach(pollLogs);
+  }
+  function buildTick() {
+    if (!live) pollBuild();
+  }
+  connect();
   tick();
   window.setInterval(tick, LOG_INTERVAL);
-  if (!finished) window.setInterval(pollBuild, BUILD_INTERVAL);
+  if (!finished) window.setInterval(buildTick, BUILD_INTERVAL);
 })();

@@ -1,9 +1,10 @@
-"""The screwdriver.yaml schema for the supported keys, with the reference's patterns and wording."""
+"""The screwdriver.yaml schema, with the reference's patterns, defaults and wording."""
 
 from __future__ import annotations
 
 import re
 
+from .cron import is_valid_freeze_window
 from .schema import (
     Alt,
     AnyValue,
@@ -15,6 +16,7 @@ from .schema import (
     Obj,
     Path,
     Report,
+    Schema,
     Str,
     label,
 )
@@ -33,8 +35,23 @@ CHECKOUT_URL = JsRegex(
     r"^(?:(?:https:\/\/(?:[^@/:\s]+@)?)|git@|org-\d+@)+([^/:\s]+)(?:\/|:)([^/:\s]+)\/([^\s]+?)"
     r"(?:\.git)(#[^:\u3000\s]*\u3000[^:\u3000\s]*|#[^:\u3000\s]+)?"
     r"(:[^:\u3000\s]*\u3000[^:\u3000\s]*|:[^:\u3000\s]+)?$"
+    # The reference writes the ideographic space itself, and error messages show its source.
+    .replace("\\u3000", "\u3000")
 )
 WEBHOOK_EVENT = JsRegex(r"^~([\w-]+)$")
+STAGE_NAME = JsRegex(r"^[\w-]+$")
+FULL_TEMPLATE_NAME = JsRegex(
+    r"^([\w/-]+)(?:@((?:(?:\d+)(?:\.\d+)?(?:\.\d+)?)|(?:[a-zA-Z][\w-.]+)))?$"
+)
+FULL_TEMPLATE_NAME_WITH_NAMESPACE = JsRegex(
+    r"^([\w-]+)\/([\w/-]+)(?:@((?:(?:\d+)(?:\.\d+)?(?:\.\d+)?)|(?:[a-zA-Z][\w-]+)))?$"
+)
+REGION = JsRegex(r"^(us(-gov)?|ap|ca|cn|eu|sa|me)-(central|(north|south)?(east|west)?)-\d$")
+ACCOUNT_ID = JsRegex(r"^[0-9]{12}$")
+VPC_ID = JsRegex(r"^vpc-[\w]+$")
+SECURITY_GROUP_ID = JsRegex(r"^sg-[\w]+$")
+SUBNET_ID = JsRegex(r"^subnet-[\w]+$")
+ROLE_ARN = JsRegex(r"^arn:aws:iam::\d{12}:role\/.+")
 
 _ENV_MESSAGE = {
     "object.unknown": "{label} only supports uppercase letters, digits, and underscore "
@@ -105,32 +122,154 @@ PARAMETERS = Obj(
 )
 IMAGE = Str(pattern=IMAGE_NAME)
 
-# Keys the reference accepts that this server does not implement yet: validated loosely here
-# and refused afterwards with a clear error, rather than silently ignored.
-UNSUPPORTED_JOB_KEYS = ("cache", "order", "provider", "template", "templateId")
-UNSUPPORTED_TOP_KEYS = ("template", "cache", "stages")
+STRING_OR_EMPTY = Str(allow_empty=True)
 
-JOB = Obj(
+# RFC 3986 relative-ref, as Joi's string().uri({relativeOnly: true}) builds it (cache paths).
+_UNRESERVED = r"\w\-\.~"
+_PCT = r"%\dA-Fa-f"
+_SUB_DELIMS = r"!\$&'\(\)\*\+,;="
+_PCHAR = f"[{_UNRESERVED}{_PCT}{_SUB_DELIMS}:@]"
+_SEGMENT_NZ_NC = f"[{_UNRESERVED}{_PCT}{_SUB_DELIMS}@]+"
+_OCTET = r"(?:0{0,2}\d|0?[1-9]\d|1\d\d|2[0-4]\d|25[0-5])"
+_IPV4 = rf"(?:{_OCTET}\.){{3}}{_OCTET}"
+# IP literals are matched loosely: a cache path with one is not worth the full IPv6 grammar.
+_IP_LITERAL = rf"\[[\dA-Fa-fvV:.{_UNRESERVED}{_SUB_DELIMS}]+\]"
+_HOST = rf"(?:{_IP_LITERAL}|{_IPV4}|[{_UNRESERVED}{_PCT}{_SUB_DELIMS}]{{1,255}})"
+_AUTHORITY = rf"(?:[{_UNRESERVED}{_PCT}{_SUB_DELIMS}:]*@)?{_HOST}(?::\d*)?"
+_PATH_AB_EMPTY = rf"(?:\/{_PCHAR}*)*"
+_RELATIVE_REF = (
+    rf"(?:(?:\/\/{_AUTHORITY}{_PATH_AB_EMPTY})|\/(?:{_PCHAR}+{_PATH_AB_EMPTY})?"
+    rf"|{_SEGMENT_NZ_NC}{_PATH_AB_EMPTY}|)"
+)
+RELATIVE_URI = re.compile(
+    r"^(?=.)(?!https?:/(?:$|[^/]))(?!https?:///)(?!https?:[^/])"
+    + _RELATIVE_REF
+    + rf"(?:\?[{_UNRESERVED}{_PCT}{_SUB_DELIMS}:@\/\?]*(?=#|$))?"
+    + rf"(?:#[{_UNRESERVED}{_PCT}{_SUB_DELIMS}:@\/\?]*)?\Z",
+    re.ASCII,
+)
+
+
+def _relative_uri(value: str, path: Path, messages: Messages) -> Report | None:
+    """Refuse a cache path that is not a relative URI."""
+    if RELATIVE_URI.match(value):
+        return None
+    return Report("string.uriRelativeOnly", path, f"{label(path)} must be a valid relative uri")
+
+
+def _cron(value: str, path: Path, messages: Messages) -> Report | None:
+    """Refuse a freeze window the reference's cron rule refuses (with its odd message)."""
+    if is_valid_freeze_window(value):
+        return None
+    return Report(
+        "string.cron",
+        path,
+        'Error code "string.cron" is not defined, your custom type is missing '
+        "the correct messages definition",
+    )
+
+
+CRON = Str(rule=_cron)
+SOURCE_PATHS = Alt(options=[Arr(items=Str(max=1024)), Str(max=1024)])
+PROVIDER = Obj(
     keys={
+        "name": Str(valid=("aws",), max=64),
+        "region": Str(pattern=REGION, max=64, default="us-west-2"),
+        "buildRegion": Str(pattern=REGION, max=64, default="", allow_empty=True),
+        "accountId": Alt(options=[Str(pattern=ACCOUNT_ID, max=12), Num(integer=True, min=12)]),
+        "vpc": Obj(
+            keys={
+                "vpcId": Str(pattern=VPC_ID, max=128, required=True),
+                "securityGroupIds": Arr(
+                    items=Str(pattern=SECURITY_GROUP_ID, max=128),
+                    min=1,
+                    required=True,
+                    label="List of security group IDs",
+                ),
+                "subnetIds": Arr(
+                    items=Str(pattern=SUBNET_ID, max=128),
+                    min=1,
+                    required=True,
+                    label="List of subnet IDs",
+                ),
+            }
+        ),
+        "role": Str(pattern=ROLE_ARN, max=512),
+        "executor": Str(valid=("sls", "eks"), max=64),
+        "clusterName": Str(max=128),
+        "cpuLimit": Str(max=4),
+        "memoryLimit": Str(max=4),
+        "executorLogs": Bool(default=False),
+        "launcherImage": STRING,
+        "launcherVersion": STRING,
+        "privilegedMode": Bool(default=False),
+        "computeType": Str(
+            valid=(
+                "BUILD_GENERAL1_SMALL",
+                "BUILD_GENERAL1_LARGE",
+                "BUILD_GENERAL1_MEDIUM",
+                "BUILD_GENERAL1_2XLARGE",
+            ),
+            default="BUILD_GENERAL1_SMALL",
+        ),
+        "environmentType": Str(
+            valid=("ARM_CONTAINER", "LINUX_CONTAINER", "LINUX_GPU_CONTAINER"),
+            default="LINUX_CONTAINER",
+        ),
+        "debugSession": Bool(default=False),
+    }
+)
+
+
+def job_schema(**overrides: Schema) -> Obj:
+    """Return the job schema, with some keys replaced (stage setup and teardown jobs)."""
+    keys: dict[str, Schema] = {
         "annotations": Obj(),
         "blockedBy": Alt(options=[Arr(items=BLOCKED_BY_VALUE), BLOCKED_BY_VALUE]),
         "cache": Bool(),
         "description": Str(max=100),
         "environment": ENVIRONMENT,
-        # Cron syntax is not checked yet (see the README of this package).
-        "freezeWindows": Alt(options=[Arr(items=STRING), STRING]),
+        "freezeWindows": Alt(options=[Arr(items=CRON), CRON]),
         "image": IMAGE,
         "matrix": MATRIX,
         "order": Arr(items=Str(pattern=STEP_NAME)),
         "parameters": PARAMETERS,
-        "provider": AnyValue(),
+        "provider": Alt(options=[PROVIDER, Str(pattern=CHECKOUT_URL)]),
         "requires": REQUIRES,
         "secrets": Arr(items=SECRET),
         "settings": Obj(),
-        "sourcePaths": Alt(options=[Arr(items=Str(max=1024)), Str(max=1024)]),
+        "sourcePaths": SOURCE_PATHS,
         "steps": Arr(items=STEP, min=1),
-        "template": STRING,
-        "templateId": Num(integer=True, positive=True),
+        "template": Str(pattern=FULL_TEMPLATE_NAME),
+        "templateId": Num(integer=True, positive=True, nullable=True),
+    }
+    for key, schema in overrides.items():
+        # Joi's .keys() moves a redefined key to the end, which orders its errors last.
+        keys.pop(key, None)
+        keys[key] = schema
+    return Obj(keys=keys, default={})
+
+
+JOB = job_schema()
+CACHE_LIST = Arr(items=Str(rule=_relative_uri))
+CACHE = Obj(
+    keys={
+        "event": CACHE_LIST,
+        "pipeline": CACHE_LIST,
+        "job": Obj(patterns=[(JOB_NAME_VALUE, CACHE_LIST)]),
+    },
+    any_of=("event", "pipeline", "job"),
+)
+STAGE = Obj(
+    keys={
+        "description": STRING,
+        "jobs": Arr(items=JOB_NAME_VALUE),
+        "setup": job_schema(requires=AnyValue(forbidden=True)),
+        "teardown": job_schema(
+            requires=AnyValue(forbidden=True), sourcePaths=AnyValue(forbidden=True)
+        ),
+        "requires": REQUIRES,
+        "sourcePaths": SOURCE_PATHS,
     }
 )
 SUBSCRIBE = Obj(
@@ -144,17 +283,34 @@ CHILD_PIPELINES = Obj(
         "startAll": Bool(),
     }
 )
-CONFIG = Obj(
-    keys={
-        "template": STRING,
+_CONFIG_KEYS: dict[str, Schema] = dict(
+    {
+        "template": Str(pattern=FULL_TEMPLATE_NAME_WITH_NAMESPACE),
         "version": Num(integer=True, min=1, max=50),
         "annotations": Obj(),
-        "jobs": Obj(patterns=[(JOB_NAME, JOB)], required=True),
+        "jobs": Obj(patterns=[(JOB_NAME_VALUE, JOB)], required=True),
         "shared": JOB,
-        "cache": AnyValue(),
+        "cache": CACHE,
         "childPipelines": CHILD_PIPELINES,
-        "stages": AnyValue(),
+        "stages": Obj(patterns=[(STAGE_NAME, STAGE)], messages=_NAME_MESSAGE),
         "subscribe": SUBSCRIBE,
-        "parameters": PARAMETERS,
+        "parameters": Obj(patterns=PARAMETERS.patterns, default={}),
+    }
+)
+CONFIG = Obj(keys=_CONFIG_KEYS)
+# With a pipeline template, jobs are optional and `shared` may set only a few fields.
+CONFIG_WITH_TEMPLATE = Obj(
+    keys={
+        **_CONFIG_KEYS,
+        "jobs": Obj(patterns=[(JOB_NAME_VALUE, JOB)]),
+        "shared": Obj(
+            keys={
+                "image": IMAGE,
+                "environment": ENVIRONMENT,
+                "settings": Obj(),
+                "requires": REQUIRES,
+                "sourcePaths": SOURCE_PATHS,
+            }
+        ),
     }
 )

@@ -39,3 +39,9 @@ class ConfigErrorList(ConfigError):
     def render(self) -> str:
         """Return the comma-joined ``Error: ...`` texts."""
         return ",".join(f"Error: {message}" for message in self.messages)
+
+
+class TypeErrorLike(ConfigError):
+    """A case where the reference itself crashes with a JavaScript TypeError; we say the same."""
+
+    kind = "TypeError"

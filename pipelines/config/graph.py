@@ -52,14 +52,16 @@ def _node(name: str, job: dict[str, Any] | None) -> dict[str, Any]:
     """Return one node, with displayName/virtual taken from the job's annotations."""
     node: dict[str, Any] = {"name": name}
     annotations = (job or {}).get("annotations") or {}
-    if not isinstance(annotations, dict):
-        return node
     for annotation, field_name in (
         ("screwdriver.cd/displayName", "displayName"),
         ("screwdriver.cd/virtualJob", "virtual"),
     ):
-        if annotations.get(annotation) is not None:
+        # A null annotation still shows on the node, as in the reference.
+        if annotation in annotations:
             node[field_name] = annotations[annotation]
+    stage = (job or {}).get("stage")
+    if isinstance(stage, dict) and stage.get("name"):
+        node["stageName"] = stage["name"]
     return node
 
 

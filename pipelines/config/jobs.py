@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import copy
-import itertools
 import re
 from typing import Any
 
 from .definitions import IMAGE
-from .errors import ConfigError, ConfigErrorList, SchemaError
-from .jsvalues import JsDate, js_stringify
+from .errors import ConfigError, SchemaError, TypeErrorLike
+from .jsvalues import JsDate, js_stringify, truthy
 
 MAX_ENVIRONMENT_VARS = 100
 MAX_PERMUTATIONS = 25
@@ -19,77 +18,7 @@ SD_ENV = frozenset(
     for prefix in ("", "PIPELINE_")
     for part in ("FULLNAME", "NAME", "NAMESPACE", "VERSION")
 )
-# Fields a job takes from itself when set, else from `shared`, wholesale (no merging).
-_REPLACED_FIELDS = (
-    "image",
-    "matrix",
-    "steps",
-    "template",
-    "description",
-    "cache",
-    "parameters",
-    "provider",
-)
 _TEMPLATE_TOKEN = re.compile(r"\{\{\s*([a-z0-9_][.a-z0-9_]*)\s*\}\}", re.IGNORECASE)
-
-
-def check_teardown_order(jobs: dict[str, Any]) -> None:
-    """Refuse a job whose user teardown steps are not all at the end."""
-    messages = []
-    for job in jobs.values():
-        seen_teardown = False
-        for step in job.get("steps") or []:
-            is_teardown = isinstance(step, dict) and next(iter(step)).startswith("teardown-")
-            if seen_teardown and not is_teardown:
-                messages.append("User teardown steps need to be at the end")
-            seen_teardown = seen_teardown or is_teardown
-    if messages:
-        raise ConfigErrorList(messages)
-
-
-def _truthy(value: Any) -> bool:
-    """Return JS truthiness for a JSON-like value ([] and {} are truthy)."""
-    if isinstance(value, list | dict):
-        return True
-    return bool(value)
-
-
-def _as_list(value: Any) -> list[Any]:
-    """Return ``[].concat(value)``."""
-    return list(value) if isinstance(value, list) else [value]
-
-
-def merge_shared(shared: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
-    """Lay one job over `shared`: replaced fields, merged maps, unioned secrets."""
-    merged = copy.deepcopy(shared)
-    own = copy.deepcopy(job)
-    for key in _REPLACED_FIELDS:
-        if _truthy(own.get(key)):
-            merged[key] = own[key]
-    if own.get("settings") == {}:
-        merged["settings"] = {}
-    for key in ("annotations", "environment", "settings"):
-        merged[key] = {**(merged.get(key) or {}), **(own.get(key) or {})}
-    merged["image"] = own.get("image") or merged.get("image")
-    if merged["image"] is None:
-        del merged["image"]
-    if own.get("description"):
-        merged["description"] = own["description"]
-    for key in ("requires", "blockedBy", "freezeWindows"):
-        if _truthy(own.get(key)):
-            merged[key] = _as_list(own[key])
-    merged["secrets"] = list(
-        dict.fromkeys([*(merged.get("secrets") or []), *(own.get("secrets") or [])])
-    )
-    merged["sourcePaths"] = list(
-        dict.fromkeys(
-            [
-                *_as_list(merged.get("sourcePaths") or []),
-                *_as_list(own.get("sourcePaths") or []),
-            ]
-        )
-    )
-    return merged
 
 
 def stringify_environment(job: dict[str, Any]) -> None:
@@ -109,9 +38,9 @@ def steps_to_commands(job: dict[str, Any]) -> None:
             continue
         name = list(step)[-1]
         body = step[name]
-        command = body.get("command") or body if isinstance(body, dict) else body
+        command = (body.get("command") or body) if isinstance(body, dict) else body
         entry = {"name": name, "command": command}
-        if isinstance(body, dict) and body.get("locked"):
+        if isinstance(body, dict) and truthy(body.get("locked")):
             entry["locked"] = body["locked"]
         commands.append(entry)
     job["commands"] = commands
@@ -182,7 +111,39 @@ def fill_image(image: str, environment: dict[str, Any]) -> str:
     return _TEMPLATE_TOKEN.sub(replace, image)
 
 
-_OPTIONAL_FIELDS = ("description", "parameters", "requires", "blockedBy", "freezeWindows")
+_OPTIONAL_FIELDS = (
+    "cache",
+    "description",
+    "templateId",
+    "parameters",
+    "provider",
+    "requires",
+    "blockedBy",
+    "freezeWindows",
+    "stage",
+)
+
+
+def _combinations(matrix: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Return the matrix permutations in the reference's order.
+
+    The reference treats a falsy value (0, false, "", null) as "not chosen yet" and then
+    crashes; we fail the same way rather than run a different set of permutations.
+    """
+    keys = list(matrix)
+    result: list[dict[str, Any]] = []
+
+    def walk(chosen: dict[str, Any], index: int) -> None:
+        if all(truthy(chosen.get(key)) for key in keys):
+            result.append(chosen)
+            return
+        if index >= len(keys):
+            raise TypeErrorLike("Cannot read properties of undefined (reading 'forEach')")
+        for value in matrix[keys[index]]:
+            walk({**chosen, keys[index]: value}, index + 1)
+
+    walk({}, 0)
+    return result
 
 
 def permutations(job_name: str, job: dict[str, Any]) -> list[dict[str, Any]]:
@@ -198,11 +159,10 @@ def permutations(job_name: str, job: dict[str, Any]) -> list[dict[str, Any]]:
     base.update((key, job[key]) for key in _OPTIONAL_FIELDS if key in job)
     if job.get("sourcePaths"):
         base["sourcePaths"] = job["sourcePaths"]
-    matrix = job.get("matrix") or {}
     result = []
-    for combination in itertools.product(*matrix.values()):
+    for combination in _combinations(job.get("matrix") or {}):
         task = copy.deepcopy(base)
-        for name, value in zip(matrix, combination, strict=True):
+        for name, value in combination.items():
             task["environment"][name] = (
                 value
                 if isinstance(value, str) and not isinstance(value, JsDate)
@@ -211,6 +171,45 @@ def permutations(job_name: str, job: dict[str, Any]) -> list[dict[str, Any]]:
         task["image"] = fill_image(task["image"], task["environment"])
         _, reports = IMAGE.check(task["image"], ("jobs", job_name, "image"), {})
         if reports:
-            raise SchemaError(". ".join(report.message for report in reports))
+            raise SchemaError(". ".join(dict.fromkeys(report.message for report in reports)))
         result.append(task)
     return result
+
+
+def _js_join(value: Any) -> str:
+    """Return ``String(value)`` for a string or a list of strings."""
+    return ",".join(value) if isinstance(value, list) else str(value)
+
+
+def stage_errors(stages: dict[str, Any] | None, jobs: dict[str, dict[str, Any]]) -> list[str]:
+    """Return the errors of stage membership: duplicates, unknown jobs, outside triggers."""
+    if not stages:
+        return []
+    errors = []
+    listed = [name for stage in stages.values() for name in stage.get("jobs") or []]
+    duplicates = [name for index, name in enumerate(listed) if listed.index(name) != index]
+    if duplicates:
+        errors.append(f"Cannot have duplicate job in multiple stages: {','.join(duplicates)}")
+    missing = [name for name in listed if name not in jobs]
+    if missing:
+        errors.append(f"Cannot have nonexistent job in stages: {','.join(missing)}")
+    for stage_name, stage in stages.items():
+        members = list(stage.get("jobs") or [])
+        if f"stage@{stage_name}:setup" not in members:
+            members.append(f"stage@{stage_name}:setup")
+        for name in stage.get("jobs") or []:
+            requires = (jobs.get(name) or {}).get("requires")
+            if not truthy(requires) or not requires:
+                continue
+            triggers = requires if isinstance(requires, list) else [requires]
+            if not all(re.sub(r"^~", "", trigger) in members for trigger in triggers):
+                errors.append(
+                    f"{name} job has invalid requires: {_js_join(requires)}. "
+                    f"Triggers must be jobs from {stage_name} stage."
+                )
+    errors.extend(
+        f"Job {name} in stage cannot have sourcePaths defined."
+        for name in listed
+        if name in jobs and jobs[name].get("sourcePaths")
+    )
+    return errors

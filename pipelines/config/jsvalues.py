@@ -82,3 +82,12 @@ def js_stringify(value: Any) -> str:
             + "}"
         )
     return json.dumps(str(value), ensure_ascii=False)
+
+
+def truthy(value: Any) -> bool:
+    """Return JavaScript truthiness for a JSON-like value ([] and {} are truthy)."""
+    if isinstance(value, list | dict):
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    return bool(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,15 +34,39 @@ _MESSAGES = {
     "alternatives.any": "{label} does not match any of the allowed types",
     "alternatives.match": "{label} does not match any of the allowed types",
     "alternatives.types": "{label} must be one of {types}",
+    "any.only": "{label} must be {one_of}{valids}",
+    "any.unknown": "{label} is not allowed",
+    "object.missing": "{label} must contain at least one of {peers}",
+    "array.includesRequiredUnknowns": "{label} does not contain {count} required value(s)",
+    "string.email": "{label} must be a valid email",
+    "string.uriRelativeOnly": "{label} must be a valid relative uri",
+    # The reference's cron rule has no message of its own, so Joi says that instead.
+    "string.cron": 'Error code "string.cron" is not defined, your custom type is missing '
+    "the correct messages definition",
 }
 
 
 def label(path: Path) -> str:
     """Return Joi's quoted label for a path, e.g. ``"jobs.main.steps[0]"``."""
+    if path and isinstance(path[-1], Label):
+        return f'"{path[-1].text}"'
     text = ""
     for part in path:
+        if isinstance(part, Label):
+            continue
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
     return f'"{text or "value"}"'
+
+
+class Label(str):
+    """A path end that stands for an explicit Joi ``.label()``; it renders as that text."""
+
+    __slots__ = ()
+
+    @property
+    def text(self) -> str:
+        """Return the label text."""
+        return str(self)
 
 
 @dataclass
@@ -62,12 +87,19 @@ def _report(code: str, path: Path, messages: Messages, **context: Any) -> Report
     return Report(code, path, template.format(label=label(path), **context))
 
 
+_MISSING = object()
+# A key in the messages dict that asks for Joi's abortEarly behaviour down the tree.
+ABORT_EARLY = "\0abortEarly"
+
+
 class JsRegex:
     """A JS regular expression: its source for messages, a Python equivalent for matching."""
 
     def __init__(self, source: str) -> None:
         self.source = source
         python = source[:-1] + r"\Z" if source.endswith("$") else source
+        # JS reads "[\w-.]" as \w, "-" and "."; Python wants the dash escaped.
+        python = python.replace(r"\w-.", r"\w\-.")
         # JS \w and \d are ASCII-only, and JS $ does not match before a trailing newline.
         self.compiled = re.compile(python, re.ASCII)
 
@@ -85,11 +117,30 @@ class Schema:
 
     messages: Messages = field(default_factory=dict, kw_only=True)
     required: bool = field(default=False, kw_only=True)
+    forbidden: bool = field(default=False, kw_only=True)
+    # A value (deep-copied) that a missing object key takes, as Joi's .default().
+    default: Any = field(default=_MISSING, kw_only=True)
+    # An explicit Joi .label(): messages name it instead of the path.
+    label: str | None = field(default=None, kw_only=True)
+    # Joi's .allow(null).
+    nullable: bool = field(default=False, kw_only=True)
 
     def check(self, value: Any, path: Path, messages: Messages) -> tuple[Any, list[Report]]:
         """Validate value; return the (converted) value and the reports."""
         merged = {**messages, **self.messages} if self.messages else messages
-        return self._check(value, path, merged)
+        if self.label is not None:
+            path = (*path, Label(self.label))
+        if self.forbidden:
+            return value, [_report("any.unknown", path, merged)]
+        if self.nullable and value is None:
+            return value, []
+        value, reports = self._check(value, path, merged)
+        # Joi's abortEarly (the notification plugins validate that way): the first error only.
+        return value, reports[:1] if ABORT_EARLY in merged else reports
+
+    def has_default(self) -> bool:
+        """Return whether a missing key takes a default value."""
+        return self.default is not _MISSING
 
     def _check(self, value: Any, path: Path, messages: Messages) -> tuple[Any, list[Report]]:
         raise NotImplementedError
@@ -110,11 +161,19 @@ class Str(Schema):
     max: int | None = None
     pattern: JsRegex | None = None
     rule: Callable[[str, Path, Messages], Report | None] | None = None
+    valid: tuple[str, ...] = ()
+    allow_empty: bool = False
 
     def _check(self, value: Any, path: Path, messages: Messages) -> tuple[Any, list[Report]]:
+        if self.valid and value not in self.valid:
+            one_of = "" if len(self.valid) == 1 else "one of "
+            valids = f"[{', '.join(self.valid)}]"
+            return value, [_report("any.only", path, messages, one_of=one_of, valids=valids)]
         if not isinstance(value, str) or isinstance(value, JsDate):
             return value, [_report("string.base", path, messages)]
         if value == "":
+            if self.allow_empty:
+                return value, []
             return value, [_report("string.empty", path, messages)]
         reports = []
         if self.max is not None and len(value.encode("utf-16-le")) // 2 > self.max:
@@ -182,6 +241,8 @@ class Arr(Schema):
     def _check(self, value: Any, path: Path, messages: Messages) -> tuple[Any, list[Report]]:
         if not isinstance(value, list):
             return value, [_report("array.base", path, messages)]
+        if self.items is not None and self.items.required and not value:
+            return value, [_report("array.includesRequiredUnknowns", path, messages, count=1)]
         reports: list[Report] = []
         result = []
         for index, item in enumerate(value):
@@ -201,10 +262,18 @@ class Obj(Schema):
     """Joi.object() with keys, key patterns, unknown-key policy and an exact key count."""
 
     keys: dict[str, Schema] | None = None
-    patterns: Sequence[tuple[JsRegex | None, Schema]] = ()
+    # Key matchers: a regex, a schema the key must satisfy (Joi's pattern(schema)), or None.
+    patterns: Sequence[tuple[JsRegex | Schema | None, Schema]] = ()
     length: int | None = None
+    # Joi's .or(...): at least one of these keys must be present.
+    any_of: tuple[str, ...] = ()
+    # Joi's .unknown(true): keys nobody described pass unchecked.
+    unknown: bool = False
 
     def _check(self, value: Any, path: Path, messages: Messages) -> tuple[Any, list[Report]]:
+        if isinstance(value, JsDate):
+            # A JS Date is an object without own keys to Joi.
+            value = {}
         if not isinstance(value, dict):
             return value, [_report("object.base", path, messages)]
         reports: list[Report] = []
@@ -214,25 +283,40 @@ class Obj(Schema):
             if key not in value:
                 if schema.required:
                     reports.append(_report("any.required", (*path, key), messages))
+                elif schema.has_default():
+                    result[key] = copy.deepcopy(schema.default)
                 continue
             unprocessed.remove(key)
             result[key], key_reports = schema.check(value[key], (*path, key), messages)
             reports.extend(key_reports)
         for key in list(unprocessed):
-            for regex, schema in self.patterns:
-                if regex is None or regex.test(key):
+            for matcher, schema in self.patterns:
+                if _key_matches(matcher, key):
                     unprocessed.remove(key)
                     result[key], key_reports = schema.check(value[key], (*path, key), messages)
                     reports.extend(key_reports)
                     break
-        if self.keys is not None or self.patterns:
+        if (self.keys is not None or self.patterns) and not self.unknown:
             reports.extend(_report("object.unknown", (*path, key), messages) for key in unprocessed)
-        if self.length is not None and len(value) != self.length:
+        # Joi runs rules such as length only when the keys themselves passed.
+        if self.length is not None and len(value) != self.length and not reports:
             plural = "" if self.length == 1 else "s"
             reports.append(
                 _report("object.length", path, messages, limit=self.length, plural=plural)
             )
+        if self.any_of and not any(key in value for key in self.any_of):
+            peers = f"[{', '.join(self.any_of)}]"
+            reports.append(_report("object.missing", path, messages, peers=peers))
         return result, reports
+
+
+def _key_matches(matcher: JsRegex | Schema | None, key: str) -> bool:
+    """Return whether an object key matches a pattern's key matcher."""
+    if matcher is None:
+        return True
+    if isinstance(matcher, JsRegex):
+        return matcher.test(key)
+    return not matcher.check(key, (), {})[1]
 
 
 @dataclass
@@ -272,6 +356,6 @@ class Alt(Schema):
         return [_report("alternatives.match", path, messages)]
 
 
-def validate(schema: Schema, value: Any) -> tuple[Any, list[Report]]:
-    """Validate value against schema with Joi's defaults (all errors, conversion on)."""
-    return schema.check(value, (), {})
+def validate(schema: Schema, value: Any, *, abort_early: bool = False) -> tuple[Any, list[Report]]:
+    """Validate value against schema with Joi's defaults (conversion on, all errors unless told)."""
+    return schema.check(value, (), {ABORT_EARLY: ""} if abort_early else {})

@@ -215,15 +215,65 @@ def test_it_refuses_tags_outside_the_safe_schema(text: str) -> None:
     assert parse_pipeline_yaml(text)["errors"][0].startswith("YAMLException:")
 
 
-def test_it_refuses_keys_it_does_not_support_yet_rather_than_ignoring_them() -> None:
+def test_it_refuses_pipeline_templates_with_a_clear_error() -> None:
     result = parse_pipeline_yaml(
-        "stages: {}\njobs:\n  main: {image: a, steps: [x], template: a/b@1}\n"
+        "template: acme/pipeline@1\njobs:\n  main: {requires: [~commit]}\n"
     )
 
     assert result["errors"] == [
-        'Error: "stages", "main.template" not supported by this Screwdriver server yet; '
-        "remove them to run this pipeline here"
+        "Error: Pipeline template acme/pipeline@1 is not supported by this Screwdriver server "
+        "yet; copy its jobs into screwdriver.yaml instead"
     ]
+
+
+def test_a_job_template_is_merged_with_pre_and_post_steps_and_image_aliases() -> None:
+    template = {
+        "id": 7,
+        "namespace": "acme",
+        "name": "deploy",
+        "version": "1.2.3",
+        "config": {"image": "stable", "steps": [{"deploy": "./deploy.sh"}]},
+        "images": {"stable": "acme/deployer:1"},
+    }
+    asked: list[tuple[str, str, str | None]] = []
+
+    def templates(namespace: str, name: str, version_or_tag: str | None) -> dict[str, Any]:
+        asked.append((namespace, name, version_or_tag))
+        return template
+
+    result = parse_pipeline_yaml(
+        "jobs:\n  main:\n    template: acme/deploy@1\n    steps:\n"
+        "      - predeploy: echo before\n      - postdeploy: echo after\n",
+        templates=templates,
+    )
+
+    job = only_job(result)
+    assert asked == [("acme", "deploy", "1")]
+    assert [command["name"] for command in job["commands"]] == [
+        "predeploy",
+        "deploy",
+        "postdeploy",
+    ]
+    assert job["image"] == "acme/deployer:1"
+    assert job["templateId"] == 7
+    assert job["environment"]["SD_TEMPLATE_FULLNAME"] == "acme/deploy"
+
+
+def test_a_missing_template_is_an_error_that_names_it() -> None:
+    result = parse_pipeline_yaml("jobs:\n  main:\n    template: acme/ghost@1\n")
+
+    assert result["errors"] == ["Error: Template acme/ghost@1 does not exist"]
+
+
+def test_stages_get_virtual_setup_and_teardown_jobs() -> None:
+    result = parse_ok(
+        "stages:\n  prod:\n    jobs: [deploy]\njobs:\n  deploy: {image: alpine, steps: [x]}\n"
+    )
+
+    assert list(result["jobs"]) == ["deploy", "stage@prod:setup", "stage@prod:teardown"]
+    assert only_job(result, "deploy")["requires"] == ["~stage@prod:setup"]
+    assert only_job(result, "stage@prod:teardown")["requires"] == ["deploy"]
+    assert result["stages"] == {"prod": {"jobs": ["deploy"]}}
 
 
 @pytest.mark.parametrize("text", ["\x00", "\ufeff", "- - -", "{", "jobs: {main: [1]}", "?"])

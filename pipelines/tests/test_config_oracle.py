@@ -7,18 +7,47 @@ import json
 import shlex
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pipelines.config import parse_pipeline_yaml
+from pipelines.config import parse_pipeline_yaml, resolve_template
+from pipelines.tests.config_generator import generated_configs
 
 ROOT = Path(__file__).resolve().parents[2]
 ORACLE = ROOT / "oracle"
-FIXTURES = sorted((Path(__file__).parent / "fixtures" / "configs").glob("*.yaml"))
+FIXTURE_DIR = Path(__file__).parent / "fixtures"
+FIXTURES = sorted((FIXTURE_DIR / "configs").glob("*.yaml"))
+TEMPLATE_STORE: dict[str, list[dict[str, Any]]] = json.loads(
+    (FIXTURE_DIR / "templates.json").read_text()
+)
+GENERATED = generated_configs(600)
+# Cases whose error text differs on purpose: only "it is an error" is compared.
+ERRORS_ONLY_MARK = "# oracle: errors-only"
 
-pytestmark = pytest.mark.oracle
+CASES: dict[str, str] = {path.stem: path.read_text() for path in FIXTURES}
+CASES.update({f"generated-{index:03d}": text for index, text in enumerate(GENERATED)})
+
+pytestmark = [pytest.mark.oracle, pytest.mark.xdist_group("oracle")]
+
+
+def fixture_templates(
+    namespace: str, name: str, version_or_tag: str | None
+) -> Mapping[str, Any] | None:
+    """Serve the fixture templates the way our database-backed store serves real ones."""
+    versions = [
+        row
+        for row in TEMPLATE_STORE["templates"]
+        if row["namespace"] == namespace and row["name"] == name
+    ]
+    tags = {
+        row["tag"]: row["version"]
+        for row in TEMPLATE_STORE["tags"]
+        if row["namespace"] == namespace and row["name"] == name
+    }
+    return resolve_template(versions, tags, version_or_tag)
 
 
 @pytest.fixture(scope="session")
@@ -45,26 +74,34 @@ def oracle() -> Path:
     return ORACLE
 
 
-def reference_result(oracle: Path, text: str) -> dict[str, Any]:
-    """Return what the reference parser makes of text."""
+def reference_results(oracle: Path, texts: list[str]) -> list[dict[str, Any]]:
+    """Return what the reference parser makes of each text, from one node process."""
+    cases = [{"yaml": text, **TEMPLATE_STORE} for text in texts]
     completed = subprocess.run(
         ["node", str(oracle / "parse.js")],
-        input=text,
+        input=json.dumps(cases),
         capture_output=True,
         text=True,
         check=True,
-        timeout=60,
+        timeout=300,
     )
     return json.loads(completed.stdout)  # type: ignore[no-any-return]
 
 
-def normalised(result: dict[str, Any]) -> dict[str, Any]:
-    """Remove the two differences we make on purpose or cannot avoid.
+@pytest.fixture(scope="session")
+def reference(oracle: Path) -> dict[str, dict[str, Any]]:
+    """The reference's result for every case, computed once."""
+    return dict(zip(CASES, reference_results(oracle, list(CASES.values())), strict=True))
+
+
+def normalised(result: dict[str, Any], errors_only: bool = False) -> dict[str, Any]:
+    """Remove the differences we make on purpose or cannot avoid.
 
     1. YAML syntax errors: js-yaml and PyYAML word them differently and js-yaml appends a
        source snippet, so a YAMLException is compared by its kind only.
     2. The fallback job's echo command: we quote with shlex.quote, the reference with
        shell-escape; both are rebuilt here from the (normalised) error text.
+    3. Cases marked errors-only (pipeline templates) compare only that both fail.
     """
     result = json.loads(json.dumps(result))
     if "errors" in result:
@@ -72,20 +109,33 @@ def normalised(result: dict[str, Any]) -> dict[str, Any]:
             "YAMLException" if error.startswith("YAMLException:") else error
             for error in result["errors"]
         ]
+        if errors_only:
+            result["errors"] = ["(an error)"]
         command = f"echo {shlex.quote(result['errors'][0])}; exit 1"
         result["jobs"]["main"][0]["commands"][0]["command"] = command
     return result
 
 
-@pytest.mark.parametrize("fixture", FIXTURES, ids=[path.stem for path in FIXTURES])
-def test_our_result_equals_the_reference_result(oracle: Path, fixture: Path) -> None:
-    text = fixture.read_text()
+@pytest.mark.parametrize("case", list(CASES))
+def test_our_result_equals_the_reference_result(
+    reference: dict[str, dict[str, Any]], case: str
+) -> None:
+    text = CASES[case]
+    errors_only = text.startswith(ERRORS_ONLY_MARK)
+    ours = parse_pipeline_yaml(text, templates=fixture_templates)
 
-    assert normalised(parse_pipeline_yaml(text)) == normalised(reference_result(oracle, text))
+    assert normalised(ours, errors_only) == normalised(reference[case], errors_only)
 
 
-def test_there_are_enough_fixtures_including_broken_ones() -> None:
-    broken = [path for path in FIXTURES if "errors" in parse_pipeline_yaml(path.read_text())]
+def test_the_corpus_covers_valid_and_broken_files_and_enough_generated_ones(
+    reference: dict[str, dict[str, Any]],
+) -> None:
+    fixture_results = [reference[path.stem] for path in FIXTURES]
+    generated_results = [reference[f"generated-{index:03d}"] for index in range(len(GENERATED))]
 
-    assert len(FIXTURES) >= 15
-    assert len(broken) >= 5
+    assert len(FIXTURES) >= 150
+    assert sum("errors" in result for result in fixture_results) >= 50
+    assert sum("errors" not in result for result in fixture_results) >= 50
+    assert len(GENERATED) >= 500
+    # A generator whose files all fail would test only the error path.
+    assert sum("errors" not in result for result in generated_results) >= 100

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,3 +39,7 @@ class Executor(ABC):
     @abstractmethod
     def cleanup(self, build: Build) -> None:
         """Remove everything left of a finished or lost build: processes, workspace."""
+
+    def sweep(self, *, active: Sequence[Build], keep: Collection[int]) -> dict[int, str]:
+        """Remove leftovers of builds not in `keep`; say which `active` builds cannot succeed."""
+        return {}

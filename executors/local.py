@@ -38,11 +38,22 @@ class LocalExecutor(Executor):
     name = "local"
 
     def start(self, build: Build, *, token: str) -> dict[str, Any]:
+        workspace = self.fresh_workspace(build)
+        return {"pid": self.start_launcher(build, token, workspace), "workspace": str(workspace)}
+
+    def fresh_workspace(self, build: Build) -> Path:
+        """An empty workspace for the build."""
         workspace = workspace_of(build)
         if workspace.exists():
             # A retried start after a crash: never let a new run see an old run's files.
             shutil.rmtree(workspace, ignore_errors=True)
         workspace.mkdir(parents=True, exist_ok=False)
+        return workspace
+
+    def start_launcher(
+        self, build: Build, token: str, workspace: Path, extra_args: tuple[str, ...] = ()
+    ) -> int:
+        """Start the detached launcher of `build`; return its pid (also its group id)."""
         env = {key: os.environ[key] for key in _PASSED_THROUGH if key in os.environ}
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         env["PYTHONPATH"] = str(settings.BASE_DIR)
@@ -60,6 +71,7 @@ class LocalExecutor(Executor):
             "--workspace",
             str(workspace),
             "--detach",
+            *extra_args,
         ]
         log_path = workspace.parent / f"build-{build.pk}.launcher.log"
         # The detaching parent prints the child's pid and exits; a file (not a pipe) receives it
@@ -84,7 +96,7 @@ class LocalExecutor(Executor):
             raise ExecutorError(
                 f"The launcher did not start (exit {proc.returncode}); see {log_path.name}."
             )
-        return {"pid": int(printed), "workspace": str(workspace)}
+        return int(printed)
 
     def stop(self, build: Build) -> None:
         pid = self._launcher_pid(build)

@@ -7,21 +7,34 @@ from django.conf import settings
 from executors.base import Executor, ExecutorError
 
 EXECUTOR_ANNOTATION = "screwdriver.cd/executor"
+_BETA_ANNOTATION = "beta.screwdriver.cd/executor"
+ENGINES = ("docker", "k8s", "local")
 
 
 def executor_name_for(annotations: dict[str, object]) -> str:
-    name = annotations.get(EXECUTOR_ANNOTATION) or settings.SD_EXECUTOR
+    name = (
+        annotations.get(EXECUTOR_ANNOTATION)
+        or annotations.get(_BETA_ANNOTATION)
+        or settings.SD_EXECUTOR
+    )
     return str(name)
 
 
 def get_executor(name: str) -> Executor:
-    from executors.local import LocalExecutor
+    # Imported here so that a server that never runs Docker or Kubernetes builds never loads
+    # their client libraries.
+    if name == "local":
+        from executors.local import LocalExecutor
 
-    engines: dict[str, type[Executor]] = {"local": LocalExecutor}
-    try:
-        return engines[name]()
-    except KeyError:
-        known = ", ".join(sorted(engines))
-        raise ExecutorError(
-            f"Unknown executor {name!r}; this server offers: {known}.", permanent=True
-        ) from None
+        return LocalExecutor()
+    if name == "docker":
+        from executors.docker_engine import DockerExecutor
+
+        return DockerExecutor()
+    if name == "k8s":
+        from executors.kubernetes_engine import KubernetesExecutor
+
+        return KubernetesExecutor()
+    raise ExecutorError(
+        f"Unknown executor {name!r}; this server offers: {', '.join(ENGINES)}.", permanent=True
+    )

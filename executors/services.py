@@ -7,7 +7,9 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task, schedule
@@ -137,6 +139,8 @@ def reap(*, now: datetime | None = None) -> dict[str, int]:
                 ),
             ):
                 overdue += 1
+    # Engines may know a build is dead before its lease says so (an image that cannot be pulled).
+    failed += _sweep_engines(now)
     requeued = 0
     stale = Build.objects.filter(
         status=BuildStatus.QUEUED, dispatched_at__isnull=True, created_at__lt=now - REQUEUE_AFTER
@@ -145,6 +149,34 @@ def reap(*, now: datetime | None = None) -> dict[str, int]:
         async_task("executors.tasks.start_build", build_id)
         requeued += 1
     return {"failed": failed, "overdue": overdue, "requeued": requeued}
+
+
+def _sweep_engines(now: datetime) -> int:
+    """Let each engine in use remove what finished builds left and report dead builds."""
+    recent = Build.objects.filter(
+        Q(end_time__isnull=True) | Q(end_time__gte=now - CLEANUP_PATIENCE)
+    )
+    names = set(recent.values_list("executor", flat=True).distinct()) | {settings.SD_EXECUTOR}
+    names.discard("local")  # local processes end with their launcher; cleanup handles them
+    keep = set(recent.values_list("pk", flat=True))
+    failed = 0
+    for name in sorted(names):
+        active = list(
+            Build.objects.filter(
+                executor=name, status__in=[BuildStatus.QUEUED, BuildStatus.RUNNING]
+            )
+            .exclude(dispatched_at__isnull=True)
+            .select_related("job")
+        )
+        try:
+            verdicts = get_executor(name).sweep(active=active, keep=keep)
+        except ExecutorError as exc:
+            logger.warning("The %s engine could not be swept: %s", name, exc.message)
+            continue
+        for build_id, message in verdicts.items():
+            if build_services.fail_lost_build(build_id=build_id, message=message):
+                failed += 1
+    return failed
 
 
 def config_of(build: Build) -> dict[str, Any]:

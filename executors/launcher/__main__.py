@@ -22,6 +22,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="run in the background in a new session; print its pid (also its group id)",
     )
+    parser.add_argument(
+        "--agent",
+        type=Path,
+        help="run user steps in a build container through the agent listening in this directory",
+    )
+    parser.add_argument(
+        "--agent-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the build container's agent (image pulls count)",
+    )
     return parser.parse_args(argv)
 
 
@@ -74,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         workspace_dir=workspace,
         token=token,
         started=started,
+        agent_dir=args.agent.resolve() if args.agent else None,
+        agent_timeout=args.agent_timeout,
     )
 
 

@@ -36,6 +36,11 @@ def expand(value: str, env: Mapping[str, str]) -> str:
     return _REFERENCE.sub(lambda m: env.get(m.group(1) or m.group(2), ""), value)
 
 
+def without_private(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` without the variables that configure the launcher."""
+    return {k: v for k, v in environ.items() if k not in LAUNCHER_PRIVATE}
+
+
 def build_environment(
     *,
     base: Mapping[str, str],
@@ -51,7 +56,7 @@ def build_environment(
     against everything before it; it cannot override the launcher's variables), then secrets
     taken literally.
     """
-    env = {k: v for k, v in base.items() if k not in LAUNCHER_PRIVATE}
+    env = without_private(base)
     env["PATH"] = f"{bin_dir}:{env.get('PATH') or DEFAULT_PATH}"
     env.update(launcher_vars)
     for name, value in job_environment:

@@ -15,9 +15,11 @@ from typing import Any
 from urllib.parse import quote
 
 from . import process
+from .agent import Agent, AgentError
 from .api import ApiClient, ApiError, ConflictError
 from .environment import build_environment
 from .logs import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STEP_BYTES, Line, LogBatcher, Masker
+from .metaserver import MetaServer
 from .runner import Checkout, Runner, Step
 from .workspace import Workspace
 
@@ -148,8 +150,13 @@ def run_build(
     token: str,
     started: float,
     environ: Mapping[str, str] | None = None,
+    agent_dir: Path | None = None,
+    agent_timeout: float = 120.0,
 ) -> int:
-    """Run build `build_id`; `started` is the monotonic time the launcher began."""
+    """Run build `build_id`; `started` is the monotonic time the launcher began.
+
+    With `agent_dir`, user steps run in a build container through its agent (see agent.py).
+    """
     environ = os.environ if environ is None else environ
     client = ApiClient(api_url, token)
     stop = threading.Event()
@@ -182,6 +189,8 @@ def run_build(
             started=started,
             environ=environ,
             stop=stop,
+            agent_dir=agent_dir,
+            agent_timeout=agent_timeout,
         )
     except Exception as exc:
         # A broken spec or workspace must still end the build rather than leave it RUNNING.
@@ -207,17 +216,66 @@ def _run_spec(
     started: float,
     environ: Mapping[str, str],
     stop: threading.Event,
+    agent_dir: Path | None = None,
+    agent_timeout: float = 120.0,
 ) -> dict[str, Any]:
     """Run what the launch spec describes; return the body of the final PUT."""
+    heartbeat = Heartbeat(client, build_id, float(spec.get("heartbeatSeconds") or 15), stop)
+    heartbeat.start()
+    agent: Agent | None = None
+    try:
+        if agent_dir is not None:
+            agent = Agent(agent_dir)
+            try:
+                agent.connect(agent_timeout, should_give_up=stop.is_set)
+            except AgentError as exc:
+                return {"status": "FAILURE", "statusMessage": f"The build could not start: {exc}."}
+        return _run_steps(
+            client=client,
+            build_id=build_id,
+            spec=spec,
+            workspace_dir=workspace_dir,
+            token=token,
+            started=started,
+            environ=environ,
+            stop=stop,
+            agent=agent,
+        )
+    finally:
+        heartbeat.close()
+        if agent is not None:
+            agent.close()
+
+
+def _run_steps(
+    *,
+    client: ApiClient,
+    build_id: int,
+    spec: dict[str, Any],
+    workspace_dir: Path,
+    token: str,
+    started: float,
+    environ: Mapping[str, str],
+    stop: threading.Event,
+    agent: Agent | None,
+) -> dict[str, Any]:
+    """Prepare the workspace, run checkout and steps, and say how it went."""
+    # In a container, steps see its environment (the image's PATH, HOME...), not ours.
+    base = agent.environment() if agent is not None else environ
     sweep = process.set_child_subreaper() and process.has_proc()
     checkout_spec = spec.get("checkout") or {}
     workspace = Workspace(
         Path(workspace_dir).resolve(), Workspace.safe_name(checkout_spec.get("name"))
     )
-    workspace.prepare(spec.get("meta") or {})
+    workspace.prepare(spec.get("meta") or {}, agent.directory if agent else None)
+    meta_server = None
+    if agent is not None:
+        # The container's `meta` is a shell client; this thread answers it.
+        meta_server = MetaServer(agent.directory, workspace.meta_path)
+        meta_server.start()
     secrets = {str(k): str(v) for k, v in (spec.get("secrets") or {}).items()}
     env = build_environment(
-        base=environ,
+        base=base,
         launcher_vars=workspace.variables(token),
         bin_dir=workspace.bin,
         job_environment=[(str(k), str(v)) for k, v in spec.get("environment") or []],
@@ -237,8 +295,6 @@ def _run_spec(
     reporter: ApiReporter
     batcher = LogBatcher(lambda name, payload: reporter.send_batch(name, payload))
     reporter = ApiReporter(client, build_id, batcher)
-    heartbeat = Heartbeat(client, build_id, float(spec.get("heartbeatSeconds") or 15), stop)
-    heartbeat.start()
     runner = Runner(
         workspace=workspace,
         env=env,
@@ -250,13 +306,15 @@ def _run_spec(
         stop=stop,
         deadline=started + timeout,
         sweep=sweep,
+        agent=agent,
     )
     try:
         result = runner.run(steps, checkout)
     finally:
-        heartbeat.close()
         reporter.close()
         batcher.close()
+        if meta_server is not None:
+            meta_server.close()
     final: dict[str, Any] = {"status": result.status, "meta": _final_meta(workspace)}
     if result.timed_out:
         final["statusMessage"] = timeout_message(timeout)

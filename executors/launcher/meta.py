@@ -109,8 +109,8 @@ def meta_path() -> Path:
     return Path(os.environ.get("SD_META_DIR", "/sd/meta")) / "meta.json"
 
 
-def main(argv: list[str]) -> int:
-    """Run the command line; return the exit status."""
+def run(argv: list[str], path: Path) -> tuple[int, str, str]:
+    """Run a meta command line against the file at `path`; return (status, stdout, stderr)."""
     json_value = False
     args = []
     for arg in argv:
@@ -118,21 +118,25 @@ def main(argv: list[str]) -> int:
             json_value = True
         else:
             args.append(arg)
-    path = meta_path()
     try:
         if len(args) == 2 and args[0] == "get":
-            sys.stdout.write(render(get_value(load(path), args[1])) + "\n")
-            return 0
+            return 0, render(get_value(load(path), args[1])) + "\n", ""
         if len(args) == 3 and args[0] == "set":
             value: Any = json.loads(args[2]) if json_value else args[2]
             with locked(path):
                 save(path, set_value(load(path), args[1], value))
-            return 0
+            return 0, "", ""
     except (ValueError, OSError) as exc:
-        sys.stderr.write(f"meta: {exc}\n")
-        return 1
-    sys.stderr.write(USAGE + "\n")
-    return 2
+        return 1, "", f"meta: {exc}\n"
+    return 2, "", USAGE + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """Run the command line; return the exit status."""
+    code, out, err = run(argv, meta_path())
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    return code
 
 
 def install(bin_dir: Path, python: str | None = None) -> Path:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Protocol
 
 from . import process
-from .environment import export_script, write_private
+from .agent import Agent
+from .environment import export_script, without_private, write_private
 from .logs import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STEP_BYTES, Line, Masker, StepOutput
 from .workspace import Workspace
 
@@ -103,6 +104,7 @@ class Runner:
         grace: float = 3.0,
         teardown_budget: float = 60.0,
         sweep: bool = False,
+        agent: Agent | None = None,
     ) -> None:
         self.workspace = workspace
         self.env = dict(env)
@@ -117,6 +119,8 @@ class Runner:
         self.teardown_budget = teardown_budget
         # Only a process that runs nothing but this build may end all of its descendants.
         self.sweep = sweep
+        # With an agent, user steps run in the build container; checkout stays here.
+        self.agent = agent
         self.timed_out = False
         self._stopped_at: float | None = None
         self._groups: list[int] = []
@@ -150,11 +154,15 @@ class Runner:
     def run(self, steps: Sequence[Step], checkout: Checkout | None = None) -> RunResult:
         """Run checkout, the steps and the teardown steps; end every process left behind."""
         result = RunResult(status="FAILURE")
-        self._read_fd, self._write_fd = os.pipe()
+        if self.agent is not None:
+            # The container's processes write to the agent's `out` FIFO: one stream, as here.
+            self._read_fd, self._write_fd = os.dup(self.agent.out_fd), -1
+        else:
+            self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._read_fd, False)
         with contextlib.suppress(OSError):
             # A bigger pipe means fewer wake-ups for chatty steps.
-            fcntl.fcntl(self._write_fd, _F_SETPIPE_SZ, _READ_SIZE)
+            fcntl.fcntl(self._read_fd, _F_SETPIPE_SZ, _READ_SIZE)
         try:
             self.workspace.source.mkdir(parents=True, exist_ok=True)
             write_private(self._env_file, export_script(self.env))
@@ -169,10 +177,13 @@ class Runner:
                     code = self._shell_step(step, result.first_failure)
                     self._record(result, step.name, code)
         finally:
+            if self.agent is not None:
+                self.agent.end_everything(self.grace, self._drain)
             groups = [] if self.sweep else self._groups
             process.kill_everything(groups, grace=self.grace, sweep=self.sweep)
             os.close(self._read_fd)
-            os.close(self._write_fd)
+            if self._write_fd >= 0:
+                os.close(self._write_fd)
         self.stopping()
         result.stopped = self.stop.is_set()
         result.timed_out = self.timed_out
@@ -194,7 +205,9 @@ class Runner:
         clone = ["git", "clone", "--no-checkout", "--", checkout.url, source]
         detach = ["git", "-c", "advice.detachedHead=false", "-C", source, "checkout", "--detach"]
         commands = [clone, [*detach, target]]
-        env = {**self.env, "GIT_TERMINAL_PROMPT": "0"}
+        # Checkout runs here, never in the container: the image needs no git.
+        base = self.env if self.agent is None else without_private(os.environ)
+        env = {**base, "GIT_TERMINAL_PROMPT": "0"}
         output = self._output()
         self.reporter.step_started(SETUP_STEP, datetime.now(UTC))
         code = 0
@@ -220,6 +233,7 @@ class Runner:
         text = step.command if step.command.endswith("\n") else step.command + "\n"
         write_private(command, text)
         q = shlex.quote
+        cwd = self._cwd if self._cwd.is_dir() else self.workspace.source
         exports = [f"export SD_STEP_NAME={q(step.name)}"]
         if teardown_code is not None:
             exports.append(f"export SD_STEP_EXIT_CODE={teardown_code}")
@@ -229,6 +243,8 @@ class Runner:
             wrapper,
             "\n".join(
                 [
+                    # In a container the agent starts the shell; it changes directory itself.
+                    *([f"cd {q(str(cwd))} || exit 1"] if self.agent is not None else []),
                     f". {q(str(self._env_file))}",
                     *exports,
                     f"__sd_env_out={q(str(env_out))}",
@@ -240,16 +256,18 @@ class Runner:
                 ]
             ),
         )
-        cwd = self._cwd if self._cwd.is_dir() else self.workspace.source
         # The shell starts almost empty and gets everything from the sourced state, so that a
         # variable a step unset stays unset. SD_ROOT_DIR lets an executor find build processes.
         env = {"SD_ROOT_DIR": self.env.get("SD_ROOT_DIR", str(self.workspace.root))}
         should_kill: Callable[[], bool] = self._teardown_over if step.is_teardown else self.stopping
         output = self._output()
         self.reporter.step_started(step.name, datetime.now(UTC))
-        code = self._execute(
-            step.name, [self.shell, "-e", str(wrapper)], cwd, env, output, should_kill
-        )
+        if self.agent is not None:
+            code = self._in_container(step.name, k, wrapper, output, should_kill)
+        else:
+            code = self._execute(
+                step.name, [self.shell, "-e", str(wrapper)], cwd, env, output, should_kill
+            )
         self._log(step.name, output, b"", finish=True)
         self.reporter.step_ended(step.name, datetime.now(UTC), code)
         if env_out.exists():
@@ -272,6 +290,12 @@ class Runner:
         if lines:
             self.reporter.lines(name, lines)
 
+    def _drain(self) -> None:
+        """Discard what processes write after the last step, so they never block on it."""
+        with contextlib.suppress(OSError):
+            while os.read(self._read_fd, _READ_SIZE):
+                pass
+
     def _pump(self, name: str, output: StepOutput, reads: int = 16) -> None:
         """Move what is in the pipe to the step's log, a bounded amount at a time."""
         for _ in range(reads):
@@ -282,6 +306,40 @@ class Runner:
             if not data:
                 return
             self._log(name, output, data)
+
+    def _in_container(
+        self,
+        name: str,
+        number: int,
+        wrapper: Path,
+        output: StepOutput,
+        should_kill: Callable[[], bool],
+    ) -> int:
+        """Run one step through the agent in the build container; end it when told to."""
+        agent = self.agent
+        assert agent is not None
+        agent.run(number, self.shell, wrapper)
+        beat = time.monotonic()
+        while number not in agent.codes:
+            if should_kill():
+                agent.end_everything(self.grace, lambda: self._pump(name, output))
+                deadline = time.monotonic() + 5
+                while number not in agent.codes and time.monotonic() < deadline:
+                    agent.wait(0.05)
+                break
+            if time.monotonic() - beat > 1:
+                beat = time.monotonic()
+                if not agent.alive():
+                    self._log(name, output, b"The build container went away.\n")
+                    break
+            ready, _, _ = select.select([self._read_fd, agent.events_fd], [], [], 0.1)
+            if self._read_fd in ready:
+                self._pump(name, output)
+            if agent.events_fd in ready:
+                agent.read_events()
+        # Everything the step wrote before it exited is in the FIFO now.
+        self._pump(name, output, reads=256)
+        return agent.codes.get(number, 255 if agent.gone else 143)
 
     def _execute(
         self,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import meta
+from . import meta, metaserver
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,20 @@ class Workspace:
         """Private: environment dumps, working directories, step scripts (may hold secrets)."""
         return self.root / ".launcher"
 
-    def prepare(self, initial_meta: dict[str, Any]) -> None:
-        """Create the directories, the meta file and the `meta` command."""
+    def prepare(self, initial_meta: dict[str, Any], agent_dir: Path | None = None) -> None:
+        """Create the directories, the meta file and the `meta` command.
+
+        With `agent_dir` the steps run in a container that may have no Python, so `meta` is the
+        shell client that the launcher answers through that directory.
+        """
         for directory in (self.source.parent, self.artifacts, self.meta_dir, self.bin):
             directory.mkdir(parents=True, exist_ok=True)
         self.state.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.meta_path.write_text(json.dumps(initial_meta, ensure_ascii=False), encoding="utf-8")
-        meta.install(self.bin)
+        if agent_dir is None:
+            meta.install(self.bin)
+        else:
+            metaserver.install(self.bin, agent_dir)
 
     def variables(self, token: str) -> dict[str, str]:
         """The SD_* variables that depend on where the launcher runs."""

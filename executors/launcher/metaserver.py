@@ -1,0 +1,151 @@
+"""`meta` in a container without Python: a POSIX-sh client and the launcher answering it.
+
+The client takes a lock file with `set -C` (an atomic exclusive create), writes its arguments
+NUL-separated to `meta.req`, says `go` on the `meta` FIFO and reads the answer from the
+`meta.res` FIFO: the exit status on the first line, then what to print (stdout when the
+status is 0, stderr otherwise). It then says `done`; the launcher removes the lock and writes
+a line to `meta.wait`, where clients that found the lock taken are waiting. Only shell
+builtins are used, so any image with `/bin/sh` has a working `meta`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import shlex
+import threading
+import time
+from pathlib import Path
+
+from . import meta
+
+META_SH = """#!/bin/sh
+# meta get KEY | meta set [--json-value] KEY VALUE: the launcher does the work (see
+# docs/launcher-protocol.md), so the image needs nothing but /bin/sh.
+c=%(control)s
+until ( set -C; : >"$c/meta.lock" ) 2>/dev/null; do
+  IFS= read -r _ <"$c/meta.wait" || :
+done
+printf '%%s\\0' "$@" >"$c/meta.req"
+echo go >"$c/meta"
+{
+  IFS= read -r code || code=1
+  fd=2
+  [ "$code" != 0 ] || fd=1
+  while IFS= read -r line; do printf '%%s\\n' "$line" >&"$fd"; done
+  [ -z "$line" ] || printf '%%s' "$line" >&"$fd"
+} <"$c/meta.res"
+echo done >"$c/meta"
+exit "$code"
+"""
+
+# A client that took the lock and died never says `done`: take the lock back after this long.
+STALE_LOCK_SECONDS = 10.0
+
+
+def install(bin_dir: Path, control: Path) -> Path:
+    """Write the shell `meta` into `bin_dir`."""
+    target = bin_dir / "meta"
+    target.write_text(META_SH % {"control": shlex.quote(str(control))}, encoding="utf-8")
+    target.chmod(0o755)
+    return target
+
+
+class MetaServer:
+    """Answers the shell `meta` of one build from a thread of the launcher."""
+
+    def __init__(self, control: Path, meta_path: Path) -> None:
+        self.control = control
+        self.meta_path = meta_path
+        for name in ("meta", "meta.res", "meta.wait"):
+            path = control / name
+            if not path.exists():
+                os.mkfifo(path, 0o600)
+        # Read-write opens never block and never see end-of-file on a FIFO (Linux).
+        self._requests = os.open(control / "meta", os.O_RDWR | os.O_NONBLOCK)
+        self._wake = os.open(control / "meta.wait", os.O_RDWR | os.O_NONBLOCK)
+        self._done = threading.Event()
+        self._answered_at: float | None = None
+        self._thread = threading.Thread(target=self._serve, name="sd-meta", daemon=True)
+
+    def start(self) -> None:
+        """Begin answering."""
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop answering."""
+        self._done.set()
+        self._thread.join(timeout=5)
+        for fd in (self._requests, self._wake):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _serve(self) -> None:
+        buffer = b""
+        while not self._done.is_set():
+            ready, _, _ = select.select([self._requests], [], [], 0.5)
+            if ready:
+                with contextlib.suppress(BlockingIOError):
+                    buffer += os.read(self._requests, 4096)
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line == b"go":
+                    self._answer()
+                elif line == b"done":
+                    self._release()
+            self._reclaim_stale_lock()
+
+    def _answer(self) -> None:
+        try:
+            raw = (self.control / "meta.req").read_bytes()
+            args = [os.fsdecode(a) for a in raw.split(b"\0")[:-1]]
+            code, out, err = meta.run(args, self.meta_path)
+        except OSError as exc:
+            code, out, err = 1, "", f"meta: {exc}\n"
+        payload = f"{code}\n{out if code == 0 else err}".encode("utf-8", "surrogateescape")
+        self._answered_at = time.monotonic()
+        fd = self._open_response()
+        if fd is None:
+            self._release()
+            return
+        try:
+            os.set_blocking(fd, True)
+            while payload:
+                payload = payload[os.write(fd, payload) :]
+        except OSError:
+            self._release()
+        finally:
+            os.close(fd)
+
+    def _open_response(self) -> int | None:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                return os.open(self.control / "meta.res", os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:
+                    return None
+                time.sleep(0.005)
+        return None
+
+    def _release(self) -> None:
+        self._answered_at = None
+        with contextlib.suppress(FileNotFoundError):
+            (self.control / "meta.lock").unlink()
+        with contextlib.suppress(OSError):
+            os.write(self._wake, b"free\n")
+
+    def _reclaim_stale_lock(self) -> None:
+        try:
+            taken = (self.control / "meta.lock").stat().st_mtime
+        except FileNotFoundError:
+            return
+        since = self._answered_at
+        if since is not None:
+            stale = time.monotonic() - since > STALE_LOCK_SECONDS
+        else:
+            stale = time.time() - taken > STALE_LOCK_SECONDS
+        if stale:
+            self._release()

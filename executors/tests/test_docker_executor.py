@@ -1,0 +1,313 @@
+"""Builds in containers on a real Docker engine: real worker, real launcher, a local image."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.test import APIClient
+
+from builds.models import Build, BuildStatus, Step
+from conftest import Stack, wait_until
+from pipelines.models import Event, Pipeline
+from pipelines.services import Creator, create_pipeline, start_event
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+BUSYBOX = Path("/bin/busybox")
+IMAGE = "sd-test-busybox:1"
+
+
+def _engine() -> Any:
+    try:
+        import docker
+
+        engine = docker.from_env(timeout=10)
+        engine.ping()
+    except Exception as exc:
+        pytest.skip(f"No Docker engine answers (DOCKER_HOST or the local socket): {exc}")
+    return engine
+
+
+@pytest.fixture(scope="session")
+def busybox_image() -> str:
+    """`FROM scratch` plus a static busybox: /bin/sh and no Python, no git, never pulled."""
+    engine = _engine()
+    if not BUSYBOX.exists():
+        pytest.skip("No /bin/busybox to build the test image from: install busybox-static.")
+    applets = subprocess.run(
+        [str(BUSYBOX), "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        dockerfile = b"FROM scratch\nCOPY rootfs/ /\nENV PATH=/bin IMAGE_VAR=from-the-image\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+        tar.add(str(BUSYBOX), arcname="rootfs/bin/busybox")
+        for applet in applets:
+            if applet != "busybox":
+                link = tarfile.TarInfo(f"rootfs/bin/{applet}")
+                link.type = tarfile.SYMTYPE
+                link.linkname = "busybox"
+                tar.addfile(link)
+        for directory in ("tmp", "root", "etc"):
+            entry = tarfile.TarInfo(f"rootfs/{directory}")
+            entry.type = tarfile.DIRTYPE
+            entry.mode = 0o1777 if directory == "tmp" else 0o755
+            tar.addfile(entry)
+    context.seek(0)
+    engine.images.build(fileobj=context, custom_context=True, tag=IMAGE, rm=True, pull=False)
+    try:
+        engine.containers.run(IMAGE, ["/bin/sh", "-c", "true"], remove=True)
+    except Exception as exc:
+        pytest.skip(f"/bin/busybox does not run in an empty image (not static?): {exc}")
+    return IMAGE
+
+
+@pytest.fixture
+def docker_stack(stack: Stack, settings: Any, busybox_image: str) -> Iterator[Stack]:
+    """The stack, with an instance label of its own so only this test's containers are touched."""
+    instance = f"sdtest-{uuid.uuid4().hex[:10]}"
+    settings.SD_INSTANCE = instance
+    settings.SD_DOCKER_PULL = "missing"
+    stack.stop_worker()
+    stack.env["SD_INSTANCE"] = instance
+    stack.start_worker()
+    yield stack
+    for container in _containers(instance):
+        container.remove(force=True)
+
+
+def _containers(instance: str) -> list[Any]:
+    return list(
+        _engine().containers.list(
+            all=True, filters={"label": [f"screwdriver.cd/instance={instance}"]}
+        )
+    )
+
+
+def _no_container_left(settings: Any) -> bool:
+    return not _containers(settings.SD_INSTANCE)
+
+
+def _admin() -> User:
+    return User.objects.create_user(username="alice", password="pw-alice-123")
+
+
+def _event_done(pipeline: Pipeline) -> Event | None:
+    event = Event.objects.filter(pipeline=pipeline).order_by("-id").first()
+    if event is None:
+        return None
+    event.refresh_from_db()
+    active = Build.objects.filter(event=event, status__in=["QUEUED", "RUNNING", "CREATED"]).exists()
+    return event if not active and event.status != Event.Status.IN_PROGRESS else None
+
+
+def _log(build: Build, step: str) -> list[str]:
+    from builds.logs import read_page
+
+    return [
+        line["m"]
+        for line in read_page(step=Step.objects.get(build=build, name=step), pages=100).lines
+    ]
+
+
+def _run(make_repo: Any, yaml: str) -> tuple[Pipeline, Event]:
+    repo = make_repo({"screwdriver.yaml": yaml})
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=_admin())
+    event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("a", "alice"))
+    return pipeline, event
+
+
+IN_CONTAINER = f"""
+shared:
+  image: {IMAGE}
+  annotations:
+    screwdriver.cd/executor: docker
+jobs:
+  main:
+    requires: [~commit]
+    steps:
+      - where: |
+          test ! -e /etc/debian_version && echo "no Debian here"
+          command -v python3 python git || echo "no python, no git"
+          echo "image says $IMAGE_VAR; source is $(basename "$SD_SOURCE_DIR")"
+          ls screwdriver.yaml
+      - setup: |
+          export GREETING="hello there"
+          mkdir -p sub/dir && cd sub/dir
+      - check: echo "$GREETING from $(basename "$PWD")"
+      - version: meta set app.version 1.2.3
+      - teardown-report: echo "teardown saw $SD_STEP_EXIT_CODE"
+  deploy:
+    requires: [main]
+    steps:
+      - deploy: echo "deploying $(meta get app.version)"
+"""
+
+
+def test_steps_run_in_the_container_in_one_shell_session_and_meta_reaches_the_next_job(
+    docker_stack, make_repo, settings
+) -> None:
+    pipeline, _event = _run(make_repo, IN_CONTAINER)
+    done = wait_until(lambda: _event_done(pipeline), timeout=90, what="the event to finish")
+
+    builds = {b.job.name: b for b in Build.objects.filter(event=done).select_related("job")}
+    assert {name: b.status for name, b in builds.items()} == {
+        "main": BuildStatus.SUCCESS,
+        "deploy": BuildStatus.SUCCESS,
+    }, [b.status_message for b in builds.values()]
+    main = builds["main"]
+    assert main.executor == "docker"
+    assert _log(main, "where") == [
+        "no Debian here",
+        "no python, no git",
+        "image says from-the-image; source is app",
+        "screwdriver.yaml",
+    ]
+    assert _log(main, "check") == ["hello there from dir"]
+    assert _log(main, "teardown-report") == ["teardown saw 0"]
+    assert _log(builds["deploy"], "deploy") == ["deploying 1.2.3"]
+    wait_until(lambda: _no_container_left(settings), timeout=30, what="the containers to go")
+
+
+def test_a_missing_image_fails_with_a_message_naming_it(docker_stack, make_repo, settings) -> None:
+    # A registry on a closed local port: the pull is really tried, and fails at once.
+    image = "127.0.0.1:9/sd-test/no-such-image:1"
+    yaml = IN_CONTAINER.replace(f"image: {IMAGE}", f"image: {image}")
+    pipeline, event = _run(make_repo, yaml)
+    wait_until(lambda: _event_done(pipeline), timeout=60, what="the event to finish")
+
+    build = Build.objects.get(event=event)
+    assert build.status == BuildStatus.FAILURE
+    assert f"Could not pull the image '{image}'" in build.status_message
+    assert _no_container_left(settings)
+
+
+SLEEPER = f"""
+jobs:
+  main:
+    image: {IMAGE}
+    requires: [~commit]
+    annotations:
+      screwdriver.cd/executor: docker
+      screwdriver.cd/timeout: %(timeout)s
+      screwdriver.cd/ram: MICRO
+    steps:
+      - started: echo started
+      - stubborn: |
+          trap '' TERM
+          sleep 300 &
+          sleep 300
+      - teardown-after: echo "teardown ran with $SD_STEP_EXIT_CODE"
+"""
+
+
+def _running(event: Event) -> Build:
+    build = wait_until(
+        lambda: Build.objects.filter(event=event, status="RUNNING").first(),
+        timeout=30,
+        what="RUNNING",
+    )
+    wait_until(
+        lambda: Step.objects.filter(
+            build=build, name="stubborn", start_time__isnull=False
+        ).exists(),
+        timeout=30,
+        what="the stubborn step to start",
+    )
+    return build
+
+
+def test_a_stopped_build_runs_teardown_in_its_safe_container_and_leaves_none(
+    docker_stack, make_repo, settings
+) -> None:
+    _pipeline, event = _run(make_repo, SLEEPER % {"timeout": "30"})
+    build = _running(event)
+    (container,) = _containers(settings.SD_INSTANCE)
+    host = container.attrs["HostConfig"]
+    assert host["Privileged"] is False
+    assert host["CapDrop"] == ["ALL"]
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["PidsLimit"] == settings.SD_DOCKER_PIDS_LIMIT
+    assert host["Memory"] == 1024**3  # screwdriver.cd/ram: MICRO
+    assert host["NanoCpus"] > 0
+    assert [b.split(":")[0] for b in host["Binds"]] == [build.executor_state["workspace"]]
+    assert "docker.sock" not in str(container.attrs["Mounts"])
+    assert container.labels["screwdriver.cd/build"] == str(build.pk)
+
+    client = APIClient()
+    client.force_authenticate(User.objects.get(username="alice"))
+    response = client.put(f"/v4/builds/{build.pk}", {"status": "ABORTED"}, format="json")
+    assert response.status_code == 200, response.content
+
+    teardown = Step.objects.get(build=build, name="teardown-after")
+    wait_until(
+        lambda: Step.objects.get(pk=teardown.pk).end_time, timeout=20, what="teardown to finish"
+    )
+    assert _log(build, "teardown-after") == ["teardown ran with 137"]  # TERM ignored: KILL
+    assert Build.objects.get(pk=build.pk).status == BuildStatus.ABORTED
+    wait_until(lambda: _no_container_left(settings), timeout=20, what="the container to go")
+
+
+def test_a_timed_out_build_fails_and_leaves_no_container(docker_stack, make_repo, settings) -> None:
+    pipeline, event = _run(make_repo, SLEEPER % {"timeout": "0.1"})
+    wait_until(lambda: _event_done(pipeline), timeout=60, what="the timeout to end the build")
+
+    build = Build.objects.get(event=event)
+    assert build.status == BuildStatus.FAILURE
+    assert build.status_message == "Build timed out after 0.1 minutes"
+    assert _log(build, "teardown-after") == ["teardown ran with 137"]  # TERM ignored: KILL
+    wait_until(lambda: _no_container_left(settings), timeout=20, what="the container to go")
+
+
+def test_killing_the_worker_and_launcher_leaves_no_container_once_reaped(
+    docker_stack, make_repo, settings
+) -> None:
+    import os
+    import signal
+
+    from executors.services import reap
+
+    _pipeline, event = _run(make_repo, SLEEPER % {"timeout": "30"})
+    build = _running(event)
+    build.refresh_from_db()
+    docker_stack.kill_worker()
+    os.killpg(build.executor_state["pid"], signal.SIGKILL)
+
+    docker_stack.start_worker()
+    wait_until(
+        lambda: reap()["failed"] or Build.objects.get(pk=build.pk).status == "FAILURE",
+        timeout=60,
+        interval=1,
+        what="the reaper to fail the lost build",
+    )
+    assert "stopped reporting" in Build.objects.get(pk=build.pk).status_message
+    wait_until(lambda: _no_container_left(settings), timeout=30, what="the container to go")
+
+
+def test_the_reaper_removes_containers_of_builds_it_does_not_know(settings, busybox_image) -> None:
+    from executors.services import reap
+
+    settings.SD_INSTANCE = f"sdtest-{uuid.uuid4().hex[:10]}"
+    engine = _engine()
+    labels = {"screwdriver.cd/instance": settings.SD_INSTANCE, "screwdriver.cd/build": "999999"}
+    other = {**labels, "screwdriver.cd/instance": settings.SD_INSTANCE + "-other"}
+    orphan = engine.containers.create(IMAGE, ["sleep", "60"], labels=labels)
+    foreign = engine.containers.create(IMAGE, ["sleep", "60"], labels=other)
+    try:
+        settings.SD_EXECUTOR = "docker"
+        reap()
+        ids = {c.id for c in engine.containers.list(all=True)}
+        assert orphan.id not in ids
+        assert foreign.id in ids  # another server's container is not ours to remove
+    finally:
+        foreign.remove(force=True)

@@ -248,6 +248,16 @@ def fail_lost_build(*, build_id: int, message: str) -> Build | None:
         return None
 
 
+def update_step(*, step: Step, **fields: Any) -> Step:
+    """Record a step's start, end or exit code as its launcher reports them."""
+    for attr, value in fields.items():
+        setattr(step, attr, value)
+    step.save(update_fields=list(fields))
+    # The build page shows step starts, exit codes and durations as they happen.
+    live.publish_build(build_id=step.build_id)
+    return step
+
+
 # --- completion: meta, next jobs, joins ----------------------------------------------------
 
 

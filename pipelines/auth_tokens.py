@@ -1,4 +1,4 @@
-"""JWTs in Screwdriver's model: user tokens from /v4/auth/token and per-build launcher tokens."""
+"""JWTs in Screwdriver's model: scopes user, admin, guest, pipeline, build and temporal."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 ALGORITHM = "HS256"
 USER_TOKEN_LIFETIME = timedelta(hours=2)
+GUEST_TOKEN_LIFETIME = timedelta(hours=2)
+PIPELINE_TOKEN_LIFETIME = timedelta(hours=2)
 # A build token outlives its timeout by this much, so a launcher can still report teardown.
 BUILD_TOKEN_GRACE = timedelta(minutes=15)
 
@@ -39,6 +41,18 @@ class Claims:
     def is_build(self) -> bool:
         return "build" in self.scope
 
+    @property
+    def is_temporal(self) -> bool:
+        return "temporal" in self.scope
+
+    @property
+    def is_guest(self) -> bool:
+        return "guest" in self.scope
+
+    @property
+    def is_pipeline(self) -> bool:
+        return "pipeline" in self.scope
+
 
 def new_api_token_value() -> str:
     return secrets.token_urlsafe(32)
@@ -60,12 +74,44 @@ def issue_user_token(*, username: str, is_admin: bool, now: datetime | None = No
     return jwt.encode(payload, _key(), algorithm=ALGORITHM)
 
 
-def issue_build_token(build: Build, *, now: datetime | None = None) -> str:
+def issue_guest_token(*, now: datetime | None = None) -> str:
+    """A read-only token for public pipelines (only issued while SD_GUEST_ACCESS is on)."""
+    now = now or timezone.now()
+    payload: dict[str, Any] = {
+        "username": f"guest/{secrets.token_hex(4)}",
+        "scope": ["guest"],
+        "iat": int(now.timestamp()),
+        "exp": int((now + GUEST_TOKEN_LIFETIME).timestamp()),
+        "jti": secrets.token_hex(8),
+    }
+    return jwt.encode(payload, _key(), algorithm=ALGORITHM)
+
+
+def issue_pipeline_token(*, pipeline_id: int, now: datetime | None = None) -> str:
+    """The JWT a pipeline's API token is exchanged for: it acts on that pipeline only."""
+    now = now or timezone.now()
+    payload: dict[str, Any] = {
+        "username": f"pipeline/{pipeline_id}",
+        "scope": ["pipeline"],
+        "pipelineId": pipeline_id,
+        "iat": int(now.timestamp()),
+        "exp": int((now + PIPELINE_TOKEN_LIFETIME).timestamp()),
+        "jti": secrets.token_hex(8),
+    }
+    return jwt.encode(payload, _key(), algorithm=ALGORITHM)
+
+
+def issue_temporal_token(build: Build, *, now: datetime | None = None) -> str:
+    """Screwdriver's temporal token: good only for exchanging at /v4/builds/{id}/token."""
+    return issue_build_token(build, now=now, scope="temporal")
+
+
+def issue_build_token(build: Build, *, now: datetime | None = None, scope: str = "build") -> str:
     now = now or timezone.now()
     expires = now + timedelta(seconds=build.timeout_seconds) + BUILD_TOKEN_GRACE
     payload: dict[str, Any] = {
         "username": str(build.pk),
-        "scope": ["build"],
+        "scope": [scope],
         "buildId": build.pk,
         "jobId": build.job_id,
         "eventId": build.event_id,

@@ -47,10 +47,31 @@ class Pipeline(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def is_admin(self, user: Any) -> bool:
-        return bool(
-            user.is_authenticated and (user.is_superuser or self.admins.get(user.get_username()))
+    @property
+    def is_public(self) -> bool:
+        # Local repositories have no visibility of their own: public unless marked private.
+        return (self.scm_repo or {}).get("private") is not True
+
+    def role_of(self, user: Any) -> str | None:
+        """The person's role here (superusers admin, anyone signed in pulls a public one)."""
+        if not getattr(user, "is_authenticated", False) or not isinstance(user.pk, int):
+            return None
+        if user.is_superuser:
+            return PipelinePermission.Role.ADMIN
+        role = (
+            PipelinePermission.objects.filter(pipeline=self, user=user)
+            .values_list("role", flat=True)
+            .first()
         )
+        return role or (PipelinePermission.Role.PULL if self.is_public else None)
+
+    def has_right(self, user: Any, role: str) -> bool:
+        """Whether the user holds `role` (pull, push or admin) or a higher one here."""
+        held = self.role_of(user)
+        return held is not None and PipelinePermission.rank(held) >= PipelinePermission.rank(role)
+
+    def is_admin(self, user: Any) -> bool:
+        return self.has_right(user, PipelinePermission.Role.ADMIN)
 
 
 class Job(models.Model):
@@ -223,6 +244,11 @@ class PipelinePermission(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.role} on {self.pipeline_id}"
+
+    @staticmethod
+    def rank(role: str) -> int:
+        """Pull < push < admin; each right includes the ones below it."""
+        return {"pull": 1, "push": 2, "admin": 3}.get(role, 0)
 
 
 class Template(models.Model):

@@ -16,7 +16,8 @@ from builds import services as build_services
 from pipelines import encryption, workflow
 from pipelines.auth_tokens import new_api_token_value
 from pipelines.config import fallback_pipeline, parse_pipeline_yaml
-from pipelines.models import Event, Job, Pipeline, Secret, Token
+from pipelines.models import Event, Job, Pipeline, PipelinePermission, Secret, Token
+from pipelines.template_store import database_templates
 from scm.base import RepoRef, ScmError
 from scm.local import LocalGitScm
 from scm.signing import repository_key
@@ -57,7 +58,7 @@ def read_config(ref: RepoRef, sha: str) -> dict[str, Any]:
         return fallback_pipeline(
             f"Error: {CONFIG_FILE} was not found at {sha[:12]}: add one to the repository."
         )
-    return parse_pipeline_yaml(raw.decode("utf-8", "replace"))
+    return parse_pipeline_yaml(raw.decode("utf-8", "replace"), templates=database_templates)
 
 
 @transaction.atomic
@@ -122,6 +123,13 @@ def create_pipeline(*, checkout_url: str, user: User) -> Pipeline:
                 creator=user,
                 admins={username: True},
                 last_seen_sha=head,
+            )
+            # The creator of a local pipeline is its admin and grants others rights.
+            PipelinePermission.objects.create(
+                pipeline=pipeline,
+                user=user,
+                role=PipelinePermission.Role.ADMIN,
+                granted_by=username,
             )
             sync_jobs(pipeline=pipeline, config=config)
     except IntegrityError as exc:
@@ -284,3 +292,186 @@ def create_user_token(*, user: User, name: str, description: str = "") -> NewTok
 
 def touch_token(token: Token) -> None:
     Token.objects.filter(pk=token.pk).update(last_used=timezone.now())
+
+
+def create_pipeline_token(*, pipeline: Pipeline, name: str, description: str = "") -> NewToken:
+    """A new API token of a pipeline; the value exists only in the return value."""
+    value = new_api_token_value()
+    token = Token.objects.create(
+        pipeline=pipeline, name=name, description=description, hash=Token.hash_value(value)
+    )
+    return NewToken(token=token, value=value)
+
+
+def refresh_token(*, token: Token) -> NewToken:
+    """Give a token a new value; the old one stops working at once."""
+    value = new_api_token_value()
+    Token.objects.filter(pk=token.pk).update(hash=Token.hash_value(value))
+    token.hash = Token.hash_value(value)
+    return NewToken(token=token, value=value)
+
+
+def update_token(*, token: Token, name: str | None, description: str | None) -> Token:
+    """Rename a token or change its description."""
+    if name is not None:
+        token.name = name
+    if description is not None:
+        token.description = description
+    token.save(update_fields=["name", "description"])
+    return token
+
+
+def delete_token(*, token: Token) -> None:
+    """Revoke a token: it stops working at once."""
+    Token.objects.filter(pk=token.pk).delete()
+
+
+# --- secrets -------------------------------------------------------------------------------
+
+
+def delete_secret(*, secret: Secret) -> None:
+    """Remove a secret; builds that list it no longer get it."""
+    Secret.objects.filter(pk=secret.pk).delete()
+
+
+def create_secret(*, pipeline: Pipeline, name: str, value: str, allow_in_pr: bool) -> Secret:
+    """Add a secret; a second one of the same name is a conflict, not an overwrite."""
+    try:
+        with transaction.atomic():
+            return Secret.objects.create(
+                pipeline=pipeline,
+                name=name,
+                encrypted_value=encryption.encrypt(value),
+                allow_in_pr=allow_in_pr,
+            )
+    except IntegrityError as exc:
+        raise PipelineError(
+            f"Secret {name} already exists in pipeline {pipeline.pk}: update it instead.",
+            status=409,
+        ) from exc
+
+
+def update_secret(*, secret: Secret, value: str | None, allow_in_pr: bool | None) -> Secret:
+    """Replace a secret's value or its allowInPR flag."""
+    if value is not None:
+        secret.encrypted_value = encryption.encrypt(value)
+    if allow_in_pr is not None:
+        secret.allow_in_pr = allow_in_pr
+    secret.save(update_fields=["encrypted_value", "allow_in_pr"])
+    return secret
+
+
+# --- rights, pipeline changes, jobs and restarts -------------------------------------------
+
+
+def _refuse_losing_last_admin(pipeline: Pipeline, user: User) -> None:
+    admins = PipelinePermission.objects.select_for_update().filter(
+        pipeline=pipeline, role=PipelinePermission.Role.ADMIN
+    )
+    if list(admins.values_list("user_id", flat=True)) == [user.pk]:
+        raise PipelineError(
+            f"{user.get_username()} is the last admin of pipeline {pipeline.pk}: "
+            "make someone else admin first.",
+            status=409,
+        )
+
+
+@transaction.atomic
+def grant_permission(
+    *, pipeline: Pipeline, user: User, role: str, granted_by: str
+) -> PipelinePermission:
+    """Give a user a role on a pipeline, replacing the one they had."""
+    if role != PipelinePermission.Role.ADMIN:
+        _refuse_losing_last_admin(pipeline, user)
+    permission, _ = PipelinePermission.objects.update_or_create(
+        pipeline=pipeline, user=user, defaults={"role": role, "granted_by": granted_by[:150]}
+    )
+    return permission
+
+
+@transaction.atomic
+def revoke_permission(*, pipeline: Pipeline, user: User) -> None:
+    """Take a user's role away; the last admin cannot be removed, or nobody could grant again."""
+    _refuse_losing_last_admin(pipeline, user)
+    PipelinePermission.objects.filter(pipeline=pipeline, user=user).delete()
+
+
+def sync_pipeline(*, pipeline: Pipeline) -> Pipeline:
+    """Re-read screwdriver.yaml at the branch head and make the jobs match it."""
+    try:
+        head = scm_for(pipeline).head_sha(repo_ref_of(pipeline))
+    except ScmError as exc:
+        raise PipelineError(str(exc), status=422) from exc
+    sync_jobs(pipeline=pipeline, config=read_config(repo_ref_of(pipeline), head))
+    pipeline.refresh_from_db()
+    return pipeline
+
+
+def update_pipeline(*, pipeline: Pipeline, checkout_url: str) -> Pipeline:
+    """Point a pipeline at another repository or branch, then sync its jobs."""
+    scm = scm_for(checkout_url)
+    try:
+        ref = scm.parse_url(checkout_url)
+        head = scm.head_sha(ref)
+    except ScmError as exc:
+        raise PipelineError(str(exc)) from exc
+    config = read_config(ref, head)
+    try:
+        with transaction.atomic():
+            pipeline.name = _pipeline_name(ref)
+            pipeline.scm_uri, pipeline.checkout_url = ref.scm_uri, ref.checkout_url
+            pipeline.scm_repo = {**pipeline.scm_repo, "name": pipeline.name, "branch": ref.branch}
+            pipeline.scm_repo["url"] = ref.checkout_url
+            pipeline.last_seen_sha = head
+            pipeline.save()
+            sync_jobs(pipeline=pipeline, config=config)
+    except IntegrityError as exc:
+        raise PipelineError(
+            f"A pipeline for {ref.checkout_url} already exists.", status=409
+        ) from exc
+    install_hook(pipeline=pipeline)
+    return pipeline
+
+
+@transaction.atomic
+def delete_pipeline(*, pipeline: Pipeline) -> None:
+    """Delete a pipeline and everything in it; refused while any of its builds is active."""
+    from builds.models import Build
+
+    if Build.objects.filter(job__pipeline=pipeline).active().exists():
+        raise PipelineError(
+            f"Pipeline {pipeline.pk} has builds running: stop its events first.", status=409
+        )
+    Pipeline.objects.filter(pk=pipeline.pk).delete()
+
+
+def set_job_state(*, job: Job, state: str, message: str, changer: str) -> Job:
+    """Enable or disable a job, recording who did it and why."""
+    job.state, job.state_change_message = state, message[:512]
+    job.state_changer, job.state_change_time = changer[:128], timezone.now()
+    job.save(update_fields=["state", "state_change_message", "state_changer", "state_change_time"])
+    return job
+
+
+def restart_event(
+    *,
+    parent_event: Event,
+    start_from: str,
+    creator: Creator,
+    cause_message: str = "",
+    meta: dict[str, Any] | None = None,
+) -> Event:
+    """A new event from a job of an earlier one: its sha, its meta under the new, its group."""
+    with transaction.atomic():
+        event = start_event(
+            pipeline=parent_event.pipeline,
+            start_from=start_from,
+            creator=creator,
+            sha=parent_event.sha,
+            cause_message=cause_message,
+            parent_event=parent_event,
+            meta=build_services.deep_merge(parent_event.meta, meta or {}),
+        )
+        event.group_event_id = parent_event.group_event_id or parent_event.pk
+        event.save(update_fields=["group_event"])
+    return event

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from pipelines.urls import auth_urlpatterns
 
-api = [
+api: list[URLPattern | URLResolver] = [
+    path("swagger.json", SpectacularJSONAPIView.as_view(), name="schema"),
+    path("documentation", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("", include("pipelines.api.urls")),
     path("", include("builds.api.urls")),
     path("", include("scm.api.urls")),

@@ -75,3 +75,22 @@ class LogBatchSerializer(serializers.Serializer):  # type: ignore[type-arg]
     seq = serializers.IntegerField(min_value=0)
     firstLine = serializers.IntegerField(min_value=0)
     lines = serializers.ListField(child=serializers.DictField(), allow_empty=False, max_length=1000)
+
+
+class LogLineSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """One log line as Screwdriver sends it: number, time (ms), message, step."""
+
+    n = serializers.IntegerField()
+    t = serializers.IntegerField()
+    m = serializers.CharField()
+    s = serializers.CharField()
+
+
+class BuildSecretSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """A secret a build's job lists; `value` only in the answer to the build's own token."""
+
+    id = serializers.IntegerField()
+    pipelineId = serializers.IntegerField()
+    name = serializers.CharField()
+    allowInPR = serializers.BooleanField()
+    value = serializers.CharField(required=False)

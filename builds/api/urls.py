@@ -6,21 +6,15 @@ from django.urls import path
 
 from builds.api import views
 
+B = "builds/<int:build_id>"
+
 urlpatterns = [
-    path("builds/<int:build_id>", views.BuildDetailView.as_view(), name="build-detail"),
-    path("builds/<int:build_id>/launch", views.BuildLaunchView.as_view(), name="build-launch"),
-    path(
-        "builds/<int:build_id>/heartbeat",
-        views.BuildHeartbeatView.as_view(),
-        name="build-heartbeat",
-    ),
-    path("builds/<int:build_id>/steps", views.StepListView.as_view(), name="build-steps"),
-    path(
-        "builds/<int:build_id>/steps/<str:name>", views.StepDetailView.as_view(), name="build-step"
-    ),
-    path(
-        "builds/<int:build_id>/steps/<str:name>/logs",
-        views.StepLogsView.as_view(),
-        name="build-step-logs",
-    ),
+    path(B, views.BuildDetailView.as_view(), name="build-detail"),
+    path(f"{B}/launch", views.BuildLaunchView.as_view(), name="build-launch"),
+    path(f"{B}/heartbeat", views.BuildHeartbeatView.as_view(), name="build-heartbeat"),
+    path(f"{B}/token", views.BuildTokenView.as_view(), name="build-token"),
+    path(f"{B}/secrets", views.BuildSecretsView.as_view(), name="build-secrets"),
+    path(f"{B}/steps", views.StepListView.as_view(), name="build-steps"),
+    path(f"{B}/steps/<str:name>", views.StepDetailView.as_view(), name="build-step"),
+    path(f"{B}/steps/<str:name>/logs", views.StepLogsView.as_view(), name="build-step-logs"),
 ]

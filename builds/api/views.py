@@ -1,4 +1,10 @@
-"""The /v4/builds routes: what people read and what the launcher reports."""
+"""The /v4/builds routes: what people read and what the launcher reports.
+
+A build's token reaches only its own build. Once the build has ended it is refused except on
+the routes a launcher reports teardown through (`teardown_reporting`), and on those only for
+REPORT_GRACE_SECONDS after the end: after a stop the launcher still sends its teardown steps,
+their logs, its heartbeat (which answers ABORTED) and a final status (which answers 409).
+"""
 
 from __future__ import annotations
 
@@ -9,72 +15,90 @@ from django.http import StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status as http
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from builds import logs
 from builds import services as build_services
 from builds.api.serializers import (
+    BuildSecretSerializer,
     BuildSerializer,
     BuildUpdateSerializer,
     LogBatchSerializer,
+    LogLineSerializer,
     StepSerializer,
     StepUpdateSerializer,
 )
 from builds.launch import launch_spec
 from builds.models import Build, Step
+from executors.services import config_of
+from pipelines.api.authentication import BuildPrincipal
+from pipelines.api.base import (
+    MAX_LINE,
+    PAGING_PARAMETERS,
+    ApiView,
+    build_for,
+    choice_param,
+    int_param,
+    paginate,
+)
 from pipelines.api.errors import error_response
 from pipelines.api.permissions import (
-    IsUserOrBuild,
+    BUILD,
+    PEOPLE_AND_PIPELINES,
+    PULL,
+    PUSH,
+    READERS,
+    TEMPORAL,
     is_build,
-    require_admin,
     require_build_token,
-    require_own_build,
 )
+from pipelines.api.serializers import SecretSerializer, TokenResponseSerializer
+from pipelines.auth_tokens import issue_build_token
+from pipelines.encryption import decrypt
+from pipelines.models import Secret
 
 # A launcher may still report teardown steps and logs this long after its build ended.
 REPORT_GRACE_SECONDS = 300
+REPORTERS = frozenset({BUILD})
 
 
-def _build(request: Request, build_id: int) -> Build:
-    require_own_build(request, build_id)
-    return get_object_or_404(Build.objects.select_related("job__pipeline", "event"), pk=build_id)
-
-
-def _reporting_build(request: Request, build_id: int) -> Build:
-    """The build a launcher reports on, loaded light: these calls are the hot path of a build."""
+def _reporting_build(request: Request, build_id: int) -> None:
+    """Check a launcher's report: its own build, and not long after that build ended."""
     require_build_token(request, build_id)
-    build = get_object_or_404(Build.objects.only("id", "status", "end_time"), pk=build_id)
-    _refuse_if_long_finished(build)
-    return build
-
-
-def _refuse_if_long_finished(build: Build) -> None:
-    if build.is_finished and build.end_time:
-        age = (timezone.now() - build.end_time).total_seconds()
+    principal = request.user
+    assert isinstance(principal, BuildPrincipal)
+    if principal.ended and principal.end_time is not None:
+        age = (timezone.now() - principal.end_time).total_seconds()
         if age > REPORT_GRACE_SECONDS:
-            from rest_framework.exceptions import PermissionDenied
+            raise PermissionDenied(
+                f"Build {build_id} ended over {REPORT_GRACE_SECONDS // 60} minutes ago: "
+                "its token can no longer report."
+            )
 
-            raise PermissionDenied("This build has ended; its token can no longer change it.")
 
+class BuildDetailView(ApiView):
+    scopes = {"GET": READERS, "PUT": PEOPLE_AND_PIPELINES | REPORTERS}
+    teardown_reporting = frozenset({"PUT"})
 
-class BuildDetailView(APIView):
-    permission_classes = [IsUserOrBuild]
-
+    @extend_schema(responses={200: BuildSerializer})
     def get(self, request: Request, build_id: int) -> Response:
-        build = _build(request, build_id)
+        build = build_for(request, build_id, PULL)
         return Response(BuildSerializer(build, context={"with_steps": True}).data)
 
+    @extend_schema(request=BuildUpdateSerializer, responses={200: BuildSerializer})
     def put(self, request: Request, build_id: int) -> Response:
-        build = _build(request, build_id)
+        if is_build(request):
+            _reporting_build(request, build_id)
+        build = build_for(request, build_id, PUSH)
         body = BuildUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         target = body.validated_data["status"]
         if target == "ABORTED":
-            if not is_build(request):
-                require_admin(request, build.job.pipeline)
             build = build_services.abort_build(
                 build_id=build.pk, message=f"Aborted by {request.user.get_username()}"
             )
@@ -94,40 +118,81 @@ class BuildDetailView(APIView):
         return Response(BuildSerializer(build, context={"with_steps": True}).data)
 
 
-class BuildLaunchView(APIView):
-    permission_classes = [IsUserOrBuild]
+class BuildLaunchView(ApiView):
+    scopes = {"GET": REPORTERS}
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request, build_id: int) -> Response:
         require_build_token(request, build_id)
-        build = _build(request, build_id)
-        _refuse_if_long_finished(build)
-        return Response(launch_spec(build))
+        return Response(launch_spec(build_for(request, build_id, PULL)))
 
 
-class BuildHeartbeatView(APIView):
-    permission_classes = [IsUserOrBuild]
+class BuildHeartbeatView(ApiView):
+    scopes = {"POST": REPORTERS}
+    teardown_reporting = frozenset({"POST"})
 
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT})
     def post(self, request: Request, build_id: int) -> Response:
-        require_build_token(request, build_id)
+        _reporting_build(request, build_id)
         return Response({"status": build_services.renew_lease(build_id=build_id)})
 
 
-class StepListView(APIView):
-    permission_classes = [IsUserOrBuild]
+class BuildTokenView(ApiView):
+    """POST /v4/builds/{id}/token: a temporal (or build) token for a build token of full life."""
 
+    scopes = {"POST": frozenset({BUILD, TEMPORAL})}
+
+    @extend_schema(request=None, responses={200: TokenResponseSerializer})
+    def post(self, request: Request, build_id: int) -> Response:
+        principal = request.user
+        if not isinstance(principal, BuildPrincipal) or principal.claims.build_id != build_id:
+            raise PermissionDenied("A build token can only act on its own build.")
+        if principal.ended:
+            raise PermissionDenied(f"Build {build_id} has ended: it gets no new token.")
+        build = get_object_or_404(Build.objects.select_related("job", "event"), pk=build_id)
+        return Response({"token": issue_build_token(build)})
+
+
+class BuildSecretsView(ApiView):
+    """The secrets a build's job lists: values for its own launcher, names for people."""
+
+    scopes = {"GET": PEOPLE_AND_PIPELINES | REPORTERS}
+
+    @extend_schema(responses={200: BuildSecretSerializer(many=True)})
     def get(self, request: Request, build_id: int) -> Response:
-        build = _build(request, build_id)
-        return Response(StepSerializer(build.steps.all(), many=True).data)
+        build = build_for(request, build_id, PUSH)
+        wanted = [str(name) for name in config_of(build).get("secrets") or []]
+        rows = Secret.objects.filter(pipeline_id=build.job.pipeline_id, name__in=wanted)
+        if build.event.type == "pr":
+            rows = rows.filter(allow_in_pr=True)
+        if not is_build(request):
+            return Response(SecretSerializer(rows, many=True).data)
+        return Response(
+            [{**SecretSerializer(r).data, "value": decrypt(r.encrypted_value)} for r in rows]
+        )
 
 
-class StepDetailView(APIView):
-    permission_classes = [IsUserOrBuild]
+class StepListView(ApiView):
+    scopes = {"GET": READERS}
 
+    @extend_schema(parameters=PAGING_PARAMETERS, responses={200: StepSerializer(many=True)})
+    def get(self, request: Request, build_id: int) -> Response:
+        build = build_for(request, build_id, PULL)
+        steps = paginate(request, Step.objects.filter(build=build), default_sort="ascending")
+        return Response(StepSerializer(steps, many=True).data)
+
+
+class StepDetailView(ApiView):
+    scopes = {"GET": READERS, "PUT": REPORTERS}
+    teardown_reporting = frozenset({"PUT"})
+
+    @extend_schema(responses={200: StepSerializer})
     def get(self, request: Request, build_id: int, name: str) -> Response:
-        require_own_build(request, build_id)
+        build_for(request, build_id, PULL)
         step = get_object_or_404(Step, build_id=build_id, name=name)
         return Response(StepSerializer(step).data)
 
+    @extend_schema(request=StepUpdateSerializer, responses={200: StepSerializer})
     def put(self, request: Request, build_id: int, name: str) -> Response:
         _reporting_build(request, build_id)
         body = StepUpdateSerializer(data=request.data)
@@ -143,28 +208,31 @@ class StepDetailView(APIView):
         }
         step = get_object_or_404(Step, build_id=build_id, name=name)
         if fields:
-            for attr, value in fields.items():
-                setattr(step, attr, value)
-            step.save(update_fields=list(fields))
+            step = build_services.update_step(step=step, **fields)
         return Response(StepSerializer(step).data)
 
 
-class StepLogsView(APIView):
-    permission_classes = [IsUserOrBuild]
+class StepLogsView(ApiView):
+    scopes = {"GET": READERS, "POST": REPORTERS}
+    teardown_reporting = frozenset({"POST"})
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("from", OpenApiTypes.INT, description="First line number."),
+            OpenApiParameter("pages", OpenApiTypes.INT, description="Pages of 100 lines."),
+            OpenApiParameter("sort", OpenApiTypes.STR, enum=["ascending", "descending"]),
+            OpenApiParameter("type", OpenApiTypes.STR, enum=["download", "preview"]),
+        ],
+        responses={200: LogLineSerializer(many=True)},
+    )
     def get(self, request: Request, build_id: int, name: str) -> HttpResponseBase:
-        require_own_build(request, build_id)
+        build_for(request, build_id, PULL)
         step = get_object_or_404(Step.objects.select_related("build"), build_id=build_id, name=name)
-        params = request.query_params
-        try:
-            start = int(params.get("from", 0))
-            pages = int(params.get("pages", 10))
-        except ValueError:
-            return error_response(400, "from and pages must be integers.")
-        sort = params.get("sort", "ascending")
-        if sort not in {"ascending", "descending"}:
-            return error_response(400, "sort must be ascending or descending.")
-        if params.get("type") == "download":
+        start = int_param(request, "from", 0, low=0, high=MAX_LINE)
+        pages = int_param(request, "pages", 10, low=1, high=logs.MAX_PAGES)
+        sort = choice_param(request, "sort", ["ascending", "descending"], "ascending")
+        assert sort is not None
+        if choice_param(request, "type", ["download", "preview"], "preview") == "download":
             return _download(step)
         page = logs.read_page(step=step, start=start, pages=pages, sort=sort)
         more = page.more and not (
@@ -174,6 +242,7 @@ class StepLogsView(APIView):
         response["X-More-Data"] = "true" if more else "false"
         return response
 
+    @extend_schema(request=LogBatchSerializer, responses={201: OpenApiTypes.OBJECT})
     def post(self, request: Request, build_id: int, name: str) -> Response:
         _reporting_build(request, build_id)
         step = get_object_or_404(Step, build_id=build_id, name=name)

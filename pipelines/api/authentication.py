@@ -1,29 +1,73 @@
-"""`Authorization: Bearer X`: a JWT (user or build scope) or a user's API token."""
+"""`Authorization: Bearer X`: a JWT of any Screwdriver scope, or a user or pipeline API token."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from builds.models import FINISHED_STATUSES, Build
 from pipelines.auth_tokens import Claims, InvalidToken, decode
-from pipelines.models import Token
+from pipelines.models import Pipeline, Token
 from pipelines.services import touch_token
 
 
-class BuildPrincipal(AnonymousUser):
-    """The caller is a build's launcher: it may act on its own build and nothing else."""
+class Principal(AnonymousUser):
+    """A caller that is not a person: a guest, a pipeline or a build (Screwdriver's scopes)."""
 
-    def __init__(self, claims: Claims) -> None:
-        super().__init__()
-        self.claims = claims
+    kind = ""
+    pipeline_id: int | None = None
 
     @property
     def is_authenticated(self) -> bool:  # type: ignore[override]
         return True
+
+
+class GuestPrincipal(Principal):
+    """A guest: may read public pipelines while SD_GUEST_ACCESS is on."""
+
+    kind = "guest"
+
+    def get_username(self) -> str:
+        return "guest"
+
+
+class PipelinePrincipal(Principal):
+    """A pipeline's own token: acts on that pipeline only."""
+
+    kind = "pipeline"
+
+    def __init__(self, pipeline_id: int) -> None:
+        super().__init__()
+        self.pipeline_id = pipeline_id
+
+    def get_username(self) -> str:
+        return f"pipeline:{self.pipeline_id}"
+
+
+class BuildPrincipal(Principal):
+    """The caller is a build's launcher: it may act on its own build and nothing else."""
+
+    kind = "build"
+
+    def __init__(self, claims: Claims, *, status: str, end_time: datetime | None) -> None:
+        super().__init__()
+        self.claims = claims
+        self.pipeline_id = claims.pipeline_id
+        self.status = status
+        self.end_time = end_time
+        if claims.is_temporal:
+            self.kind = "temporal"
+
+    @property
+    def ended(self) -> bool:
+        return self.status in FINISHED_STATUSES
 
     def get_username(self) -> str:
         return f"build:{self.claims.build_id}"
@@ -58,16 +102,56 @@ class BearerAuthentication(authentication.BaseAuthentication):
             claims = decode(value)
         except InvalidToken as exc:
             raise exceptions.AuthenticationFailed(f"The token is not valid: {exc}.") from exc
-        if claims.is_build:
-            return BuildPrincipal(claims), claims
+        if claims.is_build or claims.is_temporal:
+            return self._build(claims), claims
+        if claims.is_guest:
+            if not settings.SD_GUEST_ACCESS:
+                raise exceptions.AuthenticationFailed(
+                    "Guest access is off on this server: sign in instead."
+                )
+            return GuestPrincipal(), claims
+        if claims.is_pipeline:
+            if not Pipeline.objects.filter(pk=int(claims.pipeline_id or 0)).exists():
+                raise exceptions.AuthenticationFailed("The token's pipeline no longer exists.")
+            return PipelinePrincipal(int(claims.pipeline_id or 0)), claims
+        if "user" not in claims.scope:
+            raise exceptions.AuthenticationFailed("The token has no scope this server knows.")
         user = get_user_model().objects.filter(username=claims.username, is_active=True).first()
         if user is None:
             raise exceptions.AuthenticationFailed("The token's user no longer exists.")
         return user, claims
 
+    def _build(self, claims: Claims) -> BuildPrincipal:
+        row = (
+            Build.objects.filter(
+                pk=int(claims.build_id or 0), job__pipeline_id=int(claims.pipeline_id or 0)
+            )
+            .values("status", "end_time")
+            .first()
+        )
+        if row is None:
+            raise exceptions.AuthenticationFailed("The token's build no longer exists.")
+        return BuildPrincipal(claims, status=row["status"], end_time=row["end_time"])
+
     def _from_api_token(self, value: str) -> tuple[Any, Token]:
         token = Token.objects.matching(value).select_related("user").first()
-        if token is None or token.user is None or not token.user.is_active:
+        if token is None or (token.user is not None and not token.user.is_active):
             raise exceptions.AuthenticationFailed("The API token is not valid: create a new one.")
         touch_token(token)
+        if token.user is None:
+            return PipelinePrincipal(int(token.pipeline_id or 0)), token
         return token.user, token
+
+
+class BearerScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """Tells the OpenAPI document that every route takes `Authorization: Bearer`."""
+
+    target_class = "pipelines.api.authentication.BearerAuthentication"
+    name = "bearer"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A JWT from GET /v4/auth/token, or an API token as it is.",
+        }

@@ -1,23 +1,47 @@
-"""Who may do what through the API."""
+"""Who may do what through the API: token scopes per route, then rights per pipeline.
+
+Every view says, per HTTP method, which kinds of caller it accepts (`scopes`, Screwdriver's
+route scopes: user, guest, pipeline, build, temporal); `ScopedAccess` enforces that. The view
+then asks `require_right` for pull, push or admin on the pipeline it touches.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
-from rest_framework import permissions
-from rest_framework.exceptions import PermissionDenied
+from django.db.models import Q, QuerySet
+from rest_framework import exceptions, permissions
 from rest_framework.request import Request
 
-from pipelines.api.authentication import BuildPrincipal
-from pipelines.models import Pipeline
+from pipelines.api.authentication import BuildPrincipal, Principal
+from pipelines.models import Pipeline, PipelinePermission
+
+USER, GUEST, PIPELINE, BUILD, TEMPORAL = "user", "guest", "pipeline", "build", "temporal"
+READERS = frozenset({USER, GUEST, PIPELINE, BUILD})
+PEOPLE_AND_PIPELINES = frozenset({USER, PIPELINE})
+PEOPLE = frozenset({USER})
+PULL, PUSH, ADMIN = "pull", "push", "admin"
+# Pipeline.is_public as a filter: public unless its repository is marked private.
+PUBLIC = Q(scm_repo__private=False) | ~Q(scm_repo__has_key="private")
+
+
+def kind_of(request: Request) -> str | None:
+    """The caller's scope: user (a person or their token), guest, pipeline, build or temporal."""
+    user = request.user
+    if user is None or not user.is_authenticated:
+        return None
+    if isinstance(user, Principal):
+        return user.kind
+    return USER
 
 
 def signed_in_user(request: Request) -> User:
-    """The person behind a request that a user-only permission already let through."""
+    """The person behind a request that a user-only route already let through."""
     user = request.user
     if not isinstance(user, User):
-        raise PermissionDenied("Sign in first.")
+        raise exceptions.PermissionDenied("Only a person's token can do this.")
     return user
 
 
@@ -25,36 +49,85 @@ def is_build(request: Request) -> bool:
     return isinstance(request.user, BuildPrincipal)
 
 
-class IsUser(permissions.BasePermission):
-    """A signed-in person (or their API token); build tokens are refused."""
+class ScopedAccess(permissions.BasePermission):
+    """Anonymous callers get a 401; callers of a scope the route does not take get a 403.
 
-    message = "This endpoint needs a user's token; a build token cannot use it."
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return bool(request.user and request.user.is_authenticated and not is_build(request))
-
-
-class IsUserOrBuild(permissions.BasePermission):
-    """A user, or a build acting on itself (each view checks the build id)."""
+    A build's token is refused once its build has ended, except on the routes a launcher
+    reports teardown through (`teardown_reporting`: heartbeat, step updates, log batches and
+    the final status, which then answers 409).
+    """
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return bool(request.user and request.user.is_authenticated)
+        kind = kind_of(request)
+        if kind is None:
+            raise exceptions.NotAuthenticated("Send Authorization: Bearer with a token.")
+        method = "GET" if request.method in {"HEAD", "OPTIONS"} else str(request.method)
+        allowed = getattr(view, "scopes", {}).get(method, PEOPLE)
+        if kind not in allowed:
+            raise exceptions.PermissionDenied(f"A {kind} token cannot call {method} on this route.")
+        user = request.user
+        if not isinstance(user, BuildPrincipal) or not user.ended:
+            return True
+        if method not in getattr(view, "teardown_reporting", ()):
+            raise exceptions.PermissionDenied(
+                f"Build {user.claims.build_id} has ended: its token may now only report teardown."
+            )
+        return True
+
+
+def has_right(request: Request, pipeline: Pipeline, role: str) -> bool:
+    """Whether the caller holds `role` on the pipeline (see docs/api.md for the rules)."""
+    user = request.user
+    kind = kind_of(request)
+    public_read = role == PULL and pipeline.is_public
+    if kind == USER:
+        return pipeline.has_right(user, role)
+    if kind == GUEST:
+        return public_read and settings.SD_GUEST_ACCESS
+    own = isinstance(user, Principal) and user.pipeline_id == pipeline.pk
+    if kind == PIPELINE:
+        return own and role in {PULL, PUSH}
+    if kind == BUILD:
+        return own and role == PULL
+    return False
+
+
+def require_right(request: Request, pipeline: Pipeline, role: str) -> None:
+    if not has_right(request, pipeline, role):
+        raise exceptions.PermissionDenied(
+            f"You need {role} rights on pipeline {pipeline.pk}: ask one of its admins."
+        )
 
 
 def require_admin(request: Request, pipeline: Pipeline) -> None:
-    if is_build(request) or not pipeline.is_admin(request.user):
-        raise PermissionDenied(
-            f"You are not an admin of pipeline {pipeline.pk}: ask one of its admins for access."
-        )
+    require_right(request, pipeline, ADMIN)
+
+
+def readable_pipelines(request: Request) -> QuerySet[Pipeline]:
+    """The pipelines the caller may read, for lists."""
+    user = request.user
+    kind = kind_of(request)
+    pipelines = Pipeline.objects.all()
+    if kind == USER and user.is_superuser:
+        return pipelines
+    if kind == USER:
+        mine = PipelinePermission.objects.filter(user_id=int(user.pk or 0)).values("pipeline_id")
+        return pipelines.filter(PUBLIC | Q(pk__in=mine))
+    if kind == GUEST:
+        return pipelines.filter(PUBLIC)
+    if kind in {PIPELINE, BUILD}:
+        return pipelines.filter(pk=int(getattr(user, "pipeline_id", None) or 0))
+    return pipelines.none()
 
 
 def require_own_build(request: Request, build_id: int) -> None:
     """A build token may touch only its own build."""
-    if is_build(request) and request.user.claims.build_id != build_id:  # type: ignore[union-attr]
-        raise PermissionDenied("A build token can only act on its own build.")
+    user = request.user
+    if isinstance(user, BuildPrincipal) and user.claims.build_id != build_id:
+        raise exceptions.PermissionDenied("A build token can only act on its own build.")
 
 
 def require_build_token(request: Request, build_id: int) -> None:
-    if not is_build(request):
-        raise PermissionDenied("Only the build's own launcher may call this.")
+    if kind_of(request) != BUILD:
+        raise exceptions.PermissionDenied("Only the build's own launcher may call this.")
     require_own_build(request, build_id)

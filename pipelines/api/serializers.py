@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from rest_framework import serializers
 
 
@@ -23,25 +24,51 @@ class CompactSerializer(serializers.Serializer):  # type: ignore[type-arg]
         return {key: value for key, value in data.items() if value is not None}
 
 
+def scm_context_of(stored: str) -> str:
+    """Screwdriver's `scm:host` form of an SCM context ("local" becomes "local:localhost")."""
+    return stored if ":" in stored else f"{stored}:localhost"
+
+
 class PipelineSerializer(CompactSerializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     scmUri = serializers.CharField(source="scm_uri")
-    scmContext = serializers.CharField(source="scm_context")
+    scmContext = serializers.SerializerMethodField()
     scmRepo = serializers.JSONField(source="scm_repo")
     checkoutUrl = serializers.CharField(source="checkout_url")
     createTime = ScrewdriverTime(source="created_at")
-    admins = serializers.JSONField()
+    admins = serializers.SerializerMethodField()
     workflowGraph = serializers.JSONField(source="workflow_graph")
     annotations = serializers.JSONField()
     parameters = serializers.JSONField()
     lastEventId = serializers.IntegerField(source="last_event_id")
     state = serializers.CharField()
 
+    def get_scmContext(self, pipeline: Any) -> str:
+        return scm_context_of(pipeline.scm_context)
+
+    def get_admins(self, pipeline: Any) -> dict[str, bool]:
+        # Screwdriver's `admins` map, kept for its clients; the rights live in permissions.
+        rows = getattr(pipeline, "admin_permissions", None)
+        if rows is None:
+            rows = pipeline.permissions.filter(role="admin").select_related("user")
+        return {row.user.get_username(): True for row in rows}
+
 
 class PipelineCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     checkoutUrl = serializers.CharField(max_length=1024)
     rootDir = serializers.CharField(max_length=512, required=False, allow_blank=True)
+
+    def validate_rootDir(self, value: str) -> str:
+        if value.strip("/"):
+            raise serializers.ValidationError(
+                "only the repository root is supported: leave it out."
+            )
+        return ""
+
+
+class PipelineUpdateSerializer(PipelineCreateSerializer):
+    pass
 
 
 class JobSerializer(CompactSerializer):
@@ -71,7 +98,7 @@ class EventSerializer(CompactSerializer):
     groupEventId = serializers.SerializerMethodField()
     type = serializers.CharField()
     causeMessage = serializers.CharField(source="cause_message")
-    commit = serializers.JSONField()
+    commit = serializers.SerializerMethodField()
     creator = serializers.JSONField()
     createTime = ScrewdriverTime(source="created_at")
     sha = serializers.CharField()
@@ -82,16 +109,128 @@ class EventSerializer(CompactSerializer):
     workflowGraph = serializers.JSONField(source="workflow_graph")
     status = serializers.CharField()
 
+    def get_commit(self, event: Any) -> dict[str, Any]:
+        # Screwdriver requires a link to the commit; a local repository has no web page for
+        # it, so the link goes to the event's page, which shows the commit.
+        commit = dict(event.commit or {})
+        if not commit.get("url"):
+            commit["url"] = f"{settings.SD_UI_URL}/pipelines/{event.pipeline_id}/events/{event.pk}"
+        return commit
+
     def get_groupEventId(self, event: Any) -> int:
         # An event that starts a group is its own group, as in Screwdriver.
         return int(event.group_event_id or event.pk)
 
 
 class EventCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    pipelineId = serializers.IntegerField(min_value=1)
-    startFrom = serializers.CharField(max_length=128, required=False, default="~commit")
+    pipelineId = serializers.IntegerField(min_value=1, required=False)
+    startFrom = serializers.CharField(max_length=128, required=False)
     causeMessage = serializers.CharField(
         max_length=512, required=False, allow_blank=True, default=""
     )
     sha = serializers.RegexField(r"^[0-9a-f]{40}$", required=False)
     meta = serializers.DictField(required=False, default=dict)
+    parentEventId = serializers.IntegerField(min_value=1, required=False)
+    buildId = serializers.IntegerField(min_value=1, required=False)
+    groupEventId = serializers.IntegerField(min_value=1, required=False)
+    parentBuildId = serializers.IntegerField(min_value=1, required=False)
+    prNum = serializers.IntegerField(min_value=1, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "prNum" in attrs:
+            raise serializers.ValidationError("prNum: pull-request events are not supported yet.")
+        if "sha" in attrs and ("parentEventId" in attrs or "buildId" in attrs):
+            raise serializers.ValidationError(
+                "sha: a restart runs its parent event's sha; leave sha out."
+            )
+        return attrs
+
+
+class JobUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    state = serializers.ChoiceField(choices=["ENABLED", "DISABLED"])
+    stateChangeMessage = serializers.CharField(
+        max_length=512, required=False, allow_blank=True, default=""
+    )
+
+
+SECRET_NAME = r"^[A-Z_][A-Z0-9_]*$"  # noqa: S105 - a pattern for names, not a password
+
+
+class SecretSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """A secret as the API shows it: never its value."""
+
+    id = serializers.IntegerField()
+    pipelineId = serializers.IntegerField(source="pipeline_id")
+    name = serializers.CharField()
+    allowInPR = serializers.BooleanField(source="allow_in_pr")
+
+
+class SecretCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    pipelineId = serializers.IntegerField(min_value=1)
+    name = serializers.RegexField(SECRET_NAME, max_length=64)
+    value = serializers.CharField(max_length=65536, trim_whitespace=False, write_only=True)
+    allowInPR = serializers.BooleanField(required=False, default=False)
+
+
+class SecretUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    value = serializers.CharField(
+        max_length=65536, trim_whitespace=False, required=False, write_only=True
+    )
+    allowInPR = serializers.BooleanField(required=False)
+
+
+class TokenSerializer(CompactSerializer):
+    """A token as the API shows it; the value appears only once, at creation or refresh."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    userId = serializers.IntegerField(source="user_id")
+    pipelineId = serializers.IntegerField(source="pipeline_id")
+    createTime = ScrewdriverTime(source="created_at")
+    lastUsed = serializers.SerializerMethodField()
+
+    def get_lastUsed(self, token: Any) -> str:
+        # Screwdriver sends "" for a token never used.
+        moment = token.last_used
+        return ScrewdriverTime().to_representation(moment) if moment else ""
+
+
+class NewTokenSerializer(TokenSerializer):
+    value = serializers.CharField()
+
+
+class TokenCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField(max_length=128)
+    description = serializers.CharField(
+        max_length=256, required=False, allow_blank=True, default=""
+    )
+
+
+class TokenUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField(max_length=128, required=False)
+    description = serializers.CharField(max_length=256, required=False, allow_blank=True)
+
+
+class PermissionSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    username = serializers.CharField(source="user.username")
+    role = serializers.CharField()
+    grantedBy = serializers.CharField(source="granted_by")
+    createTime = ScrewdriverTime(source="created_at")
+
+
+class PermissionUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    role = serializers.ChoiceField(choices=["pull", "push", "admin"])
+
+
+class LoginSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=1024, trim_whitespace=False, write_only=True)
+
+
+class ValidatorSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    yaml = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=1_000_000)
+
+
+class TokenResponseSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    token = serializers.CharField()

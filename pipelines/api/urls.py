@@ -1,29 +1,85 @@
-"""/v4 routes of the pipelines app."""
+"""/v4 routes of the pipelines app, in Screwdriver's paths."""
 
 from __future__ import annotations
 
 from django.urls import path
 
-from pipelines.api import views
+from pipelines.api import schema  # noqa: F401 - registers the OpenAPI extensions
+from pipelines.api.views import auth, jobs_events, pipelines, secrets_tokens
+
+P = "pipelines/<int:pipeline_id>"
 
 urlpatterns = [
-    path("status", views.StatusView.as_view(), name="status"),
-    path("auth/token", views.AuthTokenView.as_view(), name="auth-token"),
-    path("pipelines", views.PipelineListView.as_view(), name="pipeline-list"),
-    path("pipelines/<int:pipeline_id>", views.PipelineDetailView.as_view(), name="pipeline-detail"),
+    path("status", auth.StatusView.as_view(), name="status"),
+    path("versions", auth.VersionsView.as_view(), name="versions"),
+    path("auth/token", auth.AuthTokenView.as_view(), name="auth-token"),
+    path("auth/login", auth.AuthLoginView.as_view(), name="auth-login"),
+    path("auth/login/guest", auth.GuestLoginView.as_view(), name="auth-login-guest"),
+    path("auth/logout", auth.AuthLogoutView.as_view(), name="auth-logout"),
+    path("auth/contexts", auth.AuthContextsView.as_view(), name="auth-contexts"),
+    path("validator", auth.ValidatorView.as_view(), name="validator"),
+    path("pipelines", pipelines.PipelineListView.as_view(), name="pipeline-list"),
+    path(P, pipelines.PipelineDetailView.as_view(), name="pipeline-detail"),
+    path(f"{P}/sync", pipelines.PipelineSyncView.as_view(), name="pipeline-sync"),
+    path(f"{P}/jobs", pipelines.PipelineJobsView.as_view(), name="pipeline-jobs"),
+    path(f"{P}/events", pipelines.PipelineEventsView.as_view(), name="pipeline-events"),
+    path(f"{P}/builds", pipelines.PipelineBuildsView.as_view(), name="pipeline-builds"),
     path(
-        "pipelines/<int:pipeline_id>/jobs", views.PipelineJobsView.as_view(), name="pipeline-jobs"
+        f"{P}/latestBuild",
+        pipelines.PipelineLatestBuildView.as_view(),
+        name="pipeline-latest-build",
+    ),
+    path(f"{P}/badge", pipelines.PipelineBadgeView.as_view(), name="pipeline-badge"),
+    path(f"{P}/<str:job_name>/badge", pipelines.JobBadgeView.as_view(), name="job-badge"),
+    path(
+        f"{P}/permissions",
+        pipelines.PipelinePermissionsView.as_view(),
+        name="pipeline-permissions",
     ),
     path(
-        "pipelines/<int:pipeline_id>/events",
-        views.PipelineEventsView.as_view(),
-        name="pipeline-events",
+        f"{P}/permissions/<str:username>",
+        pipelines.PipelinePermissionView.as_view(),
+        name="pipeline-permission",
     ),
-    path("jobs/<int:job_id>", views.JobDetailView.as_view(), name="job-detail"),
-    path("jobs/<int:job_id>/builds", views.JobBuildsView.as_view(), name="job-builds"),
-    path("events", views.EventCreateView.as_view(), name="event-create"),
-    path("events/<int:event_id>", views.EventDetailView.as_view(), name="event-detail"),
-    path("events/<int:event_id>/builds", views.EventBuildsView.as_view(), name="event-builds"),
-    path("events/<int:event_id>/stop", views.EventStopView.as_view(), name="event-stop"),
-    path("validator", views.ValidatorView.as_view(), name="validator"),
+    path(f"{P}/secrets", secrets_tokens.PipelineSecretsView.as_view(), name="pipeline-secrets"),
+    path(f"{P}/tokens", secrets_tokens.PipelineTokensView.as_view(), name="pipeline-tokens"),
+    path(
+        f"{P}/tokens/<int:token_id>",
+        secrets_tokens.PipelineTokenDetailView.as_view(),
+        name="pipeline-token",
+    ),
+    path(
+        f"{P}/tokens/<int:token_id>/refresh",
+        secrets_tokens.PipelineTokenRefreshView.as_view(),
+        name="pipeline-token-refresh",
+    ),
+    path("jobs/<int:job_id>", jobs_events.JobDetailView.as_view(), name="job-detail"),
+    path("jobs/<int:job_id>/builds", jobs_events.JobBuildsView.as_view(), name="job-builds"),
+    path(
+        "jobs/<int:job_id>/latestBuild",
+        jobs_events.JobLatestBuildView.as_view(),
+        name="job-latest-build",
+    ),
+    path(
+        "jobs/<int:job_id>/lastSuccessfulMeta",
+        jobs_events.JobLastSuccessfulMetaView.as_view(),
+        name="job-last-successful-meta",
+    ),
+    path("events", jobs_events.EventCreateView.as_view(), name="event-create"),
+    path("events/<int:event_id>", jobs_events.EventDetailView.as_view(), name="event-detail"),
+    path(
+        "events/<int:event_id>/builds", jobs_events.EventBuildsView.as_view(), name="event-builds"
+    ),
+    path("events/<int:event_id>/stop", jobs_events.EventStopView.as_view(), name="event-stop"),
+    path("secrets", secrets_tokens.SecretCreateView.as_view(), name="secret-create"),
+    path(
+        "secrets/<int:secret_id>", secrets_tokens.SecretDetailView.as_view(), name="secret-detail"
+    ),
+    path("tokens", secrets_tokens.UserTokensView.as_view(), name="token-list"),
+    path("tokens/<int:token_id>", secrets_tokens.UserTokenDetailView.as_view(), name="token"),
+    path(
+        "tokens/<int:token_id>/refresh",
+        secrets_tokens.UserTokenRefreshView.as_view(),
+        name="token-refresh",
+    ),
 ]

@@ -1,0 +1,1 @@
+"""The /v4 views of the pipelines app, one module per resource."""

@@ -1,0 +1,194 @@
+"""/v4/jobs and /v4/events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status as http
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from builds import services as build_services
+from builds.api.serializers import BuildSerializer
+from builds.models import Build, BuildStatus
+from pipelines.api.base import PAGING_PARAMETERS, ApiView, event_for, job_for, paginate
+from pipelines.api.permissions import PEOPLE_AND_PIPELINES, PULL, PUSH, READERS, require_right
+from pipelines.api.serializers import (
+    EventCreateSerializer,
+    EventSerializer,
+    JobSerializer,
+    JobUpdateSerializer,
+)
+from pipelines.api.views.pipelines import BUILD_STATUSES, _builds_of
+from pipelines.models import Event, Pipeline
+from pipelines.services import Creator, PipelineError, restart_event, set_job_state, start_event
+
+
+def creator_of(request: Request) -> Creator:
+    """Who started an event, in Screwdriver's creator shape."""
+    user = request.user
+    if hasattr(user, "get_full_name"):
+        return Creator(
+            name=user.get_full_name() or user.get_username(), username=user.get_username()
+        )
+    return Creator(name=user.get_username(), username=user.get_username())
+
+
+class JobDetailView(ApiView):
+    scopes = {"GET": READERS, "PUT": PEOPLE_AND_PIPELINES}
+
+    @extend_schema(responses={200: JobSerializer})
+    def get(self, request: Request, job_id: int) -> Response:
+        return Response(JobSerializer(job_for(request, job_id, PULL)).data)
+
+    @extend_schema(request=JobUpdateSerializer, responses={200: JobSerializer})
+    def put(self, request: Request, job_id: int) -> Response:
+        job = job_for(request, job_id, PUSH)
+        body = JobUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        job = set_job_state(
+            job=job,
+            state=body.validated_data["state"],
+            message=body.validated_data["stateChangeMessage"],
+            changer=request.user.get_username(),
+        )
+        return Response(JobSerializer(job).data)
+
+
+class JobBuildsView(ApiView):
+    scopes = {"GET": READERS}
+
+    @extend_schema(
+        parameters=[
+            *PAGING_PARAMETERS,
+            OpenApiParameter("status", OpenApiTypes.STR, enum=BUILD_STATUSES),
+        ],
+        responses={200: BuildSerializer(many=True)},
+    )
+    def get(self, request: Request, job_id: int) -> Response:
+        job = job_for(request, job_id, PULL)
+        builds = _builds_of(request, Build.objects.filter(job=job))
+        page = paginate(request, builds).prefetch_related("steps")
+        return Response(BuildSerializer(page, many=True, context={"with_steps": True}).data)
+
+
+class JobLatestBuildView(ApiView):
+    scopes = {"GET": READERS}
+
+    @extend_schema(
+        parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=BUILD_STATUSES)],
+        responses={200: BuildSerializer},
+    )
+    def get(self, request: Request, job_id: int) -> Response:
+        job = job_for(request, job_id, PULL)
+        build = _builds_of(request, Build.objects.filter(job=job)).order_by("-id").first()
+        if build is None:
+            raise PipelineError(f"Job {job.pk} has no such build yet.", status=404)
+        return Response(BuildSerializer(build, context={"with_steps": True}).data)
+
+
+class JobLastSuccessfulMetaView(ApiView):
+    scopes = {"GET": READERS}
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request, job_id: int) -> Response:
+        job = job_for(request, job_id, PULL)
+        meta = (
+            Build.objects.filter(job=job, status=BuildStatus.SUCCESS)
+            .order_by("-id")
+            .values_list("meta", flat=True)
+            .first()
+        )
+        return Response(meta or {})
+
+
+class EventCreateView(ApiView):
+    """POST /v4/events: start from a job or trigger, or restart from an earlier event or build."""
+
+    scopes = {"POST": PEOPLE_AND_PIPELINES}
+
+    @extend_schema(request=EventCreateSerializer, responses={201: EventSerializer})
+    def post(self, request: Request) -> Response:
+        body = EventCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data: dict[str, Any] = body.validated_data
+        parent: Event | None = None
+        start_from = data.get("startFrom")
+        if "buildId" in data:
+            build = get_object_or_404(
+                Build.objects.select_related("job", "event__pipeline"), pk=data["buildId"]
+            )
+            parent, start_from = build.event, start_from or build.job.name
+        elif "parentEventId" in data:
+            parent = get_object_or_404(
+                Event.objects.select_related("pipeline"), pk=data["parentEventId"]
+            )
+        if parent is not None:
+            pipeline = parent.pipeline
+            if data.get("pipelineId") not in (None, pipeline.pk):
+                raise ValidationError(f"pipelineId: the parent event is of pipeline {pipeline.pk}.")
+        elif "pipelineId" in data:
+            pipeline = get_object_or_404(Pipeline, pk=data["pipelineId"])
+        else:
+            raise ValidationError(
+                "pipelineId: send the pipeline to start (or a parentEventId or buildId)."
+            )
+        require_right(request, pipeline, PUSH)
+        if parent is None:
+            event = start_event(
+                pipeline=pipeline,
+                start_from=start_from or "~commit",
+                creator=creator_of(request),
+                sha=data.get("sha"),
+                cause_message=data["causeMessage"],
+                meta=data["meta"],
+            )
+        else:
+            event = restart_event(
+                parent_event=parent,
+                start_from=start_from or parent.start_from,
+                creator=creator_of(request),
+                cause_message=data["causeMessage"],
+                meta=data["meta"],
+            )
+        return Response(EventSerializer(event).data, status=http.HTTP_201_CREATED)
+
+
+class EventDetailView(ApiView):
+    scopes = {"GET": READERS}
+
+    @extend_schema(responses={200: EventSerializer})
+    def get(self, request: Request, event_id: int) -> Response:
+        return Response(EventSerializer(event_for(request, event_id, PULL)).data)
+
+
+class EventBuildsView(ApiView):
+    scopes = {"GET": READERS}
+
+    @extend_schema(
+        parameters=[
+            *PAGING_PARAMETERS,
+            OpenApiParameter("status", OpenApiTypes.STR, enum=BUILD_STATUSES),
+        ],
+        responses={200: BuildSerializer(many=True)},
+    )
+    def get(self, request: Request, event_id: int) -> Response:
+        event = event_for(request, event_id, PULL)
+        builds = _builds_of(request, Build.objects.filter(event=event))
+        page = paginate(request, builds, default_sort="ascending").prefetch_related("steps")
+        return Response(BuildSerializer(page, many=True, context={"with_steps": True}).data)
+
+
+class EventStopView(ApiView):
+    scopes = {"PUT": PEOPLE_AND_PIPELINES}
+
+    @extend_schema(request=None, responses={200: EventSerializer})
+    def put(self, request: Request, event_id: int) -> Response:
+        event = event_for(request, event_id, PUSH)
+        build_services.stop_event(event=event, message=f"Aborted by {request.user.get_username()}")
+        event.refresh_from_db()
+        return Response(EventSerializer(event).data)

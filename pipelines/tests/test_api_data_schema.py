@@ -1,0 +1,125 @@
+"""Every object the API returns passes Screwdriver's data-schema `get` model (npm package)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from conftest import GitRepo
+from pipelines.auth_tokens import issue_user_token
+from pipelines.services import create_secret
+from pipelines.tests.api_fixtures import CHAIN, SECRET_VALUE, make_world, with_bearer
+
+ROOT = Path(__file__).resolve().parents[2]
+ORACLE = ROOT / "oracle" / "data-schema"
+
+pytestmark = [pytest.mark.oracle, pytest.mark.django_db]
+
+
+@pytest.fixture(scope="session")
+def data_schema() -> Path:
+    """Install the pinned screwdriver-data-schema once; skip only when Node is missing."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed for the data-schema oracle")
+    installed = ORACLE / "node_modules" / ".sd-installed"
+    # Parallel test workers share the directory: one installs, the others wait on the lock.
+    with open(ORACLE / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not installed.exists():
+            subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=ORACLE,
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+            installed.touch()
+    return ORACLE
+
+
+def verdicts(oracle: Path, items: list[tuple[str, Any]]) -> list[str | None]:
+    """What Screwdriver's models say of each (model, object): None when it passes."""
+    payload = json.dumps([{"model": model, "object": obj} for model, obj in items])
+    done = subprocess.run(
+        ["node", str(oracle / "validate.js")],
+        input=payload,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def test_every_object_the_api_returns_passes_screwdrivers_get_models(
+    data_schema: Path, make_repo: Callable[..., GitRepo]
+) -> None:
+    owner = User.objects.create_user(username="alice", first_name="Alice")
+    world = make_world(make_repo({"screwdriver.yaml": CHAIN}), owner)
+    create_secret(pipeline=world.pipeline, name="DEPLOY_KEY", value=SECRET_VALUE, allow_in_pr=False)
+    client = with_bearer(issue_user_token(username="alice", is_admin=False))
+    p, b, j = world.pipeline.pk, world.build.pk, world.build.job_id
+    done = world.done.pk
+
+    def get(url: str) -> Any:
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.content)
+        return response.json()
+
+    def post(url: str, body: dict[str, Any]) -> Any:
+        response = client.post(url, body, format="json")
+        assert response.status_code == 201, (url, response.content)
+        return response.json()
+
+    user_token = post("/v4/tokens", {"name": "laptop", "description": "mine"})
+    pipeline_token = post(f"/v4/pipelines/{p}/tokens", {"name": "deploy"})
+    secret = get(f"/v4/pipelines/{p}/secrets")[0]
+    items: list[tuple[str, Any]] = [
+        ("pipeline", get(f"/v4/pipelines/{p}")),
+        *[("pipeline", x) for x in get("/v4/pipelines")],
+        *[("job", x) for x in get(f"/v4/pipelines/{p}/jobs")],
+        ("job", get(f"/v4/jobs/{j}")),
+        *[("event", x) for x in get(f"/v4/pipelines/{p}/events")],
+        ("event", get(f"/v4/events/{done}")),
+        ("build", get(f"/v4/builds/{b}")),
+        *[("build", x) for x in get(f"/v4/events/{done}/builds")],
+        *[("build", x) for x in get(f"/v4/jobs/{j}/builds")],
+        *[("build", x) for x in get(f"/v4/pipelines/{p}/builds")],
+        ("build", get(f"/v4/jobs/{j}/latestBuild")),
+        ("build", get(f"/v4/pipelines/{p}/latestBuild")),
+        *[("step", x) for x in get(f"/v4/builds/{b}/steps")],
+        *[("step", x) for x in get(f"/v4/events/{done}/builds")[0]["steps"]],
+        ("step", get(f"/v4/builds/{b}/steps/hello")),
+        ("secret", secret),
+        ("secret", get(f"/v4/secrets/{secret['id']}")),
+        *[("secret", x) for x in get(f"/v4/builds/{b}/secrets")],
+        ("token", user_token),
+        *[("token", x) for x in get("/v4/tokens")],
+        ("token", pipeline_token),
+        *[("token", x) for x in get(f"/v4/pipelines/{p}/tokens")],
+    ]
+    kinds = {model for model, _ in items}
+    assert kinds == {"pipeline", "job", "event", "build", "step", "secret", "token"}
+
+    failures = [
+        (model, message, obj)
+        for (model, obj), message in zip(items, verdicts(data_schema, items), strict=True)
+        if message is not None
+    ]
+
+    assert failures == []
+
+
+def test_the_oracle_refuses_what_screwdriver_would_refuse(data_schema: Path) -> None:
+    # Guards the harness itself: a broken object must be reported, not waved through.
+    verdict = verdicts(data_schema, [("build", {"id": "x"}), ("step", {"name": "ok"})])
+
+    assert verdict[0] is not None and verdict[1] is None

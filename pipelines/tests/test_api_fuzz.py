@@ -1,0 +1,82 @@
+"""schemathesis against the running API: no operation of /v4/swagger.json answers with a 5xx.
+
+`make test` runs a modest budget (SD_FUZZ_EXAMPLES, default 10 examples per operation, and the
+examples and fuzzing phases); docs/api.md gives the release check's larger one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from conftest import GitRepo
+from pipelines.auth_tokens import issue_user_token
+from pipelines.services import create_secret
+from pipelines.tests.api_fixtures import CHAIN, make_world
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+EXAMPLES = int(os.environ.get("SD_FUZZ_EXAMPLES", "10"))
+# The coverage and stateful phases take minutes: the release check adds them (docs/api.md).
+PHASES = os.environ.get("SD_FUZZ_PHASES", "examples,fuzzing")
+
+
+def schemathesis_cli() -> str:
+    found = shutil.which("st", path=str(Path(sys.executable).parent)) or shutil.which("st")
+    if found is None:
+        pytest.fail("schemathesis is not installed: run `make venv`.")
+    return found
+
+
+def test_no_operation_answers_with_a_server_error(
+    live_server: Any, make_repo: Callable[..., GitRepo], settings: Any, tmp_path: Path
+) -> None:
+    settings.SD_API_URL = "http://127.0.0.1:9"
+    root = User.objects.create_superuser(username="root")
+    world = make_world(make_repo({"screwdriver.yaml": CHAIN}), root)
+    create_secret(pipeline=world.pipeline, name="DEPLOY_KEY", value="v", allow_in_pr=False)
+    # A JWT rather than an API token: the fuzzer may delete token rows, not this.
+    token = issue_user_token(username="root", is_admin=True)
+
+    done = subprocess.run(
+        [
+            schemathesis_cli(),
+            "run",
+            f"{live_server.url}/v4/swagger.json",
+            "--url",
+            f"{live_server.url}",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            str(EXAMPLES),
+            "--phases",
+            PHASES,
+            "--seed",
+            "4",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "60",
+            "--header",
+            f"Authorization: Bearer {token}",
+            "--suppress-health-check",
+            "all",
+            "--output-truncate",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=tmp_path,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+    )
+
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]

@@ -1,0 +1,388 @@
+"""The authorization matrix: every /v4 route against every kind of caller, declared once.
+
+Each row names a route (by URL name and method) and what each persona gets. The personas:
+anonymous, guest, outsider (signed in, no role), pull, push and admin (roles on the pipeline),
+a pipeline token of this pipeline and of another, a build token of this pipeline's running
+build and of another pipeline's build, an expired token, and the token of a build that ended
+a minute ago (used on its own build's URLs, where only teardown reporting is still allowed).
+The matrix runs against a public pipeline with guest access on. Every cell runs in a
+transaction that is rolled back, so cells cannot affect each other. A route the URL resolver
+knows and the matrix does not (or the reverse) fails the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from builds.models import Build, BuildStatus
+from conftest import GitRepo
+from pipelines.auth_tokens import issue_build_token, issue_guest_token, issue_user_token
+from pipelines.models import PipelinePermission, Secret
+from pipelines.services import (
+    create_pipeline,
+    create_pipeline_token,
+    create_secret,
+    create_user_token,
+    grant_permission,
+)
+from pipelines.tests.api_fixtures import CHAIN, finish, main_build, make_world, new_event
+
+pytestmark = pytest.mark.django_db
+
+PERSONAS = (
+    "anonymous",
+    "guest",
+    "outsider",
+    "pull",
+    "push",
+    "admin",
+    "pipeline",
+    "other_pipeline",
+    "build",
+    "other_build",
+    "expired",
+    "ended",
+)
+HTTP_METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def rule(base: dict[str, int], **overrides: int) -> dict[str, int]:
+    """A full persona -> status map: `base` with some personas changed."""
+    merged = {**base, **overrides}
+    assert set(merged) == set(PERSONAS), set(PERSONAS) ^ set(merged)
+    return merged
+
+
+def everyone(status: int) -> dict[str, int]:
+    return dict.fromkeys(PERSONAS, status)
+
+
+DENIED = {**everyone(403), "anonymous": 401, "expired": 401}
+# Pull on the pipeline: anyone signed in (it is public), guests, its own pipeline and builds.
+READ = rule(
+    everyone(200), anonymous=401, expired=401, other_pipeline=403, other_build=403, ended=403
+)
+# Lists filter rather than refuse: another pipeline's token sees only its own pipeline.
+LIST = rule(everyone(200), anonymous=401, expired=401, ended=403)
+PEOPLE_READ = rule(READ, guest=403, pipeline=403, build=403)
+PUSH = rule(DENIED, push=200, admin=200, pipeline=200)
+PUSH_PEOPLE = rule(DENIED, push=200, admin=200)
+ADMIN = rule(DENIED, admin=200)
+PEOPLE = rule(DENIED, outsider=200, pull=200, push=200, admin=200)
+# A person's own token: only its owner (the admin persona) finds it.
+OWN_TOKEN = rule(DENIED, outsider=404, pull=404, push=404, admin=200)
+REPORT = rule(DENIED, build=200, ended=200)
+PUBLIC = everyone(200)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One route and method, what to send, and what each persona must get."""
+
+    name: str
+    method: str
+    expect: dict[str, int]
+    body: Callable[[dict[str, Any]], Any] | None = None
+    kwargs: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda ids: {})
+
+
+def p(ids: dict[str, Any]) -> dict[str, Any]:
+    return {"pipeline_id": ids["pipeline"]}
+
+
+def b(ids: dict[str, Any]) -> dict[str, Any]:
+    return {"build_id": ids["build"]}
+
+
+def step(ids: dict[str, Any]) -> dict[str, Any]:
+    return {"build_id": ids["build"], "name": "hello"}
+
+
+MATRIX: list[Row] = [
+    Row("status", "get", PUBLIC),
+    Row("versions", "get", PUBLIC),
+    Row("schema", "get", PUBLIC),
+    Row("docs", "get", PUBLIC),
+    Row("auth-contexts", "get", PUBLIC),
+    Row("auth-login-guest", "get", PUBLIC),
+    Row("auth-login-guest", "post", PUBLIC),
+    Row(
+        "auth-login", "post", PUBLIC, body=lambda ids: {"username": "pat", "password": "pw-4-pat!"}
+    ),
+    Row("auth-token", "get", rule(LIST, build=403, other_build=403)),
+    Row(
+        "auth-logout", "post", rule(DENIED, guest=200, outsider=200, pull=200, push=200, admin=200)
+    ),
+    Row("validator", "post", rule(LIST, guest=403), body=lambda ids: {"yaml": CHAIN}),
+    Row("webhook-local", "post", everyone(401), body=lambda ids: {"repository": "/x"}),
+    Row("pipeline-list", "get", LIST),
+    Row(
+        "pipeline-list",
+        "post",
+        rule(PEOPLE, outsider=201, pull=201, push=201, admin=201),
+        body=lambda ids: {"checkoutUrl": ids["spare_url"]},
+    ),
+    Row("pipeline-detail", "get", READ, kwargs=p),
+    Row("pipeline-detail", "put", ADMIN, kwargs=p, body=lambda ids: {"checkoutUrl": ids["url"]}),
+    # The admin may delete, but not while a build runs: a 409 says to stop it first.
+    Row("pipeline-detail", "delete", rule(ADMIN, admin=409), kwargs=p),
+    Row("pipeline-sync", "post", rule(PUSH, push=204, admin=204, pipeline=204), kwargs=p),
+    Row("pipeline-jobs", "get", READ, kwargs=p),
+    Row("pipeline-events", "get", READ, kwargs=p),
+    Row("pipeline-builds", "get", READ, kwargs=p),
+    Row("pipeline-latest-build", "get", READ, kwargs=p),
+    Row("pipeline-badge", "get", READ, kwargs=p),
+    Row("job-badge", "get", READ, kwargs=lambda ids: {**p(ids), "job_name": "main"}),
+    Row("pipeline-permissions", "get", PEOPLE_READ, kwargs=p),
+    Row(
+        "pipeline-permission",
+        "put",
+        ADMIN,
+        body=lambda ids: {"role": "pull"},
+        kwargs=lambda ids: {**p(ids), "username": "olive"},
+    ),
+    Row(
+        "pipeline-permission",
+        "delete",
+        rule(ADMIN, admin=204),
+        kwargs=lambda ids: {**p(ids), "username": "pat"},
+    ),
+    Row("pipeline-secrets", "get", PUSH_PEOPLE, kwargs=p),
+    Row("pipeline-tokens", "get", ADMIN, kwargs=p),
+    Row(
+        "pipeline-tokens", "post", rule(ADMIN, admin=201), kwargs=p, body=lambda ids: {"name": "ci"}
+    ),
+    Row(
+        "pipeline-token",
+        "put",
+        ADMIN,
+        body=lambda ids: {"description": "x"},
+        kwargs=lambda ids: {**p(ids), "token_id": ids["pipeline_token"]},
+    ),
+    Row(
+        "pipeline-token",
+        "delete",
+        rule(ADMIN, admin=204),
+        kwargs=lambda ids: {**p(ids), "token_id": ids["pipeline_token"]},
+    ),
+    Row(
+        "pipeline-token-refresh",
+        "put",
+        ADMIN,
+        kwargs=lambda ids: {**p(ids), "token_id": ids["pipeline_token"]},
+    ),
+    Row("job-detail", "get", READ, kwargs=lambda ids: {"job_id": ids["job"]}),
+    Row(
+        "job-detail",
+        "put",
+        PUSH,
+        kwargs=lambda ids: {"job_id": ids["job"]},
+        body=lambda ids: {"state": "DISABLED", "stateChangeMessage": "flaky"},
+    ),
+    Row("job-builds", "get", READ, kwargs=lambda ids: {"job_id": ids["job"]}),
+    Row("job-latest-build", "get", READ, kwargs=lambda ids: {"job_id": ids["job"]}),
+    Row("job-last-successful-meta", "get", READ, kwargs=lambda ids: {"job_id": ids["job"]}),
+    Row(
+        "event-create",
+        "post",
+        rule(PUSH, push=201, admin=201, pipeline=201),
+        body=lambda ids: {"pipelineId": ids["pipeline"], "startFrom": "main"},
+    ),
+    Row("event-detail", "get", READ, kwargs=lambda ids: {"event_id": ids["event"]}),
+    Row("event-builds", "get", READ, kwargs=lambda ids: {"event_id": ids["event"]}),
+    Row("event-stop", "put", PUSH, kwargs=lambda ids: {"event_id": ids["event"]}),
+    Row(
+        "secret-create",
+        "post",
+        rule(ADMIN, admin=201),
+        body=lambda ids: {"pipelineId": ids["pipeline"], "name": "NEW_ONE", "value": "v"},
+    ),
+    Row("secret-detail", "get", PUSH_PEOPLE, kwargs=lambda ids: {"secret_id": ids["secret"]}),
+    Row(
+        "secret-detail",
+        "put",
+        ADMIN,
+        kwargs=lambda ids: {"secret_id": ids["secret"]},
+        body=lambda ids: {"value": "new"},
+    ),
+    Row(
+        "secret-detail",
+        "delete",
+        rule(ADMIN, admin=204),
+        kwargs=lambda ids: {"secret_id": ids["secret"]},
+    ),
+    Row("token-list", "get", PEOPLE),
+    Row(
+        "token-list",
+        "post",
+        rule(PEOPLE, outsider=201, pull=201, push=201, admin=201),
+        body=lambda ids: {"name": "laptop"},
+    ),
+    Row(
+        "token",
+        "put",
+        OWN_TOKEN,
+        kwargs=lambda ids: {"token_id": ids["user_token"]},
+        body=lambda ids: {"name": "renamed"},
+    ),
+    Row(
+        "token",
+        "delete",
+        rule(OWN_TOKEN, admin=204),
+        kwargs=lambda ids: {"token_id": ids["user_token"]},
+    ),
+    Row("token-refresh", "put", OWN_TOKEN, kwargs=lambda ids: {"token_id": ids["user_token"]}),
+    Row("build-detail", "get", READ, kwargs=b),
+    # People abort with push; the build's own launcher may abort it too. The ended build is
+    # ABORTED already, so its final report is a 409 (which the launcher accepts).
+    Row(
+        "build-detail",
+        "put",
+        rule(PUSH, build=200, ended=409),
+        kwargs=b,
+        body=lambda ids: {"status": "ABORTED"},
+    ),
+    Row("build-launch", "get", rule(REPORT, ended=403), kwargs=b),
+    Row("build-heartbeat", "post", REPORT, kwargs=b),
+    Row("build-token", "post", rule(REPORT, ended=403), kwargs=b),
+    Row("build-secrets", "get", rule(PUSH, build=200), kwargs=b),
+    Row("build-steps", "get", READ, kwargs=b),
+    Row("build-step", "get", READ, kwargs=step),
+    Row("build-step", "put", REPORT, kwargs=step, body=lambda ids: {"code": 0}),
+    Row("build-step-logs", "get", READ, kwargs=step),
+    Row(
+        "build-step-logs",
+        "post",
+        rule(REPORT, build=201, ended=201),
+        kwargs=step,
+        body=lambda ids: {"seq": 0, "firstLine": 0, "lines": [{"t": 1, "m": "x"}]},
+    ),
+]
+
+
+def api_routes() -> set[tuple[str, str]]:
+    """(URL name, method) of every /v4 route the resolver knows."""
+    found: set[tuple[str, str]] = set()
+
+    def walk(patterns: list[Any], prefix: str, namespace: str) -> Iterator[None]:
+        for entry in patterns:
+            if isinstance(entry, URLResolver):
+                ns = entry.namespace or namespace
+                yield from walk(entry.url_patterns, prefix + str(entry.pattern), ns)
+            elif isinstance(entry, URLPattern) and prefix.startswith("v4/"):
+                view = getattr(entry.callback, "view_class", None) or getattr(
+                    entry.callback, "cls", None
+                )
+                assert entry.name, f"/{prefix}{entry.pattern} needs a URL name"
+                for method in HTTP_METHODS:
+                    if view is not None and hasattr(view, method):
+                        found.add((entry.name, method))
+                yield None
+
+    list(walk(get_resolver().url_patterns, "", ""))
+    return found
+
+
+def test_every_route_has_exactly_one_row_in_the_matrix() -> None:
+    declared = [(row.name, row.method) for row in MATRIX]
+
+    assert len(declared) == len(set(declared)), "a route is declared twice"
+    assert set(declared) == api_routes()
+
+
+@pytest.fixture
+def world(make_repo: Callable[..., GitRepo], settings: Any) -> dict[str, Any]:
+    settings.SD_API_URL = "http://127.0.0.1:9"
+    settings.SD_GUEST_ACCESS = True
+    users = {
+        name: User.objects.create_user(username=u)
+        for name, u in [("outsider", "olive"), ("pull", "pat"), ("push", "pia"), ("admin", "ada")]
+    }
+    users["pull"].set_password("pw-4-pat!")
+    users["pull"].save()
+    repo = make_repo({"screwdriver.yaml": CHAIN})
+    w = make_world(repo, users["admin"])
+    pipeline = w.pipeline
+    grant_permission(pipeline=pipeline, user=users["pull"], role="pull", granted_by="ada")
+    grant_permission(pipeline=pipeline, user=users["push"], role="push", granted_by="ada")
+    other = create_pipeline(
+        checkout_url=make_repo({"screwdriver.yaml": CHAIN}, "other").checkout_url,
+        user=users["outsider"],
+    )
+    other_build = main_build(new_event(other, "olive"))
+    ended = finish(main_build(w.done), status=BuildStatus.ABORTED, ago_seconds=60)
+    secret = create_secret(pipeline=pipeline, name="DEPLOY_KEY", value="v", allow_in_pr=False)
+    old = timezone.now() - timedelta(days=1)
+    tokens: dict[str, str | None] = {
+        "anonymous": None,
+        "guest": issue_guest_token(),
+        **{
+            name: issue_user_token(username=u.username, is_admin=False) for name, u in users.items()
+        },
+        "pipeline": create_pipeline_token(pipeline=pipeline, name="mine").value,
+        "other_pipeline": create_pipeline_token(pipeline=other, name="theirs").value,
+        "build": issue_build_token(w.build),
+        "other_build": issue_build_token(other_build),
+        "expired": issue_user_token(username="ada", is_admin=False, now=old),
+        "ended": issue_build_token(ended, now=timezone.now() - timedelta(minutes=2)),
+    }
+    ids = {
+        **w.ids(),
+        "url": repo.checkout_url,
+        "spare_url": make_repo({"screwdriver.yaml": CHAIN}, "spare").checkout_url,
+        "secret": secret.pk,
+        "pipeline_token": create_pipeline_token(pipeline=pipeline, name="deploy").token.pk,
+        "user_token": create_user_token(user=users["admin"], name="laptop").token.pk,
+    }
+    assert PipelinePermission.objects.filter(pipeline=pipeline).count() == 3
+    assert Secret.objects.count() == 1
+    return {"tokens": tokens, "ids": ids, "ended_ids": {**ids, "build": ended.pk}}
+
+
+def call(row: Row, token: str | None, ids: dict[str, Any]) -> int:
+    from django.urls import reverse
+
+    client = APIClient()
+    if token:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    url = reverse(f"api:{row.name}", kwargs=row.kwargs(ids))
+    body = row.body(ids) if row.body else None
+    with transaction.atomic():
+        if row.method == "get":
+            response = client.get(url)
+        else:
+            response = getattr(client, row.method)(url, body, format="json")
+        transaction.set_rollback(True)
+    return int(response.status_code)
+
+
+def test_every_route_gives_every_persona_what_the_matrix_says(world: dict[str, Any]) -> None:
+    wrong, cells = [], 0
+    for row in MATRIX:
+        for persona in PERSONAS:
+            cells += 1
+            ids = world["ended_ids"] if persona == "ended" else world["ids"]
+            got = call(row, world["tokens"][persona], ids)
+            if got != row.expect[persona]:
+                wrong.append(
+                    f"{row.method.upper()} {row.name} as {persona}: {got}, "
+                    f"expected {row.expect[persona]}"
+                )
+
+    assert wrong == [], "\n".join(wrong)
+    assert cells == len(MATRIX) * len(PERSONAS)
+    assert Build.objects.filter(status=BuildStatus.QUEUED).count() == 2  # nothing leaked
+
+
+def test_the_matrix_is_large_enough_to_mean_something() -> None:
+    assert len(MATRIX) * len(PERSONAS) >= 700

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from builds import services
-from builds.models import ACTIVE_STATUSES, Build, Step
+from builds.models import ACTIVE_STATUSES, Build, LogBatch, Step
 
 
 class StepInline(admin.TabularInline):
@@ -50,3 +50,30 @@ class BuildAdmin(admin.ModelAdmin):
             except services.TransitionError:
                 continue
         self.message_user(request, f"Stopped {stopped} build(s).", messages.SUCCESS)
+
+
+@admin.register(Step)
+class StepAdmin(admin.ModelAdmin):
+    list_display = ["id", "build_id", "name", "code", "start_time", "end_time", "lines"]
+    list_filter = ["code"]
+    search_fields = ["name", "build__job__name", "build__job__pipeline__name"]
+    readonly_fields = ["build", "position", "name", "code", "start_time", "end_time", "lines"]
+    # The build page shows steps; the admin lists them for finding odd exit codes.
+    raw_id_fields = ["build"]
+
+
+@admin.register(LogBatch)
+class LogBatchAdmin(admin.ModelAdmin):
+    """Log batches are append-only: listed to find gaps, never edited."""
+
+    list_display = ["id", "step", "seq", "first_line", "line_count", "created_at"]
+    search_fields = ["step__name", "step__build__id"]
+    list_select_related = ["step"]
+    exclude = ["data", "times"]
+    readonly_fields = ["step", "seq", "first_line", "line_count", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
+        return False

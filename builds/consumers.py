@@ -16,6 +16,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from builds import logs
 from builds.live import build_group
 from builds.models import Build, Step
+from pipelines.models import PipelinePermission
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -23,9 +24,14 @@ CLOSE_FORBIDDEN = 4403
 
 @database_sync_to_async
 def _visible(user: Any, build_id: int) -> bool:
-    # Every signed-in person may read every pipeline today; rights per pipeline come with the
-    # API's permission model and will be checked here through the same selector.
-    return bool(user and user.is_authenticated) and Build.objects.filter(pk=build_id).exists()
+    # The same rule as the build page: a public pipeline, or a role on a private one.
+    if not (user and user.is_authenticated):
+        return False
+    build = Build.objects.select_related("job__pipeline").filter(pk=build_id).first()
+    if build is None:
+        return False
+    pipeline = build.job.pipeline
+    return pipeline.is_public or pipeline.has_right(user, PipelinePermission.Role.PULL)
 
 
 @database_sync_to_async

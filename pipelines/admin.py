@@ -1,13 +1,14 @@
-"""Django admin for pipelines, jobs, events, secrets and tokens."""
+"""Django admin for pipelines, jobs, events, secrets, tokens, permissions and templates."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 
-from pipelines.models import Event, Job, Pipeline, Secret, Token
+from builds.services import stop_event
+from pipelines import services
+from pipelines.models import Event, Job, Pipeline, PipelinePermission, Secret, Token
 
 
 @admin.register(Pipeline)
@@ -26,23 +27,24 @@ class JobAdmin(admin.ModelAdmin):
     list_select_related = ["pipeline"]
     actions = ["disable_jobs", "enable_jobs"]
 
+    def _set_state(self, request: HttpRequest, queryset: QuerySet[Job], state: str) -> None:
+        verb = "Disabled" if state == Job.State.DISABLED else "Enabled"
+        for job in queryset:
+            services.set_job_state(
+                job=job,
+                state=state,
+                message=f"{verb} from the admin",
+                changer=request.user.get_username(),
+            )
+        self.message_user(request, f"{verb} {len(queryset)} job(s).", messages.SUCCESS)
+
     @admin.action(description="Disable the selected jobs")
     def disable_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        queryset.update(
-            state=Job.State.DISABLED,
-            state_changer=request.user.get_username(),
-            state_change_time=timezone.now(),
-            state_change_message="Disabled from the admin",
-        )
+        self._set_state(request, queryset, Job.State.DISABLED)
 
     @admin.action(description="Enable the selected jobs")
     def enable_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        queryset.update(
-            state=Job.State.ENABLED,
-            state_changer=request.user.get_username(),
-            state_change_time=timezone.now(),
-            state_change_message="Enabled from the admin",
-        )
+        self._set_state(request, queryset, Job.State.ENABLED)
 
 
 @admin.register(Event)
@@ -51,16 +53,28 @@ class EventAdmin(admin.ModelAdmin):
     list_filter = ["status", "type"]
     search_fields = ["sha", "pipeline__name", "cause_message"]
     list_select_related = ["pipeline"]
-    readonly_fields = ["workflow_graph", "job_configs", "meta", "commit", "creator"]
+    readonly_fields = ["workflow_graph", "job_configs", "meta", "commit", "creator", "status"]
+    actions = ["stop_events"]
+
+    @admin.action(description="Stop the selected events")
+    def stop_events(self, request: HttpRequest, queryset: QuerySet[Event]) -> None:
+        for event in queryset:
+            stop_event(event=event, message=f"Aborted by {request.user.get_username()}")
+        self.message_user(request, f"Stopped {len(queryset)} event(s).", messages.SUCCESS)
 
 
 @admin.register(Secret)
 class SecretAdmin(admin.ModelAdmin):
     list_display = ["id", "pipeline", "name", "allow_in_pr", "created_at"]
     search_fields = ["name", "pipeline__name"]
-    # The value is never shown back, not even encrypted.
+    list_filter = ["allow_in_pr"]
+    # The value is never shown back, not even encrypted; secrets are added where they get
+    # encrypted (the pipeline's Secrets page or the API).
     exclude = ["encrypted_value"]
     list_select_related = ["pipeline"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
 
 @admin.register(Token)
@@ -69,3 +83,34 @@ class TokenAdmin(admin.ModelAdmin):
     search_fields = ["name", "user__username"]
     exclude = ["hash"]
     list_select_related = ["user", "pipeline"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A token's value exists only when it is made: make them on the settings pages.
+        return False
+
+
+@admin.register(PipelinePermission)
+class PipelinePermissionAdmin(admin.ModelAdmin):
+    list_display = ["id", "pipeline", "user", "role", "granted_by", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["pipeline__name", "user__username"]
+    list_select_related = ["pipeline", "user"]
+    autocomplete_fields = ["pipeline", "user"]
+
+
+# Job templates (issue 3): created here until builds can publish them.
+from pipelines.models import Template, TemplateTag  # noqa: E402
+
+
+@admin.register(Template)
+class TemplateAdmin(admin.ModelAdmin):
+    list_display = ["id", "namespace", "name", "version", "maintainer", "created_at"]
+    list_filter = ["namespace"]
+    search_fields = ["namespace", "name", "description"]
+
+
+@admin.register(TemplateTag)
+class TemplateTagAdmin(admin.ModelAdmin):
+    list_display = ["id", "namespace", "name", "tag", "version"]
+    list_filter = ["namespace"]
+    search_fields = ["namespace", "name", "tag"]

@@ -7,15 +7,32 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import Count, F, Max, Min, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from django.utils import timezone
 
 from builds.models import ACTIVE_STATUSES, Build
-from pipelines.models import Event, Job, Pipeline
+from pipelines.models import Event, Job, Pipeline, PipelinePermission
 
 RECENT_EVENTS = 20
+JOB_HISTORY = 5
+SUMMARY_ORDER = (
+    "RUNNING",
+    "QUEUED",
+    "BLOCKED",
+    "FROZEN",
+    "CREATED",
+    "SUCCESS",
+    "UNSTABLE",
+    "FAILURE",
+    "ABORTED",
+    "COLLAPSED",
+)
 ACTIVE_EVENT_STATUSES = frozenset({Event.Status.CREATED, Event.Status.IN_PROGRESS})
+# The badges and lists need only status, job and times: leave the large JSON columns behind.
+LIGHT_BUILD_DEFER = ("meta", "environment", "stats", "executor_state", "parent_builds")
 
 
 def duration_text(start: datetime | None, end: datetime | None) -> str:
@@ -42,25 +59,13 @@ def first_line(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class JobRow:
-    """A job of the pipeline page: its last build and the jobs or triggers it requires."""
-
-    job: Job
-    last_build: Build | None
-    requires: list[str]
-
-    @property
-    def duration(self) -> str:
-        b = self.last_build
-        return duration_text(b.start_time, b.end_time) if b else ""
-
-
-@dataclass(frozen=True)
 class EventRow:
-    """An event of the pipeline page with its builds, ordered by job name."""
+    """An event of the events list with its builds counted by status (not loaded one by one)."""
 
     event: Event
-    builds: list[Build] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    start: datetime | None = None
+    end: datetime | None = None
 
     @property
     def short_sha(self) -> str:
@@ -71,29 +76,37 @@ class EventRow:
         return first_line(str((self.event.commit or {}).get("message", "")))
 
     @property
+    def author(self) -> str:
+        author = (self.event.commit or {}).get("author") or {}
+        return (
+            str(author.get("name") or author.get("username") or "")
+            if isinstance(author, dict)
+            else ""
+        )
+
+    @property
     def creator(self) -> str:
         creator = self.event.creator or {}
         return str(creator.get("name") or creator.get("username") or "")
 
     @property
+    def pr_url(self) -> str:
+        return str((self.event.pr or {}).get("url", "")) if isinstance(self.event.pr, dict) else ""
+
+    @property
     def is_active(self) -> bool:
         return self.event.status in ACTIVE_EVENT_STATUSES or any(
-            b.status in ACTIVE_STATUSES for b in self.builds
+            self.counts.get(s) for s in ACTIVE_STATUSES
         )
 
     @property
+    def build_summary(self) -> list[tuple[str, int]]:
+        """(status, count) pairs in a fixed order, for the compact badges of the list."""
+        return [(s, self.counts[s]) for s in SUMMARY_ORDER if self.counts.get(s)]
+
+    @property
     def duration(self) -> str:
-        starts = [b.start_time for b in self.builds if b.start_time]
-        if not starts:
-            return ""
-        ends = [b.end_time for b in self.builds]
-        end = None if (self.is_active or None in ends) else max(e for e in ends if e)
-        return duration_text(min(starts), end)
-
-
-def pipeline_list() -> QuerySet[Pipeline]:
-    """Every pipeline with its last event, in one query."""
-    return Pipeline.objects.select_related("last_event").order_by("name", "id")
+        return duration_text(self.start, None if self.is_active else self.end)
 
 
 def pipeline_of(pipeline_id: int) -> Pipeline:
@@ -139,39 +152,151 @@ def graph_order(graph: dict[str, Any], names: Iterable[str]) -> list[str]:
     return in_graph + sorted(n for n in wanted if n not in position)
 
 
-def job_rows(pipeline: Pipeline) -> list[JobRow]:
-    """The pipeline's jobs that are not archived, in workflow order, each with its last build."""
-    last_build_id = Subquery(
-        Build.objects.filter(job=OuterRef("pk")).order_by("-id").values("id")[:1]
+def event_rows(
+    pipeline: Pipeline, *, limit: int = RECENT_EVENTS, before: int | None = None
+) -> list[EventRow]:
+    """The pipeline's most recent events (older than `before`), builds counted per status."""
+    events_qs = Event.objects.filter(pipeline=pipeline).defer(
+        "workflow_graph", "job_configs", "meta"
     )
-    jobs = list(
-        Job.objects.filter(pipeline=pipeline, archived=False).annotate(last_build_id=last_build_id)
+    if before is not None:
+        events_qs = events_qs.filter(pk__lt=before)
+    events = list(events_qs.order_by("-id")[:limit])
+    # One grouped query for every event of the page, however many builds each one has.
+    stats = (
+        Build.objects.filter(event_id__in=[e.pk for e in events])
+        .values("event_id", "status")
+        .annotate(n=Count("id"), first_start=Min("start_time"), last_end=Max("end_time"))
+        .order_by()
     )
-    builds = Build.objects.in_bulk([j.last_build_id for j in jobs if j.last_build_id])
+    counts: dict[int, dict[str, int]] = {}
+    starts: dict[int, list[datetime]] = {}
+    ends: dict[int, list[datetime]] = {}
+    for row in stats:
+        counts.setdefault(row["event_id"], {})[row["status"]] = row["n"]
+        if row["first_start"]:
+            starts.setdefault(row["event_id"], []).append(row["first_start"])
+        if row["last_end"]:
+            ends.setdefault(row["event_id"], []).append(row["last_end"])
+    return [
+        EventRow(
+            event=e,
+            counts=counts.get(e.pk, {}),
+            start=min(starts[e.pk]) if e.pk in starts else None,
+            end=max(ends[e.pk]) if e.pk in ends else None,
+        )
+        for e in events
+    ]
+
+
+def event_of(pipeline: Pipeline, event_id: int | None) -> Event | None:
+    """The event to draw: the one asked for (404 if not of this pipeline), else the latest."""
+    if event_id is not None:
+        return get_object_or_404(Event, pk=event_id, pipeline=pipeline)
+    return Event.objects.filter(pipeline=pipeline).order_by("-id").first()
+
+
+def builds_of_event(event: Event) -> list[Build]:
+    """The builds of one event with their jobs, without the large JSON columns."""
+    return list(
+        Build.objects.filter(event=event)
+        .select_related("job")
+        .defer(*LIGHT_BUILD_DEFER)
+        .defer("job__permutations")
+        .order_by("job__name", "permutation", "id")
+    )
+
+
+def node_statuses(
+    builds: Iterable[Build], pipeline_id: int
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Per job name of an event, the status of its build and the link to it (permutation 0)."""
+    statuses: dict[str, str] = {}
+    links: dict[str, str] = {}
+    for build in builds:
+        name = build.job.name
+        if name in statuses and build.permutation:
+            continue
+        statuses[name] = build.status
+        links[name] = reverse("builds:detail", args=[pipeline_id, build.pk])
+    return statuses, links
+
+
+@dataclass(frozen=True)
+class JobHistoryRow:
+    """A job of the jobs list with its most recent builds, newest first."""
+
+    job: Job
+    builds: list[Build]
+    requires: list[str]
+
+    @property
+    def last_build(self) -> Build | None:
+        return self.builds[0] if self.builds else None
+
+    @property
+    def duration(self) -> str:
+        b = self.last_build
+        return duration_text(b.start_time, b.end_time) if b else ""
+
+
+def job_history(pipeline: Pipeline, *, per_job: int = JOB_HISTORY) -> list[JobHistoryRow]:
+    """Every job that is not archived, in workflow order, with its last `per_job` builds."""
+    jobs = list(Job.objects.filter(pipeline=pipeline, archived=False).defer("permutations"))
+    # A window function numbers each job's builds, so the history is one query for any size.
+    ranked = (
+        Build.objects.filter(job__pipeline=pipeline, job__archived=False)
+        .defer(*LIGHT_BUILD_DEFER)
+        .annotate(
+            rank=Window(expression=RowNumber(), partition_by=[F("job_id")], order_by=F("id").desc())
+        )
+        .filter(rank__lte=per_job)
+        .order_by("job_id", "-id")
+    )
+    by_job: dict[int, list[Build]] = {}
+    for build in ranked:
+        by_job.setdefault(build.job_id, []).append(build)
     by_name = {j.name: j for j in jobs}
     requires = requires_by_job(pipeline.workflow_graph or {})
     return [
-        JobRow(
+        JobHistoryRow(
             job=by_name[name],
-            last_build=builds.get(by_name[name].last_build_id),
+            builds=by_job.get(by_name[name].pk, []),
             requires=requires.get(name, []),
         )
         for name in graph_order(pipeline.workflow_graph or {}, by_name)
     ]
 
 
-def event_rows(pipeline: Pipeline, limit: int = RECENT_EVENTS) -> list[EventRow]:
-    """The pipeline's most recent events, each with its builds and their jobs."""
-    # The badges need only status, job and times: leave the large JSON columns behind.
-    builds = (
-        Build.objects.select_related("job")
-        .defer("meta", "environment", "stats", "executor_state", "parent_builds")
-        .defer("job__permutations")
-        .order_by("job__name", "permutation", "id")
+def readable_pipelines(user: Any) -> QuerySet[Pipeline]:
+    """The pipelines a signed-in person may read: public ones and those they have a role on."""
+    pipelines = Pipeline.objects.all()
+    if getattr(user, "is_superuser", False):
+        return pipelines
+    mine = PipelinePermission.objects.filter(user_id=user.pk).values("pipeline_id")
+    return pipelines.filter(Q(scm_repo__private=False) | Q(pk__in=mine))
+
+
+def pipeline_home(user: Any, *, query: str = "", collection: str = "all") -> QuerySet[Pipeline]:
+    """The home page's pipelines: readable ones, searched by name or URL, in a collection."""
+    pipelines = readable_pipelines(user).select_related("last_event")
+    pipelines = pipelines.defer(
+        "workflow_graph",
+        "annotations",
+        "last_event__workflow_graph",
+        "last_event__job_configs",
+        "last_event__meta",
     )
-    events = (
-        Event.objects.filter(pipeline=pipeline)
-        .order_by("-id")
-        .prefetch_related(Prefetch("builds", queryset=builds, to_attr="ui_builds"))[:limit]
-    )
-    return [EventRow(event=e, builds=list(e.ui_builds)) for e in events]
+    if query:
+        pipelines = pipelines.filter(Q(name__icontains=query) | Q(checkout_url__icontains=query))
+    if collection == "mine":
+        # "Mine" is the pipelines the person created or holds a role on: no stars to keep.
+        mine = PipelinePermission.objects.filter(user_id=user.pk).values("pipeline_id")
+        pipelines = pipelines.filter(Q(creator_id=user.pk) | Q(pk__in=mine))
+    return pipelines.order_by("name", "id")
+
+
+def role_rank(pipeline: Pipeline, user: Any) -> int:
+    """The user's right on the pipeline as a rank: 0 none, 1 pull, 2 push, 3 admin."""
+    role = pipeline.role_of(user)
+    return PipelinePermission.rank(role) if role else 0

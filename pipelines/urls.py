@@ -6,14 +6,40 @@ from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, path
 from django.views.generic import RedirectView
 
-from pipelines import views
+from pipelines import views, views_settings
 
 app_name = "pipelines"
 
+P = "pipelines/<int:pipeline_id>"
+
 urlpatterns: list[URLPattern] = [
     path("pipelines", views.pipeline_list, name="list"),
-    path("pipelines/<int:pipeline_id>", views.pipeline_detail, name="detail"),
-    path("pipelines/<int:pipeline_id>/start", views.pipeline_start, name="start"),
+    path(P, views.pipeline_detail, name="detail"),
+    path(f"{P}/events", views.pipeline_detail, name="events"),
+    path(f"{P}/events/<int:event_id>", views.pipeline_detail, name="event"),
+    path(f"{P}/events/<int:event_id>/restart", views.event_restart, name="event-restart"),
+    path(f"{P}/events/<int:event_id>/stop", views.event_stop, name="event-stop"),
+    path(f"{P}/start", views.pipeline_start, name="start"),
+    path(f"{P}/jobs", views.pipeline_jobs, name="jobs"),
+    path(f"{P}/secrets", views_settings.pipeline_secrets, name="secrets"),
+    path(f"{P}/secrets/<int:secret_id>", views_settings.secret_update, name="secret-update"),
+    path(f"{P}/secrets/<int:secret_id>/delete", views_settings.secret_delete, name="secret-delete"),
+    path(f"{P}/tokens", views_settings.pipeline_tokens, name="tokens"),
+    path(
+        f"{P}/tokens/<int:token_id>/<str:action>",
+        views_settings.pipeline_token_action,
+        name="token-action",
+    ),
+    path(f"{P}/options", views_settings.pipeline_options, name="options"),
+    path(f"{P}/options/jobs/<int:job_id>", views_settings.job_state, name="job-state"),
+    path(f"{P}/options/sync", views_settings.pipeline_sync, name="sync"),
+    path(f"{P}/options/delete", views_settings.pipeline_delete, name="delete"),
+    path("user-settings", views_settings.user_settings, name="user-settings"),
+    path(
+        "user-settings/tokens/<int:token_id>/<str:action>",
+        views_settings.user_token_action,
+        name="user-token-action",
+    ),
 ]
 
 # Not namespaced, because settings name them plainly (LOGIN_URL = "login",
@@ -30,3 +56,6 @@ auth_urlpatterns: list[URLPattern] = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]
+
+# Paste a screwdriver.yaml and see what the parser makes of it (issue 3).
+urlpatterns.append(path("validator", views.validator, name="validator"))

@@ -1,18 +1,32 @@
-"""Pipeline pages of the UI: the list with its create form, one pipeline, and its Start button."""
+"""Pipeline pages of the UI: home with search, one pipeline with its graph and events, jobs.
+
+Reading needs pull rights (every signed-in person may read a public pipeline); Start, Restart
+and Stop need push rights; the settings pages (`views_settings`) need admin rights.
+"""
 
 from __future__ import annotations
 
-from django import forms
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import redirect, render
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from pipelines import selectors
-from pipelines.services import Creator, PipelineError, create_pipeline, start_event
+from builds.models import ACTIVE_STATUSES, Build
+from builds.services import stop_event
+from pipelines import graph_layout, selectors
+from pipelines.forms import CreatePipelineForm, ParametersForm, RestartForm
+from pipelines.models import Event, Pipeline
+from pipelines.services import Creator, PipelineError, create_pipeline, restart_event, start_event
+
+PULL, PUSH, ADMIN = 1, 2, 3
+HOME_PAGE_SIZE = 50
 
 
 def _user(request: HttpRequest) -> User:
@@ -21,23 +35,33 @@ def _user(request: HttpRequest) -> User:
     return request.user
 
 
-class CreatePipelineForm(forms.Form):
-    """The one field of Screwdriver's create form, named as in its API."""
+def pipeline_with_rank(
+    request: HttpRequest, pipeline_id: int, need: int = PULL
+) -> tuple[Pipeline, int]:
+    """The pipeline and the user's rank on it; 404 if they may not read it, 403 if not `need`."""
+    pipeline = selectors.pipeline_of(pipeline_id)
+    rank = selectors.role_rank(pipeline, request.user)
+    if rank < PULL and not pipeline.is_public:
+        # A private pipeline the person cannot read does not exist for them.
+        raise Http404("No such pipeline.")
+    if rank < need:
+        role = {PUSH: "push", ADMIN: "admin"}.get(need, "pull")
+        raise PermissionDenied(
+            f"You need {role} rights on pipeline {pipeline.pk} for this: ask one of its admins."
+        )
+    return pipeline, rank
 
-    # Named as the API's field, so a form and an API client send the same thing.
-    checkoutUrl = forms.CharField(
-        label="Checkout URL",
-        max_length=1024,
-        widget=forms.TextInput(
-            attrs={"placeholder": "/abs/path/repo.git#main", "autocomplete": "off"}
-        ),
-    )
+
+def creator_of(request: HttpRequest) -> Creator:
+    """The signed-in person as the creator of an event."""
+    user = _user(request)
+    return Creator(name=user.get_full_name() or user.get_username(), username=user.get_username())
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def pipeline_list(request: HttpRequest) -> HttpResponse:
-    """All pipelines with their last event; POST creates one from a checkout URL."""
+    """Readable pipelines, searched and in a collection; POST creates one from a checkout URL."""
     form = CreatePipelineForm(request.POST or None)
     status = 200
     if request.method == "POST":
@@ -52,43 +76,166 @@ def pipeline_list(request: HttpRequest) -> HttpResponse:
                 messages.success(request, f"Pipeline {pipeline.name} created.")
                 return redirect("pipelines:detail", pipeline_id=pipeline.pk)
         status = 400
-    context = {"pipelines": selectors.pipeline_list(), "form": form}
+    query = request.GET.get("q", "").strip()[:200]
+    collection = "mine" if request.GET.get("collection") == "mine" else "all"
+    pipelines = selectors.pipeline_home(_user(request), query=query, collection=collection)
+    page = Paginator(pipelines, HOME_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "pipelines": page.object_list,
+        "form": form,
+        "query": query,
+        "collection": collection,
+    }
     return render(request, "pipelines/list.html", context, status=status)
 
 
+def _int_or_none(raw: str | None) -> int | None:
+    return int(raw) if raw and raw.isdigit() else None
+
+
 @login_required
-def pipeline_detail(request: HttpRequest, pipeline_id: int) -> HttpResponse:
-    """One pipeline: its jobs in workflow order and its recent events with their builds."""
-    pipeline = selectors.pipeline_of(pipeline_id)
-    events = selectors.event_rows(pipeline)
+def pipeline_detail(
+    request: HttpRequest, pipeline_id: int, event_id: int | None = None
+) -> HttpResponse:
+    """One pipeline: the selected event's workflow graph, its events, Start and Restart."""
+    pipeline, rank = pipeline_with_rank(request, pipeline_id)
+    event = selectors.event_of(pipeline, event_id)
+    builds = selectors.builds_of_event(event) if event else []
+    statuses, links = selectors.node_statuses(builds, pipeline.pk)
+    graph = (event.workflow_graph if event else None) or pipeline.workflow_graph or {}
+    events = selectors.event_rows(pipeline, before=_int_or_none(request.GET.get("before")))
+    drawn = graph_layout.layout(graph, statuses=statuses, links=links)
+    job_names = [n.name for n in drawn.nodes if n.kind == "job"]
     context = {
         "pipeline": pipeline,
         "branch": selectors.branch_of(pipeline),
-        "jobs": selectors.job_rows(pipeline),
+        "event": event,
+        "event_builds": builds,
+        "event_message": selectors.first_line(str((event.commit or {}).get("message", "")))
+        if event
+        else "",
+        "event_active": bool(event and _active(event, builds)),
+        "graph": drawn,
         "events": events,
-        "is_admin": pipeline.is_admin(request.user),
+        "older": events[-1].event.pk if len(events) == selectors.RECENT_EVENTS else None,
+        "can_push": rank >= PUSH,
+        "is_admin": rank >= ADMIN,
         "active": any(e.is_active for e in events),
+        "parameters_form": ParametersForm(pipeline.parameters or {}),
+        "restart_form": RestartForm(initial={"start_from": job_names[0] if job_names else ""}),
+        "job_names": job_names,
+        "tab": "events",
     }
     return render(request, "pipelines/detail.html", context)
+
+
+def _active(event: Event, builds: list[Build]) -> bool:
+    return event.status in selectors.ACTIVE_EVENT_STATUSES or any(
+        b.status in ACTIVE_STATUSES for b in builds
+    )
 
 
 @login_required
 @require_POST
 def pipeline_start(request: HttpRequest, pipeline_id: int) -> HttpResponseRedirect:
-    """Start a new event from ~commit at the branch head; admins of the pipeline only."""
-    pipeline = selectors.pipeline_of(pipeline_id)
-    if not pipeline.is_admin(request.user):
-        raise PermissionDenied("Only admins of this pipeline can start it.")
-    username = request.user.get_username()
-    full_name = request.user.get_full_name() if hasattr(request.user, "get_full_name") else ""
+    """Start a new event from ~commit at the branch head, with the parameters form's values."""
+    pipeline, _ = pipeline_with_rank(request, pipeline_id, PUSH)
+    form = ParametersForm(pipeline.parameters or {}, request.POST)
+    form.is_valid()  # every field is optional: what is missing falls back to its default
     try:
         event = start_event(
             pipeline=pipeline,
             start_from="~commit",
-            creator=Creator(name=full_name or username, username=username),
+            creator=creator_of(request),
+            meta=form.event_meta(),
         )
     except PipelineError as exc:
         messages.error(request, exc.message)
-    else:
-        messages.success(request, f"Event {event.pk} started.")
-    return redirect("pipelines:detail", pipeline_id=pipeline.pk)
+        return redirect("pipelines:detail", pipeline_id=pipeline.pk)
+    messages.success(request, f"Event {event.pk} started.")
+    return redirect("pipelines:event", pipeline_id=pipeline.pk, event_id=event.pk)
+
+
+@login_required
+@require_POST
+def event_restart(request: HttpRequest, pipeline_id: int, event_id: int) -> HttpResponseRedirect:
+    """Start a new event from one job: on this event's commit and meta, or fresh at the head."""
+    pipeline, _ = pipeline_with_rank(request, pipeline_id, PUSH)
+    parent = get_object_or_404(Event, pk=event_id, pipeline=pipeline)
+    form = RestartForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose the job to restart from.")
+        return redirect("pipelines:event", pipeline_id=pipeline.pk, event_id=parent.pk)
+    job = form.cleaned_data["start_from"]
+    try:
+        if form.cleaned_data["mode"] == "fresh":
+            event = start_event(
+                pipeline=pipeline,
+                start_from=job,
+                creator=creator_of(request),
+                cause_message=f"Started from {job} by {_user(request).get_username()}",
+            )
+        else:
+            event = restart_event(
+                parent_event=parent,
+                start_from=job,
+                creator=creator_of(request),
+                cause_message=f"Restarted {job} of event {parent.pk} by "
+                f"{_user(request).get_username()}",
+            )
+    except PipelineError as exc:
+        messages.error(request, exc.message)
+        return redirect("pipelines:event", pipeline_id=pipeline.pk, event_id=parent.pk)
+    messages.success(request, f"Event {event.pk} started from {job}.")
+    return redirect("pipelines:event", pipeline_id=pipeline.pk, event_id=event.pk)
+
+
+@login_required
+@require_POST
+def event_stop(request: HttpRequest, pipeline_id: int, event_id: int) -> HttpResponseRedirect:
+    """Stop every active build of an event."""
+    pipeline, _ = pipeline_with_rank(request, pipeline_id, PUSH)
+    event = get_object_or_404(Event, pk=event_id, pipeline=pipeline)
+    stop_event(event=event, message=f"Aborted by {_user(request).get_username()}")
+    messages.success(request, f"Event {event.pk} stopped.")
+    return redirect("pipelines:event", pipeline_id=pipeline.pk, event_id=event.pk)
+
+
+@login_required
+def pipeline_jobs(request: HttpRequest, pipeline_id: int) -> HttpResponse:
+    """The jobs list: each job with its state and its most recent builds."""
+    pipeline, rank = pipeline_with_rank(request, pipeline_id)
+    context: dict[str, Any] = {
+        "pipeline": pipeline,
+        "branch": selectors.branch_of(pipeline),
+        "rows": selectors.job_history(pipeline),
+        "is_admin": rank >= ADMIN,
+        "can_push": rank >= PUSH,
+        "tab": "jobs",
+        "options_url": reverse("pipelines:options", args=[pipeline.pk]),
+    }
+    return render(request, "pipelines/jobs.html", context)
+
+
+# --- validator (issue 3) -------------------------------------------------------------------
+from pipelines.config import parse_pipeline_yaml  # noqa: E402
+from pipelines.template_store import database_templates  # noqa: E402
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def validator(request: HttpRequest) -> HttpResponse:
+    """Paste a screwdriver.yaml and see its jobs, workflow graph, errors and warnings."""
+    text = request.POST.get("yaml", "") if request.method == "POST" else ""
+    context: dict[str, Any] = {"yaml": text, "result": None}
+    if request.method == "POST":
+        result = parse_pipeline_yaml(text, templates=database_templates)
+        context.update(
+            result=result,
+            errors=result.get("errors", []),
+            warnings=result.get("warnMessages", []),
+            jobs=list(result.get("jobs", {}).items()),
+            graph=graph_layout.layout(result.get("workflowGraph") or {}),
+        )
+    return render(request, "pipelines/validator.html", context)

@@ -23,7 +23,10 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 def _make_build() -> Build:
     pipeline = Pipeline.objects.create(
-        name="a/b", scm_uri="local:/x.git:main", checkout_url="/x.git#main"
+        name="a/b",
+        scm_uri="local:/x.git:main",
+        checkout_url="/x.git#main",
+        scm_repo={"private": False},
     )
     job = Job.objects.create(pipeline=pipeline, name="main")
     event = Event.objects.create(pipeline=pipeline, sha="a" * 40, start_from="~commit")
@@ -92,6 +95,14 @@ async def test_a_page_of_another_origin_is_refused() -> None:
 async def test_a_build_that_does_not_exist_is_refused() -> None:
     build = await sync_to_async(_make_build)()
     communicator = await _connect(build, await _user(), build_id=build.pk + 999)
+    connected, code = await communicator.connect()
+    assert not connected and code == CLOSE_FORBIDDEN
+
+
+async def test_an_outsider_is_refused_a_build_of_a_private_pipeline() -> None:
+    build = await sync_to_async(_make_build)()
+    await sync_to_async(Pipeline.objects.update)(scm_repo={"private": True})
+    communicator = await _connect(build, await _user("outsider"))
     connected, code = await communicator.connect()
     assert not connected and code == CLOSE_FORBIDDEN
 

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from builds.logs import append_batch
 from builds.models import Build, BuildStatus, Step
-from pipelines.models import Event, Job, Pipeline
+from pipelines.models import Event, Job, Pipeline, PipelinePermission
 
 pytestmark = pytest.mark.django_db
 
@@ -24,9 +24,11 @@ def make_build(
         name=name,
         scm_uri=f"local:/{name}:main",
         checkout_url=f"/srv/{name}.git#main",
-        scm_repo={"branch": "main"},
-        admins={"alice": True},
+        scm_repo={"branch": "main", "private": False},
     )
+    # Rights live in PipelinePermission; `admins` is only Screwdriver's output field.
+    alice, _ = User.objects.get_or_create(username="alice")
+    PipelinePermission.objects.create(pipeline=pipeline, user=alice, role="admin")
     job = Job.objects.create(pipeline=pipeline, name=job_name)
     event = Event.objects.create(
         pipeline=pipeline,
@@ -93,13 +95,13 @@ def test_the_build_page_shows_status_steps_and_log_hooks(member_client: Client) 
     assert reverse("pipelines:detail", args=[build.job.pipeline_id]) in page
 
 
-def test_a_build_of_another_pipeline_is_404(member_client: Client) -> None:
+def test_a_build_of_another_pipeline_is_404(admin_client: Client) -> None:
     build = make_build()
     other = make_build(name="other/repo")
-    response = member_client.get(reverse("builds:detail", args=[other.job.pipeline_id, build.pk]))
+    response = admin_client.get(reverse("builds:detail", args=[other.job.pipeline_id, build.pk]))
     assert response.status_code == 404
     stop = reverse("builds:stop", args=[other.job.pipeline_id, build.pk])
-    assert member_client.post(stop).status_code == 404
+    assert admin_client.post(stop).status_code == 404
 
 
 def test_user_supplied_text_on_the_build_page_is_escaped(member_client: Client) -> None:

@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from builds.models import Build, BuildStatus, Step
-from pipelines.models import Event, Job, Pipeline
+from pipelines.models import Event, Job, Pipeline, PipelinePermission
 
 pytestmark = pytest.mark.django_db
 
@@ -25,14 +25,16 @@ def make_pipeline(*, jobs: int = 2, events: int = 2, name: str = "local/repo") -
         name=name,
         scm_uri=f"local:/{name}:main",
         checkout_url=f"/srv/{name}.git#main",
-        scm_repo={"name": name, "branch": "main"},
-        admins={"alice": True},
+        scm_repo={"name": name, "branch": "main", "private": False},
         workflow_graph={
             "nodes": [{"name": "~commit"}] + [{"name": f"job{i}"} for i in range(jobs)],
             "edges": [{"src": "~commit", "dest": "job0"}]
             + [{"src": f"job{i - 1}", "dest": f"job{i}"} for i in range(1, jobs)],
         },
     )
+    alice = User.objects.filter(username="alice").first()
+    if alice is not None:
+        PipelinePermission.objects.create(pipeline=pipeline, user=alice, role="admin")
     job_rows = [Job.objects.create(pipeline=pipeline, name=f"job{i}") for i in range(jobs)]
     for e in range(events):
         event = Event.objects.create(
@@ -141,7 +143,10 @@ def test_the_list_shows_each_pipeline_with_its_last_event(admin_client: Client) 
 
 def test_the_list_escapes_pipeline_names_and_branches(member_client: Client) -> None:
     Pipeline.objects.create(
-        name=XSS, scm_uri="local:/x:y", checkout_url="/x.git#y", scm_repo={"branch": XSS}
+        name=XSS,
+        scm_uri="local:/x:y",
+        checkout_url="/x.git#y",
+        scm_repo={"branch": XSS, "private": False},
     )
     page = member_client.get(reverse("pipelines:list")).content.decode()
     assert ESCAPED in page
@@ -223,8 +228,8 @@ def test_jobs_are_listed_in_workflow_order_with_what_they_require(member_client:
     }
     pipeline.save()
     Job.objects.create(pipeline=pipeline, name="old", archived=True)
-    page = member_client.get(reverse("pipelines:detail", args=[pipeline.pk])).content.decode()
-    assert page.index(">zeta<") < page.index(">job1<") < page.index(">job2<")
+    page = member_client.get(reverse("pipelines:jobs", args=[pipeline.pk])).content.decode()
+    assert page.index(">zeta") < page.index(">job1") < page.index(">job2")
     assert "<code>~commit</code>" in page
     assert ">old<" not in page
 
@@ -300,8 +305,8 @@ def test_an_admin_starts_an_event_from_the_branch_head(admin_client: Client, rep
     pipeline = Pipeline.objects.get()
     response = admin_client.post(reverse("pipelines:start", args=[pipeline.pk]))
     assert response.status_code == 302
-    assert response["Location"] == reverse("pipelines:detail", args=[pipeline.pk])
     event = Event.objects.get()
+    assert response["Location"] == reverse("pipelines:event", args=[pipeline.pk, event.pk])
     assert event.start_from == "~commit"
     assert event.creator == {"name": "Alice", "username": "alice"}
     assert event.sha == git(repo, "rev-parse", "main")

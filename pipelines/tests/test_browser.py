@@ -1,0 +1,242 @@
+"""In Chromium: sign in, create and start a pipeline, watch its log live, stop it, add a secret;
+and HTML in a log line, a commit message or a branch name stays text."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth.models import User
+
+from builds.models import Build, BuildStatus
+from conftest import GitRepo, database_url, run_git, wait_until
+from pipelines.models import Pipeline, Secret
+from pipelines.services import Creator, create_pipeline, start_event
+from tools.live_stack import LiveStack
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "a long enough password"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
+    pytest.mark.skipif(shutil.which("git") is None, reason="git is needed for real repositories"),
+    # One live server per test file worker, so the browser tests of a run never share a port.
+    pytest.mark.xdist_group("browser"),
+]
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    # Playwright's sync API drives its own event loop in this thread; Django must not mistake
+    # the test's ORM calls between browser calls for calls from async code.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with playwright_sync.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def live(transactional_db: None, tmp_path: Path, settings: Any) -> Iterator[LiveStack]:
+    """Daphne and a worker on the test database; the test process reports the same URL."""
+    stack = LiveStack.start(
+        database_url=database_url(),
+        data_dir=tmp_path / "sd-data",
+        secret_key=django_settings.SECRET_KEY,
+        extra_env={"SD_BUILD_LEASE_SECONDS": "30"},
+    )
+    settings.SD_API_URL = stack.url
+    settings.SD_UI_URL = stack.url
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def page(browser: Any, live: LiveStack) -> Iterator[Any]:
+    """A fresh browser tab that records every dialog, so a test can prove none was opened."""
+    context = browser.new_context(base_url=live.url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(20_000)
+    tab = context.new_page()
+    dialogs: list[str] = []
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    tab.on("dialog", on_dialog)
+    tab.dialogs = dialogs
+    yield tab
+    context.close()
+
+
+def sign_in(page: Any, username: str = "alice") -> User:
+    user = User.objects.create_user(username, password=PASSWORD, first_name="Alice")
+    page.goto("/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/pipelines$"))
+    return user
+
+
+WAITING_STEP = (
+    'echo "first line"; i=0; while [ ! -f {go} ] && [ $i -lt 600 ]; do sleep 0.1; '
+    'i=$((i+1)); done; echo "second line"'
+)
+
+
+def test_a_person_creates_starts_watches_live_and_stops_a_build(
+    page: Any, live: LiveStack, make_repo: Callable[..., GitRepo], tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    step = WAITING_STEP.format(go=go)
+    repo = make_repo(
+        {
+            "screwdriver.yaml": "jobs:\n  main:\n    image: alpine\n    requires: [~commit]\n"
+            f"    steps:\n      - wait: '{step}'\n"
+        }
+    )
+    sign_in(page)
+
+    page.get_by_label("Checkout URL").fill(repo.checkout_url)
+    page.get_by_role("button", name="Create pipeline").click()
+    page.wait_for_url(re.compile(r"/pipelines/\d+$"))
+    pipeline = Pipeline.objects.get()
+    assert page.get_by_role("heading", name=pipeline.name).is_visible()
+
+    page.get_by_role("button", name="Start", exact=True).click()
+    page.wait_for_url(re.compile(r"/pipelines/\d+/events/\d+$"))
+    page.locator(".graph a.node-link").first.click()
+    page.wait_for_url(re.compile(r"/pipelines/\d+/builds/\d+$"))
+
+    # The line arrives over the WebSocket while the step is still waiting for its file.
+    line = page.locator("#steps .line", has_text="first line")
+    line.wait_for(state="visible")
+    build = Build.objects.get()
+    assert build.status == BuildStatus.RUNNING
+    assert page.locator("#build").get_attribute("data-live") == "true"
+    assert page.locator("#steps .line", has_text="second line").count() == 0
+    page.locator("#build-status .badge", has_text="RUNNING").wait_for()
+
+    page.get_by_role("button", name="Stop", exact=True).click()
+    page.locator("#build-status .badge", has_text="ABORTED").wait_for()
+    build.refresh_from_db()
+    assert build.status == BuildStatus.ABORTED
+    assert page.dialogs == []
+
+
+def test_an_admin_adds_a_secret_whose_value_is_never_shown(
+    page: Any, live: LiveStack, make_repo: Callable[..., GitRepo]
+) -> None:
+    repo = make_repo(
+        {"screwdriver.yaml": "jobs:\n  main:\n    image: alpine\n    steps: [{a: 'true'}]\n"}
+    )
+    user = sign_in(page)
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=user)
+
+    page.goto(f"/pipelines/{pipeline.pk}/secrets")
+    page.get_by_label("Name").fill("DEPLOY_KEY")
+    page.get_by_label("Value").fill("hunter2-very-secret")
+    page.get_by_label("Allow in pull requests").check()
+    page.get_by_role("button", name="Add secret").click()
+    page.get_by_text("Secret DEPLOY_KEY added.").wait_for()
+
+    secret = Secret.objects.get(pipeline=pipeline)
+    assert (secret.name, secret.allow_in_pr) == ("DEPLOY_KEY", True)
+    assert page.locator("#secret-DEPLOY_KEY").is_visible()
+    assert "hunter2-very-secret" not in page.content()
+
+
+XSS_LOG = "<img src=x onerror=alert(1)>"
+XSS_COMMIT = "<img src=x onerror=window.__xss=1>"
+XSS_BRANCH = "<svg/onload=alert(1)>"
+
+
+def test_html_in_a_log_line_a_commit_message_and_a_branch_is_text(
+    page: Any, live: LiveStack, make_repo: Callable[..., GitRepo]
+) -> None:
+    config = (
+        "jobs:\n  main:\n    image: alpine\n    requires: [~commit]\n    steps:\n"
+        f"      - show: echo '{XSS_LOG}'\n"
+        "      - colours: printf '\\033[31mred\\033[0m plain\\n'\n"
+    )
+    repo = make_repo({"screwdriver.yaml": config})
+    repo.commit({}, XSS_COMMIT)
+    run_git("push", "-q", "origin", f"HEAD:refs/heads/{XSS_BRANCH}", cwd=repo.work)
+    user = sign_in(page)
+    pipeline = create_pipeline(checkout_url=f"{repo.bare}#{XSS_BRANCH}", user=user)
+    event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("A", "alice"))
+    build = wait_until(
+        lambda: Build.objects.filter(event=event, status=BuildStatus.SUCCESS).first(),
+        timeout=60,
+        what="the build to succeed",
+    )
+
+    page.goto(f"/pipelines/{pipeline.pk}")
+    page.get_by_text(XSS_BRANCH).first.wait_for()
+    page.get_by_text(XSS_COMMIT).first.wait_for()
+
+    page.goto(f"/pipelines/{pipeline.pk}/builds/{build.pk}")
+    page.locator("details:has(.step-name:text-is('show')) > summary").click()
+    page.locator("#steps .line .msg", has_text=XSS_LOG).wait_for()
+    assert page.locator("#steps .log img").count() == 0
+    assert page.dialogs == []
+    assert page.evaluate("window.__xss") is None
+
+    # ANSI colours become classes; a line number links to the line and highlights it.
+    page.locator("details:has(.step-name:text-is('colours')) > summary").click()
+    red = page.locator("#steps .ansi-fg-1", has_text="red")
+    red.wait_for()
+    page.locator("[id='colours:1'] a.ln").click()
+    assert page.url.endswith("#colours:1")
+    assert "highlight" in (page.locator("[id='colours:1']").get_attribute("class") or "")
+    page.get_by_label("Timestamps").select_option("wall")
+    assert re.fullmatch(
+        r"\d\d:\d\d:\d\d\.\d{3}", page.locator("[id='colours:1'] .ts-w").inner_text()
+    )
+
+
+def test_the_log_resumes_after_the_server_restarts_without_gaps_or_repeats(
+    page: Any, live: LiveStack, make_repo: Callable[..., GitRepo]
+) -> None:
+    step = "for i in $(seq 1 60); do echo tick $i; sleep 0.1; done"
+    repo = make_repo(
+        {
+            "screwdriver.yaml": "jobs:\n  main:\n    image: alpine\n    requires: [~commit]\n"
+            f"    steps:\n      - count: {step}\n"
+        }
+    )
+    user = sign_in(page)
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=user)
+    event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("A", "alice"))
+    build = wait_until(lambda: Build.objects.filter(event=event).first(), what="the build")
+
+    page.goto(f"/pipelines/{pipeline.pk}/builds/{build.pk}")
+    page.locator("#steps .line", has_text="tick 5").wait_for()
+    live.stop_server()
+    page.wait_for_function("document.getElementById('build').dataset.live === 'false'")
+    live.start_server()
+    page.locator("#steps .line .msg", has_text=re.compile(r"^tick 60$")).wait_for(timeout=40_000)
+    ids = page.eval_on_selector_all(
+        "[data-step='count'] .line", "lines => lines.map(line => line.id)"
+    )
+    assert ids == [f"count:{n}" for n in range(1, 61)]
+    assert page.locator("#build").get_attribute("data-live") == "true"

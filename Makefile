@@ -6,7 +6,7 @@ PORT ?= 8000
 SD_DATA_DIR ?= ./var
 export PORT SD_DATA_DIR
 
-.PHONY: run test test-postgres test-mysql test-all lint bench clean venv
+.PHONY: run test test-postgres test-mysql test-all lint bench bench-ui screenshots clean venv
 
 venv: $(VENV)/.installed
 
@@ -44,6 +44,15 @@ lint: venv
 ## bench: time from POST /v4/events to the first log line, and per-step overhead
 bench: venv
 	$(PY) bench/bench_build_latency.py
+
+## bench-ui: a printed log line to Chromium's page, and the 200-job pipeline page's render time
+bench-ui: venv
+	$(PY) bench/bench_live_logs.py
+	$(PY) bench/bench_pipeline_page.py
+
+## screenshots: regenerate docs/screenshots/*.png from a seeded server, in Debian's chromium
+screenshots: venv
+	$(PY) tools/screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

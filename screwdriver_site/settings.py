@@ -7,6 +7,7 @@ Every variable is listed in .env.example.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -57,6 +58,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "channels",
     "pipelines",
@@ -154,7 +157,32 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "pipelines.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": [
+        "pipelines.api.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
+
+# OpenAPI 3 at /v4/swagger.json and Swagger UI at /v4/documentation, from our static files.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Screwdriver API",
+    "DESCRIPTION": "Screwdriver's /v4 API. Authorization: Bearer with an API token or a JWT "
+    "from GET /v4/auth/token. Rights and scopes: docs/api.md.",
+    "VERSION": "4",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/v4",
+    "SECURITY": [{"bearer": []}],
+}
+
+# Guests (a JWT from /v4/auth/login/guest) may read public pipelines; off unless turned on.
+SD_GUEST_ACCESS = env_bool("SD_GUEST_ACCESS", False)
 
 # Workers between the API and the engines: short tasks only (a build is a process with a
 # lease, not a task), so timeout < retry and a finite number of attempts.
@@ -198,6 +226,31 @@ SD_LOG_MAX_LINE_BYTES = env_int("SD_LOG_MAX_LINE_BYTES", 64 * 1024)
 SD_LOG_MAX_STEP_BYTES = env_int("SD_LOG_MAX_STEP_BYTES", 256 * 1024 * 1024)
 SD_STEP_SHELL = env_str("SD_STEP_SHELL", "/bin/sh")
 SD_KEEP_WORKSPACES = env_bool("SD_KEEP_WORKSPACES", False)
+
+# Containers and pods carry this label so that a server (and its reaper) only ever touches its
+# own; the default is stable per installation and differs between installations.
+SD_INSTANCE = env_str("SD_INSTANCE") or (
+    "sd-" + hashlib.sha256(f"instance:{SECRET_KEY}".encode()).hexdigest()[:12]
+)
+# The Docker executor (DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH pick the engine).
+SD_DOCKER_PULL = env_str("SD_DOCKER_PULL", "missing")  # missing, always or never
+SD_DOCKER_PULL_TIMEOUT_SECONDS = env_float("SD_DOCKER_PULL_TIMEOUT_SECONDS", 45.0)
+SD_DOCKER_NETWORK = env_str("SD_DOCKER_NETWORK", "bridge")
+SD_DOCKER_USER = env_str("SD_DOCKER_USER")
+SD_DOCKER_CAP_ADD = env_list(
+    "SD_DOCKER_CAP_ADD", ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SETUID"]
+)
+SD_DOCKER_PIDS_LIMIT = env_int("SD_DOCKER_PIDS_LIMIT", 1024)
+SD_DOCKER_AGENT_TIMEOUT_SECONDS = env_float("SD_DOCKER_AGENT_TIMEOUT_SECONDS", 60.0)
+# The Kubernetes executor: in-cluster credentials, else KUBECONFIG, else SD_K8S_API_URL.
+SD_K8S_NAMESPACE = env_str("SD_K8S_NAMESPACE", "default")
+SD_K8S_API_URL = env_str("SD_K8S_API_URL")
+SD_K8S_TOKEN = env_str("SD_K8S_TOKEN")
+SD_K8S_LAUNCHER_IMAGE = env_str("SD_K8S_LAUNCHER_IMAGE", "screwdriver-py:latest")
+SD_K8S_IMAGE_PULL_POLICY = env_str("SD_K8S_IMAGE_PULL_POLICY", "IfNotPresent")
+SD_K8S_RUN_AS_USER = env_int("SD_K8S_RUN_AS_USER", 1000)
+SD_K8S_AGENT_TIMEOUT_SECONDS = env_float("SD_K8S_AGENT_TIMEOUT_SECONDS", 600.0)
+SD_K8S_POD_GRACE_SECONDS = env_int("SD_K8S_POD_GRACE_SECONDS", 300)
 
 # Local git repositories: how often to look for pushes where no hook could be installed.
 SD_SCM_POLL_MINUTES = env_int("SD_SCM_POLL_MINUTES", 1)

@@ -171,6 +171,7 @@ class LogBatcher:
         self._closing = False
         self._busy = False
         self._wake = False
+        self._last_send = 0.0
         self._thread = threading.Thread(target=self._run, name="sd-log-batcher", daemon=True)
         self._thread.start()
 
@@ -181,7 +182,11 @@ class LogBatcher:
         with self._cond:
             queue = self._steps.setdefault(step, _StepQueue())
             queue.pending.extend(lines)
-            if len(queue.pending) >= self._max_lines:
+            # A full batch goes at once; so does the first line after a quiet spell, so a
+            # person watching sees it now rather than at the next tick. A busy step is still
+            # sent at most once per interval.
+            idle = not self._busy and time.monotonic() - self._last_send >= self._interval
+            if len(queue.pending) >= self._max_lines or idle:
                 self._wake = True
                 self._cond.notify_all()
 
@@ -252,6 +257,8 @@ class LogBatcher:
             }
             try:
                 self._send(name, payload)
+                with self._cond:
+                    self._last_send = time.monotonic()
             except Exception as exc:
                 queue.attempts += 1
                 permanent = bool(getattr(exc, "permanent", False))

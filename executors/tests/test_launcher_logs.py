@@ -186,3 +186,20 @@ def test_lines_go_out_within_a_quarter_second_without_a_flush() -> None:
     sent = len(sink.batches)
     batcher.close()
     assert sent == 1
+
+
+def test_the_first_line_after_a_quiet_spell_goes_out_at_once_and_a_burst_is_batched() -> None:
+    sink = Sink()
+    batcher = LogBatcher(sink, interval=1.0)
+    time.sleep(1.1)  # quiet for longer than the interval
+    batcher.add("s", [(1, b"first")])
+    deadline = time.monotonic() + 0.3
+    while not sink.batches and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert len(sink.batches) == 1, "the first line waited for the interval"
+    for i in range(20):
+        batcher.add("s", [(2 + i, b"burst")])
+    time.sleep(0.3)
+    assert len(sink.batches) == 1, "a burst right after a send must wait for the next tick"
+    batcher.close()
+    assert sum(len(payload["lines"]) for _, payload in sink.batches) == 21

@@ -7,20 +7,7 @@ from typing import Any
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-
-def holds_lone_surrogate(value: Any) -> bool:
-    """Whether any string in a parsed JSON value cannot be encoded as UTF-8."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, dict):
-        return any(holds_lone_surrogate(k) or holds_lone_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(holds_lone_surrogate(item) for item in value)
-    return False
+from pipelines.config.jsvalues import holds_lone_surrogate
 
 
 class StrictJSONParser(JSONParser):

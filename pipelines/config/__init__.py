@@ -19,6 +19,7 @@ from .jobs import (
     steps_to_commands,
     stringify_environment,
 )
+from .jsvalues import holds_lone_surrogate
 from .loader import load_document
 from .notifications import notification_errors
 from .schema import validate
@@ -44,7 +45,7 @@ def parse_pipeline_yaml(text: str, *, templates: TemplateLookup | None = None) -
     ``templates`` finds the job templates the file names; without it, none exist.
     """
     try:
-        return _parse(text, templates)
+        result = _parse(text, templates)
     except ConfigError as exc:
         return fallback_pipeline(exc.render())
     except Exception:  # the contract is "never raises"; a bug here must not break callers
@@ -52,6 +53,14 @@ def parse_pipeline_yaml(text: str, *, templates: TemplateLookup | None = None) -
         return fallback_pipeline(
             "Error: the server could not parse this screwdriver.yaml; please report it"
         )
+    if holds_lone_surrogate(result):
+        # Deliberate difference (docs/config-language.md): the reference accepts "\ud800",
+        # but no datastore can hold it, so an event on such a file could not be saved.
+        return fallback_pipeline(
+            "Error: screwdriver.yaml holds a lone UTF-16 surrogate escape (like \\ud800): "
+            "use valid Unicode"
+        )
+    return result
 
 
 def fallback_pipeline(error: str) -> dict[str, Any]:

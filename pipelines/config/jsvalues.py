@@ -91,3 +91,18 @@ def truthy(value: Any) -> bool:
     if isinstance(value, float) and math.isnan(value):
         return False
     return bool(value)
+
+
+def holds_lone_surrogate(value: Any) -> bool:
+    """Whether any string in a parsed JSON value cannot be encoded as UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(holds_lone_surrogate(k) or holds_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(holds_lone_surrogate(item) for item in value)
+    return False

@@ -281,3 +281,14 @@ def test_it_never_raises_for_garbage(text: str) -> None:
     result = parse_pipeline_yaml(text)
 
     assert set(result) >= {"annotations", "jobs", "workflowGraph"}
+
+
+def test_a_lone_surrogate_escape_becomes_a_config_error_no_datastore_would_refuse() -> None:
+    result = parse_pipeline_yaml(
+        'jobs:\n  main:\n    image: "\\ud800"\n    steps:\n      - a: echo\n'
+    )
+    assert result["errors"] == [
+        "Error: screwdriver.yaml holds a lone UTF-16 surrogate escape (like \\ud800): "
+        "use valid Unicode"
+    ]
+    result["jobs"]["main"][0]["commands"][0]["command"].encode("utf-8")

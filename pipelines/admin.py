@@ -98,7 +98,7 @@ class PipelinePermissionAdmin(admin.ModelAdmin):
     autocomplete_fields = ["pipeline", "user"]
 
 
-# Job templates (issue 3): created here until builds can publish them.
+# Job templates: created here until builds can publish them.
 from pipelines.models import Template, TemplateTag  # noqa: E402
 
 

@@ -57,5 +57,5 @@ auth_urlpatterns: list[URLPattern] = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]
 
-# Paste a screwdriver.yaml and see what the parser makes of it (issue 3).
+# Paste a screwdriver.yaml and see what the parser makes of it.
 urlpatterns.append(path("validator", views.validator, name="validator"))

@@ -21,9 +21,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 from builds.models import ACTIVE_STATUSES, Build
 from builds.services import stop_event
 from pipelines import graph_layout, selectors
+from pipelines.config import parse_pipeline_yaml
 from pipelines.forms import CreatePipelineForm, ParametersForm, RestartForm
 from pipelines.models import Event, Pipeline
 from pipelines.services import Creator, PipelineError, create_pipeline, restart_event, start_event
+from pipelines.template_store import database_templates
 
 PULL, PUSH, ADMIN = 1, 2, 3
 HOME_PAGE_SIZE = 50
@@ -218,9 +220,7 @@ def pipeline_jobs(request: HttpRequest, pipeline_id: int) -> HttpResponse:
     return render(request, "pipelines/jobs.html", context)
 
 
-# --- validator (issue 3) -------------------------------------------------------------------
-from pipelines.config import parse_pipeline_yaml  # noqa: E402
-from pipelines.template_store import database_templates  # noqa: E402
+# --- validator -----------------------------------------------------------------------------
 
 
 @login_required

@@ -1,4 +1,4 @@
-"""The routes issue 4 added: tokens, rights, restarts, jobs, guests, paging, badges, docs."""
+"""Routes beyond the basics: tokens, rights, restarts, jobs, guests, paging, badges, docs."""
 
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ from pipelines.auth_tokens import issue_guest_token, issue_pipeline_token, issue
 from pipelines.config import parse_pipeline_yaml
 from pipelines.models import Token
 from pipelines.services import touch_token
+from pipelines.template_store import database_templates
 
 PACKAGES = ["Django", "djangorestframework", "django-q2", "channels", "PyJWT"]
 
@@ -202,7 +203,7 @@ class ValidatorView(ApiView):
             return error_response(400, "Send the file as a string in the yaml field.")
         if holds_lone_surrogate(yaml_text):
             return error_response(400, "The file is not valid Unicode: fix its encoding.")
-        result = parse_pipeline_yaml(yaml_text)
+        result = parse_pipeline_yaml(yaml_text, templates=database_templates)
         # A YAML escape like "\ud800" parses to text no response can carry.
         if holds_lone_surrogate(result):
             return error_response(

@@ -33,6 +33,12 @@ class Pipeline(models.Model):
     annotations = models.JSONField(default=dict)
     parameters = models.JSONField(default=dict)
     state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
+    state_changer = models.CharField(max_length=128, blank=True, default="")
+    state_change_time = models.DateTimeField(null=True, blank=True)
+    state_change_message = models.CharField(max_length=512, blank=True, default="")
+    # Screwdriver's pipeline settings (public, aliasName, groupedEvents, ...) and badges.
+    settings = models.JSONField(default=dict, blank=True)
+    badges = models.JSONField(default=dict, blank=True)
     last_event = models.ForeignKey(
         "Event", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -49,7 +55,10 @@ class Pipeline(models.Model):
 
     @property
     def is_public(self) -> bool:
-        # Local repositories have no visibility of their own: public unless marked private.
+        # settings.public decides when set; otherwise a repository is public unless private.
+        public = (self.settings or {}).get("public")
+        if isinstance(public, bool):
+            return public
         return (self.scm_repo or {}).get("private") is not True
 
     def role_of(self, user: Any) -> str | None:

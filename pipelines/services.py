@@ -181,6 +181,11 @@ def start_event(
     meta: dict[str, Any] | None = None,
 ) -> Event:
     """Create an event at `sha` (default: the branch head); queue the jobs `start_from` selects."""
+    if pipeline.state != Pipeline.State.ACTIVE:
+        raise PipelineError(
+            f"Pipeline {pipeline.pk} is {pipeline.state.lower()}: make it ACTIVE to start events.",
+            status=409,
+        )
     scm = scm_for(pipeline)
     try:
         ref = repo_ref_of(pipeline)
@@ -407,7 +412,38 @@ def sync_pipeline(*, pipeline: Pipeline) -> Pipeline:
     return pipeline
 
 
-def update_pipeline(*, pipeline: Pipeline, checkout_url: str) -> Pipeline:
+def update_pipeline(
+    *,
+    pipeline: Pipeline,
+    checkout_url: str | None = None,
+    settings: dict[str, Any] | None = None,
+    badges: dict[str, Any] | None = None,
+    state: str | None = None,
+    state_message: str = "",
+    changer: str = "",
+) -> Pipeline:
+    """Change what a pipeline builds, its settings and badges, or whether it is active."""
+    if checkout_url is not None:
+        pipeline = _repoint(pipeline=pipeline, checkout_url=checkout_url)
+    fields: list[str] = []
+    if settings is not None:
+        pipeline.settings = {**pipeline.settings, **settings}
+        fields.append("settings")
+    if badges is not None:
+        pipeline.badges = {**pipeline.badges, **badges}
+        fields.append("badges")
+    if state is not None and state != pipeline.state:
+        pipeline.state = state
+        pipeline.state_changer = changer[:128]
+        pipeline.state_change_time = timezone.now()
+        pipeline.state_change_message = state_message[:512]
+        fields += ["state", "state_changer", "state_change_time", "state_change_message"]
+    if fields:
+        pipeline.save(update_fields=fields)
+    return pipeline
+
+
+def _repoint(*, pipeline: Pipeline, checkout_url: str) -> Pipeline:
     """Point a pipeline at another repository or branch, then sync its jobs."""
     scm = scm_for(checkout_url)
     try:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import URLValidator
 from rest_framework import serializers
 
 
@@ -43,6 +44,20 @@ class PipelineSerializer(CompactSerializer):
     parameters = serializers.JSONField()
     lastEventId = serializers.IntegerField(source="last_event_id")
     state = serializers.CharField()
+    stateChanger = serializers.CharField(source="state_changer")
+    stateChangeTime = ScrewdriverTime(source="state_change_time")
+    stateChangeMessage = serializers.CharField(source="state_change_message")
+    settings = serializers.JSONField()
+    badges = serializers.JSONField()
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        for key in ("stateChanger", "stateChangeMessage"):
+            if data.get(key) == "":
+                data.pop(key)
+        if not data.get("badges"):
+            data.pop("badges", None)
+        return data
 
     def get_scmContext(self, pipeline: Any) -> str:
         return scm_context_of(pipeline.scm_context)
@@ -67,8 +82,54 @@ class PipelineCreateSerializer(serializers.Serializer):  # type: ignore[type-arg
         return ""
 
 
+class PipelineSettingsSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """Screwdriver's pipeline settings; unknown keys are refused, not stored."""
+
+    public = serializers.BooleanField(required=False)
+    groupedEvents = serializers.BooleanField(required=False)
+    showEventTriggers = serializers.BooleanField(required=False)
+    filterEventsForNoBuilds = serializers.BooleanField(required=False)
+    filterSchedulerEvents = serializers.BooleanField(required=False)
+    aliasName = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    metricsDowntimeJobs = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False
+    )
+    metricsDowntimeStatuses = serializers.ListField(
+        child=serializers.ChoiceField(choices=["ABORTED", "FAILURE", "SUCCESS"]), required=False
+    )
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = set(data) - set(self.fields)
+            if unknown:
+                raise serializers.ValidationError(
+                    f"unknown settings {', '.join(sorted(map(repr, unknown)))}: "
+                    f"use {', '.join(self.fields)}."
+                )
+        return super().to_internal_value(data)
+
+
+class BadgeSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField(max_length=128)
+    uri = serializers.URLField(
+        max_length=1024, validators=[URLValidator(schemes=["http", "https"])]
+    )
+
+
+class BadgesSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    sonar = BadgeSerializer(required=False)
+
+
 class PipelineUpdateSerializer(PipelineCreateSerializer):
-    pass
+    """Screwdriver's pipeline update: any of checkoutUrl, settings, badges, state."""
+
+    checkoutUrl = serializers.CharField(max_length=1024, required=False)
+    # Accepted for Screwdriver's clients; local repositories need no deploy keys.
+    autoKeysGeneration = serializers.BooleanField(required=False)
+    settings = PipelineSettingsSerializer(required=False)
+    badges = BadgesSerializer(required=False)
+    state = serializers.ChoiceField(choices=["ACTIVE", "INACTIVE"], required=False)
+    stateChangeMessage = serializers.CharField(max_length=512, required=False, allow_blank=True)
 
 
 class JobSerializer(CompactSerializer):

@@ -393,3 +393,58 @@ def test_the_openapi_document_and_swagger_ui_are_served_without_a_cdn() -> None:
 def test_versions_and_contexts_need_no_token() -> None:
     assert any(v.startswith("Django@") for v in APIClient().get("/v4/versions").json()["versions"])
     assert APIClient().get("/v4/auth/contexts").json()[0]["context"] == "local:localhost"
+
+
+def _as(user: User) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_an_admin_updates_settings_and_badges_and_unknown_settings_are_refused(
+    world: World, alice: User
+) -> None:
+    url = f"/v4/pipelines/{world.pipeline.pk}"
+    body = {
+        "settings": {"aliasName": "web", "groupedEvents": True},
+        "badges": {"sonar": {"name": "dashboard", "uri": "https://sonar.example/app"}},
+    }
+    response = _as(alice).put(url, body, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["settings"] == {"aliasName": "web", "groupedEvents": True}
+    assert response.json()["badges"]["sonar"]["name"] == "dashboard"
+
+    refused = _as(alice).put(url, {"settings": {"colour": "blue"}}, format="json")
+    assert refused.status_code == 400
+    assert "colour" in refused.json()["message"]
+    world.pipeline.refresh_from_db()
+    assert "colour" not in world.pipeline.settings
+
+
+def test_an_inactive_pipeline_starts_no_events_until_it_is_active_again(
+    world: World, alice: User
+) -> None:
+    url = f"/v4/pipelines/{world.pipeline.pk}"
+    body = {"state": "INACTIVE", "stateChangeMessage": "moved to the new repo"}
+    response = _as(alice).put(url, body, format="json")
+    assert response.status_code == 200
+    assert response.json()["stateChanger"] == "alice"
+    assert response.json()["stateChangeMessage"] == "moved to the new repo"
+
+    start = {"pipelineId": world.pipeline.pk, "startFrom": "~commit"}
+    refused = _as(alice).post("/v4/events", start, format="json")
+    assert refused.status_code == 409
+    assert "INACTIVE".lower() in refused.json()["message"]
+
+    assert _as(alice).put(url, {"state": "ACTIVE"}, format="json").status_code == 200
+    assert _as(alice).post("/v4/events", start, format="json").status_code == 201
+
+
+def test_settings_public_false_hides_a_pipeline_from_people_without_a_role(
+    world: World, alice: User, bob: User
+) -> None:
+    url = f"/v4/pipelines/{world.pipeline.pk}"
+    assert _as(bob).get(url).status_code == 200  # local pipelines are public by default
+    assert _as(alice).put(url, {"settings": {"public": False}}, format="json").status_code == 200
+    assert _as(bob).get(url).status_code == 403
+    assert _as(alice).get(url).status_code == 200

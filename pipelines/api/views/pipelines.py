@@ -100,8 +100,15 @@ class PipelineDetailView(ApiView):
         pipeline = pipeline_for(request, pipeline_id, ADMIN)
         body = PipelineUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        data = body.validated_data
         pipeline = update_pipeline(
-            pipeline=pipeline, checkout_url=body.validated_data["checkoutUrl"]
+            pipeline=pipeline,
+            checkout_url=data.get("checkoutUrl"),
+            settings=data.get("settings"),
+            badges=data.get("badges"),
+            state=data.get("state"),
+            state_message=data.get("stateChangeMessage", ""),
+            changer=request.user.get_username(),
         )
         return Response(PipelineSerializer(pipeline).data)
 

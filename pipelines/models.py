@@ -10,6 +10,23 @@ from django.db import models
 from django.db.models import Q
 
 
+class PipelineQuerySet(models.QuerySet["Pipeline"]):
+    def public(self) -> PipelineQuerySet:
+        """Pipelines anyone signed in may read: `Pipeline.is_public` as a filter."""
+        by_setting = Q(settings__public=True)
+        unset = ~Q(settings__has_key="public") & (
+            Q(scm_repo__private=False) | ~Q(scm_repo__has_key="private")
+        )
+        return self.filter(by_setting | unset)
+
+    def readable_by(self, user: Any) -> PipelineQuerySet:
+        """Public pipelines plus those the person holds a role on (all of them for superusers)."""
+        if getattr(user, "is_superuser", False):
+            return self.all()
+        roles = PipelinePermission.objects.filter(user_id=int(user.pk or 0)).values("pipeline_id")
+        return self.filter(pk__in=self.public().values("pk")) | self.filter(pk__in=roles)
+
+
 class Pipeline(models.Model):
     """A repository branch whose screwdriver.yaml defines jobs and a workflow."""
 
@@ -46,6 +63,8 @@ class Pipeline(models.Model):
     # a conditional update, so one push makes one event.
     last_seen_sha = models.CharField(max_length=40, blank=True, default="")
     hook_installed = models.BooleanField(default=False)
+
+    objects = PipelineQuerySet.as_manager()
 
     class Meta:
         ordering = ["name", "id"]

@@ -270,11 +270,7 @@ def job_history(pipeline: Pipeline, *, per_job: int = JOB_HISTORY) -> list[JobHi
 
 def readable_pipelines(user: Any) -> QuerySet[Pipeline]:
     """The pipelines a signed-in person may read: public ones and those they have a role on."""
-    pipelines = Pipeline.objects.all()
-    if getattr(user, "is_superuser", False):
-        return pipelines
-    mine = PipelinePermission.objects.filter(user_id=user.pk).values("pipeline_id")
-    return pipelines.filter(Q(scm_repo__private=False) | Q(pk__in=mine))
+    return Pipeline.objects.readable_by(user)
 
 
 def pipeline_home(user: Any, *, query: str = "", collection: str = "all") -> QuerySet[Pipeline]:

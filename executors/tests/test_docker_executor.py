@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import io
-import subprocess
-import tarfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +14,10 @@ from builds.models import Build, BuildStatus, Step
 from conftest import Stack, wait_until
 from pipelines.models import Event, Pipeline
 from pipelines.services import Creator, create_pipeline, start_event
+from tools.busybox_image import BUSYBOX, build_busybox_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-BUSYBOX = Path("/bin/busybox")
 IMAGE = "sd-test-busybox:1"
 
 
@@ -42,29 +38,7 @@ def busybox_image() -> str:
     engine = _engine()
     if not BUSYBOX.exists():
         pytest.skip("No /bin/busybox to build the test image from: install busybox-static.")
-    applets = subprocess.run(
-        [str(BUSYBOX), "--list"], capture_output=True, text=True, check=True
-    ).stdout.split()
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        dockerfile = b"FROM scratch\nCOPY rootfs/ /\nENV PATH=/bin IMAGE_VAR=from-the-image\n"
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(dockerfile)
-        tar.addfile(info, io.BytesIO(dockerfile))
-        tar.add(str(BUSYBOX), arcname="rootfs/bin/busybox")
-        for applet in applets:
-            if applet != "busybox":
-                link = tarfile.TarInfo(f"rootfs/bin/{applet}")
-                link.type = tarfile.SYMTYPE
-                link.linkname = "busybox"
-                tar.addfile(link)
-        for directory in ("tmp", "root", "etc"):
-            entry = tarfile.TarInfo(f"rootfs/{directory}")
-            entry.type = tarfile.DIRTYPE
-            entry.mode = 0o1777 if directory == "tmp" else 0o755
-            tar.addfile(entry)
-    context.seek(0)
-    engine.images.build(fileobj=context, custom_context=True, tag=IMAGE, rm=True, pull=False)
+    build_busybox_image(engine, IMAGE, env="PATH=/bin IMAGE_VAR=from-the-image")
     try:
         engine.containers.run(IMAGE, ["/bin/sh", "-c", "true"], remove=True)
     except Exception as exc:

@@ -11,20 +11,18 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from rest_framework import exceptions, permissions
 from rest_framework.request import Request
 
 from pipelines.api.authentication import BuildPrincipal, Principal
-from pipelines.models import Pipeline, PipelinePermission
+from pipelines.models import Pipeline
 
 USER, GUEST, PIPELINE, BUILD, TEMPORAL = "user", "guest", "pipeline", "build", "temporal"
 READERS = frozenset({USER, GUEST, PIPELINE, BUILD})
 PEOPLE_AND_PIPELINES = frozenset({USER, PIPELINE})
 PEOPLE = frozenset({USER})
 PULL, PUSH, ADMIN = "pull", "push", "admin"
-# Pipeline.is_public as a filter: public unless its repository is marked private.
-PUBLIC = Q(scm_repo__private=False) | ~Q(scm_repo__has_key="private")
 
 
 def kind_of(request: Request) -> str | None:
@@ -111,10 +109,9 @@ def readable_pipelines(request: Request) -> QuerySet[Pipeline]:
     if kind == USER and user.is_superuser:
         return pipelines
     if kind == USER:
-        mine = PipelinePermission.objects.filter(user_id=int(user.pk or 0)).values("pipeline_id")
-        return pipelines.filter(PUBLIC | Q(pk__in=mine))
+        return pipelines.readable_by(user)
     if kind == GUEST:
-        return pipelines.filter(PUBLIC)
+        return pipelines.public()
     if kind in {PIPELINE, BUILD}:
         return pipelines.filter(pk=int(getattr(user, "pipeline_id", None) or 0))
     return pipelines.none()

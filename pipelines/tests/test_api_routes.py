@@ -448,3 +448,22 @@ def test_settings_public_false_hides_a_pipeline_from_people_without_a_role(
     assert _as(alice).put(url, {"settings": {"public": False}}, format="json").status_code == 200
     assert _as(bob).get(url).status_code == 403
     assert _as(alice).get(url).status_code == 200
+
+
+def test_the_list_and_the_home_page_agree_with_settings_public(
+    world: World, alice: User, bob: User
+) -> None:
+    from pipelines import selectors
+
+    assert [p["id"] for p in _as(bob).get("/v4/pipelines").json()] == [world.pipeline.pk]
+    assert list(selectors.readable_pipelines(bob)) == [world.pipeline]
+    _as(alice).put(
+        f"/v4/pipelines/{world.pipeline.pk}", {"settings": {"public": False}}, format="json"
+    )
+    assert _as(bob).get("/v4/pipelines").json() == []
+    assert list(selectors.readable_pipelines(bob)) == []
+    assert [p["id"] for p in _as(alice).get("/v4/pipelines").json()] == [world.pipeline.pk]
+    _as(alice).put(
+        f"/v4/pipelines/{world.pipeline.pk}", {"settings": {"public": True}}, format="json"
+    )
+    assert list(selectors.readable_pipelines(bob)) == [world.pipeline]

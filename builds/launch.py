@@ -68,6 +68,12 @@ def _initial_meta(build: Build) -> dict[str, Any]:
         parent_ids = [build.parent_build_id]
     for parent in Build.objects.filter(pk__in=parent_ids).order_by("end_time", "pk").only("meta"):
         meta = deep_merge(meta, parent.meta)
+    params = meta.get("parameters")
+    params = params if isinstance(params, dict) else {}
+    own = params.get(build.job.name)
+    if isinstance(own, dict) and all(isinstance(v, dict) and "value" in v for v in own.values()):
+        # A job's own parameters are also read as parameters.NAME in its builds.
+        meta["parameters"] = {**params, **own}
     meta["build"] = {
         "buildId": str(build.pk),
         "jobId": str(build.job_id),

@@ -17,9 +17,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from builds import live
-from builds.models import ACTIVE_STATUSES, Build, BuildStatus, Step
+from builds.models import ACTIVE_STATUSES, Build, BuildQuerySet, BuildStatus, Step
 from pipelines import workflow
-from pipelines.models import Event, Job
+from pipelines.models import Event, Job, Pipeline
+from scm.statuses import enqueue_commit_status
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,11 @@ TIMEOUT_ANNOTATION = "screwdriver.cd/timeout"
 SETUP_STEP = "sd-setup-scm"
 # A started launcher has this long to report RUNNING before the reaper gives up on it.
 START_GRACE = timedelta(seconds=60)
+SKIP_FURTHER = "[skip further]"
+BLOCKED_BY_SAME_JOB = "screwdriver.cd/blockedBySameJob"
+COLLAPSE_BUILDS = "screwdriver.cd/collapseBuilds"
+# How far back a restart looks for the results of the jobs it does not run itself.
+MAX_INHERITED_EVENTS = 50
 
 EVENT_STATUS_OF_BUILD = {
     BuildStatus.ABORTED: Event.Status.ABORTED,
@@ -40,6 +46,10 @@ EVENT_STATUS_OF_BUILD = {
     BuildStatus.COLLAPSED: None,
     BuildStatus.FROZEN: Event.Status.IN_PROGRESS,
 }
+
+
+_FAILED = frozenset({BuildStatus.FAILURE, BuildStatus.ABORTED, BuildStatus.COLLAPSED})
+_SUCCEEDED = frozenset({BuildStatus.SUCCESS, BuildStatus.UNSTABLE})
 
 
 class TransitionError(Exception):
@@ -123,14 +133,147 @@ def create_start_builds(*, event: Event, job_names: Iterable[str], cause: str) -
         j.name: j
         for j in Job.objects.filter(pipeline_id=event.pipeline_id, name__in=list(job_names))
     }
-    builds = []
+    builds: list[Build] = []
     for name in job_names:
         job = jobs.get(name)
         if job is None or job.archived or job.state == Job.State.DISABLED:
             continue
-        builds.append(create_build(event=event, job=job, cause=cause))
-    _dispatch([b.pk for b in builds])
+        builds.extend(
+            create_build(event=event, job=job, cause=cause, permutation=i)
+            for i in range(permutation_count(event, job))
+        )
+    _dispatch(_settle_virtual(event, builds))
     return builds
+
+
+def _settle_virtual(event: Event, builds: list[Build]) -> list[int]:
+    # Screwdriver never runs a virtual job: its build succeeds at once and the next jobs start.
+    # Returns the ids of the builds that do need a worker.
+    to_run = []
+    for build in builds:
+        if build.status != BuildStatus.QUEUED or not workflow.is_virtual(
+            event.workflow_graph, build.job.name
+        ):
+            to_run.append(build.pk)
+            continue
+        now = timezone.now()
+        _transition(
+            build.pk,
+            allowed=[BuildStatus.QUEUED],
+            target=BuildStatus.SUCCESS,
+            start_time=now,
+            end_time=now,
+            status_message="Virtual job: succeeded without running.",
+        )
+        Step.objects.filter(build=build).delete()
+        build.status = BuildStatus.SUCCESS
+        _after_finish(build, cleanup=False)
+    return _hold_blocked(event, to_run)
+
+
+# --- blockedBy, blocked by the same job, collapsed builds ----------------------------------
+
+
+def _annotation_on(config: dict[str, Any], name: str) -> bool:
+    # Screwdriver's blocking annotations default to on; only an explicit false turns them off.
+    return str((config.get("annotations") or {}).get(name, True)).lower() not in {"false", "0"}
+
+
+def _config_of(build: Build) -> dict[str, Any]:
+    permutations = build.event.job_configs.get(build.job.name) or build.job.permutations
+    return permutations[build.permutation] if len(permutations) > build.permutation else {}
+
+
+def _blockers(build: Build) -> BuildQuerySet:
+    """The other active builds that keep ``build`` from running now."""
+    config = _config_of(build)
+    names = {
+        str(name).lstrip("~")
+        for name in config.get("blockedBy") or []
+        if workflow.is_job_node(str(name).lstrip("~"))
+    }
+    same_job = _annotation_on(config, BLOCKED_BY_SAME_JOB)
+    if same_job:
+        names.add(build.job.name)
+    # Permutations of one job in one event run side by side; they never block each other.
+    return (
+        Build.objects.filter(
+            job__pipeline_id=build.job.pipeline_id,
+            job__name__in=names,
+            status__in=[BuildStatus.QUEUED, BuildStatus.RUNNING],
+        )
+        .exclude(pk=build.pk)
+        .exclude(event_id=build.event_id, job_id=build.job_id)
+    )
+
+
+def _lock_pipeline(pipeline_id: int) -> None:
+    # Blocking decisions of every event of a pipeline are taken one at a time.
+    Pipeline.objects.select_for_update().filter(pk=pipeline_id).values_list("pk").first()
+
+
+def _lock_pipeline_of(build_id: int) -> None:
+    # Lock order everywhere: the pipeline, then the build, then its event; a build that ends
+    # may release BLOCKED builds of other events, which takes the pipeline's lock anyway.
+    pipeline_id = Build.objects.filter(pk=build_id).values_list("job__pipeline_id", flat=True)
+    first = pipeline_id.first()
+    if first is not None:
+        _lock_pipeline(first)
+
+
+def _hold_blocked(event: Event, build_ids: list[int]) -> list[int]:
+    # A new QUEUED build whose blockers are active waits as BLOCKED; returns those that may run.
+    if not build_ids:
+        return []
+    _lock_pipeline(event.pipeline_id)
+    to_run = []
+    for build in Build.objects.filter(pk__in=build_ids).select_related("job", "event"):
+        if build.status != BuildStatus.QUEUED or not _blockers(build).exists():
+            to_run.append(build.pk)
+            continue
+        _transition(build.pk, allowed=[BuildStatus.QUEUED], target=BuildStatus.BLOCKED)
+        if _annotation_on(_config_of(build), COLLAPSE_BUILDS):
+            _collapse_older(build)
+    return sorted(to_run)
+
+
+def _collapse_older(build: Build) -> None:
+    # Only the newest waiting build of a job runs; the older waiting ones become COLLAPSED.
+    older = list(
+        Build.objects.filter(job_id=build.job_id, status=BuildStatus.BLOCKED, pk__lt=build.pk)
+        .exclude(event_id=build.event_id)
+        .select_related("event", "job")
+    )
+    for old in older:
+        collapsed = Build.objects.filter(pk=old.pk, status=BuildStatus.BLOCKED).update(
+            status=BuildStatus.COLLAPSED,
+            end_time=timezone.now(),
+            status_message=f"Collapsed into build {build.pk} of a newer event.",
+        )
+        if collapsed:
+            _drop_waiting_joins(old, old.event)
+            refresh_event_status(event=old.event)
+
+
+def _release_blocked(pipeline_id: int) -> None:
+    # A build left QUEUED/RUNNING: the builds it blocked may run now, oldest first.
+    _lock_pipeline(pipeline_id)
+    released = []
+    waiting = Build.objects.filter(job__pipeline_id=pipeline_id, status=BuildStatus.BLOCKED)
+    for build in waiting.select_related("job", "event").order_by("pk"):
+        if _blockers(build).exists():
+            continue
+        if Build.objects.filter(pk=build.pk, status=BuildStatus.BLOCKED).update(
+            status=BuildStatus.QUEUED
+        ):
+            released.append(build.pk)
+            live.publish_build(build_id=build.pk)
+    _dispatch(released)
+
+
+def permutation_count(event: Event, job: Job) -> int:
+    """How many builds one run of ``job`` makes in ``event``: one per matrix permutation."""
+    return max(1, len(event.job_configs.get(job.name) or job.permutations or []))
 
 
 # --- transitions from the launcher ---------------------------------------------------------
@@ -162,6 +305,7 @@ def mark_running(*, build_id: int) -> Build:
     )
     build = Build.objects.select_related("event").get(pk=build_id)
     refresh_event_status(event=build.event)
+    enqueue_commit_status(build_id=build_id)
     live.publish_build(build_id=build_id)
     return build
 
@@ -195,9 +339,11 @@ def finish_build(
     }
     if meta is not None:
         fields["meta"] = meta
+    _lock_pipeline_of(build_id)
     _transition(build_id, allowed=allowed, target=status, **fields)
     build = Build.objects.select_related("job", "event").get(pk=build_id)
     _after_finish(build)
+    enqueue_commit_status(build_id=build_id)
     live.publish_build(build_id=build_id)
     return build
 
@@ -205,6 +351,7 @@ def finish_build(
 @transaction.atomic
 def abort_build(*, build_id: int, message: str) -> Build:
     """Stop a build: it becomes ABORTED now; its launcher is told to stop after commit."""
+    _lock_pipeline_of(build_id)
     _transition(
         build_id,
         allowed=[BuildStatus.CREATED, *ACTIVE_STATUSES],
@@ -215,6 +362,7 @@ def abort_build(*, build_id: int, message: str) -> Build:
     )
     build = Build.objects.select_related("job", "event").get(pk=build_id)
     _after_finish(build)
+    enqueue_commit_status(build_id=build_id)
     live.publish_build(build_id=build_id)
     from executors.services import enqueue_stop
 
@@ -271,7 +419,7 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _after_finish(build: Build) -> None:
+def _after_finish(build: Build, *, cleanup: bool = True) -> None:
     # Joins are decided under the event's lock, re-reading the parents from the database, so
     # two parents finishing at once see each other and exactly one of them queues the join.
     event = Event.objects.select_for_update().get(pk=build.event_id)
@@ -283,9 +431,11 @@ def _after_finish(build: Build) -> None:
     else:
         _drop_waiting_joins(build, event)
     refresh_event_status(event=event)
-    from executors.services import enqueue_cleanup
+    _release_blocked(event.pipeline_id)
+    if cleanup:
+        from executors.services import enqueue_cleanup
 
-    enqueue_cleanup(build.pk)
+        enqueue_cleanup(build.pk)
 
 
 def _parent_builds_entry(event: Event, builds: Mapping[str, Build | None]) -> dict[str, Any]:
@@ -306,27 +456,64 @@ def _next_jobs(event: Event, job_name: str) -> list[workflow.NextJob]:
         return []
 
 
+def _job_outcome(builds: list[Build], expected: int) -> str | None:
+    # A job succeeded once every permutation did; one failed permutation fails the job.
+    if any(b.status in _FAILED for b in builds):
+        return BuildStatus.FAILURE
+    if len(builds) >= expected and all(b.status in _SUCCEEDED for b in builds):
+        return BuildStatus.SUCCESS
+    return None
+
+
+def skips_further(event: Event) -> bool:
+    """Whether ``[skip further]`` in the cause or commit message stops after the first jobs."""
+    # A restart is asked for by a person: only its own cause message counts, not the commit's.
+    commit = "" if event.parent_event_id else str((event.commit or {}).get("message", ""))
+    return SKIP_FURTHER in f"{event.cause_message}\n{commit}".lower()
+
+
 def _trigger_next(build: Build, event: Event) -> None:
     nexts = _next_jobs(event, build.job.name)
-    if not nexts:
+    if not nexts or skips_further(event):
         return
-    names = {n.name for n in nexts} | {p for n in nexts for p in n.parents}
+    names = {n.name for n in nexts} | {p for n in nexts for p in n.parents} | {build.job.name}
     jobs = {j.name: j for j in Job.objects.filter(pipeline_id=event.pipeline_id, name__in=names)}
-    existing = {
-        b.job.name: b
-        for b in Build.objects.filter(
-            event=event, job__name__in=names, permutation=0
-        ).select_related("job")
-    }
-    to_dispatch: list[int] = []
+    by_job: dict[str, list[Build]] = {}
+    for b in (
+        Build.objects.filter(event=event, job__name__in=names)
+        .select_related("job")
+        .order_by("permutation")
+    ):
+        by_job.setdefault(b.job.name, []).append(b)
+
+    def outcome(name: str) -> str | None:
+        job = jobs.get(name)
+        expected = permutation_count(event, job) if job is not None else 1
+        if name not in by_job and name not in will_run:
+            # A restart counts the earlier events' result of a job it will not run itself.
+            by_job[name] = _inherited_builds(event, name)
+        return _job_outcome(by_job.get(name, []), expected)
+
+    will_run = (
+        workflow.downstream(event.workflow_graph, event.start_from)
+        if event.parent_event_id
+        else set()
+    )
+    own = outcome(build.job.name)
+    if own is None:
+        return  # other permutations of this job are still running
+    if own != BuildStatus.SUCCESS:
+        _drop_waiting_joins(build, event)
+        return
+    to_start: list[Build] = []
     for nxt in nexts:
         job = jobs.get(nxt.name)
         if job is None or job.archived or job.state == Job.State.DISABLED:
             continue
-        current = existing.get(nxt.name)
+        current = by_job.get(nxt.name, [])
         if not nxt.join:
-            if current is None:
-                new = _create_once(
+            if not current:
+                to_start += _create_permutations(
                     event=event,
                     job=job,
                     status=BuildStatus.QUEUED,
@@ -334,22 +521,21 @@ def _trigger_next(build: Build, event: Event) -> None:
                     parent_build=build,
                     parent_builds=_parent_builds_entry(event, {build.job.name: build}),
                 )
-                if new is not None:
-                    to_dispatch.append(new.pk)
             continue
-        parents = {name: existing.get(name) for name in nxt.parents}
+        outcomes = {name: outcome(name) for name in nxt.parents}
+        outcomes[build.job.name] = own
+        if any(o == BuildStatus.FAILURE for o in outcomes.values()):
+            for waiting in current:
+                _delete_if_waiting(waiting)
+            continue
+        ready = all(o == BuildStatus.SUCCESS for o in outcomes.values())
+        parents: dict[str, Build | None] = {
+            name: (by_job[name][-1] if by_job.get(name) else None) for name in nxt.parents
+        }
         parents[build.job.name] = build
-        statuses = {name: (b.status if b else None) for name, b in parents.items()}
-        if any(
-            s in {BuildStatus.FAILURE, BuildStatus.ABORTED, BuildStatus.COLLAPSED}
-            for s in statuses.values()
-        ):
-            _delete_if_waiting(current)
-            continue
-        ready = all(s in {BuildStatus.SUCCESS, BuildStatus.UNSTABLE} for s in statuses.values())
         parent_builds = _parent_builds_entry(event, parents)
-        if current is None:
-            new = _create_once(
+        if not current:
+            created = _create_permutations(
                 event=event,
                 job=job,
                 status=BuildStatus.QUEUED if ready else BuildStatus.CREATED,
@@ -357,15 +543,48 @@ def _trigger_next(build: Build, event: Event) -> None:
                 parent_build=build,
                 parent_builds=parent_builds,
             )
-            if new is not None and ready:
-                to_dispatch.append(new.pk)
-        elif ready and current.status == BuildStatus.CREATED:
-            promoted = Build.objects.filter(pk=current.pk, status=BuildStatus.CREATED).update(
+            if ready:
+                to_start += created
+        elif ready:
+            waiting_ids = [b.pk for b in current if b.status == BuildStatus.CREATED]
+            promoted = Build.objects.filter(pk__in=waiting_ids, status=BuildStatus.CREATED)
+            if promoted.update(
                 status=BuildStatus.QUEUED, parent_build=build, parent_builds=parent_builds
-            )
-            if promoted:
-                to_dispatch.append(current.pk)
-    _dispatch(to_dispatch)
+            ):
+                for waiting in current:
+                    if waiting.pk in waiting_ids:
+                        waiting.status = BuildStatus.QUEUED
+                        to_start.append(waiting)
+    # Virtual jobs settle after every decision above, so the snapshot stays true meanwhile.
+    _dispatch(_settle_virtual(event, to_start))
+
+
+def _inherited_builds(event: Event, job_name: str) -> list[Build]:
+    # The nearest ancestor event (restart of a restart...) that has builds of the job.
+    ancestor_id = event.parent_event_id
+    for _ in range(MAX_INHERITED_EVENTS):
+        if ancestor_id is None:
+            break
+        found = list(
+            Build.objects.filter(event_id=ancestor_id, job__name=job_name)
+            .select_related("job")
+            .order_by("permutation")
+        )
+        if found:
+            return found
+        ancestor_id = (
+            Event.objects.filter(pk=ancestor_id).values_list("parent_event_id", flat=True).first()
+        )
+    return []
+
+
+def _create_permutations(*, event: Event, job: Job, **kwargs: Any) -> list[Build]:
+    # Every permutation of a matrix job is its own build; all share the trigger's parents.
+    created = (
+        _create_once(event=event, job=job, permutation=i, **kwargs)
+        for i in range(permutation_count(event, job))
+    )
+    return [b for b in created if b is not None]
 
 
 def _create_once(**kwargs: Any) -> Build | None:

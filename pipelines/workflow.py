@@ -83,3 +83,65 @@ def next_jobs(graph: Graph, finished_job: str) -> list[NextJob]:
         NextJob(name=name, join=not is_or, parents=join_parents(graph, name))
         for name, is_or in order.items()
     ]
+
+
+def _declared_default(declared: Any) -> Any:
+    # `name: value`, `name: [a, b]` or `name: {value, description}`; a list offers choices.
+    return declared.get("value") if isinstance(declared, dict) else declared
+
+
+def _chosen_value(chosen: Any) -> Any:
+    # Screwdriver's UI sends `{name: {value: v}}`; a bare `{name: v}` is accepted too.
+    return chosen.get("value") if isinstance(chosen, dict) and "value" in chosen else chosen
+
+
+def _scope_parameters(declared: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, spec in declared.items():
+        default = _declared_default(spec)
+        if name in chosen:
+            value = _chosen_value(chosen[name])
+        else:
+            value = default[0] if isinstance(default, list) and default else default
+        out[str(name)] = {"value": value, "default": default}
+    return out
+
+
+def event_parameters(
+    *,
+    pipeline_parameters: dict[str, Any],
+    job_parameters: dict[str, dict[str, Any]],
+    chosen: dict[str, Any],
+) -> dict[str, Any]:
+    """Return an event's ``meta.parameters``: each declared one as ``{value, default}``.
+
+    Pipeline parameters sit at ``NAME``, a job's at ``JOB.NAME``; a choice given at start wins
+    over the default (the first item when the default is a list). Undeclared choices are kept.
+    """
+    params = _scope_parameters(pipeline_parameters, chosen)
+    for job, declared in job_parameters.items():
+        if declared:
+            own = chosen.get(job)
+            params[job] = _scope_parameters(declared, own if isinstance(own, dict) else {})
+    for name, value in chosen.items():
+        if name not in params:
+            params[str(name)] = {"value": _chosen_value(value)}
+    return params
+
+
+def is_virtual(graph: Graph, job: str) -> bool:
+    """Return whether ``job`` is virtual (``screwdriver.cd/virtualJob``): it succeeds unrun."""
+    return any(n["name"] == job and n.get("virtual") for n in graph.get("nodes", []))
+
+
+def downstream(graph: Graph, start: str) -> set[str]:
+    """Return ``start`` and every node an edge path leads to from it."""
+    seen = {start}
+    todo = [start]
+    while todo:
+        node = todo.pop()
+        for edge in graph.get("edges", []):
+            if edge["src"] == node and edge["dest"] not in seen:
+                seen.add(edge["dest"])
+                todo.append(edge["dest"])
+    return seen

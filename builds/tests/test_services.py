@@ -550,3 +550,5 @@ def test_two_parents_finishing_at_the_same_moment_queue_exactly_one_join(
         assert [j.status for j in joins] == [BuildStatus.QUEUED], f"attempt {attempt}"
         assert set(joins[0].parent_builds[str(pipeline.pk)]["jobs"].values()) == set(parents)
         assert Build.objects.filter(event=event, job__name="either").count() == 1
+        # Nothing runs the queued builds; stop them so the next attempt's are not blocked.
+        services.stop_event(event=event, message="next attempt")

@@ -138,6 +138,10 @@ class EventCreateView(ApiView):
                 "pipelineId: send the pipeline to start (or a parentEventId or buildId)."
             )
         require_right(request, pipeline, PUSH)
+        if "parameters" in data:
+            data["meta"] = build_services.deep_merge(
+                data["meta"], {"parameters": data["parameters"]}
+            )
         if parent is None:
             event = start_event(
                 pipeline=pipeline,

@@ -216,6 +216,13 @@ SD_PORT = env_int("PORT", 8000)
 SD_API_URL = env_str("SD_API_URL", f"http://127.0.0.1:{SD_PORT}").rstrip("/")
 SD_UI_URL = env_str("SD_UI_URL", SD_API_URL).rstrip("/")
 
+# GitHub (GitHub Enterprise: point SD_GITHUB_API_URL at https://HOST/api/v3).
+SD_GITHUB_API_URL = env_str("SD_GITHUB_API_URL", "https://api.github.com").rstrip("/")
+SD_GITHUB_WEBHOOK_SECRET = env_str("SD_GITHUB_WEBHOOK_SECRET")
+# The server's own token for GitHub's REST API until sign-in brings each user's token.
+SD_GITHUB_TOKEN = env_str("SD_GITHUB_TOKEN")
+SD_WEBHOOK_MAX_BYTES = env_int("SD_WEBHOOK_MAX_BYTES", 2 * 1024 * 1024)
+
 # Builds.
 SD_EXECUTOR = env_str("SD_EXECUTOR", "local")
 SD_BUILD_LEASE_SECONDS = env_float("SD_BUILD_LEASE_SECONDS", 30.0)

@@ -26,3 +26,9 @@ class LocalHookSchema(OpenApiViewExtension):  # type: ignore[no-untyped-call]
             pass
 
         return Described
+
+
+class WebhookSchema(LocalHookSchema):  # type: ignore[no-untyped-call]
+    """POST /v4/webhooks: a signed delivery from GitHub."""
+
+    target_class = "scm.api.views.WebhookView"

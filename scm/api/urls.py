@@ -6,4 +6,7 @@ from django.urls import path
 
 from scm.api import views
 
-urlpatterns = [path("webhooks/local", views.LocalHookView.as_view(), name="webhook-local")]
+urlpatterns = [
+    path("webhooks", views.WebhookView.as_view(), name="webhooks"),
+    path("webhooks/local", views.LocalHookView.as_view(), name="webhook-local"),
+]

@@ -1,9 +1,11 @@
-"""POST /v4/webhooks/local: pushes reported by the post-receive hook of a local repository."""
+"""POST /v4/webhooks (GitHub) and /v4/webhooks/local (the post-receive hook of a local repo)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,6 +14,7 @@ from rest_framework.views import APIView
 from pipelines.api.errors import error_response
 from scm.services import HookRejected, handle_local_hook
 from scm.signing import SIGNATURE_HEADER
+from scm.webhooks import WebhookRejected, receive_github
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -29,3 +32,41 @@ class LocalHookView(APIView):
         except HookRejected as exc:
             return error_response(401, str(exc))
         return Response({"events": outcome.events}, status=202 if outcome.events else 200)
+
+
+class WebhookView(APIView):
+    """SCM deliveries: verified and recorded here, acted on by the worker."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+
+    def post(self, request: Request) -> Response:
+        limit = settings.SD_WEBHOOK_MAX_BYTES
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            return error_response(413, f"The delivery is larger than {limit} bytes.")
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            return error_response(413, f"The delivery is larger than {limit} bytes.")
+        if len(body) > limit:
+            return error_response(413, f"The delivery is larger than {limit} bytes.")
+        if "X-GitHub-Event" not in request.headers:
+            return error_response(400, "Only GitHub deliveries (X-GitHub-Event) are accepted here.")
+        try:
+            received = receive_github(
+                body=body,
+                signature=request.headers.get("X-Hub-Signature-256"),
+                event_name=request.headers.get("X-GitHub-Event"),
+                delivery_id=request.headers.get("X-GitHub-Delivery"),
+            )
+        except WebhookRejected as exc:
+            return error_response(exc.status, exc.message)
+        delivery = received.delivery
+        return Response(
+            {"deliveryId": delivery.delivery_id, "outcome": delivery.outcome},
+            status=202 if received.queued else 200,
+        )

@@ -1,0 +1,192 @@
+"""GitHub (and GitHub Enterprise) repositories, read through GitHub's REST API with httpx."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+from django.conf import settings
+
+from scm.base import CommitInfo, RepoRef, Scm, ScmError
+
+TIMEOUT_SECONDS = 10.0
+MAX_FILE_BYTES = 512 * 1024
+HOOK_EVENTS = ["push", "pull_request", "create", "release"]
+
+_NAME = r"[A-Za-z0-9_.-]+"
+_HTTPS_RE = re.compile(rf"https://(?P<host>[^/@:]+)/(?P<owner>{_NAME})/(?P<repo>{_NAME}?)(\.git)?")
+_SSH_RE = re.compile(rf"git@(?P<host>[^/@:]+):(?P<owner>{_NAME})/(?P<repo>{_NAME}?)(\.git)?")
+
+
+def github_host() -> str:
+    """Return the web host of the configured GitHub: github.com, or the Enterprise host."""
+    host = urlsplit(settings.SD_GITHUB_API_URL).hostname or "github.com"
+    return "github.com" if host == "api.github.com" else host
+
+
+def is_github_url(url: str) -> bool:
+    """Return True when url names a repository on the configured GitHub."""
+    location = url.split("#", 1)[0]
+    match = _HTTPS_RE.fullmatch(location) or _SSH_RE.fullmatch(location)
+    return match is not None and match.group("host") == github_host()
+
+
+def repo_prefix(full_name: str) -> str:
+    """Return the scm_uri prefix shared by every pipeline of one repository."""
+    return f"github:{github_host()}:{full_name.lower()}:"
+
+
+def full_name_of(ref: RepoRef) -> str:
+    """Return "org/repo" of a parsed GitHub checkout URL."""
+    return ref.repo_path.removeprefix(f"https://{github_host()}/").removesuffix(".git")
+
+
+class GitHubScm(Scm):
+    """Repositories on GitHub, addressed as https://github.com/org/repo.git#branch."""
+
+    scm_context = "github"
+
+    def __init__(self, token: str | None = None) -> None:
+        self.token = settings.SD_GITHUB_TOKEN if token is None else token
+
+    # --- HTTP ------------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+        headers.update(kwargs.pop("headers", {}))
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            return httpx.request(
+                method,
+                settings.SD_GITHUB_API_URL + path,
+                headers=headers,
+                timeout=TIMEOUT_SECONDS,
+                **kwargs,
+            )
+        except httpx.HTTPError as exc:
+            raise ScmError(f"GitHub did not answer ({exc}); retry later.") from exc
+
+    def _json(self, path: str) -> Any:
+        response = self._request("GET", path)
+        if response.status_code == 404:
+            raise ScmError(f"GitHub has no {path} (or the server's token cannot see it).")
+        if response.status_code >= 400:
+            raise ScmError(f"GitHub refused {path} with {response.status_code}; check the token.")
+        return response.json()
+
+    # --- the Scm interface -----------------------------------------------------------------
+
+    def parse_url(self, url: str) -> RepoRef:
+        """Parse https://HOST/org/repo.git#branch or git@HOST:org/repo.git#branch."""
+        location, _, branch = url.partition("#")
+        match = _HTTPS_RE.fullmatch(location) or _SSH_RE.fullmatch(location)
+        if match is None or match.group("host") != github_host():
+            raise ScmError(
+                f"{url} is not a {github_host()} repository URL: "
+                f"use https://{github_host()}/org/repo.git#branch."
+            )
+        owner, repo = match.group("owner"), match.group("repo")
+        full_name = f"{owner}/{repo}"
+        if not branch:
+            branch = str(self._json(f"/repos/{full_name}").get("default_branch") or "main")
+        return RepoRef(
+            scm_context=f"github:{github_host()}",
+            scm_uri=f"{repo_prefix(full_name)}{branch}",
+            # What the launcher clones; the REST API paths use full_name_of(ref).
+            repo_path=f"https://{github_host()}/{full_name}.git",
+            branch=branch,
+            name=repo,
+            checkout_url=f"https://{github_host()}/{full_name}.git#{branch}",
+        )
+
+    def head_sha(self, ref: RepoRef) -> str:
+        """Return the sha the branch points at now."""
+        return self.commit_sha(ref, f"heads/{ref.branch}")
+
+    def commit_sha(self, ref: RepoRef, name: str) -> str:
+        """Return the commit sha a branch or tag ("heads/x", "tags/v1") points at."""
+        data = self._json(f"/repos/{full_name_of(ref)}/commits/{quote(name, safe='/')}")
+        sha = str(data.get("sha", ""))
+        if not re.fullmatch(r"[0-9a-f]{40}", sha):
+            raise ScmError(f"GitHub gave no commit for {name} of {full_name_of(ref)}.")
+        return sha
+
+    def read_file(self, ref: RepoRef, sha: str, path: str) -> bytes | None:
+        """Return a file's bytes at a commit through the contents API, None if absent."""
+        response = self._request(
+            "GET",
+            f"/repos/{full_name_of(ref)}/contents/{quote(path)}",
+            params={"ref": sha},
+            headers={"Accept": "application/vnd.github.raw+json"},
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise ScmError(f"GitHub refused to read {path} ({response.status_code}).")
+        if len(response.content) > MAX_FILE_BYTES:
+            raise ScmError(f"{path} is larger than {MAX_FILE_BYTES // 1024} KiB.")
+        return response.content
+
+    def commit_info(self, ref: RepoRef, sha: str) -> CommitInfo:
+        """Return author, message and time of a commit."""
+        data = self._json(f"/repos/{full_name_of(ref)}/commits/{sha}")
+        commit = data.get("commit") or {}
+        author = commit.get("author") or {}
+        try:
+            when = datetime.fromisoformat(str(author.get("date", "")).replace("Z", "+00:00"))
+        except ValueError:
+            when = datetime.now(UTC)
+        return CommitInfo(
+            sha=str(data.get("sha", sha)),
+            message=str(commit.get("message", "")),
+            author_name=str(author.get("name", "")),
+            author_email=str(author.get("email", "")),
+            committed_at=when.astimezone(UTC),
+            url=str(data.get("html_url", "")),
+        )
+
+    def post_status(
+        self, ref: RepoRef, sha: str, *, state: str, context: str, description: str, target_url: str
+    ) -> None:
+        """Set a commit status (POST /repos/{o}/{r}/statuses/{sha})."""
+        response = self._request(
+            "POST",
+            f"/repos/{full_name_of(ref)}/statuses/{sha}",
+            json={
+                "state": state,
+                "context": context,
+                "description": description[:140],
+                "target_url": target_url,
+            },
+        )
+        if response.status_code >= 400:
+            raise ScmError(f"GitHub refused the commit status ({response.status_code}).")
+
+    def install_hook(self, ref: RepoRef, *, notify_url: str, key: bytes) -> bool:
+        """Register the repository webhook (signed with SD_GITHUB_WEBHOOK_SECRET)."""
+        # GitHub signs with the one server-wide secret, so the per-repository key is unused.
+        if not settings.SD_GITHUB_WEBHOOK_SECRET or not self.token:
+            return False
+        response = self._request(
+            "POST",
+            f"/repos/{full_name_of(ref)}/hooks",
+            json={
+                "name": "web",
+                "active": True,
+                "events": HOOK_EVENTS,
+                "config": {
+                    "url": notify_url,
+                    "content_type": "json",
+                    "secret": settings.SD_GITHUB_WEBHOOK_SECRET,
+                    "insecure_ssl": "0",
+                },
+            },
+        )
+        # 422 is "Hook already exists on this repository": the hook is there, which is the point.
+        if response.status_code in (201, 422):
+            return True
+        raise ScmError(f"GitHub refused the webhook ({response.status_code}); check the token.")

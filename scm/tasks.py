@@ -1,0 +1,16 @@
+"""django-q2 entry points of the scm app: take ids, call a service."""
+
+from __future__ import annotations
+
+from scm.statuses import report_commit_status as report
+from scm.webhooks import process_delivery as process
+
+
+def process_delivery(delivery_id: int) -> None:
+    """Act on one recorded webhook delivery."""
+    process(delivery_id=delivery_id)
+
+
+def report_commit_status(build_id: int) -> None:
+    """Show one build's current status on its commit."""
+    report(build_id=build_id)

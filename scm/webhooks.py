@@ -1,0 +1,315 @@
+"""SCM webhooks: verify a delivery, record it once, then act on it through a dispatch table."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from pipelines import workflow
+from pipelines.models import Event, Pipeline
+from pipelines.services import (
+    Creator,
+    PipelineError,
+    close_pr,
+    notice_push,
+    repo_ref_of,
+    start_event,
+    start_pr_event,
+    stop_pr_builds,
+)
+from scm.base import ScmError
+from scm.github import GitHubScm, repo_prefix
+from scm.models import WebhookDelivery
+
+logger = logging.getLogger(__name__)
+
+_SIGNATURE_RE = re.compile(r"sha256=([0-9a-f]{64})", re.ASCII)
+_SKIP_CI_RE = re.compile(r"\[(skip ci|ci skip)\]", re.IGNORECASE)
+_NULL_SHA = "0" * 40
+
+
+class WebhookRejected(Exception):
+    """A delivery refused before anything was recorded; status is the HTTP answer."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Received:
+    """What receiving a delivery did: queued for the worker, or ignored with a reason."""
+
+    delivery: WebhookDelivery
+    queued: bool
+
+
+def verify_github_signature(*, body: bytes, header: str | None, secret: str) -> bool:
+    """Return True only for a valid X-Hub-Signature-256 of body; sha1 and junk never pass."""
+    if not secret or not header:
+        return False
+    match = _SIGNATURE_RE.fullmatch(header.strip())
+    if match is None:
+        return False
+    expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode("ascii"), match.group(1).encode("ascii"))
+
+
+def receive_github(
+    *, body: bytes, signature: str | None, event_name: str | None, delivery_id: str | None
+) -> Received:
+    """Verify and record a GitHub delivery; queue the work unless the event is ignored."""
+    if not settings.SD_GITHUB_WEBHOOK_SECRET:
+        raise WebhookRejected(
+            "GitHub webhooks are off on this server: set SD_GITHUB_WEBHOOK_SECRET.", status=403
+        )
+    if not verify_github_signature(
+        body=body, header=signature, secret=settings.SD_GITHUB_WEBHOOK_SECRET
+    ):
+        raise WebhookRejected(
+            "The X-Hub-Signature-256 header is missing or does not match the body.", status=401
+        )
+    if not event_name or not delivery_id or len(delivery_id) > 128 or len(event_name) > 64:
+        raise WebhookRejected(
+            "X-GitHub-Event and X-GitHub-Delivery headers are required.", status=400
+        )
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise WebhookRejected("The body must be a JSON object.", status=400) from exc
+    if not isinstance(payload, dict):
+        raise WebhookRejected("The body must be a JSON object.", status=400)
+    action = str(payload.get("action") or "")[:64]
+    repository = str((payload.get("repository") or {}).get("full_name") or "")[:512]
+    handled = (event_name, action) in GITHUB_HANDLERS or (event_name, "") in GITHUB_HANDLERS
+    try:
+        with transaction.atomic():
+            delivery = WebhookDelivery.objects.create(
+                scm="github",
+                delivery_id=delivery_id,
+                event_name=event_name,
+                action=action,
+                repository=repository,
+                payload=payload,
+                outcome=WebhookDelivery.Outcome.QUEUED
+                if handled
+                else WebhookDelivery.Outcome.IGNORED,
+                message="" if handled else f"{event_name} {action} is not acted on.".strip(),
+            )
+            if handled:
+                pk = delivery.pk
+                transaction.on_commit(
+                    lambda: async_task("scm.tasks.process_delivery", pk, task_name=f"hook-{pk}")
+                )
+    except IntegrityError as exc:
+        raise WebhookRejected(f"Delivery {delivery_id} was already received.", status=409) from exc
+    return Received(delivery=delivery, queued=handled)
+
+
+# --- acting on a delivery (in the worker) --------------------------------------------------
+
+
+def process_delivery(*, delivery_id: int) -> WebhookDelivery:
+    """Act on a recorded delivery once: claim it with a conditional update, then dispatch."""
+    claimed = WebhookDelivery.objects.filter(
+        pk=delivery_id, outcome=WebhookDelivery.Outcome.QUEUED, processed_at__isnull=True
+    ).update(processed_at=timezone.now())
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    if not claimed:
+        return delivery
+    handler = GITHUB_HANDLERS.get((delivery.event_name, delivery.action)) or GITHUB_HANDLERS.get(
+        (delivery.event_name, "")
+    )
+    try:
+        events = handler(delivery.payload) if handler else []
+    except ScmError as exc:
+        delivery.outcome, delivery.message = WebhookDelivery.Outcome.FAILED, str(exc)[:512]
+    except Exception:
+        # Recorded, not retried: a second run could start the same events twice.
+        logger.exception("Webhook delivery %s failed", delivery.delivery_id)
+        delivery.outcome = WebhookDelivery.Outcome.FAILED
+        delivery.message = "The server failed on this delivery; see its log."
+    else:
+        delivery.outcome = WebhookDelivery.Outcome.DONE
+        delivery.events = [event.pk for event in events]
+    delivery.save(update_fields=["outcome", "message", "events"])
+    return delivery
+
+
+def _pipelines_of(payload: dict[str, Any]) -> list[Pipeline]:
+    """Return the active pipelines of the delivery's repository, and of no other."""
+    full_name = str((payload.get("repository") or {}).get("full_name") or "")
+    if not full_name:
+        return []
+    prefix = repo_prefix(full_name)
+    return list(
+        Pipeline.objects.filter(
+            scm_context__startswith="github:",
+            state=Pipeline.State.ACTIVE,
+            scm_uri__startswith=prefix,
+        )
+    )
+
+
+def _sender(payload: dict[str, Any]) -> Creator:
+    login = str((payload.get("sender") or {}).get("login") or "github")
+    return Creator(name=login, username=login)
+
+
+def _start(
+    pipeline: Pipeline, start_from: str, sha: str, creator: Creator, cause: str
+) -> Event | None:
+    try:
+        return start_event(
+            pipeline=pipeline, start_from=start_from, creator=creator, sha=sha, cause_message=cause
+        )
+    except PipelineError as exc:
+        logger.info("%s on pipeline %s started nothing: %s", start_from, pipeline.pk, exc.message)
+        return None
+
+
+def _trigger(graph: dict[str, Any], kind: str, name: str) -> str | None:
+    """Return the start_from the graph asks for: `~kind:name` first, then plain `~kind`."""
+    for start_from in (f"~{kind}:{name}", f"~{kind}"):
+        try:
+            if workflow.start_jobs(graph, start_from):
+                return start_from
+        except ValueError:
+            continue
+    return None
+
+
+def handle_push(payload: dict[str, Any]) -> list[Event]:
+    """A push to a branch: ~commit on its pipelines, ~commit:branch where others ask for it."""
+    ref = str(payload.get("ref") or "")
+    sha = str(payload.get("after") or "")
+    # Tags arrive as `create` deliveries too; acting on both would run ~tag twice.
+    if not ref.startswith("refs/heads/") or payload.get("deleted") or sha == _NULL_SHA:
+        return []
+    message = str((payload.get("head_commit") or {}).get("message") or "")
+    if _SKIP_CI_RE.search(message):
+        return []
+    branch = ref.removeprefix("refs/heads/")
+    creator = _sender(payload)
+    cause = f"Commit {sha[:7]} pushed to {branch} by {creator.username}"
+    events: list[Event] = []
+    for pipeline in _pipelines_of(payload):
+        if repo_ref_of(pipeline).branch == branch:
+            event = notice_push(pipeline=pipeline, sha=sha, pusher=creator.username)
+        elif workflow.start_jobs(pipeline.workflow_graph, f"~commit:{branch}"):
+            event = _start(pipeline, f"~commit:{branch}", sha, creator, cause)
+        else:
+            event = None
+        if event is not None:
+            events.append(event)
+    return events
+
+
+def _on_default_branch(payload: dict[str, Any]) -> list[Pipeline]:
+    default = str((payload.get("repository") or {}).get("default_branch") or "")
+    return [p for p in _pipelines_of(payload) if repo_ref_of(p).branch == default]
+
+
+def _start_ref(payload: dict[str, Any], kind: str, tag: str) -> list[Event]:
+    events: list[Event] = []
+    creator = _sender(payload)
+    for pipeline in _on_default_branch(payload):
+        start_from = _trigger(pipeline.workflow_graph, kind, tag)
+        if start_from is None:
+            continue
+        sha = GitHubScm().commit_sha(repo_ref_of(pipeline), f"tags/{tag}")
+        event = _start(pipeline, start_from, sha, creator, f"{kind.capitalize()} {tag} created")
+        if event is not None:
+            events.append(event)
+    return events
+
+
+def handle_create(payload: dict[str, Any]) -> list[Event]:
+    """A tag was created: ~tag (or ~tag:name) on the pipelines of the default branch."""
+    if payload.get("ref_type") != "tag":
+        return []
+    return _start_ref(payload, "tag", str(payload.get("ref") or ""))
+
+
+def handle_release(payload: dict[str, Any]) -> list[Event]:
+    """A release was published: ~release (or ~release:tag) on the default branch's pipelines."""
+    tag = str((payload.get("release") or {}).get("tag_name") or "")
+    return _start_ref(payload, "release", tag) if tag else []
+
+
+def _pr_pipelines(payload: dict[str, Any]) -> tuple[list[Pipeline], dict[str, Any], int]:
+    pull = payload.get("pull_request") or {}
+    base = str((pull.get("base") or {}).get("ref") or "")
+    pipelines = [p for p in _pipelines_of(payload) if repo_ref_of(p).branch == base]
+    return pipelines, pull, int(payload.get("number") or pull.get("number") or 0)
+
+
+def handle_pr_update(payload: dict[str, Any]) -> list[Event]:
+    """Opened, reopened or synchronized: stop the PR's previous builds, run its ~pr jobs."""
+    pipelines, pull, number = _pr_pipelines(payload)
+    head = pull.get("head") or {}
+    sha = str(head.get("sha") or "")
+    if not number or not sha:
+        return []
+    base_repo = ((pull.get("base") or {}).get("repo") or {}).get("full_name")
+    pr = {
+        "title": str(pull.get("title") or "")[:512],
+        "url": str(pull.get("html_url") or ""),
+        "ref": str(head.get("ref") or ""),
+        "fork": (head.get("repo") or {}).get("full_name") != base_repo,
+    }
+    creator = _sender(payload)
+    events: list[Event] = []
+    for pipeline in pipelines:
+        stop_pr_builds(
+            pipeline=pipeline, pr_num=number, message=f"Pull request {number} was updated"
+        )
+        try:
+            event = start_pr_event(
+                pipeline=pipeline, pr_num=number, sha=sha, creator=creator, pr=pr
+            )
+        except PipelineError as exc:
+            logger.info("PR %s on pipeline %s started nothing: %s", number, pipeline.pk, exc)
+            continue
+        if event is not None:
+            events.append(event)
+    return events
+
+
+def handle_pr_closed(payload: dict[str, Any]) -> list[Event]:
+    """Closed (merged or not): abort the PR's builds, archive its jobs, run ~pr-closed."""
+    pipelines, _, number = _pr_pipelines(payload)
+    events: list[Event] = []
+    for pipeline in pipelines if number else []:
+        try:
+            event = close_pr(pipeline=pipeline, pr_num=number, creator=_sender(payload))
+        except PipelineError as exc:
+            logger.info("~pr-closed on pipeline %s started nothing: %s", pipeline.pk, exc)
+            continue
+        if event is not None:
+            events.append(event)
+    return events
+
+
+# (event, action) -> handler; "" matches events without an action. Anything else is ignored.
+GITHUB_HANDLERS: dict[tuple[str, str], Callable[[dict[str, Any]], list[Event]]] = {
+    ("push", ""): handle_push,
+    ("create", ""): handle_create,
+    ("release", "published"): handle_release,
+    ("pull_request", "opened"): handle_pr_update,
+    ("pull_request", "reopened"): handle_pr_update,
+    ("pull_request", "synchronize"): handle_pr_update,
+    ("pull_request", "closed"): handle_pr_closed,
+}

@@ -8,7 +8,7 @@ from django.http import HttpRequest
 
 from builds.services import stop_event
 from pipelines import services
-from pipelines.models import Event, Job, Pipeline, PipelinePermission, Secret, Token
+from pipelines.models import Collection, Event, Job, Pipeline, PipelinePermission, Secret, Token
 
 
 @admin.register(Pipeline)
@@ -96,6 +96,14 @@ class PipelinePermissionAdmin(admin.ModelAdmin):
     search_fields = ["pipeline__name", "user__username"]
     list_select_related = ["pipeline", "user"]
     autocomplete_fields = ["pipeline", "user"]
+
+
+@admin.register(Collection)
+class CollectionAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "user", "created_at"]
+    search_fields = ["name", "user__username"]
+    list_select_related = ["user"]
+    filter_horizontal = ["pipelines"]
 
 
 # Job templates: created here until builds can publish them.

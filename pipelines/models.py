@@ -320,3 +320,24 @@ class TemplateTag(models.Model):
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}@{self.tag} -> {self.version}"
+
+
+class Collection(models.Model):
+    """A person's named list of pipelines, shown as a tab of the home page."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="collections"
+    )
+    name = models.CharField(max_length=128)
+    description = models.CharField(max_length=256, blank=True, default="")
+    pipelines = models.ManyToManyField(Pipeline, related_name="collections", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["user_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "name"], name="collection_name_unique_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return self.name

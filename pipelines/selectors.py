@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from builds.models import ACTIVE_STATUSES, Build
-from pipelines.models import Event, Job, Pipeline, PipelinePermission
+from pipelines.models import Collection, Event, Job, Pipeline, PipelinePermission
 
 RECENT_EVENTS = 20
 JOB_HISTORY = 5
@@ -273,7 +273,15 @@ def readable_pipelines(user: Any) -> QuerySet[Pipeline]:
     return Pipeline.objects.readable_by(user)
 
 
-def pipeline_home(user: Any, *, query: str = "", collection: str = "all") -> QuerySet[Pipeline]:
+def collections_of(user: Any, pipeline: Pipeline) -> list[tuple[Collection, bool]]:
+    """The person's collections, each with whether it holds `pipeline`."""
+    holding = set(pipeline.collections.filter(user=user).values_list("pk", flat=True))
+    return [(c, c.pk in holding) for c in Collection.objects.filter(user=user)]
+
+
+def pipeline_home(
+    user: Any, *, query: str = "", collection: str | Collection = "all"
+) -> QuerySet[Pipeline]:
     """The home page's pipelines: readable ones, searched by name or URL, in a collection."""
     pipelines = readable_pipelines(user).select_related("last_event")
     pipelines = pipelines.defer(
@@ -285,7 +293,9 @@ def pipeline_home(user: Any, *, query: str = "", collection: str = "all") -> Que
     )
     if query:
         pipelines = pipelines.filter(Q(name__icontains=query) | Q(checkout_url__icontains=query))
-    if collection == "mine":
+    if isinstance(collection, Collection):
+        pipelines = pipelines.filter(collections=collection)
+    elif collection == "mine":
         # "Mine" is the pipelines the person created or holds a role on: no stars to keep.
         mine = PipelinePermission.objects.filter(user_id=user.pk).values("pipeline_id")
         pipelines = pipelines.filter(Q(creator_id=user.pk) | Q(pk__in=mine))

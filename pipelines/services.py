@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -13,18 +14,29 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from builds import services as build_services
+from builds.models import ACTIVE_STATUSES
 from pipelines import encryption, workflow
 from pipelines.auth_tokens import new_api_token_value
 from pipelines.config import fallback_pipeline, parse_pipeline_yaml
-from pipelines.models import Event, Job, Pipeline, PipelinePermission, Secret, Token
+from pipelines.models import (
+    Collection,
+    Event,
+    Job,
+    Pipeline,
+    PipelinePermission,
+    Secret,
+    Token,
+)
 from pipelines.template_store import database_templates
-from scm.base import RepoRef, ScmError
+from scm.base import RepoRef, Scm, ScmError
+from scm.github import GitHubScm, is_github_url
 from scm.local import LocalGitScm
 from scm.signing import repository_key
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "screwdriver.yaml"
+_PR_JOB_RE = re.compile(r"PR-\d+:")
 
 
 class PipelineError(Exception):
@@ -36,9 +48,13 @@ class PipelineError(Exception):
         self.status = status
 
 
-def scm_for(_pipeline_or_url: Pipeline | str) -> LocalGitScm:
-    # Only local repositories for now; GitHub and GitLab plug in behind the same interface.
-    return LocalGitScm()
+def scm_for(pipeline_or_url: Pipeline | str) -> Scm:
+    """Return the SCM backend of a pipeline (by its scm_context) or of a checkout URL."""
+    if isinstance(pipeline_or_url, Pipeline):
+        if pipeline_or_url.scm_context.startswith("github:"):
+            return GitHubScm()
+        return LocalGitScm()
+    return GitHubScm() if is_github_url(pipeline_or_url) else LocalGitScm()
 
 
 def repo_ref_of(pipeline: Pipeline) -> RepoRef:
@@ -79,7 +95,12 @@ def sync_jobs(*, pipeline: Pipeline, config: dict[str, Any]) -> dict[str, Job]:
             job.save(update_fields=["permutations", "archived", "description"])
     # A broken file says nothing about which jobs exist: keep them rather than archive them.
     if not broken:
-        gone = [j.pk for name, j in existing.items() if name not in jobs_config and not j.archived]
+        # PR-<n>:<job> jobs belong to their pull request: only its closing archives them.
+        gone = [
+            j.pk
+            for name, j in existing.items()
+            if name not in jobs_config and not j.archived and not _PR_JOB_RE.match(name)
+        ]
         Job.objects.filter(pk__in=gone).update(archived=True)
         pipeline.workflow_graph = config.get("workflowGraph", {})
         pipeline.annotations = config.get("annotations", {})
@@ -143,7 +164,8 @@ def create_pipeline(*, checkout_url: str, user: User) -> Pipeline:
 def install_hook(*, pipeline: Pipeline) -> bool:
     """Install the post-receive hook that reports pushes; polling covers repos where we can't."""
     ref = repo_ref_of(pipeline)
-    url = f"{settings.SD_API_URL}/v4/webhooks/local"
+    local = pipeline.scm_context == "local"
+    url = f"{settings.SD_API_URL}/v4/webhooks" + ("/local" if local else "")
     try:
         installed = scm_for(pipeline).install_hook(
             ref, notify_url=url, key=repository_key(ref.repo_path)
@@ -168,6 +190,23 @@ class Creator:
 
     def as_dict(self) -> dict[str, str]:
         return {"name": self.name, "username": self.username}
+
+
+def _with_parameters(meta: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The event's meta with ``parameters`` resolved against the ones the config declares."""
+    jobs = {
+        name: (perms[0].get("parameters") or {}) if perms else {}
+        for name, perms in (config.get("jobs") or {}).items()
+    }
+    if not config.get("parameters") and not any(jobs.values()) and "parameters" not in meta:
+        return meta
+    chosen = meta.get("parameters")
+    params = workflow.event_parameters(
+        pipeline_parameters=config.get("parameters") or {},
+        job_parameters=jobs,
+        chosen=chosen if isinstance(chosen, dict) else {},
+    )
+    return {**meta, "parameters": params}
 
 
 def start_event(
@@ -227,7 +266,7 @@ def start_event(
             sha=sha,
             start_from=start_from,
             base_branch=ref.branch,
-            meta=meta or {},
+            meta=_with_parameters(meta or {}, config),
             workflow_graph=graph,
             job_configs=config.get("jobs", {}),
             config_errors=errors,
@@ -498,6 +537,9 @@ def restart_event(
     meta: dict[str, Any] | None = None,
 ) -> Event:
     """A new event from a job of an earlier one: its sha, its meta under the new, its group."""
+    if parent_event.type == Event.Type.PR and parent_event.pr_num:
+        # A pull request's job restarts as a PR event again, under the same secret rules.
+        return _restart_pr(parent_event=parent_event, start_from=start_from, creator=creator)
     with transaction.atomic():
         event = start_event(
             pipeline=parent_event.pipeline,
@@ -511,3 +553,192 @@ def restart_event(
         event.group_event_id = parent_event.group_event_id or parent_event.pk
         event.save(update_fields=["group_event"])
     return event
+
+
+# --- collections ---------------------------------------------------------------------------
+
+
+def _readable_ids(user: User, pipeline_ids: list[int]) -> list[int]:
+    ids = list(dict.fromkeys(pipeline_ids))
+    found = set(Pipeline.objects.readable_by(user).filter(pk__in=ids).values_list("pk", flat=True))
+    missing = [pk for pk in ids if pk not in found]
+    if missing:
+        raise PipelineError(
+            f"No pipeline {', '.join(map(str, missing))} that you can read: check pipelineIds.",
+            status=404,
+        )
+    return ids
+
+
+@transaction.atomic
+def create_collection(
+    *, user: User, name: str, description: str = "", pipeline_ids: list[int] | None = None
+) -> Collection:
+    """A new named list of pipelines for `user`; names are unique per person."""
+    ids = _readable_ids(user, pipeline_ids or [])
+    if Collection.objects.filter(user=user, name=name).exists():
+        raise PipelineError(f"You already have a collection named {name!r}.", status=409)
+    collection = Collection.objects.create(user=user, name=name, description=description)
+    collection.pipelines.set(ids)
+    return collection
+
+
+@transaction.atomic
+def update_collection(
+    *,
+    collection: Collection,
+    name: str | None = None,
+    description: str | None = None,
+    pipeline_ids: list[int] | None = None,
+) -> Collection:
+    """Rename a collection, describe it, or replace its pipelines."""
+    if name is not None and name != collection.name:
+        if Collection.objects.filter(user_id=collection.user_id, name=name).exists():
+            raise PipelineError(f"You already have a collection named {name!r}.", status=409)
+        collection.name = name
+    if description is not None:
+        collection.description = description
+    collection.save(update_fields=["name", "description"])
+    if pipeline_ids is not None:
+        collection.pipelines.set(_readable_ids(collection.user, pipeline_ids))
+    return collection
+
+
+def add_to_collection(*, collection: Collection, pipeline: Pipeline) -> None:
+    _readable_ids(collection.user, [pipeline.pk])
+    collection.pipelines.add(pipeline)
+
+
+def remove_from_collection(*, collection: Collection, pipeline: Pipeline) -> None:
+    collection.pipelines.remove(pipeline)
+
+
+def delete_collection(*, collection: Collection) -> None:
+    collection.delete()
+
+
+# --- pull requests -------------------------------------------------------------------------
+
+
+def pr_job_name(pr_num: int, job: str) -> str:
+    """Return Screwdriver's name of a job run for a pull request, PR-<n>:<job>."""
+    return f"PR-{pr_num}:{job}"
+
+
+def start_pr_event(
+    *,
+    pipeline: Pipeline,
+    pr_num: int,
+    sha: str,
+    creator: Creator,
+    pr: dict[str, Any],
+    cause_message: str = "",
+    start_from: str = "~pr",
+    parent_event: Event | None = None,
+) -> Event | None:
+    """Run the ~pr jobs (or one PR-<n>:<job>) of the PR's own screwdriver.yaml at its sha."""
+    if pipeline.state != Pipeline.State.ACTIVE:
+        return None
+    scm = scm_for(pipeline)
+    ref = repo_ref_of(pipeline)
+    try:
+        commit = scm.commit_info(ref, sha)
+    except ScmError as exc:
+        raise PipelineError(str(exc), status=422) from exc
+    config = read_config(ref, sha)
+    graph = config.get("workflowGraph", {})
+    errors = list(config.get("errors", []))
+    jobs_config: dict[str, list[dict[str, Any]]] = config.get("jobs", {})
+    if errors:
+        names = list(jobs_config)[:1]
+    elif start_from != "~pr":
+        names = [name for name in jobs_config if pr_job_name(pr_num, name) == start_from]
+    else:
+        names = list(
+            dict.fromkeys(
+                workflow.start_jobs(graph, "~pr") + workflow.start_jobs(graph, f"~pr:{ref.branch}")
+            )
+        )
+    if not names:
+        return None
+    pr_configs = {pr_job_name(pr_num, name): jobs_config.get(name, []) for name in names}
+    with transaction.atomic():
+        for name, permutations in pr_configs.items():
+            Job.objects.update_or_create(
+                pipeline=pipeline,
+                name=name,
+                defaults={"permutations": permutations, "archived": False},
+            )
+        event = Event.objects.create(
+            pipeline=pipeline,
+            parent_event=parent_event,
+            group_event_id=(parent_event.group_event_id or parent_event.pk)
+            if parent_event
+            else None,
+            type=Event.Type.PR,
+            pr_num=pr_num,
+            pr=pr,
+            cause_message=(cause_message or f"Pull request {pr_num} by {creator.username}")[:512],
+            commit={
+                "url": commit.url,
+                "message": commit.message,
+                "author": {"name": commit.author_name, "username": commit.author_email, "url": ""},
+                "committer": {
+                    "name": commit.author_name,
+                    "username": commit.author_email,
+                    "url": "",
+                },
+            },
+            creator=creator.as_dict(),
+            sha=sha,
+            start_from=start_from,
+            base_branch=ref.branch,
+            workflow_graph=graph,
+            job_configs=pr_configs,
+            config_errors=errors,
+            status=Event.Status.CREATED,
+        )
+        build_services.create_start_builds(
+            event=event, job_names=list(pr_configs), cause=event.cause_message
+        )
+        build_services.refresh_event_status(event=event)
+    return event
+
+
+def _restart_pr(*, parent_event: Event, start_from: str, creator: Creator) -> Event:
+    event = start_pr_event(
+        pipeline=parent_event.pipeline,
+        pr_num=parent_event.pr_num or 0,
+        sha=parent_event.sha,
+        creator=creator,
+        pr=parent_event.pr,
+        start_from=start_from,
+        parent_event=parent_event,
+    )
+    if event is None:
+        raise PipelineError(f"{start_from} is not a job of this pull request.", status=404)
+    return event
+
+
+def stop_pr_builds(*, pipeline: Pipeline, pr_num: int, message: str) -> int:
+    """Abort every active build of a pull request's events; return how many events it stopped."""
+    events = Event.objects.filter(pipeline=pipeline, type=Event.Type.PR, pr_num=pr_num)
+    stopped = 0
+    for event in events.filter(builds__status__in=list(ACTIVE_STATUSES)).distinct():
+        build_services.stop_event(event=event, message=message)
+        stopped += 1
+    return stopped
+
+
+def close_pr(*, pipeline: Pipeline, pr_num: int, creator: Creator) -> Event | None:
+    """A closed pull request: stop its builds, archive its jobs, run ~pr-closed if asked for."""
+    stop_pr_builds(pipeline=pipeline, pr_num=pr_num, message=f"Pull request {pr_num} was closed")
+    Job.objects.filter(pipeline=pipeline, name__startswith=f"PR-{pr_num}:").update(archived=True)
+    if not workflow.start_jobs(pipeline.workflow_graph, "~pr-closed"):
+        return None
+    return start_event(
+        pipeline=pipeline,
+        start_from="~pr-closed",
+        creator=creator,
+        cause_message=f"Pull request {pr_num} closed by {creator.username}",
+    )

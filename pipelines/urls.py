@@ -14,6 +14,13 @@ P = "pipelines/<int:pipeline_id>"
 
 urlpatterns: list[URLPattern] = [
     path("pipelines", views.pipeline_list, name="list"),
+    path("collections", views.collection_create, name="collection-create"),
+    path(
+        "collections/<int:collection_id>/delete",
+        views.collection_delete,
+        name="collection-delete",
+    ),
+    path(f"{P}/collections", views.pipeline_collection, name="collection"),
     path(P, views.pipeline_detail, name="detail"),
     path(f"{P}/events", views.pipeline_detail, name="events"),
     path(f"{P}/events/<int:event_id>", views.pipeline_detail, name="event"),

@@ -23,8 +23,18 @@ from builds.services import stop_event
 from pipelines import graph_layout, selectors
 from pipelines.config import parse_pipeline_yaml
 from pipelines.forms import CreatePipelineForm, ParametersForm, RestartForm
-from pipelines.models import Event, Pipeline
-from pipelines.services import Creator, PipelineError, create_pipeline, restart_event, start_event
+from pipelines.models import Collection, Event, Pipeline
+from pipelines.services import (
+    Creator,
+    PipelineError,
+    add_to_collection,
+    create_collection,
+    create_pipeline,
+    delete_collection,
+    remove_from_collection,
+    restart_event,
+    start_event,
+)
 from pipelines.template_store import database_templates
 
 PULL, PUSH, ADMIN = 1, 2, 3
@@ -79,8 +89,14 @@ def pipeline_list(request: HttpRequest) -> HttpResponse:
                 return redirect("pipelines:detail", pipeline_id=pipeline.pk)
         status = 400
     query = request.GET.get("q", "").strip()[:200]
-    collection = "mine" if request.GET.get("collection") == "mine" else "all"
-    pipelines = selectors.pipeline_home(_user(request), query=query, collection=collection)
+    user = _user(request)
+    collections = list(Collection.objects.filter(user=user))
+    chosen = request.GET.get("collection", "all")
+    named = next((c for c in collections if str(c.pk) == chosen), None)
+    collection = str(named.pk) if named else ("mine" if chosen == "mine" else "all")
+    pipelines = selectors.pipeline_home(
+        user, query=query, collection=named if named else collection
+    )
     page = Paginator(pipelines, HOME_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "page": page,
@@ -88,8 +104,53 @@ def pipeline_list(request: HttpRequest) -> HttpResponse:
         "form": form,
         "query": query,
         "collection": collection,
+        "collections": collections,
+        "named_collection": named,
     }
     return render(request, "pipelines/list.html", context, status=status)
+
+
+@login_required
+@require_POST
+def collection_create(request: HttpRequest) -> HttpResponse:
+    """A new, empty collection of the signed-in person's; its tab opens."""
+    name = request.POST.get("name", "").strip()[:128]
+    if not name:
+        messages.error(request, "Give the collection a name.")
+        return redirect("pipelines:list")
+    try:
+        collection = create_collection(user=_user(request), name=name)
+    except PipelineError as exc:
+        messages.error(request, exc.message)
+        return redirect("pipelines:list")
+    return HttpResponseRedirect(f"{reverse('pipelines:list')}?collection={collection.pk}")
+
+
+@login_required
+@require_POST
+def collection_delete(request: HttpRequest, collection_id: int) -> HttpResponse:
+    """Delete one of the person's collections (its pipelines stay)."""
+    collection = get_object_or_404(Collection, pk=collection_id, user=_user(request))
+    delete_collection(collection=collection)
+    messages.success(request, f"Collection {collection.name} deleted.")
+    return redirect("pipelines:list")
+
+
+@login_required
+@require_POST
+def pipeline_collection(request: HttpRequest, pipeline_id: int) -> HttpResponse:
+    """Add the pipeline to one of the person's collections, or take it out."""
+    pipeline, _ = pipeline_with_rank(request, pipeline_id)
+    collection = get_object_or_404(
+        Collection, pk=_int_or_none(request.POST.get("collection")), user=_user(request)
+    )
+    if request.POST.get("action") == "remove":
+        remove_from_collection(collection=collection, pipeline=pipeline)
+        messages.success(request, f"Removed from {collection.name}.")
+    else:
+        add_to_collection(collection=collection, pipeline=pipeline)
+        messages.success(request, f"Added to {collection.name}.")
+    return redirect("pipelines:detail", pipeline_id=pipeline.pk)
 
 
 def _int_or_none(raw: str | None) -> int | None:
@@ -128,6 +189,7 @@ def pipeline_detail(
         "restart_form": RestartForm(initial={"start_from": job_names[0] if job_names else ""}),
         "job_names": job_names,
         "tab": "events",
+        "collections": selectors.collections_of(_user(request), pipeline),
     }
     return render(request, "pipelines/detail.html", context)
 

@@ -191,6 +191,8 @@ class EventCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     )
     sha = serializers.RegexField(r"^[0-9a-f]{40}$", required=False)
     meta = serializers.DictField(required=False, default=dict)
+    # Screwdriver's UI sends these as meta.parameters; a top-level field is accepted as well.
+    parameters = serializers.DictField(required=False)
     parentEventId = serializers.IntegerField(min_value=1, required=False)
     buildId = serializers.IntegerField(min_value=1, required=False)
     groupEventId = serializers.IntegerField(min_value=1, required=False)
@@ -295,3 +297,30 @@ class ValidatorSerializer(serializers.Serializer):  # type: ignore[type-arg]
 
 class TokenResponseSerializer(serializers.Serializer):  # type: ignore[type-arg]
     token = serializers.CharField()
+
+
+class CollectionSerializer(CompactSerializer):
+    id = serializers.IntegerField()
+    userId = serializers.IntegerField(source="user_id")
+    name = serializers.CharField()
+    description = serializers.CharField()
+    type = serializers.SerializerMethodField()
+    pipelineIds = serializers.SerializerMethodField()
+
+    def get_type(self, collection: Any) -> str:
+        return "normal"
+
+    def get_pipelineIds(self, collection: Any) -> list[int]:
+        return sorted(p.pk for p in collection.pipelines.all())
+
+
+class CollectionCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField(max_length=128)
+    description = serializers.CharField(max_length=256, required=False, allow_blank=True)
+    pipelineIds = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, max_length=1000
+    )
+
+
+class CollectionUpdateSerializer(CollectionCreateSerializer):
+    name = serializers.CharField(max_length=128, required=False)

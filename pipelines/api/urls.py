@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from pipelines.api import schema  # noqa: F401 - registers the OpenAPI extensions
-from pipelines.api.views import auth, jobs_events, pipelines, secrets_tokens
+from pipelines.api.views import auth, collections, jobs_events, pipelines, secrets_tokens
 
 P = "pipelines/<int:pipeline_id>"
 
@@ -74,6 +74,12 @@ urlpatterns = [
     path("secrets", secrets_tokens.SecretCreateView.as_view(), name="secret-create"),
     path(
         "secrets/<int:secret_id>", secrets_tokens.SecretDetailView.as_view(), name="secret-detail"
+    ),
+    path("collections", collections.CollectionListView.as_view(), name="collection-list"),
+    path(
+        "collections/<int:collection_id>",
+        collections.CollectionDetailView.as_view(),
+        name="collection",
     ),
     path("tokens", secrets_tokens.UserTokensView.as_view(), name="token-list"),
     path("tokens/<int:token_id>", secrets_tokens.UserTokenDetailView.as_view(), name="token"),

@@ -29,6 +29,7 @@ from conftest import GitRepo
 from pipelines.auth_tokens import issue_build_token, issue_guest_token, issue_user_token
 from pipelines.models import PipelinePermission, Secret
 from pipelines.services import (
+    create_collection,
     create_pipeline,
     create_pipeline_token,
     create_secret,
@@ -125,6 +126,8 @@ MATRIX: list[Row] = [
     ),
     Row("validator", "post", rule(LIST, guest=403), body=lambda ids: {"yaml": CHAIN}),
     Row("webhook-local", "post", everyone(401), body=lambda ids: {"repository": "/x"}),
+    # No caller's token makes a delivery: without GitHub's headers it is a 400 for everyone.
+    Row("webhooks", "post", everyone(400), body=lambda ids: {"zen": "x"}),
     Row("pipeline-list", "get", LIST),
     Row(
         "pipeline-list",
@@ -220,6 +223,27 @@ MATRIX: list[Row] = [
         "delete",
         rule(ADMIN, admin=204),
         kwargs=lambda ids: {"secret_id": ids["secret"]},
+    ),
+    Row("collection-list", "get", PEOPLE),
+    Row(
+        "collection-list",
+        "post",
+        rule(PEOPLE, outsider=201, pull=201, push=201, admin=201),
+        body=lambda ids: {"name": "mine", "pipelineIds": [ids["pipeline"]]},
+    ),
+    Row("collection", "get", OWN_TOKEN, kwargs=lambda ids: {"collection_id": ids["collection"]}),
+    Row(
+        "collection",
+        "put",
+        OWN_TOKEN,
+        kwargs=lambda ids: {"collection_id": ids["collection"]},
+        body=lambda ids: {"description": "the ones I watch"},
+    ),
+    Row(
+        "collection",
+        "delete",
+        rule(OWN_TOKEN, admin=204),
+        kwargs=lambda ids: {"collection_id": ids["collection"]},
     ),
     Row("token-list", "get", PEOPLE),
     Row(
@@ -343,6 +367,9 @@ def world(make_repo: Callable[..., GitRepo], settings: Any) -> dict[str, Any]:
         "secret": secret.pk,
         "pipeline_token": create_pipeline_token(pipeline=pipeline, name="deploy").token.pk,
         "user_token": create_user_token(user=users["admin"], name="laptop").token.pk,
+        "collection": create_collection(
+            user=users["admin"], name="favourites", pipeline_ids=[pipeline.pk]
+        ).pk,
     }
     assert PipelinePermission.objects.filter(pipeline=pipeline).count() == 3
     assert Secret.objects.count() == 1

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -81,21 +83,24 @@ class DockerExecutor(LocalExecutor):
         self._ensure_image(engine, image)
         workspace = self.fresh_workspace(build)
         agent_dir = prepare_control_dir(control_dir(workspace))
-        container = self._start_container(engine, build, image, config, workspace)
+        # The launcher starts first: its start-up (imports, the launch spec, RUNNING) overlaps
+        # the container's, and it waits for the container's agent on the control FIFOs.
+        pid = self.start_launcher(
+            build,
+            token,
+            workspace,
+            (
+                "--agent",
+                str(agent_dir),
+                "--agent-timeout",
+                str(settings.SD_DOCKER_AGENT_TIMEOUT_SECONDS),
+            ),
+        )
         try:
-            pid = self.start_launcher(
-                build,
-                token,
-                workspace,
-                (
-                    "--agent",
-                    str(agent_dir),
-                    "--agent-timeout",
-                    str(settings.SD_DOCKER_AGENT_TIMEOUT_SECONDS),
-                ),
-            )
+            container = self._start_container(engine, build, image, config, workspace)
         except ExecutorError:
-            _remove(container)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
             raise
         return {
             "pid": pid,

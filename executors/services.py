@@ -77,6 +77,9 @@ def start_build(*, build_id: int) -> None:
         Build.objects.filter(pk=build_id, status=BuildStatus.QUEUED).update(dispatched_at=None)
         raise
     Build.objects.filter(pk=build_id).update(executor_state=state)
+    # A stop that came while the engine was starting found no state to act on: act now.
+    if Build.objects.filter(pk=build_id, status=BuildStatus.ABORTED).exists():
+        stop_build(build_id=build_id)
 
 
 def stop_build(*, build_id: int) -> None:

@@ -67,6 +67,9 @@ class MetaServer:
         self._requests = os.open(control / "meta", os.O_RDWR | os.O_NONBLOCK)
         self._wake = os.open(control / "meta.wait", os.O_RDWR | os.O_NONBLOCK)
         self._done = threading.Event()
+        # Closing writes here so the serving thread leaves its select at once, not after the
+        # poll interval: the build's final status waits for this thread to end.
+        self._stop_read, self._stop_write = os.pipe()
         self._answered_at: float | None = None
         self._thread = threading.Thread(target=self._serve, name="sd-meta", daemon=True)
 
@@ -77,15 +80,19 @@ class MetaServer:
     def close(self) -> None:
         """Stop answering."""
         self._done.set()
+        with contextlib.suppress(OSError):
+            os.write(self._stop_write, b"x")
         self._thread.join(timeout=5)
-        for fd in (self._requests, self._wake):
+        for fd in (self._requests, self._wake, self._stop_read, self._stop_write):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
     def _serve(self) -> None:
         buffer = b""
         while not self._done.is_set():
-            ready, _, _ = select.select([self._requests], [], [], 0.5)
+            ready, _, _ = select.select([self._requests, self._stop_read], [], [], 0.5)
+            if self._stop_read in ready:
+                break
             if ready:
                 with contextlib.suppress(BlockingIOError):
                     buffer += os.read(self._requests, 4096)

@@ -198,6 +198,13 @@ def _running(event: Event) -> Build:
         timeout=30,
         what="the stubborn step to start",
     )
+    # The launcher may report RUNNING before the worker has stored where the build runs.
+    wait_until(
+        lambda: "workspace" in Build.objects.get(pk=build.pk).executor_state,
+        timeout=10,
+        what="the executor state to be stored",
+    )
+    build.refresh_from_db()
     return build
 
 

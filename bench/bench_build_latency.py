@@ -8,6 +8,7 @@ temporary data dir) and a real local git repository. Usage: `make bench` (or
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import statistics
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -118,63 +120,72 @@ def summary(name: str, values: list[float]) -> str:
     )
 
 
+@contextlib.contextmanager
+def running_stack(
+    tmp: Path, repo: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[httpx.Client, int]]:
+    """`make run`'s stack on a fresh data dir in `tmp`: an API client and a pipeline of `repo`."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "SD_DATA_DIR": str(tmp / "data"),
+        "PORT": str(port),
+        "SD_LOG_LEVEL": "WARNING",
+        "SD_QUEUE_POLL_SECONDS": "0.05",
+        **(extra_env or {}),
+    }
+    env.pop("DATABASE_URL", None)
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    token = subprocess.run(
+        [*manage, "sd_token", "create", "--username", "bench", "--admin"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    serve = subprocess.Popen(
+        [*manage, "sd_serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        client = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        for _ in range(100):
+            try:
+                if client.get("/v4/status").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        pipeline = client.post("/v4/pipelines", json={"checkoutUrl": f"{repo}#main"}).json()
+        yield client, int(pipeline["id"])
+    finally:
+        os.killpg(serve.pid, 15)
+        serve.wait(timeout=30)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        port = free_port()
-        env = {
-            **os.environ,
-            "SD_DATA_DIR": str(tmp / "data"),
-            "PORT": str(port),
-            "SD_LOG_LEVEL": "WARNING",
-            "SD_QUEUE_POLL_SECONDS": "0.05",
-        }
-        env.pop("DATABASE_URL", None)
-        manage = [sys.executable, "manage.py"]
-        subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-        token = subprocess.run(
-            [*manage, "sd_token", "create", "--username", "bench", "--admin"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        repo = make_repo(tmp)
-        serve = subprocess.Popen(
-            [*manage, "sd_serve", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            client = httpx.Client(
-                base_url=f"http://127.0.0.1:{port}",
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=10,
-            )
-            for _ in range(100):
-                try:
-                    if client.get("/v4/status").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            pipeline = client.post("/v4/pipelines", json={"checkoutUrl": f"{repo}#main"}).json()
-            first_line_latency(client, pipeline["id"])  # warm-up
+        with running_stack(tmp, make_repo(tmp)) as (client, pipeline_id):
+            first_line_latency(client, pipeline_id)  # warm-up
             launcher_view, client_view = zip(
-                *(first_line_latency(client, pipeline["id"]) for _ in range(args.runs)), strict=True
+                *(first_line_latency(client, pipeline_id) for _ in range(args.runs)), strict=True
             )
             in_build, end_to_end = zip(
-                *(ten_step_overhead(client, pipeline["id"]) for _ in range(args.runs)), strict=True
+                *(ten_step_overhead(client, pipeline_id) for _ in range(args.runs)), strict=True
             )
-        finally:
-            os.killpg(serve.pid, 15)
-            serve.wait(timeout=30)
     print(summary("POST /v4/events -> first log line (launcher clock)", list(launcher_view)))
     print(summary("POST /v4/events -> first log line seen by a polling client", list(client_view)))
     print(

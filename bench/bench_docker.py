@@ -8,7 +8,6 @@ with a Docker engine running. Results go to docs/benchmarks.md by hand.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import docker
 import httpx
-from bench_build_latency import GIT, free_port, iso, wait_for_build
+from bench_build_latency import GIT, iso, running_stack, wait_for_build
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -90,54 +89,11 @@ def main() -> int:
     build_busybox_image(engine, IMAGE)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        port = free_port()
-        env = {
-            **os.environ,
-            "SD_DATA_DIR": str(tmp / "data"),
-            "PORT": str(port),
-            "SD_LOG_LEVEL": "WARNING",
-            "SD_QUEUE_POLL_SECONDS": "0.05",
-            "SD_INSTANCE": "sd-bench",
-        }
-        env.pop("DATABASE_URL", None)
-        manage = [sys.executable, "manage.py"]
-        subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-        token = subprocess.run(
-            [*manage, "sd_token", "create", "--username", "bench", "--admin"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        repo = make_repo(tmp)
-        serve = subprocess.Popen(
-            [*manage, "sd_serve", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            client = httpx.Client(
-                base_url=f"http://127.0.0.1:{port}",
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=30,
-            )
-            for _ in range(100):
-                try:
-                    if client.get("/v4/status").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            pipeline = client.post("/v4/pipelines", json={"checkoutUrl": f"{repo}#main"}).json()
-            one_build(client, pipeline["id"])  # warm-up
-            builds = [one_build(client, pipeline["id"]) for _ in range(args.runs)]
+        stack = running_stack(tmp, make_repo(tmp), {"SD_INSTANCE": "sd-bench"})
+        with stack as (client, pipeline_id):
+            one_build(client, pipeline_id)  # warm-up
+            builds = [one_build(client, pipeline_id) for _ in range(args.runs)]
             runs = [docker_run(engine) for _ in range(args.runs)]
-        finally:
-            os.killpg(serve.pid, 15)
-            serve.wait(timeout=30)
     end_to_end = [b[0] for b in builds]
     in_build = [b[1] for b in builds]
     extra = statistics.median(end_to_end) - statistics.median(runs)

@@ -28,7 +28,7 @@ from pipelines.models import (
     Token,
 )
 from pipelines.template_store import database_templates
-from scm.base import RepoRef, Scm, ScmError
+from scm.base import CommitInfo, RepoRef, Scm, ScmError
 from scm.github import GitHubScm, is_github_url
 from scm.local import LocalGitScm
 from scm.signing import repository_key
@@ -209,6 +209,12 @@ def _with_parameters(meta: dict[str, Any], config: dict[str, Any]) -> dict[str, 
     return {**meta, "parameters": params}
 
 
+def commit_json(commit: CommitInfo) -> dict[str, Any]:
+    """A commit in Screwdriver's event shape."""
+    person = {"name": commit.author_name, "username": commit.author_email, "url": ""}
+    return {"url": commit.url, "message": commit.message, "author": person, "committer": person}
+
+
 def start_event(
     *,
     pipeline: Pipeline,
@@ -252,16 +258,7 @@ def start_event(
             pipeline=pipeline,
             parent_event=parent_event,
             cause_message=(cause_message or f"Started by {creator.username}")[:512],
-            commit={
-                "url": commit.url,
-                "message": commit.message,
-                "author": {"name": commit.author_name, "username": commit.author_email, "url": ""},
-                "committer": {
-                    "name": commit.author_name,
-                    "username": commit.author_email,
-                    "url": "",
-                },
-            },
+            commit=commit_json(commit),
             creator=creator.as_dict(),
             sha=sha,
             start_from=start_from,
@@ -679,16 +676,7 @@ def start_pr_event(
             pr_num=pr_num,
             pr=pr,
             cause_message=(cause_message or f"Pull request {pr_num} by {creator.username}")[:512],
-            commit={
-                "url": commit.url,
-                "message": commit.message,
-                "author": {"name": commit.author_name, "username": commit.author_email, "url": ""},
-                "committer": {
-                    "name": commit.author_name,
-                    "username": commit.author_email,
-                    "url": "",
-                },
-            },
+            commit=commit_json(commit),
             creator=creator.as_dict(),
             sha=sha,
             start_from=start_from,

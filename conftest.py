@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +28,33 @@ GIT = [
     "init.defaultBranch=main",
 ]
 BASE_DIR = Path(__file__).resolve().parent
+
+
+def install_npm_packages(directory: Path, *, what: str, skip_on_failure: bool = True) -> Path:
+    """`npm ci` a pinned oracle folder once; skip when Node is missing.
+
+    Parallel test workers share the folder: one installs, the others wait on the lock.
+    """
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip(f"node and npm are needed for {what}")
+    installed = directory / "node_modules" / ".sd-installed"
+    with open(directory / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not installed.exists():
+            try:
+                subprocess.run(
+                    ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                    cwd=directory,
+                    check=True,
+                    capture_output=True,
+                    timeout=300,
+                )
+            except (subprocess.SubprocessError, OSError) as exc:
+                if not skip_on_failure:
+                    raise
+                pytest.skip(f"could not install {what}: {exc}")
+            installed.touch()
+    return directory
 
 
 def run_git(*args: str, cwd: Path) -> str:

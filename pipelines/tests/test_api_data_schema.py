@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +11,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from conftest import GitRepo
+from conftest import GitRepo, install_npm_packages
 from pipelines.auth_tokens import issue_user_token
 from pipelines.services import create_secret
 from pipelines.tests.api_fixtures import CHAIN, SECRET_VALUE, make_world, with_bearer
@@ -27,22 +25,7 @@ pytestmark = [pytest.mark.oracle, pytest.mark.django_db]
 @pytest.fixture(scope="session")
 def data_schema() -> Path:
     """Install the pinned screwdriver-data-schema once; skip only when Node is missing."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed for the data-schema oracle")
-    installed = ORACLE / "node_modules" / ".sd-installed"
-    # Parallel test workers share the directory: one installs, the others wait on the lock.
-    with open(ORACLE / ".install.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not installed.exists():
-            subprocess.run(
-                ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                cwd=ORACLE,
-                check=True,
-                capture_output=True,
-                timeout=300,
-            )
-            installed.touch()
-    return ORACLE
+    return install_npm_packages(ORACLE, what="the data-schema oracle", skip_on_failure=False)
 
 
 def verdicts(oracle: Path, items: list[tuple[str, Any]]) -> list[str | None]:

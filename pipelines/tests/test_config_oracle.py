@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import shlex
-import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from conftest import install_npm_packages
 from pipelines.config import parse_pipeline_yaml, resolve_template
 from pipelines.tests.config_generator import generated_configs
 
@@ -53,25 +52,7 @@ def fixture_templates(
 @pytest.fixture(scope="session")
 def oracle() -> Path:
     """Install the pinned reference packages once; skip when Node or npm is unavailable."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed for the oracle tests")
-    installed = ORACLE / "node_modules" / ".sd-installed"
-    # Parallel test workers share the directory: one installs, the others wait on the lock.
-    with open(ORACLE / ".install.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not installed.exists():
-            try:
-                subprocess.run(
-                    ["npm", "ci", "--no-audit", "--no-fund"],
-                    cwd=ORACLE,
-                    check=True,
-                    capture_output=True,
-                    timeout=300,
-                )
-            except (subprocess.SubprocessError, OSError) as exc:
-                pytest.skip(f"could not install the oracle packages: {exc}")
-            installed.touch()
-    return ORACLE
+    return install_npm_packages(ORACLE, what="the oracle packages")
 
 
 def reference_results(oracle: Path, texts: list[str]) -> list[dict[str, Any]]:

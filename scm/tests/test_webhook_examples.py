@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from builds.models import Build, BuildStatus
+from conftest import install_npm_packages
 from pipelines.models import Event, Job, Pipeline
 from pipelines.services import create_pipeline
 from scm.models import WebhookDelivery
@@ -37,23 +35,7 @@ pytestmark = [pytest.mark.oracle, pytest.mark.xdist_group("oracle-webhooks")]
 @pytest.fixture(scope="session")
 def examples() -> dict[str, list[dict[str, Any]]]:
     """Install the pinned package once (under a lock) and return its examples by event name."""
-    if shutil.which("npm") is None:
-        pytest.skip("npm is needed for the webhook example payloads")
-    installed = ORACLE / "node_modules" / ".sd-installed"
-    with open(ORACLE / ".install.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not installed.exists():
-            try:
-                subprocess.run(
-                    ["npm", "ci", "--no-audit", "--no-fund"],
-                    cwd=ORACLE,
-                    check=True,
-                    capture_output=True,
-                    timeout=300,
-                )
-            except (subprocess.SubprocessError, OSError) as exc:
-                pytest.skip(f"could not install @octokit/webhooks-examples: {exc}")
-            installed.touch()
+    install_npm_packages(ORACLE, what="@octokit/webhooks-examples")
     index = json.loads((PACKAGE / "index.json").read_text())
     return {entry["name"]: entry["examples"] for entry in index}
 

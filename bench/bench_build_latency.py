@@ -56,12 +56,13 @@ def iso(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def make_repo(tmp: Path) -> Path:
+def make_repo(tmp: Path, config: str = CONFIG) -> Path:
+    """A bare repository whose one commit holds `config` as screwdriver.yaml."""
     bare = tmp / "bench.git"
     subprocess.run([*GIT, "init", "-q", "--bare", str(bare)], check=True)
     work = tmp / "work"
     subprocess.run([*GIT, "clone", "-q", str(bare), str(work)], check=True, capture_output=True)
-    (work / "screwdriver.yaml").write_text(CONFIG)
+    (work / "screwdriver.yaml").write_text(config)
     subprocess.run([*GIT, "add", "."], cwd=work, check=True)
     subprocess.run([*GIT, "commit", "-qm", "bench"], cwd=work, check=True)
     subprocess.run(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import docker
 import httpx
-from bench_build_latency import GIT, iso, running_stack, wait_for_build
+from bench_build_latency import iso, make_repo, running_stack, wait_for_build
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,20 +35,6 @@ jobs:
     steps:
       - hello: {COMMAND}
 """
-
-
-def make_repo(tmp: Path) -> Path:
-    bare = tmp / "bench.git"
-    subprocess.run([*GIT, "init", "-q", "--bare", str(bare)], check=True)
-    work = tmp / "work"
-    subprocess.run([*GIT, "clone", "-q", str(bare), str(work)], check=True, capture_output=True)
-    (work / "screwdriver.yaml").write_text(CONFIG)
-    subprocess.run([*GIT, "add", "."], cwd=work, check=True)
-    subprocess.run([*GIT, "commit", "-qm", "bench"], cwd=work, check=True)
-    subprocess.run(
-        [*GIT, "push", "-q", "origin", "HEAD:main"], cwd=work, check=True, capture_output=True
-    )
-    return bare
 
 
 def one_build(client: httpx.Client, pipeline_id: int) -> tuple[float, float]:
@@ -89,7 +74,7 @@ def main() -> int:
     build_busybox_image(engine, IMAGE)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        stack = running_stack(tmp, make_repo(tmp), {"SD_INSTANCE": "sd-bench"})
+        stack = running_stack(tmp, make_repo(tmp, CONFIG), {"SD_INSTANCE": "sd-bench"})
         with stack as (client, pipeline_id):
             one_build(client, pipeline_id)  # warm-up
             builds = [one_build(client, pipeline_id) for _ in range(args.runs)]

@@ -117,15 +117,20 @@ def _pipeline_name(ref: RepoRef) -> str:
     return f"{path.parent.name or 'local'}/{ref.name}"
 
 
-def create_pipeline(*, checkout_url: str, user: User) -> Pipeline:
-    """Create a pipeline from a repository URL, sync its jobs and install the push hook."""
+def _resolve(checkout_url: str) -> tuple[RepoRef, str, dict[str, Any]]:
+    """The repository a checkout URL names, its branch head, and the config there."""
     scm = scm_for(checkout_url)
     try:
         ref = scm.parse_url(checkout_url)
         head = scm.head_sha(ref)
     except ScmError as exc:
         raise PipelineError(str(exc)) from exc
-    config = read_config(ref, head)
+    return ref, head, read_config(ref, head)
+
+
+def create_pipeline(*, checkout_url: str, user: User) -> Pipeline:
+    """Create a pipeline from a repository URL, sync its jobs and install the push hook."""
+    ref, head, config = _resolve(checkout_url)
     username = user.get_username()
     try:
         with transaction.atomic():
@@ -481,13 +486,7 @@ def update_pipeline(
 
 def _repoint(*, pipeline: Pipeline, checkout_url: str) -> Pipeline:
     """Point a pipeline at another repository or branch, then sync its jobs."""
-    scm = scm_for(checkout_url)
-    try:
-        ref = scm.parse_url(checkout_url)
-        head = scm.head_sha(ref)
-    except ScmError as exc:
-        raise PipelineError(str(exc)) from exc
-    config = read_config(ref, head)
+    ref, head, config = _resolve(checkout_url)
     try:
         with transaction.atomic():
             pipeline.name = _pipeline_name(ref)

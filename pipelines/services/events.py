@@ -1,0 +1,142 @@
+"""Events: what starts a pipeline's jobs, from a push, a person or the API."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+
+from builds import services as build_services
+from pipelines import workflow
+from pipelines.models import Event, Pipeline
+from pipelines.services.pipelines import PipelineError, read_config, repo_ref_of, scm_for, sync_jobs
+from scm.base import CommitInfo, ScmError
+
+logger = logging.getLogger(__name__)
+
+# --- events --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Creator:
+    """Who or what started an event, in Screwdriver's user shape."""
+
+    name: str
+    username: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "username": self.username}
+
+
+def _with_parameters(meta: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The event's meta with ``parameters`` resolved against the ones the config declares."""
+    jobs = {
+        name: (perms[0].get("parameters") or {}) if perms else {}
+        for name, perms in (config.get("jobs") or {}).items()
+    }
+    if not config.get("parameters") and not any(jobs.values()) and "parameters" not in meta:
+        return meta
+    chosen = meta.get("parameters")
+    params = workflow.event_parameters(
+        pipeline_parameters=config.get("parameters") or {},
+        job_parameters=jobs,
+        chosen=chosen if isinstance(chosen, dict) else {},
+    )
+    return {**meta, "parameters": params}
+
+
+def commit_json(commit: CommitInfo) -> dict[str, Any]:
+    """A commit in Screwdriver's event shape."""
+    person = {"name": commit.author_name, "username": commit.author_email, "url": ""}
+    return {"url": commit.url, "message": commit.message, "author": person, "committer": person}
+
+
+def start_event(
+    *,
+    pipeline: Pipeline,
+    start_from: str,
+    creator: Creator,
+    sha: str | None = None,
+    cause_message: str = "",
+    parent_event: Event | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Event:
+    """Create an event at `sha` (default: the branch head); queue the jobs `start_from` selects."""
+    if pipeline.state != Pipeline.State.ACTIVE:
+        raise PipelineError(
+            f"Pipeline {pipeline.pk} is {pipeline.state.lower()}: make it ACTIVE to start events.",
+            status=409,
+        )
+    scm = scm_for(pipeline)
+    try:
+        ref = repo_ref_of(pipeline)
+        sha = sha or scm.head_sha(ref)
+        commit = scm.commit_info(ref, sha)
+    except ScmError as exc:
+        raise PipelineError(str(exc), status=422) from exc
+    config = read_config(ref, sha)
+    graph = config.get("workflowGraph", {})
+    errors = list(config.get("errors", []))
+    if errors:
+        # A broken file runs its one failing job whatever was asked, so the event says why.
+        start_from = next(iter(config.get("jobs", {"main": []})))
+    try:
+        names = workflow.start_jobs(graph, start_from)
+    except ValueError as exc:
+        raise PipelineError(
+            f"{start_from} is not a job or trigger of this pipeline.", status=404
+        ) from exc
+    if not names:
+        raise PipelineError(f"No job of this pipeline starts from {start_from}.", status=404)
+    with transaction.atomic():
+        sync_jobs(pipeline=pipeline, config=config)
+        event = Event.objects.create(
+            pipeline=pipeline,
+            parent_event=parent_event,
+            cause_message=(cause_message or f"Started by {creator.username}")[:512],
+            commit=commit_json(commit),
+            creator=creator.as_dict(),
+            sha=sha,
+            start_from=start_from,
+            base_branch=ref.branch,
+            meta=_with_parameters(meta or {}, config),
+            workflow_graph=graph,
+            job_configs=config.get("jobs", {}),
+            config_errors=errors,
+            status=Event.Status.CREATED,
+        )
+        builds = build_services.create_start_builds(
+            event=event, job_names=names, cause=event.cause_message
+        )
+        if not builds:
+            raise PipelineError(
+                f"Every job that starts from {start_from} is disabled: enable one first.",
+                status=422,
+            )
+        build_services.refresh_event_status(event=event)
+        Pipeline.objects.filter(pk=pipeline.pk).update(last_event=event)
+    return event
+
+
+def notice_push(*, pipeline: Pipeline, sha: str, pusher: str = "") -> Event | None:
+    """A new head on the pipeline's branch: start ~commit once per sha, whoever noticed first."""
+    moved = (
+        Pipeline.objects.filter(pk=pipeline.pk).exclude(last_seen_sha=sha).update(last_seen_sha=sha)
+    )
+    if not moved:
+        return None
+    try:
+        return start_event(
+            pipeline=pipeline,
+            start_from="~commit",
+            creator=Creator(name=pusher or "git push", username=pusher or "sd:scm"),
+            sha=sha,
+            cause_message=f"Commit {sha[:7]} pushed to {repo_ref_of(pipeline).branch}",
+        )
+    except PipelineError as exc:
+        logger.info(
+            "Push %s on pipeline %s started nothing: %s", sha[:12], pipeline.pk, exc.message
+        )
+        return None

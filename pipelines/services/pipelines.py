@@ -1,0 +1,287 @@
+"""Pipelines: creation from a repository, job sync, changes, deletion and people's rights."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import PurePosixPath
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from pipelines.config import fallback_pipeline, parse_pipeline_yaml
+from pipelines.models import Job, Pipeline, PipelinePermission
+from pipelines.template_store import database_templates
+from scm.base import RepoRef, Scm, ScmError
+from scm.github import GitHubScm, is_github_url
+from scm.local import LocalGitScm
+from scm.signing import repository_key
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "screwdriver.yaml"
+_PR_JOB_RE = re.compile(r"PR-\d+:")
+
+
+class PipelineError(Exception):
+    """A request about a pipeline that cannot be done; the message says why and what to do."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def scm_for(pipeline_or_url: Pipeline | str) -> Scm:
+    """Return the SCM backend of a pipeline (by its scm_context) or of a checkout URL."""
+    if isinstance(pipeline_or_url, Pipeline):
+        if pipeline_or_url.scm_context.startswith("github:"):
+            return GitHubScm()
+        return LocalGitScm()
+    return GitHubScm() if is_github_url(pipeline_or_url) else LocalGitScm()
+
+
+def repo_ref_of(pipeline: Pipeline) -> RepoRef:
+    return scm_for(pipeline).parse_url(pipeline.checkout_url)
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+def read_config(ref: RepoRef, sha: str) -> dict[str, Any]:
+    """Parse screwdriver.yaml at `sha`; a missing or broken file yields the failing fallback."""
+    try:
+        raw = scm_for(ref.checkout_url).read_file(ref, sha, CONFIG_FILE)
+    except ScmError as exc:
+        return fallback_pipeline(f"Error: {exc}")
+    if raw is None:
+        return fallback_pipeline(
+            f"Error: {CONFIG_FILE} was not found at {sha[:12]}: add one to the repository."
+        )
+    return parse_pipeline_yaml(raw.decode("utf-8", "replace"), templates=database_templates)
+
+
+@transaction.atomic
+def sync_jobs(*, pipeline: Pipeline, config: dict[str, Any]) -> dict[str, Job]:
+    """Make the pipeline's jobs match a parsed config: create, update, archive, restore."""
+    jobs_config: dict[str, list[dict[str, Any]]] = config.get("jobs", {})
+    broken = bool(config.get("errors"))
+    existing = {j.name: j for j in Job.objects.select_for_update().filter(pipeline=pipeline)}
+    for name, permutations in jobs_config.items():
+        job = existing.get(name)
+        description = str((permutations[0] if permutations else {}).get("description", ""))[:100]
+        if job is None:
+            existing[name] = Job.objects.create(
+                pipeline=pipeline, name=name, permutations=permutations, description=description
+            )
+        elif job.permutations != permutations or job.archived or job.description != description:
+            job.permutations, job.archived, job.description = permutations, False, description
+            job.save(update_fields=["permutations", "archived", "description"])
+    # A broken file says nothing about which jobs exist: keep them rather than archive them.
+    if not broken:
+        # PR-<n>:<job> jobs belong to their pull request: only its closing archives them.
+        gone = [
+            j.pk
+            for name, j in existing.items()
+            if name not in jobs_config and not j.archived and not _PR_JOB_RE.match(name)
+        ]
+        Job.objects.filter(pk__in=gone).update(archived=True)
+        pipeline.workflow_graph = config.get("workflowGraph", {})
+        pipeline.annotations = config.get("annotations", {})
+        pipeline.parameters = config.get("parameters", {})
+        pipeline.save(update_fields=["workflow_graph", "annotations", "parameters"])
+    return existing
+
+
+# --- pipelines -----------------------------------------------------------------------------
+
+
+def _pipeline_name(ref: RepoRef) -> str:
+    path = PurePosixPath(ref.repo_path)
+    return f"{path.parent.name or 'local'}/{ref.name}"
+
+
+def _resolve(checkout_url: str) -> tuple[RepoRef, str, dict[str, Any]]:
+    """The repository a checkout URL names, its branch head, and the config there."""
+    scm = scm_for(checkout_url)
+    try:
+        ref = scm.parse_url(checkout_url)
+        head = scm.head_sha(ref)
+    except ScmError as exc:
+        raise PipelineError(str(exc)) from exc
+    return ref, head, read_config(ref, head)
+
+
+def create_pipeline(*, checkout_url: str, user: User) -> Pipeline:
+    """Create a pipeline from a repository URL, sync its jobs and install the push hook."""
+    ref, head, config = _resolve(checkout_url)
+    username = user.get_username()
+    try:
+        with transaction.atomic():
+            pipeline = Pipeline.objects.create(
+                name=_pipeline_name(ref),
+                scm_uri=ref.scm_uri,
+                scm_context=ref.scm_context,
+                scm_repo={
+                    "name": _pipeline_name(ref),
+                    "branch": ref.branch,
+                    "url": ref.checkout_url,
+                    "rootDir": "",
+                    "private": False,
+                },
+                checkout_url=ref.checkout_url,
+                creator=user,
+                admins={username: True},
+                last_seen_sha=head,
+            )
+            # The creator of a local pipeline is its admin and grants others rights.
+            PipelinePermission.objects.create(
+                pipeline=pipeline,
+                user=user,
+                role=PipelinePermission.Role.ADMIN,
+                granted_by=username,
+            )
+            sync_jobs(pipeline=pipeline, config=config)
+    except IntegrityError as exc:
+        raise PipelineError(
+            f"A pipeline for {ref.checkout_url} already exists.", status=409
+        ) from exc
+    install_hook(pipeline=pipeline)
+    return pipeline
+
+
+def install_hook(*, pipeline: Pipeline) -> bool:
+    """Install the post-receive hook that reports pushes; polling covers repos where we can't."""
+    ref = repo_ref_of(pipeline)
+    local = pipeline.scm_context == "local"
+    url = f"{settings.SD_API_URL}/v4/webhooks" + ("/local" if local else "")
+    try:
+        installed = scm_for(pipeline).install_hook(
+            ref, notify_url=url, key=repository_key(ref.repo_path)
+        )
+    except (ScmError, OSError) as exc:
+        logger.warning("No push hook for pipeline %s: %s", pipeline.pk, exc)
+        installed = False
+    Pipeline.objects.filter(pk=pipeline.pk).update(hook_installed=installed)
+    pipeline.hook_installed = installed
+    return installed
+
+
+# --- rights, pipeline changes, jobs and restarts -------------------------------------------
+
+
+def _refuse_losing_last_admin(pipeline: Pipeline, user: User) -> None:
+    admins = PipelinePermission.objects.select_for_update().filter(
+        pipeline=pipeline, role=PipelinePermission.Role.ADMIN
+    )
+    if list(admins.values_list("user_id", flat=True)) == [user.pk]:
+        raise PipelineError(
+            f"{user.get_username()} is the last admin of pipeline {pipeline.pk}: "
+            "make someone else admin first.",
+            status=409,
+        )
+
+
+@transaction.atomic
+def grant_permission(
+    *, pipeline: Pipeline, user: User, role: str, granted_by: str
+) -> PipelinePermission:
+    """Give a user a role on a pipeline, replacing the one they had."""
+    if role != PipelinePermission.Role.ADMIN:
+        _refuse_losing_last_admin(pipeline, user)
+    permission, _ = PipelinePermission.objects.update_or_create(
+        pipeline=pipeline, user=user, defaults={"role": role, "granted_by": granted_by[:150]}
+    )
+    return permission
+
+
+@transaction.atomic
+def revoke_permission(*, pipeline: Pipeline, user: User) -> None:
+    """Take a user's role away; the last admin cannot be removed, or nobody could grant again."""
+    _refuse_losing_last_admin(pipeline, user)
+    PipelinePermission.objects.filter(pipeline=pipeline, user=user).delete()
+
+
+def sync_pipeline(*, pipeline: Pipeline) -> Pipeline:
+    """Re-read screwdriver.yaml at the branch head and make the jobs match it."""
+    try:
+        head = scm_for(pipeline).head_sha(repo_ref_of(pipeline))
+    except ScmError as exc:
+        raise PipelineError(str(exc), status=422) from exc
+    sync_jobs(pipeline=pipeline, config=read_config(repo_ref_of(pipeline), head))
+    pipeline.refresh_from_db()
+    return pipeline
+
+
+def update_pipeline(
+    *,
+    pipeline: Pipeline,
+    checkout_url: str | None = None,
+    settings: dict[str, Any] | None = None,
+    badges: dict[str, Any] | None = None,
+    state: str | None = None,
+    state_message: str = "",
+    changer: str = "",
+) -> Pipeline:
+    """Change what a pipeline builds, its settings and badges, or whether it is active."""
+    if checkout_url is not None:
+        pipeline = _repoint(pipeline=pipeline, checkout_url=checkout_url)
+    fields: list[str] = []
+    if settings is not None:
+        pipeline.settings = {**pipeline.settings, **settings}
+        fields.append("settings")
+    if badges is not None:
+        pipeline.badges = {**pipeline.badges, **badges}
+        fields.append("badges")
+    if state is not None and state != pipeline.state:
+        pipeline.state = state
+        pipeline.state_changer = changer[:128]
+        pipeline.state_change_time = timezone.now()
+        pipeline.state_change_message = state_message[:512]
+        fields += ["state", "state_changer", "state_change_time", "state_change_message"]
+    if fields:
+        pipeline.save(update_fields=fields)
+    return pipeline
+
+
+def _repoint(*, pipeline: Pipeline, checkout_url: str) -> Pipeline:
+    """Point a pipeline at another repository or branch, then sync its jobs."""
+    ref, head, config = _resolve(checkout_url)
+    try:
+        with transaction.atomic():
+            pipeline.name = _pipeline_name(ref)
+            pipeline.scm_uri, pipeline.checkout_url = ref.scm_uri, ref.checkout_url
+            pipeline.scm_repo = {**pipeline.scm_repo, "name": pipeline.name, "branch": ref.branch}
+            pipeline.scm_repo["url"] = ref.checkout_url
+            pipeline.last_seen_sha = head
+            pipeline.save()
+            sync_jobs(pipeline=pipeline, config=config)
+    except IntegrityError as exc:
+        raise PipelineError(
+            f"A pipeline for {ref.checkout_url} already exists.", status=409
+        ) from exc
+    install_hook(pipeline=pipeline)
+    return pipeline
+
+
+@transaction.atomic
+def delete_pipeline(*, pipeline: Pipeline) -> None:
+    """Delete a pipeline and everything in it; refused while any of its builds is active."""
+    from builds.models import Build
+
+    if Build.objects.filter(job__pipeline=pipeline).active().exists():
+        raise PipelineError(
+            f"Pipeline {pipeline.pk} has builds running: stop its events first.", status=409
+        )
+    Pipeline.objects.filter(pk=pipeline.pk).delete()
+
+
+def set_job_state(*, job: Job, state: str, message: str, changer: str) -> Job:
+    """Enable or disable a job, recording who did it and why."""
+    job.state, job.state_change_message = state, message[:512]
+    job.state_changer, job.state_change_time = changer[:128], timezone.now()
+    job.save(update_fields=["state", "state_change_message", "state_changer", "state_change_time"])
+    return job

@@ -1,0 +1,132 @@
+"""Pull requests: their events, restarts, aborts and closing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from builds import services as build_services
+from builds.models import ACTIVE_STATUSES
+from pipelines import workflow
+from pipelines.models import Event, Job, Pipeline
+from pipelines.services.events import Creator, commit_json, start_event
+from pipelines.services.pipelines import PipelineError, read_config, repo_ref_of, scm_for
+from scm.base import ScmError
+
+# --- pull requests -------------------------------------------------------------------------
+
+
+def pr_job_name(pr_num: int, job: str) -> str:
+    """Return Screwdriver's name of a job run for a pull request, PR-<n>:<job>."""
+    return f"PR-{pr_num}:{job}"
+
+
+def start_pr_event(
+    *,
+    pipeline: Pipeline,
+    pr_num: int,
+    sha: str,
+    creator: Creator,
+    pr: dict[str, Any],
+    cause_message: str = "",
+    start_from: str = "~pr",
+    parent_event: Event | None = None,
+) -> Event | None:
+    """Run the ~pr jobs (or one PR-<n>:<job>) of the PR's own screwdriver.yaml at its sha."""
+    if pipeline.state != Pipeline.State.ACTIVE:
+        return None
+    scm = scm_for(pipeline)
+    ref = repo_ref_of(pipeline)
+    try:
+        commit = scm.commit_info(ref, sha)
+    except ScmError as exc:
+        raise PipelineError(str(exc), status=422) from exc
+    config = read_config(ref, sha)
+    graph = config.get("workflowGraph", {})
+    errors = list(config.get("errors", []))
+    jobs_config: dict[str, list[dict[str, Any]]] = config.get("jobs", {})
+    if errors:
+        names = list(jobs_config)[:1]
+    elif start_from != "~pr":
+        names = [name for name in jobs_config if pr_job_name(pr_num, name) == start_from]
+    else:
+        names = list(
+            dict.fromkeys(
+                workflow.start_jobs(graph, "~pr") + workflow.start_jobs(graph, f"~pr:{ref.branch}")
+            )
+        )
+    if not names:
+        return None
+    pr_configs = {pr_job_name(pr_num, name): jobs_config.get(name, []) for name in names}
+    with transaction.atomic():
+        for name, permutations in pr_configs.items():
+            Job.objects.update_or_create(
+                pipeline=pipeline,
+                name=name,
+                defaults={"permutations": permutations, "archived": False},
+            )
+        event = Event.objects.create(
+            pipeline=pipeline,
+            parent_event=parent_event,
+            group_event_id=(parent_event.group_event_id or parent_event.pk)
+            if parent_event
+            else None,
+            type=Event.Type.PR,
+            pr_num=pr_num,
+            pr=pr,
+            cause_message=(cause_message or f"Pull request {pr_num} by {creator.username}")[:512],
+            commit=commit_json(commit),
+            creator=creator.as_dict(),
+            sha=sha,
+            start_from=start_from,
+            base_branch=ref.branch,
+            workflow_graph=graph,
+            job_configs=pr_configs,
+            config_errors=errors,
+            status=Event.Status.CREATED,
+        )
+        build_services.create_start_builds(
+            event=event, job_names=list(pr_configs), cause=event.cause_message
+        )
+        build_services.refresh_event_status(event=event)
+    return event
+
+
+def restart_pr(*, parent_event: Event, start_from: str, creator: Creator) -> Event:
+    event = start_pr_event(
+        pipeline=parent_event.pipeline,
+        pr_num=parent_event.pr_num or 0,
+        sha=parent_event.sha,
+        creator=creator,
+        pr=parent_event.pr,
+        start_from=start_from,
+        parent_event=parent_event,
+    )
+    if event is None:
+        raise PipelineError(f"{start_from} is not a job of this pull request.", status=404)
+    return event
+
+
+def stop_pr_builds(*, pipeline: Pipeline, pr_num: int, message: str) -> int:
+    """Abort every active build of a pull request's events; return how many events it stopped."""
+    events = Event.objects.filter(pipeline=pipeline, type=Event.Type.PR, pr_num=pr_num)
+    stopped = 0
+    for event in events.filter(builds__status__in=list(ACTIVE_STATUSES)).distinct():
+        build_services.stop_event(event=event, message=message)
+        stopped += 1
+    return stopped
+
+
+def close_pr(*, pipeline: Pipeline, pr_num: int, creator: Creator) -> Event | None:
+    """A closed pull request: stop its builds, archive its jobs, run ~pr-closed if asked for."""
+    stop_pr_builds(pipeline=pipeline, pr_num=pr_num, message=f"Pull request {pr_num} was closed")
+    Job.objects.filter(pipeline=pipeline, name__startswith=f"PR-{pr_num}:").update(archived=True)
+    if not workflow.start_jobs(pipeline.workflow_graph, "~pr-closed"):
+        return None
+    return start_event(
+        pipeline=pipeline,
+        start_from="~pr-closed",
+        creator=creator,
+        cause_message=f"Pull request {pr_num} closed by {creator.username}",
+    )

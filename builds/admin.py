@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from builds import services
-from builds.models import ACTIVE_STATUSES, Build, LogBatch, Step
+from builds.models import ACTIVE_STATUSES, Build, LogBatch, StageBuild, Step
 
 
 class StepInline(admin.TabularInline):
@@ -76,4 +76,16 @@ class LogBatchAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
+        return False
+
+
+@admin.register(StageBuild)
+class StageBuildAdmin(admin.ModelAdmin):
+    # A stage build's status follows its jobs' builds; the admin only shows it.
+    list_display = ["id", "stage", "event_id", "status"]
+    list_filter = ["status"]
+    readonly_fields = ["stage", "event", "status", "workflow_graph"]
+    list_select_related = ["stage"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

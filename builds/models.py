@@ -104,6 +104,27 @@ class Build(models.Model):
         return self.status in FINISHED_STATUSES
 
 
+class StageBuild(models.Model):
+    """One run of a stage within one event; its status follows its jobs' builds."""
+
+    stage = models.ForeignKey("pipelines.Stage", on_delete=models.CASCADE, related_name="builds")
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="stage_builds")
+    status = models.CharField(
+        max_length=10, choices=BuildStatus.choices, default=BuildStatus.RUNNING
+    )
+    workflow_graph = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["stage", "event"], name="one_stage_build_per_event")
+        ]
+
+    def __str__(self) -> str:
+        return f"stage build {self.pk} ({self.status})"
+
+
 class Step(models.Model):
     """One step of a build, with its exit code and timing."""
 

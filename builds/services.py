@@ -10,16 +10,18 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from builds import live
-from builds.models import ACTIVE_STATUSES, Build, BuildQuerySet, BuildStatus, Step
+from builds import freeze, live
+from builds.models import ACTIVE_STATUSES, Build, BuildQuerySet, BuildStatus, StageBuild, Step
 from pipelines import workflow
-from pipelines.models import Event, Job, Pipeline
+from pipelines.models import Event, Job, Pipeline, Stage, Trigger
 from scm.statuses import enqueue_commit_status
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ EVENT_STATUS_OF_BUILD = {
     BuildStatus.SUCCESS: Event.Status.SUCCESS,
     BuildStatus.BLOCKED: Event.Status.IN_PROGRESS,
     BuildStatus.UNSTABLE: Event.Status.SUCCESS,
+    # Decides only when nothing else does: see refresh_event_status.
     BuildStatus.COLLAPSED: None,
     BuildStatus.FROZEN: Event.Status.IN_PROGRESS,
 }
@@ -142,6 +145,7 @@ def create_start_builds(*, event: Event, job_names: Iterable[str], cause: str) -
             create_build(event=event, job=job, cause=cause, permutation=i)
             for i in range(permutation_count(event, job))
         )
+    _open_stage_builds(event, builds)
     _dispatch(_settle_virtual(event, builds))
     return builds
 
@@ -187,21 +191,19 @@ def _config_of(build: Build) -> dict[str, Any]:
 def _blockers(build: Build) -> BuildQuerySet:
     """The other active builds that keep ``build`` from running now."""
     config = _config_of(build)
-    names = {
-        str(name).lstrip("~")
-        for name in config.get("blockedBy") or []
-        if workflow.is_job_node(str(name).lstrip("~"))
-    }
+    declared = [str(name) for name in config.get("blockedBy") or []]
+    names = {name.lstrip("~") for name in declared if workflow.is_job_node(name.lstrip("~"))}
     same_job = _annotation_on(config, BLOCKED_BY_SAME_JOB)
     if same_job:
         names.add(build.job.name)
+    which = Q(job__pipeline_id=build.job.pipeline_id, job__name__in=names)
+    for name in declared:
+        remote = workflow.remote_job(name)
+        if remote is not None:
+            which |= Q(job__pipeline_id=remote.pipeline_id, job__name=remote.job)
     # Permutations of one job in one event run side by side; they never block each other.
     return (
-        Build.objects.filter(
-            job__pipeline_id=build.job.pipeline_id,
-            job__name__in=names,
-            status__in=[BuildStatus.QUEUED, BuildStatus.RUNNING],
-        )
+        Build.objects.filter(which, status__in=[BuildStatus.QUEUED, BuildStatus.RUNNING])
         .exclude(pk=build.pk)
         .exclude(event_id=build.event_id, job_id=build.job_id)
     )
@@ -226,6 +228,7 @@ def _hold_blocked(event: Event, build_ids: list[int]) -> list[int]:
     if not build_ids:
         return []
     _lock_pipeline(event.pipeline_id)
+    build_ids = freeze.hold_frozen(build_ids)
     to_run = []
     for build in Build.objects.filter(pk__in=build_ids).select_related("job", "event"):
         if build.status != BuildStatus.QUEUED or not _blockers(build).exists():
@@ -268,7 +271,7 @@ def _release_blocked(pipeline_id: int) -> None:
         ):
             released.append(build.pk)
             live.publish_build(build_id=build.pk)
-    _dispatch(released)
+    _dispatch(freeze.hold_frozen(released))
 
 
 def permutation_count(event: Event, job: Job) -> int:
@@ -430,8 +433,12 @@ def _after_finish(build: Build, *, cleanup: bool = True) -> None:
         _trigger_next(build, event)
     else:
         _drop_waiting_joins(build, event)
+    _settle_stage(build, event)
     refresh_event_status(event=event)
     _release_blocked(event.pipeline_id)
+    # Other pipelines' events start after this commit, so no lock of this pipeline is held
+    # while theirs are taken and their repositories read.
+    transaction.on_commit(partial(_notify_remote_safely, build.pk))
     if cleanup:
         from executors.services import enqueue_cleanup
 
@@ -439,12 +446,20 @@ def _after_finish(build: Build, *, cleanup: bool = True) -> None:
 
 
 def _parent_builds_entry(event: Event, builds: Mapping[str, Build | None]) -> dict[str, Any]:
-    return {
-        str(event.pipeline_id): {
-            "eventId": event.pk,
-            "jobs": {name: (b.pk if b else None) for name, b in builds.items()},
-        }
-    }
+    # Screwdriver's shape: one entry per pipeline; a remote parent sits under its own pipeline.
+    entry: dict[str, Any] = {str(event.pipeline_id): {"eventId": event.pk, "jobs": {}}}
+    for name, b in builds.items():
+        remote = workflow.remote_job(name)
+        if remote is None:
+            entry[str(event.pipeline_id)]["jobs"][name] = b.pk if b else None
+            continue
+        known = (event.parent_builds or {}).get(str(remote.pipeline_id)) or {}
+        slot = entry.setdefault(
+            str(remote.pipeline_id),
+            {"eventId": b.event_id if b else known.get("eventId"), "jobs": {}},
+        )
+        slot["jobs"][remote.job] = b.pk if b else (known.get("jobs") or {}).get(remote.job)
+    return entry
 
 
 def _next_jobs(event: Event, job_name: str) -> list[workflow.NextJob]:
@@ -472,11 +487,18 @@ def skips_further(event: Event) -> bool:
     return SKIP_FURTHER in f"{event.cause_message}\n{commit}".lower()
 
 
-def _trigger_next(build: Build, event: Event) -> None:
-    nexts = _next_jobs(event, build.job.name)
+def _trigger_next(build: Build, event: Event, finished: str | None = None) -> None:
+    # ``finished`` names the node that ended when it is not the build's own job: a remote job
+    # (`sd@ID:job`) whose build, in another pipeline, is one parent of a join here.
+    finished = finished or build.job.name
+    nexts = _next_jobs(event, finished)
     if not nexts or skips_further(event):
         return
-    names = {n.name for n in nexts} | {p for n in nexts for p in n.parents} | {build.job.name}
+    if workflow.is_stage_teardown(finished) and _stage_failed(event, finished):
+        # What follows a stage runs only when the stage succeeded; joins on it never will.
+        _drop_waiting_joins(build, event, finished)
+        return
+    names = {n.name for n in nexts} | {p for n in nexts for p in n.parents} | {finished}
     jobs = {j.name: j for j in Job.objects.filter(pipeline_id=event.pipeline_id, name__in=names)}
     by_job: dict[str, list[Build]] = {}
     for b in (
@@ -487,6 +509,9 @@ def _trigger_next(build: Build, event: Event) -> None:
         by_job.setdefault(b.job.name, []).append(b)
 
     def outcome(name: str) -> str | None:
+        remote = workflow.remote_job(name)
+        if remote is not None:
+            return _remote_outcome(event, remote)
         job = jobs.get(name)
         expected = permutation_count(event, job) if job is not None else 1
         if name not in by_job and name not in will_run:
@@ -499,11 +524,11 @@ def _trigger_next(build: Build, event: Event) -> None:
         if event.parent_event_id
         else set()
     )
-    own = outcome(build.job.name)
+    own = outcome(finished)
     if own is None:
         return  # other permutations of this job are still running
     if own != BuildStatus.SUCCESS:
-        _drop_waiting_joins(build, event)
+        _drop_waiting_joins(build, event, finished)
         return
     to_start: list[Build] = []
     for nxt in nexts:
@@ -517,13 +542,13 @@ def _trigger_next(build: Build, event: Event) -> None:
                     event=event,
                     job=job,
                     status=BuildStatus.QUEUED,
-                    cause=f"Triggered by {build.job.name}",
+                    cause=f"Triggered by {finished}",
                     parent_build=build,
-                    parent_builds=_parent_builds_entry(event, {build.job.name: build}),
+                    parent_builds=_parent_builds_entry(event, {finished: build}),
                 )
             continue
         outcomes = {name: outcome(name) for name in nxt.parents}
-        outcomes[build.job.name] = own
+        outcomes[finished] = own
         if any(o == BuildStatus.FAILURE for o in outcomes.values()):
             for waiting in current:
                 _delete_if_waiting(waiting)
@@ -532,7 +557,7 @@ def _trigger_next(build: Build, event: Event) -> None:
         parents: dict[str, Build | None] = {
             name: (by_job[name][-1] if by_job.get(name) else None) for name in nxt.parents
         }
-        parents[build.job.name] = build
+        parents[finished] = build
         parent_builds = _parent_builds_entry(event, parents)
         if not current:
             created = _create_permutations(
@@ -555,6 +580,7 @@ def _trigger_next(build: Build, event: Event) -> None:
                     if waiting.pk in waiting_ids:
                         waiting.status = BuildStatus.QUEUED
                         to_start.append(waiting)
+    _open_stage_builds(event, to_start)
     # Virtual jobs settle after every decision above, so the snapshot stays true meanwhile.
     _dispatch(_settle_virtual(event, to_start))
 
@@ -601,11 +627,285 @@ def _delete_if_waiting(build: Build | None) -> None:
         Build.objects.filter(pk=build.pk, status=BuildStatus.CREATED).delete()
 
 
-def _drop_waiting_joins(build: Build, event: Event) -> None:
+def _drop_waiting_joins(build: Build, event: Event, finished: str | None = None) -> None:
     # A failed parent means its joins can never run: remove the builds that waited for it.
-    joins = [n.name for n in _next_jobs(event, build.job.name) if n.join]
+    joins = [n.name for n in _next_jobs(event, finished or build.job.name) if n.join]
     if joins:
         Build.objects.filter(event=event, job__name__in=joins, status=BuildStatus.CREATED).delete()
+
+
+# --- stages: stage builds, teardown after a failure ----------------------------------------
+
+
+def _open_stage_builds(event: Event, builds: Iterable[Build]) -> None:
+    # A stage build starts with the first of its jobs' builds that is about to run.
+    names = {
+        workflow.stage_of(event.workflow_graph, b.job.name)
+        for b in builds
+        if b.status != BuildStatus.CREATED
+    }
+    names.discard(None)
+    if not names:
+        return
+    for stage in Stage.objects.filter(pipeline_id=event.pipeline_id, name__in=names):
+        StageBuild.objects.get_or_create(
+            stage=stage,
+            event=event,
+            defaults={
+                "status": BuildStatus.RUNNING,
+                "workflow_graph": workflow.stage_graph(event.workflow_graph, stage.name),
+            },
+        )
+
+
+def _stage_members(graph: dict[str, Any], stage: str) -> list[str]:
+    # The jobs whose failure fails the stage: its own jobs and its setup, not its teardown.
+    return [*workflow.stage_jobs(graph, stage), workflow.stage_setup(stage)]
+
+
+def _stage_failed(event: Event, job_name: str) -> bool:
+    """Whether a job of the stage ``job_name`` belongs to did not succeed in ``event``."""
+    stage = workflow.stage_of(event.workflow_graph, job_name)
+    if stage is None:
+        return False
+    return Build.objects.filter(
+        event=event,
+        job__name__in=_stage_members(event.workflow_graph, stage),
+        status__in=list(_FAILED),
+    ).exists()
+
+
+def _settle_stage(build: Build, event: Event) -> None:
+    # The stage build follows its jobs; a failed stage job still gets the stage's teardown,
+    # once nothing else of the stage runs, and what follows the teardown does not run.
+    name = build.job.name
+    stage = workflow.stage_of(event.workflow_graph, name)
+    if stage is None:
+        return
+    stage_builds = StageBuild.objects.filter(
+        event=event, stage__pipeline_id=event.pipeline_id, stage__name=stage
+    )
+    teardown = workflow.stage_teardown(stage)
+    failed = _stage_failed(event, teardown)
+    if name == teardown:
+        ended = _job_outcome(
+            list(Build.objects.filter(event=event, job_id=build.job_id)),
+            permutation_count(event, build.job),
+        )
+        if ended is not None:
+            ok = ended == BuildStatus.SUCCESS and not failed
+            stage_builds.update(status=BuildStatus.SUCCESS if ok else BuildStatus.FAILURE)
+        return
+    if not failed:
+        return
+    stage_builds.update(status=BuildStatus.FAILURE)
+    members = _stage_members(event.workflow_graph, stage)
+    if Build.objects.filter(event=event, job__name__in=members).active().exists():
+        return  # the teardown waits for the stage's other jobs to end
+    existing = list(Build.objects.filter(event=event, job__name=teardown))
+    if any(b.status != BuildStatus.CREATED for b in existing):
+        return
+    for waiting in existing:
+        _delete_if_waiting(waiting)
+    job = Job.objects.filter(pipeline_id=event.pipeline_id, name=teardown).first()
+    if job is None or job.archived or job.state == Job.State.DISABLED:
+        return
+    culprit = (
+        Build.objects.filter(event=event, job__name__in=members, status__in=list(_FAILED))
+        .select_related("job")
+        .order_by("pk")
+        .first()
+    ) or build
+    created = _create_permutations(
+        event=event,
+        job=job,
+        status=BuildStatus.QUEUED,
+        cause=f"Teardown of stage {stage}: {culprit.job.name} did not succeed",
+        parent_build=culprit,
+        parent_builds=_parent_builds_entry(event, {culprit.job.name: culprit}),
+    )
+    _dispatch(_settle_virtual(event, created))
+
+
+# --- remote triggers and joins (`~sd@ID:job`, `sd@ID:job`) ---------------------------------
+
+# How many remote hops back a new remote event looks for its own pipeline (a trigger loop).
+MAX_REMOTE_CHAIN = 50
+
+
+def _remote_outcome(event: Event, remote: workflow.RemoteJob) -> str | None:
+    # The remote job's build this event heard of (what started it, or a join's arrival).
+    known = ((event.parent_builds or {}).get(str(remote.pipeline_id)) or {}).get("jobs") or {}
+    build_id = known.get(remote.job)
+    if build_id is None:
+        return None
+    status = Build.objects.filter(pk=build_id).values_list("status", flat=True).first()
+    if status in _SUCCEEDED:
+        return BuildStatus.SUCCESS
+    if status is None or status in _FAILED:
+        return BuildStatus.FAILURE
+    return None
+
+
+def _notify_remote_safely(build_id: int) -> None:
+    # Runs after the build's own commit: a failure here must not undo or fail that report.
+    try:
+        trigger_remote_jobs(build_id=build_id)
+        release_remotely_blocked(build_id=build_id)
+    except Exception:
+        logger.exception("Remote triggers of build %s failed", build_id)
+
+
+def release_remotely_blocked(*, build_id: int) -> None:
+    """Let other pipelines' BLOCKED builds run if this build was what blocked them."""
+    # Waiting builds are few, and blockedBy has no table of its own: look at the pipelines
+    # that have any, each under its own lock, as a build ending there would.
+    pipeline_id = Build.objects.filter(pk=build_id).values_list("job__pipeline_id", flat=True)
+    others = (
+        Build.objects.filter(status=BuildStatus.BLOCKED)
+        .exclude(job__pipeline_id__in=pipeline_id)
+        .values_list("job__pipeline_id", flat=True)
+        .distinct()
+    )
+    for other in list(others):
+        with transaction.atomic():
+            _release_blocked(other)
+
+
+def trigger_remote_jobs(*, build_id: int) -> list[Event]:
+    """Start or join the other pipelines' jobs that require this build's job."""
+    build = Build.objects.select_related("job", "event").filter(pk=build_id).first()
+    if build is None:
+        return []
+    source = f"sd@{build.job.pipeline_id}:{build.job.name}"
+    triggers = list(
+        Trigger.objects.filter(src__in=[f"~{source}", source]).select_related("pipeline")
+    )
+    if not triggers or skips_further(build.event):
+        return []
+    siblings = list(Build.objects.filter(event_id=build.event_id, job_id=build.job_id))
+    outcome = _job_outcome(siblings, permutation_count(build.event, build.job))
+    if outcome is None:
+        return []  # other permutations of the job are still running
+    if outcome != BuildStatus.SUCCESS:
+        build = next((b for b in siblings if b.status in _FAILED), build)
+    started: list[Event] = []
+    started_in: set[int] = set()
+    for trigger in triggers:
+        dest = workflow.remote_job(trigger.dest)
+        if dest is None:
+            continue
+        if dest.join:
+            _remote_join_arrived(trigger.pipeline, dest.job, build, source, outcome)
+        elif outcome == BuildStatus.SUCCESS and trigger.pipeline_id not in started_in:
+            # One event per pipeline starts every job there that requires this one.
+            started_in.add(trigger.pipeline_id)
+            event = _start_remote_event(trigger.pipeline, trigger.src, build)
+            if event is not None:
+                started.append(event)
+    return started
+
+
+def _remote_chain(event: Event) -> set[int]:
+    # The pipelines of this event and of the events whose builds started it, remote hop by hop.
+    seen = {event.pipeline_id}
+    parent = event.parent_build_id
+    for _ in range(MAX_REMOTE_CHAIN):
+        if parent is None:
+            break
+        row = (
+            Build.objects.filter(pk=parent)
+            .values_list("event__pipeline_id", "event__parent_build_id")
+            .first()
+        )
+        if row is None:
+            break
+        seen.add(row[0])
+        parent = row[1]
+    return seen
+
+
+def _start_remote_event(pipeline: Pipeline, src: str, build: Build) -> Event | None:
+    from pipelines.services.events import Creator, start_event
+    from pipelines.services.pipelines import PipelineError
+
+    if pipeline.state != Pipeline.State.ACTIVE:
+        logger.info("Pipeline %s is %s: %s does not start it", pipeline.pk, pipeline.state, src)
+        return None
+    if pipeline.pk in _remote_chain(build.event):
+        logger.warning("Remote trigger loop: %s would start pipeline %s again", src, pipeline.pk)
+        return None
+    entry = {
+        str(build.job.pipeline_id): {"eventId": build.event_id, "jobs": {build.job.name: build.pk}}
+    }
+    creator = build.event.creator or {}
+    try:
+        with transaction.atomic():
+            _lock_pipeline(pipeline.pk)
+            already = Event.objects.filter(
+                pipeline=pipeline,
+                parent_build__event_id=build.event_id,
+                parent_build__job_id=build.job_id,
+            )
+            if already.exists():
+                return None  # another permutation's report got here first
+            event = start_event(
+                pipeline=pipeline,
+                start_from=src,
+                creator=Creator(
+                    name=str(creator.get("name") or "Screwdriver"),
+                    username=str(creator.get("username") or "sd:scheduler"),
+                ),
+                cause_message=f"Triggered by sd@{build.job.pipeline_id}:{build.job.name}",
+            )
+            Event.objects.filter(pk=event.pk).update(parent_build=build, parent_builds=entry)
+            Build.objects.filter(event=event, parent_build__isnull=True).update(
+                parent_build=build, parent_builds=entry
+            )
+    except PipelineError as exc:
+        logger.info("%s started nothing in pipeline %s: %s", src, pipeline.pk, exc.message)
+        return None
+    event.refresh_from_db()
+    return event
+
+
+def _remote_join_arrived(
+    pipeline: Pipeline, job_name: str, build: Build, source: str, outcome: str
+) -> None:
+    # A remote job is one parent of a join in ``pipeline``: it counts in the event that
+    # started its own event (a join back), else in the newest event whose join waits for it.
+    back = ((build.event.parent_builds or {}).get(str(pipeline.pk)) or {}).get("eventId")
+    with transaction.atomic():
+        _lock_pipeline(pipeline.pk)
+        target = None
+        if back is not None:
+            target = Event.objects.select_for_update().filter(pk=back, pipeline=pipeline).first()
+        if target is None:
+            waiting = (
+                Build.objects.filter(
+                    job__pipeline_id=pipeline.pk, job__name=job_name, status=BuildStatus.CREATED
+                )
+                .order_by("-event_id")
+                .values_list("event_id", flat=True)
+                .first()
+            )
+            if waiting is not None:
+                target = Event.objects.select_for_update().get(pk=waiting)
+        if target is None:
+            return
+        heard = {
+            str(build.job.pipeline_id): {
+                "eventId": build.event_id,
+                "jobs": {build.job.name: build.pk},
+            }
+        }
+        target.parent_builds = deep_merge(target.parent_builds or {}, heard)
+        target.save(update_fields=["parent_builds"])
+        if outcome == BuildStatus.SUCCESS:
+            _trigger_next(build, target, source)
+        else:
+            _drop_waiting_joins(build, target, source)
+        refresh_event_status(event=target)
 
 
 def refresh_event_status(*, event: Event) -> str:
@@ -616,11 +916,17 @@ def refresh_event_status(*, event: Event) -> str:
         Event.Status.FAILURE: 0,
         Event.Status.SUCCESS: 0,
     }
+    collapsed = False
     for status in Build.objects.filter(event=event).values_list("status", flat=True):
         mapped = EVENT_STATUS_OF_BUILD.get(BuildStatus(status))
         if mapped:
             counts[mapped] += 1
+        collapsed = collapsed or status == BuildStatus.COLLAPSED
     new = next((s for s, n in counts.items() if n), None)
+    if new is None and collapsed:
+        # Every build gave way to a newer event's: the event did not fail, it stopped short of
+        # its jobs, which is what ABORTED says (Screwdriver's events have no COLLAPSED).
+        new = Event.Status.ABORTED
     if new and event.status != new:
         Event.objects.filter(pk=event.pk).update(status=new)
         event.status = new
@@ -630,5 +936,8 @@ def refresh_event_status(*, event: Event) -> str:
 def _dispatch(build_ids: list[int]) -> None:
     if build_ids:
         from executors.services import enqueue_start
+        from scm.statuses import enqueue_commit_statuses
 
         enqueue_start(build_ids)
+        # A queued build shows as pending on its commit before any worker picks it up.
+        enqueue_commit_statuses(build_ids=build_ids)

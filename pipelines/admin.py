@@ -107,7 +107,7 @@ class CollectionAdmin(admin.ModelAdmin):
 
 
 # Job templates: created here until builds can publish them.
-from pipelines.models import Template, TemplateTag  # noqa: E402
+from pipelines.models import Stage, Template, TemplateTag, Trigger  # noqa: E402
 
 
 @admin.register(Template)
@@ -122,3 +122,28 @@ class TemplateTagAdmin(admin.ModelAdmin):
     list_display = ["id", "namespace", "name", "tag", "version"]
     list_filter = ["namespace"]
     search_fields = ["namespace", "name", "tag"]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows the job sync owns: shown, never edited by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Stage)
+class StageAdmin(ReadOnlyAdmin):
+    list_display = ["id", "name", "pipeline", "archived"]
+    list_filter = ["archived"]
+    search_fields = ["name", "pipeline__name"]
+    list_select_related = ["pipeline"]
+
+
+@admin.register(Trigger)
+class TriggerAdmin(ReadOnlyAdmin):
+    list_display = ["id", "src", "dest", "pipeline"]
+    search_fields = ["src", "dest"]
+    list_select_related = ["pipeline"]

@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from scm.models import ScmRole
+
 
 class PipelineQuerySet(models.QuerySet["Pipeline"]):
     def public(self) -> PipelineQuerySet:
@@ -20,11 +22,20 @@ class PipelineQuerySet(models.QuerySet["Pipeline"]):
         return self.filter(by_setting | unset)
 
     def readable_by(self, user: Any) -> PipelineQuerySet:
-        """Public pipelines plus those the person holds a role on (all of them for superusers)."""
+        """Public pipelines plus those the person holds a role on (all of them for superusers).
+
+        A role is a local PipelinePermission or one the SCM gave and `scm.rights` recorded.
+        """
         if getattr(user, "is_superuser", False):
             return self.all()
-        roles = PipelinePermission.objects.filter(user_id=int(user.pk or 0)).values("pipeline_id")
-        return self.filter(pk__in=self.public().values("pk")) | self.filter(pk__in=roles)
+        user_id = int(user.pk or 0)
+        roles = PipelinePermission.objects.filter(user_id=user_id).values("pipeline_id")
+        scm_roles = ScmRole.objects.filter(user_id=user_id).exclude(role="").values("pipeline_id")
+        return (
+            self.filter(pk__in=self.public().values("pk"))
+            | self.filter(pk__in=roles)
+            | self.filter(pk__in=scm_roles)
+        )
 
 
 class Pipeline(models.Model):
@@ -81,17 +92,25 @@ class Pipeline(models.Model):
         return (self.scm_repo or {}).get("private") is not True
 
     def role_of(self, user: Any) -> str | None:
-        """The person's role here (superusers admin, anyone signed in pulls a public one)."""
+        """The person's role here (superusers admin, anyone signed in pulls a public one).
+
+        The higher of the local role and the one the SCM gave (recorded by `scm.rights`, which
+        the request path refreshes first: a model method does no network I/O).
+        """
         if not getattr(user, "is_authenticated", False) or not isinstance(user.pk, int):
             return None
         if user.is_superuser:
             return PipelinePermission.Role.ADMIN
-        role = (
-            PipelinePermission.objects.filter(pipeline=self, user=user)
-            .values_list("role", flat=True)
-            .first()
+        held = list(
+            PipelinePermission.objects.filter(pipeline=self, user=user).values_list(
+                "role", flat=True
+            )
         )
-        return role or (PipelinePermission.Role.PULL if self.is_public else None)
+        # Only SCM pipelines have SCM roles: local ones skip the query.
+        if self.scm_context != "local":
+            held += ScmRole.objects.filter(pipeline=self, user=user).values_list("role", flat=True)
+        best = max(held, key=PipelinePermission.rank, default="")
+        return best or (PipelinePermission.Role.PULL if self.is_public else None)
 
     def has_right(self, user: Any, role: str) -> bool:
         """Whether the user holds `role` (pull, push or admin) or a higher one here."""
@@ -169,6 +188,12 @@ class Event(models.Model):
     job_configs = models.JSONField(default=dict)
     config_errors = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=15, choices=Status.choices, default=Status.UNKNOWN)
+    # What started an event of another pipeline's trigger (`~sd@ID:job`): that pipeline's
+    # build, and `{pipelineId: {eventId, jobs: {name: buildId}}}` of the remote jobs it heard of.
+    parent_build = models.ForeignKey(
+        "builds.Build", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    parent_builds = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -176,6 +201,53 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"event {self.pk} of pipeline {self.pipeline_id}"
+
+
+class Stage(models.Model):
+    """A named group of a pipeline's jobs, with its setup and teardown jobs (`stages:`)."""
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="stages")
+    name = models.CharField(max_length=110)
+    description = models.CharField(max_length=256, blank=True, default="")
+    job_ids = models.JSONField(default=list)
+    setup = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    teardown = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    archived = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["pipeline_id", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pipeline", "name"], name="stage_name_unique_in_pipeline"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline_id}:stage@{self.name}"
+
+
+class Trigger(models.Model):
+    """A remote edge: `dest` (a job of ``pipeline``) requires `src` (a job of another pipeline)."""
+
+    # The pipeline whose config declared the edge: its job sync rewrites its rows.
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="triggers")
+    src = models.CharField(max_length=128)
+    dest = models.CharField(max_length=128)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["src", "dest"], name="trigger_src_dest_unique")
+        ]
+        # A finished build finds the pipelines waiting on it with one lookup by `src`.
+        indexes = [models.Index(fields=["src"], name="trigger_dependants_of_job")]
+
+    def __str__(self) -> str:
+        return f"{self.src} -> {self.dest}"
 
 
 class Secret(models.Model):

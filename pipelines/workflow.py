@@ -145,3 +145,78 @@ def downstream(graph: Graph, start: str) -> set[str]:
                 seen.add(edge["dest"])
                 todo.append(edge["dest"])
     return seen
+
+
+# --- stages and remote jobs ----------------------------------------------------------------
+
+_REMOTE = re.compile(r"^(~?)sd@(\d+):([\w-]+)$")
+_STAGE_JOB = re.compile(r"^stage@([\w-]+):(setup|teardown)$")
+
+
+@dataclass(frozen=True)
+class RemoteJob:
+    """A job of another pipeline named in a graph: ``~sd@ID:job`` (OR) or ``sd@ID:job`` (AND)."""
+
+    pipeline_id: int
+    job: str
+    join: bool
+
+    def node(self) -> str:
+        return f"{'' if self.join else '~'}sd@{self.pipeline_id}:{self.job}"
+
+
+def remote_job(name: str) -> RemoteJob | None:
+    """Parse a remote job reference, or None when ``name`` is not one."""
+    found = _REMOTE.match(name)
+    if not found:
+        return None
+    return RemoteJob(pipeline_id=int(found.group(2)), job=found.group(3), join=not found.group(1))
+
+
+def remote_sources(graph: Graph) -> list[tuple[str, str]]:
+    """Return ``(remote source, local job)`` for every edge that comes from another pipeline."""
+    pairs: dict[tuple[str, str], None] = {}
+    for edge in graph.get("edges", []):
+        if remote_job(edge["src"]) and is_job_node(edge["dest"]):
+            pairs[(edge["src"], edge["dest"])] = None
+    return list(pairs)
+
+
+def stage_of(graph: Graph, job: str) -> str | None:
+    """Return the name of the stage ``job`` belongs to (setup and teardown included)."""
+    for node in graph.get("nodes", []):
+        if node["name"] == job:
+            return node.get("stageName") or None
+    found = _STAGE_JOB.match(job)
+    return found.group(1) if found else None
+
+
+def stage_teardown(stage: str) -> str:
+    return f"stage@{stage}:teardown"
+
+
+def stage_setup(stage: str) -> str:
+    return f"stage@{stage}:setup"
+
+
+def stage_jobs(graph: Graph, stage: str) -> list[str]:
+    """Return the jobs of ``stage`` other than its setup and teardown, in graph order."""
+    return [
+        node["name"]
+        for node in graph.get("nodes", [])
+        if node.get("stageName") == stage and not _STAGE_JOB.match(node["name"])
+    ]
+
+
+def is_stage_teardown(job: str) -> bool:
+    found = _STAGE_JOB.match(job)
+    return bool(found and found.group(2) == "teardown")
+
+
+def stage_graph(graph: Graph, stage: str) -> Graph:
+    """Return the part of ``graph`` inside ``stage``: its nodes and the edges between them."""
+    names = {n["name"] for n in graph.get("nodes", []) if n.get("stageName") == stage}
+    return {
+        "nodes": [n for n in graph.get("nodes", []) if n["name"] in names],
+        "edges": [e for e in graph.get("edges", []) if e["src"] in names and e["dest"] in names],
+    }

@@ -324,3 +324,24 @@ class CollectionCreateSerializer(serializers.Serializer):  # type: ignore[type-a
 
 class CollectionUpdateSerializer(CollectionCreateSerializer):
     name = serializers.CharField(max_length=128, required=False)
+
+
+class StageSerializer(CompactSerializer):
+    id = serializers.IntegerField()
+    pipelineId = serializers.IntegerField(source="pipeline_id")
+    name = serializers.CharField()
+    jobIds = serializers.JSONField(source="job_ids")
+    description = serializers.SerializerMethodField()
+    setup = serializers.IntegerField(source="setup_id")
+    teardown = serializers.IntegerField(source="teardown_id")
+    archived = serializers.BooleanField()
+
+    def get_description(self, stage: Any) -> str | None:
+        return stage.description or None
+
+
+class StageBuildSerializer(CompactSerializer):
+    id = serializers.IntegerField()
+    stageId = serializers.IntegerField(source="stage_id")
+    eventId = serializers.IntegerField(source="event_id")
+    status = serializers.CharField()

@@ -14,9 +14,11 @@ from django.utils import timezone
 
 from pipelines.config import fallback_pipeline, parse_pipeline_yaml
 from pipelines.models import Job, Pipeline, PipelinePermission
+from pipelines.services.stages import sync_stages_and_triggers
 from pipelines.template_store import database_templates
 from scm.base import RepoRef, Scm, ScmError
 from scm.github import GitHubScm, is_github_url
+from scm.gitlab import GitLabScm, is_gitlab_url
 from scm.local import LocalGitScm
 from scm.signing import repository_key
 
@@ -40,8 +42,12 @@ def scm_for(pipeline_or_url: Pipeline | str) -> Scm:
     if isinstance(pipeline_or_url, Pipeline):
         if pipeline_or_url.scm_context.startswith("github:"):
             return GitHubScm()
+        if pipeline_or_url.scm_context.startswith("gitlab:"):
+            return GitLabScm()
         return LocalGitScm()
-    return GitHubScm() if is_github_url(pipeline_or_url) else LocalGitScm()
+    if is_github_url(pipeline_or_url):
+        return GitHubScm()
+    return GitLabScm() if is_gitlab_url(pipeline_or_url) else LocalGitScm()
 
 
 def repo_ref_of(pipeline: Pipeline) -> RepoRef:
@@ -64,6 +70,20 @@ def read_config(ref: RepoRef, sha: str) -> dict[str, Any]:
     return parse_pipeline_yaml(raw.decode("utf-8", "replace"), templates=database_templates)
 
 
+_DISABLED_BY_DEFAULT_MESSAGE = (
+    "Disabled when created (screwdriver.cd/jobDisabledByDefault); enable it to run it."
+)
+
+
+def _disabled_by_default(permutations: list[dict[str, Any]]) -> bool:
+    """Screwdriver's reading of `screwdriver.cd/jobDisabledByDefault` (YAML's true words)."""
+    annotations = (permutations[0] if permutations else {}).get("annotations") or {}
+    value = annotations.get("screwdriver.cd/jobDisabledByDefault", False)
+    if isinstance(value, bool):
+        return value
+    return str(value).lower() in {"on", "true", "yes", "y"}
+
+
 @transaction.atomic
 def sync_jobs(*, pipeline: Pipeline, config: dict[str, Any]) -> dict[str, Job]:
     """Make the pipeline's jobs match a parsed config: create, update, archive, restore."""
@@ -74,8 +94,18 @@ def sync_jobs(*, pipeline: Pipeline, config: dict[str, Any]) -> dict[str, Job]:
         job = existing.get(name)
         description = str((permutations[0] if permutations else {}).get("description", ""))[:100]
         if job is None:
+            # Only a job's first appearance reads the annotation: a job someone enabled since
+            # stays enabled through later syncs, as in Screwdriver.
+            disabled = _disabled_by_default(permutations) and not _PR_JOB_RE.match(name)
             existing[name] = Job.objects.create(
-                pipeline=pipeline, name=name, permutations=permutations, description=description
+                pipeline=pipeline,
+                name=name,
+                permutations=permutations,
+                description=description,
+                state=Job.State.DISABLED if disabled else Job.State.ENABLED,
+                state_changer="sd:scm" if disabled else "",
+                state_change_time=timezone.now() if disabled else None,
+                state_change_message=_DISABLED_BY_DEFAULT_MESSAGE if disabled else "",
             )
         elif job.permutations != permutations or job.archived or job.description != description:
             job.permutations, job.archived, job.description = permutations, False, description
@@ -93,6 +123,10 @@ def sync_jobs(*, pipeline: Pipeline, config: dict[str, Any]) -> dict[str, Job]:
         pipeline.annotations = config.get("annotations", {})
         pipeline.parameters = config.get("parameters", {})
         pipeline.save(update_fields=["workflow_graph", "annotations", "parameters"])
+    sync_stages_and_triggers(pipeline=pipeline, config=config, jobs=existing)
+    from pipelines import periodic
+
+    periodic.sync_schedules(pipeline=pipeline)
     return existing
 
 

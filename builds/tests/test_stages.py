@@ -1,0 +1,342 @@
+"""Stages: the stage record, the stage build, teardown after a failure, downstream on success.
+
+Service tests report what a launcher would (`mark_running`, `finish_build`) on real pipelines
+of real git repositories; the slow test runs real builds through the worker and the launcher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.test import APIClient
+
+from builds import services
+from builds.models import Build, BuildStatus, StageBuild
+from conftest import GitRepo, wait_until
+from pipelines.models import Event, Job, Pipeline, Stage
+from pipelines.services import Creator, create_pipeline, start_event, sync_pipeline
+from pipelines.tests.test_api_data_schema import data_schema, verdicts
+
+MakeRepo = Callable[..., GitRepo]
+
+__all__ = ["data_schema"]  # the oracle fixture, used by the schema test below
+
+STAGED = """
+shared:
+  image: alpine
+jobs:
+  main:
+    requires: [~commit]
+    steps:
+      - main: echo main
+  ci-deploy:
+    steps:
+      - deploy: echo deploy
+  ci-test:
+    requires: [ci-deploy]
+    steps:
+      - test: {test}
+  ci-lint:
+    requires: [ci-deploy]
+    steps:
+      - lint: echo lint
+  after:
+    requires: [~stage@canary]
+    steps:
+      - after: echo after
+stages:
+  canary:
+    requires: [main]
+    jobs: [ci-deploy, ci-test, ci-lint]
+    description: Deploys to canary
+    teardown:
+      steps:
+        - clean: echo "teardown ran"
+"""
+
+
+def staged(test: str = "echo test") -> str:
+    return STAGED.replace("{test}", test)
+
+
+@pytest.fixture(autouse=True)
+def _no_hook_delivery(settings: Any) -> None:
+    # Installed hooks post to SD_API_URL; a closed port keeps pushes from reaching any server.
+    settings.SD_API_URL = "http://127.0.0.1:9"
+
+
+def pipeline_of(make_repo: MakeRepo, yaml: str) -> Pipeline:
+    user = User.objects.get_or_create(username="alice")[0]
+    return create_pipeline(
+        checkout_url=make_repo({"screwdriver.yaml": yaml}).checkout_url, user=user
+    )
+
+
+def new_event(pipeline: Pipeline) -> Event:
+    return start_event(pipeline=pipeline, start_from="~commit", creator=Creator("Alice", "alice"))
+
+
+def build_of(event: Event, job: str) -> Build:
+    return Build.objects.select_related("job", "event").get(event=event, job__name=job)
+
+
+def statuses(event: Event) -> dict[str, str]:
+    return dict(Build.objects.filter(event=event).values_list("job__name", "status"))
+
+
+def run(build: Build, status: str = BuildStatus.SUCCESS) -> Build:
+    """What a launcher reports for a build: RUNNING, then its final status."""
+    services.mark_running(build_id=build.pk)
+    return services.finish_build(build_id=build.pk, status=status)
+
+
+def stage_build(event: Event) -> StageBuild:
+    return StageBuild.objects.get(event=event, stage__name="canary")
+
+
+# --- the stage record ----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_stage_record_names_its_jobs_setup_and_teardown(make_repo: MakeRepo) -> None:
+    pipeline = pipeline_of(make_repo, staged())
+    jobs = dict(Job.objects.filter(pipeline=pipeline).values_list("name", "pk"))
+
+    stage = Stage.objects.get(pipeline=pipeline)
+
+    assert (stage.name, stage.description, stage.archived) == (
+        "canary",
+        "Deploys to canary",
+        False,
+    )
+    assert stage.job_ids == [jobs["ci-deploy"], jobs["ci-test"], jobs["ci-lint"]]
+    assert (stage.setup_id, stage.teardown_id) == (
+        jobs["stage@canary:setup"],
+        jobs["stage@canary:teardown"],
+    )
+
+
+@pytest.mark.django_db
+def test_a_stage_dropped_from_the_file_is_archived_and_comes_back_when_restored(
+    make_repo: MakeRepo,
+) -> None:
+    repo = make_repo({"screwdriver.yaml": staged()})
+    pipeline = create_pipeline(
+        checkout_url=repo.checkout_url, user=User.objects.create_user(username="alice")
+    )
+    repo.push({"screwdriver.yaml": "jobs:\n  main:\n    image: alpine\n    steps:\n      - a: a\n"})
+
+    sync_pipeline(pipeline=pipeline)
+    assert Stage.objects.get(pipeline=pipeline).archived is True
+
+    repo.push({"screwdriver.yaml": staged()})
+    sync_pipeline(pipeline=pipeline)
+    assert Stage.objects.get(pipeline=pipeline).archived is False
+
+
+# --- the stage build -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_stage_build_starts_with_the_stage_and_succeeds_with_its_teardown(
+    make_repo: MakeRepo,
+) -> None:
+    event = new_event(pipeline_of(make_repo, staged()))
+    assert not StageBuild.objects.filter(event=event).exists()
+
+    run(build_of(event, "main"))  # the virtual setup succeeds at once, ci-deploy is queued
+    assert stage_build(event).status == BuildStatus.RUNNING
+    assert {n["name"] for n in stage_build(event).workflow_graph["nodes"]} == {
+        "stage@canary:setup",
+        "ci-deploy",
+        "ci-test",
+        "ci-lint",
+        "stage@canary:teardown",
+    }
+    run(build_of(event, "ci-deploy"))
+    run(build_of(event, "ci-test"))
+    run(build_of(event, "ci-lint"))
+    run(build_of(event, "stage@canary:teardown"))
+
+    assert stage_build(event).status == BuildStatus.SUCCESS
+    assert build_of(event, "after").status == BuildStatus.QUEUED
+
+
+@pytest.mark.django_db
+def test_a_failed_stage_job_runs_the_teardown_once_the_other_stage_jobs_end(
+    make_repo: MakeRepo,
+) -> None:
+    event = new_event(pipeline_of(make_repo, staged()))
+    run(build_of(event, "main"))
+    run(build_of(event, "ci-deploy"))
+
+    run(build_of(event, "ci-test"), BuildStatus.FAILURE)
+    # ci-lint still runs: the teardown waits for it, and the stage has failed already.
+    assert "stage@canary:teardown" not in statuses(event)
+    assert stage_build(event).status == BuildStatus.FAILURE
+    run(build_of(event, "ci-lint"))
+
+    teardown = build_of(event, "stage@canary:teardown")
+    assert teardown.status == BuildStatus.QUEUED
+    assert teardown.cause == "Teardown of stage canary: ci-test did not succeed"
+    assert teardown.parent_build_id == build_of(event, "ci-test").pk
+
+
+@pytest.mark.django_db
+def test_after_a_failed_stage_the_teardown_runs_but_what_follows_the_stage_does_not(
+    make_repo: MakeRepo,
+) -> None:
+    event = new_event(pipeline_of(make_repo, staged()))
+    run(build_of(event, "main"))
+    run(build_of(event, "ci-deploy"))
+    run(build_of(event, "ci-lint"))
+    run(build_of(event, "ci-test"), BuildStatus.FAILURE)
+
+    run(build_of(event, "stage@canary:teardown"))
+
+    assert "after" not in statuses(event)
+    assert stage_build(event).status == BuildStatus.FAILURE
+    event.refresh_from_db()
+    assert event.status == Event.Status.FAILURE
+
+
+@pytest.mark.django_db
+def test_a_failing_teardown_fails_the_stage_and_nothing_follows(make_repo: MakeRepo) -> None:
+    event = new_event(pipeline_of(make_repo, staged()))
+    for name in ["main", "ci-deploy", "ci-test", "ci-lint"]:
+        run(build_of(event, name))
+
+    run(build_of(event, "stage@canary:teardown"), BuildStatus.FAILURE)
+
+    assert stage_build(event).status == BuildStatus.FAILURE
+    assert "after" not in statuses(event)
+
+
+@pytest.mark.django_db
+def test_an_aborted_stage_job_also_gets_the_teardown(make_repo: MakeRepo) -> None:
+    event = new_event(pipeline_of(make_repo, staged()))
+    run(build_of(event, "main"))
+
+    services.abort_build(build_id=build_of(event, "ci-deploy").pk, message="stop")
+
+    # ci-test and ci-lint never start; nothing of the stage runs, so the teardown does.
+    assert statuses(event)["stage@canary:teardown"] == BuildStatus.QUEUED
+    assert stage_build(event).status == BuildStatus.FAILURE
+
+
+@pytest.mark.django_db
+def test_a_virtual_teardown_after_a_failure_succeeds_and_still_stops_what_follows(
+    make_repo: MakeRepo,
+) -> None:
+    yaml = staged().replace(
+        '    teardown:\n      steps:\n        - clean: echo "teardown ran"\n', ""
+    )
+    event = new_event(pipeline_of(make_repo, yaml))
+    run(build_of(event, "main"))
+
+    run(build_of(event, "ci-deploy"), BuildStatus.FAILURE)
+
+    assert build_of(event, "stage@canary:teardown").status == BuildStatus.SUCCESS
+    assert "after" not in statuses(event)
+    assert stage_build(event).status == BuildStatus.FAILURE
+
+
+# --- the API -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_api_lists_a_pipelines_stages_and_an_events_stage_builds(
+    make_repo: MakeRepo,
+) -> None:
+    pipeline = pipeline_of(make_repo, staged())
+    event = new_event(pipeline)
+    run(build_of(event, "main"))
+    client = APIClient()
+    client.force_authenticate(User.objects.get(username="alice"))
+
+    stages = client.get(f"/v4/pipelines/{pipeline.pk}/stages").json()
+    stage_builds = client.get(f"/v4/events/{event.pk}/stageBuilds").json()
+
+    stage = Stage.objects.get(pipeline=pipeline)
+    assert stages == [
+        {
+            "id": stage.pk,
+            "pipelineId": pipeline.pk,
+            "name": "canary",
+            "jobIds": stage.job_ids,
+            "description": "Deploys to canary",
+            "setup": stage.setup_id,
+            "teardown": stage.teardown_id,
+            "archived": False,
+        }
+    ]
+    assert stage_builds == [
+        {
+            "id": stage_build(event).pk,
+            "stageId": stage.pk,
+            "eventId": event.pk,
+            "status": "RUNNING",
+        }
+    ]
+
+
+@pytest.mark.django_db
+def test_stages_and_stage_builds_pass_screwdrivers_get_models(
+    data_schema: Path, make_repo: MakeRepo
+) -> None:
+    pipeline = pipeline_of(make_repo, staged())
+    event = new_event(pipeline)
+    run(build_of(event, "main"))
+    client = APIClient()
+    client.force_authenticate(User.objects.get(username="alice"))
+    items: list[tuple[str, Any]] = [
+        *[("stage", x) for x in client.get(f"/v4/pipelines/{pipeline.pk}/stages").json()],
+        *[("stageBuild", x) for x in client.get(f"/v4/events/{event.pk}/stageBuilds").json()],
+    ]
+
+    assert len(items) == 2
+    assert verdicts(data_schema, items) == [None, None]
+
+
+# --- real builds ---------------------------------------------------------------------------
+
+
+def _done(event: Event) -> Event | None:
+    event.refresh_from_db()
+    active = Build.objects.filter(event=event, status__in=["QUEUED", "RUNNING", "CREATED"]).exists()
+    return event if not active and event.status != Event.Status.IN_PROGRESS else None
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_stage_job_is_followed_by_the_teardown_and_not_by_what_follows_the_stage(
+    stack: Any, make_repo: MakeRepo
+) -> None:
+    from builds.logs import read_page
+    from builds.models import Step
+
+    pipeline = pipeline_of(make_repo, staged(test='echo "tests failed" && exit 3'))
+    event = new_event(pipeline)
+
+    done = wait_until(lambda: _done(event), timeout=120, what="the staged event to finish")
+
+    assert done.status == Event.Status.FAILURE
+    assert statuses(event) == {
+        "main": BuildStatus.SUCCESS,
+        "stage@canary:setup": BuildStatus.SUCCESS,
+        "ci-deploy": BuildStatus.SUCCESS,
+        "ci-test": BuildStatus.FAILURE,
+        "ci-lint": BuildStatus.SUCCESS,
+        "stage@canary:teardown": BuildStatus.SUCCESS,
+    }
+    teardown = build_of(event, "stage@canary:teardown")
+    failed = build_of(event, "ci-test")
+    assert teardown.start_time is not None and failed.end_time is not None
+    assert teardown.start_time >= failed.end_time
+    lines = read_page(step=Step.objects.get(build=teardown, name="clean"), pages=10).lines
+    assert [line["m"] for line in lines] == ["teardown ran"]
+    assert stage_build(event).status == BuildStatus.FAILURE

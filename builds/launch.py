@@ -10,9 +10,11 @@ from django.conf import settings
 from builds.models import Build
 from builds.services import SETUP_STEP, deep_merge, skips_checkout
 from executors.services import config_of
+from pipelines import source_paths
 from pipelines.encryption import decrypt
-from pipelines.models import Secret
+from pipelines.models import Event, Secret
 from pipelines.services import repo_ref_of
+from scm.base import RepoRef
 
 HEARTBEAT_FRACTION = 4
 
@@ -42,11 +44,67 @@ def build_environment(build: Build, config: dict[str, Any]) -> list[list[str]]:
         ["SD_UI_URL", f"{settings.SD_UI_URL}/"],
         ["SD_BUILD_URL", f"{api}builds/{build.pk}"],
         ["GIT_URL", ref.checkout_url.split("#", 1)[0]],
-        ["GIT_BRANCH", ref.branch],
+        *_branch_environment(build, ref.branch),
     ]
+    source = _matched_source_path(build, config)
+    if source:
+        env.append(["SD_SOURCE_PATH", source])
     for name, value in (config.get("environment") or {}).items():
         env.append([str(name), value if isinstance(value, str) else json.dumps(value)])
     return env
+
+
+def _matched_source_path(build: Build, config: dict[str, Any]) -> str | None:
+    """The `sourcePaths` entry that made a push or pull request run this (first) build."""
+    commit = build.event.meta.get("commit")
+    changed = commit.get("changedFiles") if isinstance(commit, dict) else None
+    if not changed or build.event.parent_event_id or build.parent_builds or build.parent_build_id:
+        return None
+    paths = source_paths.source_paths_of(config, build.job.pipeline.root_dir)
+    return source_paths.matched_source(str(changed).split(","), paths) if paths else None
+
+
+def pr_head_ref(build: Build) -> str | None:
+    """Return the ref that holds a PR build's head commit on its SCM, None for other builds."""
+    pr_num = build.event.pr_num
+    if build.event.type != "pr" or not pr_num:
+        return None
+    context = build.job.pipeline.scm_context
+    if context.startswith("github:"):
+        return f"refs/pull/{pr_num}/head"
+    if context.startswith("gitlab:"):
+        return f"refs/merge-requests/{pr_num}/head"
+    # A local repository has no PR refs: its builds check out the event's sha, which it holds.
+    return None
+
+
+def _branch_environment(build: Build, branch: str) -> list[list[str]]:
+    # Screwdriver's checkout sets these: a PR build is on its local branch "pr", fetched from
+    # the PR's head ref, and is told both branch names.
+    if build.event.type != "pr" or not build.event.pr_num:
+        return [["GIT_BRANCH", branch]]
+    head_ref = pr_head_ref(build)
+    pr = build.event.pr or {}
+    remote = "upstream" if pr.get("fork") else "origin"
+    fetched = (head_ref or f"refs/pull/{build.event.pr_num}/head").removeprefix("refs/")
+    return [
+        ["GIT_BRANCH", f"origin/refs/{fetched}:pr"],
+        ["PR_BASE_BRANCH_NAME", branch],
+        ["PR_BRANCH_NAME", f"{remote}/{pr.get('ref') or ''}"],
+    ]
+
+
+def _checkout(build: Build, ref: RepoRef) -> dict[str, Any]:
+    """What sd-setup-scm clones: the branch at the build's sha, or a PR merged into its base."""
+    checkout: dict[str, Any] = {
+        "url": ref.repo_path,
+        "branch": ref.branch,
+        "sha": build.sha,
+        "name": ref.name,
+    }
+    if build.event.type == "pr" and build.event.pr_num:
+        checkout["pr"] = {"number": build.event.pr_num, "headRef": pr_head_ref(build) or ""}
+    return checkout
 
 
 def _secrets(build: Build, config: dict[str, Any]) -> dict[str, str]:
@@ -59,15 +117,42 @@ def _secrets(build: Build, config: dict[str, Any]) -> dict[str, str]:
     return {s.name: decrypt(s.encrypted_value) for s in rows}
 
 
+def _commit_meta(event: Event) -> dict[str, Any]:
+    """Screwdriver's `commit.*` and `event.*` keys, under whatever the event's meta says."""
+    commit = event.commit or {}
+    return {
+        "commit": {
+            "author": commit.get("author") or {},
+            "committer": commit.get("committer") or commit.get("author") or {},
+            "message": commit.get("message", ""),
+            "url": commit.get("url", ""),
+            # Empty for what no commit started (a start by hand), as Screwdriver's guide says.
+            "changedFiles": "",
+        },
+        "event": {"creator": event.creator or {}},
+    }
+
+
 def _initial_meta(build: Build) -> dict[str, Any]:
-    meta = dict(build.event.meta)
+    meta = deep_merge(_commit_meta(build.event), build.event.meta)
     parent_ids = [
         b for job in build.parent_builds.values() for b in job.get("jobs", {}).values() if b
     ]
     if not parent_ids and build.parent_build_id:
         parent_ids = [build.parent_build_id]
-    for parent in Build.objects.filter(pk__in=parent_ids).order_by("end_time", "pk").only("meta"):
+    parents = (
+        Build.objects.filter(pk__in=parent_ids)
+        .select_related("job")
+        .order_by("end_time", "pk")
+        .only("meta", "job__name", "job__pipeline_id")
+    )
+    for parent in parents:
         meta = deep_merge(meta, parent.meta)
+        if parent.job.pipeline_id != build.job.pipeline_id:
+            # A triggering build of another pipeline is also kept where
+            # `meta get --external sd@PIPELINE:JOB` looks first, as Screwdriver's launcher does.
+            kept = {k: v for k, v in parent.meta.items() if k != "sd"}
+            meta = deep_merge(meta, {"sd": {str(parent.job.pipeline_id): {parent.job.name: kept}}})
     params = meta.get("parameters")
     params = params if isinstance(params, dict) else {}
     own = params.get(build.job.name)
@@ -101,9 +186,7 @@ def launch_spec(build: Build) -> dict[str, Any]:
             "number": build.number,
             "jobName": build.job.name,
         },
-        "checkout": {"name": ref.name}
-        if skips_checkout(config)
-        else {"url": ref.repo_path, "branch": ref.branch, "sha": build.sha, "name": ref.name},
+        "checkout": {"name": ref.name} if skips_checkout(config) else _checkout(build, ref),
         "steps": steps,
         "environment": build_environment(build, config),
         "secrets": _secrets(build, config),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -228,6 +229,26 @@ class LocalGitScm(Scm):
             # A local repository has no web page for a commit.
             url="",
         )
+
+    def changed_files(self, ref: RepoRef, since: str, sha: str) -> list[str]:
+        """The paths that differ between `since` and `sha`; the commit's own changes without one.
+
+        A push can carry several commits, so the diff is taken from the head we saw before
+        (also after a force push, where it is the difference between the two trees). When that
+        head is unknown or gone, the new commit's own changes against its first parent stand in.
+        """
+        sha = self._require_commit(ref, sha)
+        base = ""
+        if since:
+            with contextlib.suppress(ScmError):
+                base = self._require_commit(ref, since)
+        if base:
+            args = ["diff", "--no-renames", "--name-only", "-z", base, sha, "--"]
+        else:
+            args = ["diff-tree", "--root", "-m", "--first-parent", "--no-commit-id", "-r", "-z"]
+            args += ["--no-renames", "--name-only", sha, "--"]
+        listing = _run_git(ref.repo_path, args).stdout
+        return sorted({os.fsdecode(p) for p in listing.split(b"\0") if p})
 
     def install_hook(self, ref: RepoRef, *, notify_url: str, key: bytes) -> bool:
         """Write our post-receive hook and its config; False if a foreign hook is in the way."""

@@ -281,11 +281,16 @@ def _run_steps(
         job_environment=[(str(k), str(v)) for k, v in spec.get("environment") or []],
         secrets=secrets,
     )
+    if meta_server is not None:
+        meta_server.environ = env  # `meta get --external` asks the API as the steps would
+    pr = checkout_spec.get("pr") or {}
     checkout = (
         Checkout(
             url=str(checkout_spec["url"]),
             sha=str(checkout_spec.get("sha") or ""),
             branch=str(checkout_spec.get("branch") or ""),
+            pr_number=int(pr.get("number") or 0),
+            pr_ref=str(pr.get("headRef") or ""),
         )
         if checkout_spec.get("url")
         else None

@@ -1,5 +1,12 @@
 """The `meta` command builds use: `meta get KEY`, `meta set KEY VALUE` on $SD_META_PATH.
 
+`meta get KEY --external sd@PIPELINE:JOB` (or `--external JOB` in this pipeline) reads another
+job's meta as meta-cli does: the copy under `sd.PIPELINE.JOB` in this build's meta first (what
+a triggering build left there), then `SD_META_DIR/sd@PIPELINE:JOB.json`, then the meta of that
+job's last successful build from the API (with SD_TOKEN), which is then kept under
+`sd.PIPELINE.JOB` unless `--skip-store`; `--skip-fetch` never asks the API.
+`meta set --external` is refused: a build sets only its own meta.
+
 This file is also copied verbatim into each workspace's `bin/meta`, so it must stay
 self-contained: standard library only, no imports from its package.
 """
@@ -10,13 +17,20 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import sys
 import tempfile
-from collections.abc import Iterator
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-USAGE = "usage: meta get KEY | meta set [--json-value] KEY VALUE"
+USAGE = (
+    "usage: meta get [--json-value] [--external sd@PIPELINE:JOB [--skip-fetch] [--skip-store]]"
+    " KEY | meta set [--json-value] KEY VALUE"
+)
 _MISSING = object()
 
 
@@ -109,24 +123,142 @@ def meta_path() -> Path:
     return Path(os.environ.get("SD_META_DIR", "/sd/meta")) / "meta.json"
 
 
-def run(argv: list[str], path: Path) -> tuple[int, str, str]:
-    """Run a meta command line against the file at `path`; return (status, stdout, stderr)."""
-    json_value = False
-    args = []
-    for arg in argv:
-        if arg in ("-j", "--json-value"):
-            json_value = True
+_EXTERNAL_RE = re.compile(r"sd@(\d+):([\w-]+)")
+_VALUE_OPTIONS = {
+    "-e": "external",
+    "--external": "external",
+    "-t": "sd-token",
+    "--sd-token": "sd-token",
+    "-u": "sd-api-url",
+    "--sd-api-url": "sd-api-url",
+    "-p": "sd-pipeline-id",
+    "--sd-pipeline-id": "sd-pipeline-id",
+}
+_FLAGS = {
+    "-j": "json-value",
+    "--json-value": "json-value",
+    "-F": "skip-fetch",
+    "--skip-fetch": "skip-fetch",
+    "--skip-store": "skip-store",
+    "--cache-local": "cache-local",
+}
+
+
+class MetaError(Exception):
+    """A meta command that cannot be done; the message says why and what to do."""
+
+
+def parse(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Split a command line into its words and its options (meta-cli's names and letters)."""
+    args: list[str] = []
+    options: dict[str, str] = {}
+    words = iter(argv)
+    for arg in words:
+        name, eq, inline = arg.partition("=")
+        if name in _VALUE_OPTIONS:
+            value = inline if eq else next(words, None)
+            if value is None or (not eq and value.startswith("-")):
+                raise MetaError(f"{name} needs a value, e.g. {name} sd@123:publish.")
+            options[_VALUE_OPTIONS[name]] = value
+        elif arg in _FLAGS:
+            options[_FLAGS[arg]] = "true"
         else:
             args.append(arg)
+    return args, options
+
+
+def external_job(external: str, pipeline_id: str) -> tuple[str, str]:
+    """(pipeline id, job name) of `sd@123:job`, or of a bare job name in this pipeline."""
+    match = _EXTERNAL_RE.fullmatch(external)
+    if match:
+        return match.group(1), match.group(2)
+    if not re.fullmatch(r"[\w-]+", external):
+        raise MetaError(f"--external {external!r} is not sd@PIPELINE:JOB or a job name.")
+    if not pipeline_id.isdigit():
+        raise MetaError(f"--external {external} needs SD_PIPELINE_ID (or --sd-pipeline-id).")
+    return pipeline_id, external
+
+
+def fetch_last_successful_meta(
+    api_url: str, token: str, pipeline_id: str, job: str
+) -> dict[str, Any]:
+    """The meta of the job's last successful build, from the API with the build's token."""
+    if not api_url or not token:
+        raise MetaError("--external needs SD_API_URL and SD_TOKEN to ask the API; are they set?")
+    root = api_url.rstrip("/")
+    root = root if root.endswith("/v4") else root + "/v4"
+    if not root.startswith(("http://", "https://")):
+        raise MetaError(f"SD_API_URL {api_url!r} is not an http(s) URL; check the build's setup.")
+    url = f"{root}/pipelines/{pipeline_id}/jobs/{urllib.parse.quote(job)}/lastSuccessfulMeta"
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) checked above
     try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            data = json.loads(response.read().decode("utf-8"))
+    except urllib.error.HTTPError as exc:
+        try:
+            reason = str(json.loads(exc.read().decode("utf-8")).get("message") or exc.reason)
+        except (ValueError, AttributeError):
+            reason = str(exc.reason)
+        raise MetaError(f"cannot read the meta of sd@{pipeline_id}:{job}: {reason}") from exc
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise MetaError(f"cannot read the meta of sd@{pipeline_id}:{job}: {exc}") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def external_meta(
+    path: Path, external: str, options: dict[str, str], environ: Mapping[str, str]
+) -> Any:
+    """Another job's meta, looked up as meta-cli does (see the module's docstring)."""
+    pipeline_id, job = external_job(
+        external, options.get("sd-pipeline-id") or environ.get("SD_PIPELINE_ID", "")
+    )
+    key = f"sd.{pipeline_id}.{job}"
+    kept = get_value(load(path), key)
+    if kept is not _MISSING and kept is not None:
+        return kept
+    try:
+        data: Any = json.loads((path.parent / f"sd@{pipeline_id}:{job}.json").read_text("utf-8"))
+    except FileNotFoundError:
+        if options.get("skip-fetch"):
+            return {}
+        data = fetch_last_successful_meta(
+            options.get("sd-api-url") or environ.get("SD_API_URL", ""),
+            options.get("sd-token") or environ.get("SD_TOKEN", ""),
+            pipeline_id,
+            job,
+        )
+    if isinstance(data, dict):
+        # Its own `sd` copies of other jobs' meta are not part of what that job set.
+        data.pop("sd", None)
+    if not options.get("skip-store"):
+        with locked(path):
+            save(path, set_value(load(path), key, data))
+    return data
+
+
+def run(
+    argv: list[str], path: Path, environ: Mapping[str, str] | None = None
+) -> tuple[int, str, str]:
+    """Run a meta command line against the file at `path`; return (status, stdout, stderr)."""
+    environ = os.environ if environ is None else environ
+    try:
+        args, options = parse(argv)
+        json_value = bool(options.get("json-value"))
+        external = options.get("external")
+        if len(args) == 2 and args[0] == "get" and external is not None:
+            data = external_meta(path, external, options, environ)
+            return 0, render(get_value(data, args[1])) + "\n", ""
         if len(args) == 2 and args[0] == "get":
             return 0, render(get_value(load(path), args[1])) + "\n", ""
+        if len(args) == 3 and args[0] == "set" and external is not None:
+            raise MetaError("meta set works on this build's meta only: drop --external.")
         if len(args) == 3 and args[0] == "set":
             value: Any = json.loads(args[2]) if json_value else args[2]
             with locked(path):
                 save(path, set_value(load(path), args[1], value))
             return 0, "", ""
-    except (ValueError, OSError) as exc:
+    except (MetaError, ValueError, OSError) as exc:
         return 1, "", f"meta: {exc}\n"
     return 2, "", USAGE + "\n"
 

@@ -17,12 +17,13 @@ import select
 import shlex
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from . import meta
 
 META_SH = """#!/bin/sh
-# meta get KEY | meta set [--json-value] KEY VALUE: the launcher does the work (see
+# meta get [--external sd@P:JOB] KEY | meta set [--json-value] KEY VALUE: the launcher does it (see
 # docs/launcher-protocol.md), so the image needs nothing but /bin/sh.
 c=%(control)s
 until ( set -C; : >"$c/meta.lock" ) 2>/dev/null; do
@@ -56,9 +57,14 @@ def install(bin_dir: Path, control: Path) -> Path:
 class MetaServer:
     """Answers the shell `meta` of one build from a thread of the launcher."""
 
-    def __init__(self, control: Path, meta_path: Path) -> None:
+    def __init__(
+        self, control: Path, meta_path: Path, environ: Mapping[str, str] | None = None
+    ) -> None:
         self.control = control
         self.meta_path = meta_path
+        # The steps' environment (SD_API_URL, SD_TOKEN, SD_PIPELINE_ID), for `--external`;
+        # the launcher sets it once it has built that environment.
+        self.environ: Mapping[str, str] = environ or {}
         for name in ("meta", "meta.res", "meta.wait"):
             path = control / name
             if not path.exists():
@@ -108,7 +114,7 @@ class MetaServer:
         try:
             raw = (self.control / "meta.req").read_bytes()
             args = [os.fsdecode(a) for a in raw.split(b"\0")[:-1]]
-            code, out, err = meta.run(args, self.meta_path)
+            code, out, err = meta.run(args, self.meta_path, self.environ)
         except OSError as exc:
             code, out, err = 1, "", f"meta: {exc}\n"
         payload = f"{code}\n{out if code == 0 else err}".encode("utf-8", "surrogateescape")

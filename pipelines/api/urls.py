@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from pipelines.api import schema  # noqa: F401 - registers the OpenAPI extensions
-from pipelines.api.views import auth, collections, jobs_events, pipelines, secrets_tokens
+from pipelines.api.views import auth, collections, jobs_events, pipelines, secrets_tokens, stages
 
 P = "pipelines/<int:pipeline_id>"
 
@@ -23,6 +23,7 @@ urlpatterns = [
     path(f"{P}/sync", pipelines.PipelineSyncView.as_view(), name="pipeline-sync"),
     path(f"{P}/jobs", pipelines.PipelineJobsView.as_view(), name="pipeline-jobs"),
     path(f"{P}/events", pipelines.PipelineEventsView.as_view(), name="pipeline-events"),
+    path(f"{P}/stages", stages.PipelineStagesView.as_view(), name="pipeline-stages"),
     path(f"{P}/builds", pipelines.PipelineBuildsView.as_view(), name="pipeline-builds"),
     path(
         f"{P}/latestBuild",
@@ -31,6 +32,11 @@ urlpatterns = [
     ),
     path(f"{P}/badge", pipelines.PipelineBadgeView.as_view(), name="pipeline-badge"),
     path(f"{P}/<str:job_name>/badge", pipelines.JobBadgeView.as_view(), name="job-badge"),
+    path(
+        f"{P}/jobs/<str:job_name>/lastSuccessfulMeta",
+        jobs_events.PipelineJobLastSuccessfulMetaView.as_view(),
+        name="pipeline-job-last-successful-meta",
+    ),
     path(
         f"{P}/permissions",
         pipelines.PipelinePermissionsView.as_view(),
@@ -71,6 +77,11 @@ urlpatterns = [
         "events/<int:event_id>/builds", jobs_events.EventBuildsView.as_view(), name="event-builds"
     ),
     path("events/<int:event_id>/stop", jobs_events.EventStopView.as_view(), name="event-stop"),
+    path(
+        "events/<int:event_id>/stageBuilds",
+        stages.EventStageBuildsView.as_view(),
+        name="event-stage-builds",
+    ),
     path("secrets", secrets_tokens.SecretCreateView.as_view(), name="secret-create"),
     path(
         "secrets/<int:secret_id>", secrets_tokens.SecretDetailView.as_view(), name="secret-detail"

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
 
 from builds import services as build_services
-from pipelines import workflow
+from pipelines import source_paths, workflow
 from pipelines.models import Event, Pipeline
 from pipelines.services.pipelines import PipelineError, read_config, repo_ref_of, scm_for, sync_jobs
 from scm.base import CommitInfo, ScmError
+from scm.local import LocalGitScm
 
 logger = logging.getLogger(__name__)
+
+_TAG_OR_RELEASE_RE = re.compile(r"~(tag|release)(:|$)")
 
 # --- events --------------------------------------------------------------------------------
 
@@ -53,6 +58,34 @@ def commit_json(commit: CommitInfo) -> dict[str, Any]:
     return {"url": commit.url, "message": commit.message, "author": person, "committer": person}
 
 
+def _concerned(
+    names: list[str],
+    config: dict[str, Any],
+    root_dir: str,
+    changed_files: Sequence[str],
+    start_from: str,
+) -> list[str]:
+    """The first jobs whose `sourcePaths` (or the pipeline's root directory) a change touches."""
+    if _TAG_OR_RELEASE_RE.match(start_from):
+        # A tag or release is not a change to files: Screwdriver runs its jobs regardless.
+        return names
+    jobs = config.get("jobs") or {}
+    kept = [
+        name
+        for name in names
+        if source_paths.runs_for(
+            changed_files, source_paths.source_paths_of((jobs.get(name) or [{}])[0], root_dir)
+        )
+    ]
+    if not kept:
+        raise PipelineError(
+            f"No job that starts from {start_from} has a sourcePaths entry that the changed "
+            "files match, so nothing ran; change a file under one, or start the job by hand.",
+            status=422,
+        )
+    return kept
+
+
 def start_event(
     *,
     pipeline: Pipeline,
@@ -62,8 +95,14 @@ def start_event(
     cause_message: str = "",
     parent_event: Event | None = None,
     meta: dict[str, Any] | None = None,
+    changed_files: Sequence[str] | None = None,
 ) -> Event:
-    """Create an event at `sha` (default: the branch head); queue the jobs `start_from` selects."""
+    """Create an event at `sha` (default: the branch head); queue the jobs `start_from` selects.
+
+    `changed_files` is given only for what a push or pull request started (None when the SCM
+    could not say): then a first job with `sourcePaths` runs only when a changed file concerns
+    it, as in Screwdriver, which ignores `sourcePaths` for manual starts and restarts.
+    """
     if pipeline.state != Pipeline.State.ACTIVE:
         raise PipelineError(
             f"Pipeline {pipeline.pk} is {pipeline.state.lower()}: make it ACTIVE to start events.",
@@ -90,6 +129,10 @@ def start_event(
         ) from exc
     if not names:
         raise PipelineError(f"No job of this pipeline starts from {start_from}.", status=404)
+    meta = dict(meta or {})
+    if changed_files is not None:
+        names = _concerned(names, config, pipeline.root_dir, changed_files, start_from)
+        meta["commit"] = {**(meta.get("commit") or {}), "changedFiles": ",".join(changed_files)}
     with transaction.atomic():
         sync_jobs(pipeline=pipeline, config=config)
         event = Event.objects.create(
@@ -101,7 +144,7 @@ def start_event(
             sha=sha,
             start_from=start_from,
             base_branch=ref.branch,
-            meta=_with_parameters(meta or {}, config),
+            meta=_with_parameters(meta, config),
             workflow_graph=graph,
             job_configs=config.get("jobs", {}),
             config_errors=errors,
@@ -120,20 +163,49 @@ def start_event(
     return event
 
 
-def notice_push(*, pipeline: Pipeline, sha: str, pusher: str = "") -> Event | None:
-    """A new head on the pipeline's branch: start ~commit once per sha, whoever noticed first."""
+def notice_push(
+    *,
+    pipeline: Pipeline,
+    sha: str,
+    pusher: str = "",
+    changed_files: Sequence[str] | None = None,
+) -> Event | None:
+    """A new head on the pipeline's branch: start ~commit once per sha, whoever noticed first.
+
+    Without `changed_files` (a local repository) they are the difference between the head we
+    saw before and `sha`, read from the repository.
+    """
+    previous = (
+        Pipeline.objects.filter(pk=pipeline.pk).values_list("last_seen_sha", flat=True).first()
+    )
+    # Conditional on the head we read, so of two noticers (hook and poller) only one moves it.
     moved = (
-        Pipeline.objects.filter(pk=pipeline.pk).exclude(last_seen_sha=sha).update(last_seen_sha=sha)
+        Pipeline.objects.filter(pk=pipeline.pk, last_seen_sha=previous or "")
+        .exclude(last_seen_sha=sha)
+        .update(last_seen_sha=sha)
     )
     if not moved:
         return None
+    try:
+        ref = repo_ref_of(pipeline)
+    except ScmError as exc:
+        logger.warning("Push %s on pipeline %s started nothing: %s", sha[:12], pipeline.pk, exc)
+        return None
+    scm = scm_for(pipeline)
+    if changed_files is None and isinstance(scm, LocalGitScm):
+        try:
+            changed_files = scm.changed_files(ref, previous or "", sha)
+        except ScmError as exc:
+            # Unknown changes run every first job, sourcePaths or not, rather than nothing.
+            logger.warning("Cannot list the files %s changed: %s", sha[:12], exc)
     try:
         return start_event(
             pipeline=pipeline,
             start_from="~commit",
             creator=Creator(name=pusher or "git push", username=pusher or "sd:scm"),
             sha=sha,
-            cause_message=f"Commit {sha[:7]} pushed to {repo_ref_of(pipeline).branch}",
+            cause_message=f"Commit {sha[:7]} pushed to {ref.branch}",
+            changed_files=changed_files,
         )
     except PipelineError as exc:
         logger.info(

@@ -142,6 +142,7 @@ MATRIX: list[Row] = [
     Row("pipeline-sync", "post", rule(PUSH, push=204, admin=204, pipeline=204), kwargs=p),
     Row("pipeline-jobs", "get", READ, kwargs=p),
     Row("pipeline-events", "get", READ, kwargs=p),
+    Row("pipeline-stages", "get", READ, kwargs=p),
     Row("pipeline-builds", "get", READ, kwargs=p),
     Row("pipeline-latest-build", "get", READ, kwargs=p),
     Row("pipeline-badge", "get", READ, kwargs=p),
@@ -194,7 +195,20 @@ MATRIX: list[Row] = [
     ),
     Row("job-builds", "get", READ, kwargs=lambda ids: {"job_id": ids["job"]}),
     Row("job-latest-build", "get", READ, kwargs=lambda ids: {"job_id": ids["job"]}),
-    Row("job-last-successful-meta", "get", READ, kwargs=lambda ids: {"job_id": ids["job"]}),
+    # Any build may read a public pipeline's last meta (`meta get --external`); a private
+    # pipeline's is refused to other pipelines' builds (builds/tests/test_meta_keys.py).
+    Row(
+        "job-last-successful-meta",
+        "get",
+        rule(READ, other_build=200),
+        kwargs=lambda ids: {"job_id": ids["job"]},
+    ),
+    Row(
+        "pipeline-job-last-successful-meta",
+        "get",
+        rule(READ, other_build=200),
+        kwargs=lambda ids: {**p(ids), "job_name": "main"},
+    ),
     Row(
         "event-create",
         "post",
@@ -203,6 +217,7 @@ MATRIX: list[Row] = [
     ),
     Row("event-detail", "get", READ, kwargs=lambda ids: {"event_id": ids["event"]}),
     Row("event-builds", "get", READ, kwargs=lambda ids: {"event_id": ids["event"]}),
+    Row("event-stage-builds", "get", READ, kwargs=lambda ids: {"event_id": ids["event"]}),
     Row("event-stop", "put", PUSH, kwargs=lambda ids: {"event_id": ids["event"]}),
     Row(
         "secret-create",

@@ -16,7 +16,15 @@ from builds import services as build_services
 from builds.api.serializers import BuildSerializer
 from builds.models import Build, BuildStatus
 from pipelines.api.base import PAGING_PARAMETERS, ApiView, event_for, job_for, paginate
-from pipelines.api.permissions import PEOPLE_AND_PIPELINES, PULL, PUSH, READERS, require_right
+from pipelines.api.permissions import (
+    BUILD,
+    PEOPLE_AND_PIPELINES,
+    PULL,
+    PUSH,
+    READERS,
+    kind_of,
+    require_right,
+)
 from pipelines.api.serializers import (
     EventCreateSerializer,
     EventSerializer,
@@ -24,7 +32,7 @@ from pipelines.api.serializers import (
     JobUpdateSerializer,
 )
 from pipelines.api.views.pipelines import BUILD_STATUSES, _builds_of
-from pipelines.models import Event, Pipeline
+from pipelines.models import Event, Job, Pipeline
 from pipelines.services import Creator, PipelineError, restart_event, set_job_state, start_event
 
 
@@ -91,19 +99,59 @@ class JobLatestBuildView(ApiView):
         return Response(BuildSerializer(build, context={"with_steps": True}).data)
 
 
+def _meta_readable(request: Request, job: Job) -> Job:
+    """The job, if the caller may read its builds' meta; PermissionDenied otherwise.
+
+    Besides the usual pull right, a build may read the meta of another pipeline's job (for
+    `meta get --external`) only when that pipeline is public: a private pipeline's meta never
+    reaches a build of another pipeline, whoever wrote that build's steps.
+    """
+    if kind_of(request) == BUILD and job.pipeline.is_public:
+        return job
+    require_right(request, job.pipeline, PULL)
+    return job
+
+
+def _last_successful_meta(job: Job) -> dict[str, Any]:
+    meta = (
+        Build.objects.filter(job=job, status=BuildStatus.SUCCESS)
+        .order_by("-id")
+        .values_list("meta", flat=True)
+        .first()
+    )
+    return meta or {}
+
+
 class JobLastSuccessfulMetaView(ApiView):
+    """The meta of the job's last successful build ({} when it has none)."""
+
     scopes = {"GET": READERS}
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request, job_id: int) -> Response:
-        job = job_for(request, job_id, PULL)
-        meta = (
-            Build.objects.filter(job=job, status=BuildStatus.SUCCESS)
-            .order_by("-id")
-            .values_list("meta", flat=True)
+        job = get_object_or_404(Job.objects.select_related("pipeline"), pk=job_id)
+        return Response(_last_successful_meta(_meta_readable(request, job)))
+
+
+class PipelineJobLastSuccessfulMetaView(ApiView):
+    """The same by pipeline and job name: what `meta get --external sd@PIPELINE:JOB` reads."""
+
+    scopes = {"GET": READERS}
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request, pipeline_id: int, job_name: str) -> Response:
+        job = (
+            Job.objects.select_related("pipeline")
+            .filter(pipeline_id=pipeline_id, name=job_name, archived=False)
             .first()
         )
-        return Response(meta or {})
+        if job is None:
+            raise PipelineError(
+                f"Pipeline {pipeline_id} has no job {job_name!r}: check the pipeline id and the "
+                "job name in sd@PIPELINE:JOB.",
+                status=404,
+            )
+        return Response(_last_successful_meta(_meta_readable(request, job)))
 
 
 class EventCreateView(ApiView):

@@ -60,3 +60,7 @@ class Scm(ABC):
     @abstractmethod
     def install_hook(self, ref: RepoRef, *, notify_url: str, key: bytes) -> bool:
         """Arrange for pushes to be reported to notify_url; False when the server must poll."""
+
+    def user_role(self, ref: RepoRef, token: str) -> str | None:
+        """Return the token holder's right on the repository: "admin", "push", "pull" or None."""
+        return None

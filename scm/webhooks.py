@@ -28,6 +28,7 @@ from pipelines.services import (
     start_pr_event,
     stop_pr_builds,
 )
+from pipelines.services.pull_requests import restricted_pr_message
 from scm.base import ScmError
 from scm.github import GitHubScm, repo_prefix
 from scm.models import WebhookDelivery
@@ -129,7 +130,13 @@ def process_delivery(*, delivery_id: int) -> WebhookDelivery:
     delivery = WebhookDelivery.objects.get(pk=delivery_id)
     if not claimed:
         return delivery
-    handler = GITHUB_HANDLERS.get((delivery.event_name, delivery.action)) or GITHUB_HANDLERS.get(
+    handlers = GITHUB_HANDLERS
+    if delivery.scm == "gitlab":
+        # Imported here: the GitLab module builds on this one's WebhookRejected and Received.
+        from scm.gitlab_webhooks import GITLAB_HANDLERS
+
+        handlers = GITLAB_HANDLERS
+    handler = handlers.get((delivery.event_name, delivery.action)) or handlers.get(
         (delivery.event_name, "")
     )
     try:
@@ -144,6 +151,7 @@ def process_delivery(*, delivery_id: int) -> WebhookDelivery:
     else:
         delivery.outcome = WebhookDelivery.Outcome.DONE
         delivery.events = [event.pk for event in events]
+        delivery.message = "; ".join(getattr(events, "notes", []))[:512]
     delivery.save(update_fields=["outcome", "message", "events"])
     return delivery
 
@@ -204,14 +212,40 @@ def handle_push(payload: dict[str, Any]) -> list[Event]:
     branch = ref.removeprefix("refs/heads/")
     creator = _sender(payload)
     cause = f"Commit {sha[:7]} pushed to {branch} by {creator.username}"
+    # What the push changed, for sourcePaths: every file its commits added, modified or removed.
+    commits = payload.get("commits")
+    changed: list[str] | None = None
+    if isinstance(commits, list) and commits:
+        changed = sorted(
+            {
+                str(path)
+                for commit in commits
+                if isinstance(commit, dict)
+                for key in ("added", "modified", "removed")
+                for path in commit.get(key) or []
+            }
+        )
     events: list[Event] = []
     for pipeline in _pipelines_of(payload):
+        event: Event | None = None
         if repo_ref_of(pipeline).branch == branch:
-            event = notice_push(pipeline=pipeline, sha=sha, pusher=creator.username)
+            event = notice_push(
+                pipeline=pipeline, sha=sha, pusher=creator.username, changed_files=changed
+            )
         elif workflow.start_jobs(pipeline.workflow_graph, f"~commit:{branch}"):
-            event = _start(pipeline, f"~commit:{branch}", sha, creator, cause)
-        else:
-            event = None
+            try:
+                event = start_event(
+                    pipeline=pipeline,
+                    start_from=f"~commit:{branch}",
+                    creator=creator,
+                    sha=sha,
+                    cause_message=cause,
+                    changed_files=changed,
+                )
+            except PipelineError as exc:
+                logger.info(
+                    "~commit:%s on %s started nothing: %s", branch, pipeline.pk, exc.message
+                )
         if event is not None:
             events.append(event)
     return events
@@ -249,6 +283,14 @@ def handle_release(payload: dict[str, Any]) -> list[Event]:
     return _start_ref(payload, "release", tag) if tag else []
 
 
+class Handled(list[Event]):
+    """The events a handler started, with notes on what it chose not to start and why."""
+
+    def __init__(self, events: list[Event] | None = None, notes: list[str] | None = None) -> None:
+        super().__init__(events or [])
+        self.notes: list[str] = list(notes or [])
+
+
 def _pr_pipelines(payload: dict[str, Any]) -> tuple[list[Pipeline], dict[str, Any], int]:
     pull = payload.get("pull_request") or {}
     base = str((pull.get("base") or {}).get("ref") or "")
@@ -271,11 +313,16 @@ def handle_pr_update(payload: dict[str, Any]) -> list[Event]:
         "fork": (head.get("repo") or {}).get("full_name") != base_repo,
     }
     creator = _sender(payload)
-    events: list[Event] = []
+    events = Handled()
     for pipeline in pipelines:
         stop_pr_builds(
             pipeline=pipeline, pr_num=number, message=f"Pull request {number} was updated"
         )
+        # The restriction is the base branch's (the pipeline's), never the PR's own file.
+        skipped = restricted_pr_message(pipeline=pipeline, fork=bool(pr["fork"]))
+        if skipped:
+            events.notes.append(skipped)
+            continue
         try:
             event = start_pr_event(
                 pipeline=pipeline, pr_num=number, sha=sha, creator=creator, pr=pr

@@ -1,4 +1,4 @@
-"""POST /v4/webhooks (GitHub) and /v4/webhooks/local (the post-receive hook of a local repo)."""
+"""POST /v4/webhooks (GitHub, GitLab) and /v4/webhooks/local (a local repo's post-receive hook)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pipelines.api.errors import error_response
+from scm.gitlab_webhooks import receive_gitlab
 from scm.services import HookRejected, handle_local_hook
 from scm.signing import SIGNATURE_HEADER
 from scm.webhooks import WebhookRejected, receive_github
@@ -54,15 +55,30 @@ class WebhookView(APIView):
             return error_response(413, f"The delivery is larger than {limit} bytes.")
         if len(body) > limit:
             return error_response(413, f"The delivery is larger than {limit} bytes.")
-        if "X-GitHub-Event" not in request.headers:
-            return error_response(400, "Only GitHub deliveries (X-GitHub-Event) are accepted here.")
+        headers = request.headers
         try:
-            received = receive_github(
-                body=body,
-                signature=request.headers.get("X-Hub-Signature-256"),
-                event_name=request.headers.get("X-GitHub-Event"),
-                delivery_id=request.headers.get("X-GitHub-Delivery"),
-            )
+            if "X-Gitlab-Event" in headers:
+                # Idempotency-Key stays the same when GitLab retries a delivery (GitLab 17.4+).
+                received = receive_gitlab(
+                    body=body,
+                    token=headers.get("X-Gitlab-Token"),
+                    event_name=headers.get("X-Gitlab-Event"),
+                    delivery_id=headers.get("Idempotency-Key")
+                    or headers.get("X-Gitlab-Event-UUID"),
+                )
+            elif "X-GitHub-Event" in headers:
+                received = receive_github(
+                    body=body,
+                    signature=headers.get("X-Hub-Signature-256"),
+                    event_name=headers.get("X-GitHub-Event"),
+                    delivery_id=headers.get("X-GitHub-Delivery"),
+                )
+            else:
+                return error_response(
+                    400,
+                    "Only GitHub (X-GitHub-Event) and GitLab (X-Gitlab-Event) deliveries "
+                    "are accepted here.",
+                )
         except WebhookRejected as exc:
             return error_response(exc.status, exc.message)
         delivery = received.delivery

@@ -1,0 +1,263 @@
+"""GitLab (gitlab.com or self-managed) repositories, read through its REST API v4 with httpx."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+from django.conf import settings
+
+from scm.base import CommitInfo, RepoRef, Scm, ScmError
+
+TIMEOUT_SECONDS = 10.0
+MAX_FILE_BYTES = 512 * 1024
+
+# GitLab access levels (Guest 10, Reporter 20, Developer 30, Maintainer 40, Owner 50), mapped
+# the way Screwdriver's scm-gitlab maps them; a guest may not even read the code.
+_ROLES_BY_LEVEL: tuple[tuple[int, str], ...] = ((40, "admin"), (30, "push"), (20, "pull"))
+
+# Build status -> (GitLab commit status state, description); anything else is pending.
+_STATES: dict[str, tuple[str, str]] = {
+    "SUCCESS": ("success", "The build passed."),
+    "FAILURE": ("failed", "The build failed."),
+    "UNSTABLE": ("failed", "The build is unstable."),
+    "ABORTED": ("canceled", "The build was aborted."),
+    "RUNNING": ("running", "The build is running."),
+}
+
+# A group or project path segment as GitLab allows it; never "." or "..".
+_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
+_PATH_RE = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})+")
+
+
+def gitlab_base() -> str:
+    """Return the web address of the configured GitLab, e.g. https://gitlab.com."""
+    return str(settings.SD_GITLAB_URL).rstrip("/")
+
+
+def gitlab_host() -> str:
+    """Return host[:port] of the configured GitLab."""
+    return urlsplit(gitlab_base()).netloc or "gitlab.com"
+
+
+def _project_path(url: str) -> str | None:
+    """Return "group/sub/repo" when url (without #branch) names a project on our GitLab."""
+    base, host = gitlab_base(), gitlab_host()
+    hostname = urlsplit(base).hostname or host
+    rest: str | None = None
+    if url.startswith(base + "/"):
+        rest = url.removeprefix(base + "/")
+    elif url.startswith(f"git@{hostname}:"):
+        rest = url.removeprefix(f"git@{hostname}:")
+    elif url.startswith(f"ssh://git@{hostname}/") or url.startswith(f"ssh://git@{host}/"):
+        rest = url.split("/", 3)[3]
+    if rest is None:
+        return None
+    path = rest.rstrip("/").removesuffix(".git")
+    return path if _PATH_RE.fullmatch(path) else None
+
+
+def is_gitlab_url(url: str) -> bool:
+    """Return True when url names a repository on the configured GitLab."""
+    return _project_path(url.split("#", 1)[0]) is not None
+
+
+def repo_prefix(path_with_namespace: str) -> str:
+    """Return the scm_uri prefix shared by every pipeline of one project."""
+    return f"gitlab:{gitlab_host()}:{path_with_namespace.lower()}:"
+
+
+def project_path_of(ref: RepoRef) -> str:
+    """Return "group/sub/repo" of a parsed GitLab checkout URL."""
+    return ref.repo_path.removeprefix(gitlab_base() + "/").removesuffix(".git")
+
+
+class GitLabScm(Scm):
+    """Projects on GitLab, addressed as https://HOST/group/subgroup/repo.git#branch."""
+
+    scm_context = "gitlab"
+
+    def __init__(self, token: str | None = None) -> None:
+        self.token = settings.SD_GITLAB_TOKEN if token is None else token
+
+    # --- HTTP ------------------------------------------------------------------------------
+
+    def _request(
+        self, method: str, path: str, *, token: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        headers: dict[str, str] = {}
+        bearer = self.token if token is None else token
+        if bearer:
+            # GitLab takes personal, project and OAuth tokens alike as a Bearer token.
+            headers["Authorization"] = f"Bearer {bearer}"
+        try:
+            return httpx.request(
+                method,
+                f"{gitlab_base()}/api/v4{path}",
+                headers=headers,
+                timeout=TIMEOUT_SECONDS,
+                **kwargs,
+            )
+        except httpx.HTTPError as exc:
+            raise ScmError(f"GitLab did not answer ({exc}); retry later.") from exc
+
+    def _json(self, path: str) -> Any:
+        response = self._request("GET", path)
+        if response.status_code == 404:
+            raise ScmError(f"GitLab has no {path} (or the server's token cannot see it).")
+        if response.status_code >= 400:
+            raise ScmError(f"GitLab refused {path} with {response.status_code}; check the token.")
+        return response.json()
+
+    @staticmethod
+    def _project(path_with_namespace: str) -> str:
+        # GitLab takes a project's URL-encoded path wherever it takes its numeric id.
+        return "/projects/" + quote(path_with_namespace, safe="")
+
+    # --- the Scm interface -----------------------------------------------------------------
+
+    def parse_url(self, url: str) -> RepoRef:
+        """Parse https://HOST/group/repo.git#branch or git@HOST:group/repo.git#branch."""
+        location, _, branch = url.partition("#")
+        path = _project_path(location)
+        if path is None:
+            raise ScmError(
+                f"{url} is not a {gitlab_host()} repository URL: "
+                f"use {gitlab_base()}/group/repo.git#branch."
+            )
+        if not branch:
+            branch = str(self._json(self._project(path)).get("default_branch") or "main")
+        return RepoRef(
+            scm_context=f"gitlab:{gitlab_host()}",
+            scm_uri=f"{repo_prefix(path)}{branch}",
+            # What the launcher clones; the REST API paths use project_path_of(ref).
+            repo_path=f"{gitlab_base()}/{path}.git",
+            branch=branch,
+            name=path.rsplit("/", 1)[1],
+            checkout_url=f"{gitlab_base()}/{path}.git#{branch}",
+        )
+
+    def head_sha(self, ref: RepoRef) -> str:
+        """Return the sha the branch points at now."""
+        return self.commit_sha(ref, ref.branch)
+
+    def commit_sha(self, ref: RepoRef, name: str) -> str:
+        """Return the commit sha a branch or tag name points at."""
+        project = self._project(project_path_of(ref))
+        data = self._json(f"{project}/repository/commits/{quote(name, safe='')}")
+        sha = str(data.get("id", ""))
+        if not re.fullmatch(r"[0-9a-f]{40}", sha):
+            raise ScmError(f"GitLab gave no commit for {name} of {project_path_of(ref)}.")
+        return sha
+
+    def read_file(self, ref: RepoRef, sha: str, path: str) -> bytes | None:
+        """Return a file's bytes at a commit through the raw file API, None if absent."""
+        project = self._project(project_path_of(ref))
+        response = self._request(
+            "GET", f"{project}/repository/files/{quote(path, safe='')}/raw", params={"ref": sha}
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise ScmError(f"GitLab refused to read {path} ({response.status_code}).")
+        if len(response.content) > MAX_FILE_BYTES:
+            raise ScmError(f"{path} is larger than {MAX_FILE_BYTES // 1024} KiB.")
+        return response.content
+
+    def commit_info(self, ref: RepoRef, sha: str) -> CommitInfo:
+        """Return author, message and time of a commit."""
+        project = self._project(project_path_of(ref))
+        data = self._json(f"{project}/repository/commits/{quote(sha, safe='')}")
+        try:
+            when = datetime.fromisoformat(
+                str(data.get("authored_date") or data.get("committed_date") or "")
+            )
+        except ValueError:
+            when = datetime.now(UTC)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return CommitInfo(
+            sha=str(data.get("id", sha)),
+            message=str(data.get("message", "")),
+            author_name=str(data.get("author_name", "")),
+            author_email=str(data.get("author_email", "")),
+            committed_at=when.astimezone(UTC),
+            url=str(data.get("web_url", "")),
+        )
+
+    def post_build_status(
+        self, ref: RepoRef, sha: str, *, build_status: str, context: str, target_url: str
+    ) -> None:
+        """Set the commit status of a build (POST /projects/:id/statuses/:sha)."""
+        state, description = _STATES.get(build_status, ("pending", "The build is waiting to run."))
+        project = self._project(project_path_of(ref))
+        response = self._request(
+            "POST",
+            f"{project}/statuses/{sha}",
+            json={
+                "state": state,
+                "name": context,
+                "description": description[:255],
+                "target_url": target_url,
+            },
+        )
+        # GitLab refuses to set a status to the state it already has ("Cannot transition
+        # status via :run from :running"); the commit shows the right state, so that is fine.
+        if response.status_code == 400 and "Cannot transition status" in response.text:
+            return
+        if response.status_code >= 400:
+            raise ScmError(f"GitLab refused the commit status ({response.status_code}).")
+
+    def install_hook(self, ref: RepoRef, *, notify_url: str, key: bytes) -> bool:
+        """Register (or refresh) the project hook, carrying SD_GITLAB_WEBHOOK_TOKEN."""
+        # GitLab sends the one server-wide token back, so the per-repository key is unused.
+        if not settings.SD_GITLAB_WEBHOOK_TOKEN or not self.token:
+            return False
+        project = self._project(project_path_of(ref))
+        hook = {
+            "url": notify_url,
+            "token": settings.SD_GITLAB_WEBHOOK_TOKEN,
+            "push_events": True,
+            "tag_push_events": True,
+            "merge_requests_events": True,
+            "releases_events": True,
+            "enable_ssl_verification": True,
+        }
+        # GitLab accepts the same hook twice, so look for ours first and update it in place.
+        existing = self._request("GET", f"{project}/hooks", params={"per_page": 100})
+        if existing.status_code >= 400:
+            raise ScmError(
+                f"GitLab refused to list the hooks of {project_path_of(ref)} "
+                f"({existing.status_code}); the token needs Maintainer rights."
+            )
+        for current in existing.json():
+            if isinstance(current, dict) and current.get("url") == notify_url:
+                response = self._request("PUT", f"{project}/hooks/{current.get('id')}", json=hook)
+                break
+        else:
+            response = self._request("POST", f"{project}/hooks", json=hook)
+        if response.status_code in (200, 201):
+            return True
+        raise ScmError(f"GitLab refused the webhook ({response.status_code}); check the token.")
+
+    def user_role(self, ref: RepoRef, token: str) -> str | None:
+        """Return "admin", "push" or "pull" from the token holder's GitLab access level."""
+        # Not cached here: scm.rights records the answer (SD_SCM_RIGHTS_CACHE_SECONDS).
+        path = project_path_of(ref)
+        response = self._request("GET", self._project(path), token=token)
+        # A project the person cannot see (or a revoked token) grants nothing.
+        if response.status_code in (401, 403, 404):
+            return None
+        if response.status_code >= 400:
+            raise ScmError(
+                f"GitLab refused to say who may use {path} ({response.status_code}); retry later."
+            )
+        permissions = response.json().get("permissions") or {}
+        level = max(
+            int((permissions.get("project_access") or {}).get("access_level") or 0),
+            int((permissions.get("group_access") or {}).get("access_level") or 0),
+        )
+        return next((name for floor, name in _ROLES_BY_LEVEL if level >= floor), None)

@@ -39,9 +39,20 @@ def repo_prefix(full_name: str) -> str:
     return f"github:{github_host()}:{full_name.lower()}:"
 
 
+def clone_base() -> str:
+    """Return where the launcher clones from: https://github.com, or the Enterprise server."""
+    api = urlsplit(settings.SD_GITHUB_API_URL)
+    host = api.hostname or "api.github.com"
+    if host == "api.github.com":
+        return "https://github.com"
+    # Enterprise serves git next to its API (https://HOST/api/v3): same scheme, host and port.
+    port = f":{api.port}" if api.port else ""
+    return f"{api.scheme or 'https'}://{host}{port}"
+
+
 def full_name_of(ref: RepoRef) -> str:
     """Return "org/repo" of a parsed GitHub checkout URL."""
-    return ref.repo_path.removeprefix(f"https://{github_host()}/").removesuffix(".git")
+    return urlsplit(ref.repo_path).path.strip("/").removesuffix(".git")
 
 
 class GitHubScm(Scm):
@@ -97,7 +108,7 @@ class GitHubScm(Scm):
             scm_context=f"github:{github_host()}",
             scm_uri=f"{repo_prefix(full_name)}{branch}",
             # What the launcher clones; the REST API paths use full_name_of(ref).
-            repo_path=f"https://{github_host()}/{full_name}.git",
+            repo_path=f"{clone_base()}/{full_name}.git",
             branch=branch,
             name=repo,
             checkout_url=f"https://{github_host()}/{full_name}.git#{branch}",
@@ -190,3 +201,25 @@ class GitHubScm(Scm):
         if response.status_code in (201, 422):
             return True
         raise ScmError(f"GitHub refused the webhook ({response.status_code}); check the token.")
+
+    def user_role(self, ref: RepoRef, token: str) -> str | None:
+        """The role GitHub's repository permissions give the token's holder, None for none."""
+        response = GitHubScm(token)._request("GET", f"/repos/{full_name_of(ref)}")
+        # A repository the person cannot see (or a revoked token) grants nothing.
+        if response.status_code in (401, 403, 404):
+            return None
+        if response.status_code >= 400:
+            raise ScmError(
+                f"GitHub refused to say who may use {full_name_of(ref)} "
+                f"({response.status_code}); retry later."
+            )
+        permissions = response.json().get("permissions") or {}
+        # GitHub's five levels onto Screwdriver's three: only repository admins administer
+        # the pipeline; maintainers push; triagers read.
+        if permissions.get("admin"):
+            return "admin"
+        if permissions.get("maintain") or permissions.get("push"):
+            return "push"
+        if permissions.get("triage") or permissions.get("pull"):
+            return "pull"
+        return None

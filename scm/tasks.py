@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from scm.retention import prune_deliveries as prune
+from scm.retention import retention_cutoff
 from scm.statuses import report_commit_status as report
 from scm.webhooks import process_delivery as process
 
@@ -14,3 +16,8 @@ def process_delivery(delivery_id: int) -> None:
 def report_commit_status(build_id: int) -> None:
     """Show one build's current status on its commit."""
     report(build_id=build_id)
+
+
+def prune_deliveries() -> int:
+    """Delete the webhook deliveries older than SD_WEBHOOK_RETENTION_DAYS (daily schedule)."""
+    return prune(before=retention_cutoff())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import select
 import shlex
 import subprocess
@@ -43,11 +44,24 @@ class Step:
 
 @dataclass(frozen=True)
 class Checkout:
-    """What `sd-setup-scm` clones and checks out."""
+    """What `sd-setup-scm` clones and checks out; a PR build also merges its base branch."""
 
     url: str
     sha: str = ""
     branch: str = ""
+    pr_number: int = 0
+    pr_ref: str = ""  # where the SCM keeps the PR's head, e.g. refs/pull/7/head
+
+    @property
+    def is_pr(self) -> bool:
+        """A pull request's build checks out the merge of the PR into its base branch."""
+        return self.pr_number > 0
+
+
+# Git's identity for the merge commit of a PR build, as Screwdriver's checkout configures it.
+BOT_NAME = "sd-buildbot"
+BOT_EMAIL = "dev-null@screwdriver.cd"
+_SAFE_REF = re.compile(r"refs/[A-Za-z0-9._/-]+")
 
 
 class Reporter(Protocol):
@@ -201,28 +215,80 @@ class Runner:
 
     def _setup_scm(self, checkout: Checkout) -> int:
         target = checkout.sha or (f"origin/{checkout.branch}" if checkout.branch else "HEAD")
-        source = str(self.workspace.source)
-        clone = ["git", "clone", "--no-checkout", "--", checkout.url, source]
-        detach = ["git", "-c", "advice.detachedHead=false", "-C", source, "checkout", "--detach"]
-        commands = [clone, [*detach, target]]
+        commands = self._pr_commands(checkout) if checkout.is_pr else self._commands(checkout)
         # Checkout runs here, never in the container: the image needs no git.
         base = self.env if self.agent is None else without_private(os.environ)
-        env = {**base, "GIT_TERMINAL_PROMPT": "0"}
+        env = {**base, "GIT_TERMINAL_PROMPT": "0", "GIT_MERGE_AUTOEDIT": "no"}
         output = self._output()
         self.reporter.step_started(SETUP_STEP, datetime.now(UTC))
         code = 0
-        if target.startswith("-"):
-            # An option where a revision belongs would change what git does.
-            self._log(SETUP_STEP, output, f"Refusing to check out {target!r}.\n".encode())
+        refused = self._refused(checkout, target)
+        if refused:
+            self._log(SETUP_STEP, output, f"{refused}\n".encode())
             code = 1
         for argv in commands if code == 0 else []:
             self._log(SETUP_STEP, output, f"$ {shlex.join(argv)}\n".encode())
             code = self._execute(SETUP_STEP, argv, self.workspace.root, env, output, self.stopping)
             if code != 0:
+                if argv[-1] == self._merge_target(checkout) and not self.stopping():
+                    self._log(SETUP_STEP, output, self._conflict_message(checkout).encode())
                 break
         self._log(SETUP_STEP, output, b"", finish=True)
         self.reporter.step_ended(SETUP_STEP, datetime.now(UTC), code)
         return code
+
+    @staticmethod
+    def _refused(checkout: Checkout, target: str) -> str:
+        # Names arrive as data and go to git as single argv words, but a word that starts with
+        # "-" would still be read as an option, and a ref must look like one.
+        if target.startswith("-") or checkout.branch.startswith("-"):
+            return f"Refusing to check out {target!r} of branch {checkout.branch!r}."
+        if checkout.pr_ref and not _SAFE_REF.fullmatch(checkout.pr_ref):
+            return f"Refusing to fetch the pull request ref {checkout.pr_ref!r}."
+        if checkout.is_pr and not checkout.branch:
+            return "A pull request build needs its base branch; the launch spec has none."
+        if checkout.is_pr and not (checkout.sha or checkout.pr_ref):
+            return "A pull request build needs its head sha or ref; the launch spec has neither."
+        return ""
+
+    def _git(self, *args: str) -> list[str]:
+        return ["git", "-c", "advice.detachedHead=false", "-C", str(self.workspace.source), *args]
+
+    def _commands(self, checkout: Checkout) -> list[list[str]]:
+        target = checkout.sha or (f"origin/{checkout.branch}" if checkout.branch else "HEAD")
+        source = str(self.workspace.source)
+        clone = ["git", "clone", "--no-checkout", "--", checkout.url, source]
+        return [clone, self._git("checkout", "--detach", target)]
+
+    @staticmethod
+    def _merge_target(checkout: Checkout) -> str:
+        return f"refs/remotes/origin/{checkout.branch}"
+
+    def _pr_commands(self, checkout: Checkout) -> list[list[str]]:
+        # As Screwdriver's checkout: clone the base branch, fetch the PR's head into the local
+        # branch "pr", then merge the base into it. The head is pinned to the event's sha so a
+        # later push to the PR never changes what an earlier build tested.
+        source = str(self.workspace.source)
+        clone = ["git", "clone", "--no-checkout", "--branch", checkout.branch, "--"]
+        commands = [[*clone, checkout.url, source]]
+        head = checkout.sha or "FETCH_HEAD"
+        if checkout.pr_ref:
+            commands.append(self._git("fetch", "--no-tags", "origin", checkout.pr_ref))
+        return [
+            *commands,
+            self._git("checkout", "-q", "-B", "pr", head),
+            self._git("config", "user.name", BOT_NAME),
+            self._git("config", "user.email", BOT_EMAIL),
+            self._git("merge", "--no-edit", self._merge_target(checkout)),
+        ]
+
+    @staticmethod
+    def _conflict_message(checkout: Checkout) -> str:
+        return (
+            f"Pull request {checkout.pr_number} does not merge cleanly into {checkout.branch}: "
+            f"merge {checkout.branch} into the pull request's branch (or rebase it), resolve "
+            "the conflicts and push again.\n"
+        )
 
     def _shell_step(self, step: Step, teardown_code: int | None) -> int:
         self._counter += 1

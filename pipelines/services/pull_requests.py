@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from builds import services as build_services
@@ -17,9 +18,72 @@ from scm.base import ScmError
 # --- pull requests -------------------------------------------------------------------------
 
 
+ANNOT_RESTRICT_PR = "screwdriver.cd/restrictPR"
+ANNOT_CHAIN_PR = "screwdriver.cd/chainPR"
+
+
 def pr_job_name(pr_num: int, job: str) -> str:
     """Return Screwdriver's name of a job run for a pull request, PR-<n>:<job>."""
     return f"PR-{pr_num}:{job}"
+
+
+def pr_restriction(pipeline: Pipeline) -> str:
+    """Return which pull requests the pipeline refuses to build: none, all, branch or fork.
+
+    The server's SD_RESTRICT_PR is the default; its "-admin" variants win over the pipeline's
+    screwdriver.cd/restrictPR, as Screwdriver's webhooks plugin options do.
+    """
+    server = str(settings.SD_RESTRICT_PR or "none").strip().lower()
+    if server.endswith("-admin"):
+        return server
+    annotation = (pipeline.annotations or {}).get(ANNOT_RESTRICT_PR)
+    return str(annotation).strip().lower() if annotation else server
+
+
+def restricted_pr_message(*, pipeline: Pipeline, fork: bool) -> str | None:
+    """Say why a pull request from a fork (or a branch) must not build here; None if it may."""
+    restriction = pr_restriction(pipeline)
+    source = "fork" if fork else "branch"
+    # Unknown values restrict nothing, as in Screwdriver.
+    if restriction.removesuffix("-admin") not in ("all", source):
+        return None
+    where = (
+        "the server's SD_RESTRICT_PR"
+        if restriction.endswith("-admin")
+        else f"{ANNOT_RESTRICT_PR} in the pipeline's screwdriver.yaml"
+    )
+    return (
+        f"Pipeline {pipeline.pk} does not build pull requests from a {source} "
+        f"(restrictPR is {restriction}); nothing was built. To build them, change {where}."
+    )
+
+
+def chains_pr(pipeline: Pipeline) -> bool:
+    """Whether the pipeline's PR events run the jobs after the ~pr jobs too (chainPR)."""
+    value = (pipeline.annotations or {}).get(ANNOT_CHAIN_PR)
+    if value is None:
+        return bool(settings.SD_CHAIN_PR)
+    return value is True or str(value).strip().lower() == "true"
+
+
+def pr_graph(graph: dict[str, Any], pr_num: int) -> dict[str, Any]:
+    """Return the workflow graph with its jobs named PR-<n>:<job>, triggers and remotes kept.
+
+    A chained PR event stores this graph, so the completion service finds PR-<n>:<next> by
+    name after PR-<n>:<job> as it finds <next> after <job> in other events.
+    """
+
+    def rename(name: str) -> str:
+        return pr_job_name(pr_num, name) if workflow.is_job_node(name) else name
+
+    return {
+        **graph,
+        "nodes": [{**node, "name": rename(node["name"])} for node in graph.get("nodes", [])],
+        "edges": [
+            {**edge, "src": rename(edge["src"]), "dest": rename(edge["dest"])}
+            for edge in graph.get("edges", [])
+        ],
+    }
 
 
 def start_pr_event(
@@ -58,7 +122,13 @@ def start_pr_event(
         )
     if not names:
         return None
-    pr_configs = {pr_job_name(pr_num, name): jobs_config.get(name, []) for name in names}
+    runs = names
+    if chains_pr(pipeline) and not errors:
+        # chainPR: every job after the first ones runs as a PR job too, in config order.
+        reach = set().union(*(workflow.downstream(graph, name) for name in names))
+        runs = [name for name in jobs_config if name in reach]
+        graph = pr_graph(graph, pr_num)
+    pr_configs = {pr_job_name(pr_num, name): jobs_config.get(name, []) for name in runs}
     with transaction.atomic():
         for name, permutations in pr_configs.items():
             Job.objects.update_or_create(
@@ -87,7 +157,9 @@ def start_pr_event(
             status=Event.Status.CREATED,
         )
         build_services.create_start_builds(
-            event=event, job_names=list(pr_configs), cause=event.cause_message
+            event=event,
+            job_names=[pr_job_name(pr_num, name) for name in names],
+            cause=event.cause_message,
         )
         build_services.refresh_event_status(event=event)
     return event

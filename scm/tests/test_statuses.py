@@ -101,3 +101,27 @@ def test_local_pipelines_post_no_status(
     with django_capture_on_commit_callbacks(execute=True):
         build_services.mark_running(build_id=build.pk)
     assert posted(github) == []
+
+
+def test_a_queued_build_is_posted_as_pending_before_any_worker_runs_it(
+    github: respx.Router, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    user = get_user_model().objects.create_user("octo")
+    pipeline = create_pipeline(
+        checkout_url="https://github.com/Codertocat/Hello-World.git#master", user=user
+    )
+    with django_capture_on_commit_callbacks() as callbacks:
+        event = start_event(
+            pipeline=pipeline, start_from="~commit", creator=Creator(name="o", username="o")
+        )
+    # Only the status callbacks run here: the start callbacks would launch a real build.
+    for callback in callbacks:
+        if getattr(callback, "__module__", "") == "scm.statuses":
+            callback()
+    build = Build.objects.get(event=event)
+    assert build.status == BuildStatus.QUEUED
+    bodies = posted(github)
+    assert [(body["state"], body["description"]) for body in bodies] == [
+        ("pending", "The build is queued.")
+    ]
+    assert bodies[0]["context"] == f"Screwdriver/{pipeline.pk}/main"

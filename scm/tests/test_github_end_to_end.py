@@ -1,0 +1,288 @@
+"""A signed GitHub delivery to a real build: a fake GitHub Enterprise serves the REST API and
+the repository over git's dumb HTTP protocol, so the launcher really clones and merges a PR."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+
+from builds.models import FINISHED_STATUSES, Build, BuildStatus
+from builds.tests.test_end_to_end import _log
+from conftest import GitRepo, run_git, wait_until
+from pipelines.models import Event
+from pipelines.services import create_pipeline
+from scm.github import GitHubScm, clone_base, full_name_of
+from scm.models import WebhookDelivery
+from scm.tests.github_fakes import SECRET, signature
+
+ORG = "octo-org"
+
+
+@dataclass
+class FakeGitHub:
+    """What the fake server saw: commit statuses posted, hooks created, unknown requests."""
+
+    repos: dict[str, Path]  # "org/name" -> bare repository
+    statuses: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    hooks: list[dict[str, Any]] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    git_files: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _git(bare: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null"}
+    return subprocess.run(["git", "-C", str(bare), *args], env=env, capture_output=True)
+
+
+def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, status: int, data: Any) -> None:
+            self._send(status, json.dumps(data).encode())
+
+        def _commit(self, bare: Path, name: str, full_name: str) -> None:
+            rev = name.removeprefix("heads/").removeprefix("tags/")
+            found = _git(bare, "rev-parse", "--verify", "--end-of-options", f"{rev}^{{commit}}")
+            if found.returncode:
+                self._json(404, {"message": "No commit found"})
+                return
+            sha = found.stdout.decode().strip()
+            shown = _git(bare, "show", "-s", "--format=%an%x00%ae%x00%aI%x00%B", sha)
+            author, email, date, message = shown.stdout.decode().split("\0", 3)
+            self._json(
+                200,
+                {
+                    "sha": sha,
+                    "html_url": f"http://ghe/{full_name}/commit/{sha}",
+                    "commit": {
+                        "message": message.strip(),
+                        "author": {"name": author, "email": email, "date": date},
+                    },
+                },
+            )
+
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            parts = unquote(url.path).strip("/").split("/")
+            if parts[:3] == ["api", "v3", "repos"] and len(parts) >= 5:
+                full_name = f"{parts[3]}/{parts[4]}"
+                bare = state.repos.get(full_name)
+                rest = parts[5:]
+                if bare is None:
+                    self._json(404, {"message": "Not Found"})
+                elif not rest:
+                    self._json(200, {"full_name": full_name, "default_branch": "main"})
+                elif rest[0] == "commits":
+                    self._commit(bare, "/".join(rest[1:]), full_name)
+                elif rest[0] == "contents":
+                    ref = parse_qs(url.query).get("ref", ["HEAD"])[0]
+                    shown = _git(bare, "show", f"{ref}:{'/'.join(rest[1:])}")
+                    if shown.returncode:
+                        self._json(404, {"message": "Not Found"})
+                    else:
+                        self._send(200, shown.stdout, "application/vnd.github.raw")
+                else:
+                    self._unknown()
+                return
+            # git's dumb HTTP protocol: the bare repository's files, served as they are.
+            for full_name, bare in state.repos.items():
+                prefix = f"/{full_name}.git/"
+                if url.path.startswith(prefix):
+                    path = (bare / url.path.removeprefix(prefix)).resolve()
+                    with state.lock:
+                        state.git_files.append(url.path.removeprefix(prefix))
+                    if path.is_relative_to(bare) and path.is_file():
+                        self._send(200, path.read_bytes(), "application/octet-stream")
+                    else:
+                        self._send(404, b"", "text/plain")
+                    return
+            self._unknown()
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            parts = urlsplit(self.path).path.strip("/").split("/")
+            if parts[:3] == ["api", "v3", "repos"] and parts[5:6] == ["statuses"]:
+                with state.lock:
+                    state.statuses.append((parts[6], body))
+                self._json(201, {"state": body.get("state")})
+            elif parts[:3] == ["api", "v3", "repos"] and parts[5:6] == ["hooks"]:
+                with state.lock:
+                    state.hooks.append(body)
+                self._json(201, {"id": len(state.hooks)})
+            else:
+                self._unknown()
+
+        def _unknown(self) -> None:
+            with state.lock:
+                state.unknown.append(f"{self.command} {self.path}")
+            self._json(404, {"message": "Not Found"})
+
+    return Handler
+
+
+@pytest.fixture
+def fake_github(tmp_path: Path) -> Iterator[tuple[str, FakeGitHub]]:
+    """A GitHub Enterprise on 127.0.0.1 in a thread of this test: its base URL and its state."""
+    state = FakeGitHub(repos={})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", state
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_enterprise_server_on_plain_http_is_cloned_from_its_own_host_and_port(
+    settings: Any,
+) -> None:
+    settings.SD_GITHUB_API_URL = "http://127.0.0.1:8123/api/v3"
+    ref = GitHubScm().parse_url("https://127.0.0.1/octo-org/app.git#main")
+    assert ref.repo_path == "http://127.0.0.1:8123/octo-org/app.git"
+    assert full_name_of(ref) == "octo-org/app"
+    assert ref.checkout_url == "https://127.0.0.1/octo-org/app.git#main"
+    settings.SD_GITHUB_API_URL = "https://ghe.example.com/api/v3"
+    assert clone_base() == "https://ghe.example.com"
+    settings.SD_GITHUB_API_URL = "https://api.github.com"
+    assert GitHubScm().parse_url("https://github.com/o/r.git#main").repo_path == (
+        "https://github.com/o/r.git"
+    )
+
+
+YAML = """
+jobs:
+  main:
+    image: buildpack-deps
+    requires: [~commit]
+    steps:
+      - build: echo main
+  test:
+    image: buildpack-deps
+    requires: [~pr]
+    steps:
+      - merged: cat feature.txt main-only.txt
+      - where: echo "$SD_PULL_REQUEST $SD_BUILD_SHA $GIT_BRANCH"
+      - parents: git log -1 --format=%P
+"""
+
+
+def _pr_payload(*, number: int, sha: str, full_name: str) -> dict[str, Any]:
+    return {
+        "action": "opened",
+        "number": number,
+        "pull_request": {
+            "number": number,
+            "title": "Add a feature",
+            "html_url": f"https://127.0.0.1/{full_name}/pull/{number}",
+            "head": {"sha": sha, "ref": "feature", "repo": {"full_name": full_name}},
+            "base": {"ref": "main", "repo": {"full_name": full_name}},
+        },
+        "repository": {"full_name": full_name, "default_branch": "main"},
+        "sender": {"login": "octocat"},
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_signed_pull_request_delivery_runs_a_real_build_on_the_merge_and_posts_statuses(
+    stack: Any,
+    settings: Any,
+    make_repo: Callable[..., GitRepo],
+    fake_github: tuple[str, FakeGitHub],
+) -> None:
+    base_url, github = fake_github
+    repo = make_repo({"screwdriver.yaml": YAML, "shared.txt": "shared\n"}, name="app")
+    full_name = f"{ORG}/app"
+    github.repos[full_name] = repo.bare
+    # The pull request: a commit only refs/pull/5/head holds, as on GitHub; then main moves on.
+    pr_sha = repo.commit({"feature.txt": "from the pull request\n"}, "add a feature")
+    run_git("push", "-q", "origin", "HEAD:refs/pull/5/head", cwd=repo.work)
+    run_git("reset", "-q", "--hard", "HEAD~1", cwd=repo.work)
+    base_sha = repo.push({"main-only.txt": "landed on main\n"}, "main moves on")
+    run_git("update-server-info", cwd=repo.bare)
+
+    github_env = {
+        "SD_GITHUB_API_URL": f"{base_url}/api/v3",
+        "SD_GITHUB_TOKEN": "server-token",
+        "SD_GITHUB_WEBHOOK_SECRET": SECRET,
+    }
+    for name, value in github_env.items():
+        setattr(settings, name, value)
+    # The worker is a process of its own: it learns about this GitHub from its environment.
+    stack.stop_worker()
+    stack.env.update(github_env)
+    stack.start_worker()
+
+    user = get_user_model().objects.create_user("octocat")
+    pipeline = create_pipeline(checkout_url=f"https://127.0.0.1/{full_name}.git#main", user=user)
+    assert pipeline.hook_installed and github.hooks[0]["config"]["secret"] == SECRET
+
+    body = json.dumps(_pr_payload(number=5, sha=pr_sha, full_name=full_name)).encode()
+    response = httpx.post(
+        f"{stack.url}/v4/webhooks",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "pull_request",
+            "X-GitHub-Delivery": "e2e-1",
+            "X-Hub-Signature-256": signature(body),
+        },
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+
+    def finished() -> Build | None:
+        build = Build.objects.filter(job__name="PR-5:test").select_related("event").first()
+        return build if build and build.status in FINISHED_STATUSES else None
+
+    build = wait_until(finished, timeout=90, what="the PR build to finish")
+    setup = "\n".join(_log(build, "sd-setup-scm"))
+    assert build.status == BuildStatus.SUCCESS, setup
+    assert (build.event.type, build.event.pr_num, build.sha) == (Event.Type.PR, 5, pr_sha)
+    assert _log(build, "merged") == ["from the pull request", "landed on main"]
+    assert _log(build, "where") == [f"5 {pr_sha} origin/refs/pull/5/head:pr"]
+    assert _log(build, "parents") == [f"{pr_sha} {base_sha}"]
+    # Cloned over HTTP from the fake server, not from the disk.
+    assert "info/refs" in github.git_files
+    assert f"$ git clone --no-checkout --branch main -- {base_url}/{full_name}.git" in setup
+
+    delivery = WebhookDelivery.objects.get(delivery_id="e2e-1")
+    assert (delivery.outcome, delivery.events) == (WebhookDelivery.Outcome.DONE, [build.event_id])
+
+    context = f"Screwdriver/{pipeline.pk}/PR-5:test"
+
+    def states() -> list[str] | None:
+        with github.lock:
+            seen = [body["state"] for sha, body in github.statuses if sha == pr_sha]
+        return seen if seen and seen[-1] == "success" else None
+
+    seen = wait_until(states, timeout=30, what="the success status")
+    assert seen[0] == "pending" and set(seen[:-1]) == {"pending"}
+    with github.lock:
+        posted = [body for sha, body in github.statuses if sha == pr_sha]
+    assert {body["context"] for body in posted} == {context}
+    assert posted[0]["description"] == "The build is queued."
+    assert posted[-1]["target_url"].endswith(f"/pipelines/{pipeline.pk}/builds/{build.pk}")
+    assert github.unknown == []

@@ -36,6 +36,7 @@ from pipelines.services import (
     start_event,
 )
 from pipelines.template_store import database_templates
+from scm.rights import refresh_scm_role
 
 PULL, PUSH, ADMIN = 1, 2, 3
 HOME_PAGE_SIZE = 50
@@ -52,6 +53,7 @@ def pipeline_with_rank(
 ) -> tuple[Pipeline, int]:
     """The pipeline and the user's rank on it; 404 if they may not read it, 403 if not `need`."""
     pipeline = selectors.pipeline_of(pipeline_id)
+    refresh_scm_role(user=request.user, pipeline=pipeline)
     rank = selectors.role_rank(pipeline, request.user)
     if rank < PULL and not pipeline.is_public:
         # A private pipeline the person cannot read does not exist for them.

@@ -1,7 +1,13 @@
-"""Webhook deliveries received from SCMs, kept so that a delivery is acted on only once."""
+"""Webhook deliveries received from SCMs, and what sign-in with an SCM taught us about people.
+
+A WebhookDelivery is kept so that a delivery is acted on only once. An ScmAccount holds a
+person's SCM token, encrypted; an ScmRole records the role that token gave them on a pipeline,
+so that permission checks (which never do network I/O) can count it.
+"""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -35,3 +41,54 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scm} {self.event_name} {self.delivery_id}"
+
+
+class ScmAccount(models.Model):
+    """A person's account on one SCM, with their OAuth token encrypted at rest."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scm_accounts"
+    )
+    scm_context = models.CharField(max_length=128)  # "github:github.com", "gitlab:gitlab.com"
+    username = models.CharField(max_length=255)
+    encrypted_token = models.TextField()  # Fernet, pipelines.encryption
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "scm_context"], name="one_scm_account_per_user_per_scm"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} on {self.scm_context}"
+
+
+class ScmRole(models.Model):
+    """The role a person's SCM token gave them on a pipeline when it was last asked."""
+
+    class Role(models.TextChoices):
+        NONE = "", "none"
+        PULL = "pull"
+        PUSH = "push"
+        ADMIN = "admin"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scm_roles"
+    )
+    pipeline = models.ForeignKey(
+        "pipelines.Pipeline", on_delete=models.CASCADE, related_name="scm_roles"
+    )
+    role = models.CharField(max_length=5, choices=Role.choices, blank=True, default="")
+    checked_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "pipeline"], name="one_scm_role_per_user_per_pipeline"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.role or 'none'} on {self.pipeline_id} (SCM)"

@@ -11,6 +11,8 @@ import hashlib
 import os
 import secrets
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -62,6 +64,11 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "channels",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.github",
+    "allauth.socialaccount.providers.gitlab",
     "pipelines",
     "builds",
     "executors",
@@ -76,6 +83,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -136,6 +144,23 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "pipelines:list"
 LOGOUT_REDIRECT_URL = "login"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+
+# Sign-in with GitHub and GitLab (django-allauth). Local accounts keep the plain /login/ form;
+# allauth makes accounts only through an SCM, and keeps no token itself: scm.adapters stores
+# the SCM token encrypted (scm.models.ScmAccount).
+ACCOUNT_ADAPTER = "scm.adapters.LocalAccountAdapter"
+SOCIALACCOUNT_ADAPTER = "scm.adapters.ScmSocialAccountAdapter"
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_LOGIN_ON_GET = False
+ACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+# An SCM account never takes over a local one by a shared address: they stay two accounts.
+ACCOUNT_UNIQUE_EMAIL = False
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -198,6 +223,8 @@ Q_CLUSTER = {
     "save_limit": 1000,
     "ack_failures": True,
     "label": "Tasks",
+    # Cron schedules (periodic builds) run in UTC whatever TIME_ZONE says, as in Screwdriver.
+    "time_zone": "UTC",
 }
 
 REDIS_URL = env_str("SD_REDIS_URL")
@@ -221,7 +248,44 @@ SD_GITHUB_API_URL = env_str("SD_GITHUB_API_URL", "https://api.github.com").rstri
 SD_GITHUB_WEBHOOK_SECRET = env_str("SD_GITHUB_WEBHOOK_SECRET")
 # The server's own token for GitHub's REST API until sign-in brings each user's token.
 SD_GITHUB_TOKEN = env_str("SD_GITHUB_TOKEN")
+# GitLab (self-managed: point SD_GITLAB_URL at https://HOST); no token, no GitLab deliveries.
+SD_GITLAB_URL = env_str("SD_GITLAB_URL", "https://gitlab.com").rstrip("/")
+SD_GITLAB_WEBHOOK_TOKEN = env_str("SD_GITLAB_WEBHOOK_TOKEN")
+SD_GITLAB_TOKEN = env_str("SD_GITLAB_TOKEN")
 SD_WEBHOOK_MAX_BYTES = env_int("SD_WEBHOOK_MAX_BYTES", 2 * 1024 * 1024)
+
+# OAuth apps for sign-in; each provider is offered only when its id and secret are set.
+SD_GITHUB_CLIENT_ID = env_str("SD_GITHUB_CLIENT_ID")
+SD_GITHUB_CLIENT_SECRET = env_str("SD_GITHUB_CLIENT_SECRET")
+SD_GITLAB_CLIENT_ID = env_str("SD_GITLAB_CLIENT_ID")
+SD_GITLAB_CLIENT_SECRET = env_str("SD_GITLAB_CLIENT_SECRET")
+# How long a person's role read from the SCM counts before it is asked again (seconds).
+SD_SCM_RIGHTS_CACHE_SECONDS = env_int("SD_SCM_RIGHTS_CACHE_SECONDS", 300)
+SOCIALACCOUNT_PROVIDERS: dict[str, dict[str, Any]] = {}
+if SD_GITHUB_CLIENT_ID and SD_GITHUB_CLIENT_SECRET:
+    _github_api = urlsplit(SD_GITHUB_API_URL)
+    SOCIALACCOUNT_PROVIDERS["github"] = {
+        "APPS": [{"client_id": SD_GITHUB_CLIENT_ID, "secret": SD_GITHUB_CLIENT_SECRET}],
+        # Screwdriver's scopes (hooks, orgs, statuses) plus repo, to read private repositories.
+        "SCOPE": ["repo", "admin:repo_hook", "read:org", "user:email"],
+    }
+    if _github_api.hostname != "api.github.com":
+        # GitHub Enterprise signs in on the web host of its API (https://HOST/api/v3).
+        SOCIALACCOUNT_PROVIDERS["github"]["GITHUB_URL"] = (
+            f"{_github_api.scheme}://{_github_api.netloc}"
+        )
+if SD_GITLAB_CLIENT_ID and SD_GITLAB_CLIENT_SECRET:
+    SOCIALACCOUNT_PROVIDERS["gitlab"] = {
+        "APPS": [{"client_id": SD_GITLAB_CLIENT_ID, "secret": SD_GITLAB_CLIENT_SECRET}],
+        "SCOPE": ["api"],
+        "GITLAB_URL": SD_GITLAB_URL,
+    }
+# Stored webhook deliveries are deleted by a daily task once they are this old.
+SD_WEBHOOK_RETENTION_DAYS = env_int("SD_WEBHOOK_RETENTION_DAYS", 30)
+# Screwdriver's webhooks plugin options: which pull requests build (none, all, branch, fork; an
+# "-admin" variant overrides every pipeline's screwdriver.cd/restrictPR), and chainPR's default.
+SD_RESTRICT_PR = env_str("SD_RESTRICT_PR", "none")
+SD_CHAIN_PR = env_bool("SD_CHAIN_PR", False)
 
 # Builds.
 SD_EXECUTOR = env_str("SD_EXECUTOR", "local")

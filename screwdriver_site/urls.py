@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import URLPattern, URLResolver, include, path
+from django.urls import URLPattern, URLResolver, include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from pipelines.urls import auth_urlpatterns
@@ -20,6 +21,13 @@ urlpatterns = [
     path("v4/", include((api, "api"))),
     path("admin/", admin.site.urls),
     path("", include(auth_urlpatterns)),
+    # Sign-in with GitHub/GitLab (django-allauth). Its own password sign-in, sign-up and
+    # password reset by mail give way to the local /login/ form: local accounts stay as they are.
+    re_path(
+        r"^accounts/(?:login|signup|password/reset)/",
+        RedirectView.as_view(pattern_name="login", query_string=True),
+    ),
+    path("accounts/", include("allauth.urls")),
     path("", include("pipelines.urls")),
     path("", include("builds.urls")),
 ]

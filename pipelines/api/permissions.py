@@ -17,6 +17,7 @@ from rest_framework.request import Request
 
 from pipelines.api.authentication import BuildPrincipal, Principal
 from pipelines.models import Pipeline
+from scm.rights import refresh_scm_role
 
 USER, GUEST, PIPELINE, BUILD, TEMPORAL = "user", "guest", "pipeline", "build", "temporal"
 READERS = frozenset({USER, GUEST, PIPELINE, BUILD})
@@ -79,6 +80,8 @@ def has_right(request: Request, pipeline: Pipeline, role: str) -> bool:
     kind = kind_of(request)
     public_read = role == PULL and pipeline.is_public
     if kind == USER:
+        # A person's rights on a GitHub/GitLab pipeline include those the SCM gives them.
+        refresh_scm_role(user=user, pipeline=pipeline)
         return pipeline.has_right(user, role)
     if kind == GUEST:
         return public_read and settings.SD_GUEST_ACCESS

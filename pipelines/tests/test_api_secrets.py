@@ -47,6 +47,9 @@ def get_urls(ids: dict[str, Any]) -> list[str]:
                 wanted = set(entry.pattern.converters)
                 if not wanted <= set(KWARGS) or "admin" in namespace:
                     continue
+                # Regex routes (allauth's) capture what no converter names: nothing to fill in.
+                if entry.pattern.regex.groups > len(wanted):
+                    continue
                 name = f"{namespace}:{entry.name}" if namespace else entry.name
                 urls.append(reverse(name, kwargs={k: values[k] for k in wanted}))
 

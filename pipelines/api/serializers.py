@@ -201,7 +201,10 @@ class EventCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "prNum" in attrs:
-            raise serializers.ValidationError("prNum: pull-request events are not supported yet.")
+            raise serializers.ValidationError(
+                "prNum: pull-request events come from the SCM; restart a pull request's build "
+                "with buildId instead."
+            )
         if "sha" in attrs and ("parentEventId" in attrs or "buildId" in attrs):
             raise serializers.ValidationError(
                 "sha: a restart runs its parent event's sha; leave sha out."

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from builds import services
-from builds.models import ACTIVE_STATUSES, Build, LogBatch, StageBuild, Step
+from builds.models import ACTIVE_STATUSES, Build, LogBatch, RemoteStart, StageBuild, Step
 
 
 class StepInline(admin.TabularInline):
@@ -86,6 +86,17 @@ class StageBuildAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     readonly_fields = ["stage", "event", "status", "workflow_graph"]
     list_select_related = ["stage"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(RemoteStart)
+class RemoteStartAdmin(admin.ModelAdmin):
+    # Which job run started which pipeline; the unique row is what makes a remote start once.
+    list_display = ["id", "source_event_id", "source_job", "pipeline", "created_at"]
+    readonly_fields = ["source_event", "source_job", "pipeline", "created_at"]
+    list_select_related = ["source_job", "pipeline"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -133,6 +133,10 @@ def _commit_meta(event: Event) -> dict[str, Any]:
     }
 
 
+# Keys a build's meta describes itself by; a remote parent's copies of them stay under sd.*.
+_OWN_META_KEYS = frozenset({"build", "commit", "event", "parameters"})
+
+
 def _initial_meta(build: Build) -> dict[str, Any]:
     meta = deep_merge(_commit_meta(build.event), build.event.meta)
     parent_ids = [
@@ -142,17 +146,21 @@ def _initial_meta(build: Build) -> dict[str, Any]:
         parent_ids = [build.parent_build_id]
     parents = (
         Build.objects.filter(pk__in=parent_ids)
-        .select_related("job")
+        .select_related("job__pipeline")
         .order_by("end_time", "pk")
-        .only("meta", "job__name", "job__pipeline_id")
     )
     for parent in parents:
-        meta = deep_merge(meta, parent.meta)
-        if parent.job.pipeline_id != build.job.pipeline_id:
-            # A triggering build of another pipeline is also kept where
-            # `meta get --external sd@PIPELINE:JOB` looks first, as Screwdriver's launcher does.
-            kept = {k: v for k, v in parent.meta.items() if k != "sd"}
-            meta = deep_merge(meta, {"sd": {str(parent.job.pipeline_id): {parent.job.name: kept}}})
+        if parent.job.pipeline_id == build.job.pipeline_id:
+            meta = deep_merge(meta, parent.meta)
+            continue
+        if not parent.job.pipeline.may_feed(build.job.pipeline):
+            continue  # a private pipeline's meta never reaches a build its readers don't own
+        # A triggering build of another pipeline: its own keys come along, but never in place
+        # of this build's commit, event, build or parameters; all of it is also kept where
+        # `meta get --external sd@PIPELINE:JOB` looks first, as Screwdriver's launcher does.
+        kept = {k: v for k, v in parent.meta.items() if k != "sd"}
+        meta = deep_merge(meta, {k: v for k, v in kept.items() if k not in _OWN_META_KEYS})
+        meta = deep_merge(meta, {"sd": {str(parent.job.pipeline_id): {parent.job.name: kept}}})
     params = meta.get("parameters")
     params = params if isinstance(params, dict) else {}
     own = params.get(build.job.name)

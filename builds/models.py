@@ -125,6 +125,26 @@ class StageBuild(models.Model):
         return f"stage build {self.pk} ({self.status})"
 
 
+class RemoteStart(models.Model):
+    """A remote trigger's claim: one run of a job (event, job) starts a pipeline once."""
+
+    source_event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="+")
+    source_job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    pipeline = models.ForeignKey("pipelines.Pipeline", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_event", "source_job", "pipeline"],
+                name="one_remote_start_per_job_run_and_pipeline",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"remote start of pipeline {self.pipeline_id} by job {self.source_job_id}"
+
+
 class Step(models.Model):
     """One step of a build, with its exit code and timing."""
 

@@ -120,6 +120,14 @@ class Pipeline(models.Model):
     def is_admin(self, user: Any) -> bool:
         return self.has_right(user, PipelinePermission.Role.ADMIN)
 
+    def may_feed(self, other: Pipeline) -> bool:
+        """Whether this pipeline's builds may start ``other``'s jobs and hand them their meta.
+
+        Anyone may write ``~sd@ID:job`` in their file: a private pipeline feeds only pipelines
+        whose creator may read it, so naming it cannot pull its meta into a stranger's build.
+        """
+        return self.pk == other.pk or self.is_public or self.has_right(other.creator, "pull")
+
 
 class Job(models.Model):
     """One job of a pipeline; its permutations are the parsed config at the latest sync."""

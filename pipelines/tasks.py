@@ -12,6 +12,6 @@ def start_periodic_build(job_id: int) -> int | None:
 
 def release_frozen_builds(job_id: int | None = None) -> list[int]:
     # Freeze windows are a job setting; the release itself is a build service.
-    from builds import freeze
+    from builds.services import freeze
 
     return freeze.release_frozen(job_id=job_id)

@@ -10,8 +10,9 @@ import time_machine
 from django.contrib.auth.models import User
 from django_q.models import Schedule
 
-from builds import freeze, services
+from builds import services
 from builds.models import Build, BuildStatus
+from builds.services import freeze
 from conftest import wait_until
 from pipelines.models import Event, Job, Pipeline
 from pipelines.services import Creator, create_pipeline, start_event
@@ -206,6 +207,28 @@ def test_the_release_queues_the_build_once_its_window_has_ended(make_repo: Any) 
 
     build.refresh_from_db()
     assert (build.status, build.status_message) == (BuildStatus.QUEUED, "")
+
+
+@pytest.mark.django_db
+def test_aborting_a_frozen_build_says_so_and_its_release_does_not_bring_it_back(
+    make_repo: Any,
+) -> None:
+    pipeline = _pipeline(make_repo, "* 10-21 ? * *")
+    with time_machine.travel(_at("2026-01-07 12:00"), tick=False):
+        build = _start(pipeline)
+        services.abort_build(build_id=build.pk, message="Aborted by alice")
+
+    build.refresh_from_db()
+    assert (build.status, build.status_message) == (
+        BuildStatus.ABORTED,
+        "Frozen build aborted by alice",
+    )
+    assert Event.objects.get(pk=build.event_id).status == Event.Status.ABORTED
+    # Nothing of the job waits FROZEN: its one-off release is gone, and a late run is harmless.
+    assert not Schedule.objects.filter(name=freeze.release_schedule_name(build.job_id)).exists()
+    with time_machine.travel(_at("2026-01-07 22:00"), tick=False):
+        assert release_frozen_builds(build.job_id) == []
+    assert _status(build) == BuildStatus.ABORTED
 
 
 @pytest.mark.django_db

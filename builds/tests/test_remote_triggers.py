@@ -6,6 +6,7 @@ the slow test runs real builds in both pipelines through the worker and the laun
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from builds import services
+from builds.launch import launch_spec
 from builds.models import Build, BuildStatus
 from conftest import GitRepo, wait_until
 from pipelines.models import Event, Job, Pipeline, Trigger
@@ -159,8 +161,24 @@ def test_a_remote_jobs_success_starts_an_event_linked_to_it_in_the_other_pipelin
     assert not Build.objects.filter(event=event, job__name="first").exists()
 
 
+def queued_tasks() -> list[tuple[str, tuple[Any, ...]]]:
+    """The django-q2 tasks waiting in the ORM broker, as (function path, arguments)."""
+    from django_q.models import OrmQ
+
+    return [(t.task["func"], tuple(t.task["args"])) for t in OrmQ.objects.order_by("pk")]
+
+
+def run_queued_remote_triggers() -> None:
+    """What a worker does with the remote-trigger tasks in the queue: call their entry point."""
+    from builds import tasks
+
+    for func, args in queued_tasks():
+        if func == "builds.tasks.trigger_remote_jobs":
+            tasks.trigger_remote_jobs(*args)
+
+
 @pytest.mark.django_db
-def test_the_remote_trigger_runs_after_the_finishing_builds_commit(
+def test_the_remote_trigger_is_a_worker_task_queued_after_the_finishing_builds_commit(
     make_repo: MakeRepo, django_capture_on_commit_callbacks: Any
 ) -> None:
     a, b = pair(make_repo)
@@ -169,7 +187,83 @@ def test_the_remote_trigger_runs_after_the_finishing_builds_commit(
     with django_capture_on_commit_callbacks(execute=True):
         run(upstream)
 
+    # The launcher's report only queued it: pipeline B's repository is read by a worker.
+    assert ("builds.tasks.trigger_remote_jobs", (upstream.pk,)) in queued_tasks()
+    assert events_of(b) == []
+    run_queued_remote_triggers()
     assert [e.start_from for e in events_of(b)] == [f"~sd@{a.pk}:main"]
+
+
+@pytest.mark.django_db
+def test_the_remote_trigger_task_run_twice_starts_one_event(
+    make_repo: MakeRepo, django_capture_on_commit_callbacks: Any
+) -> None:
+    a, b = pair(make_repo)
+    upstream = build_of(new_event(a), "main")
+    with django_capture_on_commit_callbacks(execute=True):
+        run(upstream)
+
+    run_queued_remote_triggers()
+    run_queued_remote_triggers()  # a retried or duplicated task
+
+    assert len(events_of(b)) == 1
+    assert Build.objects.filter(job__pipeline=b, job__name="other").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_private_pipeline_does_not_start_a_pipeline_whose_creator_cannot_read_it(
+    make_repo: MakeRepo,
+) -> None:
+    a = pipeline_of(make_repo, UPSTREAM, "upstream")
+    Pipeline.objects.filter(pk=a.pk).update(settings={"public": False})
+    mallory = User.objects.create(username="mallory")
+    repo = make_repo({"screwdriver.yaml": DOWNSTREAM.replace("{A}", str(a.pk))}, name="down")
+    b = create_pipeline(checkout_url=repo.checkout_url, user=mallory)
+    upstream = run(build_of(new_event(a), "main"))
+
+    assert services.trigger_remote_jobs(build_id=upstream.pk) == []
+    assert events_of(b) == []
+
+
+@pytest.mark.django_db
+def test_a_remote_parents_meta_reaches_the_build_but_not_in_place_of_its_own_keys(
+    make_repo: MakeRepo,
+) -> None:
+    a, _ = pair(make_repo)
+    upstream = build_of(new_event(a), "main")
+    services.mark_running(build_id=upstream.pk)
+    upstream = services.finish_build(
+        build_id=upstream.pk,
+        status=BuildStatus.SUCCESS,
+        meta={"deploy": {"version": "1.2.3"}, "commit": {"message": "upstream's"}},
+    )
+    (event,) = services.trigger_remote_jobs(build_id=upstream.pk)
+
+    meta = launch_spec(build_of(event, "other"))["meta"]
+
+    assert meta["deploy"] == {"version": "1.2.3"}
+    assert meta["commit"]["message"] != "upstream's"
+    assert meta["sd"][str(a.pk)]["main"]["commit"] == {"message": "upstream's"}
+
+
+@pytest.mark.django_db
+def test_a_private_parents_meta_never_reaches_a_build_whose_creator_cannot_read_it(
+    make_repo: MakeRepo,
+) -> None:
+    a, b = pair(make_repo)
+    upstream = build_of(new_event(a), "main")
+    services.mark_running(build_id=upstream.pk)
+    upstream = services.finish_build(
+        build_id=upstream.pk, status=BuildStatus.SUCCESS, meta={"password": "hunter2"}
+    )
+    (event,) = services.trigger_remote_jobs(build_id=upstream.pk)
+    # The upstream turns private, and the downstream changes hands, before the build starts.
+    Pipeline.objects.filter(pk=a.pk).update(settings={"public": False})
+    Pipeline.objects.filter(pk=b.pk).update(creator=User.objects.create(username="mallory"))
+
+    spec = launch_spec(build_of(event, "other"))
+
+    assert "hunter2" not in json.dumps(spec)
 
 
 @pytest.mark.django_db
@@ -190,6 +284,45 @@ def test_a_second_report_of_the_same_build_starts_no_second_event(make_repo: Mak
 
     services.trigger_remote_jobs(build_id=upstream.pk)
     services.trigger_remote_jobs(build_id=upstream.pk)
+
+    assert len(events_of(b)) == 1
+
+
+@pytest.mark.django_db
+def test_the_database_refuses_a_second_start_of_a_pipeline_by_one_job_run(
+    make_repo: MakeRepo,
+) -> None:
+    from django.db import IntegrityError, transaction
+
+    from builds.models import RemoteStart
+
+    a, b = pair(make_repo)
+    upstream = run(build_of(new_event(a), "main"))
+    services.trigger_remote_jobs(build_id=upstream.pk)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RemoteStart.objects.create(
+            source_event_id=upstream.event_id, source_job_id=upstream.job_id, pipeline=b
+        )
+
+
+MATRIX_UPSTREAM = UPSTREAM.replace("    steps:", "    matrix:\n      NODE: [18, 20]\n    steps:")
+
+
+@pytest.mark.django_db
+def test_every_permutation_of_a_matrix_job_reporting_starts_one_remote_event(
+    make_repo: MakeRepo,
+) -> None:
+    a = pipeline_of(make_repo, MATRIX_UPSTREAM, "matrix")
+    b = pipeline_of(make_repo, DOWNSTREAM.replace("{A}", str(a.pk)), "downstream")
+    event = new_event(a)
+    permutations = list(Build.objects.filter(event=event).order_by("permutation"))
+    assert len(permutations) == 2
+    for build in permutations:
+        run(build)
+
+    for build in permutations:
+        services.trigger_remote_jobs(build_id=build.pk)
 
     assert len(events_of(b)) == 1
 
@@ -393,3 +526,52 @@ def test_a_remote_success_starts_the_other_pipelines_job_and_it_really_runs(
     assert downstream.event.cause_message == f"Triggered by sd@{a.pk}:main"
     lines = read_page(step=Step.objects.get(build=downstream, name="other"), pages=10).lines
     assert [line["m"] for line in lines] == [f"downstream of {upstream.pk}"]
+
+
+META_UPSTREAM = """
+jobs:
+  main:
+    image: alpine
+    requires: [~commit]
+    steps:
+      - publish: meta set deploy.version 1.2.3
+"""
+
+META_DOWNSTREAM = """
+jobs:
+  other:
+    image: alpine
+    requires: [~sd@{A}:main]
+    steps:
+      - external: meta get --external sd@{A}:main deploy.version
+      - kept: meta get sd.{A}.main.deploy.version
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_meta_set_upstream_is_read_downstream_across_a_remote_trigger(
+    stack: Any, make_repo: MakeRepo
+) -> None:
+    from builds.logs import read_page
+    from builds.models import Step
+
+    a = pipeline_of(make_repo, META_UPSTREAM, "publisher")
+    b = pipeline_of(make_repo, META_DOWNSTREAM.replace("{A}", str(a.pk)), "reader")
+    new_event(a)
+
+    def downstream_done() -> Build | None:
+        found = Build.objects.filter(job__pipeline=b, job__name="other").first()
+        return found if found is not None and found.is_finished else None
+
+    downstream = wait_until(downstream_done, timeout=120, what="pipeline B's job to run")
+
+    assert downstream.status == BuildStatus.SUCCESS
+
+    def printed(step: str) -> list[str]:
+        lines = read_page(step=Step.objects.get(build=downstream, name=step), pages=10).lines
+        return [line["m"] for line in lines]
+
+    assert printed("external") == ["1.2.3"]
+    assert printed("kept") == ["1.2.3"]
+    assert downstream.meta["sd"][str(a.pk)]["main"]["deploy"] == {"version": "1.2.3"}

@@ -7,10 +7,12 @@ of real git repositories; the slow test runs real builds through the worker and 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
@@ -226,6 +228,52 @@ def test_an_aborted_stage_job_also_gets_the_teardown(make_repo: MakeRepo) -> Non
     # ci-test and ci-lint never start; nothing of the stage runs, so the teardown does.
     assert statuses(event)["stage@canary:teardown"] == BuildStatus.QUEUED
     assert stage_build(event).status == BuildStatus.FAILURE
+
+
+@pytest.mark.django_db
+def test_a_stage_whose_job_collapsed_into_a_newer_event_still_gets_its_teardown(
+    make_repo: MakeRepo,
+) -> None:
+    pipeline = pipeline_of(make_repo, staged())
+    first = new_event(pipeline)
+    run(build_of(first, "main"))
+    services.mark_running(build_id=build_of(first, "ci-deploy").pk)
+    # ci-deploy blocks itself: the second and third events' builds wait, the older collapses.
+    second = new_event(pipeline)
+    run(build_of(second, "main"))
+    assert build_of(second, "ci-deploy").status == BuildStatus.BLOCKED
+    third = new_event(pipeline)
+
+    run(build_of(third, "main"))
+
+    assert build_of(second, "ci-deploy").status == BuildStatus.COLLAPSED
+    teardown = build_of(second, "stage@canary:teardown")
+    assert teardown.status == BuildStatus.QUEUED
+    assert teardown.cause == "Teardown of stage canary: ci-deploy did not succeed"
+    assert stage_build(second).status == BuildStatus.FAILURE
+    assert build_of(third, "ci-deploy").status == BuildStatus.BLOCKED
+
+
+@pytest.mark.django_db
+def test_a_stage_whose_frozen_job_collapsed_into_a_newer_event_still_gets_its_teardown(
+    make_repo: MakeRepo,
+) -> None:
+    frozen = staged().replace(
+        "  ci-deploy:\n", '  ci-deploy:\n    freezeWindows: ["* 10-21 ? * *"]\n'
+    )
+    pipeline = pipeline_of(make_repo, frozen)
+    with time_machine.travel(datetime(2026, 1, 7, 12, tzinfo=UTC), tick=False):
+        first = new_event(pipeline)
+        run(build_of(first, "main"))
+        assert build_of(first, "ci-deploy").status == BuildStatus.FROZEN
+        second = new_event(pipeline)
+
+        run(build_of(second, "main"))
+
+    assert build_of(first, "ci-deploy").status == BuildStatus.COLLAPSED
+    assert build_of(first, "stage@canary:teardown").status == BuildStatus.QUEUED
+    assert stage_build(first).status == BuildStatus.FAILURE
+    assert build_of(second, "ci-deploy").status == BuildStatus.FROZEN
 
 
 @pytest.mark.django_db

@@ -1,6 +1,6 @@
 """Freeze windows: a build about to be queued inside its job's ``freezeWindows`` waits FROZEN.
 
-Part of the build service layer: like ``builds.services`` it changes ``Build.status`` only by
+Part of the build service package: like the rest of it, it changes ``Build.status`` only by
 conditional updates, under the pipeline's row lock (lock order: pipeline, build, event).
 Every "now" is ``django.utils.timezone.now()`` in UTC, as Screwdriver reads its windows in UTC.
 """
@@ -21,12 +21,17 @@ from django_q.models import Schedule
 
 from builds import live
 from builds.models import Build, BuildStatus
+from builds.services import blocking
+from builds.services.creation import _config_of, _dispatch
+from builds.services.status import _lock_pipeline, _transition
 
 logger = logging.getLogger(__name__)
 
 # Screwdriver's queue matches this in the event's cause message, case and brackets included.
 FORCE_START = "[force start]"
 RELEASE_TASK = "pipelines.tasks.release_frozen_builds"
+# How the API and the UI word a person's abort; a FROZEN build's says so, as Screwdriver's does.
+ABORTED_BY = "Aborted by "
 # A window that covers every minute of a whole year never ends: such a window freezes nothing.
 HORIZON = timedelta(days=366)
 _MAX_STEPS = 20_000
@@ -132,7 +137,7 @@ def frozen_until(windows: Iterable[Window], now: datetime) -> datetime | None:
     limit = moment + HORIZON
     for _ in range(_MAX_STEPS):
         if moment > limit:
-            break
+            return None
         inside = next((w for w in windows if w.covers(moment)), None)
         if inside is None:
             return moment
@@ -143,7 +148,9 @@ def frozen_until(windows: Iterable[Window], now: datetime) -> datetime | None:
             moment = (moment + timedelta(hours=1)).replace(minute=0)
         else:
             moment += timedelta(minutes=1)
-    return None
+    # Out of steps, not out of windows (minute windows that together cover hours or days):
+    # stay frozen until where the search got to, which re-checks then, rather than fail open.
+    return moment
 
 
 def _force_started(build: Build) -> bool:
@@ -161,8 +168,6 @@ def hold_frozen(build_ids: list[int]) -> list[int]:
     builds of the job in other events are COLLAPSED, as Screwdriver's queue keeps one frozen
     entry per job.
     """
-    from builds import services
-
     if not build_ids:
         return []
     now = timezone.now()
@@ -177,7 +182,7 @@ def hold_frozen(build_ids: list[int]) -> list[int]:
         if until is None:
             to_run.append(build.pk)
             continue
-        services._transition(
+        _transition(
             build.pk,
             allowed=[BuildStatus.QUEUED],
             target=BuildStatus.FROZEN,
@@ -189,14 +194,10 @@ def hold_frozen(build_ids: list[int]) -> list[int]:
 
 
 def _windows(build: Build) -> list[Window]:
-    from builds import services
-
-    return windows_of(services._config_of(build))
+    return windows_of(_config_of(build))
 
 
 def _collapse_older_frozen(build: Build) -> None:
-    from builds import services
-
     older = Build.objects.filter(
         job_id=build.job_id, status=BuildStatus.FROZEN, pk__lt=build.pk
     ).exclude(event_id=build.event_id)
@@ -207,9 +208,20 @@ def _collapse_older_frozen(build: Build) -> None:
             status_message=f"Collapsed into build {build.pk} of a newer event.",
         )
         if collapsed:
-            services._drop_waiting_joins(old, old.event)
-            services.refresh_event_status(event=old.event)
-            live.publish_build(build_id=old.pk)
+            blocking._after_collapse(old)
+
+
+def frozen_abort_message(message: str) -> str:
+    """Screwdriver's wording when a person aborts a FROZEN build: "Frozen build aborted by X"."""
+    if message.startswith(ABORTED_BY):
+        return f"Frozen build aborted by {message.removeprefix(ABORTED_BY)}"
+    return message
+
+
+def forget_release(*, job_id: int) -> None:
+    """Drop the job's one-off release once none of its builds waits FROZEN any more."""
+    if not Build.objects.filter(job_id=job_id, status=BuildStatus.FROZEN).exists():
+        Schedule.objects.filter(name=release_schedule_name(job_id)).delete()
 
 
 def release_schedule_name(job_id: int) -> str:
@@ -252,9 +264,7 @@ def release_frozen(*, job_id: int | None = None) -> list[int]:
 
 @transaction.atomic
 def _release_in_pipeline(pipeline_id: int, job_id: int | None) -> list[int]:
-    from builds import services
-
-    services._lock_pipeline(pipeline_id)
+    _lock_pipeline(pipeline_id)
     now = timezone.now()
     frozen = Build.objects.filter(job__pipeline_id=pipeline_id, status=BuildStatus.FROZEN)
     if job_id is not None:
@@ -277,9 +287,9 @@ def _release_in_pipeline(pipeline_id: int, job_id: int | None) -> list[int]:
     to_run: list[int] = []
     for event_id, ids in by_event.items():
         # Blocking still applies: a released build waits BLOCKED behind an active blocker.
-        to_run += services._hold_blocked(events[event_id], ids)
+        to_run += blocking._hold_blocked(events[event_id], ids)
     for ids in by_event.values():
         for build_id in ids:
             live.publish_build(build_id=build_id)
-    services._dispatch(sorted(to_run))
+    _dispatch(sorted(to_run))
     return sorted(to_run)

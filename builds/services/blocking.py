@@ -1,0 +1,123 @@
+"""blockedBy, blocked by the same job, collapsed builds: who waits BLOCKED and who runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from builds import live
+from builds.models import Build, BuildQuerySet, BuildStatus
+from builds.services import completion, freeze, stages
+from builds.services.creation import _config_of, _dispatch
+from builds.services.status import _lock_pipeline, _transition, refresh_event_status
+from pipelines import workflow
+from pipelines.models import Event
+
+BLOCKED_BY_SAME_JOB = "screwdriver.cd/blockedBySameJob"
+COLLAPSE_BUILDS = "screwdriver.cd/collapseBuilds"
+
+
+def _annotation_on(config: dict[str, Any], name: str) -> bool:
+    # Screwdriver's blocking annotations default to on; only an explicit false turns them off.
+    return str((config.get("annotations") or {}).get(name, True)).lower() not in {"false", "0"}
+
+
+def _blockers(build: Build) -> BuildQuerySet:
+    """The other active builds that keep ``build`` from running now."""
+    config = _config_of(build)
+    declared = [str(name) for name in config.get("blockedBy") or []]
+    names = {name.lstrip("~") for name in declared if workflow.is_job_node(name.lstrip("~"))}
+    same_job = _annotation_on(config, BLOCKED_BY_SAME_JOB)
+    if same_job:
+        names.add(build.job.name)
+    which = Q(job__pipeline_id=build.job.pipeline_id, job__name__in=names)
+    for name in declared:
+        remote = workflow.remote_job(name)
+        if remote is not None:
+            which |= Q(job__pipeline_id=remote.pipeline_id, job__name=remote.job)
+    # Permutations of one job in one event run side by side; they never block each other.
+    return (
+        Build.objects.filter(which, status__in=[BuildStatus.QUEUED, BuildStatus.RUNNING])
+        .exclude(pk=build.pk)
+        .exclude(event_id=build.event_id, job_id=build.job_id)
+    )
+
+
+def _hold_blocked(event: Event, build_ids: list[int]) -> list[int]:
+    # A new QUEUED build whose blockers are active waits as BLOCKED; returns those that may run.
+    if not build_ids:
+        return []
+    _lock_pipeline(event.pipeline_id)
+    build_ids = freeze.hold_frozen(build_ids)
+    to_run = []
+    for build in Build.objects.filter(pk__in=build_ids).select_related("job", "event"):
+        if build.status != BuildStatus.QUEUED or not _blockers(build).exists():
+            to_run.append(build.pk)
+            continue
+        _transition(build.pk, allowed=[BuildStatus.QUEUED], target=BuildStatus.BLOCKED)
+        if _annotation_on(_config_of(build), COLLAPSE_BUILDS):
+            _collapse_older(build)
+    return sorted(to_run)
+
+
+def _collapse_older(build: Build) -> None:
+    # Only the newest waiting build of a job runs; the older waiting ones become COLLAPSED.
+    older = list(
+        Build.objects.filter(job_id=build.job_id, status=BuildStatus.BLOCKED, pk__lt=build.pk)
+        .exclude(event_id=build.event_id)
+        .select_related("event", "job")
+    )
+    for old in older:
+        collapsed = Build.objects.filter(pk=old.pk, status=BuildStatus.BLOCKED).update(
+            status=BuildStatus.COLLAPSED,
+            end_time=timezone.now(),
+            status_message=f"Collapsed into build {build.pk} of a newer event.",
+        )
+        if collapsed:
+            _after_collapse(old)
+
+
+def _after_collapse(old: Build) -> None:
+    # A collapsed build ends outside the finish path, yet what hangs on it settles the same:
+    # joins that waited for it are dropped, and its stage fails and gets its teardown.
+    old.status = BuildStatus.COLLAPSED
+    event = Event.objects.select_for_update().get(pk=old.event_id)
+    completion._drop_waiting_joins(old, event)
+    stages._settle_stage(old, event)
+    refresh_event_status(event=event)
+    live.publish_build(build_id=old.pk)
+
+
+def _release_blocked(pipeline_id: int) -> None:
+    # A build left QUEUED/RUNNING: the builds it blocked may run now, oldest first.
+    _lock_pipeline(pipeline_id)
+    released = []
+    waiting = Build.objects.filter(job__pipeline_id=pipeline_id, status=BuildStatus.BLOCKED)
+    for build in waiting.select_related("job", "event").order_by("pk"):
+        if _blockers(build).exists():
+            continue
+        if Build.objects.filter(pk=build.pk, status=BuildStatus.BLOCKED).update(
+            status=BuildStatus.QUEUED
+        ):
+            released.append(build.pk)
+            live.publish_build(build_id=build.pk)
+    _dispatch(freeze.hold_frozen(released))
+
+
+def release_remotely_blocked(*, build_id: int) -> None:
+    """Let other pipelines' BLOCKED builds run if this build was what blocked them."""
+    # Waiting builds are few, and blockedBy has no table of its own: look at the pipelines
+    # that have any, each under its own lock, as a build ending there would.
+    pipeline_id = Build.objects.filter(pk=build_id).values_list("job__pipeline_id", flat=True)
+    others = (
+        Build.objects.filter(status=BuildStatus.BLOCKED)
+        .exclude(job__pipeline_id__in=pipeline_id)
+        .values_list("job__pipeline_id", flat=True)
+        .distinct()
+    )
+    for other in list(others):
+        with transaction.atomic():
+            _release_blocked(other)

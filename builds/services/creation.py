@@ -1,0 +1,122 @@
+"""Build rows: a job permutation's build and steps from the event's config, and dispatch."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from builds.models import Build, BuildStatus, Step
+from pipelines.models import Event, Job
+
+TIMEOUT_ANNOTATION = "screwdriver.cd/timeout"
+SETUP_STEP = "sd-setup-scm"
+
+
+def timeout_seconds_of(annotations: dict[str, Any]) -> float:
+    """Minutes from `screwdriver.cd/timeout` (default and cap from settings), in seconds."""
+    raw = annotations.get(TIMEOUT_ANNOTATION)
+    minutes = settings.SD_DEFAULT_TIMEOUT_MINUTES
+    if raw is not None:
+        try:
+            minutes = float(raw)
+        except (TypeError, ValueError):
+            minutes = settings.SD_DEFAULT_TIMEOUT_MINUTES
+    if minutes <= 0:
+        minutes = settings.SD_DEFAULT_TIMEOUT_MINUTES
+    return min(minutes, settings.SD_MAX_TIMEOUT_MINUTES) * 60
+
+
+def skips_checkout(config: dict[str, Any]) -> bool:
+    """Screwdriver's SD_SKIP_REPOSITORY_CLONE: a job that needs no source (the parse-error job)."""
+    return (
+        str((config.get("environment") or {}).get("SD_SKIP_REPOSITORY_CLONE", "")).lower() == "true"
+    )
+
+
+def _next_number() -> int:
+    # Screwdriver numbers builds by their creation time in milliseconds.
+    return int(time.time() * 1000)
+
+
+def create_build(
+    *,
+    event: Event,
+    job: Job,
+    status: BuildStatus = BuildStatus.QUEUED,
+    cause: str = "",
+    parent_build: Build | None = None,
+    parent_builds: dict[str, Any] | None = None,
+    permutation: int = 0,
+) -> Build:
+    """Create a build of one job permutation, with its steps, from the event's config."""
+    permutations = event.job_configs.get(job.name) or job.permutations
+    config: dict[str, Any] = permutations[permutation] if permutations else {}
+    build = Build.objects.create(
+        job=job,
+        event=event,
+        permutation=permutation,
+        parent_build=parent_build,
+        parent_builds=parent_builds or {},
+        number=_next_number(),
+        cause=cause[:512],
+        sha=event.sha,
+        container=str(config.get("image", ""))[:256],
+        status=status,
+        environment=config.get("environment") or {},
+        timeout_seconds=timeout_seconds_of(config.get("annotations") or {}),
+    )
+    setup = [] if skips_checkout(config) else [(SETUP_STEP, "")]
+    commands = setup + [
+        (str(c.get("name", "")), str(c.get("command", ""))) for c in config.get("commands", [])
+    ]
+    Step.objects.bulk_create(
+        Step(build=build, position=i, name=name[:64], command=command)
+        for i, (name, command) in enumerate(commands)
+    )
+    return build
+
+
+def permutation_count(event: Event, job: Job) -> int:
+    """How many builds one run of ``job`` makes in ``event``: one per matrix permutation."""
+    return max(1, len(event.job_configs.get(job.name) or job.permutations or []))
+
+
+def _config_of(build: Build) -> dict[str, Any]:
+    permutations = build.event.job_configs.get(build.job.name) or build.job.permutations
+    return permutations[build.permutation] if len(permutations) > build.permutation else {}
+
+
+def _create_permutations(*, event: Event, job: Job, **kwargs: Any) -> list[Build]:
+    # Every permutation of a matrix job is its own build; all share the trigger's parents.
+    created = (
+        _create_once(event=event, job=job, permutation=i, **kwargs)
+        for i in range(permutation_count(event, job))
+    )
+    return [b for b in created if b is not None]
+
+
+def _create_once(**kwargs: Any) -> Build | None:
+    # The unique constraint (event, job, permutation) is the last word on "exactly once".
+    try:
+        with transaction.atomic():
+            return create_build(**kwargs)
+    except IntegrityError:
+        return None
+
+
+def _delete_if_waiting(build: Build | None) -> None:
+    if build is not None:
+        Build.objects.filter(pk=build.pk, status=BuildStatus.CREATED).delete()
+
+
+def _dispatch(build_ids: list[int]) -> None:
+    if build_ids:
+        from executors.services import enqueue_start
+        from scm.statuses import enqueue_commit_statuses
+
+        enqueue_start(build_ids)
+        # A queued build shows as pending on its commit before any worker picks it up.
+        enqueue_commit_statuses(build_ids=build_ids)

@@ -1,0 +1,151 @@
+"""What the launcher, the reaper and people do to a build: run, finish, abort, stop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from builds import live
+from builds.models import ACTIVE_STATUSES, Build, BuildStatus, Step
+from builds.services import freeze
+from builds.services.completion import _after_finish
+from builds.services.status import (
+    TransitionError,
+    _lock_pipeline_of,
+    _transition,
+    refresh_event_status,
+)
+from pipelines.models import Event
+from scm.statuses import enqueue_commit_status
+
+# A started launcher has this long to report RUNNING before the reaper gives up on it.
+START_GRACE = timedelta(seconds=60)
+
+
+def _lease_until(now: datetime) -> datetime:
+    return now + timedelta(seconds=settings.SD_BUILD_LEASE_SECONDS)
+
+
+@transaction.atomic
+def mark_running(*, build_id: int) -> Build:
+    """The launcher has started: QUEUED becomes RUNNING and the lease starts."""
+    now = timezone.now()
+    _transition(
+        build_id,
+        allowed=[BuildStatus.QUEUED],
+        target=BuildStatus.RUNNING,
+        start_time=now,
+        lease_expires_at=_lease_until(now),
+    )
+    build = Build.objects.select_related("event").get(pk=build_id)
+    refresh_event_status(event=build.event)
+    enqueue_commit_status(build_id=build_id)
+    live.publish_build(build_id=build_id)
+    return build
+
+
+def renew_lease(*, build_id: int) -> str:
+    """Extend the lease of an active build; return its status so the launcher can stop."""
+    now = timezone.now()
+    Build.objects.filter(pk=build_id, status__in=[BuildStatus.QUEUED, BuildStatus.RUNNING]).update(
+        lease_expires_at=_lease_until(now)
+    )
+    status = Build.objects.filter(pk=build_id).values_list("status", flat=True).first()
+    return status or BuildStatus.ABORTED
+
+
+@transaction.atomic
+def finish_build(
+    *,
+    build_id: int,
+    status: str,
+    meta: dict[str, Any] | None = None,
+    message: str = "",
+    allowed: Iterable[str] = (BuildStatus.RUNNING,),
+) -> Build:
+    """A build ended: record it, merge its meta into the event, and start what comes next."""
+    if status not in {BuildStatus.SUCCESS, BuildStatus.FAILURE, BuildStatus.UNSTABLE}:
+        raise ValueError(f"{status} is not a final status a build can report.")
+    fields: dict[str, Any] = {
+        "end_time": timezone.now(),
+        "status_message": message[:1024],
+        "lease_expires_at": None,
+    }
+    if meta is not None:
+        fields["meta"] = meta
+    _lock_pipeline_of(build_id)
+    _transition(build_id, allowed=allowed, target=status, **fields)
+    build = Build.objects.select_related("job", "event").get(pk=build_id)
+    _after_finish(build)
+    enqueue_commit_status(build_id=build_id)
+    live.publish_build(build_id=build_id)
+    return build
+
+
+@transaction.atomic
+def abort_build(*, build_id: int, message: str) -> Build:
+    """Stop a build: it becomes ABORTED now; its launcher is told to stop after commit."""
+    _lock_pipeline_of(build_id)
+    was = Build.objects.filter(pk=build_id).values_list("status", "job_id").first()
+    frozen_job = was[1] if was is not None and was[0] == BuildStatus.FROZEN else None
+    if frozen_job is not None:
+        message = freeze.frozen_abort_message(message)
+    _transition(
+        build_id,
+        allowed=[BuildStatus.CREATED, *ACTIVE_STATUSES],
+        target=BuildStatus.ABORTED,
+        end_time=timezone.now(),
+        status_message=message[:1024],
+        lease_expires_at=None,
+    )
+    build = Build.objects.select_related("job", "event").get(pk=build_id)
+    if frozen_job is not None:
+        freeze.forget_release(job_id=frozen_job)
+    _after_finish(build)
+    enqueue_commit_status(build_id=build_id)
+    live.publish_build(build_id=build_id)
+    from executors.services import enqueue_stop
+
+    enqueue_stop(build.pk)
+    return build
+
+
+def stop_event(*, event: Event, message: str) -> None:
+    """Abort every active build of an event and drop the joins that were waiting."""
+    for build_id in Build.objects.filter(event=event).active().values_list("pk", flat=True):
+        try:
+            abort_build(build_id=build_id, message=message)
+        except TransitionError:
+            continue  # it finished meanwhile: nothing to stop
+    with transaction.atomic():
+        Build.objects.filter(event=event, status=BuildStatus.CREATED).delete()
+        refresh_event_status(event=Event.objects.select_for_update().get(pk=event.pk))
+
+
+@transaction.atomic
+def fail_lost_build(*, build_id: int, message: str) -> Build | None:
+    """The reaper's verdict on a build whose launcher stopped reporting."""
+    try:
+        return finish_build(
+            build_id=build_id,
+            status=BuildStatus.FAILURE,
+            message=message,
+            allowed=[BuildStatus.QUEUED, BuildStatus.RUNNING],
+        )
+    except TransitionError:
+        return None
+
+
+def update_step(*, step: Step, **fields: Any) -> Step:
+    """Record a step's start, end or exit code as its launcher reports them."""
+    for attr, value in fields.items():
+        setattr(step, attr, value)
+    step.save(update_fields=list(fields))
+    # The build page shows step starts, exit codes and durations as they happen.
+    live.publish_build(build_id=step.build_id)
+    return step

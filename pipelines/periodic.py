@@ -140,14 +140,23 @@ def _wanted_crons(pipeline: Pipeline) -> dict[str, tuple[int, str]]:
 @transaction.atomic
 def sync_schedules(*, pipeline: Pipeline) -> None:
     """Keep one CRON schedule per periodic job of the pipeline: create, update, delete."""
+    # Locking the schedules would lock nothing when there are none yet, and a schedule's name
+    # is not unique: the pipeline's row serialises two syncs, or both would create one.
+    if not Pipeline.objects.select_for_update().filter(pk=pipeline.pk).exists():
+        return
     wanted = _wanted_crons(pipeline)
-    existing = {
-        s.name: s
-        for s in Schedule.objects.select_for_update().filter(
-            name__startswith=f"sd-periodic-{pipeline.pk}-"
-        )
-    }
-    Schedule.objects.filter(pk__in=[s.pk for n, s in existing.items() if n not in wanted]).delete()
+    existing: dict[str, Schedule] = {}
+    extra: list[int] = []
+    for schedule in Schedule.objects.filter(
+        name__startswith=f"sd-periodic-{pipeline.pk}-"
+    ).order_by("pk"):
+        # Two builds a period is what a duplicate left by an earlier race would cause.
+        if schedule.name in existing:
+            extra.append(schedule.pk)
+        else:
+            existing[schedule.name] = schedule
+    extra += [s.pk for n, s in existing.items() if n not in wanted]
+    Schedule.objects.filter(pk__in=extra).delete()
     for name, (job_id, cron) in wanted.items():
         current = existing.get(name)
         if current is None:

@@ -271,7 +271,9 @@ def _run_steps(
     meta_server = None
     if agent is not None:
         # The container's `meta` is a shell client; this thread answers it.
-        meta_server = MetaServer(agent.directory, workspace.meta_path)
+        meta_server = MetaServer(
+            agent.directory, workspace.meta_path, api_url=client.base, token=token
+        )
         meta_server.start()
     secrets = {str(k): str(v) for k, v in (spec.get("secrets") or {}).items()}
     env = build_environment(
@@ -282,7 +284,7 @@ def _run_steps(
         secrets=secrets,
     )
     if meta_server is not None:
-        meta_server.environ = env  # `meta get --external` asks the API as the steps would
+        meta_server.environ = env  # SD_PIPELINE_ID, for `meta get --external JOB`
     pr = checkout_spec.get("pr") or {}
     checkout = (
         Checkout(

@@ -7,6 +7,11 @@ job's last successful build from the API (with SD_TOKEN), which is then kept und
 `sd.PIPELINE.JOB` unless `--skip-store`; `--skip-fetch` never asks the API.
 `meta set --external` is refused: a build sets only its own meta.
 
+meta-cli's `-u/--sd-api-url` and `-t/--sd-token` are accepted and ignored: the request always
+goes to the build's own SD_API_URL with its own SD_TOKEN. For a container the launcher answers
+`meta` on the host, outside the container's network isolation, so honouring a per-call URL
+would let a step make the host fetch any address with the build's token.
+
 This file is also copied verbatim into each workspace's `bin/meta`, so it must stay
 self-contained: standard library only, no imports from its package.
 """
@@ -123,7 +128,8 @@ def meta_path() -> Path:
     return Path(os.environ.get("SD_META_DIR", "/sd/meta")) / "meta.json"
 
 
-_EXTERNAL_RE = re.compile(r"sd@(\d+):([\w-]+)")
+# ASCII digits only: `\d` would also take other scripts' digits into the URL.
+_EXTERNAL_RE = re.compile(r"sd@([0-9]+):([\w-]+)")
 _VALUE_OPTIONS = {
     "-e": "external",
     "--external": "external",
@@ -174,7 +180,7 @@ def external_job(external: str, pipeline_id: str) -> tuple[str, str]:
         return match.group(1), match.group(2)
     if not re.fullmatch(r"[\w-]+", external):
         raise MetaError(f"--external {external!r} is not sd@PIPELINE:JOB or a job name.")
-    if not pipeline_id.isdigit():
+    if not re.fullmatch(r"[0-9]+", pipeline_id):
         raise MetaError(f"--external {external} needs SD_PIPELINE_ID (or --sd-pipeline-id).")
     return pipeline_id, external
 
@@ -189,7 +195,10 @@ def fetch_last_successful_meta(
     root = root if root.endswith("/v4") else root + "/v4"
     if not root.startswith(("http://", "https://")):
         raise MetaError(f"SD_API_URL {api_url!r} is not an http(s) URL; check the build's setup.")
-    url = f"{root}/pipelines/{pipeline_id}/jobs/{urllib.parse.quote(job)}/lastSuccessfulMeta"
+    if not re.fullmatch(r"[0-9]+", pipeline_id) or not re.fullmatch(r"[\w-]+", job):
+        raise MetaError(f"sd@{pipeline_id}:{job} is not sd@PIPELINE:JOB; check --external.")
+    quoted = urllib.parse.quote(job, safe="")
+    url = f"{root}/pipelines/{pipeline_id}/jobs/{quoted}/lastSuccessfulMeta"
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) checked above
     try:
@@ -222,9 +231,10 @@ def external_meta(
     except FileNotFoundError:
         if options.get("skip-fetch"):
             return {}
+        # Never the per-call -u/-t (see the module's docstring).
         data = fetch_last_successful_meta(
-            options.get("sd-api-url") or environ.get("SD_API_URL", ""),
-            options.get("sd-token") or environ.get("SD_TOKEN", ""),
+            environ.get("SD_API_URL", ""),
+            environ.get("SD_TOKEN", ""),
             pipeline_id,
             job,
         )

@@ -58,13 +58,24 @@ class MetaServer:
     """Answers the shell `meta` of one build from a thread of the launcher."""
 
     def __init__(
-        self, control: Path, meta_path: Path, environ: Mapping[str, str] | None = None
+        self,
+        control: Path,
+        meta_path: Path,
+        environ: Mapping[str, str] | None = None,
+        *,
+        api_url: str = "",
+        token: str = "",
     ) -> None:
         self.control = control
         self.meta_path = meta_path
-        # The steps' environment (SD_API_URL, SD_TOKEN, SD_PIPELINE_ID), for `--external`;
-        # the launcher sets it once it has built that environment.
+        # The steps' environment (SD_PIPELINE_ID), for `--external`; the launcher sets it once
+        # it has built that environment.
         self.environ: Mapping[str, str] = environ or {}
+        # This thread runs on the host, outside the container's network isolation: it asks
+        # only the launcher's own API with the launcher's own token, never an SD_API_URL or
+        # SD_TOKEN that the job's environment, a secret or a `meta -u/-t` could have changed.
+        self.api_url = api_url
+        self.token = token
         for name in ("meta", "meta.res", "meta.wait"):
             path = control / name
             if not path.exists():
@@ -114,7 +125,8 @@ class MetaServer:
         try:
             raw = (self.control / "meta.req").read_bytes()
             args = [os.fsdecode(a) for a in raw.split(b"\0")[:-1]]
-            code, out, err = meta.run(args, self.meta_path, self.environ)
+            environ = {**self.environ, "SD_API_URL": self.api_url, "SD_TOKEN": self.token}
+            code, out, err = meta.run(args, self.meta_path, environ)
         except OSError as exc:
             code, out, err = 1, "", f"meta: {exc}\n"
         payload = f"{code}\n{out if code == 0 else err}".encode("utf-8", "surrogateescape")

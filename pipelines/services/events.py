@@ -12,7 +12,7 @@ from django.db import transaction
 
 from builds import services as build_services
 from pipelines import source_paths, workflow
-from pipelines.models import Event, Pipeline
+from pipelines.models import Event, Job, Pipeline
 from pipelines.services.pipelines import PipelineError, read_config, repo_ref_of, scm_for, sync_jobs
 from scm.base import CommitInfo, ScmError
 from scm.local import LocalGitScm
@@ -109,6 +109,9 @@ def start_event(
             status=409,
         )
     scm = scm_for(pipeline)
+    # The branch head as last noticed; a start without a sha reads the head afresh.
+    head = Pipeline.objects.filter(pk=pipeline.pk).values_list("last_seen_sha", flat=True).first()
+    at_head = sha is None or sha == head
     try:
         ref = repo_ref_of(pipeline)
         sha = sha or scm.head_sha(ref)
@@ -134,7 +137,8 @@ def start_event(
         names = _concerned(names, config, pipeline.root_dir, changed_files, start_from)
         meta["commit"] = {**(meta.get("commit") or {}), "changedFiles": ",".join(changed_files)}
     with transaction.atomic():
-        sync_jobs(pipeline=pipeline, config=config)
+        # Only the head's file speaks for the pipeline (annotations, graph, stages, schedules).
+        sync_jobs(pipeline=pipeline, config=config, at_head=at_head)
         event = Event.objects.create(
             pipeline=pipeline,
             parent_event=parent_event,
@@ -154,6 +158,13 @@ def start_event(
             event=event, job_names=names, cause=event.cause_message
         )
         if not builds:
+            if Job.objects.filter(pipeline=pipeline, name__in=names, archived=True).exists():
+                # An older commit's job that the head's file has since dropped stays archived.
+                raise PipelineError(
+                    f"Every job that starts from {start_from} is disabled or gone from the "
+                    "branch head's screwdriver.yaml: enable one, or start from a job it has.",
+                    status=422,
+                )
             raise PipelineError(
                 f"Every job that starts from {start_from} is disabled: enable one first.",
                 status=422,
@@ -175,17 +186,18 @@ def notice_push(
     Without `changed_files` (a local repository) they are the difference between the head we
     saw before and `sha`, read from the repository.
     """
-    previous = (
-        Pipeline.objects.filter(pk=pipeline.pk).values_list("last_seen_sha", flat=True).first()
-    )
-    # Conditional on the head we read, so of two noticers (hook and poller) only one moves it.
-    moved = (
-        Pipeline.objects.filter(pk=pipeline.pk, last_seen_sha=previous or "")
-        .exclude(last_seen_sha=sha)
-        .update(last_seen_sha=sha)
-    )
-    if not moved:
-        return None
+    # Under the pipeline's row lock, so of two noticers of one sha (hook and poller) exactly one
+    # moves the head, and a noticer of another sha waits for the first instead of losing to it.
+    with transaction.atomic():
+        previous = (
+            Pipeline.objects.select_for_update()
+            .filter(pk=pipeline.pk)
+            .values_list("last_seen_sha", flat=True)
+            .first()
+        )
+        if previous is None or previous == sha:
+            return None
+        Pipeline.objects.filter(pk=pipeline.pk).update(last_seen_sha=sha)
     try:
         ref = repo_ref_of(pipeline)
     except ScmError as exc:

@@ -16,9 +16,9 @@ from pipelines.config import fallback_pipeline, parse_pipeline_yaml
 from pipelines.models import Job, Pipeline, PipelinePermission
 from pipelines.services.stages import sync_stages_and_triggers
 from pipelines.template_store import database_templates
-from scm.base import RepoRef, Scm, ScmError
+from scm.base import RepoRef, Scm, ScmError, ScmTokenRejected
 from scm.github import GitHubScm, is_github_url
-from scm.gitlab import GitLabScm, is_gitlab_url
+from scm.gitlab import GitLabScm, is_gitlab_url, project_path_of
 from scm.local import LocalGitScm
 from scm.signing import repository_key
 
@@ -85,8 +85,16 @@ def _disabled_by_default(permutations: list[dict[str, Any]]) -> bool:
 
 
 @transaction.atomic
-def sync_jobs(*, pipeline: Pipeline, config: dict[str, Any]) -> dict[str, Job]:
-    """Make the pipeline's jobs match a parsed config: create, update, archive, restore."""
+def sync_jobs(
+    *, pipeline: Pipeline, config: dict[str, Any], at_head: bool = True
+) -> dict[str, Job]:
+    """Make the pipeline's jobs match a parsed config: create, update, archive, restore.
+
+    Only the config at the branch head (`at_head`) speaks for the pipeline: one read at another
+    sha (a restart of an old event, a tag, a push to another branch) only adds the jobs that
+    are missing, so an old file can never reset annotations (restrictPR), the workflow graph,
+    stages, triggers or schedules, nor archive or change today's jobs.
+    """
     jobs_config: dict[str, list[dict[str, Any]]] = config.get("jobs", {})
     broken = bool(config.get("errors"))
     existing = {j.name: j for j in Job.objects.select_for_update().filter(pipeline=pipeline)}
@@ -107,9 +115,13 @@ def sync_jobs(*, pipeline: Pipeline, config: dict[str, Any]) -> dict[str, Job]:
                 state_change_time=timezone.now() if disabled else None,
                 state_change_message=_DISABLED_BY_DEFAULT_MESSAGE if disabled else "",
             )
+        elif not at_head:
+            continue
         elif job.permutations != permutations or job.archived or job.description != description:
             job.permutations, job.archived, job.description = permutations, False, description
             job.save(update_fields=["permutations", "archived", "description"])
+    if not at_head:
+        return existing
     # A broken file says nothing about which jobs exist: keep them rather than archive them.
     if not broken:
         # PR-<n>:<job> jobs belong to their pull request: only its closing archives them.
@@ -134,6 +146,9 @@ def sync_jobs(*, pipeline: Pipeline, config: dict[str, Any]) -> dict[str, Job]:
 
 
 def _pipeline_name(ref: RepoRef) -> str:
+    if ref.scm_context.startswith("gitlab:"):
+        # A GitLab project may sit in nested subgroups: only its full path names it uniquely.
+        return project_path_of(ref)
     path = PurePosixPath(ref.repo_path)
     return f"{path.parent.name or 'local'}/{ref.name}"
 
@@ -149,8 +164,52 @@ def _resolve(checkout_url: str) -> tuple[RepoRef, str, dict[str, Any]]:
     return ref, head, read_config(ref, head)
 
 
+def _check_creator_administers(*, checkout_url: str, user: User | None) -> bool:
+    """Refuse unless the creator administers the GitHub/GitLab repository; return its privacy.
+
+    As in Screwdriver, only a repository's admins make its pipeline, asked with their own
+    token; superusers (and callers without a user: management commands) use the server's
+    token. A local repository is never asked.
+    """
+    scm = scm_for(checkout_url)
+    if isinstance(scm, LocalGitScm):
+        return False
+    # Imported here: scm.rights reads pipelines.services (scm_for) itself.
+    from scm.rights import forget_scm_token, scm_token_of
+
+    site = "GitLab" if isinstance(scm, GitLabScm) else "GitHub"
+    try:
+        ref = scm.parse_url(checkout_url)
+        if user is not None and not user.is_superuser:
+            repository = _pipeline_name(ref)
+            token = scm_token_of(user, ref.scm_context)
+            if token is None:
+                raise PipelineError(
+                    f"Only admins of {repository} may create its pipeline: sign in with "
+                    f"{site} and be an admin of {repository}.",
+                    status=403,
+                )
+            try:
+                role = scm.user_role(ref, token)
+            except ScmTokenRejected as exc:
+                forget_scm_token(user=user, scm_context=ref.scm_context)
+                raise PipelineError(
+                    f"Your {site} sign-in has expired: sign in with {site} again.", status=403
+                ) from exc
+            if role != "admin":
+                raise PipelineError(
+                    f"You are not an admin of {repository} on {site}: sign in with {site} "
+                    f"and be an admin of {repository} to create its pipeline.",
+                    status=403,
+                )
+        return scm.is_private(ref)
+    except ScmError as exc:
+        raise PipelineError(str(exc)) from exc
+
+
 def create_pipeline(*, checkout_url: str, user: User) -> Pipeline:
     """Create a pipeline from a repository URL, sync its jobs and install the push hook."""
+    private = _check_creator_administers(checkout_url=checkout_url, user=user)
     ref, head, config = _resolve(checkout_url)
     username = user.get_username()
     try:
@@ -164,7 +223,7 @@ def create_pipeline(*, checkout_url: str, user: User) -> Pipeline:
                     "branch": ref.branch,
                     "url": ref.checkout_url,
                     "rootDir": "",
-                    "private": False,
+                    "private": private,
                 },
                 checkout_url=ref.checkout_url,
                 creator=user,
@@ -259,10 +318,15 @@ def update_pipeline(
     state: str | None = None,
     state_message: str = "",
     changer: str = "",
+    user: User | None = None,
 ) -> Pipeline:
-    """Change what a pipeline builds, its settings and badges, or whether it is active."""
+    """Change what a pipeline builds, its settings and badges, or whether it is active.
+
+    A new checkout URL on GitHub/GitLab needs `user` to administer that repository, as at
+    creation (the API passes the caller).
+    """
     if checkout_url is not None:
-        pipeline = _repoint(pipeline=pipeline, checkout_url=checkout_url)
+        pipeline = _repoint(pipeline=pipeline, checkout_url=checkout_url, user=user)
     fields: list[str] = []
     if settings is not None:
         pipeline.settings = {**pipeline.settings, **settings}
@@ -281,15 +345,20 @@ def update_pipeline(
     return pipeline
 
 
-def _repoint(*, pipeline: Pipeline, checkout_url: str) -> Pipeline:
+def _repoint(*, pipeline: Pipeline, checkout_url: str, user: User | None) -> Pipeline:
     """Point a pipeline at another repository or branch, then sync its jobs."""
+    # Otherwise a local pipeline's admin could repoint it at any repository the server reads.
+    private = _check_creator_administers(checkout_url=checkout_url, user=user)
     ref, head, config = _resolve(checkout_url)
     try:
         with transaction.atomic():
             pipeline.name = _pipeline_name(ref)
             pipeline.scm_uri, pipeline.checkout_url = ref.scm_uri, ref.checkout_url
+            pipeline.scm_context = ref.scm_context
             pipeline.scm_repo = {**pipeline.scm_repo, "name": pipeline.name, "branch": ref.branch}
             pipeline.scm_repo["url"] = ref.checkout_url
+            if ref.scm_context != "local":
+                pipeline.scm_repo["private"] = private
             pipeline.last_seen_sha = head
             pipeline.save()
             sync_jobs(pipeline=pipeline, config=config)

@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status as http
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -22,6 +22,7 @@ from pipelines.api.permissions import (
     PULL,
     PUSH,
     READERS,
+    has_right,
     kind_of,
     require_right,
 )
@@ -34,6 +35,7 @@ from pipelines.api.serializers import (
 from pipelines.api.views.pipelines import BUILD_STATUSES, _builds_of
 from pipelines.models import Event, Job, Pipeline
 from pipelines.services import Creator, PipelineError, restart_event, set_job_state, start_event
+from pipelines.services.pull_requests import pr_restart_refusal
 
 
 def creator_of(request: Request) -> Creator:
@@ -99,17 +101,17 @@ class JobLatestBuildView(ApiView):
         return Response(BuildSerializer(build, context={"with_steps": True}).data)
 
 
-def _meta_readable(request: Request, job: Job) -> Job:
-    """The job, if the caller may read its builds' meta; PermissionDenied otherwise.
+def _meta_readable(request: Request, pipeline: Pipeline) -> Pipeline:
+    """The pipeline, if the caller may read its builds' meta; PermissionDenied otherwise.
 
     Besides the usual pull right, a build may read the meta of another pipeline's job (for
     `meta get --external`) only when that pipeline is public: a private pipeline's meta never
     reaches a build of another pipeline, whoever wrote that build's steps.
     """
-    if kind_of(request) == BUILD and job.pipeline.is_public:
-        return job
-    require_right(request, job.pipeline, PULL)
-    return job
+    if kind_of(request) == BUILD and pipeline.is_public:
+        return pipeline
+    require_right(request, pipeline, PULL)
+    return pipeline
 
 
 def _last_successful_meta(job: Job) -> dict[str, Any]:
@@ -130,7 +132,8 @@ class JobLastSuccessfulMetaView(ApiView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request, job_id: int) -> Response:
         job = get_object_or_404(Job.objects.select_related("pipeline"), pk=job_id)
-        return Response(_last_successful_meta(_meta_readable(request, job)))
+        _meta_readable(request, job.pipeline)
+        return Response(_last_successful_meta(job))
 
 
 class PipelineJobLastSuccessfulMetaView(ApiView):
@@ -140,18 +143,17 @@ class PipelineJobLastSuccessfulMetaView(ApiView):
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request, pipeline_id: int, job_name: str) -> Response:
-        job = (
-            Job.objects.select_related("pipeline")
-            .filter(pipeline_id=pipeline_id, name=job_name, archived=False)
-            .first()
-        )
+        # Rights before the job: whoever may not read the pipeline gets the same answer for
+        # every name, so its job names do not leak.
+        pipeline = _meta_readable(request, get_object_or_404(Pipeline, pk=pipeline_id))
+        job = Job.objects.filter(pipeline=pipeline, name=job_name, archived=False).first()
         if job is None:
             raise PipelineError(
                 f"Pipeline {pipeline_id} has no job {job_name!r}: check the pipeline id and the "
                 "job name in sd@PIPELINE:JOB.",
                 status=404,
             )
-        return Response(_last_successful_meta(_meta_readable(request, job)))
+        return Response(_last_successful_meta(job))
 
 
 class EventCreateView(ApiView):
@@ -185,7 +187,19 @@ class EventCreateView(ApiView):
             raise ValidationError(
                 "pipelineId: send the pipeline to start (or a parentEventId or buildId)."
             )
-        require_right(request, pipeline, PUSH)
+        if parent is not None and parent.type == Event.Type.PR and parent.pr_num:
+            # A pull request's author may start it again without push rights, where
+            # restrictPR restricts nothing (Screwdriver's POST /events).
+            require_right(request, pipeline, PULL)
+            refusal = pr_restart_refusal(
+                event=parent,
+                username=request.user.get_username(),
+                can_push=has_right(request, pipeline, PUSH),
+            )
+            if refusal:
+                raise PermissionDenied(refusal)
+        else:
+            require_right(request, pipeline, PUSH)
         if "parameters" in data:
             data["meta"] = build_services.deep_merge(
                 data["meta"], {"parameters": data["parameters"]}

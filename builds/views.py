@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 
 from builds import selectors
 from builds.services import TransitionError, abort_build
-from pipelines.selectors import branch_of, duration_text, first_line
+from pipelines.selectors import branch_of, duration_text, first_line, siblings_of
 from pipelines.views import ADMIN, PUSH, pipeline_with_rank
 
 
@@ -25,6 +25,7 @@ def build_detail(request: HttpRequest, pipeline_id: int, build_id: int) -> HttpR
         "branch": build.event.base_branch or branch_of(pipeline),
         "commit_message": first_line(str((build.event.commit or {}).get("message", ""))),
         "steps": selectors.step_rows(build),
+        "permutations": siblings_of(build),
         "duration": duration_text(build.start_time, build.end_time),
         "can_push": rank >= PUSH,
         "is_admin": rank >= ADMIN,

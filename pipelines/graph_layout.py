@@ -19,8 +19,38 @@ PAD = 16
 STAGE_PAD = 10
 STAGE_LABEL = 18
 LABEL_CHARS = 20
+# A matrix job's permutations are small squares in rows under its label.
+MARK = 10
+MARK_GAP = 4
+MARK_LEFT = 10
+MARKS_PER_ROW = (NODE_W - 2 * MARK_LEFT + MARK_GAP) // (MARK + MARK_GAP)
 
 _REMOTE = re.compile(r"^~?sd@(\d+):(.+)$")
+
+
+@dataclass(frozen=True)
+class Permutation:
+    """One build of a job as the view hands it over: status, link and what tells it apart."""
+
+    status: str
+    href: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A permutation's status square inside its job's node."""
+
+    status: str
+    href: str
+    title: str
+    x: int
+    y: int
+    size: int = MARK
+
+    @property
+    def css_status(self) -> str:
+        return (self.status or "none").lower()
 
 
 @dataclass(frozen=True)
@@ -38,6 +68,8 @@ class NodeBox:
     href: str = ""
     stage: str = ""
     virtual: bool = False
+    marks: tuple[Mark, ...] = ()
+    note: str = ""
 
     @property
     def css_status(self) -> str:
@@ -49,7 +81,8 @@ class NodeBox:
 
     @property
     def mid_y(self) -> int:
-        return self.y + self.h // 2
+        # The label row: a matrix node grows downwards for its marks, edges still meet its label.
+        return self.y + NODE_H // 2
 
     @property
     def text_y(self) -> int:
@@ -76,13 +109,18 @@ class EdgePath:
 
 @dataclass(frozen=True)
 class StageBox:
-    """A rectangle around the jobs of one stage."""
+    """A rectangle around the jobs of one stage, with the status of the event's stage build."""
 
     name: str
     x: int
     y: int
     w: int
     h: int
+    status: str = ""
+
+    @property
+    def css_status(self) -> str:
+        return (self.status or "none").lower()
 
 
 @dataclass(frozen=True)
@@ -139,10 +177,18 @@ def layout(
     *,
     statuses: dict[str, str] | None = None,
     links: dict[str, str] | None = None,
-    remote_link: str = "/pipelines/{id}",
+    permutations: dict[str, list[Permutation]] | None = None,
+    remote_links: dict[int, str] | None = None,
+    stage_statuses: dict[str, str] | None = None,
+    notes: dict[str, str] | None = None,
 ) -> GraphLayout:
-    """Place the graph's nodes in columns by depth; unused triggers are left out."""
+    """Place the graph's nodes in columns by depth; unused triggers are left out.
+
+    A remote node links only where `remote_links` has its pipeline: the caller decides which
+    pipelines the viewer may read, so a private one stays plain text.
+    """
     statuses, links = statuses or {}, links or {}
+    permutations, remote_links, notes = permutations or {}, remote_links or {}, notes or {}
     raw_nodes = [n for n in graph.get("nodes", []) or [] if isinstance(n, dict) and n.get("name")]
     raw_edges = [
         (str(e.get("src", "")), str(e.get("dest", "")), bool(e.get("join")))
@@ -188,36 +234,61 @@ def layout(
         x += (NODE_W if wide else TRIGGER_W) + COL_GAP
     boxes: dict[str, NodeBox] = {}
     for col, members in columns.items():
-        for i, name in enumerate(members):
+        y = PAD + STAGE_LABEL
+        for name in members:
             node = info[name]
             kind = kind_of(name)
             label = str(node.get("displayName") or name)
             remote = remote_pipeline_id(name)
             href = links.get(name, "")
             if remote is not None:
-                href = remote_link.replace("{id}", str(remote))
+                href = remote_links.get(remote, "")
+            perms = permutations.get(name, []) if kind == "job" else []
+            # One build is the node itself; marks only say something when there are several.
+            marks = _marks(col_x[col], y, perms) if len(perms) > 1 else ()
             boxes[name] = NodeBox(
                 name=name,
                 label=short_label(label),
                 kind=kind,
                 x=col_x[col],
-                y=PAD + STAGE_LABEL + i * (NODE_H + ROW_GAP),
+                y=y,
                 w=TRIGGER_W if kind == "trigger" else NODE_W,
-                h=NODE_H,
+                h=NODE_H + _marks_height(len(marks)),
                 status=statuses.get(name, "") if kind == "job" else "",
                 href=href,
                 stage=str(node.get("stageName") or ""),
                 virtual=bool(node.get("virtual")),
+                marks=marks,
+                note=notes.get(name, "") if kind == "job" else "",
             )
+            y += boxes[name].h + ROW_GAP
     paths = [_edge(boxes[s], boxes[d], join) for s, d, join in edges]
     width = max((b.x + b.w for b in boxes.values()), default=0) + PAD
     height = max((b.y + b.h for b in boxes.values()), default=0) + PAD
     return GraphLayout(
         nodes=[boxes[n] for n in names],
         edges=paths,
-        stages=_stages(boxes.values()),
+        stages=_stages(boxes.values(), stage_statuses or {}),
         width=width,
         height=height,
+    )
+
+
+def _marks_height(count: int) -> int:
+    return -(-count // MARKS_PER_ROW) * (MARK + MARK_GAP)
+
+
+def _marks(x: int, y: int, perms: list[Permutation]) -> tuple[Mark, ...]:
+    top = y + NODE_H - MARK_GAP
+    return tuple(
+        Mark(
+            status=p.status,
+            href=p.href,
+            title=p.title,
+            x=x + MARK_LEFT + (i % MARKS_PER_ROW) * (MARK + MARK_GAP),
+            y=top + (i // MARKS_PER_ROW) * (MARK + MARK_GAP),
+        )
+        for i, p in enumerate(perms)
     )
 
 
@@ -238,7 +309,7 @@ def _edge(src: NodeBox, dest: NodeBox, join: bool) -> EdgePath:
     return EdgePath(src=src.name, dest=dest.name, join=join, d=d)
 
 
-def _stages(boxes: Any) -> list[StageBox]:
+def _stages(boxes: Any, statuses: dict[str, str]) -> list[StageBox]:
     groups: dict[str, list[NodeBox]] = {}
     for box in boxes:
         if box.stage:
@@ -249,5 +320,14 @@ def _stages(boxes: Any) -> list[StageBox]:
         top = min(b.y for b in members) - STAGE_PAD - STAGE_LABEL
         right = max(b.x + b.w for b in members) + STAGE_PAD
         bottom = max(b.y + b.h for b in members) + STAGE_PAD
-        result.append(StageBox(name=name, x=left, y=top, w=right - left, h=bottom - top))
+        result.append(
+            StageBox(
+                name=name,
+                x=left,
+                y=top,
+                w=right - left,
+                h=bottom - top,
+                status=statuses.get(name, ""),
+            )
+        )
     return result

@@ -13,7 +13,8 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
 
-from builds.models import ACTIVE_STATUSES, Build
+from builds.models import ACTIVE_STATUSES, Build, BuildStatus, StageBuild
+from pipelines.graph_layout import Permutation, remote_pipeline_id
 from pipelines.models import Collection, Event, Job, Pipeline, PipelinePermission
 
 RECENT_EVENTS = 20
@@ -197,29 +198,199 @@ def event_of(pipeline: Pipeline, event_id: int | None) -> Event | None:
 
 
 def builds_of_event(event: Event) -> list[Build]:
-    """The builds of one event with their jobs, without the large JSON columns."""
+    """The builds of one event with their jobs, without the large JSON columns.
+
+    `environment` stays: it is what tells a matrix job's permutations apart.
+    """
+    light = tuple(f for f in LIGHT_BUILD_DEFER if f != "environment")
     return list(
         Build.objects.filter(event=event)
         .select_related("job")
-        .defer(*LIGHT_BUILD_DEFER)
+        .defer(*light)
         .defer("job__permutations")
         .order_by("job__name", "permutation", "id")
     )
 
 
-def node_statuses(
-    builds: Iterable[Build], pipeline_id: int
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Per job name of an event, the status of its build and the link to it (permutation 0)."""
-    statuses: dict[str, str] = {}
-    links: dict[str, str] = {}
+# While a permutation is still going the job is too, shown by the furthest along; once all
+# have ended the job's outcome is its worst permutation's.
+_ACTIVE_ORDER = (
+    BuildStatus.RUNNING,
+    BuildStatus.QUEUED,
+    BuildStatus.BLOCKED,
+    BuildStatus.FROZEN,
+    BuildStatus.CREATED,
+)
+_OUTCOME_ORDER = (
+    BuildStatus.FAILURE,
+    BuildStatus.ABORTED,
+    BuildStatus.COLLAPSED,
+    BuildStatus.UNSTABLE,
+    BuildStatus.SUCCESS,
+)
+
+
+def job_outcome(statuses: Iterable[str]) -> str:
+    """A job's status from its permutations' statuses: running while any runs, else the worst."""
+    present = set(statuses)
+    for status in (*_ACTIVE_ORDER, *_OUTCOME_ORDER):
+        if status in present:
+            return str(status)
+    return next(iter(sorted(present)), "")
+
+
+def matrix_values(builds: list[Build]) -> dict[int, str]:
+    """Per build id, the environment values (and image) that set it apart from its siblings."""
+    keys: set[str] = set()
     for build in builds:
-        name = build.job.name
-        if name in statuses and build.permutation:
-            continue
-        statuses[name] = build.status
-        links[name] = reverse("builds:detail", args=[pipeline_id, build.pk])
-    return statuses, links
+        keys |= set(build.environment or {})
+    differing = sorted(
+        k for k in keys if len({str((b.environment or {}).get(k, "")) for b in builds}) > 1
+    )
+    images_differ = len({b.container for b in builds}) > 1
+    labels = {}
+    for build in builds:
+        env = build.environment or {}
+        parts = [f"{k}={env.get(k, '')}" for k in differing]
+        if images_differ:
+            parts.append(f"image={build.container}")
+        labels[build.pk] = " ".join(parts) or f"permutation {build.permutation}"
+    return labels
+
+
+@dataclass(frozen=True)
+class PermutationRow:
+    """One permutation's build, with its link and the matrix values that name it."""
+
+    build: Build
+    href: str
+    label: str
+
+    @property
+    def title(self) -> str:
+        """The mark's tooltip: values, status and, for a FROZEN or BLOCKED build, why."""
+        why = f" — {self.build.status_message}" if self.build.status_message else ""
+        return f"{self.label}: {self.build.status}{why}"
+
+
+@dataclass(frozen=True)
+class JobBuilds:
+    """A job's builds in one event, permutations grouped, with the job's overall status."""
+
+    name: str
+    status: str
+    href: str
+    permutations: list[PermutationRow]
+
+    @property
+    def is_matrix(self) -> bool:
+        return len(self.permutations) > 1
+
+    @property
+    def build(self) -> Build:
+        return self.permutations[0].build
+
+    def marks(self) -> list[Permutation]:
+        return [Permutation(p.build.status, p.href, p.title) for p in self.permutations]
+
+
+def group_builds(builds: Iterable[Build], pipeline_id: int) -> list[JobBuilds]:
+    """The event's builds grouped by job (name order), permutations in order under each."""
+    by_job: dict[str, list[Build]] = {}
+    for build in builds:
+        by_job.setdefault(build.job.name, []).append(build)
+    groups = []
+    for name, members in by_job.items():
+        members.sort(key=lambda b: (b.permutation, b.pk))
+        labels = matrix_values(members) if len(members) > 1 else {}
+        rows = [
+            PermutationRow(
+                build=b,
+                href=reverse("builds:detail", args=[pipeline_id, b.pk]),
+                label=labels.get(b.pk, ""),
+            )
+            for b in members
+        ]
+        groups.append(
+            JobBuilds(
+                name=name,
+                status=job_outcome(b.status for b in members),
+                href=rows[0].href,
+                permutations=rows,
+            )
+        )
+    return groups
+
+
+def siblings_of(build: Build) -> list[PermutationRow]:
+    """Every permutation of the build's job in its event (one query), labelled by matrix values."""
+    members = list(
+        Build.objects.filter(event_id=build.event_id, job_id=build.job_id)
+        .only("id", "permutation", "status", "status_message", "environment", "container")
+        .order_by("permutation", "id")
+    )
+    if len(members) < 2:
+        return []
+    labels = matrix_values(members)
+    pipeline_id = build.job.pipeline_id
+    return [
+        PermutationRow(
+            build=b, href=reverse("builds:detail", args=[pipeline_id, b.pk]), label=labels[b.pk]
+        )
+        for b in members
+    ]
+
+
+def remote_links(user: Any, graph: dict[str, Any]) -> dict[int, str]:
+    """Links to the pipelines of a graph's remote nodes that exist and the viewer may read.
+
+    One query, and none for a graph without remote nodes; a pipeline left out is drawn as
+    plain text, so its existence is not revealed.
+    """
+    names = [str(n.get("name", "")) for n in graph.get("nodes", []) or [] if isinstance(n, dict)]
+    ids = {pid for pid in map(remote_pipeline_id, names) if pid is not None}
+    if not ids:
+        return {}
+    readable = readable_pipelines(user).filter(pk__in=ids).values_list("pk", flat=True)
+    return {pid: reverse("pipelines:detail", args=[pid]) for pid in readable}
+
+
+def stage_builds_of(event: Event) -> list[StageBuild]:
+    """The event's stage builds with their stages, in stage name order."""
+    return list(
+        StageBuild.objects.filter(event=event)
+        .select_related("stage")
+        .defer("workflow_graph")
+        .order_by("stage__name")
+    )
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The other pipeline's build that triggered an event (`~sd@ID:job`)."""
+
+    label: str
+    href: str
+
+
+def upstream_of(event: Event, user: Any) -> Upstream | None:
+    """Who triggered a remote event, linked to that build only if the viewer may read it."""
+    if event.parent_build_id is None:
+        return None
+    parent = (
+        Build.objects.filter(pk=event.parent_build_id)
+        .select_related("job")
+        .only("id", "job__name", "job__pipeline_id")
+        .first()
+    )
+    if parent is None or parent.job.pipeline_id == event.pipeline_id:
+        return None
+    source = parent.job.pipeline_id
+    readable = readable_pipelines(user).filter(pk=source).exists()
+    return Upstream(
+        label=f"sd@{source}:{parent.job.name}",
+        href=reverse("builds:detail", args=[source, parent.pk]) if readable else "",
+    )
 
 
 @dataclass(frozen=True)

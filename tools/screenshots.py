@@ -61,6 +61,36 @@ jobs:
           sleep 1; echo done
 """
 
+# A matrix job (one permutation fails), a stage, and a trigger from webapp's publish job.
+MATRIX_CONFIG = """\
+shared:
+  image: node:22
+jobs:
+  main:
+    requires: [~commit, ~sd@{webapp}:publish]
+    steps:
+      - build: echo building
+  test:
+    requires: [main]
+    matrix:
+      NODE: ["18", "20", "22"]
+      OS: [debian, alpine]
+    steps:
+      - test: 'echo "node $NODE on $OS"; [ "$NODE-$OS" != "18-alpine" ]'
+  canary-deploy:
+    steps:
+      - deploy: echo "deploying to canary"
+  canary-verify:
+    requires: [canary-deploy]
+    steps:
+      - verify: echo "canary answers"
+stages:
+  canary:
+    requires: [main]
+    jobs: [canary-deploy, canary-verify]
+    description: Deploys to the canary hosts
+"""
+
 
 def seed(root: Path) -> dict[str, Any]:
     """People, two pipelines, a secret, tokens; the events are started once the worker runs."""
@@ -84,11 +114,18 @@ def seed(root: Path) -> dict[str, Any]:
         "Run the tests on every commit",
     )
     services.create_pipeline(checkout_url=f"{other}#main", user=alice)
+    mobile = make_repo(
+        root / "acme",
+        "mobile-app",
+        {"screwdriver.yaml": MATRIX_CONFIG.replace("{webapp}", str(pipeline.pk))},
+        "Test on every Node version, then the canary stage",
+    )
+    matrix = services.create_pipeline(checkout_url=f"{mobile}#main", user=alice)
     services.create_secret(pipeline=pipeline, name="NPM_TOKEN", value="x", allow_in_pr=False)
     services.create_secret(pipeline=pipeline, name="DEPLOY_KEY", value="y", allow_in_pr=False)
     services.create_pipeline_token(pipeline=pipeline, name="release-bot", description="CD")
     services.create_user_token(user=alice, name="laptop", description="curl and scripts")
-    return {"user": alice, "pipeline": pipeline}
+    return {"user": alice, "pipeline": pipeline, "matrix": matrix}
 
 
 def run_events(seeded: dict[str, Any]) -> int:
@@ -105,10 +142,19 @@ def run_events(seeded: dict[str, Any]) -> int:
         if len(builds) == 5 and all(b.is_finished for b in builds):
             break
         time.sleep(0.3)
+    matrix = services.start_event(pipeline=seeded["matrix"], start_from="~commit", creator=creator)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        matrix.refresh_from_db()
+        if matrix.status not in ("CREATED", "IN_PROGRESS", "UNKNOWN"):
+            builds = list(Build.objects.filter(event=matrix))
+            if builds and all(b.is_finished for b in builds):
+                break
+        time.sleep(0.3)
     return Build.objects.get(event=event, job__name="main").pk
 
 
-def shoot(url: str, pipeline_id: int, build_id: int) -> list[Path]:
+def shoot(url: str, pipeline_id: int, build_id: int, matrix_id: int) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -126,6 +172,7 @@ def shoot(url: str, pipeline_id: int, build_id: int) -> list[Path]:
         pages = [
             ("pipelines.png", "/pipelines", None),
             ("pipeline.png", f"/pipelines/{pipeline_id}", ".graph"),
+            ("pipeline-matrix.png", f"/pipelines/{matrix_id}", ".graph .mark-link"),
             ("jobs.png", f"/pipelines/{pipeline_id}/jobs", None),
             ("build.png", f"/pipelines/{pipeline_id}/builds/{build_id}", ".ansi-fg-2"),
             ("secrets.png", f"/pipelines/{pipeline_id}/secrets", None),
@@ -137,11 +184,13 @@ def shoot(url: str, pipeline_id: int, build_id: int) -> list[Path]:
             if name == "build.png":
                 page.locator("details:has(.step-name:text-is('test')) > summary").click()
                 page.get_by_label("Timestamps").select_option("elapsed")
+            if name == "pipeline-matrix.png":
+                page.locator(".event-builds > summary").click()
             if wait_for:
                 page.locator(wait_for).first.wait_for()
             # The pipeline page is shown down to its events list, below the graph.
             page.set_viewport_size(
-                {"width": 1100, "height": 1000 if name == "pipeline.png" else 720}
+                {"width": 1100, "height": 1000 if name.startswith("pipeline") else 720}
             )
             page.screenshot(path=str(OUT / name))
             shots.append(OUT / name)
@@ -174,7 +223,7 @@ def main() -> None:
         settings.SD_API_URL = stack.url
         try:
             build_id = run_events(seeded)
-            shots = shoot(stack.url, seeded["pipeline"].pk, build_id)
+            shots = shoot(stack.url, seeded["pipeline"].pk, build_id, seeded["matrix"].pk)
         finally:
             stack.stop()
     total = sum(p.stat().st_size for p in shots)

@@ -182,3 +182,36 @@ def test_the_api_that_build_js_polls_answers_a_signed_in_user(member_client: Cli
     response = member_client.get(f"{logs}?from=1")
     assert response["X-More-Data"] == "true"
     assert response.json() == [{"n": 1, "t": 2, "m": "b", "s": "test"}]
+
+
+def test_a_permutations_page_names_its_matrix_values_and_links_its_siblings(
+    member_client: Client,
+) -> None:
+    build = make_build(status=BuildStatus.SUCCESS)
+    Build.objects.filter(pk=build.pk).update(environment={"NODE": "18", "CI": "yes"})
+    sibling = Build.objects.create(
+        job=build.job,
+        event=build.event,
+        permutation=1,
+        number=2,
+        sha=build.sha,
+        status=BuildStatus.FAILURE,
+        environment={"NODE": XSS, "CI": "yes"},
+    )
+    page = member_client.get(url_of(build)).content.decode()
+    assert "Permutation 1 of 2:" in page
+    assert 'aria-current="page"><code>NODE=18</code>' in page
+    assert f'href="{url_of(sibling)}"' in page and f"NODE={ESCAPED}" in page
+    assert XSS not in page and "CI=yes" not in page
+
+
+def test_a_frozen_build_shows_when_it_will_be_requeued_in_its_own_style(
+    member_client: Client,
+) -> None:
+    message = "Blocked by freeze window, re-queued at 2026-12-24T18:00:00Z."
+    build = make_build(status=BuildStatus.FROZEN)
+    Build.objects.filter(pk=build.pk).update(status_message=message)
+    page = member_client.get(url_of(build)).content.decode()
+    assert 'class="badge status-frozen"' in page and "status-border-frozen" in page
+    assert f'class="status-message status-message-frozen">{message}</p>' in page
+    assert "Permutation" not in page  # a job without a matrix has no permutation bar

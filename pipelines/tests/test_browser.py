@@ -240,3 +240,38 @@ def test_the_log_resumes_after_the_server_restarts_without_gaps_or_repeats(
     )
     assert ids == [f"count:{n}" for n in range(1, 61)]
     assert page.locator("#build").get_attribute("data-live") == "true"
+
+
+def test_a_matrix_jobs_permutations_are_visible_on_its_node_and_each_opens_its_build(
+    page: Any, live: LiveStack, make_repo: Callable[..., GitRepo]
+) -> None:
+    config = (
+        "jobs:\n  main:\n    image: alpine\n    requires: [~commit]\n"
+        "    matrix:\n      FLAVOUR: [plain, salted, sweet]\n"
+        "    steps:\n      - say: echo $FLAVOUR\n"
+    )
+    repo = make_repo({"screwdriver.yaml": config})
+    user = sign_in(page)
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=user)
+    event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("A", "alice"))
+    wait_until(
+        lambda: Build.objects.filter(event=event, status=BuildStatus.SUCCESS).count() == 3,
+        timeout=90,
+        what="the three permutations to succeed",
+    )
+    builds = list(Build.objects.filter(event=event).order_by("permutation"))
+
+    page.goto(f"/pipelines/{pipeline.pk}")
+    marks = page.locator(".graph [data-job='main'] a.mark-link")
+    marks.first.wait_for()
+    assert marks.count() == 3
+    assert all(marks.nth(i).is_visible() for i in range(3))
+    assert "node-success" in (page.locator(".graph [data-job='main']").get_attribute("class") or "")
+    assert "FLAVOUR=salted" in (marks.nth(1).get_attribute("aria-label") or "")
+
+    marks.nth(1).click()
+    page.wait_for_url(re.compile(rf"/pipelines/{pipeline.pk}/builds/{builds[1].pk}$"))
+    page.get_by_text("Permutation 2 of 3:").wait_for()
+    page.locator(".permutation-nav a", has_text="FLAVOUR=sweet").click()
+    page.wait_for_url(re.compile(rf"/builds/{builds[2].pk}$"))
+    assert page.dialogs == []

@@ -10,8 +10,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from builds.models import Build, BuildStatus
-from pipelines.models import Event, Job, Pipeline, PipelinePermission
+from builds.models import Build, BuildStatus, StageBuild
+from pipelines.models import Event, Job, Pipeline, PipelinePermission, Stage
+from pipelines.selectors import job_outcome
 from pipelines.tests.test_views import XSS, admin_client, make_pipeline, member_client, repo
 
 pytestmark = pytest.mark.django_db
@@ -98,7 +99,8 @@ def test_the_graph_draws_jobs_with_statuses_triggers_joins_and_remote_pipelines(
     assert 'class="node node-job node-failure"' in page
     assert ">~commit</text>" in page and ">~pr</text>" not in page  # unused triggers hidden
     assert 'class="edge edge-join"' in page and 'class="edge edge-or"' in page
-    assert 'href="/pipelines/77"' in page
+    # Pipeline 77 does not exist: the remote node is drawn, but as plain text.
+    assert ">sd@77:deploy</text>" in page and 'href="/pipelines/77"' not in page
     build = Build.objects.get(job__name="job0")
     assert reverse("builds:detail", args=[pipeline.pk, build.pk]) in page
 
@@ -220,3 +222,186 @@ def test_the_jobs_list_shows_each_jobs_recent_builds_and_why_it_is_disabled(
     for pk in hidden:
         assert reverse("builds:detail", args=[pipeline.pk, pk]) + '"' not in page
     assert "DISABLED" in page and XSS not in page and "&lt;img" in page
+
+
+# --- matrix permutations, remote nodes, stages and the waiting statuses -----------------------
+
+
+def matrix_event(
+    *, versions: list[str], statuses: list[str], job_name: str = "test"
+) -> tuple[Pipeline, list[Build]]:
+    """A one-event pipeline whose job `job_name` ran once per NODE version."""
+    pipeline = make_pipeline(jobs=1, events=1)
+    event = Event.objects.get(pipeline=pipeline)
+    job = Job.objects.create(pipeline=pipeline, name=job_name)
+    event.workflow_graph = {
+        "nodes": [{"name": "~commit"}, {"name": "job0"}, {"name": job_name}],
+        "edges": [{"src": "~commit", "dest": "job0"}, {"src": "job0", "dest": job_name}],
+    }
+    event.save()
+    builds = [
+        Build.objects.create(
+            job=job,
+            event=event,
+            permutation=i,
+            number=100 + i,
+            sha=event.sha,
+            status=status,
+            environment={"NODE": version, "SHARED": "same"},
+            container=f"node:{version}",
+        )
+        for i, (version, status) in enumerate(zip(versions, statuses, strict=True))
+    ]
+    return pipeline, builds
+
+
+def test_a_matrix_jobs_permutations_are_marks_on_its_node_each_linking_to_its_build(
+    member_client: Client,
+) -> None:
+    pipeline, builds = matrix_event(
+        versions=["18", "20", "22"],
+        statuses=[BuildStatus.SUCCESS, BuildStatus.FAILURE, BuildStatus.RUNNING],
+    )
+    page = page_of(member_client, "pipelines:detail", pipeline.pk)
+    node = page.split('data-job="test"')[1].split("</g>")[0]
+    assert node.count('class="mark-link"') == 3
+    for build, version, status in zip(
+        builds, ["18", "20", "22"], ["success", "failure", "running"], strict=True
+    ):
+        href = reverse("builds:detail", args=[pipeline.pk, build.pk])
+        assert f'href="{href}"' in node
+        assert f'class="mark mark-{status}"' in node
+        # The title names what differs between permutations, not what they share.
+        assert f"NODE={version} image=node:{version}: {status.upper()}" in node
+    assert "SHARED" not in node
+    # While one permutation runs the job is running; the one-build job0 gets no marks.
+    assert 'class="node node-job node-running node-matrix" data-job="test"' in page
+    job0 = page.split('data-job="job0"')[1].split("</g>")[0]
+    assert "mark-link" not in job0
+
+
+def test_the_event_build_list_groups_permutations_under_their_job(member_client: Client) -> None:
+    pipeline, builds = matrix_event(
+        versions=["18", "20"], statuses=[BuildStatus.SUCCESS, BuildStatus.FAILURE]
+    )
+    page = page_of(member_client, "pipelines:detail", pipeline.pk)
+    group = page.split('class="matrix-job" data-job="test"')[1].split("</li>\n              </ul>")[
+        0
+    ]
+    assert "2 permutations" in group and "status-failure" in group
+    for build in builds:
+        assert reverse("builds:detail", args=[pipeline.pk, build.pk]) in group
+    assert "<code>NODE=18 image=node:18</code>" in group
+
+
+def test_a_matrix_jobs_outcome_is_running_while_any_runs_then_its_worst_permutation() -> None:
+    assert job_outcome(["SUCCESS", "RUNNING", "FAILURE"]) == "RUNNING"
+    assert job_outcome(["SUCCESS", "FROZEN"]) == "FROZEN"
+    assert job_outcome(["SUCCESS", "FAILURE", "SUCCESS"]) == "FAILURE"
+    assert job_outcome(["SUCCESS", "UNSTABLE"]) == "UNSTABLE"
+    assert job_outcome(["SUCCESS", "SUCCESS"]) == "SUCCESS"
+
+
+def test_a_job_name_or_matrix_value_holding_a_script_is_escaped(member_client: Client) -> None:
+    script = "<script>alert(1)</script>"
+    pipeline, _ = matrix_event(
+        versions=[script, "20"],
+        statuses=[BuildStatus.SUCCESS, BuildStatus.SUCCESS],
+        job_name=f"{script}job",
+    )
+    page = page_of(member_client, "pipelines:detail", pipeline.pk)
+    assert script not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;job" in page
+    assert "NODE=&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_remote_node_links_only_to_a_pipeline_the_viewer_may_read(member_client: Client) -> None:
+    pipeline = make_pipeline(jobs=1, events=1)
+    public = make_pipeline(name="team/public", events=0)
+    private = make_pipeline(name="team/hidden-name", events=0)
+    Pipeline.objects.filter(pk=private.pk).update(scm_repo={"branch": "main", "private": True})
+    Event.objects.filter(pipeline=pipeline).update(
+        workflow_graph={
+            "nodes": [
+                {"name": "~commit"},
+                {"name": "job0"},
+                {"name": f"sd@{public.pk}:deploy"},
+                {"name": f"~sd@{private.pk}:main"},
+                {"name": "sd@999999:gone"},
+            ],
+            "edges": [
+                {"src": "~commit", "dest": "job0"},
+                {"src": f"~sd@{private.pk}:main", "dest": "job0"},
+                {"src": "job0", "dest": f"sd@{public.pk}:deploy"},
+                {"src": "job0", "dest": "sd@999999:gone"},
+            ],
+        }
+    )
+    page = page_of(member_client, "pipelines:detail", pipeline.pk)
+    assert f'href="/pipelines/{public.pk}"' in page
+    assert f'href="/pipelines/{private.pk}"' not in page and 'href="/pipelines/999999"' not in page
+    assert f"~sd@{private.pk}:main" in page and "hidden-name" not in page
+    grant(private, "bob", "pull")
+    page = page_of(member_client, "pipelines:detail", pipeline.pk)
+    assert f'href="/pipelines/{private.pk}"' in page
+
+
+def test_a_remote_event_names_the_build_that_triggered_it_and_links_it_when_readable(
+    member_client: Client,
+) -> None:
+    upstream = make_pipeline(name="team/upstream", jobs=1, events=1)
+    parent = Build.objects.get(job__pipeline=upstream)
+    downstream = make_pipeline(name="team/downstream", jobs=1, events=1)
+    Event.objects.filter(pipeline=downstream).update(
+        parent_build=parent, cause_message=f"Triggered by sd@{upstream.pk}:job0"
+    )
+    page = page_of(member_client, "pipelines:detail", downstream.pk)
+    link = reverse("builds:detail", args=[upstream.pk, parent.pk])
+    assert f'Triggered by <a href="{link}">sd@{upstream.pk}:job0</a>' in page
+    Pipeline.objects.filter(pk=upstream.pk).update(scm_repo={"branch": "main", "private": True})
+    page = page_of(member_client, "pipelines:detail", downstream.pk)
+    assert f"Triggered by sd@{upstream.pk}:job0" in page and link not in page
+    assert "team/upstream" not in page
+
+
+def test_the_event_shows_each_stage_builds_status_by_its_box_and_in_a_list(
+    member_client: Client,
+) -> None:
+    pipeline = make_pipeline(jobs=2, events=1)
+    event = Event.objects.get(pipeline=pipeline)
+    event.workflow_graph = {
+        "nodes": [
+            {"name": "~commit"},
+            {"name": "job0", "stageName": "canary"},
+            {"name": "job1", "stageName": "production"},
+        ],
+        "edges": [{"src": "~commit", "dest": "job0"}, {"src": "job0", "dest": "job1"}],
+    }
+    event.save()
+    for name, status in (("canary", BuildStatus.SUCCESS), ("production", BuildStatus.FAILURE)):
+        stage = Stage.objects.create(pipeline=pipeline, name=name)
+        StageBuild.objects.create(stage=stage, event=event, status=status)
+    page = page_of(member_client, "pipelines:detail", pipeline.pk)
+    assert 'class="stage stage-success" data-stage="canary"' in page
+    assert '<tspan class="stage-status">· FAILURE</tspan>' in page
+    listed = page.split('class="stage-builds"')[1].split("</ul>")[0]
+    assert "<strong>canary</strong>" in listed and "status-success" in listed
+    assert "<strong>production</strong>" in listed and "status-failure" in listed
+
+
+def test_frozen_blocked_and_collapsed_builds_have_their_own_styles_labels_and_reasons(
+    member_client: Client,
+) -> None:
+    pipeline = make_pipeline(jobs=3, events=1)
+    message = "Blocked by freeze window, re-queued at 2026-12-24T18:00:00Z."
+    Build.objects.filter(job__name="job0").update(status=BuildStatus.FROZEN, status_message=message)
+    Build.objects.filter(job__name="job1").update(status=BuildStatus.BLOCKED)
+    Build.objects.filter(job__name="job2").update(status=BuildStatus.COLLAPSED)
+    page = page_of(member_client, "pipelines:detail", pipeline.pk)
+    for status in ("frozen", "blocked", "collapsed"):
+        assert f'class="node node-job node-{status}"' in page
+        assert f'class="badge status-{status}"' in page
+        assert f"key-{status}" in page  # the legend names it
+    assert f'<span class="status-note">{message}</span>' in page
+    assert f"<title>job0: FROZEN — {message}</title>" in page  # the graph node says it too
+    assert 'title="Waiting for the job\'s freeze window to end">FROZEN<' in page

@@ -9,8 +9,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from builds.models import Build, BuildStatus
-from pipelines.models import Event, Job, Pipeline, PipelinePermission
+from builds.models import Build, BuildStatus, StageBuild
+from pipelines.models import Event, Job, Pipeline, PipelinePermission, Stage
 
 pytestmark = pytest.mark.django_db
 
@@ -83,3 +83,56 @@ def test_the_pipeline_and_jobs_pages_query_count_does_not_depend_on_jobs_or_buil
     detail = alice_client.get(reverse("pipelines:detail", args=[big.pk])).content.decode()
     assert detail.count('class="node-link"') == 200
     assert "200 success" in detail
+
+
+def add_matrix_stages_and_remotes(pipeline: Pipeline, *, permutations: int) -> None:
+    """Give the latest event's jobs extra permutations, a stage each and a remote trigger each."""
+    event = Event.objects.filter(pipeline=pipeline).order_by("-id").first()
+    assert event is not None
+    jobs = list(Job.objects.filter(pipeline=pipeline).order_by("id"))
+    Build.objects.bulk_create(
+        Build(
+            job=job,
+            event=event,
+            permutation=p,
+            number=10_000_000 + job.pk * 100 + p,
+            sha=event.sha,
+            status=BuildStatus.FAILURE,
+            environment={"NODE": str(p)},
+        )
+        for job in jobs
+        for p in range(1, permutations)
+    )
+    stages = Stage.objects.bulk_create(Stage(pipeline=pipeline, name=f"s-{j.name}") for j in jobs)
+    StageBuild.objects.bulk_create(StageBuild(stage=s, event=event) for s in stages)
+    graph = dict(event.workflow_graph)
+    graph["nodes"] = [
+        {**n, "stageName": f"s-{n['name']}"} if n["name"] != "~commit" else n
+        for n in graph["nodes"]
+    ] + [{"name": f"~sd@{pipeline.pk}:{j.name}"} for j in jobs]
+    graph["edges"] = graph["edges"] + [
+        {"src": f"~sd@{pipeline.pk}:{j.name}", "dest": j.name} for j in jobs
+    ]
+    Event.objects.filter(pk=event.pk).update(
+        workflow_graph=graph, parent_build=Build.objects.filter(job=jobs[0]).first()
+    )
+
+
+def test_matrix_marks_stages_and_remote_nodes_keep_the_pipeline_page_query_count_flat(
+    alice_client: Client, django_assert_max_num_queries: Any
+) -> None:
+    small = bulk_pipeline("s/small", jobs=2, events=2)
+    big = bulk_pipeline("b/big", jobs=200, events=5)
+    add_matrix_stages_and_remotes(small, permutations=2)
+    add_matrix_stages_and_remotes(big, permutations=4)
+    alice = User.objects.get(username="alice")
+    for pipeline in (small, big):
+        PipelinePermission.objects.create(pipeline=pipeline, user=alice, role="admin")
+    with django_assert_max_num_queries(50) as few:
+        assert alice_client.get(reverse("pipelines:detail", args=[small.pk])).status_code == 200
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = alice_client.get(reverse("pipelines:detail", args=[big.pk]))
+    page = response.content.decode()
+    assert page.count('class="mark-link"') == 200 * 4
+    assert page.count('class="stage-builds"') == 1 and "<strong>s-job199</strong>" in page
+    assert page.count(f'href="/pipelines/{big.pk}"') >= 200

@@ -17,6 +17,7 @@ from builds import logs
 from builds.live import build_group
 from builds.models import Build, Step
 from pipelines.models import PipelinePermission
+from scm.rights import refresh_scm_role
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -31,6 +32,8 @@ def _visible(user: Any, build_id: int) -> bool:
     if build is None:
         return False
     pipeline = build.job.pipeline
+    # As the build page does: an SCM role counts only as recently asked.
+    refresh_scm_role(user=user, pipeline=pipeline)
     return pipeline.is_public or pipeline.has_right(user, PipelinePermission.Role.PULL)
 
 

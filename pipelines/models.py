@@ -30,7 +30,9 @@ class PipelineQuerySet(models.QuerySet["Pipeline"]):
             return self.all()
         user_id = int(user.pk or 0)
         roles = PipelinePermission.objects.filter(user_id=user_id).values("pipeline_id")
-        scm_roles = ScmRole.objects.filter(user_id=user_id).exclude(role="").values("pipeline_id")
+        scm_roles = (
+            ScmRole.objects.fresh().filter(user_id=user_id).exclude(role="").values("pipeline_id")
+        )
         return (
             self.filter(pk__in=self.public().values("pk"))
             | self.filter(pk__in=roles)
@@ -108,7 +110,11 @@ class Pipeline(models.Model):
         )
         # Only SCM pipelines have SCM roles: local ones skip the query.
         if self.scm_context != "local":
-            held += ScmRole.objects.filter(pipeline=self, user=user).values_list("role", flat=True)
+            held += (
+                ScmRole.objects.fresh()
+                .filter(pipeline=self, user=user)
+                .values_list("role", flat=True)
+            )
         best = max(held, key=PipelinePermission.rank, default="")
         return best or (PipelinePermission.Role.PULL if self.is_public else None)
 

@@ -44,3 +44,18 @@ def matched_source(changed_files: Iterable[str], paths: Sequence[str]) -> str | 
 def runs_for(changed_files: Iterable[str], paths: Sequence[str]) -> bool:
     """True when a job with these source paths runs for these changed files."""
     return not paths or matched_source(changed_files, paths) is not None
+
+
+def concerned_jobs(
+    names: Iterable[str],
+    jobs_config: dict[str, list[dict[str, Any]]],
+    root_dir: str,
+    changed_files: Sequence[str],
+) -> list[str]:
+    """The jobs among `names` whose source paths (or the pipeline's root directory) a change
+    touches, in the order given."""
+    return [
+        name
+        for name in names
+        if runs_for(changed_files, source_paths_of((jobs_config.get(name) or [{}])[0], root_dir))
+    ]

@@ -35,10 +35,13 @@ from pipelines.services import (
     restart_event,
     start_event,
 )
+from pipelines.services.pull_requests import pr_restart_refusal
 from pipelines.template_store import database_templates
-from scm.rights import refresh_scm_role
+from scm.rights import expired_sign_in_message, refresh_scm_role
 
 PULL, PUSH, ADMIN = 1, 2, 3
+# Statuses whose message says what the build waits for ("re-queued at ..."): shown in lists.
+WAITING_NOTES = ("FROZEN", "BLOCKED", "COLLAPSED")
 HOME_PAGE_SIZE = 50
 
 
@@ -54,6 +57,10 @@ def pipeline_with_rank(
     """The pipeline and the user's rank on it; 404 if they may not read it, 403 if not `need`."""
     pipeline = selectors.pipeline_of(pipeline_id)
     refresh_scm_role(user=request.user, pipeline=pipeline)
+    expired = expired_sign_in_message(request.user, pipeline.scm_context)
+    if expired and request.method == "GET":
+        # The SCM refused their token: say why their rights are gone rather than hide it.
+        messages.warning(request, expired)
     rank = selectors.role_rank(pipeline, request.user)
     if rank < PULL and not pipeline.is_public:
         # A private pipeline the person cannot read does not exist for them.
@@ -167,16 +174,33 @@ def pipeline_detail(
     pipeline, rank = pipeline_with_rank(request, pipeline_id)
     event = selectors.event_of(pipeline, event_id)
     builds = selectors.builds_of_event(event) if event else []
-    statuses, links = selectors.node_statuses(builds, pipeline.pk)
+    groups = selectors.group_builds(builds, pipeline.pk)
+    stage_builds = selectors.stage_builds_of(event) if event else []
     graph = (event.workflow_graph if event else None) or pipeline.workflow_graph or {}
     events = selectors.event_rows(pipeline, before=_int_or_none(request.GET.get("before")))
-    drawn = graph_layout.layout(graph, statuses=statuses, links=links)
+    drawn = graph_layout.layout(
+        graph,
+        statuses={g.name: g.status for g in groups},
+        links={g.name: g.href for g in groups},
+        permutations={g.name: g.marks() for g in groups},
+        remote_links=selectors.remote_links(request.user, graph),
+        stage_statuses={s.stage.name: s.status for s in stage_builds},
+        notes={
+            g.name: g.build.status_message
+            for g in groups
+            if not g.is_matrix and g.build.status in WAITING_NOTES
+        },
+    )
     job_names = [n.name for n in drawn.nodes if n.kind == "job"]
     context = {
         "pipeline": pipeline,
         "branch": selectors.branch_of(pipeline),
         "event": event,
         "event_builds": builds,
+        "job_builds": groups,
+        "waiting_statuses": WAITING_NOTES,
+        "stage_builds": stage_builds,
+        "upstream": selectors.upstream_of(event, request.user) if event else None,
         "event_message": selectors.first_line(str((event.commit or {}).get("message", "")))
         if event
         else "",
@@ -227,8 +251,20 @@ def pipeline_start(request: HttpRequest, pipeline_id: int) -> HttpResponseRedire
 @require_POST
 def event_restart(request: HttpRequest, pipeline_id: int, event_id: int) -> HttpResponseRedirect:
     """Start a new event from one job: on this event's commit and meta, or fresh at the head."""
-    pipeline, _ = pipeline_with_rank(request, pipeline_id, PUSH)
+    pipeline, rank = pipeline_with_rank(request, pipeline_id)
     parent = get_object_or_404(Event, pk=event_id, pipeline=pipeline)
+    if parent.type == Event.Type.PR and parent.pr_num and request.POST.get("mode") != "fresh":
+        # Who may start a pull request again is Screwdriver's rule, as on POST /v4/events.
+        refusal = pr_restart_refusal(
+            event=parent, username=_user(request).get_username(), can_push=rank >= PUSH
+        )
+        if refusal:
+            messages.error(request, refusal)
+            return redirect("pipelines:event", pipeline_id=pipeline.pk, event_id=parent.pk)
+    elif rank < PUSH:
+        raise PermissionDenied(
+            f"You need push rights on pipeline {pipeline.pk} for this: ask one of its admins."
+        )
     form = RestartForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose the job to restart from.")

@@ -26,3 +26,8 @@ class ScmConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(ensure_schedules, sender=self)
+        from allauth.socialaccount.signals import social_account_removed
+
+        from scm.adapters import forget_removed_account
+
+        social_account_removed.connect(forget_removed_account)

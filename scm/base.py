@@ -12,6 +12,10 @@ class ScmError(Exception):
     """A problem with a repository or URL; the message is shown to users as is."""
 
 
+class ScmTokenRejected(ScmError):
+    """The SCM answered 401 to a person's own token: it expired or was revoked."""
+
+
 @dataclass(frozen=True)
 class CommitInfo:
     """One commit as the server records it on an event."""
@@ -63,4 +67,16 @@ class Scm(ABC):
 
     def user_role(self, ref: RepoRef, token: str) -> str | None:
         """Return the token holder's right on the repository: "admin", "push", "pull" or None."""
+        return None
+
+    def is_private(self, ref: RepoRef) -> bool:
+        """Return whether the repository is hidden from people without access to it."""
+        return False
+
+    def pr_changed_files(self, ref: RepoRef, pr_num: int) -> list[str] | None:
+        """Return every file a pull request changes against its base; None when unknown.
+
+        None (too many files, or an SCM without pull requests) means that every job runs,
+        sourcePaths or not; an SCM that cannot answer raises ScmError.
+        """
         return None

@@ -10,10 +10,14 @@ from urllib.parse import quote, urlsplit
 import httpx
 from django.conf import settings
 
-from scm.base import CommitInfo, RepoRef, Scm, ScmError
+from scm.base import CommitInfo, RepoRef, Scm, ScmError, ScmTokenRejected
 
 TIMEOUT_SECONDS = 10.0
 MAX_FILE_BYTES = 512 * 1024
+# A pull request's files are read 100 a page; past this many pages they count as unknown, so
+# every ~pr job runs (GitHub itself stops listing at 3000 files).
+PR_FILES_PER_PAGE = 100
+MAX_PR_FILE_PAGES = 10
 HOOK_EVENTS = ["push", "pull_request", "create", "release"]
 
 _NAME = r"[A-Za-z0-9_.-]+"
@@ -81,10 +85,13 @@ class GitHubScm(Scm):
         except httpx.HTTPError as exc:
             raise ScmError(f"GitHub did not answer ({exc}); retry later.") from exc
 
-    def _json(self, path: str) -> Any:
-        response = self._request("GET", path)
+    def _json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        response = self._request("GET", path, params=params)
         if response.status_code == 404:
-            raise ScmError(f"GitHub has no {path} (or the server's token cannot see it).")
+            raise ScmError(
+                f"GitHub has no {path}, or SD_GITHUB_TOKEN cannot read it: check the repository "
+                "and give the token access to it."
+            )
         if response.status_code >= 400:
             raise ScmError(f"GitHub refused {path} with {response.status_code}; check the token.")
         return response.json()
@@ -160,6 +167,29 @@ class GitHubScm(Scm):
             url=str(data.get("html_url", "")),
         )
 
+    def pr_changed_files(self, ref: RepoRef, pr_num: int) -> list[str] | None:
+        """Every file the pull request changes against its base (its whole diff, not a push).
+
+        GET /repos/{o}/{r}/pulls/{n}/files, page by page; None past MAX_PR_FILE_PAGES pages.
+        """
+        files: list[str] = []
+        path = f"/repos/{full_name_of(ref)}/pulls/{pr_num}/files"
+        for page in range(1, MAX_PR_FILE_PAGES + 1):
+            data = self._json(path, params={"per_page": PR_FILES_PER_PAGE, "page": page})
+            if not isinstance(data, list):
+                raise ScmError(
+                    f"GitHub answered {path} with something other than a list of files; "
+                    "retry later."
+                )
+            files.extend(
+                str(item["filename"])
+                for item in data
+                if isinstance(item, dict) and item.get("filename")
+            )
+            if len(data) < PR_FILES_PER_PAGE:
+                return sorted(set(files))
+        return None
+
     def post_status(
         self, ref: RepoRef, sha: str, *, state: str, context: str, description: str, target_url: str
     ) -> None:
@@ -202,24 +232,35 @@ class GitHubScm(Scm):
             return True
         raise ScmError(f"GitHub refused the webhook ({response.status_code}); check the token.")
 
+    def is_private(self, ref: RepoRef) -> bool:
+        """Return GitHub's `private` flag of the repository (read with the server's token)."""
+        return self._json(f"/repos/{full_name_of(ref)}").get("private") is not False
+
     def user_role(self, ref: RepoRef, token: str) -> str | None:
         """The role GitHub's repository permissions give the token's holder, None for none."""
         response = GitHubScm(token)._request("GET", f"/repos/{full_name_of(ref)}")
-        # A repository the person cannot see (or a revoked token) grants nothing.
-        if response.status_code in (401, 403, 404):
+        if response.status_code == 401:
+            raise ScmTokenRejected("GitHub no longer accepts your sign-in: sign in again.")
+        # A repository the person cannot see grants nothing.
+        if response.status_code in (403, 404):
             return None
         if response.status_code >= 400:
             raise ScmError(
                 f"GitHub refused to say who may use {full_name_of(ref)} "
                 f"({response.status_code}); retry later."
             )
-        permissions = response.json().get("permissions") or {}
+        repository = response.json()
+        permissions = repository.get("permissions") or {}
         # GitHub's five levels onto Screwdriver's three: only repository admins administer
         # the pipeline; maintainers push; triagers read.
         if permissions.get("admin"):
             return "admin"
         if permissions.get("maintain") or permissions.get("push"):
             return "push"
-        if permissions.get("triage") or permissions.get("pull"):
+        if permissions.get("triage"):
+            return "pull"
+        # GitHub grants pull on a public repository to everyone: that is no role here, or it
+        # would override a pipeline admin's settings.public = false.
+        if permissions.get("pull") and repository.get("private") is True:
             return "pull"
         return None

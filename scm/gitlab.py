@@ -10,10 +10,15 @@ from urllib.parse import quote, urlsplit
 import httpx
 from django.conf import settings
 
-from scm.base import CommitInfo, RepoRef, Scm, ScmError
+from scm.base import CommitInfo, RepoRef, Scm, ScmError, ScmTokenRejected
+from scm.signing import gitlab_hook_token
 
 TIMEOUT_SECONDS = 10.0
 MAX_FILE_BYTES = 512 * 1024
+# A merge request's diffs are read 100 a page; past this many pages its files count as
+# unknown, so every ~pr job runs.
+PR_FILES_PER_PAGE = 100
+MAX_PR_FILE_PAGES = 10
 
 # GitLab access levels (Guest 10, Reporter 20, Developer 30, Maintainer 40, Owner 50), mapped
 # the way Screwdriver's scm-gitlab maps them; a guest may not even read the code.
@@ -104,10 +109,13 @@ class GitLabScm(Scm):
         except httpx.HTTPError as exc:
             raise ScmError(f"GitLab did not answer ({exc}); retry later.") from exc
 
-    def _json(self, path: str) -> Any:
-        response = self._request("GET", path)
+    def _json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        response = self._request("GET", path, params=params)
         if response.status_code == 404:
-            raise ScmError(f"GitLab has no {path} (or the server's token cannot see it).")
+            raise ScmError(
+                f"GitLab has no {path}, or SD_GITLAB_TOKEN cannot read it: check the repository "
+                "and give the token access to it."
+            )
         if response.status_code >= 400:
             raise ScmError(f"GitLab refused {path} with {response.status_code}; check the token.")
         return response.json()
@@ -188,6 +196,30 @@ class GitLabScm(Scm):
             url=str(data.get("web_url", "")),
         )
 
+    def pr_changed_files(self, ref: RepoRef, pr_num: int) -> list[str] | None:
+        """Every file the merge request !pr_num changes against its target, by its new path.
+
+        GET /projects/:id/merge_requests/:iid/diffs page by page (GitLab 15.7 and later);
+        None past MAX_PR_FILE_PAGES pages.
+        """
+        files: list[str] = []
+        path = f"{self._project(project_path_of(ref))}/merge_requests/{pr_num}/diffs"
+        for page in range(1, MAX_PR_FILE_PAGES + 1):
+            data = self._json(path, params={"per_page": PR_FILES_PER_PAGE, "page": page})
+            if not isinstance(data, list):
+                raise ScmError(
+                    f"GitLab answered {path} with something other than a list of diffs; "
+                    "retry later."
+                )
+            files.extend(
+                str(item["new_path"])
+                for item in data
+                if isinstance(item, dict) and item.get("new_path")
+            )
+            if len(data) < PR_FILES_PER_PAGE:
+                return sorted(set(files))
+        return None
+
     def post_build_status(
         self, ref: RepoRef, sha: str, *, build_status: str, context: str, target_url: str
     ) -> None:
@@ -212,14 +244,15 @@ class GitLabScm(Scm):
             raise ScmError(f"GitLab refused the commit status ({response.status_code}).")
 
     def install_hook(self, ref: RepoRef, *, notify_url: str, key: bytes) -> bool:
-        """Register (or refresh) the project hook, carrying SD_GITLAB_WEBHOOK_TOKEN."""
-        # GitLab sends the one server-wide token back, so the per-repository key is unused.
+        """Register (or refresh) the project hook, carrying the project's own token."""
+        # GitLab sends the token back as is (no signature), so it is derived per project from
+        # SD_GITLAB_WEBHOOK_TOKEN rather than taken from the local hooks' key.
         if not settings.SD_GITLAB_WEBHOOK_TOKEN or not self.token:
             return False
         project = self._project(project_path_of(ref))
         hook = {
             "url": notify_url,
-            "token": settings.SD_GITLAB_WEBHOOK_TOKEN,
+            "token": gitlab_hook_token(project_path_of(ref)),
             "push_events": True,
             "tag_push_events": True,
             "merge_requests_events": True,
@@ -243,13 +276,20 @@ class GitLabScm(Scm):
             return True
         raise ScmError(f"GitLab refused the webhook ({response.status_code}); check the token.")
 
+    def is_private(self, ref: RepoRef) -> bool:
+        """Return whether the project is not public (GitLab's `visibility`: internal, private)."""
+        return self._json(self._project(project_path_of(ref))).get("visibility") != "public"
+
     def user_role(self, ref: RepoRef, token: str) -> str | None:
         """Return "admin", "push" or "pull" from the token holder's GitLab access level."""
         # Not cached here: scm.rights records the answer (SD_SCM_RIGHTS_CACHE_SECONDS).
         path = project_path_of(ref)
         response = self._request("GET", self._project(path), token=token)
-        # A project the person cannot see (or a revoked token) grants nothing.
-        if response.status_code in (401, 403, 404):
+        if response.status_code == 401:
+            # GitLab's OAuth tokens expire after two hours.
+            raise ScmTokenRejected("Your GitLab sign-in has expired: sign in again.")
+        # A project the person cannot see grants nothing.
+        if response.status_code in (403, 404):
             return None
         if response.status_code >= 400:
             raise ScmError(

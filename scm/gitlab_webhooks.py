@@ -25,9 +25,10 @@ from pipelines.services import (
     start_pr_event,
     stop_pr_builds,
 )
-from pipelines.services.pull_requests import restricted_pr_message
+from pipelines.services.pull_requests import changed_files_of_pr, restricted_pr_message
 from scm.gitlab import repo_prefix
 from scm.models import WebhookDelivery
+from scm.signing import gitlab_hook_token
 from scm.webhooks import Handled, Received, WebhookRejected
 
 logger = logging.getLogger(__name__)
@@ -41,11 +42,12 @@ MERGE_REQUEST_HOOK = "Merge Request Hook"
 RELEASE_HOOK = "Release Hook"
 
 
-def verify_gitlab_token(*, header: str | None, token: str) -> bool:
-    """Return True only when X-Gitlab-Token equals the configured token (constant time)."""
-    if not token or not header:
+def verify_gitlab_token(*, header: str | None, project_path: str) -> bool:
+    """Return True only when X-Gitlab-Token is the token of the project's hook (constant time)."""
+    if not settings.SD_GITLAB_WEBHOOK_TOKEN or not header or not project_path:
         return False
-    return hmac.compare_digest(header.encode("utf-8"), token.encode("utf-8"))
+    expected = gitlab_hook_token(project_path)
+    return hmac.compare_digest(header.encode("utf-8"), expected.encode("utf-8"))
 
 
 def _dict(value: object) -> dict[str, Any]:
@@ -80,25 +82,31 @@ def receive_gitlab(
         raise WebhookRejected(
             "GitLab webhooks are off on this server: set SD_GITLAB_WEBHOOK_TOKEN.", status=403
         )
-    if not verify_gitlab_token(header=token, token=settings.SD_GITLAB_WEBHOOK_TOKEN):
-        raise WebhookRejected(
-            "The X-Gitlab-Token header is missing or wrong: "
-            "set the hook's secret token to SD_GITLAB_WEBHOOK_TOKEN.",
-            status=401,
-        )
-    if not event_name or not delivery_id or len(delivery_id) > 128 or len(event_name) > 64:
-        raise WebhookRejected(
-            "X-Gitlab-Event and Idempotency-Key (or X-Gitlab-Event-UUID) headers are required.",
-            status=400,
-        )
+    refused = WebhookRejected(
+        "The X-Gitlab-Token header is missing or is not this project's hook token: set the "
+        "hook's secret token to the one `python manage.py sd_gitlab_hook_token GROUP/PROJECT` "
+        "prints (creating the pipeline registers the hook with it).",
+        status=401,
+    )
+    if not token:
+        raise refused
     try:
         payload = json.loads(body)
     except ValueError as exc:
         raise WebhookRejected("The body must be a JSON object.", status=400) from exc
     if not isinstance(payload, dict):
         raise WebhookRejected("The body must be a JSON object.", status=400)
-    action = _action(event_name, payload)
+    # Each project's hook has its own token: the one it carries must be the token of the
+    # project the payload names, so a token for project X never acts on project Y.
     repository = str(_dict(payload.get("project")).get("path_with_namespace") or "")[:512]
+    if not verify_gitlab_token(header=token, project_path=repository):
+        raise refused
+    if not event_name or not delivery_id or len(delivery_id) > 128 or len(event_name) > 64:
+        raise WebhookRejected(
+            "X-Gitlab-Event and Idempotency-Key (or X-Gitlab-Event-UUID) headers are required.",
+            status=400,
+        )
+    action = _action(event_name, payload)
     ignored = _ignored_because(event_name, action, payload)
     try:
         with transaction.atomic():
@@ -289,7 +297,12 @@ def handle_mr_update(payload: dict[str, Any]) -> list[Event]:
         "fork": attributes.get("source_project_id") != attributes.get("target_project_id"),
     }
     creator = _creator(_dict(payload.get("user")).get("username"))
+    if attributes.get("action") == "open":
+        # Only the opener is surely the author (an update's user is whoever pushed); the
+        # author may restart an unrestricted PR without push rights, as in Screwdriver.
+        pr["username"] = creator.username
     events = Handled()
+    changed: tuple[list[str] | None, str] | None = None
     for pipeline in pipelines:
         stop_pr_builds(
             pipeline=pipeline, pr_num=number, message=f"Merge request !{number} was updated"
@@ -299,12 +312,23 @@ def handle_mr_update(payload: dict[str, Any]) -> list[Event]:
         if skipped:
             events.notes.append(skipped)
             continue
+        if changed is None:
+            # One merge request, one diff: asked once for every pipeline of its target branch.
+            changed = changed_files_of_pr(pipeline=pipeline, pr_num=number)
+            if changed[1]:
+                events.notes.append(changed[1])
         try:
             event = start_pr_event(
-                pipeline=pipeline, pr_num=number, sha=sha, creator=creator, pr=pr
+                pipeline=pipeline,
+                pr_num=number,
+                sha=sha,
+                creator=creator,
+                pr=pr,
+                changed_files=changed[0],
             )
         except PipelineError as exc:
             logger.info("MR %s on pipeline %s started nothing: %s", number, pipeline.pk, exc)
+            events.notes.append(exc.message)
             continue
         if event is not None:
             events.append(event)

@@ -7,8 +7,11 @@ so that permission checks (which never do network I/O) can count it.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class WebhookDelivery(models.Model):
@@ -65,6 +68,13 @@ class ScmAccount(models.Model):
         return f"{self.username} on {self.scm_context}"
 
 
+class ScmRoleQuerySet(models.QuerySet["ScmRole"]):
+    def fresh(self) -> ScmRoleQuerySet:
+        """Answers recorded within SD_SCM_RIGHTS_CACHE_SECONDS: older ones grant nothing."""
+        fresh_after = timezone.now() - timedelta(seconds=settings.SD_SCM_RIGHTS_CACHE_SECONDS)
+        return self.filter(checked_at__gt=fresh_after)
+
+
 class ScmRole(models.Model):
     """The role a person's SCM token gave them on a pipeline when it was last asked."""
 
@@ -82,6 +92,8 @@ class ScmRole(models.Model):
     )
     role = models.CharField(max_length=5, choices=Role.choices, blank=True, default="")
     checked_at = models.DateTimeField()
+
+    objects = ScmRoleQuerySet.as_manager()
 
     class Meta:
         constraints = [

@@ -9,10 +9,8 @@ the cache: every process and worker shares it, and a new sign-in clears it.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
@@ -20,7 +18,7 @@ from django.utils import timezone
 from pipelines.encryption import decrypt, encrypt
 from pipelines.models import Pipeline
 from pipelines.services import scm_for
-from scm.base import ScmError
+from scm.base import ScmError, ScmTokenRejected
 from scm.github import github_host
 from scm.gitlab import gitlab_host
 from scm.models import ScmAccount, ScmRole
@@ -72,10 +70,8 @@ def refresh_scm_role(*, user: Any, pipeline: Pipeline) -> None:
     # A local pipeline never asks an SCM: its rights are the local ones only.
     if pipeline.scm_context == LOCAL_CONTEXT:
         return
-    now = timezone.now()
-    fresh_after = now - timedelta(seconds=settings.SD_SCM_RIGHTS_CACHE_SECONDS)
     recorded = ScmRole.objects.filter(user=user, pipeline=pipeline)
-    if recorded.filter(checked_at__gt=fresh_after).exists():
+    if recorded.fresh().exists():
         return
     try:
         token = scm_token_of(user, pipeline.scm_context)
@@ -85,10 +81,42 @@ def refresh_scm_role(*, user: Any, pipeline: Pipeline) -> None:
             return
         scm = scm_for(pipeline)
         role = scm.user_role(scm.parse_url(pipeline.checkout_url), token)
+    except ScmTokenRejected:
+        forget_scm_token(user=user, scm_context=pipeline.scm_context)
+        return
     except (ScmError, ValueError) as exc:
-        # Keep the last answer rather than take rights away while the SCM is unreachable.
+        # The stale answer stays recorded but grants nothing (ScmRole.objects.fresh()): an SCM
+        # that cannot be reached never extends rights it may have taken away.
         logger.warning("No SCM role for %s on pipeline %s: %s", user, pipeline.pk, exc)
         return
     ScmRole.objects.update_or_create(
-        user=user, pipeline=pipeline, defaults={"role": role or "", "checked_at": now}
+        user=user, pipeline=pipeline, defaults={"role": role or "", "checked_at": timezone.now()}
     )
+
+
+@transaction.atomic
+def forget_scm_token(*, user: User, scm_context: str) -> None:
+    """Drop a token the SCM refused (expired or revoked) and every role it had given."""
+    # The account row stays with an empty token, so pages can say the sign-in has expired.
+    ScmAccount.objects.filter(user=user, scm_context=scm_context).update(encrypted_token="")
+    ScmRole.objects.filter(user=user, pipeline__scm_context=scm_context).delete()
+
+
+def expired_sign_in_message(user: Any, scm_context: str) -> str:
+    """What to tell a person whose stored token the SCM refused since they signed in; else ""."""
+    if not isinstance(user, User) or not user.is_authenticated or scm_context == LOCAL_CONTEXT:
+        return ""
+    refused = ScmAccount.objects.filter(user=user, scm_context=scm_context, encrypted_token="")
+    if not refused.exists():
+        return ""
+    site = "GitLab" if scm_context.startswith("gitlab:") else "GitHub"
+    return f"Your {site} sign-in has expired: sign in again."
+
+
+def forget_scm_accounts(*, user: User, provider: str) -> None:
+    """Forget the person's token and recorded roles for the SCM behind an allauth provider."""
+    context = scm_context_of_provider(provider)
+    if context is None:
+        return
+    ScmAccount.objects.filter(user=user, scm_context=context).delete()
+    ScmRole.objects.filter(user=user, pipeline__scm_context=context).delete()

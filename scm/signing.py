@@ -40,3 +40,18 @@ def repository_key(repo_path: str) -> bytes:
         b"local-hook:" + repo_path.encode("utf-8"),
         hashlib.sha256,
     ).digest()
+
+
+def gitlab_hook_token(project_path: str) -> str:
+    """Return the X-Gitlab-Token of one GitLab project's hook (HMAC-SHA256 hex).
+
+    Derived from SD_GITLAB_WEBHOOK_TOKEN and the project's path, so a token seen in one
+    project's hook settings can never act on another project.
+    """
+    from django.conf import settings
+
+    return hmac.new(
+        settings.SD_GITLAB_WEBHOOK_TOKEN.encode("utf-8"),
+        b"gitlab-hook:" + project_path.lower().encode("utf-8"),
+        hashlib.sha256,
+    ).hexdigest()

@@ -28,7 +28,7 @@ from pipelines.services import (
     start_pr_event,
     stop_pr_builds,
 )
-from pipelines.services.pull_requests import restricted_pr_message
+from pipelines.services.pull_requests import changed_files_of_pr, restricted_pr_message
 from scm.base import ScmError
 from scm.github import GitHubScm, repo_prefix
 from scm.models import WebhookDelivery
@@ -311,9 +311,12 @@ def handle_pr_update(payload: dict[str, Any]) -> list[Event]:
         "url": str(pull.get("html_url") or ""),
         "ref": str(head.get("ref") or ""),
         "fork": (head.get("repo") or {}).get("full_name") != base_repo,
+        # The author may restart an unrestricted PR without push rights, as in Screwdriver.
+        "username": str((pull.get("user") or {}).get("login") or ""),
     }
     creator = _sender(payload)
     events = Handled()
+    changed: tuple[list[str] | None, str] | None = None
     for pipeline in pipelines:
         stop_pr_builds(
             pipeline=pipeline, pr_num=number, message=f"Pull request {number} was updated"
@@ -323,12 +326,23 @@ def handle_pr_update(payload: dict[str, Any]) -> list[Event]:
         if skipped:
             events.notes.append(skipped)
             continue
+        if changed is None:
+            # One pull request, one diff: asked once for every pipeline of its base branch.
+            changed = changed_files_of_pr(pipeline=pipeline, pr_num=number)
+            if changed[1]:
+                events.notes.append(changed[1])
         try:
             event = start_pr_event(
-                pipeline=pipeline, pr_num=number, sha=sha, creator=creator, pr=pr
+                pipeline=pipeline,
+                pr_num=number,
+                sha=sha,
+                creator=creator,
+                pr=pr,
+                changed_files=changed[0],
             )
         except PipelineError as exc:
             logger.info("PR %s on pipeline %s started nothing: %s", number, pipeline.pk, exc)
+            events.notes.append(exc.message)
             continue
         if event is not None:
             events.append(event)

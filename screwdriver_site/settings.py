@@ -261,13 +261,19 @@ SD_GITLAB_CLIENT_ID = env_str("SD_GITLAB_CLIENT_ID")
 SD_GITLAB_CLIENT_SECRET = env_str("SD_GITLAB_CLIENT_SECRET")
 # How long a person's role read from the SCM counts before it is asked again (seconds).
 SD_SCM_RIGHTS_CACHE_SECONDS = env_int("SD_SCM_RIGHTS_CACHE_SECONDS", 300)
+# Who may sign up and sign in through GitHub/GitLab: members of these GitHub organizations or
+# GitLab groups, or these usernames ("name", or "github:name"/"gitlab:name" for one SCM). Both
+# empty: anyone with an account on the configured GitHub/GitLab (scm.allow_list).
+SD_SCM_ALLOWED_ORGS = env_list("SD_SCM_ALLOWED_ORGS", [])
+SD_SCM_ALLOWED_USERS = env_list("SD_SCM_ALLOWED_USERS", [])
 SOCIALACCOUNT_PROVIDERS: dict[str, dict[str, Any]] = {}
 if SD_GITHUB_CLIENT_ID and SD_GITHUB_CLIENT_SECRET:
     _github_api = urlsplit(SD_GITHUB_API_URL)
     SOCIALACCOUNT_PROVIDERS["github"] = {
         "APPS": [{"client_id": SD_GITHUB_CLIENT_ID, "secret": SD_GITHUB_CLIENT_SECRET}],
-        # Screwdriver's scopes (hooks, orgs, statuses) plus repo, to read private repositories.
-        "SCOPE": ["repo", "admin:repo_hook", "read:org", "user:email"],
+        # repo: read private repositories and their permissions; read:org only to check
+        # SD_SCM_ALLOWED_ORGS. Hooks and statuses use the server's token, not the person's.
+        "SCOPE": ["repo", "user:email"] + (["read:org"] if SD_SCM_ALLOWED_ORGS else []),
     }
     if _github_api.hostname != "api.github.com":
         # GitHub Enterprise signs in on the web host of its API (https://HOST/api/v3).
@@ -277,7 +283,8 @@ if SD_GITHUB_CLIENT_ID and SD_GITHUB_CLIENT_SECRET:
 if SD_GITLAB_CLIENT_ID and SD_GITLAB_CLIENT_SECRET:
     SOCIALACCOUNT_PROVIDERS["gitlab"] = {
         "APPS": [{"client_id": SD_GITLAB_CLIENT_ID, "secret": SD_GITLAB_CLIENT_SECRET}],
-        "SCOPE": ["api"],
+        # Read-only: projects and their members' access levels, groups, the person's profile.
+        "SCOPE": ["read_api", "read_user"],
         "GITLAB_URL": SD_GITLAB_URL,
     }
 # Stored webhook deliveries are deleted by a daily task once they are this old.

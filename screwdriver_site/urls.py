@@ -21,10 +21,11 @@ urlpatterns = [
     path("v4/", include((api, "api"))),
     path("admin/", admin.site.urls),
     path("", include(auth_urlpatterns)),
-    # Sign-in with GitHub/GitLab (django-allauth). Its own password sign-in, sign-up and
-    # password reset by mail give way to the local /login/ form: local accounts stay as they are.
+    # Sign-in with GitHub/GitLab (django-allauth). Its own password sign-in, sign-up, password
+    # and e-mail pages, and the page that disconnects an SCM account, give way to the local
+    # /login/ form: local accounts stay as admins made them, and an SCM identity stays attached.
     re_path(
-        r"^accounts/(?:login|signup|password/reset)/",
+        r"^accounts/(?:(?:login|signup|password|email|confirm-email|reauthenticate)/|3rdparty/$)",
         RedirectView.as_view(pattern_name="login", query_string=True),
     ),
     path("accounts/", include("allauth.urls")),

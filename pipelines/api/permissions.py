@@ -17,7 +17,7 @@ from rest_framework.request import Request
 
 from pipelines.api.authentication import BuildPrincipal, Principal
 from pipelines.models import Pipeline
-from scm.rights import refresh_scm_role
+from scm.rights import expired_sign_in_message, refresh_scm_role
 
 USER, GUEST, PIPELINE, BUILD, TEMPORAL = "user", "guest", "pipeline", "build", "temporal"
 READERS = frozenset({USER, GUEST, PIPELINE, BUILD})
@@ -95,8 +95,10 @@ def has_right(request: Request, pipeline: Pipeline, role: str) -> bool:
 
 def require_right(request: Request, pipeline: Pipeline, role: str) -> None:
     if not has_right(request, pipeline, role):
+        # Rights the SCM gave end when it refuses the person's token: say so, not "ask an admin".
+        expired = expired_sign_in_message(request.user, pipeline.scm_context)
         raise exceptions.PermissionDenied(
-            f"You need {role} rights on pipeline {pipeline.pk}: ask one of its admins."
+            expired or f"You need {role} rights on pipeline {pipeline.pk}: ask one of its admins."
         )
 
 

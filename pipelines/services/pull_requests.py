@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -9,7 +10,7 @@ from django.db import transaction
 
 from builds import services as build_services
 from builds.models import ACTIVE_STATUSES
-from pipelines import workflow
+from pipelines import source_paths, workflow
 from pipelines.models import Event, Job, Pipeline
 from pipelines.services.events import Creator, commit_json, start_event
 from pipelines.services.pipelines import PipelineError, read_config, repo_ref_of, scm_for
@@ -58,6 +59,42 @@ def restricted_pr_message(*, pipeline: Pipeline, fork: bool) -> str | None:
     )
 
 
+def pr_restart_refusal(*, event: Event, username: str, can_push: bool) -> str | None:
+    """Say why this person may not start a pull request's jobs again; None when they may.
+
+    As Screwdriver's POST /events: people with push rights always may; without them, only
+    the pull request's own author may, and only where restrictPR restricts nothing.
+    """
+    if can_push:
+        return None
+    pipeline = event.pipeline
+    restriction = pr_restriction(pipeline)
+    name = f"PR-{event.pr_num}"
+    if restriction.removesuffix("-admin") != "none":
+        return (
+            f"Pipeline {pipeline.pk} restricts pull requests (restrictPR is {restriction}): "
+            f"only people with push rights may start {name} again; ask one of its admins."
+        )
+    if username and username == str((event.pr or {}).get("username") or ""):
+        return None
+    return (
+        f"Only the author of {name} or people with push rights on pipeline {pipeline.pk} may "
+        "start it again; ask one of its admins."
+    )
+
+
+def changed_files_of_pr(*, pipeline: Pipeline, pr_num: int) -> tuple[list[str] | None, str]:
+    """The files a pull request changes against its base (None: unknown), and why unknown."""
+    try:
+        return scm_for(pipeline).pr_changed_files(repo_ref_of(pipeline), pr_num), ""
+    except ScmError as exc:
+        # Unknown changes run every ~pr job, sourcePaths or not, rather than none.
+        return None, (
+            f"The files pull request {pr_num} changes are unknown ({exc}), so its ~pr jobs "
+            "ran regardless of sourcePaths."
+        )
+
+
 def chains_pr(pipeline: Pipeline) -> bool:
     """Whether the pipeline's PR events run the jobs after the ~pr jobs too (chainPR)."""
     value = (pipeline.annotations or {}).get(ANNOT_CHAIN_PR)
@@ -96,8 +133,13 @@ def start_pr_event(
     cause_message: str = "",
     start_from: str = "~pr",
     parent_event: Event | None = None,
+    changed_files: Sequence[str] | None = None,
 ) -> Event | None:
-    """Run the ~pr jobs (or one PR-<n>:<job>) of the PR's own screwdriver.yaml at its sha."""
+    """Run the ~pr jobs (or one PR-<n>:<job>) of the PR's own screwdriver.yaml at its sha.
+
+    `changed_files` (the PR's whole diff against its base; None when unknown) keeps only the
+    ~pr jobs whose sourcePaths it touches, as a push does for ~commit jobs.
+    """
     if pipeline.state != Pipeline.State.ACTIVE:
         return None
     scm = scm_for(pipeline)
@@ -122,6 +164,20 @@ def start_pr_event(
         )
     if not names:
         return None
+    meta: dict[str, Any] = {}
+    if changed_files is not None:
+        meta["commit"] = {"changedFiles": ",".join(changed_files)}
+        if start_from == "~pr" and not errors:
+            names = source_paths.concerned_jobs(
+                names, jobs_config, pipeline.root_dir, changed_files
+            )
+            if not names:
+                raise PipelineError(
+                    f"No ~pr job of pipeline {pipeline.pk} has a sourcePaths entry that the "
+                    f"files pull request {pr_num} changes match, so nothing ran; change a file "
+                    "under one, or start the job by hand.",
+                    status=422,
+                )
     runs = names
     if chains_pr(pipeline) and not errors:
         # chainPR: every job after the first ones runs as a PR job too, in config order.
@@ -149,6 +205,7 @@ def start_pr_event(
             commit=commit_json(commit),
             creator=creator.as_dict(),
             sha=sha,
+            meta=meta,
             start_from=start_from,
             base_branch=ref.branch,
             workflow_graph=graph,

@@ -19,6 +19,7 @@ from scm.models import WebhookDelivery
 from scm.services import poll_all
 from scm.tasks import process_delivery
 from scm.tests.github_fakes import SECRET, deliver, fake_github
+from scm.tests.scm_people import repository_admin
 
 pytestmark = pytest.mark.django_db
 
@@ -201,7 +202,8 @@ def test_a_github_push_runs_the_jobs_its_commits_added_modified_or_removed_files
     client: Client, github: respx.Router
 ) -> None:
     pipeline = create_pipeline(
-        checkout_url="https://github.com/Codertocat/Hello-World.git#master", user=owner()
+        checkout_url="https://github.com/Codertocat/Hello-World.git#master",
+        user=repository_admin("octo"),
     )
     payload = {
         "ref": "refs/heads/master",

@@ -56,6 +56,18 @@ def fake_github(router: respx.Router, repos: tuple[str, ...], config: bytes = CO
     """Answer the calls GitHubScm makes for each repository full name in repos."""
     for full_name in repos:
         base = f"{API}/repos/{full_name}"
+        # Whoever asks administers a public repository (scm_people.repository_admin).
+        router.get(base, name=f"repo:{full_name}").mock(
+            return_value=httpx.Response(
+                200,
+                json={
+                    "full_name": full_name,
+                    "private": False,
+                    "default_branch": "master",
+                    "permissions": {"admin": True, "push": True, "pull": True},
+                },
+            )
+        )
         router.get(f"{base}/commits/heads/master").mock(
             return_value=httpx.Response(200, json={"sha": HEAD_SHA})
         )
@@ -83,6 +95,10 @@ def fake_github(router: respx.Router, repos: tuple[str, ...], config: bytes = CO
             return_value=httpx.Response(200, content=config)
         )
         router.post(f"{base}/hooks").mock(return_value=httpx.Response(201, json={"id": 1}))
+        # A pull request that changes no file unless a test says otherwise.
+        router.get(
+            url__regex=re.escape(base) + r"/pulls/\d+/files", name=f"pr-files:{full_name}"
+        ).mock(return_value=httpx.Response(200, json=[]))
 
 
 def signature(body: bytes, secret: str = SECRET) -> str:

@@ -16,7 +16,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import pytest
-from django.contrib.auth import get_user_model
 
 from builds.models import FINISHED_STATUSES, Build, BuildStatus
 from builds.tests.test_end_to_end import _log
@@ -26,6 +25,7 @@ from pipelines.services import create_pipeline
 from scm.github import GitHubScm, clone_base, full_name_of
 from scm.models import WebhookDelivery
 from scm.tests.github_fakes import SECRET, signature
+from scm.tests.scm_people import repository_admin
 
 ORG = "octo-org"
 
@@ -93,7 +93,15 @@ def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 if bare is None:
                     self._json(404, {"message": "Not Found"})
                 elif not rest:
-                    self._json(200, {"full_name": full_name, "default_branch": "main"})
+                    self._json(
+                        200,
+                        {
+                            "full_name": full_name,
+                            "default_branch": "main",
+                            "private": False,
+                            "permissions": {"admin": True, "push": True, "pull": True},
+                        },
+                    )
                 elif rest[0] == "commits":
                     self._commit(bare, "/".join(rest[1:]), full_name)
                 elif rest[0] == "contents":
@@ -103,6 +111,12 @@ def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                         self._json(404, {"message": "Not Found"})
                     else:
                         self._send(200, shown.stdout, "application/vnd.github.raw")
+                elif rest[0] == "pulls" and rest[2:] == ["files"]:
+                    # The pull request's whole diff against the base, as GitHub lists it.
+                    head, page = f"refs/pull/{rest[1]}/head", parse_qs(url.query).get("page")
+                    diff = _git(bare, "diff", "--name-only", f"main...{head}")
+                    names = diff.stdout.decode().split() if page in (None, ["1"]) else []
+                    self._json(200, [{"filename": name} for name in names])
                 else:
                     self._unknown()
                 return
@@ -235,7 +249,7 @@ def test_a_signed_pull_request_delivery_runs_a_real_build_on_the_merge_and_posts
     stack.env.update(github_env)
     stack.start_worker()
 
-    user = get_user_model().objects.create_user("octocat")
+    user = repository_admin("octocat")
     pipeline = create_pipeline(checkout_url=f"https://127.0.0.1/{full_name}.git#main", user=user)
     assert pipeline.hook_installed and github.hooks[0]["config"]["secret"] == SECRET
 
@@ -261,6 +275,8 @@ def test_a_signed_pull_request_delivery_runs_a_real_build_on_the_merge_and_posts
     setup = "\n".join(_log(build, "sd-setup-scm"))
     assert build.status == BuildStatus.SUCCESS, setup
     assert (build.event.type, build.event.pr_num, build.sha) == (Event.Type.PR, 5, pr_sha)
+    # The pull request's own diff against main, not what main gained since.
+    assert build.event.meta["commit"]["changedFiles"] == "feature.txt"
     assert _log(build, "merged") == ["from the pull request", "landed on main"]
     assert _log(build, "where") == [f"5 {pr_sha} origin/refs/pull/5/head:pr"]
     assert _log(build, "parents") == [f"{pr_sha} {base_sha}"]

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from django.contrib.auth import get_user_model
 from django_q.conf import Conf
 
 from builds import services as build_services
@@ -21,7 +20,9 @@ from scm.base import RepoRef, ScmError
 from scm.github import GitHubScm
 from scm.gitlab import GitLabScm, is_gitlab_url, project_path_of
 from scm.local import LocalGitScm
+from scm.signing import gitlab_hook_token
 from scm.statuses import report_commit_status
+from scm.tests.scm_people import repository_admin
 
 GITLAB = "https://gitlab.com"
 API = f"{GITLAB}/api/v4"
@@ -197,7 +198,8 @@ def test_it_registers_the_project_hook_with_the_token_and_events(router: respx.R
     )
     assert GitLabScm().install_hook(ref(), notify_url="https://sd.example.com/v4/webhooks", key=b"")
     hook = json.loads(create.calls.last.request.content)
-    assert hook["url"] == "https://sd.example.com/v4/webhooks" and hook["token"] == "hook-token"
+    assert hook["url"] == "https://sd.example.com/v4/webhooks"
+    assert hook["token"] == gitlab_hook_token("group/sub/repo")
     assert hook["push_events"] and hook["tag_push_events"] and hook["merge_requests_events"]
     assert hook["enable_ssl_verification"] is True
 
@@ -217,7 +219,9 @@ def test_an_existing_hook_for_the_same_url_is_updated_not_duplicated(
     create = route(router, "POST", f"{PROJECT}/hooks")
     assert GitLabScm().install_hook(ref(), notify_url=url, key=b"")
     assert update.called and not create.called
-    assert json.loads(update.calls.last.request.content)["token"] == "hook-token"
+    assert json.loads(update.calls.last.request.content)["token"] == gitlab_hook_token(
+        "group/sub/repo"
+    )
 
 
 def test_no_hook_is_registered_without_a_webhook_token_or_a_server_token(
@@ -297,6 +301,16 @@ def gitlab_pipeline(
     """A pipeline on group/sub/repo#main; django-q2 runs tasks in-line (its sync mode)."""
     settings.SD_UI_URL = "https://sd.example.com"
     monkeypatch.setattr(Conf, "SYNC", True)
+    # jane maintains the public project (scm_people.repository_admin).
+    route(router, "GET", PROJECT).mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "visibility": "public",
+                "permissions": {"project_access": {"access_level": 40}},
+            },
+        )
+    )
     route(router, "GET", f"{PROJECT}/repository/commits/main").mock(
         return_value=httpx.Response(200, json={"id": SHA})
     )
@@ -311,7 +325,7 @@ def gitlab_pipeline(
     route(router, "POST", f"{PROJECT}/statuses/{SHA}").mock(
         return_value=httpx.Response(201, json={})
     )
-    user = get_user_model().objects.create_user("jane")
+    user = repository_admin("jane", "gitlab")
     return create_pipeline(checkout_url=f"{GITLAB}/group/sub/repo.git#main", user=user)
 
 

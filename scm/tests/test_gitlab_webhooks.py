@@ -11,14 +11,15 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from builds.models import Build, BuildStatus
 from pipelines.models import Event, Job, Pipeline
 from pipelines.services import create_pipeline
 from scm.models import WebhookDelivery
+from scm.signing import gitlab_hook_token
 from scm.tasks import process_delivery
+from scm.tests.scm_people import repository_admin
 
 pytestmark = pytest.mark.django_db
 
@@ -95,25 +96,36 @@ def hook_of(name: str) -> str:
     )
 
 
+PROJECTS_TOKEN = object()  # deliver()'s default: the token of the project the body names
+
+
+def token_for(body: bytes) -> str:
+    """The token GitLab's hook of the project the body names carries."""
+    try:
+        project = json.loads(body).get("project")
+    except (ValueError, AttributeError):
+        return gitlab_hook_token(REPO)
+    path = project.get("path_with_namespace") if isinstance(project, dict) else None
+    return gitlab_hook_token(str(path or REPO))
+
+
 def deliver(
     client: Client,
     name: str,
     *,
     delivery: str,
-    token: str | None = TOKEN,
+    token: str | object | None = PROJECTS_TOKEN,
     body: bytes | None = None,
     uuid_header: str = "Idempotency-Key",
 ) -> Any:
     """POST a sample to /v4/webhooks the way GitLab does, with the token header unless None."""
+    data = sample(name) if body is None else body
     headers = {"X-Gitlab-Event": hook_of(name), uuid_header: delivery}
-    if token is not None:
+    if token is PROJECTS_TOKEN:
+        headers["X-Gitlab-Token"] = token_for(data)
+    elif isinstance(token, str):
         headers["X-Gitlab-Token"] = token
-    return client.post(
-        "/v4/webhooks",
-        data=sample(name) if body is None else body,
-        content_type="application/json",
-        headers=headers,
-    )
+    return client.post("/v4/webhooks", data=data, content_type="application/json", headers=headers)
 
 
 def work(response: Any) -> WebhookDelivery:
@@ -128,6 +140,18 @@ def work(response: Any) -> WebhookDelivery:
 def fake_gitlab(router: respx.Router, project: str) -> None:
     """Answer the calls GitLabScm makes about one project."""
     base = re.escape(f"{API}/projects/{project.replace('/', '%2F')}")
+    # Whoever asks maintains a public project (scm_people.repository_admin).
+    router.get(url__regex=base + "$").mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "path_with_namespace": project,
+                "visibility": "public",
+                "default_branch": "master",
+                "permissions": {"project_access": {"access_level": 40}},
+            },
+        )
+    )
     router.get(url__regex=base + r"/repository/commits/master$").mock(
         return_value=httpx.Response(200, json={"id": HEAD_SHA})
     )
@@ -154,6 +178,10 @@ def fake_gitlab(router: respx.Router, project: str) -> None:
     )
     router.get(url__regex=base + r"/hooks\?").mock(return_value=httpx.Response(200, json=[]))
     router.post(url__regex=base + r"/hooks$").mock(return_value=httpx.Response(201, json={"id": 1}))
+    # A merge request that changes no file unless a test says otherwise.
+    router.get(url__regex=base + r"/merge_requests/\d+/diffs", name=f"mr-diffs:{project}").mock(
+        return_value=httpx.Response(200, json=[])
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -172,7 +200,7 @@ def gitlab(settings: Any) -> Iterator[respx.Router]:
 @pytest.fixture
 def pipelines() -> tuple[Pipeline, Pipeline]:
     """Pipeline A on acme/platform/diaspora#master, pipeline B on another project."""
-    user = get_user_model().objects.create_user("jsmith")
+    user = repository_admin("jsmith", "gitlab")
     a = create_pipeline(checkout_url=f"{GITLAB}/{REPO}.git#master", user=user)
     b = create_pipeline(checkout_url=f"git@gitlab.example.com:{OTHER}.git#master", user=user)
     return a, b
@@ -274,7 +302,11 @@ def test_unsupported_hooks_are_answered_and_ignored(
             "/v4/webhooks",
             data=body,
             content_type="application/json",
-            headers={"X-Gitlab-Event": hook, "X-Gitlab-Token": TOKEN, "Idempotency-Key": f"{n}"},
+            headers={
+                "X-Gitlab-Event": hook,
+                "X-Gitlab-Token": gitlab_hook_token(REPO),
+                "Idempotency-Key": f"{n}",
+            },
         )
         assert response.status_code == 200 and response.json()["outcome"] == "ignored"
     assert not Event.objects.exists()
@@ -367,7 +399,14 @@ def nothing_changed() -> bool:
 
 @pytest.mark.parametrize(
     ("token", "reason"),
-    [("forged-token", "forged"), (None, "missing"), ("", "empty"), (TOKEN + "x", "longer")],
+    [
+        ("forged-token", "forged"),
+        (None, "missing"),
+        ("", "empty"),
+        (gitlab_hook_token(REPO) + "x", "longer"),
+        # The server-wide secret itself is no project's token: nobody pastes it into a hook.
+        (TOKEN, "the server secret"),
+    ],
 )
 def test_a_forged_or_missing_token_is_refused(
     client: Client, pipelines: tuple[Pipeline, Pipeline], token: str | None, reason: str
@@ -375,7 +414,26 @@ def test_a_forged_or_missing_token_is_refused(
     response = deliver(client, "push", delivery="d-1", token=token)
     assert response.status_code == 401, reason
     assert "X-Gitlab-Token" in response.content.decode()
+    assert "SD_GITLAB_WEBHOOK_TOKEN" not in response.content.decode()
     assert nothing_changed()
+
+
+def test_a_token_for_one_project_is_refused_for_a_delivery_naming_another(
+    client: Client, pipelines: tuple[Pipeline, Pipeline]
+) -> None:
+    # A maintainer of acme/other knows its hook's token; it must not run diaspora's pipeline.
+    response = deliver(client, "push", delivery="d-1", token=gitlab_hook_token(OTHER))
+    assert response.status_code == 401
+    assert nothing_changed()
+
+
+def test_each_project_hook_token_differs_and_derives_from_the_server_secret(
+    settings: Any,
+) -> None:
+    mine, theirs = gitlab_hook_token(REPO), gitlab_hook_token(OTHER)
+    assert mine != theirs and len(mine) == 64 and TOKEN not in mine
+    settings.SD_GITLAB_WEBHOOK_TOKEN = "rotated"
+    assert gitlab_hook_token(REPO) != mine
 
 
 def test_every_gitlab_delivery_is_refused_while_no_token_is_configured(
@@ -407,7 +465,7 @@ def test_the_event_uuid_header_identifies_deliveries_of_gitlab_before_idempotenc
         "/v4/webhooks",
         data=sample("push"),
         content_type="application/json",
-        headers={"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": TOKEN},
+        headers={"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": gitlab_hook_token(REPO)},
     )
     assert none.status_code == 400
     assert WebhookDelivery.objects.count() == 1
@@ -460,14 +518,25 @@ def test_a_body_that_is_not_a_json_object_is_a_bad_request(
 def test_fields_of_an_unexpected_shape_are_answered_and_start_nothing(
     client: Client, pipelines: tuple[Pipeline, Pipeline]
 ) -> None:
-    odd_mr = json.dumps({"object_kind": "merge_request", "object_attributes": "x"}).encode()
+    odd_mr = json.dumps(
+        {
+            "object_kind": "merge_request",
+            "object_attributes": "x",
+            "project": {"path_with_namespace": REPO},
+        }
+    ).encode()
     response = deliver(client, "merge_request_open", delivery="d-1", body=odd_mr)
     assert response.status_code == 200 and response.json()["outcome"] == "ignored"
     odd_push = json.loads(sample("push"))
-    odd_push["project"], odd_push["commits"] = ["acme"], "x"
+    odd_push["commits"] = "x"
     delivery = work(deliver(client, "push", delivery="d-2", body=json.dumps(odd_push).encode()))
-    assert delivery.outcome == WebhookDelivery.Outcome.DONE and delivery.events == []
-    assert not Event.objects.exists()
+    assert delivery.outcome == WebhookDelivery.Outcome.DONE
+    # A project of another shape names no project, so no hook token can be checked for it.
+    odd_project = json.loads(sample("push"))
+    odd_project["project"] = ["acme"]
+    body = json.dumps(odd_project).encode()
+    refused = deliver(client, "push", delivery="d-3", body=body, token=gitlab_hook_token(REPO))
+    assert refused.status_code == 401
 
 
 def test_a_gitlab_token_is_no_github_signature(
@@ -478,7 +547,11 @@ def test_a_gitlab_token_is_no_github_signature(
         "/v4/webhooks",
         data=sample("push"),
         content_type="application/json",
-        headers={"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-1", "X-Gitlab-Token": TOKEN},
+        headers={
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": "d-1",
+            "X-Gitlab-Token": gitlab_hook_token(REPO),
+        },
     )
     assert response.status_code == 401
     assert nothing_changed()
@@ -487,7 +560,7 @@ def test_a_gitlab_token_is_no_github_signature(
 # --- the hook itself --------------------------------------------------------------------------
 
 
-def test_creating_a_gitlab_pipeline_registers_the_project_hook_with_the_token(
+def test_creating_a_gitlab_pipeline_registers_each_project_hook_with_its_own_token(
     gitlab: respx.Router, pipelines: tuple[Pipeline, Pipeline]
 ) -> None:
     calls = [c for c in gitlab.calls if c.request.method == "POST"]
@@ -496,7 +569,8 @@ def test_creating_a_gitlab_pipeline_registers_the_project_hook_with_the_token(
         b"/api/v4/projects/acme%2Fother/hooks",
     ]
     hook = json.loads(calls[0].request.content)
-    assert hook["token"] == TOKEN and hook["url"].endswith("/v4/webhooks")
+    assert hook["token"] == gitlab_hook_token(REPO) and hook["url"].endswith("/v4/webhooks")
+    assert json.loads(calls[1].request.content)["token"] == gitlab_hook_token(OTHER)
     assert hook["push_events"] and hook["tag_push_events"] and hook["merge_requests_events"]
     assert all(c.request.headers["Authorization"] == "Bearer server-token" for c in calls)
     assert all(p.hook_installed for p in pipelines)

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import respx
-from django.contrib.auth import get_user_model
 
 from builds.launch import launch_spec
 from builds.models import Build
@@ -21,6 +20,7 @@ from executors.launcher.workspace import Workspace
 from executors.tests.test_launcher_runner import Collector
 from pipelines.services import Creator, create_pipeline, start_pr_event
 from scm.tests.github_fakes import SECRET, fake_github
+from scm.tests.scm_people import repository_admin
 
 PR_SHA = "d" * 40
 
@@ -150,7 +150,7 @@ def github(settings: Any) -> Iterator[respx.Router]:
 def test_the_launch_spec_of_a_pr_build_asks_for_the_merge_and_sets_screwdrivers_variables(
     github: respx.Router,
 ) -> None:
-    user = get_user_model().objects.create_user("octo")
+    user = repository_admin("octo")
     pipeline = create_pipeline(
         checkout_url="https://github.com/Codertocat/Hello-World.git#master", user=user
     )

@@ -19,6 +19,7 @@ from pipelines.services import Creator, create_pipeline, start_pr_event
 from scm.models import WebhookDelivery
 from scm.tasks import process_delivery
 from scm.tests.github_fakes import SECRET, deliver, fake_github
+from scm.tests.scm_people import repository_admin
 
 PR_SHA = "e" * 40
 REPO = "Codertocat/Hello-World"
@@ -58,7 +59,7 @@ def github(settings: Any) -> Iterator[Callable[[bytes], Pipeline]]:
 
         def make(yaml: bytes) -> Pipeline:
             fake_github(router, (REPO,), config=yaml)
-            user = get_user_model().objects.create_user("octo")
+            user = repository_admin("octo")
             return create_pipeline(checkout_url=f"https://github.com/{REPO}.git#master", user=user)
 
         yield make

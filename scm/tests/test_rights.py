@@ -21,8 +21,8 @@ from rest_framework.test import APIClient
 
 from conftest import GitRepo
 from pipelines.models import Event, Pipeline, PipelinePermission
-from pipelines.services import create_pipeline, grant_permission
-from scm.base import ScmError
+from pipelines.services import create_pipeline, grant_permission, update_pipeline
+from scm.base import ScmError, ScmTokenRejected
 from scm.github import GitHubScm
 from scm.models import ScmRole
 from scm.rights import refresh_scm_role, save_scm_token
@@ -41,6 +41,7 @@ PERMISSIONS_BY_TOKEN: dict[str, dict[str, bool]] = {
     "tok-admin": ALL,
     "tok-push": PUSH,
     "tok-pull": PULL,
+    "server-token": {},
 }
 
 
@@ -76,12 +77,13 @@ def person(name: str, token: str | None = None) -> User:
 
 @pytest.fixture
 def pipeline(github: respx.Router) -> Pipeline:
-    """A private GitHub pipeline whose only local right is its creator's."""
+    """A private GitHub pipeline whose only local right is its creator's (a GitHub admin)."""
     created = create_pipeline(
-        checkout_url=f"https://github.com/{REPO}.git#master", user=person("creator")
+        checkout_url=f"https://github.com/{REPO}.git#master", user=person("creator", "tok-admin")
     )
-    Pipeline.objects.filter(pk=created.pk).update(scm_repo={**created.scm_repo, "private": True})
-    created.refresh_from_db()
+    # The creator's own questions to GitHub are not what the tests count.
+    ScmRole.objects.all().delete()
+    github.reset()
     return created
 
 
@@ -120,7 +122,7 @@ def test_githubs_permissions_map_onto_admin_push_and_pull(
     github: respx.Router, permissions: dict[str, bool], role: str | None
 ) -> None:
     github.get(f"{API}/repos/o/r").mock(
-        return_value=httpx.Response(200, json={"permissions": permissions})
+        return_value=httpx.Response(200, json={"private": True, "permissions": permissions})
     )
     scm = GitHubScm()
 
@@ -128,7 +130,44 @@ def test_githubs_permissions_map_onto_admin_push_and_pull(
     assert github.calls.last.request.headers["Authorization"] == "Bearer user-token"
 
 
-@pytest.mark.parametrize("status", [401, 403, 404])
+@pytest.mark.parametrize(
+    ("permissions", "role"),
+    [(PULL, None), ({**PULL, "triage": True}, "pull"), (PUSH, "push"), (ALL, "admin")],
+)
+def test_on_a_public_repository_the_pull_github_gives_everyone_is_no_role(
+    github: respx.Router, permissions: dict[str, bool], role: str | None
+) -> None:
+    github.get(f"{API}/repos/o/r").mock(
+        return_value=httpx.Response(200, json={"private": False, "permissions": permissions})
+    )
+    scm = GitHubScm()
+
+    assert scm.user_role(scm.parse_url("https://github.com/o/r.git#main"), "user-token") == role
+
+
+def test_a_pipeline_made_private_by_its_admin_stays_hidden_from_githubs_public_readers(
+    pipeline: Pipeline, github: respx.Router
+) -> None:
+    github.routes["permissions"].side_effect = None
+    github.routes["permissions"].return_value = httpx.Response(
+        200, json={"private": False, "permissions": PULL}
+    )
+    update_pipeline(pipeline=pipeline, settings={"public": False})
+    reader = person("reader", "tok-pull")
+
+    assert api(reader).get(f"/v4/pipelines/{pipeline.pk}").status_code == 403
+    assert api(reader).get("/v4/pipelines").json() == []
+
+
+def test_a_token_github_no_longer_accepts_is_an_error_of_its_own(github: respx.Router) -> None:
+    github.get(f"{API}/repos/o/r").mock(return_value=httpx.Response(401))
+    scm = GitHubScm()
+
+    with pytest.raises(ScmTokenRejected, match="sign in again"):
+        scm.user_role(scm.parse_url("https://github.com/o/r.git#main"), "t")
+
+
+@pytest.mark.parametrize("status", [403, 404])
 def test_a_repository_the_token_cannot_see_grants_nothing(
     github: respx.Router, status: int
 ) -> None:
@@ -264,17 +303,18 @@ def test_a_role_taken_away_on_github_is_taken_away_here_after_the_cache_time(
         refresh_scm_role(user=pusher, pipeline=pipeline)
         assert pipeline.has_right(pusher, "push")
         github.routes["permissions"].side_effect = None
-        github.routes["permissions"].return_value = httpx.Response(200, json={"permissions": PULL})
+        github.routes["permissions"].return_value = httpx.Response(
+            200, json={"private": True, "permissions": PULL}
+        )
         clock.shift(timedelta(seconds=299))
         refresh_scm_role(user=pusher, pipeline=pipeline)
         assert pipeline.role_of(pusher) == "push"
         clock.shift(timedelta(seconds=2))
         refresh_scm_role(user=pusher, pipeline=pipeline)
+        assert pipeline.role_of(pusher) == "pull"
 
-    assert pipeline.role_of(pusher) == "pull"
 
-
-def test_an_unreachable_github_keeps_the_last_answer(
+def test_an_unreachable_github_grants_nothing_once_the_answer_is_older_than_the_cache_time(
     pipeline: Pipeline, github: respx.Router
 ) -> None:
     pusher = person("pusher", "tok-push")
@@ -283,10 +323,13 @@ def test_an_unreachable_github_keeps_the_last_answer(
     with time_machine.travel(start, tick=False) as clock:
         refresh_scm_role(user=pusher, pipeline=pipeline)
         github.routes["permissions"].side_effect = httpx.ConnectError("down")
-        clock.shift(timedelta(seconds=600))
+        clock.shift(timedelta(seconds=200))
         refresh_scm_role(user=pusher, pipeline=pipeline)
-
-    assert pipeline.role_of(pusher) == "push"
+        assert pipeline.role_of(pusher) == "push"
+        clock.shift(timedelta(seconds=400))
+        refresh_scm_role(user=pusher, pipeline=pipeline)
+        assert pipeline.role_of(pusher) is None
+        assert start_event(pusher, pipeline).status_code == 403
 
 
 def test_signing_in_again_forgets_the_recorded_roles(pipeline: Pipeline) -> None:

@@ -15,18 +15,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 import responses
-from allauth.socialaccount.models import SocialAccount, SocialToken
+import respx
+from allauth.socialaccount.models import SocialAccount, SocialLogin, SocialToken
+from allauth.socialaccount.signals import social_account_removed
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.db import connection
-from django.test import Client
+from django.test import Client, RequestFactory
 from django.urls import reverse
+from django.utils import timezone
 from responses import matchers
 
 from pipelines.encryption import decrypt
-from scm.models import ScmAccount
+from pipelines.models import Pipeline
+from scm.adapters import ScmSocialAccountAdapter
+from scm.models import ScmAccount, ScmRole
 
 pytestmark = pytest.mark.django_db
 
@@ -43,11 +49,11 @@ def providers(settings: Any) -> None:
     settings.SOCIALACCOUNT_PROVIDERS = {
         "github": {
             "APPS": [{"client_id": "gh-client", "secret": "gh-secret"}],
-            "SCOPE": ["repo", "admin:repo_hook", "read:org", "user:email"],
+            "SCOPE": ["repo", "user:email"],
         },
         "gitlab": {
             "APPS": [{"client_id": "gl-client", "secret": "gl-secret"}],
-            "SCOPE": ["api"],
+            "SCOPE": ["read_api", "read_user"],
             "GITLAB_URL": GITLAB_URL,
         },
     }
@@ -88,6 +94,21 @@ def sign_in_with_github(client: Client, http: responses.RequestsMock, token: str
     )
 
 
+def sign_in_with_gitlab(client: Client, http: responses.RequestsMock) -> Any:
+    _, query = start(client, "gitlab")
+    http.post(
+        f"{GITLAB_URL}/oauth/token",
+        json={"access_token": GITLAB_TOKEN, "token_type": "Bearer", "expires_in": 7200},
+    )
+    http.get(
+        f"{GITLAB_URL}/api/v4/user",
+        json={"id": 77, "username": "gitlabber", "name": "Git Labber", "email": "gl@example.com"},
+    )
+    return client.get(
+        "/accounts/gitlab/login/callback/", {"code": "gl-code", "state": query["state"][0]}
+    )
+
+
 def raw_token_column() -> str:
     """The stored column as the database holds it, bypassing the model."""
     with connection.cursor() as cursor:
@@ -103,7 +124,7 @@ def test_the_github_button_sends_the_browser_to_github_with_the_configured_app_a
 
     assert location.startswith("https://github.com/login/oauth/authorize?")
     assert query["client_id"] == ["gh-client"]
-    assert set(query["scope"][0].split()) == {"repo", "admin:repo_hook", "read:org", "user:email"}
+    assert set(query["scope"][0].split()) == {"repo", "user:email"}
     assert query["redirect_uri"] == ["http://testserver/accounts/github/login/callback/"]
 
 
@@ -161,7 +182,7 @@ def test_signing_in_with_gitlab_uses_the_configured_gitlab_and_keeps_the_token_e
 ) -> None:
     location, query = start(client, "gitlab")
     assert location.startswith(f"{GITLAB_URL}/oauth/authorize?")
-    assert query["scope"] == ["api"]
+    assert set(query["scope"][0].split()) == {"read_api", "read_user"}
     http.post(
         f"{GITLAB_URL}/oauth/token",
         json={"access_token": GITLAB_TOKEN, "token_type": "Bearer", "expires_in": 7200},
@@ -232,10 +253,22 @@ def test_the_local_login_form_still_signs_a_local_account_in(client: Client) -> 
     assert client.session["_auth_user_id"] == str(user.pk)
 
 
-def test_allauths_password_pages_lead_to_the_local_login_form(client: Client) -> None:
-    for path in ("/accounts/login/", "/accounts/signup/", "/accounts/password/reset/"):
+def test_allauths_password_email_and_connection_pages_lead_to_the_local_login_form(
+    client: Client,
+) -> None:
+    client.force_login(User.objects.create_user("someone"))
+    for path in (
+        "/accounts/login/",
+        "/accounts/signup/",
+        "/accounts/password/reset/",
+        "/accounts/password/set/",
+        "/accounts/password/change/",
+        "/accounts/email/",
+        "/accounts/3rdparty/",
+    ):
         response = client.get(path)
-        assert response.status_code == 302 and response["Location"] == "/login/"
+        assert response.status_code == 302 and response["Location"] == "/login/", path
+        assert client.post(path, {"account": "1"}).status_code == 302, path
 
 
 def providers_from_environment(tmp_path: Path, **env: str) -> dict[str, Any]:
@@ -275,7 +308,17 @@ def test_providers_are_configured_from_the_environment_only_when_id_and_secret_a
     assert both["github"]["APPS"] == [{"client_id": "gh", "secret": "gh-s"}]
     assert "GITHUB_URL" not in both["github"]
     assert both["gitlab"]["GITLAB_URL"] == "https://gitlab.corp.example"
-    assert both["gitlab"]["SCOPE"] == ["api"]
+    # Only what sign-in uses: the person's token reads repositories and their permissions.
+    assert both["github"]["SCOPE"] == ["repo", "user:email"]
+    assert both["gitlab"]["SCOPE"] == ["read_api", "read_user"]
+    with_orgs = providers_from_environment(
+        tmp_path,
+        SD_GITHUB_CLIENT_ID="gh",
+        SD_GITHUB_CLIENT_SECRET="gh-s",
+        SD_SCM_ALLOWED_ORGS="octo-org",
+    )
+    # Listing a person's organizations needs read:org, asked only when the allow-list names one.
+    assert with_orgs["github"]["SCOPE"] == ["repo", "user:email", "read:org"]
 
 
 def test_github_enterprise_sign_in_follows_the_api_urls_host(tmp_path: Path) -> None:
@@ -287,3 +330,172 @@ def test_github_enterprise_sign_in_follows_the_api_urls_host(tmp_path: Path) -> 
     )
 
     assert providers["github"]["GITHUB_URL"] == "https://ghe.corp.example"
+
+
+# --- who may sign in: SD_SCM_ALLOWED_ORGS and SD_SCM_ALLOWED_USERS ---------------------------
+
+
+@pytest.fixture
+def orgs() -> Iterator[respx.Router]:
+    """GitHub's and GitLab's membership lists, which our own code reads with httpx."""
+    with respx.mock(assert_all_called=False) as router:
+        yield router
+
+
+def answer_orgs(orgs: respx.Router, logins: list[str], token: str = GITHUB_TOKEN) -> respx.Route:
+    return orgs.get(
+        "https://api.github.com/user/orgs", headers={"Authorization": f"Bearer {token}"}
+    ).mock(return_value=httpx.Response(200, json=[{"login": login} for login in logins]))
+
+
+def refused_to_login(response: Any, client: Client) -> bool:
+    return (
+        response.status_code == 302
+        and response["Location"] == reverse("login")
+        and "_auth_user_id" not in client.session
+    )
+
+
+def test_with_no_allow_list_anyone_on_github_may_sign_up(
+    client: Client, http: responses.RequestsMock, orgs: respx.Router, settings: Any
+) -> None:
+    settings.SD_SCM_ALLOWED_ORGS, settings.SD_SCM_ALLOWED_USERS = [], []
+
+    response = sign_in_with_github(client, http, GITHUB_TOKEN)
+
+    assert response.status_code == 302 and "_auth_user_id" in client.session
+    assert not orgs.calls
+
+
+def test_a_member_of_an_allowed_organization_signs_up(
+    client: Client, http: responses.RequestsMock, orgs: respx.Router, settings: Any
+) -> None:
+    settings.SD_SCM_ALLOWED_ORGS = ["Octo-Org"]
+    answer_orgs(orgs, ["someone-else", "octo-org"])
+
+    response = sign_in_with_github(client, http, GITHUB_TOKEN)
+
+    assert response["Location"] == reverse("pipelines:list")
+    assert User.objects.filter(username="octocat").exists()
+
+
+def test_someone_outside_the_allowed_organizations_gets_no_account_and_is_told_why(
+    client: Client, http: responses.RequestsMock, orgs: respx.Router, settings: Any
+) -> None:
+    settings.SD_SCM_ALLOWED_ORGS = ["octo-org"]
+    answer_orgs(orgs, ["other-org"])
+
+    response = sign_in_with_github(client, http, GITHUB_TOKEN)
+
+    assert refused_to_login(response, client)
+    assert not User.objects.filter(username="octocat").exists()
+    assert not ScmAccount.objects.exists() and not SocialAccount.objects.exists()
+    page = client.get(reverse("login")).content.decode()
+    assert "SD_SCM_ALLOWED_ORGS" in page
+
+
+def test_an_allowed_username_signs_up_without_any_membership(
+    client: Client, http: responses.RequestsMock, orgs: respx.Router, settings: Any
+) -> None:
+    settings.SD_SCM_ALLOWED_ORGS = []
+    settings.SD_SCM_ALLOWED_USERS = ["gitlab:octocat", "github:OctoCat"]
+
+    response = sign_in_with_github(client, http, GITHUB_TOKEN)
+
+    assert response["Location"] == reverse("pipelines:list")
+    assert not orgs.calls
+
+
+def test_a_username_allowed_on_gitlab_only_is_not_allowed_on_github(
+    client: Client, http: responses.RequestsMock, orgs: respx.Router, settings: Any
+) -> None:
+    settings.SD_SCM_ALLOWED_USERS = ["gitlab:octocat"]
+    settings.SD_SCM_ALLOWED_ORGS = []
+
+    assert refused_to_login(sign_in_with_github(client, http, GITHUB_TOKEN), client)
+
+
+def test_someone_who_left_the_organization_can_no_longer_sign_in(
+    client: Client, http: responses.RequestsMock, orgs: respx.Router, settings: Any
+) -> None:
+    settings.SD_SCM_ALLOWED_ORGS = ["octo-org"]
+    route = answer_orgs(orgs, ["octo-org"])
+    sign_in_with_github(client, http, GITHUB_TOKEN)
+    client.logout()
+    http.reset()
+    route.return_value = httpx.Response(200, json=[])
+
+    response = sign_in_with_github(client, http, GITHUB_TOKEN)
+
+    assert refused_to_login(response, client)
+
+
+def test_a_github_that_cannot_list_memberships_signs_nobody_in(
+    client: Client, http: responses.RequestsMock, orgs: respx.Router, settings: Any
+) -> None:
+    settings.SD_SCM_ALLOWED_ORGS = ["octo-org"]
+    orgs.get("https://api.github.com/user/orgs").mock(return_value=httpx.Response(503))
+
+    response = sign_in_with_github(client, http, GITHUB_TOKEN)
+
+    assert refused_to_login(response, client)
+    assert not User.objects.filter(username="octocat").exists()
+
+
+def test_a_member_of_a_subgroup_of_an_allowed_gitlab_group_signs_up(
+    client: Client, http: responses.RequestsMock, orgs: respx.Router, settings: Any
+) -> None:
+    settings.SD_SCM_ALLOWED_ORGS = ["gitlab:acme"]
+    groups = orgs.get(f"{GITLAB_URL}/api/v4/groups").mock(
+        return_value=httpx.Response(200, json=[{"full_path": "acme/platform"}])
+    )
+
+    response = sign_in_with_gitlab(client, http)
+
+    assert response["Location"] == reverse("pipelines:list")
+    assert groups.calls.last.request.headers["Authorization"] == f"Bearer {GITLAB_TOKEN}"
+    assert groups.calls.last.request.url.params["min_access_level"] == "10"
+
+
+def test_a_member_of_a_lookalike_gitlab_group_is_refused(
+    client: Client, http: responses.RequestsMock, orgs: respx.Router, settings: Any
+) -> None:
+    settings.SD_SCM_ALLOWED_ORGS = ["acme"]
+    orgs.get(f"{GITLAB_URL}/api/v4/groups").mock(
+        return_value=httpx.Response(200, json=[{"full_path": "acme-evil"}])
+    )
+
+    assert refused_to_login(sign_in_with_gitlab(client, http), client)
+
+
+# --- removing an SCM account ------------------------------------------------------------------
+
+
+def test_an_scm_account_removed_through_allauth_takes_the_token_and_roles_with_it(
+    client: Client, http: responses.RequestsMock
+) -> None:
+    sign_in_with_github(client, http, GITHUB_TOKEN)
+    user = User.objects.get(username="octocat")
+    pipeline = Pipeline.objects.create(
+        name="o/r", scm_uri="github:github.com:o/r:main", scm_context="github:github.com"
+    )
+    ScmRole.objects.create(user=user, pipeline=pipeline, role="admin", checked_at=timezone.now())
+    account = SocialAccount.objects.get(user=user)
+
+    # What allauth's disconnect flow sends once it deleted the account.
+    account.delete()
+    social_account_removed.send(sender=SocialAccount, request=None, socialaccount=account)
+
+    assert not ScmAccount.objects.filter(user=user).exists()
+    assert not ScmRole.objects.filter(user=user).exists()
+
+
+def test_a_sign_up_that_did_not_pass_the_allow_list_is_closed(settings: Any) -> None:
+    login = SocialLogin(account=SocialAccount(provider="github"), user=User(username="octocat"))
+    adapter = ScmSocialAccountAdapter()
+    request = RequestFactory().get("/")
+
+    settings.SD_SCM_ALLOWED_ORGS, settings.SD_SCM_ALLOWED_USERS = [], []
+    assert adapter.is_open_for_signup(request, login)
+    settings.SD_SCM_ALLOWED_ORGS = ["octo-org"]
+    assert not adapter.is_open_for_signup(request, login)

@@ -16,6 +16,7 @@ from builds import services as build_services
 from builds.models import Build, BuildStatus
 from pipelines.services import Creator, create_pipeline, start_event
 from scm.tests.github_fakes import CONFIG, HEAD_SHA, SECRET, fake_github
+from scm.tests.scm_people import repository_admin
 
 pytestmark = pytest.mark.django_db
 STATUSES = "https://api.github.com/repos/Codertocat/Hello-World/statuses/" + HEAD_SHA
@@ -46,7 +47,7 @@ def posted(router: respx.Router) -> list[dict[str, Any]]:
 def test_each_status_change_of_a_github_build_is_posted_to_its_commit(
     github: respx.Router, django_capture_on_commit_callbacks: Callable[..., Any]
 ) -> None:
-    user = get_user_model().objects.create_user("octo")
+    user = repository_admin("octo")
     pipeline = create_pipeline(
         checkout_url="https://github.com/Codertocat/Hello-World.git#master", user=user
     )
@@ -70,7 +71,7 @@ def test_a_refused_status_never_fails_the_transition(
     github: respx.Router, django_capture_on_commit_callbacks: Callable[..., Any]
 ) -> None:
     github.post(STATUSES).mock(return_value=httpx.Response(500))
-    user = get_user_model().objects.create_user("octo")
+    user = repository_admin("octo")
     pipeline = create_pipeline(
         checkout_url="https://github.com/Codertocat/Hello-World.git#master", user=user
     )
@@ -106,7 +107,7 @@ def test_local_pipelines_post_no_status(
 def test_a_queued_build_is_posted_as_pending_before_any_worker_runs_it(
     github: respx.Router, django_capture_on_commit_callbacks: Callable[..., Any]
 ) -> None:
-    user = get_user_model().objects.create_user("octo")
+    user = repository_admin("octo")
     pipeline = create_pipeline(
         checkout_url="https://github.com/Codertocat/Hello-World.git#master", user=user
     )

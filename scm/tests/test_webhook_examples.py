@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import respx
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from builds.models import Build, BuildStatus
@@ -19,6 +18,7 @@ from pipelines.services import create_pipeline
 from scm.models import WebhookDelivery
 from scm.tasks import process_delivery
 from scm.tests.github_fakes import HEAD_SHA, SECRET, TAG_SHA, deliver, fake_github
+from scm.tests.scm_people import repository_admin
 
 ORACLE = Path(__file__).resolve().parents[2] / "oracle" / "webhooks"
 PACKAGE = ORACLE / "node_modules" / "@octokit" / "webhooks-examples" / "api.github.com"
@@ -48,7 +48,7 @@ def pipeline(settings: Any) -> Iterator[Pipeline]:
     settings.SD_GITHUB_API_URL = "https://api.github.com"
     with respx.mock(assert_all_called=False) as router:
         fake_github(router, ("Codertocat/Hello-World", "Octocoders/Hello-World"))
-        user = get_user_model().objects.create_user("codertocat")
+        user = repository_admin("codertocat")
         yield create_pipeline(
             checkout_url="https://github.com/Codertocat/Hello-World.git#master", user=user
         )

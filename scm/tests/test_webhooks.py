@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from django.contrib.auth import get_user_model
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -20,6 +19,7 @@ from pipelines.services import create_pipeline, set_secret
 from scm.models import WebhookDelivery
 from scm.tasks import process_delivery
 from scm.tests.github_fakes import HEAD_SHA, SECRET, TAG_SHA, deliver, fake_github, signature
+from scm.tests.scm_people import repository_admin
 
 PUSH_SHA = "c" * 40
 
@@ -40,7 +40,7 @@ def github(settings: Any) -> Iterator[respx.Router]:
 @pytest.fixture
 def pipelines() -> tuple[Pipeline, Pipeline]:
     """Pipeline A on Codertocat/Hello-World#master, pipeline B on another repository."""
-    user = get_user_model().objects.create_user("octo")
+    user = repository_admin("octo")
     a = create_pipeline(
         checkout_url="https://github.com/Codertocat/Hello-World.git#master", user=user
     )

@@ -109,6 +109,7 @@ class PipelineDetailView(ApiView):
             state=data.get("state"),
             state_message=data.get("stateChangeMessage", ""),
             changer=request.user.get_username(),
+            user=signed_in_user(request),
         )
         return Response(PipelineSerializer(pipeline).data)
 

@@ -22,14 +22,11 @@ from pipelines.services import (
     notice_push,
     repo_ref_of,
     start_event,
-    start_pr_event,
-    stop_pr_builds,
 )
-from pipelines.services.pull_requests import changed_files_of_pr, restricted_pr_message
 from scm.gitlab import repo_prefix
 from scm.models import WebhookDelivery
 from scm.signing import gitlab_hook_token
-from scm.webhooks import Handled, Received, WebhookRejected
+from scm.webhooks import Received, WebhookRejected, run_pr_update
 
 logger = logging.getLogger(__name__)
 
@@ -301,38 +298,14 @@ def handle_mr_update(payload: dict[str, Any]) -> list[Event]:
         # Only the opener is surely the author (an update's user is whoever pushed); the
         # author may restart an unrestricted PR without push rights, as in Screwdriver.
         pr["username"] = creator.username
-    events = Handled()
-    changed: tuple[list[str] | None, str] | None = None
-    for pipeline in pipelines:
-        stop_pr_builds(
-            pipeline=pipeline, pr_num=number, message=f"Merge request !{number} was updated"
-        )
-        # The restriction is the target branch's (the pipeline's), never the MR's own file.
-        skipped = restricted_pr_message(pipeline=pipeline, fork=bool(pr["fork"]))
-        if skipped:
-            events.notes.append(skipped)
-            continue
-        if changed is None:
-            # One merge request, one diff: asked once for every pipeline of its target branch.
-            changed = changed_files_of_pr(pipeline=pipeline, pr_num=number)
-            if changed[1]:
-                events.notes.append(changed[1])
-        try:
-            event = start_pr_event(
-                pipeline=pipeline,
-                pr_num=number,
-                sha=sha,
-                creator=creator,
-                pr=pr,
-                changed_files=changed[0],
-            )
-        except PipelineError as exc:
-            logger.info("MR %s on pipeline %s started nothing: %s", number, pipeline.pk, exc)
-            events.notes.append(exc.message)
-            continue
-        if event is not None:
-            events.append(event)
-    return events
+    return run_pr_update(
+        pipelines=pipelines,
+        number=number,
+        sha=sha,
+        pr=pr,
+        creator=creator,
+        what=f"Merge request !{number}",
+    )
 
 
 def handle_mr_closed(payload: dict[str, Any]) -> list[Event]:

@@ -314,20 +314,40 @@ def handle_pr_update(payload: dict[str, Any]) -> list[Event]:
         # The author may restart an unrestricted PR without push rights, as in Screwdriver.
         "username": str((pull.get("user") or {}).get("login") or ""),
     }
-    creator = _sender(payload)
+    return run_pr_update(
+        pipelines=pipelines,
+        number=number,
+        sha=sha,
+        pr=pr,
+        creator=_sender(payload),
+        what=f"Pull request {number}",
+    )
+
+
+def run_pr_update(
+    *,
+    pipelines: list[Pipeline],
+    number: int,
+    sha: str,
+    pr: dict[str, Any],
+    creator: Creator,
+    what: str,
+) -> Handled:
+    """A pull (or merge) request got new commits: stop its builds, run its ~pr jobs anew.
+
+    Shared by every SCM's handler; ``what`` names the request in messages.
+    """
     events = Handled()
     changed: tuple[list[str] | None, str] | None = None
     for pipeline in pipelines:
-        stop_pr_builds(
-            pipeline=pipeline, pr_num=number, message=f"Pull request {number} was updated"
-        )
-        # The restriction is the base branch's (the pipeline's), never the PR's own file.
+        stop_pr_builds(pipeline=pipeline, pr_num=number, message=f"{what} was updated")
+        # The restriction is the base branch's (the pipeline's), never the request's own file.
         skipped = restricted_pr_message(pipeline=pipeline, fork=bool(pr["fork"]))
         if skipped:
             events.notes.append(skipped)
             continue
         if changed is None:
-            # One pull request, one diff: asked once for every pipeline of its base branch.
+            # One request, one diff: asked once for every pipeline of its base branch.
             changed = changed_files_of_pr(pipeline=pipeline, pr_num=number)
             if changed[1]:
                 events.notes.append(changed[1])
@@ -341,7 +361,7 @@ def handle_pr_update(payload: dict[str, Any]) -> list[Event]:
                 changed_files=changed[0],
             )
         except PipelineError as exc:
-            logger.info("PR %s on pipeline %s started nothing: %s", number, pipeline.pk, exc)
+            logger.info("%s on pipeline %s started nothing: %s", what, pipeline.pk, exc)
             events.notes.append(exc.message)
             continue
         if event is not None:

@@ -60,8 +60,9 @@ def docker_stack(stack: Stack, settings: Any, busybox_image: str) -> Iterator[St
         try:
             container.remove(force=True)
         except Exception as exc:
-            # The build's own cleanup may get there first; anything else is a real failure.
-            if getattr(getattr(exc, "response", None), "status_code", None) != 404:
+            # The build's own cleanup may have removed it (404) or be removing it (409);
+            # anything else is a real failure.
+            if getattr(getattr(exc, "response", None), "status_code", None) not in {404, 409}:
                 raise
 
 

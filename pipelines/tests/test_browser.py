@@ -207,7 +207,8 @@ def test_html_in_a_log_line_a_commit_message_and_a_branch_is_text(
     red.wait_for()
     page.locator("[id='colours:1'] a.ln").click()
     assert page.url.endswith("#colours:1")
-    assert "highlight" in (page.locator("[id='colours:1']").get_attribute("class") or "")
+    # The page highlights on its hashchange event, after the click returns: wait for it.
+    page.wait_for_selector("[id='colours:1'].highlight", timeout=5000)
     page.get_by_label("Timestamps").select_option("wall")
     assert re.fullmatch(
         r"\d\d:\d\d:\d\d\.\d{3}", page.locator("[id='colours:1'] .ts-w").inner_text()

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
+
+# A pull request's changed files are read 100 at a time, ten pages at most: past that, unknown.
+PR_FILES_PER_PAGE = 100
+MAX_PR_FILE_PAGES = 10
 
 
 class ScmError(Exception):
@@ -14,6 +19,24 @@ class ScmError(Exception):
 
 class ScmTokenRejected(ScmError):
     """The SCM answered 401 to a person's own token: it expired or was revoked."""
+
+
+def paged_file_names(
+    fetch_page: Callable[[int, int], Any], *, key: str, error: str
+) -> list[str] | None:
+    """The distinct ``key`` of every item of a paged list, sorted; None past the last page read.
+
+    ``fetch_page(page, per_page)`` answers one page; ``error`` is said when one is not a list.
+    """
+    files: list[str] = []
+    for page in range(1, MAX_PR_FILE_PAGES + 1):
+        data = fetch_page(page, PR_FILES_PER_PAGE)
+        if not isinstance(data, list):
+            raise ScmError(error)
+        files.extend(str(item[key]) for item in data if isinstance(item, dict) and item.get(key))
+        if len(data) < PR_FILES_PER_PAGE:
+            return sorted(set(files))
+    return None
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,19 @@ from urllib.parse import quote, urlsplit
 import httpx
 from django.conf import settings
 
-from scm.base import CommitInfo, RepoRef, Scm, ScmError, ScmTokenRejected
+from scm.base import (
+    CommitInfo,
+    RepoRef,
+    Scm,
+    ScmError,
+    ScmTokenRejected,
+    paged_file_names,
+)
 
 TIMEOUT_SECONDS = 10.0
 MAX_FILE_BYTES = 512 * 1024
 # A pull request's files are read 100 a page; past this many pages they count as unknown, so
 # every ~pr job runs (GitHub itself stops listing at 3000 files).
-PR_FILES_PER_PAGE = 100
-MAX_PR_FILE_PAGES = 10
 HOOK_EVENTS = ["push", "pull_request", "create", "release"]
 
 _NAME = r"[A-Za-z0-9_.-]+"
@@ -172,23 +177,12 @@ class GitHubScm(Scm):
 
         GET /repos/{o}/{r}/pulls/{n}/files, page by page; None past MAX_PR_FILE_PAGES pages.
         """
-        files: list[str] = []
         path = f"/repos/{full_name_of(ref)}/pulls/{pr_num}/files"
-        for page in range(1, MAX_PR_FILE_PAGES + 1):
-            data = self._json(path, params={"per_page": PR_FILES_PER_PAGE, "page": page})
-            if not isinstance(data, list):
-                raise ScmError(
-                    f"GitHub answered {path} with something other than a list of files; "
-                    "retry later."
-                )
-            files.extend(
-                str(item["filename"])
-                for item in data
-                if isinstance(item, dict) and item.get("filename")
-            )
-            if len(data) < PR_FILES_PER_PAGE:
-                return sorted(set(files))
-        return None
+        return paged_file_names(
+            lambda page, per_page: self._json(path, params={"per_page": per_page, "page": page}),
+            key="filename",
+            error=f"GitHub answered {path} with something other than a list of files; retry later.",
+        )
 
     def post_status(
         self, ref: RepoRef, sha: str, *, state: str, context: str, description: str, target_url: str

@@ -10,15 +10,20 @@ from urllib.parse import quote, urlsplit
 import httpx
 from django.conf import settings
 
-from scm.base import CommitInfo, RepoRef, Scm, ScmError, ScmTokenRejected
+from scm.base import (
+    CommitInfo,
+    RepoRef,
+    Scm,
+    ScmError,
+    ScmTokenRejected,
+    paged_file_names,
+)
 from scm.signing import gitlab_hook_token
 
 TIMEOUT_SECONDS = 10.0
 MAX_FILE_BYTES = 512 * 1024
 # A merge request's diffs are read 100 a page; past this many pages its files count as
 # unknown, so every ~pr job runs.
-PR_FILES_PER_PAGE = 100
-MAX_PR_FILE_PAGES = 10
 
 # GitLab access levels (Guest 10, Reporter 20, Developer 30, Maintainer 40, Owner 50), mapped
 # the way Screwdriver's scm-gitlab maps them; a guest may not even read the code.
@@ -202,23 +207,12 @@ class GitLabScm(Scm):
         GET /projects/:id/merge_requests/:iid/diffs page by page (GitLab 15.7 and later);
         None past MAX_PR_FILE_PAGES pages.
         """
-        files: list[str] = []
         path = f"{self._project(project_path_of(ref))}/merge_requests/{pr_num}/diffs"
-        for page in range(1, MAX_PR_FILE_PAGES + 1):
-            data = self._json(path, params={"per_page": PR_FILES_PER_PAGE, "page": page})
-            if not isinstance(data, list):
-                raise ScmError(
-                    f"GitLab answered {path} with something other than a list of diffs; "
-                    "retry later."
-                )
-            files.extend(
-                str(item["new_path"])
-                for item in data
-                if isinstance(item, dict) and item.get("new_path")
-            )
-            if len(data) < PR_FILES_PER_PAGE:
-                return sorted(set(files))
-        return None
+        return paged_file_names(
+            lambda page, per_page: self._json(path, params={"per_page": per_page, "page": page}),
+            key="new_path",
+            error=f"GitLab answered {path} with something other than a list of diffs; retry later.",
+        )
 
     def post_build_status(
         self, ref: RepoRef, sha: str, *, build_status: str, context: str, target_url: str

@@ -16,7 +16,7 @@ from django.test import Client
 from pipelines.models import Event, Pipeline
 from pipelines.services import create_pipeline
 from scm import github, gitlab
-from scm.base import RepoRef
+from scm.base import MAX_PR_FILE_PAGES, PR_FILES_PER_PAGE, RepoRef
 from scm.models import WebhookDelivery
 from scm.signing import gitlab_hook_token
 from scm.tasks import process_delivery
@@ -179,14 +179,14 @@ def test_a_pr_whose_files_touch_no_pr_job_builds_nothing_and_says_why(
 def test_a_pr_with_more_files_than_the_cap_runs_every_pr_job(
     client: Client, router: respx.Router, pipeline: Pipeline
 ) -> None:
-    full = files(*(f"docs/{n}.md" for n in range(github.PR_FILES_PER_PAGE)))
+    full = files(*(f"docs/{n}.md" for n in range(PR_FILES_PER_PAGE)))
     route = router.get(url__regex=re.escape(FILES_URL), name=f"pr-files:{REPO}").mock(
         return_value=httpx.Response(200, json=full)
     )
     open_pr(client)
     event = Event.objects.get()
     assert jobs_of(event) == ["PR-7:api", "PR-7:lint", "PR-7:web"]
-    assert route.call_count == github.MAX_PR_FILE_PAGES
+    assert route.call_count == MAX_PR_FILE_PAGES
     assert "commit" not in event.meta
 
 
@@ -321,7 +321,7 @@ def test_a_merge_request_runs_only_the_pr_jobs_its_diffs_touch_by_their_new_path
 def test_the_merge_request_diffs_are_read_page_by_page(
     client: Client, gitlab_router: respx.Router, gitlab_pipeline: Pipeline
 ) -> None:
-    first = diffs(*((f"docs/{n}.md", f"docs/{n}.md") for n in range(gitlab.PR_FILES_PER_PAGE)))
+    first = diffs(*((f"docs/{n}.md", f"docs/{n}.md") for n in range(PR_FILES_PER_PAGE)))
 
     def answer(request: httpx.Request) -> httpx.Response:
         page = request.url.params["page"]
@@ -350,13 +350,13 @@ def test_when_gitlab_has_no_diffs_api_every_pr_job_runs_and_the_delivery_says_so
 def test_a_gitlab_merge_request_with_more_diffs_than_the_cap_runs_every_pr_job(
     client: Client, gitlab_router: respx.Router, gitlab_pipeline: Pipeline
 ) -> None:
-    full = diffs(*((f"docs/{n}", f"docs/{n}") for n in range(gitlab.PR_FILES_PER_PAGE)))
+    full = diffs(*((f"docs/{n}", f"docs/{n}") for n in range(PR_FILES_PER_PAGE)))
     route = gitlab_router.get(url__regex=re.escape(DIFFS_URL)).mock(
         return_value=httpx.Response(200, json=full)
     )
     open_mr(client)
     assert jobs_of(Event.objects.get()) == ["PR-7:api", "PR-7:lint", "PR-7:web"]
-    assert route.call_count == gitlab.MAX_PR_FILE_PAGES
+    assert route.call_count == MAX_PR_FILE_PAGES
 
 
 def test_the_gitlab_client_asks_for_diffs_with_its_token_and_timeout(

@@ -147,7 +147,7 @@ class Stack:
     def start_worker(self) -> subprocess.Popen[bytes]:
         log = open(self.data_dir / "worker.log", "ab")  # noqa: SIM115 - lives as long as the worker
         self.worker = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
+            [sys.executable, "manage.py", "sd_worker"],
             cwd=BASE_DIR,
             env=self.env,
             stdout=log,

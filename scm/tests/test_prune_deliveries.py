@@ -12,9 +12,9 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_q.models import Schedule
 
-from scm.apps import ensure_schedules
 from scm.models import WebhookDelivery
 from scm.retention import prune_deliveries, retention_cutoff
+from screwdriver_site.schedules import ensure_periodic_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -62,8 +62,8 @@ def test_the_command_refuses_a_negative_period() -> None:
 def test_the_daily_schedule_runs_the_task_that_honours_the_setting(settings: Any) -> None:
     settings.SD_WEBHOOK_RETENTION_DAYS = 3
     Schedule.objects.filter(name="sd-prune-deliveries").delete()
-    ensure_schedules()
-    ensure_schedules()  # every migrate runs it; one schedule stays
+    ensure_periodic_tasks()
+    ensure_periodic_tasks()  # every worker start runs it; one schedule stays
     schedule = Schedule.objects.get(name="sd-prune-deliveries")
     assert schedule.schedule_type == Schedule.DAILY and schedule.repeats == -1
     delivery("four-days", age_days=4)

@@ -6,12 +6,9 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django_q.tasks import async_task
 
 from pipelines import workflow
 from pipelines.models import Event, Pipeline
@@ -23,10 +20,10 @@ from pipelines.services import (
     repo_ref_of,
     start_event,
 )
+from scm.deliveries import Handler, Received, WebhookRejected, record_delivery
 from scm.gitlab import repo_prefix
-from scm.models import WebhookDelivery
 from scm.signing import gitlab_hook_token
-from scm.webhooks import Received, WebhookRejected, run_pr_update
+from scm.webhooks import run_pr_update
 
 logger = logging.getLogger(__name__)
 
@@ -105,28 +102,15 @@ def receive_gitlab(
         )
     action = _action(event_name, payload)
     ignored = _ignored_because(event_name, action, payload)
-    try:
-        with transaction.atomic():
-            delivery = WebhookDelivery.objects.create(
-                scm="gitlab",
-                delivery_id=delivery_id,
-                event_name=event_name,
-                action=action,
-                repository=repository,
-                payload=payload,
-                outcome=WebhookDelivery.Outcome.IGNORED
-                if ignored
-                else WebhookDelivery.Outcome.QUEUED,
-                message=ignored,
-            )
-            if not ignored:
-                pk = delivery.pk
-                transaction.on_commit(
-                    lambda: async_task("scm.tasks.process_delivery", pk, task_name=f"hook-{pk}")
-                )
-    except IntegrityError as exc:
-        raise WebhookRejected(f"Delivery {delivery_id} was already received.", status=409) from exc
-    return Received(delivery=delivery, queued=not ignored)
+    return record_delivery(
+        scm="gitlab",
+        delivery_id=delivery_id,
+        event_name=event_name,
+        action=action,
+        repository=repository,
+        payload=payload,
+        ignored_because=ignored,
+    )
 
 
 # --- acting on a delivery (in the worker, through scm.webhooks.process_delivery) ----------
@@ -325,7 +309,7 @@ def handle_mr_closed(payload: dict[str, Any]) -> list[Event]:
 
 
 # (X-Gitlab-Event, action) -> handler; "" matches hooks without an action. Anything else is ignored.
-GITLAB_HANDLERS: dict[tuple[str, str], Callable[[dict[str, Any]], list[Event]]] = {
+GITLAB_HANDLERS: dict[tuple[str, str], Handler] = {
     (PUSH_HOOK, ""): handle_push,
     (TAG_PUSH_HOOK, ""): handle_tag_push,
     (RELEASE_HOOK, "create"): handle_release,

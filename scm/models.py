@@ -31,6 +31,9 @@ class WebhookDelivery(models.Model):
     payload = models.JSONField(default=dict)
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # When a worker was last handed the delivery, and how many times it has been.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
     outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.QUEUED)
     message = models.CharField(max_length=512, blank=True, default="")
     events = models.JSONField(default=list)  # ids of the events this delivery started
@@ -41,6 +44,8 @@ class WebhookDelivery(models.Model):
                 fields=["scm", "delivery_id"], name="one_delivery_per_scm_delivery_id"
             )
         ]
+        # The redelivery sweep looks for QUEUED deliveries handed out long ago.
+        indexes = [models.Index(fields=["outcome", "enqueued_at"], name="delivery_stuck_sweep")]
 
     def __str__(self) -> str:
         return f"{self.scm} {self.event_name} {self.delivery_id}"

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from scm import deliveries
+from scm.gitlab_webhooks import GITLAB_HANDLERS
 from scm.retention import prune_deliveries as prune
 from scm.retention import retention_cutoff
 from scm.statuses import report_commit_status as report
-from scm.webhooks import process_delivery as process
+from scm.webhooks import GITHUB_HANDLERS
+
+HANDLERS = {"github": GITHUB_HANDLERS, "gitlab": GITLAB_HANDLERS}
 
 
 def process_delivery(delivery_id: int) -> None:
-    """Act on one recorded webhook delivery."""
-    process(delivery_id=delivery_id)
+    """Act on one recorded webhook delivery with its SCM's handlers."""
+    scm = deliveries.scm_of(delivery_id=delivery_id)
+    if scm in HANDLERS:
+        deliveries.process_delivery(delivery_id=delivery_id, handlers=HANDLERS[scm])
+
+
+def redeliver_stuck() -> dict[str, int]:
+    """Hand out again the deliveries whose worker died (every minute)."""
+    return deliveries.redeliver_stuck()
 
 
 def report_commit_status(build_id: int) -> None:

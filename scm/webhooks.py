@@ -1,4 +1,4 @@
-"""SCM webhooks: verify a delivery, record it once, then act on it through a dispatch table."""
+"""GitHub webhooks: verify a delivery and record it; the handlers of its dispatch table."""
 
 from __future__ import annotations
 
@@ -7,14 +7,9 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.utils import timezone
-from django_q.tasks import async_task
 
 from pipelines import workflow
 from pipelines.models import Event, Pipeline
@@ -29,32 +24,14 @@ from pipelines.services import (
     stop_pr_builds,
 )
 from pipelines.services.pull_requests import changed_files_of_pr, restricted_pr_message
-from scm.base import ScmError
+from scm.deliveries import Handler, Received, WebhookRejected, record_delivery
 from scm.github import GitHubScm, repo_prefix
-from scm.models import WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
 _SIGNATURE_RE = re.compile(r"sha256=([0-9a-f]{64})", re.ASCII)
 _SKIP_CI_RE = re.compile(r"\[(skip ci|ci skip)\]", re.IGNORECASE)
 _NULL_SHA = "0" * 40
-
-
-class WebhookRejected(Exception):
-    """A delivery refused before anything was recorded; status is the HTTP answer."""
-
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Received:
-    """What receiving a delivery did: queued for the worker, or ignored with a reason."""
-
-    delivery: WebhookDelivery
-    queued: bool
 
 
 def verify_github_signature(*, body: bytes, header: str | None, secret: str) -> bool:
@@ -95,65 +72,18 @@ def receive_github(
     action = str(payload.get("action") or "")[:64]
     repository = str((payload.get("repository") or {}).get("full_name") or "")[:512]
     handled = (event_name, action) in GITHUB_HANDLERS or (event_name, "") in GITHUB_HANDLERS
-    try:
-        with transaction.atomic():
-            delivery = WebhookDelivery.objects.create(
-                scm="github",
-                delivery_id=delivery_id,
-                event_name=event_name,
-                action=action,
-                repository=repository,
-                payload=payload,
-                outcome=WebhookDelivery.Outcome.QUEUED
-                if handled
-                else WebhookDelivery.Outcome.IGNORED,
-                message="" if handled else f"{event_name} {action} is not acted on.".strip(),
-            )
-            if handled:
-                pk = delivery.pk
-                transaction.on_commit(
-                    lambda: async_task("scm.tasks.process_delivery", pk, task_name=f"hook-{pk}")
-                )
-    except IntegrityError as exc:
-        raise WebhookRejected(f"Delivery {delivery_id} was already received.", status=409) from exc
-    return Received(delivery=delivery, queued=handled)
-
-
-# --- acting on a delivery (in the worker) --------------------------------------------------
-
-
-def process_delivery(*, delivery_id: int) -> WebhookDelivery:
-    """Act on a recorded delivery once: claim it with a conditional update, then dispatch."""
-    claimed = WebhookDelivery.objects.filter(
-        pk=delivery_id, outcome=WebhookDelivery.Outcome.QUEUED, processed_at__isnull=True
-    ).update(processed_at=timezone.now())
-    delivery = WebhookDelivery.objects.get(pk=delivery_id)
-    if not claimed:
-        return delivery
-    handlers = GITHUB_HANDLERS
-    if delivery.scm == "gitlab":
-        # Imported here: the GitLab module builds on this one's WebhookRejected and Received.
-        from scm.gitlab_webhooks import GITLAB_HANDLERS
-
-        handlers = GITLAB_HANDLERS
-    handler = handlers.get((delivery.event_name, delivery.action)) or handlers.get(
-        (delivery.event_name, "")
+    return record_delivery(
+        scm="github",
+        delivery_id=delivery_id,
+        event_name=event_name,
+        action=action,
+        repository=repository,
+        payload=payload,
+        ignored_because="" if handled else f"{event_name} {action} is not acted on.".strip(),
     )
-    try:
-        events = handler(delivery.payload) if handler else []
-    except ScmError as exc:
-        delivery.outcome, delivery.message = WebhookDelivery.Outcome.FAILED, str(exc)[:512]
-    except Exception:
-        # Recorded, not retried: a second run could start the same events twice.
-        logger.exception("Webhook delivery %s failed", delivery.delivery_id)
-        delivery.outcome = WebhookDelivery.Outcome.FAILED
-        delivery.message = "The server failed on this delivery; see its log."
-    else:
-        delivery.outcome = WebhookDelivery.Outcome.DONE
-        delivery.events = [event.pk for event in events]
-        delivery.message = "; ".join(getattr(events, "notes", []))[:512]
-    delivery.save(update_fields=["outcome", "message", "events"])
-    return delivery
+
+
+# --- acting on a delivery (in the worker, through scm.tasks.process_delivery) ------------
 
 
 def _pipelines_of(payload: dict[str, Any]) -> list[Pipeline]:
@@ -385,7 +315,7 @@ def handle_pr_closed(payload: dict[str, Any]) -> list[Event]:
 
 
 # (event, action) -> handler; "" matches events without an action. Anything else is ignored.
-GITHUB_HANDLERS: dict[tuple[str, str], Callable[[dict[str, Any]], list[Event]]] = {
+GITHUB_HANDLERS: dict[tuple[str, str], Handler] = {
     ("push", ""): handle_push,
     ("create", ""): handle_create,
     ("release", "published"): handle_release,

@@ -1,0 +1,156 @@
+"""Webhook deliveries from any SCM: recorded once, acted on at least once, with effects once.
+
+A verified delivery is stored (its unique (scm, delivery id) refuses a replay) and handed to a
+worker. The worker claims it, runs the SCM's handler and records the outcome in one
+transaction: a worker that dies half-way leaves the delivery QUEUED with nothing of its work
+written, and `redeliver_stuck` hands it to a worker again. A second worker taking the same
+delivery meanwhile waits for the first one's transaction and then finds it no longer QUEUED.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from pipelines.models import Event
+from scm.base import ScmError
+from scm.models import WebhookDelivery
+
+logger = logging.getLogger(__name__)
+
+# A delivery still QUEUED this long after it was handed out lost its worker (django-q2 ends a
+# task after 60 s, so a live worker is done by then).
+REDELIVER_AFTER = timedelta(minutes=2)
+# A delivery whose worker died this many times is given up on: it is what kills the worker.
+MAX_ATTEMPTS = 5
+
+Handler = Callable[[dict[str, Any]], list[Event]]
+Handlers = Mapping[tuple[str, str], Handler]
+
+
+class WebhookRejected(Exception):
+    """A delivery refused before anything was recorded; status is the HTTP answer."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Received:
+    """What receiving a delivery did: queued for the worker, or ignored with a reason."""
+
+    delivery: WebhookDelivery
+    queued: bool
+
+
+def record_delivery(
+    *,
+    scm: str,
+    delivery_id: str,
+    event_name: str,
+    action: str,
+    repository: str,
+    payload: dict[str, Any],
+    ignored_because: str = "",
+) -> Received:
+    """Store a verified delivery once and hand it to a worker unless it is ignored."""
+    queued = not ignored_because
+    outcome = WebhookDelivery.Outcome.QUEUED if queued else WebhookDelivery.Outcome.IGNORED
+    try:
+        with transaction.atomic():
+            delivery = WebhookDelivery.objects.create(
+                scm=scm,
+                delivery_id=delivery_id,
+                event_name=event_name,
+                action=action,
+                repository=repository,
+                payload=payload,
+                outcome=outcome,
+                message=ignored_because,
+                enqueued_at=timezone.now() if queued else None,
+                attempts=1 if queued else 0,
+            )
+            if queued:
+                pk = delivery.pk
+                transaction.on_commit(lambda: _hand_out(pk))
+    except IntegrityError as exc:
+        raise WebhookRejected(f"Delivery {delivery_id} was already received.", status=409) from exc
+    return Received(delivery=delivery, queued=queued)
+
+
+def _hand_out(delivery_pk: int) -> None:
+    async_task("scm.tasks.process_delivery", delivery_pk, task_name=f"hook-{delivery_pk}")
+
+
+def process_delivery(*, delivery_id: int, handlers: Handlers) -> WebhookDelivery | None:
+    """Act on a recorded delivery once; None when it no longer exists (pruned)."""
+    with transaction.atomic():
+        claimed = WebhookDelivery.objects.filter(
+            pk=delivery_id, outcome=WebhookDelivery.Outcome.QUEUED
+        ).update(processed_at=timezone.now())
+        delivery = WebhookDelivery.objects.filter(pk=delivery_id).first()
+        if not claimed or delivery is None:
+            return delivery
+        handler = handlers.get((delivery.event_name, delivery.action)) or handlers.get(
+            (delivery.event_name, "")
+        )
+        try:
+            # A savepoint: a handler that fails leaves nothing half-written, yet the
+            # failure itself is recorded.
+            with transaction.atomic():
+                events = handler(delivery.payload) if handler else []
+        except ScmError as exc:
+            delivery.outcome, delivery.message = WebhookDelivery.Outcome.FAILED, str(exc)[:512]
+        except Exception:
+            # Recorded, not retried: the same error would come back.
+            logger.exception("Webhook delivery %s failed", delivery.delivery_id)
+            delivery.outcome = WebhookDelivery.Outcome.FAILED
+            delivery.message = "The server failed on this delivery; see its log."
+        else:
+            delivery.outcome = WebhookDelivery.Outcome.DONE
+            delivery.events = [event.pk for event in events]
+            delivery.message = "; ".join(getattr(events, "notes", []))[:512]
+        delivery.save(update_fields=["outcome", "message", "events"])
+    return delivery
+
+
+def redeliver_stuck(*, now: datetime | None = None) -> dict[str, int]:
+    """Hand out again the deliveries whose worker died; give up on one that keeps dying."""
+    now = now or timezone.now()
+    cutoff = now - REDELIVER_AFTER
+    stuck = WebhookDelivery.objects.filter(outcome=WebhookDelivery.Outcome.QUEUED).filter(
+        Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True, received_at__lt=cutoff)
+    )
+    handed, given_up = 0, 0
+    for pk, attempts in stuck.values_list("pk", "attempts"):
+        mine = WebhookDelivery.objects.filter(
+            pk=pk, outcome=WebhookDelivery.Outcome.QUEUED, attempts=attempts
+        )
+        if attempts >= MAX_ATTEMPTS:
+            given_up += mine.update(
+                outcome=WebhookDelivery.Outcome.FAILED,
+                message=(
+                    f"Given up after {attempts} attempts: the worker stopped while handling "
+                    "it each time. See the worker's log."
+                ),
+            )
+        elif mine.update(enqueued_at=now, attempts=attempts + 1):
+            logger.warning("Webhook delivery %s was not finished: handing it out again", pk)
+            _hand_out(pk)
+            handed += 1
+    return {"redelivered": handed, "given_up": given_up}
+
+
+def scm_of(*, delivery_id: int) -> str | None:
+    """Which SCM sent a recorded delivery (None when it was pruned)."""
+    return WebhookDelivery.objects.filter(pk=delivery_id).values_list("scm", flat=True).first()

@@ -1,0 +1,163 @@
+"""Webhook deliveries are acted on at least once, and their effects happen once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from conftest import GitRepo, Stack, wait_until
+from pipelines.models import Event
+from pipelines.services import create_pipeline
+from scm.deliveries import MAX_ATTEMPTS, REDELIVER_AFTER, redeliver_stuck
+from scm.models import WebhookDelivery
+from scm.tests.github_fakes import SECRET, signature
+from scm.tests.github_server import FakeGitHub
+from scm.tests.scm_people import repository_admin
+
+YAML = """
+jobs:
+  main:
+    image: buildpack-deps
+    requires: [~commit]
+    steps:
+      - build: echo main
+"""
+
+
+def queued(name: str, *, attempts: int, handed_out_ago: timedelta) -> WebhookDelivery:
+    return WebhookDelivery.objects.create(
+        scm="github",
+        delivery_id=name,
+        event_name="push",
+        payload={},
+        outcome=WebhookDelivery.Outcome.QUEUED,
+        attempts=attempts,
+        enqueued_at=timezone.now() - handed_out_ago,
+    )
+
+
+@pytest.mark.django_db
+def test_a_delivery_handed_out_long_ago_and_still_queued_is_handed_out_again() -> None:
+    stuck = queued("stuck", attempts=1, handed_out_ago=REDELIVER_AFTER + timedelta(seconds=5))
+    fresh = queued("fresh", attempts=1, handed_out_ago=timedelta(seconds=5))
+    tasks_before = OrmQ.objects.count()
+
+    assert redeliver_stuck() == {"redelivered": 1, "given_up": 0}
+
+    stuck.refresh_from_db()
+    fresh.refresh_from_db()
+    assert stuck.attempts == 2 and stuck.enqueued_at is not None
+    assert timezone.now() - stuck.enqueued_at < timedelta(seconds=5)
+    assert fresh.attempts == 1
+    assert OrmQ.objects.count() == tasks_before + 1
+    # Handed out just now: the next sweep leaves it to its worker.
+    assert redeliver_stuck() == {"redelivered": 0, "given_up": 0}
+
+
+@pytest.mark.django_db
+def test_a_delivery_that_keeps_killing_its_worker_is_given_up_with_a_message() -> None:
+    poison = queued("poison", attempts=MAX_ATTEMPTS, handed_out_ago=timedelta(minutes=10))
+
+    assert redeliver_stuck() == {"redelivered": 0, "given_up": 1}
+
+    poison.refresh_from_db()
+    assert poison.outcome == WebhookDelivery.Outcome.FAILED
+    assert f"Given up after {MAX_ATTEMPTS} attempts" in poison.message
+
+
+@pytest.mark.django_db
+def test_finished_and_ignored_deliveries_are_never_handed_out_again() -> None:
+    old = timezone.now() - timedelta(hours=1)
+    for outcome in ("done", "failed", "ignored"):
+        WebhookDelivery.objects.create(
+            scm="github", delivery_id=outcome, event_name="push", outcome=outcome, enqueued_at=old
+        )
+    assert redeliver_stuck() == {"redelivered": 0, "given_up": 0}
+
+
+def _push(sha: str, full_name: str) -> bytes:
+    return json.dumps(
+        {
+            "ref": "refs/heads/main",
+            "after": sha,
+            "commits": [{"added": ["notes.txt"], "modified": [], "removed": []}],
+            "head_commit": {"message": "add notes"},
+            "repository": {"full_name": full_name, "default_branch": "main"},
+            "sender": {"login": "octocat"},
+        }
+    ).encode()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_whose_worker_died_mid_way_is_processed_later_and_starts_one_event(
+    stack: Stack,
+    settings: Any,
+    make_repo: Callable[..., GitRepo],
+    github_server: tuple[str, FakeGitHub],
+) -> None:
+    base_url, github = github_server
+    repo = make_repo({"screwdriver.yaml": YAML}, name="app")
+    full_name = "octo-org/app"
+    github.repos[full_name] = repo.bare
+    github_env = {
+        "SD_GITHUB_API_URL": f"{base_url}/api/v3",
+        "SD_GITHUB_TOKEN": "server-token",
+        "SD_GITHUB_WEBHOOK_SECRET": SECRET,
+    }
+    for name, value in github_env.items():
+        setattr(settings, name, value)
+    stack.stop_worker()
+    stack.env.update(github_env)
+    stack.start_worker()
+    pipeline = create_pipeline(
+        checkout_url=f"https://127.0.0.1/{full_name}.git#main", user=repository_admin("octocat")
+    )
+    events_before = Event.objects.filter(pipeline=pipeline).count()
+    sha = repo.push({"notes.txt": "a note\n"}, "add notes")
+
+    # GitHub is slow to answer the worker, and the worker dies while it waits.
+    github.hold.set()
+    body = _push(sha, full_name)
+    response = httpx.post(
+        f"{stack.url}/v4/webhooks",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": "killed-mid-way",
+            "X-Hub-Signature-256": signature(body),
+        },
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+    wait_until(lambda: github.held, timeout=30, what="the worker to ask GitHub for the config")
+    stack.kill_worker()
+    github.hold.clear()
+
+    delivery = WebhookDelivery.objects.get(delivery_id="killed-mid-way")
+    assert delivery.outcome == WebhookDelivery.Outcome.QUEUED
+    assert Event.objects.filter(pipeline=pipeline).count() == events_before
+
+    # A new worker; the sweep finds the delivery unfinished and hands it out again. The task
+    # the dead worker held is redelivered by the queue too: it must not act a second time.
+    stack.start_worker()
+    later = timezone.now() + REDELIVER_AFTER + timedelta(seconds=1)
+    assert redeliver_stuck(now=later) == {"redelivered": 1, "given_up": 0}
+
+    def done() -> WebhookDelivery | None:
+        row = WebhookDelivery.objects.get(pk=delivery.pk)
+        return row if row.outcome != WebhookDelivery.Outcome.QUEUED else None
+
+    delivery = wait_until(done, timeout=60, what="the delivery to be processed")
+    assert delivery.outcome == WebhookDelivery.Outcome.DONE, delivery.message
+    started = list(Event.objects.filter(pipeline=pipeline, sha=sha))
+    assert [event.pk for event in started] == delivery.events
+    assert len(started) == 1

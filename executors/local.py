@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 # The launcher gets a clean environment: nothing of the server's (database URL, secret key)
 # may leak into a build.
+BUILD_UMASK = 0o022
 _PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "LOGNAME", "TZ")
 
 
@@ -87,6 +88,9 @@ class LocalExecutor(Executor):
                     cwd=str(settings.BASE_DIR),
                     timeout=30,
                     check=False,
+                    # The server keeps its own files private (umask 077); a build's files
+                    # are made as on any machine, in a workspace only this user can enter.
+                    umask=BUILD_UMASK,
                 )
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise ExecutorError(f"Could not start the launcher: {exc}") from exc

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from screwdriver_site.data_dir import SERVER_UMASK, private_dir, private_file
 from screwdriver_site.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -26,8 +27,10 @@ if SD_MODE not in {"embedded", "production"}:
     raise ImproperlyConfigured(f"SD_MODE must be 'embedded' or 'production', got {SD_MODE!r}")
 PRODUCTION = SD_MODE == "production"
 
-SD_DATA_DIR = Path(env_str("SD_DATA_DIR", str(BASE_DIR / "var"))).resolve()
-SD_DATA_DIR.mkdir(parents=True, exist_ok=True)
+# The data folder holds the database, the secret key and every build's workspace: only this
+# user may read it, and whatever the server writes into it is private as it is created.
+os.umask(SERVER_UMASK)
+SD_DATA_DIR = private_dir(Path(env_str("SD_DATA_DIR", str(BASE_DIR / "var"))).resolve())
 SD_WORKSPACES_DIR = SD_DATA_DIR / "workspaces"
 
 
@@ -40,14 +43,14 @@ def _secret_key() -> str:
     # Embedded mode keeps a generated key beside the database so sessions, tokens and
     # encrypted secrets survive a restart.
     path = SD_DATA_DIR / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+    private_file(path, secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 
 SECRET_KEY = _secret_key()
-DEBUG = env_bool("SD_DEBUG", default=not PRODUCTION)
+# Django's debug pages show code and settings: only for a developer who asks for them.
+DEBUG = env_bool("SD_DEBUG", False)
+DEFAULT_EXCEPTION_REPORTER_FILTER = "screwdriver_site.errors.CleansingFilter"
 ALLOWED_HOSTS = env_list("SD_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("SD_CSRF_TRUSTED_ORIGINS", [])
 
@@ -112,6 +115,10 @@ DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{SD_DATA_DIR / 'db.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 _engine = DATABASES["default"]["ENGINE"]
 if _engine == "django.db.backends.sqlite3":
+    # SQLite gives its -wal and -shm files the database file's mode: create it 0600 first.
+    _sqlite_file = Path(str(DATABASES["default"]["NAME"]))
+    if _sqlite_file.name not in ("", ":memory:") and _sqlite_file.parent.is_dir():
+        private_file(_sqlite_file)
     # The API, the worker and the ASGI server write concurrently: WAL lets readers go on
     # while one writes, and IMMEDIATE transactions take the write lock up front so a
     # read-then-write transaction never fails half-way with "database is locked".
@@ -169,8 +176,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = SD_DATA_DIR / "static"
-STATIC_ROOT.mkdir(exist_ok=True)
+STATIC_ROOT = private_dir(SD_DATA_DIR / "static")
 WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
@@ -340,9 +346,21 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"one_line": {"()": "screwdriver_site.errors.WithoutTraceback"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "refusals": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["one_line"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env_str("SD_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Scanners send bad Host headers all day: one line each, not a traceback.
+        "django.security": {"handlers": ["refusals"], "propagate": False},
+    },
 }
 
 if PRODUCTION:

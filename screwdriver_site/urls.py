@@ -32,3 +32,8 @@ urlpatterns = [
     path("", include("pipelines.urls")),
     path("", include("builds.urls")),
 ]
+
+handler400 = "screwdriver_site.errors.bad_request"
+handler403 = "screwdriver_site.errors.permission_denied"
+handler404 = "screwdriver_site.errors.page_not_found"
+handler500 = "screwdriver_site.errors.server_error"

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand
 
 from pipelines.models import Pipeline
 from pipelines.services import Creator, create_pipeline, start_event
+from screwdriver_site.data_dir import private_file
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "demo" / "screwdriver.yaml"
 GIT_IDENTITY = ["-c", "user.name=Screwdriver Demo", "-c", "user.email=demo@localhost"]
@@ -59,8 +60,8 @@ class Command(BaseCommand):
         password_file = data / "admin-password"
         password = secrets.token_urlsafe(12)
         user = users.objects.create_superuser(username="admin", password=password, email="")
-        password_file.write_text(password + "\n")
-        password_file.chmod(0o600)
+        password_file.unlink(missing_ok=True)
+        private_file(password_file, password + "\n")
         self.stdout.write(f"Sign in as admin / {password}  (also saved in {password_file})")
         return user
 

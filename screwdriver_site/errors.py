@@ -1,0 +1,82 @@
+"""What a person or a client sees when a request fails: never a setting, never a traceback.
+
+Under /v4 the answer is Screwdriver's JSON error shape; elsewhere a plain page. Django's debug
+pages appear only with SD_DEBUG=true, and even then `CleansingFilter` hides every setting and
+environment variable that can hold a credential, connection URLs included.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from http import HTTPStatus
+
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from django.views.debug import SafeExceptionReporterFilter
+
+API_PREFIX = "/v4/"
+
+
+class CleansingFilter(SafeExceptionReporterFilter):
+    """Django's filter, also hiding database, Redis and other connection URLs and DSNs."""
+
+    hidden_settings = re.compile(
+        "API|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|DATABASE|REDIS|_URL|DSN|CREDENTIAL",
+        flags=re.IGNORECASE,
+    )
+
+
+class WithoutTraceback(logging.Filter):
+    """Log a refused request (bad Host, oversized body) as one line: it is not a bug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def _api_error(status: int, message: str) -> JsonResponse:
+    return JsonResponse(
+        {"statusCode": status, "error": HTTPStatus(status).phrase, "message": message},
+        status=status,
+    )
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """400, or 413 for a body over the size this server reads."""
+    if isinstance(exception, RequestDataTooBig | TooManyFieldsSent):
+        message = "The request body is larger than this server accepts."
+        if _is_api(request):
+            return _api_error(413, message)
+        response = defaults.bad_request(request, exception, template_name="413.html")
+        response.status_code = 413
+        return response
+    if _is_api(request):
+        return _api_error(
+            400, "The request was refused: its Host header, form or encoding is not accepted."
+        )
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return _api_error(403, "You may not do this.")
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return _api_error(404, "There is no such route: see /v4/documentation.")
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return _api_error(500, "The server failed on this request; its log says why.")
+    return defaults.server_error(request)

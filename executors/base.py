@@ -36,6 +36,14 @@ class Executor(ABC):
     def is_alive(self, build: Build) -> bool:
         """Whether anything of the build still runs on this engine."""
 
+    def launcher_alive(self, build: Build) -> bool:
+        """Whether the build's launcher is known to be running (False when unknown).
+
+        The reaper asks before it declares a build lost: a launcher whose lease lapsed while
+        it is still running could not reach the API, and will report once it can.
+        """
+        return False
+
     @abstractmethod
     def cleanup(self, build: Build) -> None:
         """Remove everything left of a finished or lost build: processes, workspace."""

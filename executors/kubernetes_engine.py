@@ -286,6 +286,17 @@ class KubernetesExecutor(Executor):
             raise ExecutorError(f"Cannot read the build's pod: {exc}") from exc
         return pod.status is None or pod.status.phase in (None, "Pending", "Running")
 
+    def launcher_alive(self, build: Build) -> bool:
+        name = build.executor_state.get("pod")
+        if not name:
+            return False
+        try:
+            pod = core_api().read_namespaced_pod(str(name), self._namespace(build))
+        except _api_error():
+            return False
+        statuses = (pod.status and pod.status.container_statuses) or []
+        return any(s.name == "launcher" and s.state and s.state.running for s in statuses)
+
     def cleanup(self, build: Build) -> None:
         name = build.executor_state.get("pod") or pod_name(build.pk)
         self._delete(core_api(), str(name), grace=0)

@@ -110,6 +110,9 @@ class LocalExecutor(Executor):
     def is_alive(self, build: Build) -> bool:
         return self._launcher_pid(build) is not None
 
+    def launcher_alive(self, build: Build) -> bool:
+        return self._launcher_pid(build) is not None
+
     def cleanup(self, build: Build) -> None:
         pid = self._launcher_pid(build)
         if pid is not None:

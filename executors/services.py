@@ -122,6 +122,10 @@ def reap(*, now: datetime | None = None) -> dict[str, int]:
     for build in Build.objects.with_lapsed_lease(now).only(
         "id", "lease_expires_at", "executor", "executor_state", "status"
     ):
+        if _launcher_still_running(build):
+            # It could not reach the API (a restart, an outage): it reports when it can, and
+            # the timeout sweep below still ends a launcher that never does.
+            continue
         lapsed_at = build.lease_expires_at
         message = (
             "The build stopped reporting: its launcher was not heard from since "
@@ -152,6 +156,16 @@ def reap(*, now: datetime | None = None) -> dict[str, int]:
         async_task("executors.tasks.start_build", build_id)
         requeued += 1
     return {"failed": failed, "overdue": overdue, "requeued": requeued}
+
+
+def _launcher_still_running(build: Build) -> bool:
+    if not build.executor_state or not build.executor:
+        return False
+    try:
+        return get_executor(build.executor).launcher_alive(build)
+    except ExecutorError as exc:
+        logger.warning("Cannot tell whether build %s still runs: %s", build.pk, exc.message)
+        return False
 
 
 def _sweep_engines(now: datetime) -> int:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
+
+# Resends of a report that did not land wait this long, doubling up to MAX_BACKOFF.
+FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 10.0
 
 
 class ApiError(Exception):
@@ -28,6 +34,32 @@ class ConflictError(ApiError):
     """409: the build is no longer in a state that allows the call."""
 
 
+def token_expiry(token: str) -> float | None:
+    """When the build token stops being accepted (its `exp`, seconds since the epoch).
+
+    Read without checking the signature: the launcher only uses it to know how long to keep
+    resending its reports; the server checks the token on every request.
+    """
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return float(claims["exp"])
+    except (IndexError, KeyError, TypeError, ValueError):
+        return None
+
+
+def backoff_delays(first: float = FIRST_BACKOFF, cap: float = MAX_BACKOFF) -> Callable[[], float]:
+    """A function giving the next wait of a doubling back-off: first, 2 x first, ... cap."""
+    delay = first / 2
+
+    def following() -> float:
+        nonlocal delay
+        delay = min(cap, delay * 2)
+        return delay
+
+    return following
+
+
 def base_url(api_url: str) -> str:
     """The API root ending in `/v4`, whether or not `api_url` already had it."""
     root = api_url.rstrip("/")
@@ -45,13 +77,49 @@ class ApiClient:
         timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 0.5,
+        give_up_at: float | None = None,
     ) -> None:
         self.base = base_url(api_url)
         self.token = token
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        # Until when `deliver` keeps resending (seconds since the epoch): the token's expiry.
+        self.give_up_at = give_up_at if give_up_at is not None else token_expiry(token)
         self._local = threading.local()
+
+    def seconds_left(self) -> float:
+        """How long reports may still be resent; an hour when the token says nothing."""
+        if self.give_up_at is None:
+            return 3600.0
+        return max(0.0, self.give_up_at - time.time())
+
+    def deliver(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        within: float | None = None,
+        on_retry: Callable[[ApiError], None] | None = None,
+    ) -> Any:
+        """Send a report until the API takes it: an outage or a restart of the API only
+        delays it. A 4xx is final; so is anything still failing when the token expires (or
+        after `within` seconds)."""
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        patience = self.seconds_left() if within is None else min(within, self.seconds_left())
+        deadline = time.monotonic() + patience
+        wait = backoff_delays()
+        while True:
+            try:
+                return self._once(method, path, data, self.timeout)
+            except ApiError as exc:
+                pause = wait()
+                if exc.permanent or time.monotonic() + pause > deadline:
+                    raise
+                if on_retry is not None:
+                    on_retry(exc)
+                time.sleep(pause)
 
     def get(self, path: str, *, timeout: float | None = None) -> Any:
         """GET `path` (relative to /v4)."""

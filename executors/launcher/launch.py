@@ -7,7 +7,7 @@ import queue
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -23,7 +23,9 @@ from .metaserver import MetaServer
 from .runner import Checkout, Runner, Step
 from .workspace import Workspace
 
-FINISHED_STEP_FLUSH_SECONDS = 30.0
+# Before the build runs, the API must answer within this (less than the server's 60 s start
+# grace): a launcher that cannot reach it at all exits, and the reaper frees the build.
+START_PATIENCE_SECONDS = 45.0
 
 
 def iso(at: datetime) -> str:
@@ -48,7 +50,9 @@ class ApiReporter:
     """Reports steps with PUTs and logs through a batcher; API trouble never stops the build.
 
     Reports go out in order from a thread of their own, so a step never waits for an HTTP
-    round trip before the next one starts; `close` waits until every report is out.
+    round trip before the next one starts; `close` waits until every report is out. A report
+    the API does not take is resent until it does, or until the build token expires: a
+    restart of the API delays the reports, it never loses them.
     """
 
     def __init__(self, client: ApiClient, build_id: int, batcher: LogBatcher) -> None:
@@ -75,22 +79,24 @@ class ApiReporter:
         self._queue.put(("end", name, {"endTime": iso(at), "code": code}))
 
     def send_batch(self, name: str, payload: dict[str, Any]) -> None:
-        """The batcher's sender."""
-        self.client.post(self._step_path(name) + "/logs", payload)
+        """The batcher's sender (the batcher resends what fails, in order)."""
+        self.client.request("POST", self._step_path(name) + "/logs", payload, retries=0)
 
-    def close(self, timeout: float = FINISHED_STEP_FLUSH_SECONDS) -> None:
+    def close(self) -> None:
         """Wait until every queued report has been sent (or given up on)."""
         self._queue.put(None)
-        self._thread.join(timeout)
+        self._thread.join(self.client.seconds_left() + 5)
 
     def _send_all(self) -> None:
         while (item := self._queue.get()) is not None:
             kind, name, body = item
             if kind == "end":
                 # The log is whole by the time a step is reported ended.
-                self.batcher.flush(name, FINISHED_STEP_FLUSH_SECONDS)
+                self.batcher.flush(name, self.client.seconds_left())
             try:
-                self.client.put(self._step_path(name), body)
+                self.client.deliver(
+                    "PUT", self._step_path(name), body, on_retry=_warn_once(f"the {kind} of {name}")
+                )
             except ApiError as exc:
                 warn(f"could not report the {kind} of {name}: {exc}")
 
@@ -134,6 +140,19 @@ class Heartbeat:
                 self.stop.set()
 
 
+def _warn_once(what: str) -> Callable[[ApiError], None]:
+    """An `on_retry` that says once that a report is being resent, and why."""
+    said = False
+
+    def note(exc: ApiError) -> None:
+        nonlocal said
+        if not said:
+            warn(f"the API did not take {what} ({exc}); resending until it does")
+            said = True
+
+    return note
+
+
 def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
     try:
         value = int(environ.get(name, ""))
@@ -167,12 +186,14 @@ def run_build(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        spec = client.get(f"/builds/{build_id}/launch")
+        spec = client.deliver("GET", f"/builds/{build_id}/launch", within=START_PATIENCE_SECONDS)
     except ApiError as exc:
         warn(f"could not fetch what to run: {exc}")
         return 1
     try:
-        client.put(f"/builds/{build_id}", {"status": "RUNNING"})
+        client.deliver(
+            "PUT", f"/builds/{build_id}", {"status": "RUNNING"}, within=START_PATIENCE_SECONDS
+        )
     except ConflictError:
         return 0
     except ApiError as exc:
@@ -197,9 +218,9 @@ def run_build(
         warn(f"the build could not run: {exc!r}")
         final = {"status": "FAILURE", "statusMessage": f"The launcher failed: {exc}"}
     try:
-        client.put(f"/builds/{build_id}", final)
+        client.deliver("PUT", f"/builds/{build_id}", final, on_retry=_warn_once("the final status"))
     except ConflictError:
-        pass  # stopped meanwhile: the server already holds the final status
+        pass  # stopped meanwhile (or an earlier send landed): the server holds the final status
     except ApiError as exc:
         warn(f"could not report the final status: {exc}")
         return 1
@@ -300,7 +321,10 @@ def _run_steps(
     steps = [Step(str(s["name"]), str(s.get("command") or "")) for s in spec.get("steps") or []]
     timeout = float(spec.get("timeoutSeconds") or 90 * 60)
     reporter: ApiReporter
-    batcher = LogBatcher(lambda name, payload: reporter.send_batch(name, payload))
+    batcher = LogBatcher(
+        lambda name, payload: reporter.send_batch(name, payload),
+        keep_trying_for=client.seconds_left,
+    )
     reporter = ApiReporter(client, build_id, batcher)
     runner = Runner(
         workspace=workspace,
@@ -319,7 +343,7 @@ def _run_steps(
         result = runner.run(steps, checkout)
     finally:
         reporter.close()
-        batcher.close()
+        batcher.close(client.seconds_left())
         if meta_server is not None:
             meta_server.close()
     final: dict[str, Any] = {"status": result.status, "meta": _final_meta(workspace)}

@@ -143,16 +143,24 @@ class _StepQueue:
     pending: deque[Line] = field(default_factory=deque)
     next_line: int = 0
     seq: int = 0
-    attempts: int = 0
+    failures: int = 0
 
 
 # send(step_name, {"seq", "firstLine", "lines"}) raises on failure; an exception with a true
-# `permanent` attribute (a 4xx) drops the batch, anything else is retried.
+# `permanent` attribute (a 4xx) drops the batch, anything else is resent after a back-off.
 Sender = Callable[[str, dict[str, Any]], None]
+
+FIRST_RETRY = 0.5
+MAX_RETRY = 10.0
 
 
 class LogBatcher:
-    """Sends each step's lines in numbered batches from a background thread."""
+    """Sends each step's lines in numbered batches from a background thread.
+
+    A batch the API does not take is resent, in order, with a doubling back-off, for as long
+    as `keep_trying_for()` says there is time (the build token's life): an API restart only
+    delays the log. Only a 4xx, or running out of time, drops a batch, with a line on stderr.
+    """
 
     def __init__(
         self,
@@ -160,12 +168,14 @@ class LogBatcher:
         *,
         interval: float = 0.25,
         max_lines: int = 1000,
-        max_attempts: int = 8,
+        keep_trying_for: Callable[[], float] = lambda: 3600.0,
+        first_retry: float = FIRST_RETRY,
     ) -> None:
         self._send = send
+        self._first_retry = first_retry
         self._interval = interval
         self._max_lines = max_lines
-        self._max_attempts = max_attempts
+        self._keep_trying_for = keep_trying_for
         self._steps: dict[str, _StepQueue] = {}
         self._cond = threading.Condition()
         self._closing = False
@@ -227,13 +237,13 @@ class LogBatcher:
                     return
                 self._busy = True
             try:
-                retry_later = self._send_pending()
+                retry_in = self._send_pending()
             finally:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
-            if retry_later:
-                time.sleep(min(self._interval * 4, 2.0))
+            if retry_in:
+                time.sleep(retry_in)
 
     def _next_batch(self) -> tuple[str, _StepQueue, list[Line]] | None:
         with self._cond:
@@ -243,12 +253,12 @@ class LogBatcher:
                     return name, queue, [queue.pending[i] for i in range(count)]
         return None
 
-    def _send_pending(self) -> bool:
-        """Send every queued batch; True when one failed and should be retried later."""
+    def _send_pending(self) -> float:
+        """Send every queued batch; when one failed, how long to wait before resending it."""
         while True:
             found = self._next_batch()
             if found is None:
-                return False
+                return 0.0
             name, queue, lines = found
             payload = {
                 "seq": queue.seq,
@@ -260,14 +270,19 @@ class LogBatcher:
                 with self._cond:
                     self._last_send = time.monotonic()
             except Exception as exc:
-                queue.attempts += 1
+                queue.failures += 1
                 permanent = bool(getattr(exc, "permanent", False))
-                if not permanent and queue.attempts < self._max_attempts:
-                    return True
+                pause = min(MAX_RETRY, self._first_retry * 2 ** (queue.failures - 1))
+                if not permanent and pause < self._keep_trying_for():
+                    if queue.failures == 1:
+                        sys.stderr.write(
+                            f"launcher: resending log batch {queue.seq} of {name}: {exc}\n"
+                        )
+                    return pause
                 sys.stderr.write(f"launcher: dropped log batch {queue.seq} of {name}: {exc}\n")
             with self._cond:
                 for _ in lines:
                     queue.pending.popleft()
                 queue.next_line += len(lines)
                 queue.seq += 1
-                queue.attempts = 0
+                queue.failures = 0

@@ -168,6 +168,32 @@ def test_a_failed_batch_is_resent_with_the_same_seq() -> None:
     ]
 
 
+def test_batches_are_resent_past_the_old_eight_tries_while_there_is_time_and_land_in_order() -> (
+    None
+):
+    sink = Sink(failures=10)
+    batcher = LogBatcher(sink, interval=0.01, keep_trying_for=lambda: 600.0, first_retry=0.001)
+    batcher.add("s", [(1, b"a")])
+    batcher.add("t", [(2, b"b")])
+    assert batcher.flush(None, timeout=60)
+    batcher.close()
+    assert sink.attempts == 12
+    assert [(name, p["seq"], p["firstLine"]) for name, p in sink.batches] == [
+        ("s", 0, 0),
+        ("t", 0, 0),
+    ]
+
+
+def test_a_batch_that_cannot_land_before_the_token_expires_is_dropped() -> None:
+    sink = Sink(failures=1)
+    batcher = LogBatcher(sink, interval=0.01, keep_trying_for=lambda: 0.0)
+    batcher.add("s", [(1, b"a")])
+    batcher.flush("s", timeout=10)
+    batcher.add("s", [(2, b"b")])
+    batcher.close()
+    assert [(p["seq"], p["firstLine"]) for _s, p in sink.batches] == [(1, 1)]
+
+
 def test_a_permanently_refused_batch_is_dropped_and_leaves_a_visible_gap() -> None:
     sink = Sink(failures=1, permanent=True)
     batcher = LogBatcher(sink, interval=0.01)

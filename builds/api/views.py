@@ -99,8 +99,10 @@ class BuildDetailView(ApiView):
         body.is_valid(raise_exception=True)
         target = body.validated_data["status"]
         if target == "ABORTED":
+            # A launcher says why its host stopped it; a person's abort names the person.
+            said = body.validated_data["statusMessage"] if is_build(request) else ""
             build = build_services.abort_build(
-                build_id=build.pk, message=f"Aborted by {request.user.get_username()}"
+                build_id=build.pk, message=said or f"Aborted by {request.user.get_username()}"
             )
         elif not is_build(request):
             return error_response(

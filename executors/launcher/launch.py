@@ -40,6 +40,12 @@ def timeout_message(seconds: float) -> str:
     return f"Build timed out after {text} minutes"
 
 
+def stopped_message(signum: int) -> str:
+    """Why a build that its launcher's host stopped ended."""
+    name = signal.Signals(signum).name
+    return f"Stopped by {name} on the machine running it: the server or the machine shut down."
+
+
 def warn(message: str) -> None:
     """Note a problem on the launcher's own stderr (the executor keeps it in a file)."""
     sys.stderr.write(f"launcher: {message}\n")
@@ -179,8 +185,10 @@ def run_build(
     environ = os.environ if environ is None else environ
     client = ApiClient(api_url, token)
     stop = threading.Event()
+    signalled: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        signalled.append(signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -217,6 +225,10 @@ def run_build(
         # A broken spec or workspace must still end the build rather than leave it RUNNING.
         warn(f"the build could not run: {exc!r}")
         final = {"status": "FAILURE", "statusMessage": f"The launcher failed: {exc}"}
+    if signalled and final.get("status") != "SUCCESS" and not final.get("statusMessage"):
+        # Its host is going away (the server stopping, a pod evicted): the build did not
+        # fail, it was stopped. A stop asked through the API has ended the build already.
+        final = {**final, "status": "ABORTED", "statusMessage": stopped_message(signalled[0])}
     try:
         client.deliver("PUT", f"/builds/{build_id}", final, on_retry=_warn_once("the final status"))
     except ConflictError:

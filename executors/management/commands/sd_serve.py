@@ -1,19 +1,38 @@
-"""`sd_serve`: the ASGI server and the worker together; Ctrl-C stops both."""
+"""`sd_serve`: the ASGI server and the worker together, supervised; Ctrl-C stops everything."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
+import logging
 import sys
-import time
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from builds import services as build_services
+from executors.supervisor import Child, Supervisor
+
+logger = logging.getLogger("sd_serve")
+
+STOPPED_MESSAGE = "The server stopped while this build ran; its teardown may not have finished."
+
+
+def abort_builds(build_ids: list[int]) -> None:
+    """End, as aborted, the builds whose launchers the stop had to kill."""
+    for build_id in build_ids:
+        try:
+            build_services.abort_build(build_id=build_id, message=STOPPED_MESSAGE)
+        except build_services.TransitionError:
+            continue  # it had reported its end after all
+        logger.info("Build %s aborted: the server stopped while it ran.", build_id)
+
 
 class Command(BaseCommand):
-    help = "Run the ASGI server (daphne) and a django-q2 worker cluster until interrupted."
+    help = (
+        "Run the ASGI server (daphne) and a worker until interrupted, restarting either if it "
+        "dies. Ctrl-C or SIGTERM stops both and every running build within 10 seconds."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
@@ -21,40 +40,26 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         python = sys.executable
-        children = [
-            subprocess.Popen(
-                [
-                    python,
-                    "-m",
-                    "daphne",
-                    "-b",
-                    options["host"],
-                    "-p",
-                    str(options["port"]),
-                    "screwdriver_site.asgi:application",
-                ],
-            ),
-            subprocess.Popen([python, "manage.py", "qcluster"]),
-        ]
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        web = Child(
+            "web server",
+            [
+                python,
+                "-m",
+                "daphne",
+                "-b",
+                options["host"],
+                "-p",
+                str(options["port"]),
+                "screwdriver_site.asgi:application",
+            ],
+        )
+        worker = Child("worker", [python, manage, "sd_worker"])
         url = f"http://{options['host']}:{options['port']}"
         self.stdout.write(f"Screwdriver is up at {url} (Ctrl-C stops the server and the worker).")
-        stopping = False
-
-        def stop(*_: Any) -> None:
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
-        while not stopping and all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for child in children:
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-        self.stdout.write("Stopped.")
+        self.stdout.flush()
+        Supervisor(
+            [web, worker],
+            workspaces=Path(settings.SD_WORKSPACES_DIR),
+            on_builds_killed=abort_builds,
+        ).run()

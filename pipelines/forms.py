@@ -70,7 +70,9 @@ class RestartForm(forms.Form):
     ]
 
     start_from = forms.CharField(label="Job", max_length=128)
-    mode = forms.ChoiceField(label="How", choices=MODES, initial="inherit")
+    mode = forms.ChoiceField(
+        label="How", choices=MODES, initial="inherit", widget=forms.RadioSelect
+    )
 
 
 class SecretForm(forms.Form):

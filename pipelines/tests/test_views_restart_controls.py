@@ -56,3 +56,25 @@ def test_the_build_page_restarts_its_job_or_starts_it_fresh_at_the_branch_head(
     again = Event.objects.order_by("-pk").first()
     assert again is not None
     assert (again.parent_event_id, again.sha, again.meta["kept"]) == (first.pk, first.sha, "yes")
+
+
+def test_the_pipeline_pages_restart_form_offers_both_modes_as_radio_buttons(
+    client: Client, make_repo: Callable[..., GitRepo], settings: object
+) -> None:
+    settings.SD_API_URL = "http://127.0.0.1:9"  # type: ignore[attr-defined]
+    alice = User.objects.create_user("alice")
+    pipeline = create_pipeline(
+        checkout_url=make_repo({"screwdriver.yaml": CONFIG}).checkout_url, user=alice
+    )
+    start_event(pipeline=pipeline, start_from="~commit", creator=Creator("Alice", "alice"))
+    client.force_login(alice)
+
+    page = client.get(reverse("pipelines:detail", args=[pipeline.pk])).content.decode()
+
+    form = page[
+        page.index('class="restart-form"') : page.index("</form>", page.index("restart-form"))
+    ]
+    assert '<option value="inherit"' not in form
+    assert 'type="radio" name="mode" value="inherit"' in form and "checked" in form
+    assert 'type="radio" name="mode" value="fresh"' in form
+    assert "Latest commit, fresh event" in form

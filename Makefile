@@ -59,11 +59,14 @@ test-unit: $(TEST_DEPS)
 	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow and not browser and not docker and not oracle"
 
 ## test-postgres / test-mysql: the same suite against the servers named by these URLs
+## (the API fuzzer with a smaller budget there: SD_FUZZ_EXAMPLES=10 unless set)
 test-postgres: $(TEST_DEPS)
-	DATABASE_URL=$${SD_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest -n 2 --dist loadgroup
+	DATABASE_URL=$${SD_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test} \
+	SD_FUZZ_EXAMPLES=$${SD_FUZZ_EXAMPLES:-10} $(PY) -m pytest -n 2 --dist loadgroup
 
 test-mysql: $(TEST_DEPS) $(MYSQL_DEPS)
-	DATABASE_URL=$${SD_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test} $(PY) -m pytest -n 2 --dist loadgroup
+	DATABASE_URL=$${SD_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test} \
+	SD_FUZZ_EXAMPLES=$${SD_FUZZ_EXAMPLES:-10} $(PY) -m pytest -n 2 --dist loadgroup
 
 test-all: test test-postgres test-mysql
 

@@ -6,4 +6,4 @@ from django.urls import path
 
 from builds.consumers import BuildConsumer
 
-websocket_urlpatterns = [path("ws/builds/<int:build_id>/", BuildConsumer.as_asgi())]
+websocket_urlpatterns = [path("ws/builds/<id:build_id>/", BuildConsumer.as_asgi())]

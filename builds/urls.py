@@ -10,12 +10,12 @@ app_name = "builds"
 
 urlpatterns: list[URLPattern] = [
     path(
-        "pipelines/<int:pipeline_id>/builds/<int:build_id>",
+        "pipelines/<id:pipeline_id>/builds/<id:build_id>",
         views.build_detail,
         name="detail",
     ),
     path(
-        "pipelines/<int:pipeline_id>/builds/<int:build_id>/stop",
+        "pipelines/<id:pipeline_id>/builds/<id:build_id>/stop",
         views.build_stop,
         name="stop",
     ),

@@ -10,40 +10,40 @@ from pipelines import views, views_settings
 
 app_name = "pipelines"
 
-P = "pipelines/<int:pipeline_id>"
+P = "pipelines/<id:pipeline_id>"
 
 urlpatterns: list[URLPattern] = [
     path("pipelines", views.pipeline_list, name="list"),
     path("collections", views.collection_create, name="collection-create"),
     path(
-        "collections/<int:collection_id>/delete",
+        "collections/<id:collection_id>/delete",
         views.collection_delete,
         name="collection-delete",
     ),
     path(f"{P}/collections", views.pipeline_collection, name="collection"),
     path(P, views.pipeline_detail, name="detail"),
     path(f"{P}/events", views.pipeline_detail, name="events"),
-    path(f"{P}/events/<int:event_id>", views.pipeline_detail, name="event"),
-    path(f"{P}/events/<int:event_id>/restart", views.event_restart, name="event-restart"),
-    path(f"{P}/events/<int:event_id>/stop", views.event_stop, name="event-stop"),
+    path(f"{P}/events/<id:event_id>", views.pipeline_detail, name="event"),
+    path(f"{P}/events/<id:event_id>/restart", views.event_restart, name="event-restart"),
+    path(f"{P}/events/<id:event_id>/stop", views.event_stop, name="event-stop"),
     path(f"{P}/start", views.pipeline_start, name="start"),
     path(f"{P}/jobs", views.pipeline_jobs, name="jobs"),
     path(f"{P}/secrets", views_settings.pipeline_secrets, name="secrets"),
-    path(f"{P}/secrets/<int:secret_id>", views_settings.secret_update, name="secret-update"),
-    path(f"{P}/secrets/<int:secret_id>/delete", views_settings.secret_delete, name="secret-delete"),
+    path(f"{P}/secrets/<id:secret_id>", views_settings.secret_update, name="secret-update"),
+    path(f"{P}/secrets/<id:secret_id>/delete", views_settings.secret_delete, name="secret-delete"),
     path(f"{P}/tokens", views_settings.pipeline_tokens, name="tokens"),
     path(
-        f"{P}/tokens/<int:token_id>/<str:action>",
+        f"{P}/tokens/<id:token_id>/<str:action>",
         views_settings.pipeline_token_action,
         name="token-action",
     ),
     path(f"{P}/options", views_settings.pipeline_options, name="options"),
-    path(f"{P}/options/jobs/<int:job_id>", views_settings.job_state, name="job-state"),
+    path(f"{P}/options/jobs/<id:job_id>", views_settings.job_state, name="job-state"),
     path(f"{P}/options/sync", views_settings.pipeline_sync, name="sync"),
     path(f"{P}/options/delete", views_settings.pipeline_delete, name="delete"),
     path("user-settings", views_settings.user_settings, name="user-settings"),
     path(
-        "user-settings/tokens/<int:token_id>/<str:action>",
+        "user-settings/tokens/<id:token_id>/<str:action>",
         views_settings.user_token_action,
         name="user-token-action",
     ),

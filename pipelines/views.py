@@ -38,6 +38,7 @@ from pipelines.services import (
 from pipelines.services.pull_requests import pr_restart_refusal
 from pipelines.template_store import database_templates
 from scm.rights import expired_sign_in_message, refresh_scm_role
+from screwdriver_site.ids import parse_id
 
 PULL, PUSH, ADMIN = 1, 2, 3
 # Statuses whose message says what the build waits for ("re-queued at ..."): shown in lists.
@@ -151,7 +152,7 @@ def pipeline_collection(request: HttpRequest, pipeline_id: int) -> HttpResponse:
     """Add the pipeline to one of the person's collections, or take it out."""
     pipeline, _ = pipeline_with_rank(request, pipeline_id)
     collection = get_object_or_404(
-        Collection, pk=_int_or_none(request.POST.get("collection")), user=_user(request)
+        Collection, pk=parse_id(request.POST.get("collection")), user=_user(request)
     )
     if request.POST.get("action") == "remove":
         remove_from_collection(collection=collection, pipeline=pipeline)
@@ -160,10 +161,6 @@ def pipeline_collection(request: HttpRequest, pipeline_id: int) -> HttpResponse:
         add_to_collection(collection=collection, pipeline=pipeline)
         messages.success(request, f"Added to {collection.name}.")
     return redirect("pipelines:detail", pipeline_id=pipeline.pk)
-
-
-def _int_or_none(raw: str | None) -> int | None:
-    return int(raw) if raw and raw.isdigit() else None
 
 
 @login_required
@@ -177,7 +174,7 @@ def pipeline_detail(
     groups = selectors.group_builds(builds, pipeline.pk)
     stage_builds = selectors.stage_builds_of(event) if event else []
     graph = (event.workflow_graph if event else None) or pipeline.workflow_graph or {}
-    events = selectors.event_rows(pipeline, before=_int_or_none(request.GET.get("before")))
+    events = selectors.event_rows(pipeline, before=parse_id(request.GET.get("before")))
     drawn = graph_layout.layout(
         graph,
         statuses={g.name: g.status for g in groups},

@@ -55,6 +55,7 @@ ALLOWED_HOSTS = env_list("SD_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]",
 CSRF_TRUSTED_ORIGINS = env_list("SD_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
+    "screwdriver_site.apps.SiteConfig",
     "daphne",
     "django.contrib.admin",
     "django.contrib.auth",

@@ -7,6 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from pipelines.api.serializers import CompactSerializer, ScrewdriverTime
+from screwdriver_site.ids import count_field
 
 
 class StepSerializer(CompactSerializer):
@@ -68,12 +69,12 @@ class StepUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     startTime = serializers.DateTimeField(required=False)
     endTime = serializers.DateTimeField(required=False)
     code = serializers.IntegerField(required=False, min_value=-255, max_value=255)
-    lines = serializers.IntegerField(required=False, min_value=0)
+    lines = count_field(required=False)
 
 
 class LogBatchSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    seq = serializers.IntegerField(min_value=0)
-    firstLine = serializers.IntegerField(min_value=0)
+    seq = count_field()
+    firstLine = count_field()
     lines = serializers.ListField(child=serializers.DictField(), allow_empty=False, max_length=1000)
 
 

@@ -6,7 +6,7 @@ from django.urls import path
 
 from builds.api import views
 
-B = "builds/<int:build_id>"
+B = "builds/<id:build_id>"
 
 urlpatterns = [
     path(B, views.BuildDetailView.as_view(), name="build-detail"),

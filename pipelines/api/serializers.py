@@ -9,6 +9,8 @@ from django.conf import settings
 from django.core.validators import URLValidator
 from rest_framework import serializers
 
+from screwdriver_site.ids import count_field, id_field
+
 
 class ScrewdriverTime(serializers.DateTimeField):
     """ISO 8601 in UTC with milliseconds and Z, as Screwdriver writes times."""
@@ -91,9 +93,7 @@ class PipelineSettingsSerializer(serializers.Serializer):  # type: ignore[type-a
     filterEventsForNoBuilds = serializers.BooleanField(required=False)
     filterSchedulerEvents = serializers.BooleanField(required=False)
     aliasName = serializers.CharField(max_length=32, required=False, allow_blank=True)
-    metricsDowntimeJobs = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), required=False
-    )
+    metricsDowntimeJobs = serializers.ListField(child=id_field(), required=False)
     metricsDowntimeStatuses = serializers.ListField(
         child=serializers.ChoiceField(choices=["ABORTED", "FAILURE", "SUCCESS"]), required=False
     )
@@ -184,7 +184,7 @@ class EventSerializer(CompactSerializer):
 
 
 class EventCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    pipelineId = serializers.IntegerField(min_value=1, required=False)
+    pipelineId = id_field(required=False)
     startFrom = serializers.CharField(max_length=128, required=False)
     causeMessage = serializers.CharField(
         max_length=512, required=False, allow_blank=True, default=""
@@ -193,11 +193,11 @@ class EventCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     meta = serializers.DictField(required=False, default=dict)
     # Screwdriver's UI sends these as meta.parameters; a top-level field is accepted as well.
     parameters = serializers.DictField(required=False)
-    parentEventId = serializers.IntegerField(min_value=1, required=False)
-    buildId = serializers.IntegerField(min_value=1, required=False)
-    groupEventId = serializers.IntegerField(min_value=1, required=False)
-    parentBuildId = serializers.IntegerField(min_value=1, required=False)
-    prNum = serializers.IntegerField(min_value=1, required=False)
+    parentEventId = id_field(required=False)
+    buildId = id_field(required=False)
+    groupEventId = id_field(required=False)
+    parentBuildId = id_field(required=False)
+    prNum = count_field(low=1, required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "prNum" in attrs:
@@ -232,7 +232,7 @@ class SecretSerializer(serializers.Serializer):  # type: ignore[type-arg]
 
 
 class SecretCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    pipelineId = serializers.IntegerField(min_value=1)
+    pipelineId = id_field()
     name = serializers.RegexField(SECRET_NAME, max_length=64)
     value = serializers.CharField(max_length=65536, trim_whitespace=False, write_only=True)
     allowInPR = serializers.BooleanField(required=False, default=False)
@@ -320,9 +320,7 @@ class CollectionSerializer(CompactSerializer):
 class CollectionCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     name = serializers.CharField(max_length=128)
     description = serializers.CharField(max_length=256, required=False, allow_blank=True)
-    pipelineIds = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), required=False, max_length=1000
-    )
+    pipelineIds = serializers.ListField(child=id_field(), required=False, max_length=1000)
 
 
 class CollectionUpdateSerializer(CollectionCreateSerializer):

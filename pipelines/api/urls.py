@@ -7,7 +7,7 @@ from django.urls import path
 from pipelines.api import schema  # noqa: F401 - registers the OpenAPI extensions
 from pipelines.api.views import auth, collections, jobs_events, pipelines, secrets_tokens, stages
 
-P = "pipelines/<int:pipeline_id>"
+P = "pipelines/<id:pipeline_id>"
 
 urlpatterns = [
     path("status", auth.StatusView.as_view(), name="status"),
@@ -50,52 +50,48 @@ urlpatterns = [
     path(f"{P}/secrets", secrets_tokens.PipelineSecretsView.as_view(), name="pipeline-secrets"),
     path(f"{P}/tokens", secrets_tokens.PipelineTokensView.as_view(), name="pipeline-tokens"),
     path(
-        f"{P}/tokens/<int:token_id>",
+        f"{P}/tokens/<id:token_id>",
         secrets_tokens.PipelineTokenDetailView.as_view(),
         name="pipeline-token",
     ),
     path(
-        f"{P}/tokens/<int:token_id>/refresh",
+        f"{P}/tokens/<id:token_id>/refresh",
         secrets_tokens.PipelineTokenRefreshView.as_view(),
         name="pipeline-token-refresh",
     ),
-    path("jobs/<int:job_id>", jobs_events.JobDetailView.as_view(), name="job-detail"),
-    path("jobs/<int:job_id>/builds", jobs_events.JobBuildsView.as_view(), name="job-builds"),
+    path("jobs/<id:job_id>", jobs_events.JobDetailView.as_view(), name="job-detail"),
+    path("jobs/<id:job_id>/builds", jobs_events.JobBuildsView.as_view(), name="job-builds"),
     path(
-        "jobs/<int:job_id>/latestBuild",
+        "jobs/<id:job_id>/latestBuild",
         jobs_events.JobLatestBuildView.as_view(),
         name="job-latest-build",
     ),
     path(
-        "jobs/<int:job_id>/lastSuccessfulMeta",
+        "jobs/<id:job_id>/lastSuccessfulMeta",
         jobs_events.JobLastSuccessfulMetaView.as_view(),
         name="job-last-successful-meta",
     ),
     path("events", jobs_events.EventCreateView.as_view(), name="event-create"),
-    path("events/<int:event_id>", jobs_events.EventDetailView.as_view(), name="event-detail"),
+    path("events/<id:event_id>", jobs_events.EventDetailView.as_view(), name="event-detail"),
+    path("events/<id:event_id>/builds", jobs_events.EventBuildsView.as_view(), name="event-builds"),
+    path("events/<id:event_id>/stop", jobs_events.EventStopView.as_view(), name="event-stop"),
     path(
-        "events/<int:event_id>/builds", jobs_events.EventBuildsView.as_view(), name="event-builds"
-    ),
-    path("events/<int:event_id>/stop", jobs_events.EventStopView.as_view(), name="event-stop"),
-    path(
-        "events/<int:event_id>/stageBuilds",
+        "events/<id:event_id>/stageBuilds",
         stages.EventStageBuildsView.as_view(),
         name="event-stage-builds",
     ),
     path("secrets", secrets_tokens.SecretCreateView.as_view(), name="secret-create"),
-    path(
-        "secrets/<int:secret_id>", secrets_tokens.SecretDetailView.as_view(), name="secret-detail"
-    ),
+    path("secrets/<id:secret_id>", secrets_tokens.SecretDetailView.as_view(), name="secret-detail"),
     path("collections", collections.CollectionListView.as_view(), name="collection-list"),
     path(
-        "collections/<int:collection_id>",
+        "collections/<id:collection_id>",
         collections.CollectionDetailView.as_view(),
         name="collection",
     ),
     path("tokens", secrets_tokens.UserTokensView.as_view(), name="token-list"),
-    path("tokens/<int:token_id>", secrets_tokens.UserTokenDetailView.as_view(), name="token"),
+    path("tokens/<id:token_id>", secrets_tokens.UserTokenDetailView.as_view(), name="token"),
     path(
-        "tokens/<int:token_id>/refresh",
+        "tokens/<id:token_id>/refresh",
         secrets_tokens.UserTokenRefreshView.as_view(),
         name="token-refresh",
     ),

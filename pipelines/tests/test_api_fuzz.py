@@ -1,7 +1,8 @@
-"""schemathesis against the running API: no operation of /v4/swagger.json answers with a 5xx.
+"""schemathesis against the running API: no operation of /v4/swagger.json answers with a 5xx,
+whoever calls it: an admin, the pipeline's owner (no admin rights), and a signed-in outsider.
 
-`make test` runs a modest budget (SD_FUZZ_EXAMPLES, default 10 examples per operation, and the
-examples and fuzzing phases); docs/api.md gives the release check's larger one.
+`make test` runs SD_FUZZ_EXAMPLES examples per operation (default 25) with a fixed seed, in
+the examples and fuzzing phases; docs/api.md gives the release check's larger budget.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pipelines.tests.api_fixtures import CHAIN, make_world
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-EXAMPLES = int(os.environ.get("SD_FUZZ_EXAMPLES", "10"))
+EXAMPLES = int(os.environ.get("SD_FUZZ_EXAMPLES", "25"))
 # The coverage and stateful phases take minutes: the release check adds them (docs/api.md).
 PHASES = os.environ.get("SD_FUZZ_PHASES", "examples,fuzzing")
 
@@ -36,15 +37,23 @@ def schemathesis_cli() -> str:
     return found
 
 
+@pytest.mark.parametrize("persona", ["admin", "owner", "outsider"])
 def test_no_operation_answers_with_a_server_error(
-    live_server: Any, make_repo: Callable[..., GitRepo], settings: Any, tmp_path: Path
+    live_server: Any,
+    make_repo: Callable[..., GitRepo],
+    settings: Any,
+    tmp_path: Path,
+    persona: str,
 ) -> None:
     settings.SD_API_URL = "http://127.0.0.1:9"
-    root = User.objects.create_superuser(username="root")
-    world = make_world(make_repo({"screwdriver.yaml": CHAIN}), root)
+    User.objects.create_superuser(username="root")
+    owner = User.objects.create_user(username="owner")
+    User.objects.create_user(username="outsider")
+    world = make_world(make_repo({"screwdriver.yaml": CHAIN}), owner)
     create_secret(pipeline=world.pipeline, name="DEPLOY_KEY", value="v", allow_in_pr=False)
     # A JWT rather than an API token: the fuzzer may delete token rows, not this.
-    token = issue_user_token(username="root", is_admin=True)
+    username = {"admin": "root", "owner": "owner", "outsider": "outsider"}[persona]
+    token = issue_user_token(username=username, is_admin=persona == "admin")
 
     done = subprocess.run(
         [

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.urls import register_converter
+
+from screwdriver_site.ids import IdConverter
+
+
+class SiteConfig(AppConfig):
+    """The project itself: what every app's routes share."""
+
+    name = "screwdriver_site"
+    verbose_name = "Screwdriver"
+
+    def ready(self) -> None:
+        # Before any URLconf is read: every app's routes spell ids as <id:...>.
+        register_converter(IdConverter, "id")

@@ -128,8 +128,8 @@ def reap(*, now: datetime | None = None) -> dict[str, int]:
             continue
         lapsed_at = build.lease_expires_at
         message = (
-            "The build stopped reporting: its launcher was not heard from since "
-            f"{lapsed_at:%Y-%m-%d %H:%M:%S} UTC (the worker or machine running it probably "
+            "The build was lost: it stopped reporting and its launcher is gone (last heard of "
+            f"before {lapsed_at:%Y-%m-%d %H:%M:%S} UTC; the process or the machine running it "
             "died), so it was marked failed."
         )
         if build_services.fail_lost_build(build_id=build.pk, message=message):

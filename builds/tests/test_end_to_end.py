@@ -309,7 +309,7 @@ def test_killing_the_worker_and_launcher_leaves_no_build_running(stack, make_rep
     )
     build.refresh_from_db()
     assert build.status == BuildStatus.FAILURE
-    assert "stopped reporting" in build.status_message
+    assert "was lost: it stopped reporting" in build.status_message
     assert time.time() - killed_at < 120
     # Cleanup of the lost build ends the step processes the launcher left behind.
     wait_until(

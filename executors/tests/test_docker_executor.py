@@ -281,7 +281,7 @@ def test_killing_the_worker_and_launcher_leaves_no_container_once_reaped(
         interval=1,
         what="the reaper to fail the lost build",
     )
-    assert "stopped reporting" in Build.objects.get(pk=build.pk).status_message
+    assert "was lost: it stopped reporting" in Build.objects.get(pk=build.pk).status_message
     wait_until(lambda: _no_container_left(settings), timeout=30, what="the container to go")
 
 

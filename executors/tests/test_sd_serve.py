@@ -149,8 +149,12 @@ def _start_slow_build(s: Server, tmp_path: Path) -> int:
 def test_a_killed_worker_is_replaced_while_the_server_keeps_answering(server: Server) -> None:
     old = server.child("sd_worker")
     assert old is not None
-    old_group = [p.pid for p in server.ours() if p.pgid == old]
-    assert len(old_group) > 1  # the cluster and its pool
+    # The cluster and its pool, once it has started them.
+    wait_until(
+        lambda: len([p for p in server.ours() if p.pgid == old]) > 1,
+        timeout=30,
+        what="the worker's pool",
+    )
 
     os.killpg(old, signal.SIGKILL)
     assert _answers(server.url)

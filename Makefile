@@ -72,7 +72,7 @@ test-all: test test-postgres test-mysql
 
 ## acceptance: a fresh clone's `make run`, driven through HTTP, git, manage.py and signals
 acceptance: $(TEST_DEPS)
-	$(PY) -m pytest -p no:cacheprovider -c acceptance/pytest.ini acceptance
+	$(PY) -m pytest -c acceptance/pytest.ini acceptance
 
 ## fresh-machine: `make run` and `make test` on a clean Debian root filesystem (root, Linux)
 fresh-machine:

@@ -1,0 +1,103 @@
+"""A build's launcher killed, and the API stopped for a minute during a build."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from acceptance.stack import Stack, build, builds_of, finished, log_lines, start, wait_for
+
+pytestmark = pytest.mark.xdist_group("builds")
+
+SLEEPER = """
+jobs:
+  main:
+    image: buildpack-deps
+    requires: [~commit]
+    steps:
+      - wait: echo started; sleep 600
+"""
+
+LINES = 400
+COUNTER = f"""
+jobs:
+  main:
+    image: buildpack-deps
+    requires: [~commit]
+    steps:
+      - count: i=1; while [ $i -le {LINES} ]; do echo "line $i"; i=$((i+1)); sleep 0.05; done
+      - after: echo "done counting"
+"""
+
+
+def _running_with_line(stack: Stack, build_id: int, step: str, line: str) -> bool:
+    return build(stack, build_id)["status"] == "RUNNING" and line in log_lines(
+        stack, build_id, step
+    )
+
+
+def test_a_build_whose_launcher_was_killed_ends_as_lost_within_two_minutes(
+    stack: Stack, repo: Callable[..., tuple[Path, Path]]
+) -> None:
+    bare, _ = repo(SLEEPER, name="killed")
+    event = start(stack, bare)
+    (row,) = wait_for(lambda: builds_of(stack, event["id"]), timeout=30, what="the build")
+    wait_for(
+        lambda: _running_with_line(stack, row["id"], "wait", "started"),
+        timeout=90,
+        what="the build to run its step",
+    )
+    launcher = stack.launcher_of(row["id"])
+    assert launcher is not None
+
+    # The launcher and every process it started, as a crash or the OOM killer would.
+    doomed = [launcher.pid] + [p.pid for p in stack.everything() if p.ppid == launcher.pid]
+    doomed += [p.pid for p in stack.everything() if p.pgid in doomed]
+    os.killpg(launcher.pgid, signal.SIGKILL)
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    ended = finished(stack, row["id"], timeout=150)
+    took = time.monotonic() - killed_at
+    assert ended["status"] == "FAILURE"
+    assert "The build was lost" in ended["statusMessage"]
+    # The lease (30 s by default) plus one reaper period (a minute) and the scheduler's beat.
+    assert took <= 120, f"the reaper took {took:.0f} s"
+
+
+def test_a_build_that_finishes_while_the_api_is_stopped_for_a_minute_loses_nothing(
+    stack: Stack, repo: Callable[..., tuple[Path, Path]]
+) -> None:
+    bare, _ = repo(COUNTER, name="outage")
+    event = start(stack, bare)
+    (row,) = wait_for(lambda: builds_of(stack, event["id"]), timeout=30, what="the build")
+    wait_for(
+        lambda: _running_with_line(stack, row["id"], "count", "line 1"),
+        timeout=90,
+        what="the build to print its first line",
+    )
+    web = stack.web()
+    assert web is not None
+
+    os.kill(web.pid, signal.SIGSTOP)
+    try:
+        time.sleep(60)  # the step prints and ends, the next one runs, the build ends
+        launcher = stack.launcher_of(row["id"])
+        assert launcher is not None, "the launcher gave up while the API was away"
+    finally:
+        os.kill(web.pid, signal.SIGCONT)
+
+    ended = finished(stack, row["id"], timeout=180)
+    assert ended["status"] == "SUCCESS", ended["statusMessage"]
+    assert log_lines(stack, row["id"], "count") == [f"line {i}" for i in range(1, LINES + 1)]
+    assert log_lines(stack, row["id"], "after") == ["done counting"]
+    steps = {step["name"]: step for step in ended["steps"]}
+    assert steps["count"]["code"] == 0 and steps["after"]["code"] == 0

@@ -1,0 +1,84 @@
+"""schemathesis against `make run`: no operation answers with a server error, for anyone."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from acceptance.stack import Stack, new_stack, start
+
+pytestmark = pytest.mark.xdist_group("fuzz")
+
+EXAMPLES = os.environ.get("SD_ACCEPTANCE_FUZZ_EXAMPLES", "8")
+YAML = """
+jobs:
+  main:
+    image: buildpack-deps
+    requires: [~commit]
+    steps:
+      - hello: echo hello
+"""
+
+
+@pytest.fixture(scope="module")
+def fuzzed() -> Iterator[Stack]:
+    """A stack of its own: the fuzzer deletes and changes what it finds."""
+    stack = new_stack("fuzz")
+    yield stack
+    stack.kill()
+
+
+@pytest.mark.parametrize("persona", ["owner", "outsider"])
+def test_no_operation_answers_with_a_server_error(
+    fuzzed: Stack, repo: Callable[..., tuple[Path, Path]], tmp_path: Path, persona: str
+) -> None:
+    cli = shutil.which("st", path=str(Path(sys.executable).parent))
+    assert cli, "schemathesis is not installed: run `make venv`"
+    owner = fuzzed.manage("sd_token", "create", "--username", "owner")
+    outsider = fuzzed.manage("sd_token", "create", "--username", "outsider")
+    # The owner's pipeline, with an event and a build, for the fuzzer to find.
+    bare, _ = repo(YAML, name=f"fuzzed-{persona}")
+    created = fuzzed.api(owner).post("/pipelines", json={"checkoutUrl": f"{bare}#main"})
+    assert created.status_code == 201, created.text
+    start(fuzzed, bare)
+    token = {"owner": owner, "outsider": outsider}[persona]
+
+    done = subprocess.run(
+        [
+            cli,
+            "run",
+            f"{fuzzed.url}/v4/swagger.json",
+            "--url",
+            fuzzed.url,
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            EXAMPLES,
+            "--phases",
+            "examples,fuzzing",
+            "--seed",
+            "12",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "60",
+            "--header",
+            f"Authorization: Bearer {token}",
+            "--suppress-health-check",
+            "all",
+            "--output-truncate",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        cwd=tmp_path,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+    )
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]

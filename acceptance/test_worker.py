@@ -1,0 +1,92 @@
+"""The worker killed: a new one takes over, the server keeps answering, builds still run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from acceptance.stack import Stack, builds_of, finished, processes, start, wait_for
+
+pytestmark = pytest.mark.xdist_group("worker")
+
+QUICK = """
+jobs:
+  main:
+    image: buildpack-deps
+    requires: [~commit]
+    steps:
+      - hello: echo hello
+"""
+
+
+def _new_worker(stack: Stack, old_pid: int) -> int:
+    def replaced() -> int | None:
+        worker = stack.worker()
+        if worker is None or worker.pid == old_pid:
+            return None
+        pool = [p for p in processes() if p.pgid == worker.pid and p.alive]
+        return worker.pid if len(pool) > 1 else None
+
+    return int(wait_for(replaced, timeout=60, what="a new worker with its pool"))
+
+
+def test_a_killed_worker_is_replaced_while_the_server_answers_and_builds_run_after(
+    stack: Stack, repo: Callable[..., tuple[Path, Path]]
+) -> None:
+    old = wait_for(stack.worker, timeout=60, what="the worker")
+    wait_for(
+        lambda: len([p for p in processes() if p.pgid == old.pid and p.alive]) > 1,
+        timeout=60,
+        what="the worker's pool",
+    )
+    answers: list[bool] = []
+    done = threading.Event()
+
+    def keep_asking() -> None:
+        while not done.is_set():
+            answers.append(stack.answers())
+            time.sleep(0.2)
+
+    asker = threading.Thread(target=keep_asking)
+    asker.start()
+    try:
+        os.killpg(old.pid, signal.SIGKILL)
+        new = _new_worker(stack, old.pid)
+    finally:
+        done.set()
+        asker.join()
+
+    assert new != old.pid
+    assert answers and all(answers), "the server stopped answering when the worker died"
+    assert not [p for p in processes() if p.pgid == old.pid and p.alive]
+    assert "The worker exited (killed by SIGKILL)" in stack.log.read_text()
+
+    bare, _ = repo(QUICK, name="after-kill")
+    event = start(stack, bare)
+    (row,) = wait_for(lambda: builds_of(stack, event["id"]), timeout=30, what="the build")
+    assert finished(stack, row["id"], timeout=120)["status"] == "SUCCESS"
+
+
+def test_a_build_waiting_for_a_worker_that_died_runs_on_the_next_one(
+    stack: Stack, repo: Callable[..., tuple[Path, Path]]
+) -> None:
+    worker = wait_for(stack.worker, timeout=60, what="the worker")
+    bare, _ = repo(QUICK, name="pending-start")
+    # The worker hangs (stopped), its start task waits; then the worker dies.
+    os.killpg(worker.pid, signal.SIGSTOP)
+    try:
+        event = start(stack, bare)
+        (row,) = wait_for(lambda: builds_of(stack, event["id"]), timeout=30, what="the build")
+        time.sleep(2)
+        assert builds_of(stack, event["id"])[0]["status"] == "QUEUED"
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        os.killpg(worker.pid, signal.SIGCONT)
+    _new_worker(stack, worker.pid)
+    assert finished(stack, row["id"], timeout=120)["status"] == "SUCCESS"

@@ -168,7 +168,10 @@ def _redis_up() -> bool:
         return False
 
 
-@pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379 for the channel-layer test")
+@pytest.mark.skipif(
+    not _redis_up(),
+    reason="no Redis on 127.0.0.1:6379 for the channel-layer test: start redis-server",
+)
 async def test_with_the_redis_layer_a_line_saved_in_one_process_reaches_another(
     settings: Any,
 ) -> None:

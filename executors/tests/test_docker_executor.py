@@ -28,7 +28,10 @@ def _engine() -> Any:
         engine = docker.from_env(timeout=10)
         engine.ping()
     except Exception as exc:
-        pytest.skip(f"No Docker engine answers (DOCKER_HOST or the local socket): {exc}")
+        pytest.skip(
+            "No Docker engine answers (DOCKER_HOST or the local socket): install docker.io "
+            f"and start dockerd. {exc}"
+        )
     return engine
 
 

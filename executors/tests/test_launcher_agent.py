@@ -21,7 +21,7 @@ def test_parse_exports_reads_back_what_each_shell_printed(shell: list[str]) -> N
             [*shell, "-c", "export -p"], env=TRICKY, capture_output=True, text=True, check=True
         ).stdout
     except (OSError, subprocess.CalledProcessError):
-        pytest.skip(f"{shell[0]} is not installed")
+        pytest.skip(f"{shell[0]} is not installed (apt-get install {shell[0]})")
     parsed = parse_exports(out)
     assert {k: parsed[k] for k in TRICKY} == TRICKY
 

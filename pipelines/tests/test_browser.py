@@ -34,8 +34,13 @@ PASSWORD = "a long enough password"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
-    pytest.mark.skipif(shutil.which("git") is None, reason="git is needed for real repositories"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason=f"no Chromium at {CHROMIUM}: install Debian's chromium (apt-get install chromium)",
+    ),
+    pytest.mark.skipif(
+        shutil.which("git") is None, reason="git is needed for real repositories: install git"
+    ),
     # One live server per test file worker, so the browser tests of a run never share a port.
     pytest.mark.xdist_group("browser"),
 ]

@@ -441,7 +441,7 @@ def test_the_reaper_fails_a_running_build_whose_lease_lapsed_and_says_why(
     build.refresh_from_db()
     assert build.status == BuildStatus.FAILURE
     assert "was lost: it stopped reporting" in build.status_message
-    assert "probably died" in build.status_message
+    assert "the process or the machine running it died" in build.status_message
     assert build.end_time is not None
     assert event_status(event) == Event.Status.FAILURE
 

@@ -208,10 +208,21 @@ class Event(models.Model):
         "builds.Build", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     parent_builds = models.JSONField(default=dict, blank=True)
+    # The webhook delivery that started it ("github:<delivery id>"): a delivery handled again
+    # after its worker died finds this event instead of starting a second one.
+    # NULL rather than "": events that no delivery started never meet in the constraint.
+    delivery_key = models.CharField(  # noqa: DJ001
+        max_length=200, null=True, blank=True, editable=False
+    )
 
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["pipeline", "-id"], name="event_list_of_pipeline")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pipeline", "delivery_key"], name="one_event_per_delivery_per_pipeline"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"event {self.pk} of pipeline {self.pipeline_id}"

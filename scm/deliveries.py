@@ -1,10 +1,13 @@
 """Webhook deliveries from any SCM: recorded once, acted on at least once, with effects once.
 
 A verified delivery is stored (its unique (scm, delivery id) refuses a replay) and handed to a
-worker. The worker claims it, runs the SCM's handler and records the outcome in one
-transaction: a worker that dies half-way leaves the delivery QUEUED with nothing of its work
-written, and `redeliver_stuck` hands it to a worker again. A second worker taking the same
-delivery meanwhile waits for the first one's transaction and then finds it no longer QUEUED.
+worker. The worker claims it for CLAIM_LEASE with a conditional update, runs the SCM's handler
+and records the outcome. A worker that dies on the way leaves the delivery QUEUED with a
+lapsed claim, and `redeliver_stuck` (or the queue's own retry) hands it to a worker again.
+
+What a handler starts is keyed by the delivery (`Event.delivery_key`, unique per pipeline):
+run again, it finds the events the dead worker started and starts only the missing ones. The
+handler's reads from GitHub or GitLab happen outside any transaction, as for any event.
 """
 
 from __future__ import annotations
@@ -16,23 +19,26 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from pipelines.models import Event
 from scm.base import ScmError
 from scm.models import WebhookDelivery
+from screwdriver_site.ids import MAX_INT
 
 logger = logging.getLogger(__name__)
 
-# A delivery still QUEUED this long after it was handed out lost its worker (django-q2 ends a
-# task after 60 s, so a live worker is done by then).
+# django-q2 ends a task after 60 s: a claim older than this belongs to a worker that is gone.
+CLAIM_LEASE = timedelta(seconds=90)
+# A delivery handed out this long ago and never claimed lost its task on the way.
 REDELIVER_AFTER = timedelta(minutes=2)
-# A delivery whose worker died this many times is given up on: it is what kills the worker.
+# A delivery claimed this many times without an outcome is given up on: it kills its worker.
 MAX_ATTEMPTS = 5
 
-Handler = Callable[[dict[str, Any]], list[Event]]
+# handler(payload, delivery key) -> the events it started
+Handler = Callable[[dict[str, Any], str], list[Event]]
 Handlers = Mapping[tuple[str, str], Handler]
 
 
@@ -78,7 +84,6 @@ def record_delivery(
                 outcome=outcome,
                 message=ignored_because,
                 enqueued_at=timezone.now() if queued else None,
-                attempts=1 if queued else 0,
             )
             if queued:
                 pk = delivery.pk
@@ -92,35 +97,48 @@ def _hand_out(delivery_pk: int) -> None:
     async_task("scm.tasks.process_delivery", delivery_pk, task_name=f"hook-{delivery_pk}")
 
 
+def request_number(raw: Any) -> int:
+    """A pull or merge request's number from a payload; 0 when it is not one we can store."""
+    try:
+        number = int(raw or 0)
+    except (TypeError, ValueError):
+        return 0
+    return number if 0 < number <= MAX_INT else 0
+
+
+def _claim(delivery_id: int, now: datetime) -> bool:
+    """Take a QUEUED delivery nobody holds (or whose holder's claim lapsed)."""
+    return bool(
+        WebhookDelivery.objects.filter(pk=delivery_id, outcome=WebhookDelivery.Outcome.QUEUED)
+        .filter(Q(processed_at__isnull=True) | Q(processed_at__lt=now - CLAIM_LEASE))
+        .update(processed_at=now, attempts=F("attempts") + 1)
+    )
+
+
 def process_delivery(*, delivery_id: int, handlers: Handlers) -> WebhookDelivery | None:
-    """Act on a recorded delivery once; None when it no longer exists (pruned)."""
-    with transaction.atomic():
-        claimed = WebhookDelivery.objects.filter(
-            pk=delivery_id, outcome=WebhookDelivery.Outcome.QUEUED
-        ).update(processed_at=timezone.now())
-        delivery = WebhookDelivery.objects.filter(pk=delivery_id).first()
-        if not claimed or delivery is None:
-            return delivery
-        handler = handlers.get((delivery.event_name, delivery.action)) or handlers.get(
-            (delivery.event_name, "")
-        )
-        try:
-            # A savepoint: a handler that fails leaves nothing half-written, yet the
-            # failure itself is recorded.
-            with transaction.atomic():
-                events = handler(delivery.payload) if handler else []
-        except ScmError as exc:
-            delivery.outcome, delivery.message = WebhookDelivery.Outcome.FAILED, str(exc)[:512]
-        except Exception:
-            # Recorded, not retried: the same error would come back.
-            logger.exception("Webhook delivery %s failed", delivery.delivery_id)
-            delivery.outcome = WebhookDelivery.Outcome.FAILED
-            delivery.message = "The server failed on this delivery; see its log."
-        else:
-            delivery.outcome = WebhookDelivery.Outcome.DONE
-            delivery.events = [event.pk for event in events]
-            delivery.message = "; ".join(getattr(events, "notes", []))[:512]
-        delivery.save(update_fields=["outcome", "message", "events"])
+    """Act on a recorded delivery; None when it no longer exists (pruned)."""
+    claimed = _claim(delivery_id, timezone.now())
+    delivery = WebhookDelivery.objects.filter(pk=delivery_id).first()
+    if not claimed or delivery is None:
+        return delivery
+    handler = handlers.get((delivery.event_name, delivery.action)) or handlers.get(
+        (delivery.event_name, "")
+    )
+    key = f"{delivery.scm}:{delivery.delivery_id}"
+    try:
+        events = handler(delivery.payload, key) if handler else []
+    except ScmError as exc:
+        delivery.outcome, delivery.message = WebhookDelivery.Outcome.FAILED, str(exc)[:512]
+    except Exception:
+        # Recorded, not retried: the same error would come back.
+        logger.exception("Webhook delivery %s failed", delivery.delivery_id)
+        delivery.outcome = WebhookDelivery.Outcome.FAILED
+        delivery.message = "The server failed on this delivery; see its log."
+    else:
+        delivery.outcome = WebhookDelivery.Outcome.DONE
+        delivery.events = [event.pk for event in events]
+        delivery.message = "; ".join(getattr(events, "notes", []))[:512]
+    delivery.save(update_fields=["outcome", "message", "events"])
     return delivery
 
 
@@ -128,13 +146,19 @@ def redeliver_stuck(*, now: datetime | None = None) -> dict[str, int]:
     """Hand out again the deliveries whose worker died; give up on one that keeps dying."""
     now = now or timezone.now()
     cutoff = now - REDELIVER_AFTER
+    lost = Q(processed_at__isnull=True, enqueued_at__lt=cutoff) | Q(
+        processed_at__isnull=True, enqueued_at__isnull=True, received_at__lt=cutoff
+    )
+    dropped = Q(processed_at__lt=now - CLAIM_LEASE) & (
+        Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True)
+    )
     stuck = WebhookDelivery.objects.filter(outcome=WebhookDelivery.Outcome.QUEUED).filter(
-        Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True, received_at__lt=cutoff)
+        lost | dropped
     )
     handed, given_up = 0, 0
-    for pk, attempts in stuck.values_list("pk", "attempts"):
+    for pk, attempts, enqueued_at in stuck.values_list("pk", "attempts", "enqueued_at"):
         mine = WebhookDelivery.objects.filter(
-            pk=pk, outcome=WebhookDelivery.Outcome.QUEUED, attempts=attempts
+            pk=pk, outcome=WebhookDelivery.Outcome.QUEUED, enqueued_at=enqueued_at
         )
         if attempts >= MAX_ATTEMPTS:
             given_up += mine.update(
@@ -144,7 +168,7 @@ def redeliver_stuck(*, now: datetime | None = None) -> dict[str, int]:
                     "it each time. See the worker's log."
                 ),
             )
-        elif mine.update(enqueued_at=now, attempts=attempts + 1):
+        elif mine.update(enqueued_at=now):
             logger.warning("Webhook delivery %s was not finished: handing it out again", pk)
             _hand_out(pk)
             handed += 1

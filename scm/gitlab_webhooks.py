@@ -20,7 +20,7 @@ from pipelines.services import (
     repo_ref_of,
     start_event,
 )
-from scm.deliveries import Handler, Received, WebhookRejected, record_delivery
+from scm.deliveries import Handler, Received, WebhookRejected, record_delivery, request_number
 from scm.gitlab import repo_prefix
 from scm.signing import gitlab_hook_token
 from scm.webhooks import run_pr_update
@@ -141,6 +141,7 @@ def _start(
     sha: str,
     creator: Creator,
     cause: str,
+    key: str,
     changed_files: list[str] | None = None,
 ) -> Event | None:
     try:
@@ -151,6 +152,7 @@ def _start(
             sha=sha,
             cause_message=cause,
             changed_files=changed_files,
+            delivery_key=key,
         )
     except PipelineError as exc:
         logger.info("%s on pipeline %s started nothing: %s", start_from, pipeline.pk, exc.message)
@@ -191,7 +193,7 @@ def _changed_files(payload: dict[str, Any]) -> list[str] | None:
     )
 
 
-def handle_push(payload: dict[str, Any]) -> list[Event]:
+def handle_push(payload: dict[str, Any], key: str) -> list[Event]:
     """A push to a branch: ~commit on its pipelines, ~commit:branch where others ask for it."""
     ref = str(payload.get("ref") or "")
     sha = str(payload.get("checkout_sha") or "")
@@ -208,10 +210,14 @@ def handle_push(payload: dict[str, Any]) -> list[Event]:
     for pipeline in _pipelines_of(payload):
         if repo_ref_of(pipeline).branch == branch:
             event = notice_push(
-                pipeline=pipeline, sha=sha, pusher=creator.username, changed_files=changed
+                pipeline=pipeline,
+                sha=sha,
+                pusher=creator.username,
+                changed_files=changed,
+                delivery_key=key,
             )
         elif workflow.start_jobs(pipeline.workflow_graph, f"~commit:{branch}"):
-            event = _start(pipeline, f"~commit:{branch}", sha, creator, cause, changed)
+            event = _start(pipeline, f"~commit:{branch}", sha, creator, cause, key, changed)
         else:
             event = None
         if event is not None:
@@ -220,7 +226,7 @@ def handle_push(payload: dict[str, Any]) -> list[Event]:
 
 
 def _start_ref(
-    payload: dict[str, Any], kind: str, name: str, sha: str, creator: Creator
+    payload: dict[str, Any], kind: str, name: str, sha: str, creator: Creator, key: str
 ) -> list[Event]:
     """~tag or ~release (or their :name forms) on the pipelines of the default branch."""
     default = str(_dict(payload.get("project")).get("default_branch") or "")
@@ -231,13 +237,14 @@ def _start_ref(
         start_from = _trigger(pipeline.workflow_graph, kind, name)
         if start_from is None:
             continue
-        event = _start(pipeline, start_from, sha, creator, f"{kind.capitalize()} {name} created")
+        cause = f"{kind.capitalize()} {name} created"
+        event = _start(pipeline, start_from, sha, creator, cause, key)
         if event is not None:
             events.append(event)
     return events
 
 
-def handle_tag_push(payload: dict[str, Any]) -> list[Event]:
+def handle_tag_push(payload: dict[str, Any], key: str) -> list[Event]:
     """A tag was pushed: ~tag at the commit it points at; a deleted tag runs nothing."""
     ref = str(payload.get("ref") or "")
     # checkout_sha is the commit even for an annotated tag, whose `after` is the tag object.
@@ -245,16 +252,16 @@ def handle_tag_push(payload: dict[str, Any]) -> list[Event]:
     if not ref.startswith("refs/tags/") or not sha or payload.get("after") == _NULL_SHA:
         return []
     tag = ref.removeprefix("refs/tags/")
-    return _start_ref(payload, "tag", tag, sha, _creator(payload.get("user_username")))
+    return _start_ref(payload, "tag", tag, sha, _creator(payload.get("user_username")), key)
 
 
-def handle_release(payload: dict[str, Any]) -> list[Event]:
+def handle_release(payload: dict[str, Any], key: str) -> list[Event]:
     """A release was created: ~release (or ~release:tag) at the release's commit."""
     tag = str(payload.get("tag") or "")
     sha = str(_dict(payload.get("commit")).get("id") or "")
     if not tag or not sha:
         return []
-    return _start_ref(payload, "release", tag, sha, _creator(None))
+    return _start_ref(payload, "release", tag, sha, _creator(None), key)
 
 
 def _mr_pipelines(payload: dict[str, Any]) -> tuple[list[Pipeline], dict[str, Any], int]:
@@ -262,10 +269,10 @@ def _mr_pipelines(payload: dict[str, Any]) -> tuple[list[Pipeline], dict[str, An
     target = str(attributes.get("target_branch") or "")
     pipelines = [p for p in _pipelines_of(payload) if repo_ref_of(p).branch == target]
     # The merge request's iid is its number in the project, what people call !7.
-    return pipelines, attributes, int(attributes.get("iid") or 0)
+    return pipelines, attributes, request_number(attributes.get("iid"))
 
 
-def handle_mr_update(payload: dict[str, Any]) -> list[Event]:
+def handle_mr_update(payload: dict[str, Any], key: str) -> list[Event]:
     """Opened, reopened or new commits: stop the MR's previous builds, run its ~pr jobs."""
     pipelines, attributes, number = _mr_pipelines(payload)
     sha = str(_dict(attributes.get("last_commit")).get("id") or "")
@@ -289,17 +296,18 @@ def handle_mr_update(payload: dict[str, Any]) -> list[Event]:
         pr=pr,
         creator=creator,
         what=f"Merge request !{number}",
+        delivery_key=key,
     )
 
 
-def handle_mr_closed(payload: dict[str, Any]) -> list[Event]:
+def handle_mr_closed(payload: dict[str, Any], key: str) -> list[Event]:
     """Closed or merged: abort the MR's builds, archive its jobs, run ~pr-closed."""
     pipelines, _, number = _mr_pipelines(payload)
     creator = _creator(_dict(payload.get("user")).get("username"))
     events: list[Event] = []
     for pipeline in pipelines if number else []:
         try:
-            event = close_pr(pipeline=pipeline, pr_num=number, creator=creator)
+            event = close_pr(pipeline=pipeline, pr_num=number, creator=creator, delivery_key=key)
         except PipelineError as exc:
             logger.info("~pr-closed on pipeline %s started nothing: %s", pipeline.pk, exc)
             continue

@@ -17,6 +17,7 @@ from pipelines.services import (
     Creator,
     PipelineError,
     close_pr,
+    event_of_delivery,
     notice_push,
     repo_ref_of,
     start_event,
@@ -24,7 +25,7 @@ from pipelines.services import (
     stop_pr_builds,
 )
 from pipelines.services.pull_requests import changed_files_of_pr, restricted_pr_message
-from scm.deliveries import Handler, Received, WebhookRejected, record_delivery
+from scm.deliveries import Handler, Received, WebhookRejected, record_delivery, request_number
 from scm.github import GitHubScm, repo_prefix
 
 logger = logging.getLogger(__name__)
@@ -107,11 +108,16 @@ def _sender(payload: dict[str, Any]) -> Creator:
 
 
 def _start(
-    pipeline: Pipeline, start_from: str, sha: str, creator: Creator, cause: str
+    pipeline: Pipeline, start_from: str, sha: str, creator: Creator, cause: str, key: str
 ) -> Event | None:
     try:
         return start_event(
-            pipeline=pipeline, start_from=start_from, creator=creator, sha=sha, cause_message=cause
+            pipeline=pipeline,
+            start_from=start_from,
+            creator=creator,
+            sha=sha,
+            cause_message=cause,
+            delivery_key=key,
         )
     except PipelineError as exc:
         logger.info("%s on pipeline %s started nothing: %s", start_from, pipeline.pk, exc.message)
@@ -129,7 +135,7 @@ def _trigger(graph: dict[str, Any], kind: str, name: str) -> str | None:
     return None
 
 
-def handle_push(payload: dict[str, Any]) -> list[Event]:
+def handle_push(payload: dict[str, Any], key: str) -> list[Event]:
     """A push to a branch: ~commit on its pipelines, ~commit:branch where others ask for it."""
     ref = str(payload.get("ref") or "")
     sha = str(payload.get("after") or "")
@@ -160,7 +166,11 @@ def handle_push(payload: dict[str, Any]) -> list[Event]:
         event: Event | None = None
         if repo_ref_of(pipeline).branch == branch:
             event = notice_push(
-                pipeline=pipeline, sha=sha, pusher=creator.username, changed_files=changed
+                pipeline=pipeline,
+                sha=sha,
+                pusher=creator.username,
+                changed_files=changed,
+                delivery_key=key,
             )
         elif workflow.start_jobs(pipeline.workflow_graph, f"~commit:{branch}"):
             try:
@@ -171,6 +181,7 @@ def handle_push(payload: dict[str, Any]) -> list[Event]:
                     sha=sha,
                     cause_message=cause,
                     changed_files=changed,
+                    delivery_key=key,
                 )
             except PipelineError as exc:
                 logger.info(
@@ -186,7 +197,7 @@ def _on_default_branch(payload: dict[str, Any]) -> list[Pipeline]:
     return [p for p in _pipelines_of(payload) if repo_ref_of(p).branch == default]
 
 
-def _start_ref(payload: dict[str, Any], kind: str, tag: str) -> list[Event]:
+def _start_ref(payload: dict[str, Any], kind: str, tag: str, key: str) -> list[Event]:
     events: list[Event] = []
     creator = _sender(payload)
     for pipeline in _on_default_branch(payload):
@@ -194,23 +205,24 @@ def _start_ref(payload: dict[str, Any], kind: str, tag: str) -> list[Event]:
         if start_from is None:
             continue
         sha = GitHubScm().commit_sha(repo_ref_of(pipeline), f"tags/{tag}")
-        event = _start(pipeline, start_from, sha, creator, f"{kind.capitalize()} {tag} created")
+        cause = f"{kind.capitalize()} {tag} created"
+        event = _start(pipeline, start_from, sha, creator, cause, key)
         if event is not None:
             events.append(event)
     return events
 
 
-def handle_create(payload: dict[str, Any]) -> list[Event]:
+def handle_create(payload: dict[str, Any], key: str) -> list[Event]:
     """A tag was created: ~tag (or ~tag:name) on the pipelines of the default branch."""
     if payload.get("ref_type") != "tag":
         return []
-    return _start_ref(payload, "tag", str(payload.get("ref") or ""))
+    return _start_ref(payload, "tag", str(payload.get("ref") or ""), key)
 
 
-def handle_release(payload: dict[str, Any]) -> list[Event]:
+def handle_release(payload: dict[str, Any], key: str) -> list[Event]:
     """A release was published: ~release (or ~release:tag) on the default branch's pipelines."""
     tag = str((payload.get("release") or {}).get("tag_name") or "")
-    return _start_ref(payload, "release", tag) if tag else []
+    return _start_ref(payload, "release", tag, key) if tag else []
 
 
 class Handled(list[Event]):
@@ -225,10 +237,10 @@ def _pr_pipelines(payload: dict[str, Any]) -> tuple[list[Pipeline], dict[str, An
     pull = payload.get("pull_request") or {}
     base = str((pull.get("base") or {}).get("ref") or "")
     pipelines = [p for p in _pipelines_of(payload) if repo_ref_of(p).branch == base]
-    return pipelines, pull, int(payload.get("number") or pull.get("number") or 0)
+    return pipelines, pull, request_number(payload.get("number") or pull.get("number"))
 
 
-def handle_pr_update(payload: dict[str, Any]) -> list[Event]:
+def handle_pr_update(payload: dict[str, Any], key: str) -> list[Event]:
     """Opened, reopened or synchronized: stop the PR's previous builds, run its ~pr jobs."""
     pipelines, pull, number = _pr_pipelines(payload)
     head = pull.get("head") or {}
@@ -251,6 +263,7 @@ def handle_pr_update(payload: dict[str, Any]) -> list[Event]:
         pr=pr,
         creator=_sender(payload),
         what=f"Pull request {number}",
+        delivery_key=key,
     )
 
 
@@ -262,14 +275,20 @@ def run_pr_update(
     pr: dict[str, Any],
     creator: Creator,
     what: str,
+    delivery_key: str,
 ) -> Handled:
     """A pull (or merge) request got new commits: stop its builds, run its ~pr jobs anew.
 
-    Shared by every SCM's handler; ``what`` names the request in messages.
+    Shared by every SCM's handler; ``what`` names the request in messages. A pipeline where
+    this delivery already started its event (a worker died after) is left as it is.
     """
     events = Handled()
     changed: tuple[list[str] | None, str] | None = None
     for pipeline in pipelines:
+        done = event_of_delivery(pipeline=pipeline, delivery_key=delivery_key)
+        if done is not None:
+            events.append(done)
+            continue
         stop_pr_builds(pipeline=pipeline, pr_num=number, message=f"{what} was updated")
         # The restriction is the base branch's (the pipeline's), never the request's own file.
         skipped = restricted_pr_message(pipeline=pipeline, fork=bool(pr["fork"]))
@@ -289,6 +308,7 @@ def run_pr_update(
                 creator=creator,
                 pr=pr,
                 changed_files=changed[0],
+                delivery_key=delivery_key,
             )
         except PipelineError as exc:
             logger.info("%s on pipeline %s started nothing: %s", what, pipeline.pk, exc)
@@ -299,13 +319,15 @@ def run_pr_update(
     return events
 
 
-def handle_pr_closed(payload: dict[str, Any]) -> list[Event]:
+def handle_pr_closed(payload: dict[str, Any], key: str) -> list[Event]:
     """Closed (merged or not): abort the PR's builds, archive its jobs, run ~pr-closed."""
     pipelines, _, number = _pr_pipelines(payload)
     events: list[Event] = []
     for pipeline in pipelines if number else []:
         try:
-            event = close_pr(pipeline=pipeline, pr_num=number, creator=_sender(payload))
+            event = close_pr(
+                pipeline=pipeline, pr_num=number, creator=_sender(payload), delivery_key=key
+            )
         except PipelineError as exc:
             logger.info("~pr-closed on pipeline %s started nothing: %s", pipeline.pk, exc)
             continue

@@ -22,7 +22,13 @@ from pipelines.services.collections import (
     remove_from_collection,
     update_collection,
 )
-from pipelines.services.events import Creator, commit_json, notice_push, start_event
+from pipelines.services.events import (
+    Creator,
+    commit_json,
+    event_of_delivery,
+    notice_push,
+    start_event,
+)
 from pipelines.services.pipelines import (
     CONFIG_FILE,
     PipelineError,
@@ -59,6 +65,7 @@ __all__ = [
     "delete_pipeline",
     "delete_secret",
     "delete_token",
+    "event_of_delivery",
     "grant_permission",
     "install_hook",
     "notice_push",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from builds import services as build_services
 from pipelines import source_paths, workflow
@@ -86,6 +86,26 @@ def _concerned(
     return kept
 
 
+def event_of_delivery(*, pipeline: Pipeline, delivery_key: str | None) -> Event | None:
+    """The event a webhook delivery already started on `pipeline`, if any."""
+    if not delivery_key:
+        return None
+    return Event.objects.filter(pipeline=pipeline, delivery_key=delivery_key).first()
+
+
+def once_per_delivery(
+    *, pipeline: Pipeline, delivery_key: str | None, create: Callable[[], Event]
+) -> Event:
+    """Create an event; when a concurrent run of the same delivery made it first, return that."""
+    try:
+        return create()
+    except IntegrityError:
+        done = event_of_delivery(pipeline=pipeline, delivery_key=delivery_key)
+        if done is None:
+            raise
+        return done
+
+
 def start_event(
     *,
     pipeline: Pipeline,
@@ -96,13 +116,18 @@ def start_event(
     parent_event: Event | None = None,
     meta: dict[str, Any] | None = None,
     changed_files: Sequence[str] | None = None,
+    delivery_key: str | None = None,
 ) -> Event:
     """Create an event at `sha` (default: the branch head); queue the jobs `start_from` selects.
 
     `changed_files` is given only for what a push or pull request started (None when the SCM
     could not say): then a first job with `sourcePaths` runs only when a changed file concerns
     it, as in Screwdriver, which ignores `sourcePaths` for manual starts and restarts.
+    `delivery_key` names the webhook delivery that asks: asked again, it gets the same event.
     """
+    done = event_of_delivery(pipeline=pipeline, delivery_key=delivery_key)
+    if done is not None:
+        return done
     if pipeline.state != Pipeline.State.ACTIVE:
         raise PipelineError(
             f"Pipeline {pipeline.pk} is {pipeline.state.lower()}: make it ACTIVE to start events.",
@@ -136,42 +161,48 @@ def start_event(
     if changed_files is not None:
         names = _concerned(names, config, pipeline.root_dir, changed_files, start_from)
         meta["commit"] = {**(meta.get("commit") or {}), "changedFiles": ",".join(changed_files)}
-    with transaction.atomic():
-        # Only the head's file speaks for the pipeline (annotations, graph, stages, schedules).
-        sync_jobs(pipeline=pipeline, config=config, at_head=at_head)
-        event = Event.objects.create(
-            pipeline=pipeline,
-            parent_event=parent_event,
-            cause_message=(cause_message or f"Started by {creator.username}")[:512],
-            commit=commit_json(commit),
-            creator=creator.as_dict(),
-            sha=sha,
-            start_from=start_from,
-            base_branch=ref.branch,
-            meta=_with_parameters(meta, config),
-            workflow_graph=graph,
-            job_configs=config.get("jobs", {}),
-            config_errors=errors,
-            status=Event.Status.CREATED,
-        )
-        builds = build_services.create_start_builds(
-            event=event, job_names=names, cause=event.cause_message
-        )
-        if not builds:
-            if Job.objects.filter(pipeline=pipeline, name__in=names, archived=True).exists():
-                # An older commit's job that the head's file has since dropped stays archived.
+
+    def create() -> Event:
+        with transaction.atomic():
+            # Only the head's file speaks for the pipeline (annotations, graph, stages, ...).
+            sync_jobs(pipeline=pipeline, config=config, at_head=at_head)
+            event = Event.objects.create(
+                pipeline=pipeline,
+                parent_event=parent_event,
+                cause_message=(cause_message or f"Started by {creator.username}")[:512],
+                commit=commit_json(commit),
+                creator=creator.as_dict(),
+                sha=sha,
+                start_from=start_from,
+                base_branch=ref.branch,
+                meta=_with_parameters(meta, config),
+                workflow_graph=graph,
+                job_configs=config.get("jobs", {}),
+                config_errors=errors,
+                status=Event.Status.CREATED,
+                delivery_key=delivery_key,
+            )
+            builds = build_services.create_start_builds(
+                event=event, job_names=names, cause=event.cause_message
+            )
+            if not builds:
+                if Job.objects.filter(pipeline=pipeline, name__in=names, archived=True).exists():
+                    # An older commit's job that the head's file has since dropped stays
+                    # archived.
+                    raise PipelineError(
+                        f"Every job that starts from {start_from} is disabled or gone from the "
+                        "branch head's screwdriver.yaml: enable one, or start from a job it has.",
+                        status=422,
+                    )
                 raise PipelineError(
-                    f"Every job that starts from {start_from} is disabled or gone from the "
-                    "branch head's screwdriver.yaml: enable one, or start from a job it has.",
+                    f"Every job that starts from {start_from} is disabled: enable one first.",
                     status=422,
                 )
-            raise PipelineError(
-                f"Every job that starts from {start_from} is disabled: enable one first.",
-                status=422,
-            )
-        build_services.refresh_event_status(event=event)
-        Pipeline.objects.filter(pk=pipeline.pk).update(last_event=event)
-    return event
+            build_services.refresh_event_status(event=event)
+            Pipeline.objects.filter(pk=pipeline.pk).update(last_event=event)
+        return event
+
+    return once_per_delivery(pipeline=pipeline, delivery_key=delivery_key, create=create)
 
 
 def notice_push(
@@ -180,12 +211,18 @@ def notice_push(
     sha: str,
     pusher: str = "",
     changed_files: Sequence[str] | None = None,
+    delivery_key: str | None = None,
 ) -> Event | None:
     """A new head on the pipeline's branch: start ~commit once per sha, whoever noticed first.
 
     Without `changed_files` (a local repository) they are the difference between the head we
-    saw before and `sha`, read from the repository.
+    saw before and `sha`, read from the repository. A webhook delivery (`delivery_key`) handled
+    again after its worker died finds the event it started, or starts the one it had not yet
+    started although it had moved the head.
     """
+    done = event_of_delivery(pipeline=pipeline, delivery_key=delivery_key)
+    if done is not None:
+        return done
     # Under the pipeline's row lock, so of two noticers of one sha (hook and poller) exactly one
     # moves the head, and a noticer of another sha waits for the first instead of losing to it.
     with transaction.atomic():
@@ -195,8 +232,15 @@ def notice_push(
             .values_list("last_seen_sha", flat=True)
             .first()
         )
-        if previous is None or previous == sha:
+        if previous is None:
             return None
+        if previous == sha:
+            unfinished = (
+                delivery_key is not None
+                and not Event.objects.filter(pipeline=pipeline, sha=sha).exists()
+            )
+            if not unfinished:
+                return None
         Pipeline.objects.filter(pk=pipeline.pk).update(last_seen_sha=sha)
     try:
         ref = repo_ref_of(pipeline)
@@ -218,6 +262,7 @@ def notice_push(
             sha=sha,
             cause_message=f"Commit {sha[:7]} pushed to {ref.branch}",
             changed_files=changed_files,
+            delivery_key=delivery_key,
         )
     except PipelineError as exc:
         logger.info(

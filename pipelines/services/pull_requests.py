@@ -12,7 +12,13 @@ from builds import services as build_services
 from builds.models import ACTIVE_STATUSES
 from pipelines import source_paths, workflow
 from pipelines.models import Event, Job, Pipeline
-from pipelines.services.events import Creator, commit_json, start_event
+from pipelines.services.events import (
+    Creator,
+    commit_json,
+    event_of_delivery,
+    once_per_delivery,
+    start_event,
+)
 from pipelines.services.pipelines import PipelineError, read_config, repo_ref_of, scm_for
 from scm.base import ScmError
 
@@ -134,12 +140,17 @@ def start_pr_event(
     start_from: str = "~pr",
     parent_event: Event | None = None,
     changed_files: Sequence[str] | None = None,
+    delivery_key: str | None = None,
 ) -> Event | None:
     """Run the ~pr jobs (or one PR-<n>:<job>) of the PR's own screwdriver.yaml at its sha.
 
     `changed_files` (the PR's whole diff against its base; None when unknown) keeps only the
-    ~pr jobs whose sourcePaths it touches, as a push does for ~commit jobs.
+    ~pr jobs whose sourcePaths it touches, as a push does for ~commit jobs. `delivery_key`
+    names the webhook delivery that asks: asked again, it gets the same event.
     """
+    done = event_of_delivery(pipeline=pipeline, delivery_key=delivery_key)
+    if done is not None:
+        return done
     if pipeline.state != Pipeline.State.ACTIVE:
         return None
     scm = scm_for(pipeline)
@@ -185,41 +196,48 @@ def start_pr_event(
         runs = [name for name in jobs_config if name in reach]
         graph = pr_graph(graph, pr_num)
     pr_configs = {pr_job_name(pr_num, name): jobs_config.get(name, []) for name in runs}
-    with transaction.atomic():
-        for name, permutations in pr_configs.items():
-            Job.objects.update_or_create(
+
+    cause = (cause_message or f"Pull request {pr_num} by {creator.username}")[:512]
+
+    def create() -> Event:
+        with transaction.atomic():
+            for name, permutations in pr_configs.items():
+                Job.objects.update_or_create(
+                    pipeline=pipeline,
+                    name=name,
+                    defaults={"permutations": permutations, "archived": False},
+                )
+            event = Event.objects.create(
                 pipeline=pipeline,
-                name=name,
-                defaults={"permutations": permutations, "archived": False},
+                parent_event=parent_event,
+                group_event_id=(parent_event.group_event_id or parent_event.pk)
+                if parent_event
+                else None,
+                type=Event.Type.PR,
+                pr_num=pr_num,
+                pr=pr,
+                cause_message=cause,
+                commit=commit_json(commit),
+                creator=creator.as_dict(),
+                sha=sha,
+                meta=meta,
+                start_from=start_from,
+                base_branch=ref.branch,
+                workflow_graph=graph,
+                job_configs=pr_configs,
+                config_errors=errors,
+                status=Event.Status.CREATED,
+                delivery_key=delivery_key,
             )
-        event = Event.objects.create(
-            pipeline=pipeline,
-            parent_event=parent_event,
-            group_event_id=(parent_event.group_event_id or parent_event.pk)
-            if parent_event
-            else None,
-            type=Event.Type.PR,
-            pr_num=pr_num,
-            pr=pr,
-            cause_message=(cause_message or f"Pull request {pr_num} by {creator.username}")[:512],
-            commit=commit_json(commit),
-            creator=creator.as_dict(),
-            sha=sha,
-            meta=meta,
-            start_from=start_from,
-            base_branch=ref.branch,
-            workflow_graph=graph,
-            job_configs=pr_configs,
-            config_errors=errors,
-            status=Event.Status.CREATED,
-        )
-        build_services.create_start_builds(
-            event=event,
-            job_names=[pr_job_name(pr_num, name) for name in names],
-            cause=event.cause_message,
-        )
-        build_services.refresh_event_status(event=event)
-    return event
+            build_services.create_start_builds(
+                event=event,
+                job_names=[pr_job_name(pr_num, name) for name in names],
+                cause=event.cause_message,
+            )
+            build_services.refresh_event_status(event=event)
+        return event
+
+    return once_per_delivery(pipeline=pipeline, delivery_key=delivery_key, create=create)
 
 
 def restart_pr(*, parent_event: Event, start_from: str, creator: Creator) -> Event:
@@ -247,8 +265,13 @@ def stop_pr_builds(*, pipeline: Pipeline, pr_num: int, message: str) -> int:
     return stopped
 
 
-def close_pr(*, pipeline: Pipeline, pr_num: int, creator: Creator) -> Event | None:
+def close_pr(
+    *, pipeline: Pipeline, pr_num: int, creator: Creator, delivery_key: str | None = None
+) -> Event | None:
     """A closed pull request: stop its builds, archive its jobs, run ~pr-closed if asked for."""
+    done = event_of_delivery(pipeline=pipeline, delivery_key=delivery_key)
+    if done is not None:
+        return done
     stop_pr_builds(pipeline=pipeline, pr_num=pr_num, message=f"Pull request {pr_num} was closed")
     Job.objects.filter(pipeline=pipeline, name__startswith=f"PR-{pr_num}:").update(archived=True)
     if not workflow.start_jobs(pipeline.workflow_graph, "~pr-closed"):
@@ -258,4 +281,5 @@ def close_pr(*, pipeline: Pipeline, pr_num: int, creator: Creator) -> Event | No
         start_from="~pr-closed",
         creator=creator,
         cause_message=f"Pull request {pr_num} closed by {creator.username}",
+        delivery_key=delivery_key,
     )

@@ -9,13 +9,14 @@ from typing import Any
 
 import httpx
 import pytest
+from django.db.models import F
 from django.utils import timezone
 from django_q.models import OrmQ
 
 from conftest import GitRepo, Stack, wait_until
 from pipelines.models import Event
 from pipelines.services import create_pipeline
-from scm.deliveries import MAX_ATTEMPTS, REDELIVER_AFTER, redeliver_stuck
+from scm.deliveries import CLAIM_LEASE, MAX_ATTEMPTS, REDELIVER_AFTER, redeliver_stuck
 from scm.models import WebhookDelivery
 from scm.tests.github_fakes import SECRET, signature
 from scm.tests.github_server import FakeGitHub
@@ -31,7 +32,14 @@ jobs:
 """
 
 
-def queued(name: str, *, attempts: int, handed_out_ago: timedelta) -> WebhookDelivery:
+def queued(
+    name: str,
+    *,
+    handed_out_ago: timedelta,
+    claimed_ago: timedelta | None = None,
+    attempts: int = 0,
+) -> WebhookDelivery:
+    now = timezone.now()
     return WebhookDelivery.objects.create(
         scm="github",
         delivery_id=name,
@@ -39,31 +47,54 @@ def queued(name: str, *, attempts: int, handed_out_ago: timedelta) -> WebhookDel
         payload={},
         outcome=WebhookDelivery.Outcome.QUEUED,
         attempts=attempts,
-        enqueued_at=timezone.now() - handed_out_ago,
+        enqueued_at=now - handed_out_ago,
+        processed_at=None if claimed_ago is None else now - claimed_ago,
     )
 
 
 @pytest.mark.django_db
-def test_a_delivery_handed_out_long_ago_and_still_queued_is_handed_out_again() -> None:
-    stuck = queued("stuck", attempts=1, handed_out_ago=REDELIVER_AFTER + timedelta(seconds=5))
-    fresh = queued("fresh", attempts=1, handed_out_ago=timedelta(seconds=5))
+def test_a_delivery_never_claimed_or_whose_claim_lapsed_is_handed_out_again() -> None:
+    long_ago = REDELIVER_AFTER + timedelta(seconds=5)
+    lost = queued("lost-task", handed_out_ago=long_ago)
+    dead = queued(
+        "dead-worker", handed_out_ago=long_ago, claimed_ago=CLAIM_LEASE + timedelta(seconds=5)
+    )
+    working = queued("working", handed_out_ago=long_ago, claimed_ago=timedelta(seconds=5))
+    fresh = queued("fresh", handed_out_ago=timedelta(seconds=5))
     tasks_before = OrmQ.objects.count()
 
-    assert redeliver_stuck() == {"redelivered": 1, "given_up": 0}
+    assert redeliver_stuck() == {"redelivered": 2, "given_up": 0}
 
-    stuck.refresh_from_db()
-    fresh.refresh_from_db()
-    assert stuck.attempts == 2 and stuck.enqueued_at is not None
-    assert timezone.now() - stuck.enqueued_at < timedelta(seconds=5)
-    assert fresh.attempts == 1
-    assert OrmQ.objects.count() == tasks_before + 1
-    # Handed out just now: the next sweep leaves it to its worker.
+    for row in (lost, dead, working, fresh):
+        row.refresh_from_db()
+    assert lost.enqueued_at is not None and dead.enqueued_at is not None
+    assert timezone.now() - lost.enqueued_at < timedelta(seconds=5)
+    assert timezone.now() - dead.enqueued_at < timedelta(seconds=5)
+    assert OrmQ.objects.count() == tasks_before + 2
+    # Handed out just now: the next sweep leaves them to their workers.
     assert redeliver_stuck() == {"redelivered": 0, "given_up": 0}
 
 
 @pytest.mark.django_db
+def test_a_backed_up_queue_never_gives_a_delivery_up_only_dead_workers_do() -> None:
+    waiting = queued("waiting", handed_out_ago=timedelta(minutes=10))
+    for _ in range(MAX_ATTEMPTS + 2):
+        WebhookDelivery.objects.filter(pk=waiting.pk).update(
+            enqueued_at=timezone.now() - timedelta(minutes=10)
+        )
+        assert redeliver_stuck()["given_up"] == 0
+    waiting.refresh_from_db()
+    assert waiting.outcome == WebhookDelivery.Outcome.QUEUED and waiting.attempts == 0
+
+
+@pytest.mark.django_db
 def test_a_delivery_that_keeps_killing_its_worker_is_given_up_with_a_message() -> None:
-    poison = queued("poison", attempts=MAX_ATTEMPTS, handed_out_ago=timedelta(minutes=10))
+    poison = queued(
+        "poison",
+        attempts=MAX_ATTEMPTS,
+        handed_out_ago=timedelta(minutes=10),
+        claimed_ago=timedelta(minutes=5),
+    )
 
     assert redeliver_stuck() == {"redelivered": 0, "given_up": 1}
 
@@ -149,8 +180,12 @@ def test_a_delivery_whose_worker_died_mid_way_is_processed_later_and_starts_one_
     # A new worker; the sweep finds the delivery unfinished and hands it out again. The task
     # the dead worker held is redelivered by the queue too: it must not act a second time.
     stack.start_worker()
-    later = timezone.now() + REDELIVER_AFTER + timedelta(seconds=1)
-    assert redeliver_stuck(now=later) == {"redelivered": 1, "given_up": 0}
+    # Three minutes pass (the worker runs on the real clock: the rows are aged instead).
+    aged = timedelta(minutes=3)
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        processed_at=F("processed_at") - aged, enqueued_at=F("enqueued_at") - aged
+    )
+    assert redeliver_stuck() == {"redelivered": 1, "given_up": 0}
 
     def done() -> WebhookDelivery | None:
         row = WebhookDelivery.objects.get(pk=delivery.pk)

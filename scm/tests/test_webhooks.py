@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 import respx
 from django.test import Client
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from builds.launch import launch_spec
 from builds.models import Build, BuildStatus
 from pipelines.models import Event, Job, Pipeline
 from pipelines.services import create_pipeline, set_secret
+from scm.deliveries import CLAIM_LEASE
 from scm.models import WebhookDelivery
 from scm.tasks import process_delivery
 from scm.tests.github_fakes import HEAD_SHA, SECRET, TAG_SHA, deliver, fake_github, signature
@@ -352,3 +355,94 @@ def test_a_delivery_github_cannot_complete_is_recorded_as_failed_and_starts_noth
     assert delivery.outcome == WebhookDelivery.Outcome.FAILED
     assert "GitHub has no" in delivery.message
     assert not Event.objects.exists()
+
+
+def _died_after_its_work(delivery: WebhookDelivery) -> None:
+    """What a worker that did the handler's work and died before recording it leaves."""
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        outcome=WebhookDelivery.Outcome.QUEUED,
+        events=[],
+        processed_at=timezone.now() - CLAIM_LEASE - timedelta(seconds=1),
+    )
+
+
+TAG = {
+    "ref": "v1.0",
+    "ref_type": "tag",
+    "repository": {"full_name": "Codertocat/Hello-World", "default_branch": "master"},
+}
+
+
+@pytest.mark.parametrize(
+    ("event_name", "payload"),
+    [
+        ("push", push()),
+        ("push", {**push(), "ref": "refs/heads/feature-x"}),
+        ("create", TAG),
+        ("pull_request", pull_request("opened", sha=PUSH_SHA)),
+    ],
+    ids=["push to the branch", "push to another branch", "tag", "pull request"],
+)
+def test_a_delivery_handled_again_after_its_worker_died_starts_nothing_twice(
+    client: Client, pipelines: tuple[Pipeline, Pipeline], event_name: str, payload: dict[str, Any]
+) -> None:
+    first = work(deliver(client, event_name, payload, delivery="d-1"))
+    assert len(first.events) == 1
+    _died_after_its_work(first)
+
+    again = work_again(first)
+
+    assert again.outcome == WebhookDelivery.Outcome.DONE and again.attempts == 2
+    assert again.events == first.events
+    assert Event.objects.count() == 1
+    # Its builds were left running, not stopped as a pull request's older builds are.
+    assert not Build.objects.filter(status=BuildStatus.ABORTED).exists()
+
+
+def test_a_closed_pull_request_handled_again_runs_pr_closed_once(
+    client: Client, pipelines: tuple[Pipeline, Pipeline]
+) -> None:
+    work(deliver(client, "pull_request", pull_request("opened", sha=PUSH_SHA), delivery="d-1"))
+    closed = work(
+        deliver(client, "pull_request", pull_request("closed", sha=PUSH_SHA), delivery="d-2")
+    )
+    _died_after_its_work(closed)
+    assert work_again(closed).events == closed.events
+    assert Event.objects.filter(start_from="~pr-closed").count() == 1
+
+
+def test_a_push_whose_worker_died_after_moving_the_head_still_starts_its_event(
+    client: Client, pipelines: tuple[Pipeline, Pipeline]
+) -> None:
+    a, _ = pipelines
+    response = deliver(client, "push", push(), delivery="d-1")
+    delivery = WebhookDelivery.objects.get(delivery_id=response.json()["deliveryId"])
+    # The dead worker had moved the head, and died before the event was made.
+    Pipeline.objects.filter(pk=a.pk).update(last_seen_sha=PUSH_SHA)
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        processed_at=timezone.now() - CLAIM_LEASE - timedelta(seconds=1), attempts=1
+    )
+
+    done = work_again(delivery)
+
+    event = Event.objects.get()
+    assert (event.pipeline, event.sha, done.events) == (a, PUSH_SHA, [event.pk])
+    # Another delivery of the same sha (a second push notice) still starts nothing more.
+    assert work(deliver(client, "push", push(), delivery="d-2")).events == []
+
+
+def test_a_claimed_delivery_is_left_to_its_live_worker(
+    client: Client, pipelines: tuple[Pipeline, Pipeline]
+) -> None:
+    response = deliver(client, "push", push(), delivery="d-1")
+    delivery = WebhookDelivery.objects.get(delivery_id=response.json()["deliveryId"])
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(processed_at=timezone.now())
+
+    assert work_again(delivery).outcome == WebhookDelivery.Outcome.QUEUED
+    assert not Event.objects.exists()
+
+
+def work_again(delivery: WebhookDelivery) -> WebhookDelivery:
+    process_delivery(delivery.pk)
+    delivery.refresh_from_db()
+    return delivery

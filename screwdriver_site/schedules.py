@@ -53,14 +53,19 @@ def ensure_periodic_tasks(schedule_model: Any = None) -> list[str]:
         schedule_model = Schedule
     names = []
     for task in periodic_tasks():
-        schedule_model.objects.update_or_create(
-            name=task.name,
-            defaults={
-                "func": task.func,
-                "schedule_type": task.schedule_type,
-                "minutes": task.minutes,
-                "repeats": -1,
-            },
-        )
+        fields = {
+            "func": task.func,
+            "schedule_type": task.schedule_type,
+            "minutes": task.minutes,
+            "repeats": -1,
+        }
+        # Schedule.name is not unique: two servers starting together may both have created
+        # one. Keep the oldest, bring it up to date, drop the others.
+        rows = list(schedule_model.objects.filter(name=task.name).order_by("pk"))
+        if rows:
+            schedule_model.objects.filter(pk=rows[0].pk).update(**fields)
+            schedule_model.objects.filter(pk__in=[row.pk for row in rows[1:]]).delete()
+        else:
+            schedule_model.objects.create(name=task.name, **fields)
         names.append(task.name)
     return names

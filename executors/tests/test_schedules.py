@@ -67,3 +67,13 @@ def test_a_worker_start_brings_the_schedules_to_the_current_settings(settings: A
 def test_every_scheduled_task_names_a_function_that_exists() -> None:
     for func, _kind in EVERY_INSTALLATION.values():
         assert callable(import_string(func))
+
+
+@pytest.mark.django_db
+def test_duplicate_schedules_left_by_two_servers_starting_together_are_merged() -> None:
+    ensure_periodic_tasks()
+    Schedule.objects.create(name="sd-reaper", func="executors.tasks.reap", repeats=-1)
+
+    ensure_periodic_tasks()
+
+    assert Schedule.objects.filter(name="sd-reaper").count() == 1

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.db import DatabaseError
 
 from screwdriver_site.schedules import ensure_periodic_tasks
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -19,6 +23,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         # The intervals come from settings, which may have changed since the migration wrote
         # the schedules: a worker always starts with the current ones.
-        names = ensure_periodic_tasks()
-        self.stdout.write(f"Periodic tasks scheduled: {', '.join(names)}.")
+        try:
+            names = ensure_periodic_tasks()
+        except DatabaseError as exc:
+            # The worker is still needed without them: builds wait on it. Say it, go on.
+            logger.error("Could not schedule the periodic tasks (%s); starting anyway.", exc)
+        else:
+            self.stdout.write(f"Periodic tasks scheduled: {', '.join(names)}.")
         call_command("qcluster")

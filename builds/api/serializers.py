@@ -63,6 +63,8 @@ class BuildUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     statusMessage = serializers.CharField(
         max_length=1024, required=False, allow_blank=True, default=""
     )
+    # From a launcher whose host stopped it: the signal (the server words the message).
+    signal = serializers.ChoiceField(choices=["SIGTERM", "SIGINT", "SIGHUP"], required=False)
 
 
 class StepUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]

@@ -99,11 +99,16 @@ class BuildDetailView(ApiView):
         body.is_valid(raise_exception=True)
         target = body.validated_data["status"]
         if target == "ABORTED":
-            # A launcher says why its host stopped it; a person's abort names the person.
-            said = body.validated_data["statusMessage"] if is_build(request) else ""
-            build = build_services.abort_build(
-                build_id=build.pk, message=said or f"Aborted by {request.user.get_username()}"
+            # A launcher says which signal its host stopped it with; a person's abort names
+            # the person. The words are the server's: a build's own steps hold its token.
+            stopped_by = body.validated_data.get("signal") if is_build(request) else None
+            message = (
+                f"Stopped by {stopped_by} on the machine running it: the server or the "
+                "machine shut down."
+                if stopped_by
+                else f"Aborted by {request.user.get_username()}"
             )
+            build = build_services.abort_build(build_id=build.pk, message=message)
         elif not is_build(request):
             return error_response(
                 403, "Only the build's launcher reports its status; people may only abort it."

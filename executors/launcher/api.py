@@ -34,16 +34,17 @@ class ConflictError(ApiError):
     """409: the build is no longer in a state that allows the call."""
 
 
-def token_expiry(token: str) -> float | None:
-    """When the build token stops being accepted (its `exp`, seconds since the epoch).
+def token_lifetime(token: str) -> float | None:
+    """How long the build token is accepted for, in seconds (its `exp` minus its `iat`).
 
     Read without checking the signature: the launcher only uses it to know how long to keep
-    resending its reports; the server checks the token on every request.
+    resending its reports; the server checks the token on every request. A length rather than
+    the instant itself, so a machine whose clock is off by minutes still gets the whole window.
     """
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return float(claims["exp"])
+        return float(claims["exp"]) - float(claims["iat"])
     except (IndexError, KeyError, TypeError, ValueError):
         return None
 
@@ -84,8 +85,12 @@ class ApiClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        # Until when `deliver` keeps resending (seconds since the epoch): the token's expiry.
-        self.give_up_at = give_up_at if give_up_at is not None else token_expiry(token)
+        # Until when `deliver` keeps resending (seconds since the epoch): the token's expiry,
+        # counted on this machine's clock from now (the token was issued just before start).
+        lifetime = token_lifetime(token)
+        if give_up_at is None and lifetime is not None:
+            give_up_at = time.time() + lifetime
+        self.give_up_at = give_up_at
         self._local = threading.local()
 
     def seconds_left(self) -> float:

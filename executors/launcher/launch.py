@@ -26,6 +26,8 @@ from .workspace import Workspace
 # Before the build runs, the API must answer within this (less than the server's 60 s start
 # grace): a launcher that cannot reach it at all exits, and the reaper frees the build.
 START_PATIENCE_SECONDS = 45.0
+# However long logs take to land, this much of the token's life is kept for the final status.
+FINAL_STATUS_RESERVE_SECONDS = 300.0
 
 
 def iso(at: datetime) -> str:
@@ -38,12 +40,6 @@ def timeout_message(seconds: float) -> str:
     minutes = seconds / 60
     text = f"{minutes:.2f}".rstrip("0").rstrip(".")
     return f"Build timed out after {text} minutes"
-
-
-def stopped_message(signum: int) -> str:
-    """Why a build that its launcher's host stopped ended."""
-    name = signal.Signals(signum).name
-    return f"Stopped by {name} on the machine running it: the server or the machine shut down."
 
 
 def warn(message: str) -> None:
@@ -89,9 +85,10 @@ class ApiReporter:
         self.client.request("POST", self._step_path(name) + "/logs", payload, retries=0)
 
     def close(self) -> None:
-        """Wait until every queued report has been sent (or given up on)."""
+        """Wait until every queued report has been sent (or given up on), keeping time for
+        the final status."""
         self._queue.put(None)
-        self._thread.join(self.client.seconds_left() + 5)
+        self._thread.join(max(1.0, self.client.seconds_left() - FINAL_STATUS_RESERVE_SECONDS))
 
     def _send_all(self) -> None:
         while (item := self._queue.get()) is not None:
@@ -144,6 +141,14 @@ class Heartbeat:
             status = answer.get("status") if isinstance(answer, dict) else None
             if status and status != "RUNNING":
                 self.stop.set()
+
+
+def _is_running(client: ApiClient, build_id: int) -> bool:
+    try:
+        build = client.deliver("GET", f"/builds/{build_id}", within=START_PATIENCE_SECONDS)
+    except ApiError:
+        return False
+    return isinstance(build, dict) and build.get("status") == "RUNNING"
 
 
 def _warn_once(what: str) -> Callable[[ApiError], None]:
@@ -203,7 +208,9 @@ def run_build(
             "PUT", f"/builds/{build_id}", {"status": "RUNNING"}, within=START_PATIENCE_SECONDS
         )
     except ConflictError:
-        return 0
+        # Stopped before it ran, or a resend of ours that the server had taken already.
+        if not _is_running(client, build_id):
+            return 0
     except ApiError as exc:
         warn(f"could not mark the build running: {exc}")
         return 1
@@ -228,7 +235,8 @@ def run_build(
     if signalled and final.get("status") != "SUCCESS" and not final.get("statusMessage"):
         # Its host is going away (the server stopping, a pod evicted): the build did not
         # fail, it was stopped. A stop asked through the API has ended the build already.
-        final = {**final, "status": "ABORTED", "statusMessage": stopped_message(signalled[0])}
+        # The server words the message: a build's own code holds this token too.
+        final = {**final, "status": "ABORTED", "signal": signal.Signals(signalled[0]).name}
     try:
         client.deliver("PUT", f"/builds/{build_id}", final, on_retry=_warn_once("the final status"))
     except ConflictError:
@@ -355,7 +363,7 @@ def _run_steps(
         result = runner.run(steps, checkout)
     finally:
         reporter.close()
-        batcher.close(client.seconds_left())
+        batcher.close(max(1.0, client.seconds_left() - FINAL_STATUS_RESERVE_SECONDS))
         if meta_server is not None:
             meta_server.close()
     final: dict[str, Any] = {"status": result.status, "meta": _final_meta(workspace)}

@@ -14,7 +14,7 @@ from typing import Any
 import jwt
 import pytest
 
-from executors.launcher.api import ApiClient, ApiError, token_expiry
+from executors.launcher.api import ApiClient, ApiError, token_lifetime
 
 
 def _free_port() -> int:
@@ -50,11 +50,14 @@ def _api(port: int, status: int, seen: list[str]) -> Iterator[None]:
         server.server_close()
 
 
-def test_the_token_expiry_is_read_from_the_token_and_junk_gives_none() -> None:
-    token = jwt.encode({"exp": 2_000_000_000}, "k" * 32, algorithm="HS256")
-    assert token_expiry(token) == 2_000_000_000
-    assert token_expiry("not-a-jwt") is None
-    assert token_expiry("a.bm90IGpzb24.c") is None
+def test_the_tokens_lifetime_is_read_from_the_token_and_junk_gives_none() -> None:
+    token = jwt.encode({"iat": 1_000, "exp": 7_000}, "k" * 32, algorithm="HS256")
+    assert token_lifetime(token) == 6_000
+    assert token_lifetime("not-a-jwt") is None
+    assert token_lifetime("a.bm90IGpzb24.c") is None
+    # Counted from now on this machine, whatever instant the server's clock wrote.
+    client = ApiClient("http://127.0.0.1:9", token)
+    assert 5_990 < client.seconds_left() <= 6_000
 
 
 def test_a_report_sent_while_the_api_is_down_lands_when_it_comes_back() -> None:

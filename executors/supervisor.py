@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -41,15 +40,32 @@ LAUNCHER_GRACE = 5.0
 STOP_BUDGET = 8.0
 TICK = 0.2
 
+# A child that dies this many times in a row without ever having run HEALTHY_AFTER seconds
+# cannot start (its port is taken, its settings are wrong): the server stops and says so.
+GIVE_UP_AFTER = 5
+
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """In a child before exec: get SIGTERM if the supervisor itself dies (SIGKILL included)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A pre-exec hook that asks for SIGTERM when the supervisor dies (SIGKILL included).
+
+    libc is looked up here, in the supervisor, so the child between fork and exec only calls.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the supervisor died before the request took hold
+            os._exit(1)
+
+    return hook
 
 
 def describe_exit(code: int) -> str:
@@ -71,6 +87,7 @@ class Child:
     started: float = 0.0
     quick_deaths: int = 0
     restart_at: float = 0.0
+    ever_healthy: bool = False
 
 
 def launchers_of(workspaces: Path) -> dict[int, int]:
@@ -110,20 +127,31 @@ class Supervisor:
         self.env = env
         self.on_builds_killed = on_builds_killed
         self._stop_requests = 0
+        self._pre_exec: Callable[[], None] | None = None
+        self.failed = ""
 
     # -- running ---------------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Start the children and keep them up until asked to stop; then stop everything."""
+    def run(self) -> bool:
+        """Start the children and keep them up until asked to stop; then stop everything.
+
+        False when it stopped because a child could not start at all (`failed` says which).
+        """
         process.set_child_subreaper()
-        signal.signal(signal.SIGINT, self._request_stop)
-        signal.signal(signal.SIGTERM, self._request_stop)
-        for child in self.children:
-            self._start(child)
-        while not self._stop_requests:
-            self._tick()
-            time.sleep(TICK)
-        self.stop()
+        self._pre_exec = _parent_death_signal()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self._request_stop)
+        try:
+            for child in self.children:
+                self._start(child)
+            while not self._stop_requests and not self.failed:
+                self._tick()
+                time.sleep(TICK)
+        finally:
+            # Whatever ended the loop (a signal, a child that cannot start, an error of our
+            # own), nothing of the server or its builds may outlive it.
+            self.stop()
+        return not self.failed
 
     def _request_stop(self, signum: int, frame: FrameType | None) -> None:
         self._stop_requests += 1
@@ -138,7 +166,7 @@ class Supervisor:
             env=self.env,
             process_group=0,
             # preexec_fn is safe here: no other thread runs while children start.
-            preexec_fn=_die_with_parent,
+            preexec_fn=self._pre_exec,
         )
         child.started = time.monotonic()
         logger.info("Started the %s (pid %s).", child.name, child.proc.pid)
@@ -161,7 +189,16 @@ class Supervisor:
             # Its group outlives it (a worker's pool): nothing of the dead one may go on.
             process.signal_group(child.proc.pid, signal.SIGKILL)
             ran = now - child.started
+            child.ever_healthy = child.ever_healthy or ran >= HEALTHY_AFTER
             child.quick_deaths = 0 if ran >= HEALTHY_AFTER else child.quick_deaths + 1
+            if not child.ever_healthy and child.quick_deaths >= GIVE_UP_AFTER:
+                self.failed = (
+                    f"The {child.name} could not start: it exited {child.quick_deaths} times in "
+                    f"a row ({describe_exit(code)}); see the lines above."
+                )
+                logger.error("%s Stopping.", self.failed)
+                child.proc = None
+                return
             delay = min(RESTART_MAX, RESTART_FIRST * 2 ** max(0, child.quick_deaths - 1))
             logger.warning(
                 "The %s exited (%s) after %.0f s; starting a new one in %g s.",

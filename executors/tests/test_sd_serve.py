@@ -205,3 +205,38 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")
+
+
+def test_a_web_server_that_cannot_start_stops_sd_serve_with_a_reason(tmp_path: Path) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "SD_DATA_DIR": str(tmp_path / "data"),
+        "SD_DEMO": "false",
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=BASE_DIR,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "manage.py", "sd_serve", "--port", str(port)],
+            cwd=BASE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            start_new_session=True,
+        )
+    finally:
+        taken.close()
+    assert done.returncode != 0
+    assert "The web server could not start: it exited 5 times in a row" in done.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from builds import services as build_services
 from executors.supervisor import Child, Supervisor
@@ -56,10 +56,14 @@ class Command(BaseCommand):
         )
         worker = Child("worker", [python, manage, "sd_worker"])
         url = f"http://{options['host']}:{options['port']}"
-        self.stdout.write(f"Screwdriver is up at {url} (Ctrl-C stops the server and the worker).")
+        self.stdout.write(
+            f"Screwdriver starts at {url} (Ctrl-C stops the server, the worker and running builds)."
+        )
         self.stdout.flush()
-        Supervisor(
+        supervisor = Supervisor(
             [web, worker],
             workspaces=Path(settings.SD_WORKSPACES_DIR),
             on_builds_killed=abort_builds,
-        ).run()
+        )
+        if not supervisor.run():
+            raise CommandError(supervisor.failed)

@@ -163,8 +163,10 @@ def _launcher_still_running(build: Build) -> bool:
         return False
     try:
         return get_executor(build.executor).launcher_alive(build)
-    except ExecutorError as exc:
-        logger.warning("Cannot tell whether build %s still runs: %s", build.pk, exc.message)
+    except Exception as exc:
+        # An engine that cannot answer (its API down, its library missing) must not stop the
+        # reaper: the lease alone decides, as before this question was asked.
+        logger.warning("Cannot tell whether build %s still runs: %s", build.pk, exc)
         return False
 
 

@@ -265,7 +265,8 @@ class LocalGitScm(Scm):
             if HOOK_MARKER not in existing:
                 return False
         try:
-            hooks_dir.mkdir(parents=True, exist_ok=True)
+            # The repository is its owner's, not the server's: its usual modes, not ours.
+            hooks_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
             config = {"notify_url": notify_url, "key": key.hex(), "repository": ref.repo_path}
             _write_private(config_path, json.dumps(config, indent=2).encode("utf-8"), 0o600)
             _write_private(hook_path, self._hook_script(config_path).encode("utf-8"), 0o755)

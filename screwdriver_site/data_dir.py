@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -28,12 +29,19 @@ def private_dir(path: Path) -> Path:
 def private_file(path: Path, text: str = "") -> bool:
     """Create `path` with mode 0600 holding `text`, unless it exists; True when created.
 
-    The mode is set as the file is created, so no one can open it in between.
+    The file appears whole or not at all, and private from its first instant: it is written
+    under a temporary name, then linked into place (which fails if another process won).
     """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return False
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as out:  # mkstemp makes it 0600
+            out.write(text)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+    finally:
+        os.unlink(temporary)
     return True

@@ -23,7 +23,7 @@ class CleansingFilter(SafeExceptionReporterFilter):
     """Django's filter, also hiding database, Redis and other connection URLs and DSNs."""
 
     hidden_settings = re.compile(
-        "API|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|DATABASE|REDIS|_URL|DSN|CREDENTIAL",
+        SafeExceptionReporterFilter.hidden_settings.pattern + "|DATABASE|REDIS|_URL|DSN|CREDENTIAL",
         flags=re.IGNORECASE,
     )
 

@@ -23,13 +23,28 @@ fi
 work=$(mktemp -d /tmp/sd-fresh.XXXXXX)
 root=$work/root
 server=""
+in_machine() {  # the processes running inside the new machine (their root is $root)
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/root" 2>/dev/null)" = "$root" ] && echo "${p#/proc/}"
+  done
+  return 0
+}
 cleanup() {
   set +e
+  trap - EXIT INT TERM
   [ -n "$server" ] && kill -KILL -- "-$server" 2>/dev/null
+  # Builds and the test suite's processes live in sessions of their own: end them all.
+  for _ in 1 2 3; do
+    pids=$(in_machine)
+    [ -z "$pids" ] && break
+    kill -KILL $pids 2>/dev/null
+    sleep 0.5
+  done
   for m in "$root/dev/shm" "$root/proc"; do mountpoint -q "$m" && umount -l "$m"; done
   if [ -z "${SD_FRESH_KEEP:-}" ]; then rm -rf "$work"; else say "kept $root"; fi
 }
 trap cleanup EXIT
+trap 'say "interrupted"; exit 130' INT TERM
 
 started=$(date +%s)
 say "debootstrap: a minimal bookworm with python3, python3-venv, git, make, ca-certificates"
@@ -95,7 +110,7 @@ PY
 say "Ctrl-C to make run"
 kill -INT -- "-$server"
 for _ in $(seq 40); do kill -0 "$server" 2>/dev/null || break; sleep 0.25; done
-left=$(for p in /proc/[0-9]*; do [ "$(readlink "$p/root" 2>/dev/null)" = "$root" ] && echo "${p#/proc/}"; done || true)
+left=$(in_machine)
 if [ -n "$left" ]; then
   say "FAILED: still running after Ctrl-C:"; for p in $left; do tr '\0' ' ' <"/proc/$p/cmdline"; echo; done
   exit 1

@@ -86,9 +86,12 @@ def test_reports_hide_connection_urls_and_keys_even_in_debug_pages(settings: Any
     safe = CleansingFilter().get_safe_settings()
     for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DATABASES", "SD_GITHUB_TOKEN"):
         assert "hunter2" not in str(safe[name]), name
-    request = RequestFactory().get("/", DATABASE_URL="postgres://sd:hunter2@db/sd")
+    request = RequestFactory().get(
+        "/", DATABASE_URL="postgres://sd:hunter2@db/sd", HTTP_AUTHORIZATION="Bearer hunter2"
+    )
     meta = CleansingFilter().get_safe_request_meta(request)
     assert "hunter2" not in str(meta["DATABASE_URL"])
+    assert "hunter2" not in str(meta["HTTP_AUTHORIZATION"])
 
 
 @pytest.mark.django_db

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from acceptance.stack import Stack, new_stack, start
+from tools.api_fuzz import fuzz_api
 
 pytestmark = pytest.mark.xdist_group("fuzz")
 
-EXAMPLES = os.environ.get("SD_ACCEPTANCE_FUZZ_EXAMPLES", "8")
+EXAMPLES = int(os.environ.get("SD_ACCEPTANCE_FUZZ_EXAMPLES", "8"))
 YAML = """
 jobs:
   main:
@@ -38,8 +36,6 @@ def fuzzed() -> Iterator[Stack]:
 def test_no_operation_answers_with_a_server_error(
     fuzzed: Stack, repo: Callable[..., tuple[Path, Path]], tmp_path: Path, persona: str
 ) -> None:
-    cli = shutil.which("st", path=str(Path(sys.executable).parent))
-    assert cli, "schemathesis is not installed: run `make venv`"
     owner = fuzzed.manage("sd_token", "create", "--username", "owner")
     outsider = fuzzed.manage("sd_token", "create", "--username", "outsider")
     # The owner's pipeline, with an event and a build, for the fuzzer to find.
@@ -49,36 +45,5 @@ def test_no_operation_answers_with_a_server_error(
     start(fuzzed, bare)
     token = {"owner": owner, "outsider": outsider}[persona]
 
-    done = subprocess.run(
-        [
-            cli,
-            "run",
-            f"{fuzzed.url}/v4/swagger.json",
-            "--url",
-            fuzzed.url,
-            "--checks",
-            "not_a_server_error",
-            "--max-examples",
-            EXAMPLES,
-            "--phases",
-            "examples,fuzzing",
-            "--seed",
-            "12",
-            "--workers",
-            "1",
-            "--request-timeout",
-            "60",
-            "--header",
-            f"Authorization: Bearer {token}",
-            "--suppress-health-check",
-            "all",
-            "--output-truncate",
-            "true",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        cwd=tmp_path,
-        env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
-    )
+    done = fuzz_api(fuzzed.url, token=token, examples=EXAMPLES, seed=12, workdir=tmp_path)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]

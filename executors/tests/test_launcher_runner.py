@@ -340,10 +340,18 @@ def test_background_processes_left_by_steps_are_ended_when_the_build_ends(
 class FakeApi:
     """The HTTP edge: a tiny stand-in for the API that records what the launcher sends."""
 
-    def __init__(self, spec: dict[str, object], *, heartbeat: str = "RUNNING", running: int = 200):
+    def __init__(
+        self,
+        spec: dict[str, object],
+        *,
+        heartbeat: str = "RUNNING",
+        running: int = 200,
+        status: str = "ABORTED",
+    ):
         self.spec = spec
         self.heartbeat = heartbeat
         self.running = running
+        self.status = status  # what GET /v4/builds/7 says
         self.calls: list[tuple[str, str, Any, str]] = []
         self.finished = threading.Event()
         api = self
@@ -371,6 +379,8 @@ class FakeApi:
                     self._answer(200, {"status": api.heartbeat})
                 elif self.path == "/v4/builds/7" and body == {"status": "RUNNING"}:
                     self._answer(api.running, {})
+                elif self.command == "GET" and self.path == "/v4/builds/7":
+                    self._answer(200, {"status": api.status})
                 else:
                     self._answer(200, {})
                     if self.path == "/v4/builds/7":
@@ -494,7 +504,28 @@ def test_a_build_aborted_before_it_started_runs_nothing(tmp_path: Path) -> None:
     finally:
         api.close()
     assert result.returncode == 0
+    # The 409 could answer a resend of its own: it asks how the build stands, then stops.
     assert [(m, p) for m, p, _b, _a in api.calls] == [
         ("GET", "/v4/builds/7/launch"),
         ("PUT", "/v4/builds/7"),
+        ("GET", "/v4/builds/7"),
     ]
+    assert not list((tmp_path / "ws").rglob("ran"))
+
+
+def test_a_409_to_a_resent_running_report_the_server_had_taken_still_runs_the_build(
+    tmp_path: Path,
+) -> None:
+    api = FakeApi(
+        launch_spec([{"name": "build", "command": "touch ran"}]), running=409, status="RUNNING"
+    )
+    try:
+        result = subprocess.run(
+            launcher(api, tmp_path / "ws"), cwd=PROJECT, env=LAUNCHER_ENV, timeout=60
+        )
+    finally:
+        api.close()
+    assert result.returncode == 0
+    final = [b for m, p, b, _a in api.calls if m == "PUT" and p == "/v4/builds/7"][-1]
+    assert final["status"] == "SUCCESS"
+    assert list((tmp_path / "ws").rglob("ran"))

@@ -72,6 +72,17 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _migrate(env: dict[str, str]) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=BASE_DIR,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
 def _answers(url: str) -> bool:
     try:
         return httpx.get(f"{url}/v4/status", timeout=2).status_code == 200
@@ -92,14 +103,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         "SD_DEMO": "false",
         "SD_QUEUE_POLL_SECONDS": "0.05",
     }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=BASE_DIR,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    _migrate(env)
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -218,14 +222,7 @@ def test_a_web_server_that_cannot_start_stops_sd_serve_with_a_reason(tmp_path: P
         "SD_DATA_DIR": str(tmp_path / "data"),
         "SD_DEMO": "false",
     }
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=BASE_DIR,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    _migrate(env)
     try:
         done = subprocess.run(
             [sys.executable, "manage.py", "sd_serve", "--port", str(port)],

@@ -8,9 +8,6 @@ the examples and fuzzing phases; docs/api.md gives the release check's larger bu
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,19 +19,13 @@ from conftest import GitRepo
 from pipelines.auth_tokens import issue_user_token
 from pipelines.services import create_secret
 from pipelines.tests.api_fixtures import CHAIN, make_world
+from tools.api_fuzz import fuzz_api
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 EXAMPLES = int(os.environ.get("SD_FUZZ_EXAMPLES", "25"))
 # The coverage and stateful phases take minutes: the release check adds them (docs/api.md).
 PHASES = os.environ.get("SD_FUZZ_PHASES", "examples,fuzzing")
-
-
-def schemathesis_cli() -> str:
-    found = shutil.which("st", path=str(Path(sys.executable).parent)) or shutil.which("st")
-    if found is None:
-        pytest.fail("schemathesis is not installed: run `make venv`.")
-    return found
 
 
 @pytest.mark.parametrize("persona", ["admin", "owner", "outsider"])
@@ -55,37 +46,8 @@ def test_no_operation_answers_with_a_server_error(
     username = {"admin": "root", "owner": "owner", "outsider": "outsider"}[persona]
     token = issue_user_token(username=username, is_admin=persona == "admin")
 
-    done = subprocess.run(
-        [
-            schemathesis_cli(),
-            "run",
-            f"{live_server.url}/v4/swagger.json",
-            "--url",
-            f"{live_server.url}",
-            "--checks",
-            "not_a_server_error",
-            "--max-examples",
-            str(EXAMPLES),
-            "--phases",
-            PHASES,
-            "--seed",
-            "4",
-            "--workers",
-            "1",
-            "--request-timeout",
-            "60",
-            "--header",
-            f"Authorization: Bearer {token}",
-            "--suppress-health-check",
-            "all",
-            "--output-truncate",
-            "true",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        cwd=tmp_path,
-        env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+    done = fuzz_api(
+        live_server.url, token=token, examples=EXAMPLES, seed=4, workdir=tmp_path, phases=PHASES
     )
 
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +17,7 @@ from pipelines.models import Event
 from pipelines.services import create_pipeline
 from scm.deliveries import CLAIM_LEASE, MAX_ATTEMPTS, REDELIVER_AFTER, redeliver_stuck
 from scm.models import WebhookDelivery
-from scm.tests.github_fakes import SECRET, signature
+from scm.tests.github_fakes import signature
 from scm.tests.github_server import FakeGitHub
 from scm.tests.scm_people import repository_admin
 
@@ -129,25 +128,12 @@ def _push(sha: str, full_name: str) -> bytes:
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_delivery_whose_worker_died_mid_way_is_processed_later_and_starts_one_event(
-    stack: Stack,
-    settings: Any,
-    make_repo: Callable[..., GitRepo],
-    github_server: tuple[str, FakeGitHub],
+    github_stack: tuple[Stack, FakeGitHub], make_repo: Callable[..., GitRepo]
 ) -> None:
-    base_url, github = github_server
+    stack, github = github_stack
     repo = make_repo({"screwdriver.yaml": YAML}, name="app")
     full_name = "octo-org/app"
     github.repos[full_name] = repo.bare
-    github_env = {
-        "SD_GITHUB_API_URL": f"{base_url}/api/v3",
-        "SD_GITHUB_TOKEN": "server-token",
-        "SD_GITHUB_WEBHOOK_SECRET": SECRET,
-    }
-    for name, value in github_env.items():
-        setattr(settings, name, value)
-    stack.stop_worker()
-    stack.env.update(github_env)
-    stack.start_worker()
     pipeline = create_pipeline(
         checkout_url=f"https://127.0.0.1/{full_name}.git#main", user=repository_admin("octocat")
     )

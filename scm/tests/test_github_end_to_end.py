@@ -12,7 +12,7 @@ import pytest
 
 from builds.models import FINISHED_STATUSES, Build, BuildStatus
 from builds.tests.test_end_to_end import _log
-from conftest import GitRepo, run_git, wait_until
+from conftest import GitRepo, Stack, run_git, wait_until
 from pipelines.models import Event
 from pipelines.services import create_pipeline
 from scm.github import GitHubScm, clone_base, full_name_of
@@ -76,12 +76,10 @@ def _pr_payload(*, number: int, sha: str, full_name: str) -> dict[str, Any]:
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_signed_pull_request_delivery_runs_a_real_build_on_the_merge_and_posts_statuses(
-    stack: Any,
-    settings: Any,
-    make_repo: Callable[..., GitRepo],
-    github_server: tuple[str, FakeGitHub],
+    github_stack: tuple[Stack, FakeGitHub], make_repo: Callable[..., GitRepo]
 ) -> None:
-    base_url, github = github_server
+    stack, github = github_stack
+    base_url = stack.env["SD_GITHUB_API_URL"].removesuffix("/api/v3")
     repo = make_repo({"screwdriver.yaml": YAML, "shared.txt": "shared\n"}, name="app")
     full_name = f"{ORG}/app"
     github.repos[full_name] = repo.bare
@@ -91,18 +89,6 @@ def test_a_signed_pull_request_delivery_runs_a_real_build_on_the_merge_and_posts
     run_git("reset", "-q", "--hard", "HEAD~1", cwd=repo.work)
     base_sha = repo.push({"main-only.txt": "landed on main\n"}, "main moves on")
     run_git("update-server-info", cwd=repo.bare)
-
-    github_env = {
-        "SD_GITHUB_API_URL": f"{base_url}/api/v3",
-        "SD_GITHUB_TOKEN": "server-token",
-        "SD_GITHUB_WEBHOOK_SECRET": SECRET,
-    }
-    for name, value in github_env.items():
-        setattr(settings, name, value)
-    # The worker is a process of its own: it learns about this GitHub from its environment.
-    stack.stop_worker()
-    stack.env.update(github_env)
-    stack.start_worker()
 
     user = repository_admin("octocat")
     pipeline = create_pipeline(checkout_url=f"https://127.0.0.1/{full_name}.git#main", user=user)

@@ -3,6 +3,7 @@ and HTML in a log line, a commit message or a branch name stays text."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -246,6 +247,52 @@ def test_the_log_resumes_after_the_server_restarts_without_gaps_or_repeats(
     )
     assert ids == [f"count:{n}" for n in range(1, 61)]
     assert page.locator("#build").get_attribute("data-live") == "true"
+
+
+def test_lines_that_arrive_after_a_hole_are_taken_in_order_from_the_database(
+    page: Any, live: LiveStack, make_repo: Callable[..., GitRepo]
+) -> None:
+    step = "i=1; while [ $i -le 60 ]; do echo tick $i; i=$((i+1)); done"
+    repo = make_repo(
+        {
+            "screwdriver.yaml": "jobs:\n  main:\n    image: alpine\n    requires: [~commit]\n"
+            f"    steps:\n      - count: {step}\n"
+        }
+    )
+    user = sign_in(page)
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=user)
+    event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("A", "alice"))
+    build = wait_until(
+        lambda: Build.objects.filter(event=event, status=BuildStatus.SUCCESS).first(),
+        timeout=60,
+        what="the build",
+    )
+
+    # Between the page and the server, the first lines of the step's backlog go missing, as
+    # when a reconnecting page gets a live batch before the backlog of what it missed.
+    def relay(ws: Any) -> None:
+        server = ws.connect_to_server()
+        ws.on_message(lambda message: server.send(message))
+        holed: list[bool] = []
+
+        def to_page(message: Any) -> None:
+            data = json.loads(message)
+            if data.get("type") == "lines" and data.get("step") == "count" and not holed:
+                holed.append(True)
+                ws.send(json.dumps({**data, "lines": data["lines"][30:]}))
+            else:
+                ws.send(message)
+
+        server.on_message(to_page)
+
+    page.route_web_socket(re.compile(r"/ws/builds/"), relay)
+    page.goto(f"/pipelines/{pipeline.pk}/builds/{build.pk}")
+    page.locator("[data-step='count'] summary").first.click()
+    page.locator("#steps .line .msg", has_text=re.compile(r"^tick 60$")).wait_for()
+    ids = page.eval_on_selector_all(
+        "[data-step='count'] .line", "lines => lines.map(line => line.id)"
+    )
+    assert ids == [f"count:{n}" for n in range(1, 61)]
 
 
 def test_a_matrix_jobs_permutations_are_visible_on_its_node_and_each_opens_its_build(

@@ -195,8 +195,18 @@
   // --- polling fallback -------------------------------------------------------------------
 
   function pollLogs(step) {
-    if (step.busy || !step.more || !step.details || !step.details.open) return;
+    if (!step.more || !step.details || !step.details.open) return;
+    fetchLogs(step);
+  }
+
+  // The step's lines from the database, from the one after the last shown, in order.
+  function fetchLogs(step) {
+    if (step.busy) {
+      step.refetch = true; // lines came meanwhile that this fetch may not hold: fetch again
+      return;
+    }
     step.busy = true;
+    step.refetch = false;
     fetch(step.url + "?from=" + step.next, {
       credentials: "same-origin",
       headers: { Accept: "application/json" }
@@ -217,7 +227,7 @@
         // step never recorded its end (an aborted build).
         step.more = page.more && !(finished && !lines.length);
         step.busy = false;
-        if (fresh.length && step.more) pollLogs(step);
+        if ((fresh.length && step.more) || step.refetch) fetchLogs(step);
       })
       .catch(function () { step.busy = false; });
   }
@@ -315,6 +325,12 @@
     if (!fresh.length) return;
     // Follow the step that is printing unless the reader has opened or closed steps.
     if (!step.touched) autoOpen(step);
+    if (fresh[0].n > step.next) {
+      // Lines saved while we were away come first, and their backlog is still on its way:
+      // take them all from the database, in order, rather than leave a hole.
+      fetchLogs(step);
+      return;
+    }
     appendLines(step, fresh);
     step.next = fresh[fresh.length - 1].n + 1;
   }

@@ -90,3 +90,25 @@ def test_a_build_waiting_for_a_worker_that_died_runs_on_the_next_one(
         os.killpg(worker.pid, signal.SIGCONT)
     _new_worker(stack, worker.pid)
     assert finished(stack, row["id"], timeout=120)["status"] == "SUCCESS"
+
+
+def test_a_build_whose_start_task_was_lost_is_queued_again_and_runs(
+    stack: Stack, repo: Callable[..., tuple[Path, Path]]
+) -> None:
+    worker = wait_for(stack.worker, timeout=60, what="the worker")
+    bare, _ = repo(QUICK, name="lost-start")
+    os.killpg(worker.pid, signal.SIGSTOP)
+    try:
+        event = start(stack, bare)
+        (row,) = wait_for(lambda: builds_of(stack, event["id"]), timeout=30, what="the build")
+        # The start task never reaches a worker: an operator clears the queue while it waits.
+        name = f"start-build-{row['id']}"
+        cleared = stack.shell(
+            "from django_q.models import OrmQ; "
+            f"print(sum(1 for q in OrmQ.objects.all() if q.name() == {name!r} and q.delete()))"
+        )
+        assert cleared != "0", "the start task was not in the queue"
+    finally:
+        os.killpg(worker.pid, signal.SIGCONT)
+    # The reaper finds the build QUEUED and never dispatched, and queues it again.
+    assert finished(stack, row["id"], timeout=300)["status"] == "SUCCESS"

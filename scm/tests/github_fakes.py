@@ -106,6 +106,22 @@ def signature(body: bytes, secret: str = SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def post_delivery(server_url: str, event: str, payload: dict[str, Any], *, delivery: str) -> Any:
+    """POST a signed delivery to a running server's /v4/webhooks, as GitHub does."""
+    body = json.dumps(payload).encode()
+    return httpx.post(
+        f"{server_url}/v4/webhooks",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery,
+            "X-Hub-Signature-256": signature(body),
+        },
+        timeout=10,
+    )
+
+
 def deliver(
     client: Client,
     event: str,

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
-import httpx
 import pytest
 from django.db.models import F
 from django.utils import timezone
@@ -17,7 +16,7 @@ from pipelines.models import Event
 from pipelines.services import create_pipeline
 from scm.deliveries import CLAIM_LEASE, MAX_ATTEMPTS, REDELIVER_AFTER, redeliver_stuck
 from scm.models import WebhookDelivery
-from scm.tests.github_fakes import signature
+from scm.tests.github_fakes import post_delivery
 from scm.tests.github_server import FakeGitHub
 from scm.tests.scm_people import repository_admin
 
@@ -112,17 +111,15 @@ def test_finished_and_ignored_deliveries_are_never_handed_out_again() -> None:
     assert redeliver_stuck() == {"redelivered": 0, "given_up": 0}
 
 
-def _push(sha: str, full_name: str) -> bytes:
-    return json.dumps(
-        {
-            "ref": "refs/heads/main",
-            "after": sha,
-            "commits": [{"added": ["notes.txt"], "modified": [], "removed": []}],
-            "head_commit": {"message": "add notes"},
-            "repository": {"full_name": full_name, "default_branch": "main"},
-            "sender": {"login": "octocat"},
-        }
-    ).encode()
+def _push(sha: str, full_name: str) -> dict[str, Any]:
+    return {
+        "ref": "refs/heads/main",
+        "after": sha,
+        "commits": [{"added": ["notes.txt"], "modified": [], "removed": []}],
+        "head_commit": {"message": "add notes"},
+        "repository": {"full_name": full_name, "default_branch": "main"},
+        "sender": {"login": "octocat"},
+    }
 
 
 @pytest.mark.slow
@@ -142,18 +139,7 @@ def test_a_delivery_whose_worker_died_mid_way_is_processed_later_and_starts_one_
 
     # GitHub is slow to answer the worker, and the worker dies while it waits.
     github.hold.set()
-    body = _push(sha, full_name)
-    response = httpx.post(
-        f"{stack.url}/v4/webhooks",
-        content=body,
-        headers={
-            "Content-Type": "application/json",
-            "X-GitHub-Event": "push",
-            "X-GitHub-Delivery": "killed-mid-way",
-            "X-Hub-Signature-256": signature(body),
-        },
-        timeout=10,
-    )
+    response = post_delivery(stack.url, "push", _push(sha, full_name), delivery="killed-mid-way")
     assert response.status_code == 202, response.text
     wait_until(lambda: github.held, timeout=30, what="the worker to ask GitHub for the config")
     stack.kill_worker()

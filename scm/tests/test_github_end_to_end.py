@@ -3,11 +3,9 @@ the repository over git's dumb HTTP protocol, so the launcher really clones and 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from builds.models import FINISHED_STATUSES, Build, BuildStatus
@@ -17,7 +15,7 @@ from pipelines.models import Event
 from pipelines.services import create_pipeline
 from scm.github import GitHubScm, clone_base, full_name_of
 from scm.models import WebhookDelivery
-from scm.tests.github_fakes import SECRET, signature
+from scm.tests.github_fakes import SECRET, post_delivery
 from scm.tests.github_server import FakeGitHub
 from scm.tests.scm_people import repository_admin
 
@@ -94,18 +92,8 @@ def test_a_signed_pull_request_delivery_runs_a_real_build_on_the_merge_and_posts
     pipeline = create_pipeline(checkout_url=f"https://127.0.0.1/{full_name}.git#main", user=user)
     assert pipeline.hook_installed and github.hooks[0]["config"]["secret"] == SECRET
 
-    body = json.dumps(_pr_payload(number=5, sha=pr_sha, full_name=full_name)).encode()
-    response = httpx.post(
-        f"{stack.url}/v4/webhooks",
-        content=body,
-        headers={
-            "Content-Type": "application/json",
-            "X-GitHub-Event": "pull_request",
-            "X-GitHub-Delivery": "e2e-1",
-            "X-Hub-Signature-256": signature(body),
-        },
-        timeout=10,
-    )
+    payload = _pr_payload(number=5, sha=pr_sha, full_name=full_name)
+    response = post_delivery(stack.url, "pull_request", payload, delivery="e2e-1")
     assert response.status_code == 202, response.text
 
     def finished() -> Build | None:

@@ -335,6 +335,42 @@ def log_lines(stack: Stack, build_id: int, step: str) -> list[str]:
 
 FINISHED = {"SUCCESS", "FAILURE", "ABORTED", "UNSTABLE", "COLLAPSED"}
 
+# A job that says hello and ends; one that says "started" and then waits ten minutes.
+QUICK = """
+jobs:
+  main:
+    image: buildpack-deps
+    requires: [~commit]
+    steps:
+      - hello: echo hello
+"""
+SLEEPER = """
+jobs:
+  main:
+    image: buildpack-deps
+    requires: [~commit]
+    steps:
+      - wait: echo started; sleep 600
+"""
+
+
+def first_build(stack: Stack, event: dict[str, Any]) -> dict[str, Any]:
+    """The event's one build, once it exists."""
+    (row,) = wait_for(lambda: builds_of(stack, event["id"]), timeout=30, what="the build")
+    return dict(row)
+
+
+def wait_for_line(stack: Stack, build_id: int, step: str, line: str) -> None:
+    """Until the build runs and `step` has printed `line`."""
+    wait_for(
+        lambda: (
+            build(stack, build_id)["status"] == "RUNNING"
+            and line in log_lines(stack, build_id, step)
+        ),
+        timeout=90,
+        what=f"build {build_id} to print {line!r} in {step}",
+    )
+
 
 def finished(stack: Stack, build_id: int, timeout: float) -> dict[str, Any]:
     return dict(

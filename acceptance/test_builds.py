@@ -11,18 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from acceptance.stack import Stack, build, builds_of, finished, log_lines, start, wait_for
+from acceptance.stack import (
+    SLEEPER,
+    Stack,
+    finished,
+    first_build,
+    log_lines,
+    start,
+    wait_for_line,
+)
 
 pytestmark = pytest.mark.xdist_group("builds")
-
-SLEEPER = """
-jobs:
-  main:
-    image: buildpack-deps
-    requires: [~commit]
-    steps:
-      - wait: echo started; sleep 600
-"""
 
 LINES = 400
 COUNTER = f"""
@@ -36,23 +35,12 @@ jobs:
 """
 
 
-def _running_with_line(stack: Stack, build_id: int, step: str, line: str) -> bool:
-    return build(stack, build_id)["status"] == "RUNNING" and line in log_lines(
-        stack, build_id, step
-    )
-
-
 def test_a_build_whose_launcher_was_killed_ends_as_lost_within_two_minutes(
     stack: Stack, repo: Callable[..., tuple[Path, Path]]
 ) -> None:
     bare, _ = repo(SLEEPER, name="killed")
-    event = start(stack, bare)
-    (row,) = wait_for(lambda: builds_of(stack, event["id"]), timeout=30, what="the build")
-    wait_for(
-        lambda: _running_with_line(stack, row["id"], "wait", "started"),
-        timeout=90,
-        what="the build to run its step",
-    )
+    row = first_build(stack, start(stack, bare))
+    wait_for_line(stack, row["id"], "wait", "started")
     launcher = stack.launcher_of(row["id"])
     assert launcher is not None
 
@@ -77,13 +65,8 @@ def test_a_build_that_finishes_while_the_api_is_stopped_for_a_minute_loses_nothi
     stack: Stack, repo: Callable[..., tuple[Path, Path]]
 ) -> None:
     bare, _ = repo(COUNTER, name="outage")
-    event = start(stack, bare)
-    (row,) = wait_for(lambda: builds_of(stack, event["id"]), timeout=30, what="the build")
-    wait_for(
-        lambda: _running_with_line(stack, row["id"], "count", "line 1"),
-        timeout=90,
-        what="the build to print its first line",
-    )
+    row = first_build(stack, start(stack, bare))
+    wait_for_line(stack, row["id"], "count", "line 1")
     web = stack.web()
     assert web is not None
 

@@ -8,20 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from acceptance.stack import Stack, new_stack, start
+from acceptance.stack import QUICK, Stack, new_stack, start
 from tools.api_fuzz import fuzz_api
 
 pytestmark = pytest.mark.xdist_group("fuzz")
 
 EXAMPLES = int(os.environ.get("SD_ACCEPTANCE_FUZZ_EXAMPLES", "8"))
-YAML = """
-jobs:
-  main:
-    image: buildpack-deps
-    requires: [~commit]
-    steps:
-      - hello: echo hello
-"""
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +31,7 @@ def test_no_operation_answers_with_a_server_error(
     owner = fuzzed.manage("sd_token", "create", "--username", "owner")
     outsider = fuzzed.manage("sd_token", "create", "--username", "outsider")
     # The owner's pipeline, with an event and a build, for the fuzzer to find.
-    bare, _ = repo(YAML, name=f"fuzzed-{persona}")
+    bare, _ = repo(QUICK, name=f"fuzzed-{persona}")
     created = fuzzed.api(owner).post("/pipelines", json={"checkoutUrl": f"{bare}#main"})
     assert created.status_code == 201, created.text
     start(fuzzed, bare)

@@ -11,26 +11,17 @@ from pathlib import Path
 import pytest
 
 from acceptance.stack import (
+    SLEEPER,
     Proc,
     Stack,
-    builds_of,
-    log_lines,
+    first_build,
     new_stack,
     processes,
     start,
-    wait_for,
+    wait_for_line,
 )
 
 pytestmark = pytest.mark.xdist_group("shutdown")
-
-SLEEPER = """
-jobs:
-  main:
-    image: buildpack-deps
-    requires: [~commit]
-    steps:
-      - wait: echo started; sleep 600
-"""
 
 
 def _ours(stack: Stack) -> list[Proc]:
@@ -59,13 +50,8 @@ def test_a_stop_leaves_no_process_of_the_server_the_worker_or_a_build(
     stack = new_stack("shutdown", SD_DEMO="false")
     try:
         bare, _ = repo(SLEEPER, name="sleeper")
-        event = start(stack, bare)
-        (row,) = wait_for(lambda: builds_of(stack, event["id"]), timeout=30, what="the build")
-        wait_for(
-            lambda: "started" in log_lines(stack, row["id"], "wait"),
-            timeout=90,
-            what="the build to run",
-        )
+        row = first_build(stack, start(stack, bare))
+        wait_for_line(stack, row["id"], "wait", "started")
         before = _ours(stack)
         assert any("executors.launcher" in p.argv for p in before)
         assert any(p.argv.startswith("sleep 600") for p in before)

@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -67,17 +67,13 @@ def _deliver(stack: Stack, delivery: str, body: bytes) -> httpx.Response:
 
 
 def test_a_delivery_whose_worker_was_killed_mid_way_starts_its_event_exactly_once(
-    github_stack: Stack, github: tuple[str, FakeGitHub], tmp_path: Path
+    github_stack: Stack,
+    github: tuple[str, FakeGitHub],
+    repo: Callable[..., tuple[Path, Path]],
 ) -> None:
     stack = github_stack
     _, fake = github
-    bare, work = tmp_path / "app.git", tmp_path / "app"
-    git("init", "--quiet", "--bare", "--initial-branch=main", str(bare), cwd=tmp_path)
-    git("clone", "--quiet", str(bare), str(work), cwd=tmp_path)
-    (work / "screwdriver.yaml").write_text(YAML)
-    git("add", "-A", cwd=work)
-    git("commit", "--quiet", "-m", "first", cwd=work)
-    git("push", "--quiet", "origin", "HEAD:main", cwd=work)
+    bare, work = repo(YAML, name="app")
     fake.repos["octo-org/app"] = bare
     subprocess.run(["git", "update-server-info"], cwd=bare, check=True)
 

@@ -11,18 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from acceptance.stack import Stack, builds_of, finished, processes, start, wait_for
+from acceptance.stack import (
+    QUICK,
+    Stack,
+    builds_of,
+    finished,
+    first_build,
+    processes,
+    start,
+    wait_for,
+)
 
 pytestmark = pytest.mark.xdist_group("worker")
-
-QUICK = """
-jobs:
-  main:
-    image: buildpack-deps
-    requires: [~commit]
-    steps:
-      - hello: echo hello
-"""
 
 
 def _new_worker(stack: Stack, old_pid: int) -> int:
@@ -68,8 +68,7 @@ def test_a_killed_worker_is_replaced_while_the_server_answers_and_builds_run_aft
     assert "The worker exited (killed by SIGKILL)" in stack.log.read_text()
 
     bare, _ = repo(QUICK, name="after-kill")
-    event = start(stack, bare)
-    (row,) = wait_for(lambda: builds_of(stack, event["id"]), timeout=30, what="the build")
+    row = first_build(stack, start(stack, bare))
     assert finished(stack, row["id"], timeout=120)["status"] == "SUCCESS"
 
 
@@ -82,7 +81,7 @@ def test_a_build_waiting_for_a_worker_that_died_runs_on_the_next_one(
     os.killpg(worker.pid, signal.SIGSTOP)
     try:
         event = start(stack, bare)
-        (row,) = wait_for(lambda: builds_of(stack, event["id"]), timeout=30, what="the build")
+        row = first_build(stack, event)
         time.sleep(2)
         assert builds_of(stack, event["id"])[0]["status"] == "QUEUED"
     finally:
@@ -100,7 +99,7 @@ def test_a_build_whose_start_task_was_lost_is_queued_again_and_runs(
     os.killpg(worker.pid, signal.SIGSTOP)
     try:
         event = start(stack, bare)
-        (row,) = wait_for(lambda: builds_of(stack, event["id"]), timeout=30, what="the build")
+        row = first_build(stack, event)
         # The start task never reaches a worker: an operator clears the queue while it waits.
         name = f"start-build-{row['id']}"
         cleared = stack.shell(

@@ -21,6 +21,14 @@ MAX_PAGES = 100
 class LogBatchError(ValueError):
     """A log batch that cannot be stored as sent; the message says what to fix."""
 
+    status = 400
+
+
+class LogBatchConflict(LogBatchError):
+    """A resend of a stored seq that holds other lines than the stored batch."""
+
+    status = 409
+
 
 @dataclass(frozen=True)
 class LogPage:
@@ -45,7 +53,11 @@ def _line_bytes(line: Any, index: int) -> tuple[int, bytes]:
 
 
 def append_batch(*, step: Step, seq: int, first_line: int, lines: list[Any]) -> bool:
-    """Store one batch once; a resend of the same seq is accepted and changes nothing."""
+    """Store one batch once; a resend of the same seq is accepted and changes nothing.
+
+    A resend must hold the lines of the first try: one that starts elsewhere or holds more
+    lines is refused rather than taken as stored, so no line is dropped without a word.
+    """
     if not isinstance(lines, list) or not lines:
         raise LogBatchError("lines must be a non-empty list.")
     if len(lines) > MAX_BATCH_LINES:
@@ -77,6 +89,16 @@ def append_batch(*, step: Step, seq: int, first_line: int, lines: list[Any]) -> 
                 ],
             )
     except IntegrityError:
+        stored = LogBatch.objects.filter(step=step, seq=seq).first()
+        if stored is not None and (stored.first_line, stored.line_count) != (
+            first_line,
+            len(parsed),
+        ):
+            last = stored.first_line + stored.line_count - 1
+            raise LogBatchConflict(
+                f"Batch {seq} of step {step.name} is stored with lines {stored.first_line} to "
+                f"{last}; a resend must carry the same lines, and new lines need a new seq."
+            ) from None
         return False
     return True
 

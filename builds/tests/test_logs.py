@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from builds.logs import MAX_BATCH_LINES, LogBatchError, append_batch, read_page
+from builds.logs import MAX_BATCH_LINES, LogBatchConflict, LogBatchError, append_batch, read_page
 from builds.models import Build, BuildStatus, LogBatch, Step
 from pipelines.models import Event, Job, Pipeline
 
@@ -63,10 +63,24 @@ def test_a_resent_batch_stores_nothing_new_and_returns_false(step: Step) -> None
     append_batch(step=step, seq=0, first_line=0, lines=lines("first try"))
 
     resent = append_batch(step=step, seq=0, first_line=0, lines=lines("first try"))
-    changed = append_batch(step=step, seq=0, first_line=0, lines=lines("other", "text"))
 
-    assert resent is False and changed is False
+    assert resent is False
     assert LogBatch.objects.filter(step=step).count() == 1
+    step.refresh_from_db()
+    assert step.lines == 1
+    assert [line["m"] for line in read_page(step=step).lines] == ["first try"]
+
+
+def test_a_resend_with_other_lines_than_the_stored_batch_is_refused_not_ignored(
+    step: Step,
+) -> None:
+    append_batch(step=step, seq=0, first_line=0, lines=lines("first try"))
+
+    with pytest.raises(LogBatchConflict, match="stored with lines 0 to 0"):
+        append_batch(step=step, seq=0, first_line=0, lines=lines("first try", "and more"))
+    with pytest.raises(LogBatchConflict, match="new lines need a new seq"):
+        append_batch(step=step, seq=0, first_line=1, lines=lines("other"))
+
     step.refresh_from_db()
     assert step.lines == 1
     assert [line["m"] for line in read_page(step=step).lines] == ["first try"]

@@ -144,6 +144,9 @@ class _StepQueue:
     next_line: int = 0
     seq: int = 0
     failures: int = 0
+    # Lines in the batch on the wire: a resend carries exactly these, never lines queued since,
+    # because the API keeps a seq it already stored and ignores a resend of it.
+    in_flight: int = 0
 
 
 # send(step_name, {"seq", "firstLine", "lines"}) raises on failure; an exception with a true
@@ -249,7 +252,8 @@ class LogBatcher:
         with self._cond:
             for name, queue in self._steps.items():
                 if queue.pending:
-                    count = min(len(queue.pending), self._max_lines)
+                    count = queue.in_flight or min(len(queue.pending), self._max_lines)
+                    queue.in_flight = count
                     return name, queue, [queue.pending[i] for i in range(count)]
         return None
 
@@ -286,3 +290,4 @@ class LogBatcher:
                 queue.next_line += len(lines)
                 queue.seq += 1
                 queue.failures = 0
+                queue.in_flight = 0

@@ -168,6 +168,33 @@ def test_a_failed_batch_is_resent_with_the_same_seq() -> None:
     ]
 
 
+def test_a_resend_carries_the_same_lines_even_when_more_were_queued_meanwhile() -> None:
+    # The API stored the first try but its answer was lost (a server killed mid-request); it
+    # ignores a resend of a stored seq, so lines added to the resend would be lost.
+    stored: list[tuple[int, int, int]] = []
+    first_try = threading.Event()
+    more_queued = threading.Event()
+
+    def api(step: str, payload: dict[str, Any]) -> None:
+        key = (payload["seq"], payload["firstLine"], len(payload["lines"]))
+        if not first_try.is_set():
+            stored.append(key)
+            first_try.set()
+            assert more_queued.wait(10)
+            raise ConnectionError("connection reset before the answer")
+        if all(seq != key[0] for seq, _, _ in stored):
+            stored.append(key)
+
+    batcher = LogBatcher(api, interval=0.01, first_retry=0.01)
+    batcher.add("s", [(1, b"a")])
+    assert first_try.wait(10)
+    batcher.add("s", [(2, b"b"), (3, b"c")])
+    more_queued.set()
+    assert batcher.flush("s", timeout=10)
+    batcher.close()
+    assert stored == [(0, 0, 1), (1, 1, 2)]
+
+
 def test_batches_are_resent_past_the_old_eight_tries_while_there_is_time_and_land_in_order() -> (
     None
 ):

@@ -42,7 +42,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, TransitionError):
         return error_response(409, str(exc))
     if isinstance(exc, LogBatchError):
-        return error_response(400, str(exc))
+        return error_response(exc.status, str(exc))
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "Not found.")
     elif isinstance(exc, PermissionDenied):

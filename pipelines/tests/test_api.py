@@ -631,6 +631,10 @@ def test_a_launcher_runs_a_build_through_the_api_with_its_token(
     assert launcher.post(f"{b}/steps/hello/logs", batch, format="json").status_code == 201
     resent = launcher.post(f"{b}/steps/hello/logs", batch, format="json")
     assert resent.status_code == 200 and resent.json() == {"stored": False}
+    grown = {**batch, "lines": [*batch["lines"], {"t": 1714557600002, "m": "late"}]}
+    conflict = launcher.post(f"{b}/steps/hello/logs", grown, format="json")
+    assert conflict.status_code == 409
+    assert "a resend must carry the same lines" in conflict.json()["message"]
     for step in ("sd-setup-scm", "hello", "world"):
         ended = launcher.put(
             f"{b}/steps/{step}", {"endTime": "2024-05-01T10:00:05Z", "code": 0}, format="json"

@@ -186,7 +186,15 @@ class Stack:
 
 
 @pytest.fixture
-def stack(live_server: Any, settings: Any, tmp_path: Path) -> Iterator[Stack]:
+def stack_env() -> dict[str, str]:
+    """More environment for the worker of `stack`: a test module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture
+def stack(
+    live_server: Any, settings: Any, tmp_path: Path, stack_env: dict[str, str]
+) -> Iterator[Stack]:
     """A running server and worker on the test database; builds run in `tmp_path`."""
     data_dir = tmp_path / "sd-data"
     data_dir.mkdir()
@@ -206,6 +214,7 @@ def stack(live_server: Any, settings: Any, tmp_path: Path) -> Iterator[Stack]:
         "SD_BUILD_LEASE_SECONDS": "4",
         "SD_QUEUE_POLL_SECONDS": "0.05",
         "SD_LOG_LEVEL": "WARNING",
+        **stack_env,
     }
     s = Stack(url=live_server.url, data_dir=data_dir, env=env)
     s.start_worker()

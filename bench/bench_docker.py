@@ -74,7 +74,9 @@ def main() -> int:
     build_busybox_image(engine, IMAGE)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        stack = running_stack(tmp, make_repo(tmp, CONFIG), {"SD_INSTANCE": "sd-bench"})
+        stack = running_stack(
+            tmp, make_repo(tmp, CONFIG), {"SD_INSTANCE": "sd-bench", "SD_EXECUTORS": "docker"}
+        )
         with stack as (client, pipeline_id):
             one_build(client, pipeline_id)  # warm-up
             builds = [one_build(client, pipeline_id) for _ in range(args.runs)]

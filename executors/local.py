@@ -1,10 +1,17 @@
-"""The embedded default engine: the launcher runs as a local process in a fresh workspace."""
+"""The embedded default engine: the launcher runs as a local process in a fresh workspace.
+
+The launcher (our code) runs as the server's user; the steps (the repository's code) run in
+a bubblewrap sandbox that the launcher starts, unless the operator turned it off or none can
+start here (see executors/launcher/sandbox.py and `sandbox_status`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -17,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from executors.base import Executor, ExecutorError
+from executors.launcher.sandbox import probe
 
 if TYPE_CHECKING:
     from builds.models import Build
@@ -33,6 +41,64 @@ def workspace_of(build: Build) -> Path:
     return Path(settings.SD_WORKSPACES_DIR) / f"build-{build.pk}"
 
 
+def build_user() -> tuple[int, int] | None:
+    """Who runs the sandboxed steps: for a root server SD_LOCAL_BUILD_USER, else the server."""
+    if os.geteuid() != 0:
+        return None
+    name = str(settings.SD_LOCAL_BUILD_USER)
+    try:
+        entry = pwd.getpwnam(name) if not name.isdigit() else pwd.getpwuid(int(name))
+    except KeyError:
+        if name.isdigit():
+            return int(name), int(name)
+        raise ExecutorError(
+            f"SD_LOCAL_BUILD_USER names no user of this machine: {name!r}.", permanent=True
+        ) from None
+    if entry.pw_uid == 0:
+        raise ExecutorError("SD_LOCAL_BUILD_USER must not be root.", permanent=True)
+    return entry.pw_uid, entry.pw_gid
+
+
+@functools.cache
+def _probe(user: tuple[int, int] | None) -> str | None:
+    return probe(user)
+
+
+def sandbox_status() -> tuple[bool, str]:
+    """Whether local builds run sandboxed, and if not, why not."""
+    mode = str(settings.SD_LOCAL_SANDBOX).strip().lower()
+    if mode == "none":
+        return False, "SD_LOCAL_SANDBOX is none"
+    try:
+        reason = _probe(build_user())
+    except ExecutorError as exc:
+        reason = exc.message
+    return (True, "") if reason is None else (False, reason)
+
+
+def sandbox_notice() -> str | None:
+    """The one start-up line that says local builds are not sandboxed, if they are not."""
+    from executors.registry import allowed_executors
+
+    if "local" not in allowed_executors():
+        return None
+    sandboxed, reason = sandbox_status()
+    if sandboxed:
+        return None
+    if str(settings.SD_LOCAL_SANDBOX).strip().lower() == "bwrap":
+        return f"Local builds cannot start: SD_LOCAL_SANDBOX is bwrap, but {reason}."
+    return (
+        f"Local builds run without a sandbox ({reason}): they can read what this server's "
+        "user can, so pull requests will not run on the local executor."
+    )
+
+
+def hidden_from_builds() -> list[Path]:
+    """The server's own folders, covered in the sandbox besides the system's usual places."""
+    paths = [Path(settings.SD_DATA_DIR), Path(settings.BASE_DIR), Path.home()]
+    return paths + [Path(p) for p in settings.SD_LOCAL_SANDBOX_HIDE]
+
+
 class LocalExecutor(Executor):
     """Runs each build's launcher as a detached process group on this machine."""
 
@@ -40,7 +106,9 @@ class LocalExecutor(Executor):
 
     def start(self, build: Build, *, token: str) -> dict[str, Any]:
         workspace = self.fresh_workspace(build)
-        return {"pid": self.start_launcher(build, token, workspace), "workspace": str(workspace)}
+        sandbox = self.sandbox_args(workspace)
+        pid = self.start_launcher(build, token, workspace, sandbox)
+        return {"pid": pid, "workspace": str(workspace), "sandboxed": bool(sandbox)}
 
     def fresh_workspace(self, build: Build) -> Path:
         """An empty workspace for the build."""
@@ -101,6 +169,26 @@ class LocalExecutor(Executor):
                 f"The launcher did not start (exit {proc.returncode}); see {log_path.name}."
             )
         return int(printed)
+
+    @staticmethod
+    def sandbox_args(workspace: Path) -> tuple[str, ...]:
+        """The launcher's options that sandbox the steps, or none when they run without."""
+        sandboxed, reason = sandbox_status()
+        if not sandboxed:
+            if str(settings.SD_LOCAL_SANDBOX).strip().lower() == "bwrap":
+                raise ExecutorError(
+                    f"This server runs local builds only in a sandbox (SD_LOCAL_SANDBOX is "
+                    f"bwrap), and none can start: {reason}.",
+                    permanent=True,
+                )
+            return ()
+        args = ["--sandbox"]
+        for path in hidden_from_builds():
+            args += ["--hide", str(path)]
+        user = build_user()
+        if user is not None:
+            args += ["--build-user", f"{user[0]}:{user[1]}"]
+        return tuple(args)
 
     def stop(self, build: Build) -> None:
         pid = self._launcher_pid(build)

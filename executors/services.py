@@ -17,7 +17,7 @@ from django_q.tasks import async_task, schedule
 from builds import services as build_services
 from builds.models import Build, BuildStatus
 from executors.base import ExecutorError
-from executors.registry import executor_name_for, get_executor
+from executors.registry import executor_name_for, get_executor, refusal
 from pipelines.auth_tokens import issue_build_token
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,15 @@ def start_build(*, build_id: int) -> None:
         return
     config = config_of(build)
     name = executor_name_for(config.get("annotations") or {})
+    event = build.event
+    refused = refusal(
+        name,
+        pull_request=event.type == event.Type.PR,
+        fork=bool((event.pr or {}).get("fork")),
+    )
+    if refused:
+        build_services.fail_lost_build(build_id=build_id, message=refused)
+        return
     claimed = Build.objects.filter(
         pk=build_id, status=BuildStatus.QUEUED, dispatched_at__isnull=True
     ).update(

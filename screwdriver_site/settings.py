@@ -303,6 +303,18 @@ SD_CHAIN_PR = env_bool("SD_CHAIN_PR", False)
 
 # Builds.
 SD_EXECUTOR = env_str("SD_EXECUTOR", "local")
+# The executors a screwdriver.yaml may pick with screwdriver.cd/executor (comma-separated);
+# SD_EXECUTOR is always allowed, so by default a yaml can pick nothing else.
+SD_EXECUTORS = env_list("SD_EXECUTORS", [])
+# Local builds run in a bubblewrap sandbox: "auto" where one can start (else trusted builds
+# run without and pull requests are refused), "bwrap" always (else no local build starts),
+# "none" never (the builds are the operator's own code; pull requests are refused).
+SD_LOCAL_SANDBOX = env_str("SD_LOCAL_SANDBOX", "auto")
+# A server run by root runs sandboxed steps as this user; more folders to hide from builds.
+SD_LOCAL_BUILD_USER = env_str("SD_LOCAL_BUILD_USER", "nobody")
+SD_LOCAL_SANDBOX_HIDE = env_list("SD_LOCAL_SANDBOX_HIDE", [])
+# Pull requests from forks run on the local executor only when the operator says so.
+SD_LOCAL_FORK_PRS = env_bool("SD_LOCAL_FORK_PRS", False)
 SD_BUILD_LEASE_SECONDS = env_float("SD_BUILD_LEASE_SECONDS", 30.0)
 SD_REAPER_INTERVAL_MINUTES = env_int("SD_REAPER_INTERVAL_MINUTES", 1)
 SD_DEFAULT_TIMEOUT_MINUTES = env_float("SD_DEFAULT_TIMEOUT_MINUTES", 90.0)

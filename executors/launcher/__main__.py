@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .launch import run_build
+from .sandbox import Sandbox
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -33,7 +34,31 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=120.0,
         help="seconds to wait for the build container's agent (image pulls count)",
     )
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run user steps in a bubblewrap sandbox that sees only the workspace",
+    )
+    parser.add_argument(
+        "--hide",
+        type=Path,
+        action="append",
+        default=[],
+        help="with --sandbox: a folder the steps must not see (repeatable)",
+    )
+    parser.add_argument(
+        "--build-user",
+        type=_ids,
+        help="with --sandbox: UID:GID to run the steps as (for a launcher run by root)",
+    )
     return parser.parse_args(argv)
+
+
+def _ids(text: str) -> tuple[int, int]:
+    uid, _, gid = text.partition(":")
+    if not (uid.isdigit() and gid.isdigit()):
+        raise argparse.ArgumentTypeError("expected UID:GID, two numbers")
+    return int(uid), int(gid)
 
 
 def detach() -> None:
@@ -76,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         sys.stderr.write("launcher: set SD_LAUNCHER_TOKEN to the build token\n")
         return 2
+    if args.sandbox and args.agent:
+        sys.stderr.write("launcher: --sandbox starts its own agent; give it without --agent\n")
+        return 2
     workspace = args.workspace.resolve()
     if args.detach:
         detach()
@@ -87,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         started=started,
         agent_dir=args.agent.resolve() if args.agent else None,
         agent_timeout=args.agent_timeout,
+        sandbox=Sandbox(workspace, hide=args.hide, user=args.build_user) if args.sandbox else None,
     )
 
 

@@ -15,12 +15,13 @@ from typing import Any
 from urllib.parse import quote
 
 from . import process
-from .agent import Agent, AgentError
+from .agent import Agent, AgentError, control_dir, prepare_control_dir
 from .api import ApiClient, ApiError, ConflictError
 from .environment import build_environment
 from .logs import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STEP_BYTES, Line, LogBatcher, Masker
 from .metaserver import MetaServer
 from .runner import Checkout, Runner, Step
+from .sandbox import Sandbox, SandboxError
 from .workspace import Workspace
 
 # Before the build runs, the API must answer within this (less than the server's 60 s start
@@ -182,10 +183,12 @@ def run_build(
     environ: Mapping[str, str] | None = None,
     agent_dir: Path | None = None,
     agent_timeout: float = 120.0,
+    sandbox: Sandbox | None = None,
 ) -> int:
     """Run build `build_id`; `started` is the monotonic time the launcher began.
 
-    With `agent_dir`, user steps run in a build container through its agent (see agent.py).
+    With `agent_dir`, user steps run in a build container through its agent (see agent.py);
+    with `sandbox`, in a bubblewrap sandbox that this launcher starts (see sandbox.py).
     """
     environ = os.environ if environ is None else environ
     client = ApiClient(api_url, token)
@@ -227,6 +230,7 @@ def run_build(
             stop=stop,
             agent_dir=agent_dir,
             agent_timeout=agent_timeout,
+            sandbox=sandbox,
         )
     except Exception as exc:
         # A broken spec or workspace must still end the build rather than leave it RUNNING.
@@ -259,18 +263,31 @@ def _run_spec(
     stop: threading.Event,
     agent_dir: Path | None = None,
     agent_timeout: float = 120.0,
+    sandbox: Sandbox | None = None,
 ) -> dict[str, Any]:
     """Run what the launch spec describes; return the body of the final PUT."""
     heartbeat = Heartbeat(client, build_id, float(spec.get("heartbeatSeconds") or 15), stop)
     heartbeat.start()
     agent: Agent | None = None
+    jail = None
     try:
+        if sandbox is not None:
+            agent_dir = prepare_control_dir(control_dir(workspace_dir))
         if agent_dir is not None:
             agent = Agent(agent_dir)
             try:
-                agent.connect(agent_timeout, should_give_up=stop.is_set)
-            except AgentError as exc:
-                return {"status": "FAILURE", "statusMessage": f"The build could not start: {exc}."}
+                if sandbox is not None:
+                    jail = sandbox.start_agent(agent_dir)
+                gone = jail.poll if jail is not None else lambda: None
+                agent.connect(
+                    agent_timeout, should_give_up=lambda: stop.is_set() or gone() is not None
+                )
+            except (AgentError, SandboxError) as exc:
+                where = "sandbox" if sandbox is not None else "build container"
+                return {
+                    "status": "FAILURE",
+                    "statusMessage": f"The build could not start: the {where} did not: {exc}.",
+                }
         return _run_steps(
             client=client,
             build_id=build_id,
@@ -281,11 +298,23 @@ def _run_spec(
             environ=environ,
             stop=stop,
             agent=agent,
+            owner=sandbox.user if sandbox is not None else None,
         )
     finally:
         heartbeat.close()
         if agent is not None:
             agent.close()
+        if jail is not None:
+            _end_sandbox(jail)
+
+
+def _end_sandbox(jail: Any) -> None:
+    """The agent has been told to quit and killed what was left; make sure bwrap is gone."""
+    try:
+        jail.wait(timeout=5)
+    except Exception:
+        jail.kill()
+        jail.wait(timeout=5)
 
 
 def _run_steps(
@@ -299,6 +328,7 @@ def _run_steps(
     environ: Mapping[str, str],
     stop: threading.Event,
     agent: Agent | None,
+    owner: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Prepare the workspace, run checkout and steps, and say how it went."""
     # In a container, steps see its environment (the image's PATH, HOME...), not ours.
@@ -358,6 +388,7 @@ def _run_steps(
         deadline=started + timeout,
         sweep=sweep,
         agent=agent,
+        owner=owner,
     )
     try:
         result = runner.run(steps, checkout)

@@ -21,6 +21,7 @@ from . import process
 from .agent import Agent
 from .environment import export_script, without_private, write_private
 from .logs import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STEP_BYTES, Line, Masker, StepOutput
+from .sandbox import hand_over
 from .workspace import Workspace
 
 SETUP_STEP = "sd-setup-scm"
@@ -119,6 +120,7 @@ class Runner:
         teardown_budget: float = 60.0,
         sweep: bool = False,
         agent: Agent | None = None,
+        owner: tuple[int, int] | None = None,
     ) -> None:
         self.workspace = workspace
         self.env = dict(env)
@@ -135,6 +137,8 @@ class Runner:
         self.sweep = sweep
         # With an agent, user steps run in the build container; checkout stays here.
         self.agent = agent
+        # The (uid, gid) a sandbox runs the steps as, when not ours: it gets the workspace.
+        self.owner = owner
         self.timed_out = False
         self._stopped_at: float | None = None
         self._groups: list[int] = []
@@ -182,6 +186,8 @@ class Runner:
             write_private(self._env_file, export_script(self.env))
             if checkout is not None and not self.stopping():
                 self._record(result, SETUP_STEP, self._setup_scm(checkout))
+            if self.owner is not None:
+                hand_over(self.workspace.root, self.owner)
             for step in steps:
                 if step.is_teardown or result.first_failure or self.stopping():
                     continue
@@ -297,7 +303,7 @@ class Runner:
         env_out, pwd_out = state / f"env-{k}", state / f"pwd-{k}"
         command, wrapper = state / f"cmd-{k}.sh", state / f"step-{k}.sh"
         text = step.command if step.command.endswith("\n") else step.command + "\n"
-        write_private(command, text)
+        self._write(command, text)
         q = shlex.quote
         cwd = self._cwd if self._cwd.is_dir() else self.workspace.source
         exports = [f"export SD_STEP_NAME={q(step.name)}"]
@@ -305,7 +311,7 @@ class Runner:
             exports.append(f"export SD_STEP_EXIT_CODE={teardown_code}")
         # The user's command is only ever sourced from its own file, never pasted into shell
         # text; the EXIT trap hands exported variables and the directory to the next step.
-        write_private(
+        self._write(
             wrapper,
             "\n".join(
                 [
@@ -343,6 +349,12 @@ class Runner:
             if directory:
                 self._cwd = Path(os.fsdecode(directory))
         return code
+
+    def _write(self, path: Path, text: str) -> None:
+        """A file for the steps to read: private, and theirs when they run as another user."""
+        write_private(path, text)
+        if self.owner is not None:
+            os.chown(path, *self.owner, follow_symlinks=False)
 
     # -- processes and output ---------------------------------------------------------------
 

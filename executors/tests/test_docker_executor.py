@@ -50,6 +50,12 @@ def busybox_image() -> str:
 
 
 @pytest.fixture
+def stack_env() -> dict[str, str]:
+    """Jobs here pick the Docker executor, which a server allows only when told to."""
+    return {"SD_EXECUTORS": "docker"}
+
+
+@pytest.fixture
 def docker_stack(stack: Stack, settings: Any, busybox_image: str) -> Iterator[Stack]:
     """The stack, with an instance label of its own so only this test's containers are touched."""
     instance = f"sdtest-{uuid.uuid4().hex[:10]}"

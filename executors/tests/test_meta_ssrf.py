@@ -21,11 +21,11 @@ from executors.launcher.agent import prepare_control_dir
 from executors.launcher.metaserver import MetaServer
 from executors.launcher.workspace import Workspace
 from executors.tests.test_docker_executor import IMAGE as docker_stack_image
-from executors.tests.test_docker_executor import busybox_image, docker_stack
+from executors.tests.test_docker_executor import busybox_image, docker_stack, stack_env
 from pipelines.models import Event
 from pipelines.services import Creator, create_pipeline, start_event
 
-__all__ = ["busybox_image", "docker_stack"]  # fixtures of the Docker test, used below
+__all__ = ["busybox_image", "docker_stack", "stack_env"]  # fixtures of the Docker test, used below
 
 
 class Recorder:

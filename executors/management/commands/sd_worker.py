@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import DatabaseError
 
+from executors.local import sandbox_notice
 from screwdriver_site.schedules import ensure_periodic_tasks
 
 logger = logging.getLogger(__name__)
@@ -30,4 +31,7 @@ class Command(BaseCommand):
             logger.error("Could not schedule the periodic tasks (%s); starting anyway.", exc)
         else:
             self.stdout.write(f"Periodic tasks scheduled: {', '.join(names)}.")
+        notice = sandbox_notice()
+        if notice:
+            self.stderr.write(notice)
         call_command("qcluster")

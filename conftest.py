@@ -94,6 +94,13 @@ class GitRepo:
         return sha
 
 
+@pytest.fixture(autouse=True)
+def local_repo_roots(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests keep their repositories under pytest's temporary folder: allow it, as an operator
+    allows a folder of repositories with SD_LOCAL_REPO_ROOTS."""
+    settings.SD_LOCAL_REPO_ROOTS = [str(tmp_path_factory.getbasetemp())]
+
+
 @pytest.fixture
 def make_repo(tmp_path: Path) -> Callable[..., GitRepo]:
     """Create a bare repository whose first commit holds `files` (a screwdriver.yaml usually)."""

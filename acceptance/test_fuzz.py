@@ -17,9 +17,10 @@ EXAMPLES = int(os.environ.get("SD_ACCEPTANCE_FUZZ_EXAMPLES", "8"))
 
 
 @pytest.fixture(scope="module")
-def fuzzed() -> Iterator[Stack]:
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack of its own: the fuzzer deletes and changes what it finds."""
-    stack = new_stack("fuzz")
+    # The owner is no superuser: the operator allows the folder the test's repositories are in.
+    stack = new_stack("fuzz", SD_LOCAL_REPO_ROOTS=str(tmp_path_factory.getbasetemp()))
     yield stack
     stack.kill()
 

@@ -64,6 +64,7 @@ def main() -> None:
         from pipelines import services
 
         user = User.objects.create_user("bench", password="bench password")
+        settings.SD_LOCAL_REPO_ROOTS = [str(root)]
         repo = make_repo(root, "ticks", {"screwdriver.yaml": config}, "ticks")
         stack = LiveStack.start(
             database_url=env["DATABASE_URL"],

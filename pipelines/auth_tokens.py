@@ -9,9 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ObjectDoesNotExist
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+
     from builds.models import Build
 
 ALGORITHM = "HS256"
@@ -36,6 +41,9 @@ class Claims:
     pipeline_id: int | None = None
     job_id: int | None = None
     event_id: int | None = None
+    # A user JWT's sign-in generation and password mark (None in other scopes).
+    generation: int | None = None
+    password_mark: str | None = None
 
     @property
     def is_build(self) -> bool:
@@ -62,11 +70,42 @@ def _key() -> str:
     return f"jwt:{settings.SECRET_KEY}"
 
 
+def generation_of(user: AbstractBaseUser | None) -> int:
+    """The user's sign-in generation: a user JWT of another one was revoked."""
+    if user is None:
+        return 0
+    try:
+        return int(user.sign_in_generation.generation)  # type: ignore[attr-defined]
+    except ObjectDoesNotExist:
+        return 0
+
+
+def password_mark(user: AbstractBaseUser | None) -> str:
+    """A keyed digest of the user's password hash: it changes whenever the password does.
+
+    However the password changes (the API, admin, `changepassword`, `set_password` and save),
+    every user JWT issued under the old one stops matching; no signal has to be caught.
+    """
+    stored = user.password if user is not None else ""
+    return salted_hmac(
+        "screwdriver.jwt.password", stored or "", secret=settings.SECRET_KEY, algorithm="sha256"
+    ).hexdigest()[:32]
+
+
 def issue_user_token(*, username: str, is_admin: bool, now: datetime | None = None) -> str:
+    """A person's JWT, tied to their sign-in generation and their current password."""
     now = now or timezone.now()
+    user = (
+        get_user_model()
+        .objects.filter(username=username)
+        .select_related("sign_in_generation")
+        .first()
+    )
     payload: dict[str, Any] = {
         "username": username,
         "scope": ["user", "admin"] if is_admin else ["user"],
+        "gen": generation_of(user),
+        "pwd": password_mark(user),
         "iat": int(now.timestamp()),
         "exp": int((now + USER_TOKEN_LIFETIME).timestamp()),
         "jti": secrets.token_hex(8),
@@ -141,4 +180,6 @@ def decode(token: str) -> Claims:
         pipeline_id=payload.get("pipelineId"),
         job_id=payload.get("jobId"),
         event_id=payload.get("eventId"),
+        generation=payload.get("gen") if isinstance(payload.get("gen"), int) else None,
+        password_mark=payload.get("pwd") if isinstance(payload.get("pwd"), str) else None,
     )

@@ -301,6 +301,22 @@ class TokenQuerySet(models.QuerySet["Token"]):
         return self.filter(hash=Token.hash_value(value))
 
 
+class SignInGeneration(models.Model):
+    """How many times a person's JWTs were revoked; a user JWT carries the number it had.
+
+    A counter rather than a time: a JWT's `iat` is in whole seconds, so one issued in the
+    second of a sign-out could not be told from one issued just before it.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sign_in_generation"
+    )
+    generation = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.generation}"
+
+
 class Token(models.Model):
     """An API token of a user or of a pipeline; only its hash is stored."""
 

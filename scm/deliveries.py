@@ -1,6 +1,7 @@
 """Webhook deliveries from any SCM: recorded once, acted on at least once, with effects once.
 
-A verified delivery is stored (its unique (scm, delivery id) refuses a replay) and handed to a
+A verified delivery is stored (its unique (scm, delivery id) refuses a resend, and its unique
+(scm, SHA-256 of the body) a captured body replayed under a new delivery id) and handed to a
 worker. The worker claims it for CLAIM_LEASE with a conditional update, runs the SCM's handler
 and records the outcome. A worker that dies on the way leaves the delivery QUEUED with a
 lapsed claim, and `redeliver_stuck` (or the queue's own retry) hands it to a worker again.
@@ -12,6 +13,7 @@ handler's reads from GitHub or GitLab happen outside any transaction, as for any
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -66,10 +68,12 @@ def record_delivery(
     event_name: str,
     action: str,
     repository: str,
+    body: bytes,
     payload: dict[str, Any],
     ignored_because: str = "",
 ) -> Received:
     """Store a verified delivery once and hand it to a worker unless it is ignored."""
+    body_sha256 = hashlib.sha256(body).hexdigest()
     queued = not ignored_because
     outcome = WebhookDelivery.Outcome.QUEUED if queued else WebhookDelivery.Outcome.IGNORED
     try:
@@ -81,6 +85,7 @@ def record_delivery(
                 action=action,
                 repository=repository,
                 payload=payload,
+                body_sha256=body_sha256,
                 outcome=outcome,
                 message=ignored_because,
                 enqueued_at=timezone.now() if queued else None,
@@ -89,7 +94,14 @@ def record_delivery(
                 pk = delivery.pk
                 transaction.on_commit(lambda: _hand_out(pk))
     except IntegrityError as exc:
-        raise WebhookRejected(f"Delivery {delivery_id} was already received.", status=409) from exc
+        if WebhookDelivery.objects.filter(scm=scm, delivery_id=delivery_id).exists():
+            message = f"Delivery {delivery_id} was already received."
+        else:
+            message = (
+                f"Delivery {delivery_id} repeats the body of a delivery already received; "
+                "it is not acted on again."
+            )
+        raise WebhookRejected(message, status=409) from exc
     return Received(delivery=delivery, queued=queued)
 
 

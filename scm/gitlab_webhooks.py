@@ -108,6 +108,7 @@ def receive_gitlab(
         event_name=event_name,
         action=action,
         repository=repository,
+        body=body,
         payload=payload,
         ignored_because=ignored,
     )

@@ -125,10 +125,10 @@ class LocalGitScm(Scm):
 
     scm_context = "local"
 
-    def parse_url(self, url: str) -> RepoRef:
-        """Accept file:///abs/repo.git#branch or /abs/repo.git#branch; branch defaults to HEAD's."""
-        raw = url.strip()
-        location, _, branch = raw.partition("#")
+    @staticmethod
+    def location_of(url: str) -> str:
+        """The absolute path a local checkout URL names, read without touching the disk."""
+        location = url.strip().partition("#")[0]
         if location.startswith("file:"):
             parts = urlsplit(location)
             if parts.netloc not in ("", "localhost") or parts.query:
@@ -142,7 +142,12 @@ class LocalGitScm(Scm):
             raise ScmError(
                 f"{url!r} is not an absolute path; write it as /abs/path/repo.git#branch."
             )
-        repo_path = self._repository_root(path)
+        return path
+
+    def parse_url(self, url: str) -> RepoRef:
+        """Accept file:///abs/repo.git#branch or /abs/repo.git#branch; branch defaults to HEAD's."""
+        branch = url.strip().partition("#")[2]
+        repo_path = self._repository_root(self.location_of(url))
         if not branch:
             branch = self._default_branch(repo_path)
         self._check_branch(repo_path, branch)

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 
 class WebhookDelivery(models.Model):
-    """One verified webhook delivery; its unique (scm, delivery id) refuses replays."""
+    """One verified webhook delivery; a unique (scm, delivery id) and (scm, body) refuse replays."""
 
     class Outcome(models.TextChoices):
         QUEUED = "queued"
@@ -29,6 +29,10 @@ class WebhookDelivery(models.Model):
     action = models.CharField(max_length=64, blank=True, default="")
     repository = models.CharField(max_length=512, blank=True, default="")
     payload = models.JSONField(default=dict)
+    # SHA-256 of the body as signed: a captured delivery sent again under a new delivery id
+    # is the same body. Null (not "") for deliveries stored before it was kept, because every
+    # database lets NULLs repeat under a unique constraint and MySQL has no partial ones.
+    body_sha256 = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     # When a worker was last handed the delivery, and how many times it has been.
@@ -42,7 +46,10 @@ class WebhookDelivery(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["scm", "delivery_id"], name="one_delivery_per_scm_delivery_id"
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["scm", "body_sha256"], name="one_delivery_per_scm_body"
+            ),
         ]
         # The redelivery sweep looks for QUEUED deliveries handed out long ago.
         indexes = [models.Index(fields=["outcome", "enqueued_at"], name="delivery_stuck_sweep")]

@@ -79,6 +79,7 @@ def receive_github(
         event_name=event_name,
         action=action,
         repository=repository,
+        body=body,
         payload=payload,
         ignored_because="" if handled else f"{event_name} {action} is not acted on.".strip(),
     )

@@ -352,6 +352,11 @@ SD_K8S_POD_GRACE_SECONDS = env_int("SD_K8S_POD_GRACE_SECONDS", 300)
 # Local git repositories: how often to look for pushes where no hook could be installed.
 SD_SCM_POLL_MINUTES = env_int("SD_SCM_POLL_MINUTES", 1)
 
+# Local git repositories people other than superusers may build from: folders whose
+# repositories (after symlinks and `..` are resolved) anyone signed in may use. Empty: only
+# superusers make pipelines from local paths.
+SD_LOCAL_REPO_ROOTS = env_list("SD_LOCAL_REPO_ROOTS", [])
+
 # Create the demo pipeline on first start of `make run`.
 SD_DEMO = env_bool("SD_DEMO", True)
 

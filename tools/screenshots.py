@@ -94,10 +94,13 @@ stages:
 
 def seed(root: Path) -> dict[str, Any]:
     """People, two pipelines, a secret, tokens; the events are started once the worker runs."""
+    from django.conf import settings
     from django.contrib.auth.models import User
 
     from pipelines import services
 
+    # Alice is no superuser: the operator allows the folder her repositories are in.
+    settings.SD_LOCAL_REPO_ROOTS = [str(root)]
     alice = User.objects.create_user("alice", password=PASSWORD, first_name="Alice")
     (root / "acme").mkdir()
     repo = make_repo(

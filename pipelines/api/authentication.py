@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from builds.models import FINISHED_STATUSES, Build
-from pipelines.auth_tokens import Claims, InvalidToken, decode
+from pipelines.auth_tokens import Claims, InvalidToken, decode, generation_of, password_mark
 from pipelines.models import Pipeline, Token
 from pipelines.services import touch_token
 
@@ -116,9 +117,20 @@ class BearerAuthentication(authentication.BaseAuthentication):
             return PipelinePrincipal(int(claims.pipeline_id or 0)), claims
         if "user" not in claims.scope:
             raise exceptions.AuthenticationFailed("The token has no scope this server knows.")
-        user = get_user_model().objects.filter(username=claims.username, is_active=True).first()
+        user = (
+            get_user_model()
+            .objects.filter(username=claims.username, is_active=True)
+            .select_related("sign_in_generation")
+            .first()
+        )
         if user is None:
             raise exceptions.AuthenticationFailed("The token's user no longer exists.")
+        if claims.generation != generation_of(user) or not hmac.compare_digest(
+            claims.password_mark or "", password_mark(user)
+        ):
+            raise exceptions.AuthenticationFailed(
+                "The token was revoked by a sign-out or a password change: sign in again."
+            )
         return user, claims
 
     def _build(self, claims: Claims) -> BuildPrincipal:

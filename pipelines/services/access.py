@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from pipelines import encryption
 from pipelines.auth_tokens import new_api_token_value
-from pipelines.models import Pipeline, Secret, Token
+from pipelines.models import Pipeline, Secret, SignInGeneration, Token
 from pipelines.services.pipelines import PipelineError
 
 # --- secrets and tokens --------------------------------------------------------------------
@@ -38,6 +39,14 @@ def create_user_token(*, user: User, name: str, description: str = "") -> NewTok
         user=user, name=name, description=description, hash=Token.hash_value(value)
     )
     return NewToken(token=token, value=value)
+
+
+def revoke_user_jwts(*, user: User) -> None:
+    """Refuse every user JWT issued to this person so far (sign-out); API tokens stay valid."""
+    with transaction.atomic():
+        row, created = SignInGeneration.objects.get_or_create(user=user, defaults={"generation": 1})
+        if not created:
+            SignInGeneration.objects.filter(pk=row.pk).update(generation=F("generation") + 1)
 
 
 def touch_token(token: Token) -> None:

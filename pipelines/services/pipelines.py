@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from django.conf import settings
@@ -153,26 +154,69 @@ def _pipeline_name(ref: RepoRef) -> str:
     return f"{path.parent.name or 'local'}/{ref.name}"
 
 
-def _resolve(checkout_url: str) -> tuple[RepoRef, str, dict[str, Any]]:
+# One answer for every local path a person may not use, so it never tells whether it exists.
+LOCAL_PATH_REFUSED = (
+    "This local path is not one you may build from: use a repository under a folder the "
+    "operator allows (SD_LOCAL_REPO_ROOTS), or ask an admin."
+)
+
+
+def _under_allowed_root(path: str) -> bool:
+    """Whether path, its symlinks and `..` resolved, lies under a folder of SD_LOCAL_REPO_ROOTS."""
+    real = Path(os.path.realpath(path))
+    return any(
+        real.is_relative_to(os.path.realpath(root))
+        for root in settings.SD_LOCAL_REPO_ROOTS
+        if os.path.isabs(root)
+    )
+
+
+def _resolve(checkout_url: str, *, user: User | None) -> tuple[RepoRef, str, dict[str, Any]]:
     """The repository a checkout URL names, its branch head, and the config there."""
     scm = scm_for(checkout_url)
+    guarded = isinstance(scm, LocalGitScm) and user is not None and not user.is_superuser
     try:
         ref = scm.parse_url(checkout_url)
+    except ScmError as exc:
+        # git's own words would tell a person what exists on the server's disk.
+        raise PipelineError(LOCAL_PATH_REFUSED if guarded else str(exc)) from exc
+    # The path was checked before git ran; a symlink swapped since then is caught here.
+    if guarded and not _under_allowed_root(ref.repo_path):
+        raise PipelineError(LOCAL_PATH_REFUSED)
+    try:
         head = scm.head_sha(ref)
     except ScmError as exc:
         raise PipelineError(str(exc)) from exc
     return ref, head, read_config(ref, head)
 
 
-def _check_creator_administers(*, checkout_url: str, user: User | None) -> bool:
-    """Refuse unless the creator administers the GitHub/GitLab repository; return its privacy.
+def _check_local_path(*, checkout_url: str, user: User | None) -> None:
+    """Refuse a local repository to anyone but a superuser unless it is under an allowed root.
 
-    As in Screwdriver, only a repository's admins make its pipeline, asked with their own
-    token; superusers (and callers without a user: management commands) use the server's
-    token. A local repository is never asked.
+    The server's disk is the operator's: without this anyone signed in could build (and so
+    read) any repository the server can read. Every refusal says the same, before git is run.
+    """
+    if user is None or user.is_superuser:
+        return
+    try:
+        path = LocalGitScm.location_of(checkout_url)
+    except ScmError as exc:
+        raise PipelineError(LOCAL_PATH_REFUSED) from exc
+    if not _under_allowed_root(path):
+        raise PipelineError(LOCAL_PATH_REFUSED)
+
+
+def _check_creator_administers(*, checkout_url: str, user: User | None) -> bool:
+    """Refuse unless the creator may use the repository; return its privacy.
+
+    As in Screwdriver, only a GitHub/GitLab repository's admins make its pipeline, asked with
+    their own token; superusers (and callers without a user: management commands) use the
+    server's token. A local repository must lie under SD_LOCAL_REPO_ROOTS (or the creator be
+    a superuser).
     """
     scm = scm_for(checkout_url)
     if isinstance(scm, LocalGitScm):
+        _check_local_path(checkout_url=checkout_url, user=user)
         return False
     # Imported here: scm.rights reads pipelines.services (scm_for) itself.
     from scm.rights import forget_scm_token, scm_token_of
@@ -210,7 +254,7 @@ def _check_creator_administers(*, checkout_url: str, user: User | None) -> bool:
 def create_pipeline(*, checkout_url: str, user: User) -> Pipeline:
     """Create a pipeline from a repository URL, sync its jobs and install the push hook."""
     private = _check_creator_administers(checkout_url=checkout_url, user=user)
-    ref, head, config = _resolve(checkout_url)
+    ref, head, config = _resolve(checkout_url, user=user)
     username = user.get_username()
     try:
         with transaction.atomic():
@@ -349,7 +393,7 @@ def _repoint(*, pipeline: Pipeline, checkout_url: str, user: User | None) -> Pip
     """Point a pipeline at another repository or branch, then sync its jobs."""
     # Otherwise a local pipeline's admin could repoint it at any repository the server reads.
     private = _check_creator_administers(checkout_url=checkout_url, user=user)
-    ref, head, config = _resolve(checkout_url)
+    ref, head, config = _resolve(checkout_url, user=user)
     try:
         with transaction.atomic():
             pipeline.name = _pipeline_name(ref)

@@ -296,8 +296,9 @@ def test_a_created_release_runs_release_jobs(
 def test_unsupported_hooks_are_answered_and_ignored(
     client: Client, pipelines: tuple[Pipeline, Pipeline]
 ) -> None:
-    body = json.dumps({"object_kind": "note", "project": {"path_with_namespace": REPO}}).encode()
     for n, hook in enumerate(["Note Hook", "Pipeline Hook", "Issue Hook"]):
+        kind = hook.split()[0].lower()
+        body = json.dumps({"object_kind": kind, "project": {"path_with_namespace": REPO}}).encode()
         response = client.post(
             "/v4/webhooks",
             data=body,
@@ -451,6 +452,18 @@ def test_a_replayed_delivery_is_refused_and_starts_nothing_more(
     work(deliver(client, "push_feature_branch", delivery="d-1"))
     again = deliver(client, "push_feature_branch", delivery="d-1")
     assert again.status_code == 409
+    assert WebhookDelivery.objects.count() == 1 and Event.objects.count() == 1
+
+
+def test_a_replayed_body_under_a_new_delivery_id_changes_nothing(
+    client: Client, pipelines: tuple[Pipeline, Pipeline]
+) -> None:
+    work(deliver(client, "release_create", delivery="d-1"))
+
+    replay = deliver(client, "release_create", delivery="d-2")
+
+    assert replay.status_code == 409, replay.content
+    assert "repeats the body" in replay.json()["message"]
     assert WebhookDelivery.objects.count() == 1 and Event.objects.count() == 1
 
 

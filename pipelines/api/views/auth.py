@@ -141,7 +141,10 @@ class GuestLoginView(ApiView):
 
 
 class AuthLogoutView(ApiView):
-    """POST /v4/auth/logout: ends the session; JWTs are stateless and simply expire."""
+    """POST /v4/auth/logout: ends the session and refuses every JWT the person holds.
+
+    Django's sign-out signal moves the person's sign-in generation on (pipelines.apps).
+    """
 
     scopes = {"POST": frozenset({USER, GUEST})}
 

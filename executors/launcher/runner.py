@@ -199,6 +199,9 @@ class Runner:
         finally:
             if self.agent is not None:
                 self.agent.end_everything(self.grace, self._drain)
+                # The agent ends now: a sandbox's agent is our descendant, and the sweep
+                # below would give it (as pid 1, deaf to SIGTERM) the whole grace time.
+                self.agent.close()
             groups = [] if self.sweep else self._groups
             process.kill_everything(groups, grace=self.grace, sweep=self.sweep)
             os.close(self._read_fd)

@@ -230,6 +230,15 @@ def test_a_stopped_build_runs_teardown_in_its_safe_container_and_leaves_none(
     host = container.attrs["HostConfig"]
     assert host["Privileged"] is False
     assert host["CapDrop"] == ["ALL"]
+    assert sorted(c.removeprefix("CAP_") for c in host["CapAdd"]) == [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+    ]
     assert host["SecurityOpt"] == ["no-new-privileges"]
     assert host["PidsLimit"] == settings.SD_DOCKER_PIDS_LIMIT
     assert host["Memory"] == 1024**3  # screwdriver.cd/ram: MICRO
@@ -305,3 +314,154 @@ def test_the_reaper_removes_containers_of_builds_it_does_not_know(settings, busy
         assert foreign.id in ids  # another server's container is not ours to remove
     finally:
         foreign.remove(force=True)
+
+
+# Every step below tries to reach the host through the launcher, which runs there as the
+# server's user. Step numbers matter: the launcher writes `.launcher/cmd-K.sh` and
+# `.launcher/step-K.sh` for the K-th shell step (plant=1 ... teardown-z=6).
+RED_TEAM = f"""
+shared:
+  image: {IMAGE}
+  annotations:
+    screwdriver.cd/executor: docker
+jobs:
+  redteam:
+    requires: [~commit]
+    environment:
+      HOST: %(host)s
+      DATA: %(data)s
+    steps:
+      - plant: |
+          L=$SD_ROOT_DIR/.launcher
+          for k in 5 6; do
+            ln -s "$HOST/victim-cmd-$k" "$L/cmd-$k.sh"
+            ln -s "$HOST/victim-step-$k" "$L/step-$k.sh"
+          done
+          grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status
+          cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max
+          cat "$DATA/secret_key" "$DATA/db.sqlite3" || echo "no server data"
+          cat /proc/1/environ | tr '\\0' '\\n' | grep -c . || true
+          ls /proc | grep -c '^[0-9]' || true
+          mkdir -p "$HOST" && echo owned >"$HOST/outside-write" && echo "wrote in the container"
+          mknod /tmp/disk b 8 0 || echo "no mknod"
+      - meta-spy: |
+          ln -s "$HOST/external.json" "$SD_META_DIR/sd@1:spy.json"
+          echo "external says: $(meta get --external sd@1:spy -F --skip-store token)"
+          ln -s "$HOST/victim-lock" "$SD_META_PATH.lock"
+          meta set mine ok || echo "meta set refused"
+          rm -f "$SD_META_PATH"
+          ln -s "$HOST/host-meta.json" "$SD_META_PATH"
+          echo "meta says: $(meta get stolen)"
+      - control: |
+          c=$SD_ROOT_DIR/.sd-agent
+          rm -f "$c/meta.req"
+          ln -s "$HOST/host-req" "$c/meta.req"
+          echo go >"$c/meta"
+          IFS= read -r code <"$c/meta.res"; echo "req answer $code"
+          echo done >"$c/meta"
+          rm -f "$c/meta.req"
+          mv "$c" "$c.old" && ln -s "$HOST/ctrl" "$c"
+          echo go >"$c.old/meta"
+          sleep 2
+          rm "$c" && mv "$c.old" "$c"
+          rm -f "$c/meta.res"
+          ln -s "$HOST/victim-res" "$c/meta.res"
+          meta get anything || true
+          sleep 1
+      - pwd-trick: |
+          trap - EXIT
+          ln -s "$HOST/pwd-secret" "$SD_ROOT_DIR/.launcher/pwd-4"
+      - teardown-a: echo "teardown-a in $(pwd)"
+      - teardown-z: echo "teardown-z ran"
+  ordinary:
+    requires: [~commit]
+    steps:
+      - work: |
+          echo "root in $(id -u)"
+          mkdir -p owned && touch owned/f && chown 1000:1000 owned/f && chmod 600 owned/f
+          chmod 644 owned/f && echo "chown and chmod of another user's file"
+          mkdir -m 700 locked && chown 1000 locked && touch locked/in && echo "root enters 0700"
+          echo 'builder:x:1000:1000::/tmp:/bin/sh' >>/etc/passwd
+          su builder -c 'id -u'
+          su builder -c 'exec sleep 300' &
+          sleep 0.5
+          kill $! && echo "ended another user's process"
+          meta set ordinary yes
+          echo "meta says $(meta get ordinary)"
+"""
+
+
+def _host_side(tmp_path: Any, data_dir: Any) -> dict[str, Any]:
+    """Files of 'the host' outside every workspace, which the build tries to reach."""
+    host = tmp_path / "host"
+    (host / "ctrl").mkdir(parents=True)
+    (host / "secret-dir-7f3a").mkdir()
+    files = {
+        **{f"victim-{kind}-{k}": f"host {kind} {k}\n" for kind in ("cmd", "step") for k in (5, 6)},
+        "host-meta.json": '{"stolen": "host-meta-7f3a"}',
+        "external.json": '{"token": "host-external-7f3a"}',
+        "host-req": "set\0leaked\0host-req-7f3a\0",
+        "ctrl/meta.req": "set\0leaked2\0host-ctrl-7f3a\0",
+        "ctrl/meta.lock": "",
+        "victim-res": "host res\n",
+        "pwd-secret": f"{host / 'secret-dir-7f3a'}\n",
+    }
+    for name, text in files.items():
+        (host / name).write_text(text)
+    (data_dir / "secret_key").write_text("server-secret-7f3a")
+    (data_dir / "db.sqlite3").write_text("server-database-7f3a")
+    return {"host": host, "files": files}
+
+
+def test_a_build_cannot_reach_the_host_through_the_launcher_or_the_container(
+    docker_stack, make_repo, settings, tmp_path
+) -> None:
+    side = _host_side(tmp_path, docker_stack.data_dir)
+    host = side["host"]
+    yaml = RED_TEAM % {"host": host, "data": docker_stack.data_dir}
+    pipeline, event = _run(make_repo, yaml)
+    wait_until(lambda: _event_done(pipeline), timeout=120, what="the event to finish")
+
+    builds = {b.job.name: b for b in Build.objects.filter(event=event).select_related("job")}
+    ordinary, redteam = builds["ordinary"], builds["redteam"]
+    source = f"{redteam.executor_state['workspace']}/src/app"
+    assert ordinary.status == BuildStatus.SUCCESS, _log(ordinary, "work")
+    assert _log(ordinary, "work") == [
+        "root in 0",
+        "chown and chmod of another user's file",
+        "root enters 0700",
+        "1000",
+        "ended another user's process",
+        "meta says yes",
+    ]
+    logs = {s.name: _log(redteam, s.name) for s in Step.objects.filter(build=redteam)}
+    everything = "\n".join(line for lines in logs.values() for line in lines)
+
+    # Nothing on the host changed, appeared or went away.
+    for name, text in side["files"].items():
+        assert (host / name).read_text() == text, name
+    assert sorted(p.name for p in host.iterdir()) == sorted(
+        [*{n.split("/")[0] for n in side["files"]}, "secret-dir-7f3a"]
+    )
+    assert sorted(p.name for p in (host / "ctrl").iterdir()) == ["meta.lock", "meta.req"]
+    # Nothing of the host reached the build's meta or its logs.
+    redteam.refresh_from_db()
+    assert "7f3a" not in str(redteam.meta), redteam.meta
+    assert "7f3a" not in everything, logs
+    assert settings.SECRET_KEY not in everything
+    # The container saw its own pid namespace and the reduced capabilities only.
+    assert logs["plant"][:4] == [
+        "CapEff:\t00000000000000fb",  # CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID
+        "CapBnd:\t00000000000000fb",
+        "NoNewPrivs:\t1",
+        str(settings.SD_DOCKER_PIDS_LIMIT),
+    ], logs["plant"]
+    assert "no server data" in logs["plant"]
+    assert "no mknod" in logs["plant"]
+    assert "wrote in the container" in logs["plant"]
+    assert not (host / "outside-write").exists()
+    # Every step ran as it would without the tricks (the launcher refused what it could not
+    # open safely, and went on).
+    assert logs["teardown-z"] == ["teardown-z ran"]
+    assert logs["teardown-a"] == [f"teardown-a in {source}"]
+    assert redteam.status == BuildStatus.SUCCESS, logs

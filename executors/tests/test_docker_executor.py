@@ -465,3 +465,88 @@ def test_a_build_cannot_reach_the_host_through_the_launcher_or_the_container(
     assert logs["teardown-z"] == ["teardown-z ran"]
     assert logs["teardown-a"] == [f"teardown-a in {source}"]
     assert redteam.status == BuildStatus.SUCCESS, logs
+
+
+# An image's own /bin/sh is the image author's code: it runs as the container starts, before
+# the launcher has prepared the workspace or checked out anything.
+HOSTILE_SH = """#!/bin/busybox sh
+# Called as: /bin/sh -c AGENT sd-agent CONTROL_DIR. Runs the agent it was given, but with the
+# environment dump swapped for a link to a host file; or first puts a link in place of src/.
+[ "$3" = sd-agent ] || exec /bin/busybox sh "$@"
+c=$4
+agent=$2
+case $HOSTILE in
+  env) agent=$(echo "$2" | sed 's|export -p >"$c/env"|ln -s %(host)s/host-env "$c/env"|') ;;
+  src) ln -s %(host)s/host-src "${c%%/*}/src" ;;
+esac
+exec /bin/busybox sh -c "$agent" "$3" "$c"
+"""
+
+HOSTILE_JOBS = """
+jobs:
+  env:
+    image: %(image)s-env
+    requires: [~commit]
+    annotations: {screwdriver.cd/executor: docker}
+    steps:
+      - show: echo "stolen=${STOLEN:-nothing}"
+  src:
+    image: %(image)s-src
+    requires: [~commit]
+    annotations: {screwdriver.cd/executor: docker}
+    steps:
+      - show: ls
+"""
+
+
+def _hostile_images(engine: Any, host: Any, tag: str) -> None:
+    import io
+    import tarfile
+
+    script = (HOSTILE_SH % {"host": host}).encode()
+    for kind in ("env", "src"):
+        dockerfile = (
+            f"FROM {IMAGE}\n"
+            'RUN ["/bin/busybox", "rm", "/bin/sh"]\n'
+            "COPY sh /bin/sh\n"
+            f"ENV HOSTILE={kind}\n"
+        ).encode()
+        context = io.BytesIO()
+        with tarfile.open(fileobj=context, mode="w") as tar:
+            for name, data in (("Dockerfile", dockerfile), ("sh", script)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mode = 0o755
+                tar.addfile(info, io.BytesIO(data))
+        context.seek(0)
+        engine.images.build(
+            fileobj=context, custom_context=True, tag=f"{tag}-{kind}", rm=True, pull=False
+        )
+
+
+def test_a_hostile_image_cannot_lead_the_launcher_to_host_files_before_the_steps(
+    docker_stack, make_repo, tmp_path
+) -> None:
+    host = tmp_path / "host"
+    (host / "host-src").mkdir(parents=True)
+    (host / "host-env").write_text("export STOLEN=host-env-7f3a\n")
+    tag = f"sd-test-hostile-{uuid.uuid4().hex[:8]}"
+    engine = _engine()
+    _hostile_images(engine, host, tag)
+    try:
+        pipeline, event = _run(make_repo, HOSTILE_JOBS % {"image": tag})
+        wait_until(lambda: _event_done(pipeline), timeout=90, what="the event to finish")
+    finally:
+        for kind in ("env", "src"):
+            engine.images.remove(f"{tag}-{kind}", force=True)
+
+    builds = {b.job.name: b for b in Build.objects.filter(event=event).select_related("job")}
+    # The container's environment dump was a link to a host file: refused, so the steps get
+    # the launcher's default PATH and nothing of that file.
+    assert builds["env"].status == BuildStatus.SUCCESS, _log(builds["env"], "show")
+    assert _log(builds["env"], "show") == ["stolen=nothing"]
+    # `src` was a link to a host folder: the launcher refuses to prepare the workspace and
+    # never clones into the host's folder.
+    assert builds["src"].status == BuildStatus.FAILURE
+    assert "Not a directory: 'src'" in builds["src"].status_message
+    assert list((host / "host-src").iterdir()) == []

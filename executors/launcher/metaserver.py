@@ -80,6 +80,7 @@ class MetaServer:
         self.meta_path = meta_path
         # The steps may replace any of these files (or the directories) with links to host
         # files: everything is opened below handles, never through a link (see confined.py).
+        self._own_tree = tree is None
         self.tree = tree or Confined(meta_path.parent)
         self._control = Confined(control)
         # The steps' environment (SD_PIPELINE_ID), for `--external`; the launcher sets it once
@@ -118,6 +119,8 @@ class MetaServer:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._control.close()
+        if self._own_tree:
+            self.tree.close()
 
     def _serve(self) -> None:
         buffer = b""

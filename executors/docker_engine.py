@@ -197,6 +197,8 @@ class DockerExecutor(LocalExecutor):
                 user=settings.SD_DOCKER_USER or None,
                 network_mode=settings.SD_DOCKER_NETWORK,
                 privileged=False,
+                # Root in the image keeps only what installing packages and switching users
+                # needs (the list and its reasons: SD_DOCKER_CAP_ADD in settings.py).
                 cap_drop=["ALL"],
                 cap_add=list(settings.SD_DOCKER_CAP_ADD) or None,
                 security_opt=["no-new-privileges"],

@@ -334,8 +334,17 @@ SD_DOCKER_PULL = env_str("SD_DOCKER_PULL", "missing")  # missing, always or neve
 SD_DOCKER_PULL_TIMEOUT_SECONDS = env_float("SD_DOCKER_PULL_TIMEOUT_SECONDS", 45.0)
 SD_DOCKER_NETWORK = env_str("SD_DOCKER_NETWORK", "bridge")
 SD_DOCKER_USER = env_str("SD_DOCKER_USER")
+# Every capability is dropped, then only these come back: what root in an image needs to install
+# packages and work in a checkout the server's user owns (CHOWN, DAC_OVERRIDE, FOWNER, FSETID),
+# to drop to another user as apt, su and gosu do (SETGID, SETUID), and to end processes that
+# did so (KILL: the agent's sweep). All act inside the container only; the launcher never
+# follows the build's links (executors/launcher/confined.py), so DAC_OVERRIDE reaches nothing
+# of the host. Left out of Docker's defaults: NET_RAW (spoofing other builds on the bridge),
+# MKNOD, SYS_CHROOT, SETFCAP, SETPCAP, AUDIT_WRITE, NET_BIND_SERVICE (the engine lets
+# containers bind low ports anyway). See docs/launcher-protocol.md.
 SD_DOCKER_CAP_ADD = env_list(
-    "SD_DOCKER_CAP_ADD", ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SETUID"]
+    "SD_DOCKER_CAP_ADD",
+    ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID"],
 )
 SD_DOCKER_PIDS_LIMIT = env_int("SD_DOCKER_PIDS_LIMIT", 1024)
 SD_DOCKER_AGENT_TIMEOUT_SECONDS = env_float("SD_DOCKER_AGENT_TIMEOUT_SECONDS", 60.0)

@@ -25,8 +25,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .confined import Confined
+
 FIFOS = ("ctl", "events", "out")
 CONTROL_DIR_NAME = ".sd-agent"
+# `export -p` of an image's environment; more is not an environment.
+MAX_ENV_BYTES = 4 << 20
 
 # Runs as the container's main process: `/bin/sh -c AGENT_SH sd-agent CONTROL_DIR`. A sweep
 # signals every process it can see, so the agent runs only as pid 1 of its own pid namespace.
@@ -199,10 +203,10 @@ def parse_exports(text: str) -> dict[str, str]:
 # -- the launcher's side ----------------------------------------------------------------------
 
 
-def _open_fifo_pair(path: Path) -> tuple[int, int]:
+def _open_fifo_pair(directory: Confined, path: Path) -> tuple[int, int]:
     """Open a FIFO to read without blocking, plus a writer of our own so it never hits EOF."""
-    read_fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    write_fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    read_fd = directory.open(path, os.O_RDONLY, kind=stat.S_IFIFO)
+    write_fd = directory.open(path, os.O_WRONLY, kind=stat.S_IFIFO)
     return read_fd, write_fd
 
 
@@ -211,8 +215,11 @@ class Agent:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.out_fd, self._out_writer = _open_fifo_pair(directory / "out")
-        self.events_fd, self._events_writer = _open_fifo_pair(directory / "events")
+        # The container may swap these FIFOs (or the directory) for links to host files: open
+        # them below a handle, never through a link, and only if they are FIFOs.
+        self._files = Confined(directory)
+        self.out_fd, self._out_writer = _open_fifo_pair(self._files, directory / "out")
+        self.events_fd, self._events_writer = _open_fifo_pair(self._files, directory / "events")
         self._ctl_fd = -1
         self._buffer = b""
         self.codes: dict[int, int] = {}
@@ -225,7 +232,9 @@ class Agent:
         deadline = time.monotonic() + timeout
         while self._ctl_fd < 0:
             try:
-                self._ctl_fd = os.open(self.directory / "ctl", os.O_WRONLY | os.O_NONBLOCK)
+                self._ctl_fd = self._files.open(
+                    self.directory / "ctl", os.O_WRONLY, kind=stat.S_IFIFO
+                )
             except OSError as exc:
                 if exc.errno != errno.ENXIO:
                     raise AgentError(f"cannot open the agent's control FIFO: {exc}") from exc
@@ -242,10 +251,10 @@ class Agent:
     def environment(self) -> dict[str, str]:
         """The container's own environment (the image's ENV, HOME, PATH...)."""
         try:
-            text = (self.directory / "env").read_text(encoding="utf-8", errors="surrogateescape")
-        except OSError:
+            raw = self._files.read(self.directory / "env", MAX_ENV_BYTES)
+        except (OSError, ValueError):
             return {}
-        return parse_exports(text)
+        return parse_exports(raw.decode("utf-8", "surrogateescape"))
 
     def send(self, line: str) -> None:
         """Send one command; a vanished agent marks the agent gone instead of raising."""
@@ -337,6 +346,7 @@ class Agent:
         for fd in (self.out_fd, self._out_writer, self.events_fd, self._events_writer):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        self._files.close()
 
 
 if __name__ == "__main__":

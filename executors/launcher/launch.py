@@ -343,7 +343,11 @@ def _run_steps(
     if agent is not None:
         # The container's `meta` is a shell client; this thread answers it.
         meta_server = MetaServer(
-            agent.directory, workspace.meta_path, api_url=client.base, token=token
+            agent.directory,
+            workspace.meta_path,
+            api_url=client.base,
+            token=token,
+            tree=workspace.tree,
         )
         meta_server.start()
     secrets = {str(k): str(v) for k, v in (spec.get("secrets") or {}).items()}
@@ -408,4 +412,7 @@ def _final_meta(workspace: Workspace) -> dict[str, Any]:
         return workspace.read_meta()
     except ValueError as exc:
         warn(f"meta.json is not valid JSON, sending none: {exc}")
-        return {}
+    except OSError as exc:
+        # A link in place of meta.json (or of meta/) is refused, never followed.
+        warn(f"meta.json could not be read safely, sending none: {exc}")
+    return {}

@@ -19,12 +19,14 @@ self-contained: standard library only, no imports from its package.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import re
+import secrets
+import stat
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -37,38 +39,80 @@ USAGE = (
     " KEY | meta set [--json-value] KEY VALUE"
 )
 _MISSING = object()
+# What the launcher reads back from a workspace a build controls: a meta file is data for the
+# API, never megabytes.
+MAX_BYTES = 8 << 20
+
+# Every function that takes `dir_fd` works, when it is given, on `path.name` inside that open
+# directory and never through a symbolic link: the launcher answers a container's `meta` on
+# the host, where a link that the build put in place of meta.json would lead to a host file.
 
 
-def load(path: Path) -> dict[str, Any]:
+def _open(path: Path, flags: int, dir_fd: int | None) -> int:
+    if dir_fd is None:
+        return os.open(path, flags | os.O_CLOEXEC, 0o644)
+    fd = os.open(
+        path.name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644, dir_fd=dir_fd
+    )
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{path.name} is not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_json(path: Path, dir_fd: int | None = None) -> Any:
+    """The JSON document in the file at `path` (None when it is empty)."""
+    with os.fdopen(_open(path, os.O_RDONLY, dir_fd), "rb") as handle:
+        raw = handle.read(MAX_BYTES + 1)
+    if len(raw) > MAX_BYTES:
+        raise ValueError(f"{path.name} is larger than {MAX_BYTES} bytes")
+    text = raw.decode("utf-8")
+    return json.loads(text) if text.strip() else None
+
+
+def load(path: Path, dir_fd: int | None = None) -> dict[str, Any]:
     """The meta object stored at `path` ({} when the file is missing or empty)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_json(path, dir_fd)
     except FileNotFoundError:
         return {}
-    data = json.loads(text) if text.strip() else {}
     return data if isinstance(data, dict) else {}
 
 
-def save(path: Path, data: dict[str, Any]) -> None:
+def save(path: Path, data: dict[str, Any], dir_fd: int | None = None) -> None:
     """Replace the file at `path` atomically, so a reader never sees half a document."""
-    fd, tmp = tempfile.mkstemp(prefix=".meta-", dir=path.parent)
+    parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY) if dir_fd is None else dir_fd
+    tmp = f".meta-{secrets.token_hex(8)}"
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        fd = os.open(
+            tmp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o644,
+            dir_fd=parent,
+        )
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(data, handle, ensure_ascii=False)
+                handle.flush()
+                os.fchmod(handle.fileno(), 0o644)
+                os.fsync(handle.fileno())
+            # A rename replaces a link in place of meta.json; it never writes through it.
+            os.replace(tmp, path.name, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=parent)
+            raise
+    finally:
+        if dir_fd is None:
+            os.close(parent)
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
+def locked(path: Path, dir_fd: int | None = None) -> Iterator[None]:
     """Serialise read-modify-write cycles of concurrent `meta set` calls."""
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
+    fd = _open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, dir_fd)
+    with os.fdopen(fd, "r+b") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -216,18 +260,22 @@ def fetch_last_successful_meta(
 
 
 def external_meta(
-    path: Path, external: str, options: dict[str, str], environ: Mapping[str, str]
+    path: Path,
+    external: str,
+    options: dict[str, str],
+    environ: Mapping[str, str],
+    dir_fd: int | None = None,
 ) -> Any:
     """Another job's meta, looked up as meta-cli does (see the module's docstring)."""
     pipeline_id, job = external_job(
         external, options.get("sd-pipeline-id") or environ.get("SD_PIPELINE_ID", "")
     )
     key = f"sd.{pipeline_id}.{job}"
-    kept = get_value(load(path), key)
+    kept = get_value(load(path, dir_fd), key)
     if kept is not _MISSING and kept is not None:
         return kept
     try:
-        data: Any = json.loads((path.parent / f"sd@{pipeline_id}:{job}.json").read_text("utf-8"))
+        data: Any = read_json(path.parent / f"sd@{pipeline_id}:{job}.json", dir_fd)
     except FileNotFoundError:
         if options.get("skip-fetch"):
             return {}
@@ -242,13 +290,16 @@ def external_meta(
         # Its own `sd` copies of other jobs' meta are not part of what that job set.
         data.pop("sd", None)
     if not options.get("skip-store"):
-        with locked(path):
-            save(path, set_value(load(path), key, data))
+        with locked(path, dir_fd):
+            save(path, set_value(load(path, dir_fd), key, data), dir_fd)
     return data
 
 
 def run(
-    argv: list[str], path: Path, environ: Mapping[str, str] | None = None
+    argv: list[str],
+    path: Path,
+    environ: Mapping[str, str] | None = None,
+    dir_fd: int | None = None,
 ) -> tuple[int, str, str]:
     """Run a meta command line against the file at `path`; return (status, stdout, stderr)."""
     environ = os.environ if environ is None else environ
@@ -257,16 +308,16 @@ def run(
         json_value = bool(options.get("json-value"))
         external = options.get("external")
         if len(args) == 2 and args[0] == "get" and external is not None:
-            data = external_meta(path, external, options, environ)
+            data = external_meta(path, external, options, environ, dir_fd)
             return 0, render(get_value(data, args[1])) + "\n", ""
         if len(args) == 2 and args[0] == "get":
-            return 0, render(get_value(load(path), args[1])) + "\n", ""
+            return 0, render(get_value(load(path, dir_fd), args[1])) + "\n", ""
         if len(args) == 3 and args[0] == "set" and external is not None:
             raise MetaError("meta set works on this build's meta only: drop --external.")
         if len(args) == 3 and args[0] == "set":
             value: Any = json.loads(args[2]) if json_value else args[2]
-            with locked(path):
-                save(path, set_value(load(path), args[1], value))
+            with locked(path, dir_fd):
+                save(path, set_value(load(path, dir_fd), args[1], value), dir_fd)
             return 0, "", ""
     except (MetaError, ValueError, OSError) as exc:
         return 1, "", f"meta: {exc}\n"

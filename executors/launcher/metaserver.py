@@ -15,12 +15,14 @@ import errno
 import os
 import select
 import shlex
+import stat
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from . import meta
+from .confined import Confined
 
 META_SH = """#!/bin/sh
 # meta get [--external sd@P:JOB] KEY | meta set [--json-value] KEY VALUE: the launcher does it (see
@@ -39,17 +41,24 @@ echo go >"$c/meta"
   [ -z "$line" ] || printf '%%s' "$line" >&"$fd"
 } <"$c/meta.res"
 echo done >"$c/meta"
-exit "$code"
+exit "${code:-1}"
 """
 
 # A client that took the lock and died never says `done`: take the lock back after this long.
 STALE_LOCK_SECONDS = 10.0
+# A request is a few words; anything bigger is not from our client.
+MAX_REQUEST_BYTES = 1 << 20
+
+
+def client(control: Path) -> bytes:
+    """The shell `meta` that talks to the launcher through `control`."""
+    return (META_SH % {"control": shlex.quote(str(control))}).encode("utf-8")
 
 
 def install(bin_dir: Path, control: Path) -> Path:
     """Write the shell `meta` into `bin_dir`."""
     target = bin_dir / "meta"
-    target.write_text(META_SH % {"control": shlex.quote(str(control))}, encoding="utf-8")
+    target.write_bytes(client(control))
     target.chmod(0o755)
     return target
 
@@ -65,9 +74,15 @@ class MetaServer:
         *,
         api_url: str = "",
         token: str = "",
+        tree: Confined | None = None,
     ) -> None:
         self.control = control
         self.meta_path = meta_path
+        # The steps may replace any of these files (or the directories) with links to host
+        # files: everything is opened below handles, never through a link (see confined.py).
+        self._own_tree = tree is None
+        self.tree = tree or Confined(meta_path.parent)
+        self._control = Confined(control)
         # The steps' environment (SD_PIPELINE_ID), for `--external`; the launcher sets it once
         # it has built that environment.
         self.environ: Mapping[str, str] = environ or {}
@@ -76,13 +91,13 @@ class MetaServer:
         # SD_TOKEN that the job's environment, a secret or a `meta -u/-t` could have changed.
         self.api_url = api_url
         self.token = token
-        for name in ("meta", "meta.res", "meta.wait"):
-            path = control / name
-            if not path.exists():
-                os.mkfifo(path, 0o600)
+        with self._control.directory(control) as directory:
+            for name in ("meta", "meta.res", "meta.wait"):
+                with contextlib.suppress(FileExistsError):
+                    os.mkfifo(name, 0o600, dir_fd=directory)
         # Read-write opens never block and never see end-of-file on a FIFO (Linux).
-        self._requests = os.open(control / "meta", os.O_RDWR | os.O_NONBLOCK)
-        self._wake = os.open(control / "meta.wait", os.O_RDWR | os.O_NONBLOCK)
+        self._requests = self._control.open(control / "meta", os.O_RDWR, kind=stat.S_IFIFO)
+        self._wake = self._control.open(control / "meta.wait", os.O_RDWR, kind=stat.S_IFIFO)
         self._done = threading.Event()
         # Closing writes here so the serving thread leaves its select at once, not after the
         # poll interval: the build's final status waits for this thread to end.
@@ -103,6 +118,9 @@ class MetaServer:
         for fd in (self._requests, self._wake, self._stop_read, self._stop_write):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        self._control.close()
+        if self._own_tree:
+            self.tree.close()
 
     def _serve(self) -> None:
         buffer = b""
@@ -123,11 +141,12 @@ class MetaServer:
 
     def _answer(self) -> None:
         try:
-            raw = (self.control / "meta.req").read_bytes()
+            raw = self._control.read(self.control / "meta.req", MAX_REQUEST_BYTES)
             args = [os.fsdecode(a) for a in raw.split(b"\0")[:-1]]
             environ = {**self.environ, "SD_API_URL": self.api_url, "SD_TOKEN": self.token}
-            code, out, err = meta.run(args, self.meta_path, environ)
-        except OSError as exc:
+            with self.tree.directory(self.meta_path.parent) as meta_dir:
+                code, out, err = meta.run(args, self.meta_path, environ, meta_dir)
+        except (OSError, ValueError) as exc:
             code, out, err = 1, "", f"meta: {exc}\n"
         payload = f"{code}\n{out if code == 0 else err}".encode("utf-8", "surrogateescape")
         self._answered_at = time.monotonic()
@@ -148,7 +167,7 @@ class MetaServer:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             try:
-                return os.open(self.control / "meta.res", os.O_WRONLY | os.O_NONBLOCK)
+                return self._control.open(self.control / "meta.res", os.O_WRONLY, kind=stat.S_IFIFO)
             except OSError as exc:
                 if exc.errno != errno.ENXIO:
                     return None
@@ -157,15 +176,16 @@ class MetaServer:
 
     def _release(self) -> None:
         self._answered_at = None
-        with contextlib.suppress(FileNotFoundError):
-            (self.control / "meta.lock").unlink()
+        with contextlib.suppress(OSError):
+            self._control.unlink(self.control / "meta.lock")
         with contextlib.suppress(OSError):
             os.write(self._wake, b"free\n")
 
     def _reclaim_stale_lock(self) -> None:
         try:
-            taken = (self.control / "meta.lock").stat().st_mtime
-        except FileNotFoundError:
+            with self._control.directory(self.control) as directory:
+                taken = os.stat("meta.lock", dir_fd=directory, follow_symlinks=False).st_mtime
+        except OSError:
             return
         since = self._answered_at
         if since is not None:

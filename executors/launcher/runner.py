@@ -19,7 +19,7 @@ from typing import Protocol
 
 from . import process
 from .agent import Agent
-from .environment import export_script, without_private, write_private
+from .environment import export_script, without_private
 from .logs import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STEP_BYTES, Line, Masker, StepOutput
 from .sandbox import hand_over
 from .workspace import Workspace
@@ -28,6 +28,7 @@ SETUP_STEP = "sd-setup-scm"
 TEARDOWN_PREFIX = "teardown-"
 _F_SETPIPE_SZ = 1031
 _READ_SIZE = 1 << 20
+_MAX_PATH_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -182,8 +183,9 @@ class Runner:
             # A bigger pipe means fewer wake-ups for chatty steps.
             fcntl.fcntl(self._read_fd, _F_SETPIPE_SZ, _READ_SIZE)
         try:
-            self.workspace.source.mkdir(parents=True, exist_ok=True)
-            write_private(self._env_file, export_script(self.env))
+            with self.workspace.tree.directory(self.workspace.source, create=True):
+                pass
+            self.workspace.write_private(self._env_file, export_script(self.env))
             if checkout is not None and not self.stopping():
                 self._record(result, SETUP_STEP, self._setup_scm(checkout))
             if self.owner is not None:
@@ -306,20 +308,30 @@ class Runner:
         env_out, pwd_out = state / f"env-{k}", state / f"pwd-{k}"
         command, wrapper = state / f"cmd-{k}.sh", state / f"step-{k}.sh"
         text = step.command if step.command.endswith("\n") else step.command + "\n"
-        self._write(command, text)
         q = shlex.quote
-        cwd = self._cwd if self._cwd.is_dir() else self.workspace.source
+        source = self.workspace.source
+        if self.agent is None:
+            cwd = self._cwd if self._cwd.is_dir() else source
+            cd = []
+        else:
+            # The directory is the container's: only the container can tell whether it is
+            # still there (the launcher's machine may have one of that name, or not).
+            cwd = self._cwd
+            cd = [f"cd {q(str(cwd))} 2>/dev/null || cd {q(str(source))} || exit 1"]
         exports = [f"export SD_STEP_NAME={q(step.name)}"]
         if teardown_code is not None:
             exports.append(f"export SD_STEP_EXIT_CODE={teardown_code}")
         # The user's command is only ever sourced from its own file, never pasted into shell
         # text; the EXIT trap hands exported variables and the directory to the next step.
+        # Earlier steps may have put links where these files go: the workspace's writes
+        # replace them and never follow them.
+        self._write(command, text)
         self._write(
             wrapper,
             "\n".join(
                 [
                     # In a container the agent starts the shell; it changes directory itself.
-                    *([f"cd {q(str(cwd))} || exit 1"] if self.agent is not None else []),
+                    *cd,
                     f". {q(str(self._env_file))}",
                     *exports,
                     f"__sd_env_out={q(str(env_out))}",
@@ -345,19 +357,18 @@ class Runner:
             )
         self._log(step.name, output, b"", finish=True)
         self.reporter.step_ended(step.name, datetime.now(UTC), code)
-        if env_out.exists():
+        # Written by the step: a link in their place is refused, never followed.
+        if self.workspace.tree.is_file(env_out):
             self._env_file = env_out
-        with contextlib.suppress(OSError, UnicodeDecodeError):
-            directory = pwd_out.read_bytes().removesuffix(b"\n")
-            if directory:
+        with contextlib.suppress(OSError, ValueError):
+            directory = self.workspace.tree.read(pwd_out, _MAX_PATH_BYTES).removesuffix(b"\n")
+            if directory and b"\0" not in directory:
                 self._cwd = Path(os.fsdecode(directory))
         return code
 
     def _write(self, path: Path, text: str) -> None:
         """A file for the steps to read: private, and theirs when they run as another user."""
-        write_private(path, text)
-        if self.owner is not None:
-            os.chown(path, *self.owner, follow_symlinks=False)
+        self.workspace.write_private(path, text, self.owner)
 
     # -- processes and output ---------------------------------------------------------------
 

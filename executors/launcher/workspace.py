@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from . import meta, metaserver
+from .confined import Confined
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,16 @@ class Workspace:
         """Private: environment dumps, working directories, step scripts (may hold secrets)."""
         return self.root / ".launcher"
 
+    @cached_property
+    def tree(self) -> Confined:
+        """The workspace as the launcher must touch it once steps run: never through a link.
+
+        Steps (root in a container) may replace any file here with a link to a file of the
+        machine the launcher runs on; see confined.py.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        return Confined(self.root)
+
     def prepare(self, initial_meta: dict[str, Any], agent_dir: Path | None = None) -> None:
         """Create the directories, the meta file and the `meta` command.
 
@@ -60,13 +73,21 @@ class Workspace:
         shell client that the launcher answers through that directory.
         """
         for directory in (self.source.parent, self.artifacts, self.meta_dir, self.bin):
-            directory.mkdir(parents=True, exist_ok=True)
-        self.state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.meta_path.write_text(json.dumps(initial_meta, ensure_ascii=False), encoding="utf-8")
+            with self.tree.directory(directory, create=True):
+                pass
+        with self.tree.directory(self.state, create=True) as state:
+            os.fchmod(state, 0o700)
+        text = json.dumps(initial_meta, ensure_ascii=False)
+        self.tree.write(self.meta_path, text.encode("utf-8"), 0o644)
         if agent_dir is None:
+            # No step has run yet and none runs in a container that started before us.
             meta.install(self.bin)
         else:
-            metaserver.install(self.bin, agent_dir)
+            self.tree.write(self.bin / "meta", metaserver.client(agent_dir), 0o755)
+
+    def write_private(self, path: Path, text: str, owner: tuple[int, int] | None = None) -> None:
+        """Write a file of the workspace that only its owner may read (it may hold secrets)."""
+        self.tree.write(path, text.encode("utf-8", "surrogateescape"), 0o600, owner)
 
     def variables(self, token: str) -> dict[str, str]:
         """The SD_* variables that depend on where the launcher runs."""
@@ -81,5 +102,6 @@ class Workspace:
         }
 
     def read_meta(self) -> dict[str, Any]:
-        """The meta as the steps left it."""
-        return meta.load(self.meta_path)
+        """The meta as the steps left it (a link in place of meta.json is refused)."""
+        with self.tree.directory(self.meta_dir) as meta_dir:
+            return meta.load(self.meta_path, meta_dir)

@@ -236,6 +236,15 @@ def test_a_stopped_build_runs_teardown_in_its_safe_container_and_leaves_none(
     host = container.attrs["HostConfig"]
     assert host["Privileged"] is False
     assert host["CapDrop"] == ["ALL"]
+    assert sorted(c.removeprefix("CAP_") for c in host["CapAdd"]) == [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+    ]
     assert host["SecurityOpt"] == ["no-new-privileges"]
     assert host["PidsLimit"] == settings.SD_DOCKER_PIDS_LIMIT
     assert host["Memory"] == 1024**3  # screwdriver.cd/ram: MICRO
@@ -311,3 +320,239 @@ def test_the_reaper_removes_containers_of_builds_it_does_not_know(settings, busy
         assert foreign.id in ids  # another server's container is not ours to remove
     finally:
         foreign.remove(force=True)
+
+
+# Every step below tries to reach the host through the launcher, which runs there as the
+# server's user. Step numbers matter: the launcher writes `.launcher/cmd-K.sh` and
+# `.launcher/step-K.sh` for the K-th shell step (plant=1 ... teardown-z=6).
+RED_TEAM = f"""
+shared:
+  image: {IMAGE}
+  annotations:
+    screwdriver.cd/executor: docker
+jobs:
+  redteam:
+    requires: [~commit]
+    environment:
+      HOST: %(host)s
+      DATA: %(data)s
+    steps:
+      - plant: |
+          L=$SD_ROOT_DIR/.launcher
+          for k in 5 6; do
+            ln -s "$HOST/victim-cmd-$k" "$L/cmd-$k.sh"
+            ln -s "$HOST/victim-step-$k" "$L/step-$k.sh"
+          done
+          grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status
+          cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max
+          cat "$DATA/secret_key" "$DATA/db.sqlite3" || echo "no server data"
+          cat /proc/1/environ | tr '\\0' '\\n' | grep -c . || true
+          ls /proc | grep -c '^[0-9]' || true
+          mkdir -p "$HOST" && echo owned >"$HOST/outside-write" && echo "wrote in the container"
+          mknod /tmp/disk b 8 0 || echo "no mknod"
+      - meta-spy: |
+          ln -s "$HOST/external.json" "$SD_META_DIR/sd@1:spy.json"
+          echo "external says: $(meta get --external sd@1:spy -F --skip-store token)"
+          ln -s "$HOST/victim-lock" "$SD_META_PATH.lock"
+          meta set mine ok || echo "meta set refused"
+          rm -f "$SD_META_PATH"
+          ln -s "$HOST/host-meta.json" "$SD_META_PATH"
+          echo "meta says: $(meta get stolen)"
+      - control: |
+          c=$SD_ROOT_DIR/.sd-agent
+          rm -f "$c/meta.req"
+          ln -s "$HOST/host-req" "$c/meta.req"
+          echo go >"$c/meta"
+          IFS= read -r code <"$c/meta.res"; echo "req answer $code"
+          echo done >"$c/meta"
+          rm -f "$c/meta.req"
+          mv "$c" "$c.old" && ln -s "$HOST/ctrl" "$c"
+          echo go >"$c.old/meta"
+          sleep 2
+          rm "$c" && mv "$c.old" "$c"
+          rm -f "$c/meta.res"
+          ln -s "$HOST/victim-res" "$c/meta.res"
+          meta get anything || true
+          sleep 1
+      - pwd-trick: |
+          trap - EXIT
+          ln -s "$HOST/pwd-secret" "$SD_ROOT_DIR/.launcher/pwd-4"
+      - teardown-a: echo "teardown-a in $(pwd)"
+      - teardown-z: echo "teardown-z ran"
+  ordinary:
+    requires: [~commit]
+    steps:
+      - work: |
+          echo "root in $(id -u)"
+          mkdir -p owned && touch owned/f && chown 1000:1000 owned/f && chmod 600 owned/f
+          chmod 644 owned/f && echo "chown and chmod of another user's file"
+          mkdir -m 700 locked && chown 1000 locked && touch locked/in && echo "root enters 0700"
+          echo 'builder:x:1000:1000::/tmp:/bin/sh' >>/etc/passwd
+          su builder -c 'id -u'
+          su builder -c 'exec sleep 300' &
+          sleep 0.5
+          kill $! && echo "ended another user's process"
+          meta set ordinary yes
+          echo "meta says $(meta get ordinary)"
+"""
+
+
+def _host_side(tmp_path: Any, data_dir: Any) -> dict[str, Any]:
+    """Files of 'the host' outside every workspace, which the build tries to reach."""
+    host = tmp_path / "host"
+    (host / "ctrl").mkdir(parents=True)
+    (host / "secret-dir-7f3a").mkdir()
+    files = {
+        **{f"victim-{kind}-{k}": f"host {kind} {k}\n" for kind in ("cmd", "step") for k in (5, 6)},
+        "host-meta.json": '{"stolen": "host-meta-7f3a"}',
+        "external.json": '{"token": "host-external-7f3a"}',
+        "host-req": "set\0leaked\0host-req-7f3a\0",
+        "ctrl/meta.req": "set\0leaked2\0host-ctrl-7f3a\0",
+        "ctrl/meta.lock": "",
+        "victim-res": "host res\n",
+        "pwd-secret": f"{host / 'secret-dir-7f3a'}\n",
+    }
+    for name, text in files.items():
+        (host / name).write_text(text)
+    (data_dir / "secret_key").write_text("server-secret-7f3a")
+    (data_dir / "db.sqlite3").write_text("server-database-7f3a")
+    return {"host": host, "files": files}
+
+
+def test_a_build_cannot_reach_the_host_through_the_launcher_or_the_container(
+    docker_stack, make_repo, settings, tmp_path
+) -> None:
+    side = _host_side(tmp_path, docker_stack.data_dir)
+    host = side["host"]
+    yaml = RED_TEAM % {"host": host, "data": docker_stack.data_dir}
+    pipeline, event = _run(make_repo, yaml)
+    wait_until(lambda: _event_done(pipeline), timeout=120, what="the event to finish")
+
+    builds = {b.job.name: b for b in Build.objects.filter(event=event).select_related("job")}
+    ordinary, redteam = builds["ordinary"], builds["redteam"]
+    source = f"{redteam.executor_state['workspace']}/src/app"
+    assert ordinary.status == BuildStatus.SUCCESS, _log(ordinary, "work")
+    assert _log(ordinary, "work") == [
+        "root in 0",
+        "chown and chmod of another user's file",
+        "root enters 0700",
+        "1000",
+        "ended another user's process",
+        "meta says yes",
+    ]
+    logs = {s.name: _log(redteam, s.name) for s in Step.objects.filter(build=redteam)}
+    everything = "\n".join(line for lines in logs.values() for line in lines)
+
+    # Nothing on the host changed, appeared or went away.
+    for name, text in side["files"].items():
+        assert (host / name).read_text() == text, name
+    assert sorted(p.name for p in host.iterdir()) == sorted(
+        [*{n.split("/")[0] for n in side["files"]}, "secret-dir-7f3a"]
+    )
+    assert sorted(p.name for p in (host / "ctrl").iterdir()) == ["meta.lock", "meta.req"]
+    # Nothing of the host reached the build's meta or its logs.
+    redteam.refresh_from_db()
+    assert "7f3a" not in str(redteam.meta), redteam.meta
+    assert "7f3a" not in everything, logs
+    assert settings.SECRET_KEY not in everything
+    # The container saw its own pid namespace and the reduced capabilities only.
+    assert logs["plant"][:4] == [
+        "CapEff:\t00000000000000fb",  # CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID
+        "CapBnd:\t00000000000000fb",
+        "NoNewPrivs:\t1",
+        str(settings.SD_DOCKER_PIDS_LIMIT),
+    ], logs["plant"]
+    assert "no server data" in logs["plant"]
+    assert "no mknod" in logs["plant"]
+    assert "wrote in the container" in logs["plant"]
+    assert not (host / "outside-write").exists()
+    # Every step ran as it would without the tricks (the launcher refused what it could not
+    # open safely, and went on).
+    assert logs["teardown-z"] == ["teardown-z ran"]
+    assert logs["teardown-a"] == [f"teardown-a in {source}"]
+    assert redteam.status == BuildStatus.SUCCESS, logs
+
+
+# An image's own /bin/sh is the image author's code: it runs as the container starts, before
+# the launcher has prepared the workspace or checked out anything.
+HOSTILE_SH = """#!/bin/busybox sh
+# Called as: /bin/sh -c AGENT sd-agent CONTROL_DIR. Runs the agent it was given, but with the
+# environment dump swapped for a link to a host file; or first puts a link in place of src/.
+[ "$3" = sd-agent ] || exec /bin/busybox sh "$@"
+c=$4
+agent=$2
+case $HOSTILE in
+  env) agent=$(echo "$2" | sed 's|export -p >"$c/env"|ln -s %(host)s/host-env "$c/env"|') ;;
+  src) ln -s %(host)s/host-src "${c%%/*}/src" ;;
+esac
+exec /bin/busybox sh -c "$agent" "$3" "$c"
+"""
+
+HOSTILE_JOBS = """
+jobs:
+  env:
+    image: %(image)s-env
+    requires: [~commit]
+    annotations: {screwdriver.cd/executor: docker}
+    steps:
+      - show: echo "stolen=${STOLEN:-nothing}"
+  src:
+    image: %(image)s-src
+    requires: [~commit]
+    annotations: {screwdriver.cd/executor: docker}
+    steps:
+      - show: ls
+"""
+
+
+def _hostile_images(engine: Any, host: Any, tag: str) -> None:
+    import io
+    import tarfile
+
+    script = (HOSTILE_SH % {"host": host}).encode()
+    for kind in ("env", "src"):
+        dockerfile = (
+            f"FROM {IMAGE}\n"
+            'RUN ["/bin/busybox", "rm", "/bin/sh"]\n'
+            "COPY sh /bin/sh\n"
+            f"ENV HOSTILE={kind}\n"
+        ).encode()
+        context = io.BytesIO()
+        with tarfile.open(fileobj=context, mode="w") as tar:
+            for name, data in (("Dockerfile", dockerfile), ("sh", script)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mode = 0o755
+                tar.addfile(info, io.BytesIO(data))
+        context.seek(0)
+        engine.images.build(
+            fileobj=context, custom_context=True, tag=f"{tag}-{kind}", rm=True, pull=False
+        )
+
+
+def test_a_hostile_image_cannot_lead_the_launcher_to_host_files_before_the_steps(
+    docker_stack, make_repo, tmp_path
+) -> None:
+    host = tmp_path / "host"
+    (host / "host-src").mkdir(parents=True)
+    (host / "host-env").write_text("export STOLEN=host-env-7f3a\n")
+    tag = f"sd-test-hostile-{uuid.uuid4().hex[:8]}"
+    engine = _engine()
+    _hostile_images(engine, host, tag)
+    try:
+        pipeline, event = _run(make_repo, HOSTILE_JOBS % {"image": tag})
+        wait_until(lambda: _event_done(pipeline), timeout=90, what="the event to finish")
+    finally:
+        for kind in ("env", "src"):
+            engine.images.remove(f"{tag}-{kind}", force=True)
+
+    builds = {b.job.name: b for b in Build.objects.filter(event=event).select_related("job")}
+    # The container's environment dump was a link to a host file: refused, so the steps get
+    # the launcher's default PATH and nothing of that file.
+    assert builds["env"].status == BuildStatus.SUCCESS, _log(builds["env"], "show")
+    assert _log(builds["env"], "show") == ["stolen=nothing"]
+    # `src` was a link to a host folder: the launcher refuses to prepare the workspace and
+    # never clones into the host's folder.
+    assert builds["src"].status == BuildStatus.FAILURE
+    assert "Not a directory: 'src'" in builds["src"].status_message
+    assert list((host / "host-src").iterdir()) == []

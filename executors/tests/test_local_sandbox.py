@@ -216,6 +216,33 @@ def test_a_pull_request_from_a_fork_does_not_run_on_the_local_executor(
     assert not Step.objects.filter(build=build, start_time__isnull=False).exists()
 
 
+@pytest.mark.parametrize("stack_env", [{"SD_LOCAL_SANDBOX": "none"}])
+def test_without_a_sandbox_no_pull_request_runs_on_the_local_executor(
+    stack: Any, make_repo: Any
+) -> None:
+    yaml = _yaml([("hello", "echo pr code ran")]).replace("[~commit]", "[~pr, ~commit]")
+    repo = make_repo({"screwdriver.yaml": yaml})
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=_admin())
+    sha = repo.push({"README.md": "branch"}, "a branch's commit")
+    pr = start_pr_event(
+        pipeline=pipeline,
+        pr_num=8,
+        sha=sha,
+        creator=Creator("Bob", "bob"),
+        pr={"fork": False, "title": "a branch", "ref": "feature", "url": ""},
+    )
+    assert pr is not None
+    refused = _finished(pr)
+    assert refused.status == BuildStatus.FAILURE
+    assert "without a sandbox" in refused.status_message
+    assert "SD_LOCAL_SANDBOX is none" in refused.status_message
+    assert not Step.objects.filter(build=refused, start_time__isnull=False).exists()
+
+    # The pipeline's own commits still build: they are the operator's trusted code.
+    event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("A", "alice"))
+    assert _finished(event).status == BuildStatus.SUCCESS
+
+
 def test_the_worker_says_in_one_line_at_start_that_local_builds_are_not_sandboxed(
     tmp_path: Path,
 ) -> None:

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import base64
-import re
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from .masking import Masker
 
 DEFAULT_MAX_LINE_BYTES = 65536
 DEFAULT_MAX_STEP_BYTES = 268435456
 LINE_TRUNCATED = b" [line truncated]"
-MASK = b"****"
 
 # A line is (milliseconds since the epoch, raw bytes without the newline).
 Line = tuple[int, bytes]
@@ -24,27 +24,6 @@ Line = tuple[int, bytes]
 def now_ms() -> int:
     """Milliseconds since the epoch, the `t` of a log line."""
     return time.time_ns() // 1_000_000
-
-
-class Masker:
-    """Replaces secret values in raw output with `****`."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        values: set[bytes] = set()
-        for secret in secrets:
-            if not secret:
-                continue
-            values.add(secret.encode("utf-8", "surrogateescape"))
-            # Output is split into lines before masking, so a multi-line secret (a key file)
-            # must also be masked line by line.
-            values.update(p.encode("utf-8", "surrogateescape") for p in secret.splitlines() if p)
-        ordered = sorted(values, key=len, reverse=True)
-        self.longest = len(ordered[0]) if ordered else 0
-        self._pattern = re.compile(b"|".join(re.escape(v) for v in ordered)) if ordered else None
-
-    def __call__(self, raw: bytes) -> bytes:
-        """`raw` with every secret replaced."""
-        return self._pattern.sub(MASK, raw) if self._pattern is not None else raw
 
 
 def _cut(raw: bytes, limit: int) -> bytes:

@@ -150,7 +150,12 @@ def test_a_step_printing_100000_lines_yields_them_all_numbered_without_gaps(
     assert_contiguous(batches)
     texts = [line["m"] for batch in batches for line in batch["lines"]]
     assert len(texts) == 100_000
-    expected = [f"line {i}".replace("line 4242", "****") for i in range(100_000)]
+    # A line ending with a long enough start of the secret is masked too (see masking.py).
+    cut = {"line 4", "line 42", "line 424"}
+    expected = [
+        "****" if f"line {i}" in cut else f"line {i}".replace("line 4242", "****")
+        for i in range(100_000)
+    ]
     assert texts == expected
 
 

@@ -8,11 +8,11 @@ from typing import Any
 from django.conf import settings
 
 from builds.models import Build
+from builds.secrets import secret_values
 from builds.services import SETUP_STEP, deep_merge, skips_checkout
 from executors.services import config_of
 from pipelines import source_paths
-from pipelines.encryption import decrypt
-from pipelines.models import Event, Secret
+from pipelines.models import Event
 from pipelines.services import repo_ref_of
 from scm.base import RepoRef
 
@@ -107,16 +107,6 @@ def _checkout(build: Build, ref: RepoRef) -> dict[str, Any]:
     return checkout
 
 
-def _secrets(build: Build, config: dict[str, Any]) -> dict[str, str]:
-    wanted = [str(s) for s in config.get("secrets") or []]
-    if not wanted:
-        return {}
-    rows = Secret.objects.filter(pipeline_id=build.job.pipeline_id, name__in=wanted)
-    if build.event.type == "pr":
-        rows = rows.filter(allow_in_pr=True)
-    return {s.name: decrypt(s.encrypted_value) for s in rows}
-
-
 def _commit_meta(event: Event) -> dict[str, Any]:
     """Screwdriver's `commit.*` and `event.*` keys, under whatever the event's meta says."""
     commit = event.commit or {}
@@ -197,7 +187,7 @@ def launch_spec(build: Build) -> dict[str, Any]:
         "checkout": {"name": ref.name} if skips_checkout(config) else _checkout(build, ref),
         "steps": steps,
         "environment": build_environment(build, config),
-        "secrets": _secrets(build, config),
+        "secrets": secret_values(build),
         "meta": _initial_meta(build),
         "timeoutSeconds": build.timeout_seconds,
         "heartbeatSeconds": max(1.0, settings.SD_BUILD_LEASE_SECONDS / HEARTBEAT_FRACTION),

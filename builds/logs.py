@@ -7,15 +7,20 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Sum
 
 from builds import live
 from builds.models import LogBatch, Step
+from builds.secrets import masker_for
 
 MAX_BATCH_LINES = 1000
 LINES_PER_PAGE = 100
 MAX_PAGES = 100
+
+# A line: milliseconds since the epoch, raw bytes without the newline.
+Line = tuple[int, bytes]
 
 
 class LogBatchError(ValueError):
@@ -53,10 +58,14 @@ def _line_bytes(line: Any, index: int) -> tuple[int, bytes]:
 
 
 def append_batch(*, step: Step, seq: int, first_line: int, lines: list[Any]) -> bool:
-    """Store one batch once; a resend of the same seq is accepted and changes nothing.
+    """Store one batch once, masked, in order and within the caps; True if lines were stored.
 
-    A resend must hold the lines of the first try: one that starts elsewhere or holds more
-    lines is refused rather than taken as stored, so no line is dropped without a word.
+    A resend of a stored seq is accepted and changes nothing, but must hold the lines of the
+    first try: one that starts elsewhere or holds more lines is refused rather than taken as
+    stored, so no line is dropped without a word. A new batch must follow the stored ones
+    (seq one more than the last, firstLine the step's line count). The build's secrets are
+    masked here again, so a build token posting directly cannot show them. A batch that would
+    pass the step or build cap is cut, with one truncation line; later ones store nothing.
     """
     if not isinstance(lines, list) or not lines:
         raise LogBatchError("lines must be a non-empty list.")
@@ -68,39 +77,100 @@ def append_batch(*, step: Step, seq: int, first_line: int, lines: list[Any]) -> 
     for _, raw in parsed:
         if b"\n" in raw:
             raise LogBatchError("A log line must not contain a newline.")
+    mask = masker_for(step.build)
+    masked = [(t, mask(raw)) for t, raw in parsed]
     try:
         with transaction.atomic():
+            # Locked, so that two batches of a step are checked against the count one at a time.
+            current = Step.objects.select_for_update().get(pk=step.pk)
+            stored = LogBatch.objects.filter(step=current, seq=seq).first()
+            if stored is not None:
+                _check_resend(current, stored, first_line, len(parsed))
+                return False
+            if current.log_truncated:
+                return False  # a cap cut this log: the rest of it is dropped, as the launcher does
+            _check_order(current, seq, first_line)
+            kept, truncation = _within_caps(current, masked)
+            if truncation is not None:
+                kept.append((kept[-1][0] if kept else parsed[0][0], truncation))
             LogBatch.objects.create(
-                step=step,
+                step=current,
                 seq=seq,
                 first_line=first_line,
-                line_count=len(parsed),
-                data=LogBatch.pack([raw for _, raw in parsed]),
-                times=[t for t, _ in parsed],
+                line_count=len(kept),
+                data=LogBatch.pack([raw for _, raw in kept]),
+                times=[t for t, _ in kept],
             )
-            end = first_line + len(parsed)
-            Step.objects.filter(pk=step.pk, lines__lt=end).update(lines=end)
+            Step.objects.filter(pk=current.pk).update(
+                lines=first_line + len(kept),
+                log_bytes=F("log_bytes") + sum(len(raw) + 1 for _, raw in kept),
+                log_truncated=truncation is not None,
+            )
             live.publish_lines(
-                build_id=step.build_id,
-                step=step.name,
+                build_id=current.build_id,
+                step=current.name,
                 lines=[
                     {"n": first_line + i, "t": t, "m": raw.decode("utf-8", "replace")}
-                    for i, (t, raw) in enumerate(parsed)
+                    for i, (t, raw) in enumerate(kept)
                 ],
             )
     except IntegrityError:
+        # Another request stored this seq meanwhile: the same as a resend.
         stored = LogBatch.objects.filter(step=step, seq=seq).first()
-        if stored is not None and (stored.first_line, stored.line_count) != (
-            first_line,
-            len(parsed),
-        ):
-            last = stored.first_line + stored.line_count - 1
-            raise LogBatchConflict(
-                f"Batch {seq} of step {step.name} is stored with lines {stored.first_line} to "
-                f"{last}; a resend must carry the same lines, and new lines need a new seq."
-            ) from None
+        if stored is None:
+            raise
+        _check_resend(step, stored, first_line, len(parsed))
         return False
     return True
+
+
+def _check_resend(step: Step, stored: LogBatch, first_line: int, count: int) -> None:
+    if (stored.first_line, stored.line_count) == (first_line, count):
+        return
+    if step.log_truncated and stored.first_line == first_line and stored.line_count <= count + 1:
+        return  # the stored batch is the one a cap cut
+    last = stored.first_line + stored.line_count - 1
+    raise LogBatchConflict(
+        f"Batch {stored.seq} of step {step.name} is stored with lines {stored.first_line} to "
+        f"{last}; a resend must carry the same lines, and new lines need a new seq."
+    )
+
+
+def _check_order(step: Step, seq: int, first_line: int) -> None:
+    last = LogBatch.objects.filter(step=step).order_by("-seq").values_list("seq", flat=True).first()
+    expected = 0 if last is None else last + 1
+    if seq != expected or first_line != step.lines:
+        raise LogBatchConflict(
+            f"Step {step.name} expects batch {expected} starting at line {step.lines}, not "
+            f"batch {seq} at line {first_line}: send batches in order, without gaps."
+        )
+    if step.end_time is not None:
+        raise LogBatchConflict(f"Step {step.name} has ended: its log takes no new lines.")
+
+
+def _within_caps(step: Step, lines: list[Line]) -> tuple[list[Line], bytes | None]:
+    """The lines that fit under the step and build caps, and the truncation line if any."""
+    step_cap = settings.SD_LOG_MAX_STEP_BYTES
+    build_cap = settings.SD_LOG_MAX_BUILD_BYTES
+    build_used = (
+        Step.objects.filter(build_id=step.build_id).aggregate(used=Sum("log_bytes"))["used"] or 0
+    )
+    step_room = step_cap - step.log_bytes
+    build_room = build_cap - build_used
+    for index, (_, raw) in enumerate(lines):
+        size = len(raw) + 1
+        if size > step_room:
+            return lines[:index], truncated_line("step", step_cap)
+        if size > build_room:
+            return lines[:index], truncated_line("build", build_cap)
+        step_room -= size
+        build_room -= size
+    return lines, None
+
+
+def truncated_line(what: str, cap: int) -> bytes:
+    """The line that ends a log a cap cut, worded as the launcher words it."""
+    return f"[log truncated: this {what} wrote more than {cap} bytes]".encode()
 
 
 def read_page(*, step: Step, start: int = 0, pages: int = 10, sort: str = "ascending") -> LogPage:

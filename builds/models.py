@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 from django.db import models
 from django.db.models import Q
@@ -99,6 +100,11 @@ class Build(models.Model):
     def __str__(self) -> str:
         return f"build {self.pk} ({self.status})"
 
+    def job_config(self) -> dict[str, Any]:
+        """The job config this build runs: its event's snapshot, else the job's current one."""
+        permutations = self.event.job_configs.get(self.job.name) or self.job.permutations
+        return permutations[self.permutation] if len(permutations or []) > self.permutation else {}
+
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
@@ -156,6 +162,10 @@ class Step(models.Model):
     start_time = models.DateTimeField(null=True, blank=True)
     end_time = models.DateTimeField(null=True, blank=True)
     lines = models.IntegerField(default=0)
+    # Bytes of stored log lines (a newline each), for the server's step and build caps.
+    log_bytes = models.BigIntegerField(default=0)
+    # A cap cut this step's log: it got its one truncation line and takes no more lines.
+    log_truncated = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["build_id", "position"]

@@ -321,6 +321,8 @@ SD_DEFAULT_TIMEOUT_MINUTES = env_float("SD_DEFAULT_TIMEOUT_MINUTES", 90.0)
 SD_MAX_TIMEOUT_MINUTES = env_float("SD_MAX_TIMEOUT_MINUTES", 720.0)
 SD_LOG_MAX_LINE_BYTES = env_int("SD_LOG_MAX_LINE_BYTES", 64 * 1024)
 SD_LOG_MAX_STEP_BYTES = env_int("SD_LOG_MAX_STEP_BYTES", 256 * 1024 * 1024)
+# The server's own cap on all the log lines of one build (the step cap above applies too).
+SD_LOG_MAX_BUILD_BYTES = env_int("SD_LOG_MAX_BUILD_BYTES", 1024 * 1024 * 1024)
 SD_STEP_SHELL = env_str("SD_STEP_SHELL", "/bin/sh")
 SD_KEEP_WORKSPACES = env_bool("SD_KEEP_WORKSPACES", False)
 

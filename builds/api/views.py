@@ -35,7 +35,7 @@ from builds.api.serializers import (
 )
 from builds.launch import launch_spec
 from builds.models import Build, Step
-from executors.services import config_of
+from builds.secrets import allowed_secrets
 from pipelines.api.authentication import BuildPrincipal
 from pipelines.api.base import (
     MAX_LINE,
@@ -60,7 +60,6 @@ from pipelines.api.permissions import (
 from pipelines.api.serializers import SecretSerializer, TokenResponseSerializer
 from pipelines.auth_tokens import issue_build_token
 from pipelines.encryption import decrypt
-from pipelines.models import Secret
 
 # A launcher may still report teardown steps and logs this long after its build ended.
 REPORT_GRACE_SECONDS = 300
@@ -168,10 +167,7 @@ class BuildSecretsView(ApiView):
     @extend_schema(responses={200: BuildSecretSerializer(many=True)})
     def get(self, request: Request, build_id: int) -> Response:
         build = build_for(request, build_id, PUSH)
-        wanted = [str(name) for name in config_of(build).get("secrets") or []]
-        rows = Secret.objects.filter(pipeline_id=build.job.pipeline_id, name__in=wanted)
-        if build.event.type == "pr":
-            rows = rows.filter(allow_in_pr=True)
+        rows = allowed_secrets(build)
         if not is_build(request):
             return Response(SecretSerializer(rows, many=True).data)
         return Response(

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from builds import live
 from builds.models import ACTIVE_STATUSES, Build, BuildStatus, Step
+from builds.secrets import masker_for
 from builds.services import freeze
 from builds.services.completion import _after_finish
 from builds.services.status import (
@@ -77,7 +78,9 @@ def finish_build(
         "lease_expires_at": None,
     }
     if meta is not None:
-        fields["meta"] = meta
+        # Masked here too: a build token can send its final status and meta directly.
+        build = Build.objects.select_related("job", "event").get(pk=build_id)
+        fields["meta"] = masker_for(build).meta(meta)
     _lock_pipeline_of(build_id)
     _transition(build_id, allowed=allowed, target=status, **fields)
     build = Build.objects.select_related("job", "event").get(pk=build_id)

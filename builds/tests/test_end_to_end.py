@@ -377,3 +377,72 @@ def test_a_build_outlives_a_killed_worker_because_it_is_its_own_process(stack, m
     build = Build.objects.get(event=event)
     assert build.status == BuildStatus.SUCCESS
     assert _log(build, "slow") == ["survived"]
+
+
+ENCODINGS = """
+jobs:
+  main:
+    image: buildpack-deps
+    requires: [~commit]
+    secrets: [DEPLOY_KEY]
+    steps:
+      - encode: |
+          printf %s "$DEPLOY_KEY" | base64
+          printf 'x%s' "$DEPLOY_KEY" | base64
+          printf 'xy%s\\n' "$DEPLOY_KEY" | base64
+          printf %s "$DEPLOY_KEY" | base64 | tr '+/' '-_' | tr -d '='
+          printf '%s\\n' "$DEPLOY_KEY" | cut -c1-9
+          printf '%s\\n' "$DEPLOY_KEY" | cut -c10-
+          printf 'tail %s' "$DEPLOY_KEY" | fold -w 13
+          meta set leaked "$DEPLOY_KEY"
+          meta set --json-value nested "{\\"k\\": [\\"x$DEPLOY_KEY\\"]}"
+"""
+
+
+def _secret_forms(secret: str) -> set[str]:
+    import base64
+
+    raw = secret.encode()
+    forms = {secret}
+    for offset in range(3):
+        # The base64 characters the secret alone decides at this alignment.
+        streams = [
+            base64.b64encode(bytes([fill]) * offset + raw + bytes([fill]) * 3).decode()
+            for fill in (0x00, 0xFF, 0x5A)
+        ]
+        start = end = -(-8 * offset // 6)
+        while end < len(streams[0]) and len({s[end] for s in streams}) == 1:
+            end += 1
+        core = streams[0][start:end]
+        forms |= {core, core.replace("+", "-").replace("/", "_")}
+    return forms
+
+
+def test_a_real_build_printing_encodings_of_a_secret_and_setting_it_in_meta_shows_none(
+    stack, make_repo
+) -> None:
+    from pipelines.services import set_secret
+
+    secret = "e2e/s3cr3t+value?with&chars"
+    repo = make_repo({"screwdriver.yaml": ENCODINGS})
+    user = _admin()
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=user)
+    set_secret(pipeline=pipeline, name="DEPLOY_KEY", value=secret)
+    event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("a", "alice"))
+    wait_until(lambda: _event_done(pipeline), timeout=60, what="the event to finish")
+    build = Build.objects.get(event=event)
+    assert build.status == BuildStatus.SUCCESS, build.status_message
+
+    client = APIClient()
+    client.force_authenticate(user)
+    logs = client.get(f"/v4/builds/{build.pk}/steps/encode/logs")
+    assert len(logs.json()) >= 8  # the step did print its lines
+    shown = "\n".join(
+        [
+            logs.content.decode(),
+            client.get(f"/v4/builds/{build.pk}").content.decode(),
+            client.get(f"/v4/jobs/{build.job_id}/lastSuccessfulMeta").content.decode(),
+        ]
+    )
+    assert not [form for form in _secret_forms(secret) if form in shown]
+    assert client.get(f"/v4/jobs/{build.job_id}/lastSuccessfulMeta").json()["leaked"] == "****"

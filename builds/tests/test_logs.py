@@ -86,20 +86,49 @@ def test_a_resend_with_other_lines_than_the_stored_batch_is_refused_not_ignored(
     assert [line["m"] for line in read_page(step=step).lines] == ["first try"]
 
 
-def test_step_lines_grows_with_each_batch_and_never_shrinks(step: Step) -> None:
+def test_step_lines_grows_with_each_batch_in_order(step: Step) -> None:
     append_batch(step=step, seq=0, first_line=0, lines=lines("a", "b", "c"))
     step.refresh_from_db()
     assert step.lines == 3
 
-    append_batch(step=step, seq=2, first_line=5, lines=lines("f"))
-    step.refresh_from_db()
-    assert step.lines == 6
-
-    # A batch that arrives late fills the gap without moving the count back.
     append_batch(step=step, seq=1, first_line=3, lines=lines("d", "e"))
     step.refresh_from_db()
-    assert step.lines == 6
-    assert [line["m"] for line in read_page(step=step).lines] == ["a", "b", "c", "d", "e", "f"]
+    assert step.lines == 5
+    assert [line["m"] for line in read_page(step=step).lines] == ["a", "b", "c", "d", "e"]
+
+
+@pytest.mark.parametrize(
+    ("seq", "first_line"),
+    [(2, 3), (1, 5), (1, 2), (0, 3)],
+    ids=["seq-gap", "line-gap", "overlap", "seq-reused"],
+)
+def test_a_batch_that_does_not_follow_the_stored_ones_is_refused(
+    step: Step, seq: int, first_line: int
+) -> None:
+    append_batch(step=step, seq=0, first_line=0, lines=lines("a", "b", "c"))
+
+    with pytest.raises(LogBatchConflict):
+        append_batch(step=step, seq=seq, first_line=first_line, lines=lines("x"))
+
+    step.refresh_from_db()
+    assert step.lines == 3
+    assert LogBatch.objects.filter(step=step).count() == 1
+
+
+def test_the_first_batch_of_a_step_must_be_seq_0_at_line_0(step: Step) -> None:
+    with pytest.raises(LogBatchConflict, match="expects batch 0 starting at line 0"):
+        append_batch(step=step, seq=3, first_line=0, lines=lines("x"))
+    with pytest.raises(LogBatchConflict, match="expects batch 0 starting at line 0"):
+        append_batch(step=step, seq=0, first_line=7, lines=lines("x"))
+
+
+def test_an_ended_step_takes_no_new_batch_but_a_resend_still_answers(step: Step) -> None:
+    append_batch(step=step, seq=0, first_line=0, lines=lines("a"))
+    Step.objects.filter(pk=step.pk).update(end_time=timezone.now(), code=0)
+
+    assert append_batch(step=step, seq=0, first_line=0, lines=lines("a")) is False
+    with pytest.raises(LogBatchConflict, match="has ended"):
+        append_batch(step=step, seq=1, first_line=1, lines=lines("late"))
 
 
 def test_bytes_that_are_not_utf8_come_back_with_replacement_characters(step: Step) -> None:

@@ -380,12 +380,13 @@ def _run_steps(
         keep_trying_for=client.seconds_left,
     )
     reporter = ApiReporter(client, build_id, batcher)
+    masker = Masker([*secrets.values(), token])
     runner = Runner(
         workspace=workspace,
         env=env,
         reporter=reporter,
         shell=spec.get("shell") or "/bin/sh",
-        masker=Masker([*secrets.values(), token]),
+        masker=masker,
         max_line_bytes=_int_env(environ, "SD_LOG_MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES),
         max_step_bytes=_int_env(environ, "SD_LOG_MAX_STEP_BYTES", DEFAULT_MAX_STEP_BYTES),
         stop=stop,
@@ -401,7 +402,8 @@ def _run_steps(
         batcher.close(max(1.0, client.seconds_left() - FINAL_STATUS_RESERVE_SECONDS))
         if meta_server is not None:
             meta_server.close()
-    final: dict[str, Any] = {"status": result.status, "meta": _final_meta(workspace)}
+    # `meta set KEY "$SECRET"` must not carry the value to the API (which masks it again).
+    final: dict[str, Any] = {"status": result.status, "meta": masker.meta(_final_meta(workspace))}
     if result.timed_out:
         final["statusMessage"] = timeout_message(timeout)
     return final

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import base64
-import re
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from .masking import Masker
 
 DEFAULT_MAX_LINE_BYTES = 65536
 DEFAULT_MAX_STEP_BYTES = 268435456
 LINE_TRUNCATED = b" [line truncated]"
-MASK = b"****"
 
 # A line is (milliseconds since the epoch, raw bytes without the newline).
 Line = tuple[int, bytes]
@@ -24,27 +24,6 @@ Line = tuple[int, bytes]
 def now_ms() -> int:
     """Milliseconds since the epoch, the `t` of a log line."""
     return time.time_ns() // 1_000_000
-
-
-class Masker:
-    """Replaces secret values in raw output with `****`."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        values: set[bytes] = set()
-        for secret in secrets:
-            if not secret:
-                continue
-            values.add(secret.encode("utf-8", "surrogateescape"))
-            # Output is split into lines before masking, so a multi-line secret (a key file)
-            # must also be masked line by line.
-            values.update(p.encode("utf-8", "surrogateescape") for p in secret.splitlines() if p)
-        ordered = sorted(values, key=len, reverse=True)
-        self.longest = len(ordered[0]) if ordered else 0
-        self._pattern = re.compile(b"|".join(re.escape(v) for v in ordered)) if ordered else None
-
-    def __call__(self, raw: bytes) -> bytes:
-        """`raw` with every secret replaced."""
-        return self._pattern.sub(MASK, raw) if self._pattern is not None else raw
 
 
 def _cut(raw: bytes, limit: int) -> bytes:
@@ -147,6 +126,10 @@ class _StepQueue:
     # Lines in the batch on the wire: a resend carries exactly these, never lines queued since,
     # because the API keeps a seq it already stored and ignores a resend of it.
     in_flight: int = 0
+    # The batch on the wire is the line that stands for a batch the API did not take.
+    lost_marker: bool = False
+    # The API took neither a batch nor its marker: the step's later lines are not sent.
+    abandoned: bool = False
 
 
 # send(step_name, {"seq", "firstLine", "lines"}) raises on failure; an exception with a true
@@ -162,7 +145,10 @@ class LogBatcher:
 
     A batch the API does not take is resent, in order, with a doubling back-off, for as long
     as `keep_trying_for()` says there is time (the build token's life): an API restart only
-    delays the log. Only a 4xx, or running out of time, drops a batch, with a line on stderr.
+    delays the log. A 4xx, or running out of time, drops a batch: its place (the same seq and
+    first line, since the API takes batches only in order) goes to one line saying how many
+    lines were lost. If the API does not take that line either, the step's later lines are
+    not sent; each drop is also told on stderr.
     """
 
     def __init__(
@@ -194,6 +180,8 @@ class LogBatcher:
             return
         with self._cond:
             queue = self._steps.setdefault(step, _StepQueue())
+            if queue.abandoned:
+                return
             queue.pending.extend(lines)
             # A full batch goes at once; so does the first line after a quiet spell, so a
             # person watching sees it now rather than at the next tick. A busy step is still
@@ -283,7 +271,8 @@ class LogBatcher:
                             f"launcher: resending log batch {queue.seq} of {name}: {exc}\n"
                         )
                     return pause
-                sys.stderr.write(f"launcher: dropped log batch {queue.seq} of {name}: {exc}\n")
+                self._give_up(name, queue, len(lines), exc)
+                continue
             with self._cond:
                 for _ in lines:
                     queue.pending.popleft()
@@ -291,3 +280,25 @@ class LogBatcher:
                 queue.seq += 1
                 queue.failures = 0
                 queue.in_flight = 0
+                queue.lost_marker = False
+
+    def _give_up(self, name: str, queue: _StepQueue, count: int, exc: Exception) -> None:
+        """Put a line saying what was lost in place of a batch, or stop sending the step."""
+        with self._cond:
+            for _ in range(count):
+                queue.pending.popleft()
+            queue.failures = 0
+            if queue.lost_marker:
+                sys.stderr.write(
+                    f"launcher: dropped log batch {queue.seq} of {name} and the rest of its "
+                    f"log: {exc}\n"
+                )
+                queue.pending.clear()
+                queue.in_flight = 0
+                queue.abandoned = True
+                return
+            sys.stderr.write(f"launcher: dropped log batch {queue.seq} of {name}: {exc}\n")
+            lost = f"[{count} log line{'s' if count != 1 else ''} lost: the API did not take them]"
+            queue.pending.appendleft((now_ms(), lost.encode()))
+            queue.in_flight = 1
+            queue.lost_marker = True

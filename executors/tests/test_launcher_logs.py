@@ -150,7 +150,12 @@ def test_a_step_printing_100000_lines_yields_them_all_numbered_without_gaps(
     assert_contiguous(batches)
     texts = [line["m"] for batch in batches for line in batch["lines"]]
     assert len(texts) == 100_000
-    expected = [f"line {i}".replace("line 4242", "****") for i in range(100_000)]
+    # A line ending with a long enough start of the secret is masked too (see masking.py).
+    cut = {"line 4", "line 42", "line 424"}
+    expected = [
+        "****" if f"line {i}" in cut else f"line {i}".replace("line 4242", "****")
+        for i in range(100_000)
+    ]
     assert texts == expected
 
 
@@ -211,24 +216,46 @@ def test_batches_are_resent_past_the_old_eight_tries_while_there_is_time_and_lan
     ]
 
 
-def test_a_batch_that_cannot_land_before_the_token_expires_is_dropped() -> None:
+def lines_of(payload: dict[str, Any]) -> list[str]:
+    return [line["m"] for line in payload["lines"]]
+
+
+def test_a_batch_that_cannot_land_before_the_token_expires_is_replaced_by_a_lost_line() -> None:
     sink = Sink(failures=1)
     batcher = LogBatcher(sink, interval=0.01, keep_trying_for=lambda: 0.0)
-    batcher.add("s", [(1, b"a")])
+    batcher.add("s", [(1, b"a"), (2, b"b")])
     batcher.flush("s", timeout=10)
-    batcher.add("s", [(2, b"b")])
+    batcher.add("s", [(3, b"c")])
     batcher.close()
-    assert [(p["seq"], p["firstLine"]) for _s, p in sink.batches] == [(1, 1)]
+    assert [(p["seq"], p["firstLine"], lines_of(p)) for _s, p in sink.batches] == [
+        (0, 0, ["[2 log lines lost: the API did not take them]"]),
+        (1, 1, ["c"]),
+    ]
 
 
-def test_a_permanently_refused_batch_is_dropped_and_leaves_a_visible_gap() -> None:
+def test_a_permanently_refused_batch_keeps_its_place_with_a_lost_line_and_no_gap() -> None:
     sink = Sink(failures=1, permanent=True)
     batcher = LogBatcher(sink, interval=0.01)
     batcher.add("s", [(1, b"a")])
     batcher.flush("s", timeout=10)
     batcher.add("s", [(2, b"b")])
     batcher.close()
-    assert [(p["seq"], p["firstLine"]) for _s, p in sink.batches] == [(1, 1)]
+    assert [(p["seq"], p["firstLine"], lines_of(p)) for _s, p in sink.batches] == [
+        (0, 0, ["[1 log line lost: the API did not take them]"]),
+        (1, 1, ["b"]),
+    ]
+
+
+def test_when_the_lost_line_is_refused_too_the_step_sends_nothing_more(capsys) -> None:
+    sink = Sink(failures=2, permanent=True)
+    batcher = LogBatcher(sink, interval=0.01)
+    batcher.add("s", [(1, b"a")])
+    batcher.flush("s", timeout=10)
+    batcher.add("s", [(2, b"b")])
+    batcher.add("other", [(3, b"c")])
+    batcher.close()
+    assert [(s, p["seq"], lines_of(p)) for s, p in sink.batches] == [("other", 0, ["c"])]
+    assert "dropped log batch 0 of s and the rest of its log" in capsys.readouterr().err
 
 
 def test_lines_go_out_within_a_quarter_second_without_a_flush() -> None:

@@ -1,0 +1,48 @@
+"""The secrets a build may see, and the masker that hides their values in what it reports."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+from django.db.models import QuerySet
+
+from builds.models import Build
+from executors.launcher.masking import Masker
+from pipelines.encryption import decrypt
+from pipelines.models import Secret
+
+# Log batches come several a second: the masker of a build is reused this long.
+MASKER_TTL_SECONDS = 10.0
+_MASKERS_KEPT = 256
+_maskers: OrderedDict[tuple[int, str], tuple[float, Masker]] = OrderedDict()
+
+
+def allowed_secrets(build: Build) -> QuerySet[Secret]:
+    """The secrets the build's job lists, less those a pull request may not see."""
+    wanted = [str(name) for name in build.job_config().get("secrets") or []]
+    rows = Secret.objects.filter(pipeline_id=build.job.pipeline_id, name__in=wanted)
+    if build.event.type == "pr":
+        rows = rows.filter(allow_in_pr=True)
+    return rows
+
+
+def secret_values(build: Build) -> dict[str, str]:
+    """Name to decrypted value of every secret the build may see: what its launcher gets."""
+    return {row.name: decrypt(row.encrypted_value) for row in allowed_secrets(build)}
+
+
+def masker_for(build: Build) -> Masker:
+    """A masker for the values of the build's secrets, kept for a few seconds."""
+    # The row's creation time is part of the key: ids come back after a rolled-back insert.
+    key = (build.pk, build.created_at.isoformat())
+    now = time.monotonic()
+    found = _maskers.get(key)
+    if found is not None and found[0] > now:
+        return found[1]
+    masker = Masker(secret_values(build).values())
+    _maskers[key] = (now + MASKER_TTL_SECONDS, masker)
+    _maskers.move_to_end(key)
+    while len(_maskers) > _MASKERS_KEPT:
+        _maskers.popitem(last=False)
+    return masker

@@ -185,6 +185,8 @@ class LocalExecutor(Executor):
         args = ["--sandbox"]
         for path in hidden_from_builds():
             args += ["--hide", str(path)]
+        if str(settings.SD_LOCAL_SANDBOX_NETWORK).strip().lower() == "none":
+            args.append("--no-network")
         user = build_user()
         if user is not None:
             args += ["--build-user", f"{user[0]}:{user[1]}"]

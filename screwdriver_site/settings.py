@@ -313,6 +313,9 @@ SD_LOCAL_SANDBOX = env_str("SD_LOCAL_SANDBOX", "auto")
 # A server run by root runs sandboxed steps as this user; more folders to hide from builds.
 SD_LOCAL_BUILD_USER = env_str("SD_LOCAL_BUILD_USER", "nobody")
 SD_LOCAL_SANDBOX_HIDE = env_list("SD_LOCAL_SANDBOX_HIDE", [])
+# "host": sandboxed steps share the machine's network (they fetch dependencies, and reach what
+# listens on it, localhost included); "none": a network of their own with nothing in it.
+SD_LOCAL_SANDBOX_NETWORK = env_str("SD_LOCAL_SANDBOX_NETWORK", "host")
 # Pull requests from forks run on the local executor only when the operator says so.
 SD_LOCAL_FORK_PRS = env_bool("SD_LOCAL_FORK_PRS", False)
 SD_BUILD_LEASE_SECONDS = env_float("SD_BUILD_LEASE_SECONDS", 30.0)

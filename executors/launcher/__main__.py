@@ -47,6 +47,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="with --sandbox: a folder the steps must not see (repeatable)",
     )
     parser.add_argument(
+        "--no-network",
+        action="store_true",
+        help="with --sandbox: give the steps a network of their own with nothing in it",
+    )
+    parser.add_argument(
         "--build-user",
         type=_ids,
         help="with --sandbox: UID:GID to run the steps as (for a launcher run by root)",
@@ -115,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         started=started,
         agent_dir=args.agent.resolve() if args.agent else None,
         agent_timeout=args.agent_timeout,
-        sandbox=Sandbox(workspace, hide=args.hide, user=args.build_user) if args.sandbox else None,
+        sandbox=Sandbox(
+            workspace, hide=args.hide, user=args.build_user, network=not args.no_network
+        )
+        if args.sandbox
+        else None,
     )
 
 

@@ -64,6 +64,9 @@ class Checkout:
 BOT_NAME = "sd-buildbot"
 BOT_EMAIL = "dev-null@screwdriver.cd"
 _SAFE_REF = re.compile(r"refs/[A-Za-z0-9._/-]+")
+# A clone of a repository on this disk copies its objects: by default git hard-links them,
+# and a build could then rewrite the repository that later builds (and the server) read.
+_NO_LINKS = ("--no-local",)
 
 
 class Reporter(Protocol):
@@ -268,7 +271,7 @@ class Runner:
     def _commands(self, checkout: Checkout) -> list[list[str]]:
         target = checkout.sha or (f"origin/{checkout.branch}" if checkout.branch else "HEAD")
         source = str(self.workspace.source)
-        clone = ["git", "clone", "--no-checkout", "--", checkout.url, source]
+        clone = ["git", "clone", "--no-checkout", *_NO_LINKS, "--", checkout.url, source]
         return [clone, self._git("checkout", "--detach", target)]
 
     @staticmethod
@@ -280,7 +283,7 @@ class Runner:
         # branch "pr", then merge the base into it. The head is pinned to the event's sha so a
         # later push to the PR never changes what an earlier build tested.
         source = str(self.workspace.source)
-        clone = ["git", "clone", "--no-checkout", "--branch", checkout.branch, "--"]
+        clone = ["git", "clone", "--no-checkout", *_NO_LINKS, "--branch", checkout.branch, "--"]
         commands = [[*clone, checkout.url, source]]
         head = checkout.sha or "FETCH_HEAD"
         if checkout.pr_ref:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,8 @@ class Sandbox:
     hide: Sequence[Path] = ()
     # A root server runs builds as this (uid, gid); None keeps the server's own user.
     user: tuple[int, int] | None = None
+    # False: a network namespace of its own with nothing but loopback (no network at all).
+    network: bool = True
     bwrap: str = field(default_factory=lambda: shutil.which("bwrap") or "bwrap")
 
     @property
@@ -81,6 +84,7 @@ class Sandbox:
             "--unshare-ipc",
             "--unshare-uts",
             "--unshare-cgroup-try",
+            *([] if self.network else ["--unshare-net"]),
             "--hostname",
             "sd-build",
             "--as-pid-1",
@@ -129,7 +133,14 @@ class Sandbox:
             args += ["--setenv", name, value]
         if os.geteuid() == 0 and self.user is not None:
             uid, gid = self.user
-            drop = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+            drop = [
+                "setpriv",
+                f"--reuid={uid}",
+                f"--regid={gid}",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--",
+            ]
             return [*args, "--", *drop, *command]
         return [*args, "--", *command]
 
@@ -153,12 +164,15 @@ class Sandbox:
         self.home.mkdir(exist_ok=True)
         if self.user is not None:
             hand_over(self.workspace, self.user)
+        # bwrap says on stderr (the launcher's log) why it could not start; the agent, which
+        # the steps could ptrace, must hold no descriptor of a host file, so it drops it.
+        quiet = ["/bin/sh", "-c", 'exec 2>/dev/null; exec "$@"', "sd-sandbox"]
         try:
             return subprocess.Popen(
-                self.argv(agent_command(control)),
+                self.argv([*quiet, *agent_command(control)]),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                stderr=None,  # the launcher's log: bwrap says there why it could not start
+                stderr=None,
                 close_fds=True,
             )
         except OSError as exc:
@@ -189,12 +203,20 @@ def _revealed() -> list[Path]:
 
 
 def hand_over(root: Path, user: tuple[int, int]) -> None:
-    """Give `root` and everything in it to `user`, never following a symlink."""
+    """Give `root` and everything in it to `user`, never following a symlink.
+
+    The walk goes through directory handles, so a renamed folder cannot lead it elsewhere,
+    and it leaves alone any file with more than one name: a hard link to a file outside the
+    workspace must never become the build's.
+    """
     uid, gid = user
     os.chown(root, uid, gid, follow_symlinks=False)
-    for directory, dirs, files in os.walk(root):
+    for _directory, dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False):
         for name in dirs + files:
-            os.chown(os.path.join(directory, name), uid, gid, follow_symlinks=False)
+            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if not stat.S_ISDIR(info.st_mode) and info.st_nlink > 1:
+                continue
+            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
 
 
 def probe(user: tuple[int, int] | None = None, bwrap: str | None = None) -> str | None:

@@ -74,6 +74,9 @@ def _attempts(stack: Any, tmp_path: Path, home: Path) -> str:
         "docker-socket": "test -S /run/docker.sock || test -S /var/run/docker.sock",
         "capabilities": "grep -q '^CapEff:.*[1-9a-f]' /proc/self/status",
         "root": 'test "$(id -u)" = 0' if os.geteuid() == 0 else "false",
+        "agent-fds": "for f in /proc/1/fd/*; do readlink $f; done | grep -F "
+        f'{data} | grep -qvF "$SD_ROOT_DIR/"',
+        "inheritable-caps": "grep -q '^CapInh:.*[1-9a-f]' /proc/self/status",
     }
     lines = [
         'attempt() { if (eval "$2") >/dev/null 2>&1; then echo "LEAK $1"; '
@@ -81,6 +84,15 @@ def _attempts(stack: Any, tmp_path: Path, home: Path) -> str:
     ]
     lines += [f"attempt {name} {_sh(command)}" for name, command in probes.items()]
     return "\n".join(lines) + "\n"
+
+
+def _files(root: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under `root`: its owner and content."""
+    return {
+        str(path): (path.stat().st_uid, path.read_bytes())
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
 
 
 def _sh(text: str) -> str:
@@ -133,19 +145,28 @@ def test_every_escape_fails_on_the_local_executor_while_the_build_still_works(
         ),
         ("after", "pwd; echo still here"),
         ("meta", "meta set ordinary yes"),
+        # A clone of a repository on this disk must not share its object files: rewriting
+        # them would change what later builds of the pipeline check out and run.
+        (
+            "objects",
+            "find $SD_SOURCE_DIR/.git/objects -type f | while read -r f; do "
+            'chmod u+w "$f" && printf poison >> "$f" && echo "LEAK $f"; done 2>/dev/null; true',
+        ),
     ]
     repo = make_repo({"screwdriver.yaml": _yaml(steps)})
+    objects_before = _files(repo.bare / "objects")
     pipeline = create_pipeline(checkout_url=repo.checkout_url, user=_admin())
     event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("A", "alice"))
     build = _finished(event)
 
     probe_log = _log(build, "probe")
     assert [line for line in probe_log if line.startswith("LEAK")] == [], probe_log
-    assert len([line for line in probe_log if line.startswith("SAFE")]) == 15, probe_log
+    assert len([line for line in probe_log if line.startswith("SAFE")]) == 17, probe_log
     assert victim.read_text() == f"{HOST_SECRET}\n"
     assert not (tmp_path / "outside" / "escaped").exists()
     assert not (stack.data_dir / "workspaces" / "escaped").exists()
     assert not Path("/etc/sd-escaped").exists()
+    assert _files(repo.bare / "objects") == objects_before
     build.refresh_from_db()
     assert "stolen" not in json.dumps(build.meta)
     for step in Step.objects.filter(build=build):
@@ -174,6 +195,18 @@ def test_an_ordinary_build_runs_in_the_sandbox_with_its_own_home_and_tmp(
     assert _log(build, "later") == ["kept=yes in src"]
     assert _log(build, "alive") == ["background still running"]
     assert build.meta.get("version") == 1.2 or build.meta.get("version") == "1.2"
+
+
+@pytest.mark.parametrize("stack_env", [{"SD_LOCAL_SANDBOX_NETWORK": "none"}])
+def test_an_operator_can_give_local_builds_no_network(stack: Any, make_repo: Any) -> None:
+    steps = [("interfaces", "cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' '")]
+    repo = make_repo({"screwdriver.yaml": _yaml(steps)})
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=_admin())
+    event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("A", "alice"))
+    build = _finished(event)
+
+    assert build.status == BuildStatus.SUCCESS, _everything(build)
+    assert _log(build, "interfaces") == ["lo"]
 
 
 def test_a_job_asking_for_an_executor_the_server_does_not_allow_fails_and_says_which_are(

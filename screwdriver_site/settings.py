@@ -51,6 +51,7 @@ SECRET_KEY = _secret_key()
 # Django's debug pages show code and settings: only for a developer who asks for them.
 DEBUG = env_bool("SD_DEBUG", False)
 DEFAULT_EXCEPTION_REPORTER_FILTER = "screwdriver_site.errors.CleansingFilter"
+DEFAULT_EXCEPTION_REPORTER = "screwdriver_site.errors.CleansingReporter"
 ALLOWED_HOSTS = env_list("SD_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("SD_CSRF_TRUSTED_ORIGINS", [])
 

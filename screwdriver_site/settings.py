@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,6 +70,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "channels",
+    "axes",
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
@@ -90,6 +92,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a refused sign-in into screwdriver_site.lockout's answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "screwdriver_site.urls"
@@ -154,6 +158,8 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "pipelines:list"
 LOGOUT_REDIRECT_URL = "login"
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out sign-in before any password is checked (see below).
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "allauth.account.auth_backends.AuthenticationBackend",
 ]
@@ -170,6 +176,39 @@ ACCOUNT_EMAIL_VERIFICATION = "none"
 SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
 # An SCM account never takes over a local one by a shared address: they stay two accounts.
 ACCOUNT_UNIQUE_EMAIL = False
+
+# --- Failed sign-ins are rate-limited (django-axes) ----------------------------------------
+# Every password sign-in (/login/, /admin/login/, POST /v4/auth/login) counts failures per
+# username and client address, in the database (so every process of every host shares them).
+# At the limit that pair is refused (429) for the cool-off; another person at the same address
+# is not. `manage.py axes_reset` (or Django admin's "Access attempts") lifts a lockout now.
+SD_LOGIN_FAILURE_LIMIT = env_int("SD_LOGIN_FAILURE_LIMIT", 5)  # 0 turns the limit off
+SD_LOGIN_COOLOFF_MINUTES = env_float("SD_LOGIN_COOLOFF_MINUTES", 15.0)
+# What a lockout is keyed on: "username+ip" (default), "username" or "ip".
+SD_LOGIN_LOCKOUT_KEY = env_str("SD_LOGIN_LOCKOUT_KEY", "username+ip")
+_lockout_keys: dict[str, list[Any]] = {
+    "username+ip": [["username", "ip_address"]],
+    "username": ["username"],
+    "ip": ["ip_address"],
+}
+if SD_LOGIN_LOCKOUT_KEY not in _lockout_keys:
+    raise ImproperlyConfigured(
+        f"SD_LOGIN_LOCKOUT_KEY must be one of {', '.join(_lockout_keys)}, "
+        f"got {SD_LOGIN_LOCKOUT_KEY!r}"
+    )
+AXES_ENABLED = SD_LOGIN_FAILURE_LIMIT > 0
+AXES_FAILURE_LIMIT = max(SD_LOGIN_FAILURE_LIMIT, 1)
+AXES_COOLOFF_TIME = timedelta(minutes=SD_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = _lockout_keys[SD_LOGIN_LOCKOUT_KEY]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_RESET_ON_SUCCESS = True
+# A try during the lockout does not restart it, so the wait the answer names holds.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "screwdriver_site.lockout.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+# Failures are kept for the lockout; successful sign-ins are not logged in a table that grows.
+AXES_DISABLE_ACCESS_LOG = True
+# --- end of failed sign-ins -----------------------------------------------------------------
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -377,6 +416,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("SD_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # Each failed sign-in and each lockout is a warning; the rest of django-axes' chatter not.
+        "axes": {"level": "WARNING"},
         # Scanners send bad Host headers all day: one line each, not a traceback.
         "django.security": {"handlers": ["refusals"], "propagate": False},
     },

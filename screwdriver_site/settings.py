@@ -92,6 +92,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "screwdriver_site.csp.ContentSecurityPolicyMiddleware",
     # Last, as django-axes asks: it turns a refused sign-in into screwdriver_site.lockout's answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -423,6 +424,30 @@ LOGGING = {
     },
 }
 
+# --- Browser security headers -----------------------------------------------------------
+# In every mode: no MIME sniffing, no referrer sent to other sites, and a Content-Security-
+# Policy on each HTML page (screwdriver_site.csp): our own scripts and styles only, no inline
+# ones, no framing. The build page's WebSocket is 'self' too. SD_CSP replaces the policy;
+# empty sends none.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = env_str("SD_REFERRER_POLICY", "same-origin")
+SD_CSP = env_str(
+    "SD_CSP",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+    "base-uri 'self'; form-action 'self'",
+)
+
+# Production is served over HTTPS: cookies only travel over it, and browsers are told (HSTS)
+# to use nothing else for a year. Subdomains and the preload list are the operator's choice,
+# since they bind every other site of the domain too. Behind a proxy that ends TLS, set
+# SD_TRUST_X_FORWARDED_PROTO so a request the proxy received over HTTPS counts as secure.
 if PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("SD_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("SD_SECURE_COOKIES", True)
+    SECURE_HSTS_SECONDS = env_int("SD_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SD_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = env_bool("SD_HSTS_PRELOAD", False)
+    if env_bool("SD_TRUST_X_FORWARDED_PROTO", False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# --- end of browser security headers ---------------------------------------------------------

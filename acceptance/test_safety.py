@@ -8,7 +8,7 @@ import subprocess
 import httpx
 import pytest
 
-from acceptance.stack import Stack
+from acceptance.stack import Stack, wait_for
 
 pytestmark = pytest.mark.xdist_group("safety")
 
@@ -61,3 +61,16 @@ def test_the_data_folder_is_0700_and_its_files_0600(stack: Stack) -> None:
         assert mode == (0o700 if entry.is_dir() else 0o600), listing
     workspaces = stack.data_dir / "workspaces"
     assert stat.S_IMODE(workspaces.stat().st_mode) == 0o700, listing
+
+
+def test_an_api_token_in_the_query_string_is_logged_redacted(stack: Stack) -> None:
+    token = stack.token
+    response = httpx.get(f"{stack.url}/v4/auth/token", params={"api_token": token})
+    assert response.status_code == 200
+    wait_for(
+        lambda: "/v4/auth/token?api_token=[redacted]" in stack.log.read_text(errors="replace"),
+        timeout=10,
+        what="the request in the access log",
+    )
+    logs = [stack.log, *stack.data_dir.rglob("*.log")]
+    assert not [log for log in logs if token in log.read_text(errors="replace")]

@@ -2,7 +2,8 @@
 
 Under /v4 the answer is Screwdriver's JSON error shape; elsewhere a plain page. Django's debug
 pages appear only with SD_DEBUG=true, and even then `CleansingFilter` hides every setting and
-environment variable that can hold a credential, connection URLs included.
+environment variable that can hold a credential, connection URLs included, and
+`CleansingReporter` every credential in the request's query string (`?api_token=X`).
 """
 
 from __future__ import annotations
@@ -10,11 +11,21 @@ from __future__ import annotations
 import logging
 import re
 from http import HTTPStatus
+from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.safestring import SafeString, mark_safe
 from django.views import defaults
-from django.views.debug import SafeExceptionReporterFilter
+from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
+
+from screwdriver_site.redaction import (
+    REDACTED,
+    is_credential,
+    redact_query,
+    redact_query_string,
+    redact_text,
+)
 
 API_PREFIX = "/v4/"
 
@@ -26,6 +37,45 @@ class CleansingFilter(SafeExceptionReporterFilter):
         SafeExceptionReporterFilter.hidden_settings.pattern + "|DATABASE|REDIS|_URL|DSN|CREDENTIAL",
         flags=re.IGNORECASE,
     )
+
+    def get_safe_request_meta(self, request: HttpRequest) -> dict[str, Any]:
+        meta: dict[str, Any] = super().get_safe_request_meta(request)
+        for name in ("QUERY_STRING", "REQUEST_URI", "RAW_URI"):
+            if isinstance(meta.get(name), str):
+                meta[name] = (
+                    redact_query_string(meta[name])
+                    if name == "QUERY_STRING"
+                    else redact_query(meta[name])
+                )
+        return meta
+
+
+class CleansingReporter(ExceptionReporter):
+    """Django's error report, showing the request's address and GET with credentials redacted."""
+
+    def get_traceback_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().get_traceback_data()
+        if "request_GET_items" in data:
+            data["request_GET_items"] = [
+                (name, REDACTED if is_credential(name) else value)
+                for name, value in data["request_GET_items"]
+            ]
+        if isinstance(data.get("request_insecure_uri"), str):
+            data["request_insecure_uri"] = redact_query(data["request_insecure_uri"])
+        for frame in data.get("frames", []):
+            if "vars" not in frame:
+                continue
+            frame["vars"] = [
+                (name, REDACTED if is_credential(name) else value) for name, value in frame["vars"]
+            ]
+        return data
+
+    # What is left, such as a request's repr in a frame's variables, is text with an address.
+    def get_traceback_html(self) -> SafeString:
+        return mark_safe(redact_text(super().get_traceback_html()))  # noqa: S308 - Django's page
+
+    def get_traceback_text(self) -> SafeString:
+        return mark_safe(redact_text(super().get_traceback_text()))  # noqa: S308 - plain text
 
 
 class WithoutTraceback(logging.Filter):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,6 +52,7 @@ SECRET_KEY = _secret_key()
 # Django's debug pages show code and settings: only for a developer who asks for them.
 DEBUG = env_bool("SD_DEBUG", False)
 DEFAULT_EXCEPTION_REPORTER_FILTER = "screwdriver_site.errors.CleansingFilter"
+DEFAULT_EXCEPTION_REPORTER = "screwdriver_site.errors.CleansingReporter"
 ALLOWED_HOSTS = env_list("SD_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("SD_CSRF_TRUSTED_ORIGINS", [])
 
@@ -68,6 +70,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "channels",
+    "axes",
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
@@ -89,6 +92,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "screwdriver_site.csp.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: it turns a refused sign-in into screwdriver_site.lockout's answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "screwdriver_site.urls"
@@ -153,6 +159,8 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "pipelines:list"
 LOGOUT_REDIRECT_URL = "login"
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out sign-in before any password is checked (see below).
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "allauth.account.auth_backends.AuthenticationBackend",
 ]
@@ -169,6 +177,39 @@ ACCOUNT_EMAIL_VERIFICATION = "none"
 SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
 # An SCM account never takes over a local one by a shared address: they stay two accounts.
 ACCOUNT_UNIQUE_EMAIL = False
+
+# --- Failed sign-ins are rate-limited (django-axes) ----------------------------------------
+# Every password sign-in (/login/, /admin/login/, POST /v4/auth/login) counts failures per
+# username and client address, in the database (so every process of every host shares them).
+# At the limit that pair is refused (429) for the cool-off; another person at the same address
+# is not. `manage.py axes_reset` (or Django admin's "Access attempts") lifts a lockout now.
+SD_LOGIN_FAILURE_LIMIT = env_int("SD_LOGIN_FAILURE_LIMIT", 5)  # 0 turns the limit off
+SD_LOGIN_COOLOFF_MINUTES = env_float("SD_LOGIN_COOLOFF_MINUTES", 15.0)
+# What a lockout is keyed on: "username+ip" (default), "username" or "ip".
+SD_LOGIN_LOCKOUT_KEY = env_str("SD_LOGIN_LOCKOUT_KEY", "username+ip")
+_lockout_keys: dict[str, list[Any]] = {
+    "username+ip": [["username", "ip_address"]],
+    "username": ["username"],
+    "ip": ["ip_address"],
+}
+if SD_LOGIN_LOCKOUT_KEY not in _lockout_keys:
+    raise ImproperlyConfigured(
+        f"SD_LOGIN_LOCKOUT_KEY must be one of {', '.join(_lockout_keys)}, "
+        f"got {SD_LOGIN_LOCKOUT_KEY!r}"
+    )
+AXES_ENABLED = SD_LOGIN_FAILURE_LIMIT > 0
+AXES_FAILURE_LIMIT = max(SD_LOGIN_FAILURE_LIMIT, 1)
+AXES_COOLOFF_TIME = timedelta(minutes=SD_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = _lockout_keys[SD_LOGIN_LOCKOUT_KEY]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_RESET_ON_SUCCESS = True
+# A try during the lockout does not restart it, so the wait the answer names holds.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "screwdriver_site.lockout.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+# Failures are kept for the lockout; successful sign-ins are not logged in a table that grows.
+AXES_DISABLE_ACCESS_LOG = True
+# --- end of failed sign-ins -----------------------------------------------------------------
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -390,11 +431,37 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("SD_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # Each failed sign-in and each lockout is a warning; the rest of django-axes' chatter not.
+        "axes": {"level": "WARNING"},
         # Scanners send bad Host headers all day: one line each, not a traceback.
         "django.security": {"handlers": ["refusals"], "propagate": False},
     },
 }
 
+# --- Browser security headers -----------------------------------------------------------
+# In every mode: no MIME sniffing, no referrer sent to other sites, and a Content-Security-
+# Policy on each HTML page (screwdriver_site.csp): our own scripts and styles only, no inline
+# ones, no framing. The build page's WebSocket is 'self' too. SD_CSP replaces the policy;
+# empty sends none.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = env_str("SD_REFERRER_POLICY", "same-origin")
+SD_CSP = env_str(
+    "SD_CSP",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+    "base-uri 'self'; form-action 'self'",
+)
+
+# Production is served over HTTPS: cookies only travel over it, and browsers are told (HSTS)
+# to use nothing else for a year. Subdomains and the preload list are the operator's choice,
+# since they bind every other site of the domain too. Behind a proxy that ends TLS, set
+# SD_TRUST_X_FORWARDED_PROTO so a request the proxy received over HTTPS counts as secure.
 if PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("SD_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("SD_SECURE_COOKIES", True)
+    SECURE_HSTS_SECONDS = env_int("SD_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SD_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = env_bool("SD_HSTS_PRELOAD", False)
+    if env_bool("SD_TRUST_X_FORWARDED_PROTO", False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# --- end of browser security headers ---------------------------------------------------------

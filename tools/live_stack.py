@@ -95,7 +95,8 @@ class LiveStack:
             [
                 sys.executable,
                 "-m",
-                "daphne",
+                # daphne, with credentials in query strings kept out of its access log
+                "screwdriver_site.daphne_server",
                 "-b",
                 "127.0.0.1",
                 "-p",

@@ -31,6 +31,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PASSWORD = "a long enough password"
+CSP_VIOLATION = ("Content Security Policy", "Content-Security-Policy", "Refused to")
 
 pytestmark = [
     pytest.mark.browser,
@@ -67,7 +68,11 @@ def live(transactional_db: None, tmp_path: Path, settings: Any) -> Iterator[Live
         database_url=database_url(),
         data_dir=tmp_path / "sd-data",
         secret_key=django_settings.SECRET_KEY,
-        extra_env={"SD_BUILD_LEASE_SECONDS": "30"},
+        # The server is another process: it allows the tests' repositories as this one does.
+        extra_env={
+            "SD_BUILD_LEASE_SECONDS": "30",
+            "SD_LOCAL_REPO_ROOTS": ",".join(settings.SD_LOCAL_REPO_ROOTS),
+        },
     )
     settings.SD_API_URL = stack.url
     settings.SD_UI_URL = stack.url
@@ -89,8 +94,17 @@ def page(browser: Any, live: LiveStack) -> Iterator[Any]:
 
     tab.on("dialog", on_dialog)
     tab.dialogs = dialogs
+    # Chromium reports what the Content-Security-Policy blocked on the console.
+    refused: list[str] = []
+
+    def on_console(message: Any) -> None:
+        if any(sign in message.text for sign in CSP_VIOLATION):
+            refused.append(f"{tab.url}: {message.text}")
+
+    tab.on("console", on_console)
     yield tab
     context.close()
+    assert not refused, "the Content-Security-Policy blocked part of a page:\n" + "\n".join(refused)
 
 
 def sign_in(page: Any, username: str = "alice") -> User:
@@ -328,3 +342,26 @@ def test_a_matrix_jobs_permutations_are_visible_on_its_node_and_each_opens_its_b
     page.locator(".permutation-nav a", has_text="FLAVOUR=sweet").click()
     page.wait_for_url(re.compile(rf"/builds/{builds[2].pk}$"))
     assert page.dialogs == []
+
+
+def test_swagger_ui_admin_and_the_lockout_page_work_under_the_csp(page: Any) -> None:
+    User.objects.create_user("root", password=PASSWORD, is_staff=True, is_superuser=True)
+    page.goto("/v4/documentation")
+    page.get_by_text("/v4/pipelines", exact=True).first.wait_for()
+
+    page.goto("/admin/login/")
+    page.get_by_label("Username").fill("root")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("link", name="Pipelines").first.wait_for()
+    page.goto("/admin/pipelines/pipeline/")
+    page.get_by_role("heading", name=re.compile("Select pipeline")).wait_for()
+
+    page.context.clear_cookies()  # signed out, so /login/ shows its form
+    for _ in range(5):
+        page.goto("/login/")
+        page.get_by_label("Username").fill("someone")
+        page.get_by_label("Password").fill("wrong")
+        page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Too many failed sign-ins").wait_for()
+    assert "wait 15 minutes" in page.content()

@@ -75,7 +75,8 @@ def test_a_jwt_issued_in_the_same_second_after_logout_works(alice: User) -> None
 def test_signing_out_of_the_web_ui_refuses_the_jwts_of_that_person_only(alice: User) -> None:
     User.objects.create_user(username="bob", password=PASSWORD)
     browser = Client()
-    assert browser.login(username="alice", password=PASSWORD)
+    signed_in = browser.post("/login/", {"username": "alice", "password": PASSWORD})
+    assert signed_in.status_code == 302, signed_in.content
     from_session = browser.get("/v4/auth/token").json()["token"]
     from_login = login()
     bobs = login("bob")

@@ -59,9 +59,9 @@ def test_a_body_id_larger_than_any_row_is_a_400_naming_the_field(
 
 
 def test_ui_pages_and_query_strings_with_huge_ids_are_404s_or_ignored() -> None:
-    User.objects.create_user(username="bob", password="pw-bob-12345")
+    bob = User.objects.create_user(username="bob", password="pw-bob-12345")
     client = Client()
-    client.login(username="bob", password="pw-bob-12345")
+    client.force_login(bob)
     assert client.get(f"/pipelines/{HUGE}").status_code == 404
     assert client.get(f"/pipelines/{HUGE}/builds/1").status_code == 404
 

@@ -133,3 +133,61 @@ def test_an_oversized_body_is_refused_with_413_and_no_details(settings: Any) -> 
     page = Client().post("/login/", {"username": "x" * 4096, "password": "p"})
     assert page.status_code == 413
     assert not any(leak in page.content.decode() for leak in LEAKS)
+
+
+SHOW_HEADERS = """
+import json
+from django.core.management import call_command
+from django.test import Client
+call_command("migrate", verbosity=0)
+page = Client().get("/login/", secure=True)
+api = Client().get("/v4/status", secure=True)
+plain = Client().get("/login/")
+print(json.dumps({
+    "page": dict(page.headers),
+    "api": dict(api.headers),
+    "plain": dict(plain.headers),
+    "csrf_cookie": page.cookies["csrftoken"].output(),
+}))
+"""
+
+
+def _headers(tmp_path: Path, **extra: str) -> dict[str, Any]:
+    # An in-memory database, migrated by the snippet itself, so nothing is left on disk.
+    done = _manage(tmp_path, "shell", "-c", SHOW_HEADERS, DATABASE_URL="sqlite://:memory:", **extra)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_production_sends_hsts_secure_cookies_and_the_page_policy(tmp_path: Path) -> None:
+    shown = _headers(tmp_path, SD_MODE="production", SD_SECRET_KEY="k" * 50)
+    page, api = shown["page"], shown["api"]
+    assert page["Strict-Transport-Security"] == "max-age=31536000"
+    assert api["Strict-Transport-Security"] == "max-age=31536000"
+    assert "Strict-Transport-Security" not in shown["plain"]  # only over HTTPS, as HSTS says
+    assert "; Secure" in shown["csrf_cookie"]
+    assert page["X-Content-Type-Options"] == "nosniff"
+    assert page["Referrer-Policy"] == "same-origin"
+    assert page["X-Frame-Options"] == "DENY"
+    assert "script-src 'self'" in page["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in page["Content-Security-Policy"]
+
+
+def test_production_hsts_takes_subdomains_and_preload_only_when_asked(tmp_path: Path) -> None:
+    shown = _headers(
+        tmp_path,
+        SD_MODE="production",
+        SD_SECRET_KEY="k" * 50,
+        SD_HSTS_SECONDS="600",
+        SD_HSTS_INCLUDE_SUBDOMAINS="true",
+        SD_HSTS_PRELOAD="true",
+    )
+    assert shown["page"]["Strict-Transport-Security"] == "max-age=600; includeSubDomains; preload"
+
+
+def test_embedded_mode_sends_no_hsts_and_plain_cookies(tmp_path: Path) -> None:
+    shown = _headers(tmp_path)
+    assert "Strict-Transport-Security" not in shown["page"]
+    assert "; Secure" not in shown["csrf_cookie"]
+    assert "script-src 'self'" in shown["page"]["Content-Security-Policy"]

@@ -46,7 +46,8 @@ class Command(BaseCommand):
             [
                 python,
                 "-m",
-                "daphne",
+                # daphne, with credentials in query strings kept out of its access log
+                "screwdriver_site.daphne_server",
                 "-b",
                 options["host"],
                 "-p",

@@ -8,7 +8,16 @@ from django.http import HttpRequest
 
 from builds.services import stop_event
 from pipelines import services
-from pipelines.models import Collection, Event, Job, Pipeline, PipelinePermission, Secret, Token
+from pipelines.models import (
+    Collection,
+    Event,
+    Job,
+    Pipeline,
+    PipelinePermission,
+    Secret,
+    SignInGeneration,
+    Token,
+)
 
 
 @admin.register(Pipeline)
@@ -87,6 +96,27 @@ class TokenAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         # A token's value exists only when it is made: make them on the settings pages.
         return False
+
+
+@admin.register(SignInGeneration)
+class SignInGenerationAdmin(admin.ModelAdmin):
+    """How often each person's JWTs were revoked; an action revokes them once more."""
+
+    list_display = ["user", "generation"]
+    search_fields = ["user__username"]
+    readonly_fields = ["user", "generation"]
+    list_select_related = ["user"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A row appears with a person's first sign-out; revoking is the action below.
+        return False
+
+    @admin.action(description="Revoke every JWT of the selected people")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[SignInGeneration]) -> None:
+        for row in queryset.select_related("user"):
+            services.revoke_user_jwts(user=row.user)
+        messages.success(request, f"Revoked the JWTs of {queryset.count()} people.")
 
 
 @admin.register(PipelinePermission)

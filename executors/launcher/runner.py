@@ -64,9 +64,13 @@ class Checkout:
 BOT_NAME = "sd-buildbot"
 BOT_EMAIL = "dev-null@screwdriver.cd"
 _SAFE_REF = re.compile(r"refs/[A-Za-z0-9._/-]+")
-# A clone of a repository on this disk copies its objects: by default git hard-links them,
-# and a build could then rewrite the repository that later builds (and the server) read.
-_NO_LINKS = ("--no-local",)
+
+
+def _no_links(url: str) -> list[str]:
+    """A clone of a repository on this disk copies its objects: by default git hard-links
+    them, and a build could then rewrite the repository that later builds (and the server)
+    read. A URL's clone copies anyway."""
+    return ["--no-local"] if Path(url).is_absolute() else []
 
 
 class Reporter(Protocol):
@@ -271,7 +275,8 @@ class Runner:
     def _commands(self, checkout: Checkout) -> list[list[str]]:
         target = checkout.sha or (f"origin/{checkout.branch}" if checkout.branch else "HEAD")
         source = str(self.workspace.source)
-        clone = ["git", "clone", "--no-checkout", *_NO_LINKS, "--", checkout.url, source]
+        clone = ["git", "clone", "--no-checkout", *_no_links(checkout.url), "--", checkout.url]
+        clone.append(source)
         return [clone, self._git("checkout", "--detach", target)]
 
     @staticmethod
@@ -283,7 +288,8 @@ class Runner:
         # branch "pr", then merge the base into it. The head is pinned to the event's sha so a
         # later push to the PR never changes what an earlier build tested.
         source = str(self.workspace.source)
-        clone = ["git", "clone", "--no-checkout", *_NO_LINKS, "--branch", checkout.branch, "--"]
+        links = _no_links(checkout.url)
+        clone = ["git", "clone", "--no-checkout", *links, "--branch", checkout.branch, "--"]
         commands = [[*clone, checkout.url, source]]
         head = checkout.sha or "FETCH_HEAD"
         if checkout.pr_ref:

@@ -620,18 +620,15 @@ def test_a_launcher_runs_a_build_through_the_api_with_its_token(
             f"{b}/steps/{step}", {"startTime": "2024-05-01T10:00:00Z"}, format="json"
         )
         assert started.status_code == 200
-    batch = {
-        "seq": 0,
-        "firstLine": 0,
-        "lines": [
-            {"t": 1714557600000, "m": "hello"},
-            {"t": 1714557600001, "b": base64.b64encode(b"bytes \xff").decode()},
-        ],
-    }
+    sent: list[dict[str, Any]] = [
+        {"t": 1714557600000, "m": "hello"},
+        {"t": 1714557600001, "b": base64.b64encode(b"bytes \xff").decode()},
+    ]
+    batch = {"seq": 0, "firstLine": 0, "lines": sent}
     assert launcher.post(f"{b}/steps/hello/logs", batch, format="json").status_code == 201
     resent = launcher.post(f"{b}/steps/hello/logs", batch, format="json")
     assert resent.status_code == 200 and resent.json() == {"stored": False}
-    grown = {**batch, "lines": [*batch["lines"], {"t": 1714557600002, "m": "late"}]}
+    grown = {**batch, "lines": [*sent, {"t": 1714557600002, "m": "late"}]}
     conflict = launcher.post(f"{b}/steps/hello/logs", grown, format="json")
     assert conflict.status_code == 409
     assert "a resend must carry the same lines" in conflict.json()["message"]

@@ -20,7 +20,7 @@ from builds.logs import read_page
 from builds.models import Build, BuildStatus, Step
 from conftest import BASE_DIR, wait_until
 from executors.launcher.sandbox import probe
-from pipelines.models import Event
+from pipelines.models import Event, Pipeline
 from pipelines.services import Creator, create_pipeline, start_event
 from pipelines.services.pull_requests import start_pr_event
 
@@ -227,49 +227,40 @@ def test_a_job_asking_for_an_executor_the_server_does_not_allow_fails_and_says_w
     assert not Step.objects.filter(build=build, start_time__isnull=False).exists()
 
 
-def test_a_pull_request_from_a_fork_does_not_run_on_the_local_executor(
-    stack: Any, make_repo: Any
-) -> None:
-    yaml = _yaml([("hello", "echo fork code ran")]).replace("[~commit]", "[~pr, ~commit]")
+def _pull_request_build(make_repo: Any, *, fork: bool) -> tuple[Pipeline, Build]:
+    """A pipeline that builds pull requests, and the build of one pull request to it."""
+    yaml = _yaml([("hello", "echo pull request code ran")]).replace("[~commit]", "[~pr, ~commit]")
     repo = make_repo({"screwdriver.yaml": yaml})
     pipeline = create_pipeline(checkout_url=repo.checkout_url, user=_admin())
-    sha = repo.push({"README.md": "fork"}, "the fork's commit")
+    sha = repo.push({"README.md": "changed"}, "the pull request's commit")
     event = start_pr_event(
         pipeline=pipeline,
         pr_num=7,
         sha=sha,
         creator=Creator("Mallory", "mallory"),
-        pr={"fork": True, "title": "harmless", "ref": "feature", "url": ""},
+        pr={"fork": fork, "title": "harmless", "ref": "feature", "url": ""},
     )
     assert event is not None
     build = _finished(event)
-
     assert build.status == BuildStatus.FAILURE
-    assert "forks do not run on the local executor" in build.status_message
     assert not Step.objects.filter(build=build, start_time__isnull=False).exists()
+    return pipeline, build
+
+
+def test_a_pull_request_from_a_fork_does_not_run_on_the_local_executor(
+    stack: Any, make_repo: Any
+) -> None:
+    _pipeline, build = _pull_request_build(make_repo, fork=True)
+    assert "forks do not run on the local executor" in build.status_message
 
 
 @pytest.mark.parametrize("stack_env", [{"SD_LOCAL_SANDBOX": "none"}])
 def test_without_a_sandbox_no_pull_request_runs_on_the_local_executor(
     stack: Any, make_repo: Any
 ) -> None:
-    yaml = _yaml([("hello", "echo pr code ran")]).replace("[~commit]", "[~pr, ~commit]")
-    repo = make_repo({"screwdriver.yaml": yaml})
-    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=_admin())
-    sha = repo.push({"README.md": "branch"}, "a branch's commit")
-    pr = start_pr_event(
-        pipeline=pipeline,
-        pr_num=8,
-        sha=sha,
-        creator=Creator("Bob", "bob"),
-        pr={"fork": False, "title": "a branch", "ref": "feature", "url": ""},
-    )
-    assert pr is not None
-    refused = _finished(pr)
-    assert refused.status == BuildStatus.FAILURE
+    pipeline, refused = _pull_request_build(make_repo, fork=False)
     assert "without a sandbox" in refused.status_message
     assert "SD_LOCAL_SANDBOX is none" in refused.status_message
-    assert not Step.objects.filter(build=refused, start_time__isnull=False).exists()
 
     # The pipeline's own commits still build: they are the operator's trusted code.
     event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("A", "alice"))

@@ -57,6 +57,20 @@ def install_npm_packages(directory: Path, *, what: str, skip_on_failure: bool = 
     return directory
 
 
+def _why_no_sandbox() -> str | None:
+    from executors.launcher.sandbox import probe
+
+    return probe()
+
+
+_NO_SANDBOX = _why_no_sandbox()
+# Pull requests run on the local executor only in a sandbox: a test that runs one needs it.
+needs_sandbox = pytest.mark.skipif(
+    _NO_SANDBOX is not None,
+    reason=f"pull requests build only in a sandbox, and none can start here: {_NO_SANDBOX}",
+)
+
+
 def run_git(*args: str, cwd: Path) -> str:
     env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_TERMINAL_PROMPT": "0"}
     out = subprocess.run(

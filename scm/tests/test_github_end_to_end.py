@@ -10,7 +10,7 @@ import pytest
 
 from builds.models import FINISHED_STATUSES, Build, BuildStatus
 from builds.tests.test_end_to_end import _log
-from conftest import GitRepo, Stack, run_git, wait_until
+from conftest import GitRepo, Stack, needs_sandbox, run_git, wait_until
 from pipelines.models import Event
 from pipelines.services import create_pipeline
 from scm.github import GitHubScm, clone_base, full_name_of
@@ -73,6 +73,7 @@ def _pr_payload(*, number: int, sha: str, full_name: str) -> dict[str, Any]:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
+@needs_sandbox
 def test_a_signed_pull_request_delivery_runs_a_real_build_on_the_merge_and_posts_statuses(
     github_stack: tuple[Stack, FakeGitHub], make_repo: Callable[..., GitRepo]
 ) -> None:

@@ -13,7 +13,7 @@ from django.test import Client
 from builds import services as build_services
 from builds.models import FINISHED_STATUSES, Build, BuildStatus
 from builds.tests.test_end_to_end import _log
-from conftest import GitRepo, run_git, wait_until
+from conftest import GitRepo, needs_sandbox, run_git, wait_until
 from pipelines.models import Event, Pipeline
 from pipelines.services import Creator, create_pipeline, start_pr_event
 from scm.models import WebhookDelivery
@@ -226,6 +226,7 @@ jobs:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
+@needs_sandbox
 def test_chain_pr_runs_the_second_job_as_a_real_pr_build(
     stack: Any, make_repo: Callable[..., GitRepo]
 ) -> None:

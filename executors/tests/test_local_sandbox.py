@@ -28,7 +28,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(
-        probe() is not None, reason=f"no sandbox here: {probe()} (apt-get install bubblewrap)"
+        probe() is not None, reason=f"no sandbox here: {probe()}"
     ),
 ]
 

@@ -27,9 +27,7 @@ from pipelines.services.pull_requests import start_pr_event
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        probe() is not None, reason=f"no sandbox here: {probe()}"
-    ),
+    pytest.mark.skipif(probe() is not None, reason=f"no sandbox here: {probe()}"),
 ]
 
 HOST_SECRET = "host-only-7f3a9c"

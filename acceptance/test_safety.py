@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 import stat
 import subprocess
+from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
-from acceptance.stack import Stack, wait_for
+from acceptance.stack import Stack, finished, first_build, log_lines, start, wait_for
 
 pytestmark = pytest.mark.xdist_group("safety")
 
@@ -74,3 +77,36 @@ def test_an_api_token_in_the_query_string_is_logged_redacted(stack: Stack) -> No
     )
     logs = [stack.log, *stack.data_dir.rglob("*.log")]
     assert not [log for log in logs if token in log.read_text(errors="replace")]
+
+
+PRYING = """
+jobs:
+  main:
+    image: buildpack-deps
+    requires: [~commit]
+    steps:
+      - pry: |
+          for f in "$SD_ROOT_DIR/../../secret_key" "$SD_ROOT_DIR/../../db.sqlite3" \\
+                   "$SD_ROOT_DIR/../../admin-password"; do
+            if cat "$f" >/dev/null 2>&1; then echo "LEAK $f"; else echo "SAFE $f"; fi
+          done
+          if grep -qs SD_SECRET_KEY /proc/[0-9]*/environ; then echo "LEAK environ"; fi
+          echo "pried"
+"""
+
+
+@pytest.mark.skipif(
+    shutil.which("bwrap") is None, reason="local builds are sandboxed with bubblewrap: install it"
+)
+def test_a_build_of_make_run_cannot_read_the_server_data_folder(
+    stack: Stack, repo: Callable[..., tuple[Path, Path]]
+) -> None:
+    bare, _ = repo(PRYING, name="prying")
+    row = first_build(stack, start(stack, bare))
+    ended = finished(stack, row["id"], timeout=120)
+    lines = log_lines(stack, row["id"], "pry")
+    assert ended["status"] == "SUCCESS", (ended, lines)
+    assert lines[-1] == "pried"
+    assert [line for line in lines if line.startswith("LEAK")] == []
+    assert len([line for line in lines if line.startswith("SAFE")]) == 3
+    assert (stack.data_dir / "secret_key").exists()

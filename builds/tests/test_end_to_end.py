@@ -12,8 +12,8 @@ from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from builds.models import Build, BuildStatus, Step
-from builds.tests.test_secrets import base64_cores
 from conftest import wait_until
+from executors.tests.test_launcher_masking import base64_cores
 from pipelines.models import Event, Pipeline
 from pipelines.services import Creator, create_pipeline, start_event
 

@@ -24,6 +24,7 @@ from rest_framework.test import APIClient
 
 from builds.models import Build, BuildStatus, LogBatch, Step
 from builds.secrets import allowed_secrets
+from executors.tests.test_launcher_masking import base64_cores
 from pipelines.auth_tokens import issue_build_token
 from pipelines.models import Event, Job, Pipeline, PipelinePermission
 from pipelines.services import set_secret
@@ -137,24 +138,6 @@ def printed(secret: str) -> dict[str, str]:
     for offset in (1, 2):
         out[f"base64-at-{offset}"] = base64.b64encode(b"\x07" * offset + raw).decode()
     return out
-
-
-def base64_cores(secret: str) -> set[str]:
-    """The base64 characters the secret alone decides, at each of the three alignments, in
-    the standard and the URL-safe alphabet: worked out by varying the bytes around it."""
-    raw = secret.encode()
-    found = set()
-    for offset in range(3):
-        streams = [
-            base64.b64encode(bytes([fill]) * offset + raw + bytes([fill]) * 3).decode()
-            for fill in (0x00, 0xFF, 0x5A)
-        ]
-        start = end = -(-8 * offset // 6)
-        while end < len(streams[0]) and len({s[end] for s in streams}) == 1:
-            end += 1
-        core = streams[0][start:end]
-        found |= {core, core.replace("+", "-").replace("/", "_")}
-    return found
 
 
 def needles(secret: str) -> set[str]:

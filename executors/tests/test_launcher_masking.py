@@ -60,6 +60,16 @@ def _determined(secret: bytes, offset: int) -> str:
     return streams[0][start:end]
 
 
+def base64_cores(secret: str) -> set[str]:
+    """The base64 characters the secret alone fixes, at each of the three alignments, in the
+    standard and the URL-safe alphabet."""
+    found = set()
+    for offset in range(3):
+        core = _determined(secret.encode(), offset)
+        found |= {core, core.replace("+", "-").replace("/", "_")}
+    return found
+
+
 def printed(secret: str) -> dict[str, str]:
     """What a step prints for each encoding, by name."""
     raw = secret.encode()
@@ -83,11 +93,8 @@ def printed(secret: str) -> dict[str, str]:
 def needles(secret: str) -> set[str]:
     """What must never be seen: the value, its text encodings, and the base64 characters
     that the value alone fixes, at each alignment, standard and url-safe."""
-    raw = secret.encode()
     found = {v for k, v in printed(secret).items() if not k.startswith("base64") and len(v) >= 1}
-    for offset in range(3):
-        core = _determined(raw, offset)
-        found |= {core, core.replace("+", "-").replace("/", "_")}
+    found |= base64_cores(secret)
     return {n for n in found if n}
 
 

@@ -1,34 +1,30 @@
-"""GitLab webhooks: check X-Gitlab-Token, record the delivery once, act on it in the worker."""
+"""GitLab webhooks: check X-Gitlab-Token, record the delivery once, translate its payload."""
 
 from __future__ import annotations
 
 import hmac
 import json
-import logging
 import re
 from typing import Any
 
 from django.conf import settings
 
-from pipelines import workflow
-from pipelines.models import Event, Pipeline
-from pipelines.services import (
-    Creator,
-    PipelineError,
-    close_pr,
-    notice_push,
-    repo_ref_of,
-    start_event,
-)
-from scm.deliveries import Handler, Received, WebhookRejected, record_delivery, request_number
+from scm.deliveries import Received, WebhookRejected, record_delivery, request_number
 from scm.gitlab import repo_prefix
 from scm.signing import gitlab_hook_token
-from scm.webhooks import run_pr_update
-
-logger = logging.getLogger(__name__)
+from scm.webhooks.actions import (
+    Action,
+    PullRequestClosed,
+    PullRequestUpdated,
+    Push,
+    RefCreated,
+    Repository,
+    Translator,
+)
 
 _SKIP_CI_RE = re.compile(r"\[(skip ci|ci skip)\]", re.IGNORECASE)
 _NULL_SHA = "0" * 40
+
 
 PUSH_HOOK = "Push Hook"
 TAG_PUSH_HOOK = "Tag Push Hook"
@@ -58,8 +54,8 @@ def _action(event_name: str, payload: dict[str, Any]) -> str:
 
 
 def _ignored_because(event_name: str, action: str, payload: dict[str, Any]) -> str:
-    """Return why a delivery is not acted on, or "" when a handler takes it."""
-    if (event_name, action) not in GITLAB_HANDLERS:
+    """Return why a delivery is not acted on, or "" when a translator takes it."""
+    if (event_name, action) not in GITLAB_TRANSLATORS:
         return f"{event_name} {action} is not acted on.".replace("  ", " ").strip()
     # GitLab says "update" for a new title or label as well; only new commits (oldrev) rebuild.
     attributes = _dict(payload.get("object_attributes"))
@@ -114,61 +110,16 @@ def receive_gitlab(
     )
 
 
-# --- acting on a delivery (in the worker, through scm.webhooks.process_delivery) ----------
+# --- what a delivery asks for (in the worker, through scm.webhooks.process_delivery) -----
 
 
-def _pipelines_of(payload: dict[str, Any]) -> list[Pipeline]:
-    """Return the active pipelines of the delivery's project, and of no other."""
+def _repository(payload: dict[str, Any]) -> Repository | None:
     path = str(_dict(payload.get("project")).get("path_with_namespace") or "")
-    if not path:
-        return []
-    return list(
-        Pipeline.objects.filter(
-            scm_context__startswith="gitlab:",
-            state=Pipeline.State.ACTIVE,
-            scm_uri__startswith=repo_prefix(path),
-        )
-    )
+    return Repository(scm="gitlab", uri_prefix=repo_prefix(path)) if path else None
 
 
-def _creator(username: object) -> Creator:
-    name = str(username or "gitlab")
-    return Creator(name=name, username=name)
-
-
-def _start(
-    pipeline: Pipeline,
-    start_from: str,
-    sha: str,
-    creator: Creator,
-    cause: str,
-    key: str,
-    changed_files: list[str] | None = None,
-) -> Event | None:
-    try:
-        return start_event(
-            pipeline=pipeline,
-            start_from=start_from,
-            creator=creator,
-            sha=sha,
-            cause_message=cause,
-            changed_files=changed_files,
-            delivery_key=key,
-        )
-    except PipelineError as exc:
-        logger.info("%s on pipeline %s started nothing: %s", start_from, pipeline.pk, exc.message)
-        return None
-
-
-def _trigger(graph: dict[str, Any], kind: str, name: str) -> str | None:
-    """Return the start_from the graph asks for: `~kind:name` first, then plain `~kind`."""
-    for start_from in (f"~{kind}:{name}", f"~{kind}"):
-        try:
-            if workflow.start_jobs(graph, start_from):
-                return start_from
-        except ValueError:
-            continue
-    return None
+def _username(value: object) -> str:
+    return str(value or "gitlab")
 
 
 def _head_message(payload: dict[str, Any], sha: str) -> str:
@@ -194,137 +145,121 @@ def _changed_files(payload: dict[str, Any]) -> list[str] | None:
     )
 
 
-def handle_push(payload: dict[str, Any], key: str) -> list[Event]:
+def translate_push(payload: dict[str, Any]) -> Action | None:
     """A push to a branch: ~commit on its pipelines, ~commit:branch where others ask for it."""
     ref = str(payload.get("ref") or "")
     sha = str(payload.get("checkout_sha") or "")
     # A deleted branch has no checkout_sha and a null `after`.
     if not ref.startswith("refs/heads/") or not sha or payload.get("after") == _NULL_SHA:
-        return []
+        return None
     if _SKIP_CI_RE.search(_head_message(payload, sha)):
-        return []
-    branch = ref.removeprefix("refs/heads/")
-    creator = _creator(payload.get("user_username"))
-    cause = f"Commit {sha[:7]} pushed to {branch} by {creator.username}"
-    changed = _changed_files(payload)
-    events: list[Event] = []
-    for pipeline in _pipelines_of(payload):
-        if repo_ref_of(pipeline).branch == branch:
-            event = notice_push(
-                pipeline=pipeline,
-                sha=sha,
-                pusher=creator.username,
-                changed_files=changed,
-                delivery_key=key,
-            )
-        elif workflow.start_jobs(pipeline.workflow_graph, f"~commit:{branch}"):
-            event = _start(pipeline, f"~commit:{branch}", sha, creator, cause, key, changed)
-        else:
-            event = None
-        if event is not None:
-            events.append(event)
-    return events
+        return None
+    repository = _repository(payload)
+    if repository is None:
+        return None
+    return Push(
+        repository=repository,
+        branch=ref.removeprefix("refs/heads/"),
+        sha=sha,
+        pusher=_username(payload.get("user_username")),
+        changed_files=_changed_files(payload),
+    )
 
 
-def _start_ref(
-    payload: dict[str, Any], kind: str, name: str, sha: str, creator: Creator, key: str
-) -> list[Event]:
+def _ref_created(
+    payload: dict[str, Any], kind: str, name: str, sha: str, creator: str
+) -> Action | None:
     """~tag or ~release (or their :name forms) on the pipelines of the default branch."""
-    default = str(_dict(payload.get("project")).get("default_branch") or "")
-    events: list[Event] = []
-    for pipeline in _pipelines_of(payload):
-        if repo_ref_of(pipeline).branch != default:
-            continue
-        start_from = _trigger(pipeline.workflow_graph, kind, name)
-        if start_from is None:
-            continue
-        cause = f"{kind.capitalize()} {name} created"
-        event = _start(pipeline, start_from, sha, creator, cause, key)
-        if event is not None:
-            events.append(event)
-    return events
+    repository = _repository(payload)
+    if repository is None:
+        return None
+    return RefCreated(
+        repository=repository,
+        kind=kind,
+        name=name,
+        sha=sha,
+        default_branch=str(_dict(payload.get("project")).get("default_branch") or ""),
+        creator=creator,
+    )
 
 
-def handle_tag_push(payload: dict[str, Any], key: str) -> list[Event]:
+def translate_tag_push(payload: dict[str, Any]) -> Action | None:
     """A tag was pushed: ~tag at the commit it points at; a deleted tag runs nothing."""
     ref = str(payload.get("ref") or "")
     # checkout_sha is the commit even for an annotated tag, whose `after` is the tag object.
     sha = str(payload.get("checkout_sha") or "")
     if not ref.startswith("refs/tags/") or not sha or payload.get("after") == _NULL_SHA:
-        return []
+        return None
     tag = ref.removeprefix("refs/tags/")
-    return _start_ref(payload, "tag", tag, sha, _creator(payload.get("user_username")), key)
+    return _ref_created(payload, "tag", tag, sha, _username(payload.get("user_username")))
 
 
-def handle_release(payload: dict[str, Any], key: str) -> list[Event]:
+def translate_release(payload: dict[str, Any]) -> Action | None:
     """A release was created: ~release (or ~release:tag) at the release's commit."""
     tag = str(payload.get("tag") or "")
     sha = str(_dict(payload.get("commit")).get("id") or "")
     if not tag or not sha:
-        return []
-    return _start_ref(payload, "release", tag, sha, _creator(None), key)
+        return None
+    return _ref_created(payload, "release", tag, sha, _username(None))
 
 
-def _mr_pipelines(payload: dict[str, Any]) -> tuple[list[Pipeline], dict[str, Any], int]:
+def _merge_request(payload: dict[str, Any]) -> tuple[dict[str, Any], str, int]:
     attributes = _dict(payload.get("object_attributes"))
     target = str(attributes.get("target_branch") or "")
-    pipelines = [p for p in _pipelines_of(payload) if repo_ref_of(p).branch == target]
     # The merge request's iid is its number in the project, what people call !7.
-    return pipelines, attributes, request_number(attributes.get("iid"))
+    return attributes, target, request_number(attributes.get("iid"))
 
 
-def handle_mr_update(payload: dict[str, Any], key: str) -> list[Event]:
+def translate_mr_update(payload: dict[str, Any]) -> Action | None:
     """Opened, reopened or new commits: stop the MR's previous builds, run its ~pr jobs."""
-    pipelines, attributes, number = _mr_pipelines(payload)
+    attributes, target, number = _merge_request(payload)
     sha = str(_dict(attributes.get("last_commit")).get("id") or "")
-    if not number or not sha:
-        return []
+    repository = _repository(payload)
+    if not number or not sha or repository is None:
+        return None
     pr = {
         "title": str(attributes.get("title") or "")[:512],
         "url": str(attributes.get("url") or ""),
         "ref": str(attributes.get("source_branch") or ""),
         "fork": attributes.get("source_project_id") != attributes.get("target_project_id"),
     }
-    creator = _creator(_dict(payload.get("user")).get("username"))
+    creator = _username(_dict(payload.get("user")).get("username"))
     if attributes.get("action") == "open":
         # Only the opener is surely the author (an update's user is whoever pushed); the
         # author may restart an unrestricted PR without push rights, as in Screwdriver.
-        pr["username"] = creator.username
-    return run_pr_update(
-        pipelines=pipelines,
+        pr["username"] = creator
+    return PullRequestUpdated(
+        repository=repository,
+        base_branch=target,
         number=number,
         sha=sha,
         pr=pr,
         creator=creator,
-        what=f"Merge request !{number}",
-        delivery_key=key,
+        label=f"Merge request !{number}",
     )
 
 
-def handle_mr_closed(payload: dict[str, Any], key: str) -> list[Event]:
+def translate_mr_closed(payload: dict[str, Any]) -> Action | None:
     """Closed or merged: abort the MR's builds, archive its jobs, run ~pr-closed."""
-    pipelines, _, number = _mr_pipelines(payload)
-    creator = _creator(_dict(payload.get("user")).get("username"))
-    events: list[Event] = []
-    for pipeline in pipelines if number else []:
-        try:
-            event = close_pr(pipeline=pipeline, pr_num=number, creator=creator, delivery_key=key)
-        except PipelineError as exc:
-            logger.info("~pr-closed on pipeline %s started nothing: %s", pipeline.pk, exc)
-            continue
-        if event is not None:
-            events.append(event)
-    return events
+    _, target, number = _merge_request(payload)
+    repository = _repository(payload)
+    if not number or repository is None:
+        return None
+    creator = _username(_dict(payload.get("user")).get("username"))
+    return PullRequestClosed(
+        repository=repository, base_branch=target, number=number, creator=creator
+    )
 
 
-# (X-Gitlab-Event, action) -> handler; "" matches hooks without an action. Anything else is ignored.
-GITLAB_HANDLERS: dict[tuple[str, str], Handler] = {
-    (PUSH_HOOK, ""): handle_push,
-    (TAG_PUSH_HOOK, ""): handle_tag_push,
-    (RELEASE_HOOK, "create"): handle_release,
-    (MERGE_REQUEST_HOOK, "open"): handle_mr_update,
-    (MERGE_REQUEST_HOOK, "reopen"): handle_mr_update,
-    (MERGE_REQUEST_HOOK, "update"): handle_mr_update,
-    (MERGE_REQUEST_HOOK, "close"): handle_mr_closed,
-    (MERGE_REQUEST_HOOK, "merge"): handle_mr_closed,
+# (X-Gitlab-Event, action) -> translator; "" matches hooks without an action. Anything else
+# is ignored.
+GITLAB_TRANSLATORS: dict[tuple[str, str], Translator] = {
+    (PUSH_HOOK, ""): translate_push,
+    (TAG_PUSH_HOOK, ""): translate_tag_push,
+    (RELEASE_HOOK, "create"): translate_release,
+    (MERGE_REQUEST_HOOK, "open"): translate_mr_update,
+    (MERGE_REQUEST_HOOK, "reopen"): translate_mr_update,
+    (MERGE_REQUEST_HOOK, "update"): translate_mr_update,
+    (MERGE_REQUEST_HOOK, "close"): translate_mr_closed,
+    (MERGE_REQUEST_HOOK, "merge"): translate_mr_closed,
 }

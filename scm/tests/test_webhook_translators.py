@@ -142,10 +142,10 @@ def test_only_the_opening_of_a_merge_request_names_its_author() -> None:
     updated = GITLAB_TRANSLATORS[(MERGE_REQUEST_HOOK, "update")](merge_request("update"))
     assert isinstance(opened, PullRequestUpdated)
     assert isinstance(updated, PullRequestUpdated)
-    assert opened.pr["username"] == "pusher"
-    assert "username" not in updated.pr
+    assert opened.pr_info()["username"] == "pusher"
+    assert "username" not in updated.pr_info()
     assert (opened.number, opened.base_branch, opened.label) == (7, "main", "Merge request !7")
-    assert opened.pr["fork"] is False
+    assert opened.fork is False
 
 
 def test_a_closed_pull_request_without_a_number_asks_for_nothing() -> None:

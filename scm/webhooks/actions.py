@@ -66,17 +66,34 @@ class RefCreated:
 class PullRequestUpdated:
     """A pull (or merge) request opened, reopened or given new commits.
 
-    ``label`` names the request in messages ("Pull request 7", "Merge request !7"); ``pr``
-    is what the event records of it (title, url, ref, fork, and the author when known).
+    ``label`` names the request in messages ("Pull request 7", "Merge request !7");
+    ``author`` is None when the SCM does not say who wrote it (only who pushed).
     """
 
     repository: Repository
     base_branch: str
     number: int
     sha: str
-    pr: dict[str, Any]
+    title: str
+    url: str
+    source_branch: str
+    fork: bool
+    author: str | None
     creator: str
     label: str
+
+    def pr_info(self) -> dict[str, Any]:
+        """What the request's events record of it."""
+        info: dict[str, Any] = {
+            "title": self.title,
+            "url": self.url,
+            "ref": self.source_branch,
+            "fork": self.fork,
+        }
+        if self.author is not None:
+            # The author may restart an unrestricted PR without push rights, as in Screwdriver.
+            info["username"] = self.author
+        return info
 
 
 @dataclass(frozen=True)
@@ -236,7 +253,7 @@ def _pr_updated(request: PullRequestUpdated, delivery_key: str) -> Handled:
             continue
         stop_pr_builds(pipeline=pipeline, pr_num=number, message=f"{request.label} was updated")
         # The restriction is the base branch's (the pipeline's), never the request's own file.
-        skipped = restricted_pr_message(pipeline=pipeline, fork=bool(request.pr["fork"]))
+        skipped = restricted_pr_message(pipeline=pipeline, fork=request.fork)
         if skipped:
             events.notes.append(skipped)
             continue
@@ -251,7 +268,7 @@ def _pr_updated(request: PullRequestUpdated, delivery_key: str) -> Handled:
                 pr_num=number,
                 sha=request.sha,
                 creator=_creator(request.creator),
-                pr=request.pr,
+                pr=request.pr_info(),
                 changed_files=changed[0],
                 delivery_key=delivery_key,
             )

@@ -166,20 +166,16 @@ def translate_pr_update(payload: dict[str, Any]) -> Action | None:
     if not number or not sha or repository is None:
         return None
     base_repo = ((pull.get("base") or {}).get("repo") or {}).get("full_name")
-    pr = {
-        "title": str(pull.get("title") or "")[:512],
-        "url": str(pull.get("html_url") or ""),
-        "ref": str(head.get("ref") or ""),
-        "fork": (head.get("repo") or {}).get("full_name") != base_repo,
-        # The author may restart an unrestricted PR without push rights, as in Screwdriver.
-        "username": str((pull.get("user") or {}).get("login") or ""),
-    }
     return PullRequestUpdated(
         repository=repository,
         base_branch=base,
         number=number,
         sha=sha,
-        pr=pr,
+        title=str(pull.get("title") or "")[:512],
+        url=str(pull.get("html_url") or ""),
+        source_branch=str(head.get("ref") or ""),
+        fork=(head.get("repo") or {}).get("full_name") != base_repo,
+        author=str((pull.get("user") or {}).get("login") or ""),
         creator=_sender(payload),
         label=f"Pull request {number}",
     )

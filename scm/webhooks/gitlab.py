@@ -217,23 +217,18 @@ def translate_mr_update(payload: dict[str, Any]) -> Action | None:
     repository = _repository(payload)
     if not number or not sha or repository is None:
         return None
-    pr = {
-        "title": str(attributes.get("title") or "")[:512],
-        "url": str(attributes.get("url") or ""),
-        "ref": str(attributes.get("source_branch") or ""),
-        "fork": attributes.get("source_project_id") != attributes.get("target_project_id"),
-    }
     creator = _username(_dict(payload.get("user")).get("username"))
-    if attributes.get("action") == "open":
-        # Only the opener is surely the author (an update's user is whoever pushed); the
-        # author may restart an unrestricted PR without push rights, as in Screwdriver.
-        pr["username"] = creator
     return PullRequestUpdated(
         repository=repository,
         base_branch=target,
         number=number,
         sha=sha,
-        pr=pr,
+        title=str(attributes.get("title") or "")[:512],
+        url=str(attributes.get("url") or ""),
+        source_branch=str(attributes.get("source_branch") or ""),
+        fork=attributes.get("source_project_id") != attributes.get("target_project_id"),
+        # Only the opener is surely the author: an update's user is whoever pushed.
+        author=creator if attributes.get("action") == "open" else None,
         creator=creator,
         label=f"Merge request !{number}",
     )

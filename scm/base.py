@@ -88,6 +88,10 @@ class Scm(ABC):
     def install_hook(self, ref: RepoRef, *, notify_url: str, key: bytes) -> bool:
         """Arrange for pushes to be reported to notify_url; False when the server must poll."""
 
+    def tag_sha(self, ref: RepoRef, tag: str) -> str:
+        """Return the commit a tag points at; an SCM that cannot say raises ScmError."""
+        raise ScmError(f"{type(self).__name__} cannot look up tag {tag}.")
+
     def user_role(self, ref: RepoRef, token: str) -> str | None:
         """Return the token holder's right on the repository: "admin", "push", "pull" or None."""
         return None

@@ -138,6 +138,10 @@ class GitHubScm(Scm):
             raise ScmError(f"GitHub gave no commit for {name} of {full_name_of(ref)}.")
         return sha
 
+    def tag_sha(self, ref: RepoRef, tag: str) -> str:
+        """Return the commit a tag points at (a create delivery names the tag only)."""
+        return self.commit_sha(ref, f"tags/{tag}")
+
     def read_file(self, ref: RepoRef, sha: str, path: str) -> bytes | None:
         """Return a file's bytes at a commit through the contents API, None if absent."""
         response = self._request(

@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from pipelines.encryption import decrypt, encrypt
 from pipelines.models import Pipeline
-from pipelines.services import scm_for
 from scm.base import ScmError, ScmTokenRejected
+from scm.clients import scm_of_context
 from scm.github import github_host
 from scm.gitlab import gitlab_host
 from scm.models import ScmAccount, ScmRole
@@ -79,7 +79,7 @@ def refresh_scm_role(*, user: Any, pipeline: Pipeline) -> None:
             # Without a stored token only local rights count.
             recorded.delete()
             return
-        scm = scm_for(pipeline)
+        scm = scm_of_context(pipeline.scm_context)
         role = scm.user_role(scm.parse_url(pipeline.checkout_url), token)
     except ScmTokenRejected:
         forget_scm_token(user=user, scm_context=pipeline.scm_context)

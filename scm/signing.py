@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import re
 
+from django.conf import settings
+
 SIGNATURE_HEADER = "X-Screwdriver-Signature-256"
 
 _HEADER_RE = re.compile(r"sha256=([0-9a-f]{64})", re.ASCII)
@@ -30,9 +32,6 @@ def verify(body: bytes, key: bytes, header: str | None) -> bool:
 
 def repository_key(repo_path: str) -> bytes:
     """Return the hook key for one local repository, derived from the server's secret key."""
-    # Imported here so the rest of this module (and the hook script's tests) need no Django.
-    from django.conf import settings
-
     # One key per repository: the key sits in a file inside the repository, so anyone who can
     # read it could otherwise forge pushes for every other repository on the server.
     return hmac.new(
@@ -48,8 +47,6 @@ def gitlab_hook_token(project_path: str) -> str:
     Derived from SD_GITLAB_WEBHOOK_TOKEN and the project's path, so a token seen in one
     project's hook settings can never act on another project.
     """
-    from django.conf import settings
-
     return hmac.new(
         settings.SD_GITLAB_WEBHOOK_TOKEN.encode("utf-8"),
         b"gitlab-hook:" + project_path.lower().encode("utf-8"),

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from scm import deliveries
-from scm.gitlab_webhooks import GITLAB_HANDLERS
+from scm import deliveries, webhooks
 from scm.retention import prune_deliveries as prune
 from scm.retention import retention_cutoff
 from scm.statuses import report_commit_status as report
-from scm.webhooks import GITHUB_HANDLERS
-
-HANDLERS = {"github": GITHUB_HANDLERS, "gitlab": GITLAB_HANDLERS}
 
 
 def process_delivery(delivery_id: int) -> None:
-    """Act on one recorded webhook delivery with its SCM's handlers."""
-    scm = deliveries.scm_of(delivery_id=delivery_id)
-    if scm in HANDLERS:
-        deliveries.process_delivery(delivery_id=delivery_id, handlers=HANDLERS[scm])
+    """Act on one recorded webhook delivery."""
+    webhooks.process_delivery(delivery_id=delivery_id)
 
 
 def redeliver_stuck() -> dict[str, int]:

@@ -18,9 +18,10 @@ from pipelines.models import Job, Pipeline, PipelinePermission
 from pipelines.services.stages import sync_stages_and_triggers
 from pipelines.template_store import database_templates
 from scm.base import RepoRef, Scm, ScmError, ScmTokenRejected
-from scm.github import GitHubScm, is_github_url
-from scm.gitlab import GitLabScm, is_gitlab_url, project_path_of
+from scm.clients import scm_of_context, scm_of_url
+from scm.gitlab import GitLabScm, project_path_of
 from scm.local import LocalGitScm
+from scm.rights import forget_scm_token, scm_token_of
 from scm.signing import repository_key
 
 logger = logging.getLogger(__name__)
@@ -41,14 +42,8 @@ class PipelineError(Exception):
 def scm_for(pipeline_or_url: Pipeline | str) -> Scm:
     """Return the SCM backend of a pipeline (by its scm_context) or of a checkout URL."""
     if isinstance(pipeline_or_url, Pipeline):
-        if pipeline_or_url.scm_context.startswith("github:"):
-            return GitHubScm()
-        if pipeline_or_url.scm_context.startswith("gitlab:"):
-            return GitLabScm()
-        return LocalGitScm()
-    if is_github_url(pipeline_or_url):
-        return GitHubScm()
-    return GitLabScm() if is_gitlab_url(pipeline_or_url) else LocalGitScm()
+        return scm_of_context(pipeline_or_url.scm_context)
+    return scm_of_url(pipeline_or_url)
 
 
 def repo_ref_of(pipeline: Pipeline) -> RepoRef:
@@ -218,9 +213,6 @@ def _check_creator_administers(*, checkout_url: str, user: User | None) -> bool:
     if isinstance(scm, LocalGitScm):
         _check_local_path(checkout_url=checkout_url, user=user)
         return False
-    # Imported here: scm.rights reads pipelines.services (scm_for) itself.
-    from scm.rights import forget_scm_token, scm_token_of
-
     site = "GitLab" if isinstance(scm, GitLabScm) else "GitHub"
     try:
         ref = scm.parse_url(checkout_url)

@@ -11,12 +11,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from pipelines.api.errors import error_response
 from scm.deliveries import WebhookRejected
 from scm.gitlab_webhooks import receive_gitlab
 from scm.services import HookRejected, handle_local_hook
 from scm.signing import SIGNATURE_HEADER
 from scm.webhooks import receive_github
+from screwdriver_site.api.errors import error_response
 
 MAX_BODY_BYTES = 64 * 1024
 

@@ -15,17 +15,6 @@ from rest_framework.response import Response
 from builds import services as build_services
 from builds.api.serializers import BuildSerializer
 from builds.models import Build, BuildStatus
-from pipelines.api.base import PAGING_PARAMETERS, ApiView, event_for, job_for, paginate
-from pipelines.api.permissions import (
-    BUILD,
-    PEOPLE_AND_PIPELINES,
-    PULL,
-    PUSH,
-    READERS,
-    has_right,
-    kind_of,
-    require_right,
-)
 from pipelines.api.serializers import (
     EventCreateSerializer,
     EventSerializer,
@@ -36,6 +25,17 @@ from pipelines.api.views.pipelines import BUILD_STATUSES, _builds_of
 from pipelines.models import Event, Job, Pipeline
 from pipelines.services import Creator, PipelineError, restart_event, set_job_state, start_event
 from pipelines.services.pull_requests import pr_restart_refusal
+from screwdriver_site.api.base import PAGING_PARAMETERS, ApiView, event_for, job_for, paginate
+from screwdriver_site.api.permissions import (
+    BUILD,
+    PEOPLE_AND_PIPELINES,
+    PULL,
+    PUSH,
+    READERS,
+    has_right,
+    kind_of,
+    require_right,
+)
 
 
 def creator_of(request: Request) -> Creator:

@@ -250,7 +250,7 @@ def event_restart(request: HttpRequest, pipeline_id: int, event_id: int) -> Http
     """Start a new event from one job: on this event's commit and meta, or fresh at the head."""
     pipeline, rank = pipeline_with_rank(request, pipeline_id)
     parent = get_object_or_404(Event, pk=event_id, pipeline=pipeline)
-    if parent.type == Event.Type.PR and parent.pr_num and request.POST.get("mode") != "fresh":
+    if parent.is_pull_request and request.POST.get("mode") != "fresh":
         # Who may start a pull request again is Screwdriver's rule, as on POST /v4/events.
         refusal = pr_restart_refusal(
             event=parent, username=_user(request).get_username(), can_push=rank >= PUSH

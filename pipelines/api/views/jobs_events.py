@@ -187,7 +187,7 @@ class EventCreateView(ApiView):
             raise ValidationError(
                 "pipelineId: send the pipeline to start (or a parentEventId or buildId)."
             )
-        if parent is not None and parent.type == Event.Type.PR and parent.pr_num:
+        if parent is not None and parent.is_pull_request:
             # A pull request's author may start it again without push rights, where
             # restrictPR restricts nothing (Screwdriver's POST /events).
             require_right(request, pipeline, PULL)

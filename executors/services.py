@@ -18,7 +18,7 @@ from builds import services as build_services
 from builds.models import Build, BuildStatus
 from executors.base import ExecutorError
 from executors.registry import executor_name_for, get_executor, refusal
-from pipelines.auth_tokens import issue_build_token
+from screwdriver_site.tokens import issue_build_token
 
 logger = logging.getLogger(__name__)
 

@@ -227,6 +227,11 @@ class Event(models.Model):
     def __str__(self) -> str:
         return f"event {self.pk} of pipeline {self.pipeline_id}"
 
+    @property
+    def is_pull_request(self) -> bool:
+        """Whether this is a pull request's event, restarted under the pull request rules."""
+        return self.type == self.Type.PR and bool(self.pr_num)
+
 
 class Stage(models.Model):
     """A named group of a pipeline's jobs, with its setup and teardown jobs (`stages:`)."""

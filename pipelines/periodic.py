@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from croniter import croniter
 from django.db import transaction
-from django.utils import timezone
 from django_q.models import Schedule
 
+from pipelines.config.cron import CronError, next_run_of, transform_cron
 from pipelines.models import Job, Pipeline
 
 if TYPE_CHECKING:
@@ -30,73 +28,7 @@ SCHEDULER_NAME = "Screwdriver scheduler"
 SCHEDULER_USERNAME = "sd:scheduler"
 CAUSE_MESSAGE = "Started by periodic build scheduler"
 
-_HASH_RANGE = re.compile(r"H\(\d+-\d+\)")
-_HASH_STEP = re.compile(r"H/\d+")
 _PR_JOB = re.compile(r"PR-\d+:")
-# (low, high) of minute, hour, day of month, month, day of week, as Screwdriver bounds `H`.
-_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
-
-
-class CronError(ValueError):
-    """A ``buildPeriodically`` value that cannot become a schedule; the message says why."""
-
-
-def string_hash(text: str) -> int:
-    """The npm ``string-hash`` of text (djb2 over the characters, last to first), unsigned."""
-    value = 5381
-    for char in reversed(text):
-        product = (value * 33) & 0xFFFFFFFF
-        value = product ^ ord(char)
-        # JavaScript's `^` works on signed 32-bit integers.
-        if value >= 0x80000000:
-            value -= 0x100000000
-    return value & 0xFFFFFFFF
-
-
-def _hashed(hash_value: int, low: int, high: int) -> int:
-    return hash_value % (high + 1 - low) + low
-
-
-def _transform_value(text: str, low: int, high: int, hash_value: int) -> str:
-    """Replace ``H``, ``H/n`` and ``H(a-b)`` in each comma-separated part of one field."""
-    parts = text.split(",")
-    for i, part in enumerate(parts):
-        if part == "H":
-            parts[i] = str(_hashed(hash_value, low, high))
-        elif _HASH_STEP.search(part):
-            parts[i] = part.replace("H", str(_hashed(hash_value, low, high)), 1)
-        elif _HASH_RANGE.search(part):
-            first = int(part[2 : part.rindex("-")])
-            last = int(part[part.rindex("-") + 1 : part.rindex(")")])
-            if first < low or last > high or first > last:
-                raise CronError(f"{part} has an invalid range, expected range {low}-{high}.")
-            parts[i] = str(_hashed(hash_value, first, last))
-    return ",".join(parts)
-
-
-def transform_cron(expression: str, job_id: int) -> str:
-    """Turn a ``buildPeriodically`` value into a plain cron expression for this job."""
-    fields = expression.strip().split()
-    if len(fields) != 5:
-        raise CronError(
-            f"{expression!r} does not have exactly 5 fields (minute hour day month weekday): "
-            "fix screwdriver.cd/buildPeriodically."
-        )
-    hash_value = string_hash(str(job_id))
-    # Screwdriver always hashes the minute, so periodic builds never all start at :00.
-    if fields[0] != "H" and not _HASH_RANGE.search(fields[0]):
-        fields[0] = "H"
-    fields = [
-        _transform_value(text, low, high, hash_value)
-        for text, (low, high) in zip(fields, _BOUNDS, strict=True)
-    ]
-    result = " ".join(fields)
-    if not croniter.is_valid(result):
-        raise CronError(
-            f"{expression!r} is not a valid cron expression ({result!r} after H was replaced): "
-            "fix screwdriver.cd/buildPeriodically."
-        )
-    return result
 
 
 def periodic_cron_of(job: Job) -> str | None:
@@ -111,12 +43,6 @@ def periodic_cron_of(job: Job) -> str | None:
 
 def schedule_name(*, pipeline_id: int, job_id: int) -> str:
     return f"sd-periodic-{pipeline_id}-{job_id}"
-
-
-def next_run_of(cron: str, now: datetime | None = None) -> datetime:
-    """When a cron expression fires next, in UTC."""
-    start = (now or timezone.now()).astimezone(UTC)
-    return croniter(cron, start).get_next(datetime)
 
 
 def _wanted_crons(pipeline: Pipeline) -> dict[str, tuple[int, str]]:

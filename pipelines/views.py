@@ -25,11 +25,11 @@ from pipelines.config import parse_pipeline_yaml
 from pipelines.forms import CreatePipelineForm, ParametersForm, RestartForm
 from pipelines.models import Collection, Event, Pipeline
 from pipelines.services import (
-    Creator,
     PipelineError,
     add_to_collection,
     create_collection,
     create_pipeline,
+    creator_of,
     delete_collection,
     remove_from_collection,
     restart_event,
@@ -72,12 +72,6 @@ def pipeline_with_rank(
             f"You need {role} rights on pipeline {pipeline.pk} for this: ask one of its admins."
         )
     return pipeline, rank
-
-
-def creator_of(request: HttpRequest) -> Creator:
-    """The signed-in person as the creator of an event."""
-    user = _user(request)
-    return Creator(name=user.get_full_name() or user.get_username(), username=user.get_username())
 
 
 @login_required
@@ -234,7 +228,7 @@ def pipeline_start(request: HttpRequest, pipeline_id: int) -> HttpResponseRedire
         event = start_event(
             pipeline=pipeline,
             start_from="~commit",
-            creator=creator_of(request),
+            creator=creator_of(_user(request)),
             meta=form.event_meta(),
         )
     except PipelineError as exc:
@@ -250,7 +244,7 @@ def event_restart(request: HttpRequest, pipeline_id: int, event_id: int) -> Http
     """Start a new event from one job: on this event's commit and meta, or fresh at the head."""
     pipeline, rank = pipeline_with_rank(request, pipeline_id)
     parent = get_object_or_404(Event, pk=event_id, pipeline=pipeline)
-    if parent.type == Event.Type.PR and parent.pr_num and request.POST.get("mode") != "fresh":
+    if parent.is_pull_request and request.POST.get("mode") != "fresh":
         # Who may start a pull request again is Screwdriver's rule, as on POST /v4/events.
         refusal = pr_restart_refusal(
             event=parent, username=_user(request).get_username(), can_push=rank >= PUSH
@@ -272,14 +266,14 @@ def event_restart(request: HttpRequest, pipeline_id: int, event_id: int) -> Http
             event = start_event(
                 pipeline=pipeline,
                 start_from=job,
-                creator=creator_of(request),
+                creator=creator_of(_user(request)),
                 cause_message=f"Started from {job} by {_user(request).get_username()}",
             )
         else:
             event = restart_event(
                 parent_event=parent,
                 start_from=job,
-                creator=creator_of(request),
+                creator=creator_of(_user(request)),
                 cause_message=f"Restarted {job} of event {parent.pk} by "
                 f"{_user(request).get_username()}",
             )

@@ -8,6 +8,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerSplitView
 
 from pipelines.urls import auth_urlpatterns
+from screwdriver_site.api import schema  # noqa: F401 - registers the OpenAPI extensions
 
 api: list[URLPattern | URLResolver] = [
     path("swagger.json", SpectacularJSONAPIView.as_view(), name="schema"),

@@ -36,8 +36,10 @@ from builds.api.serializers import (
 from builds.launch import launch_spec
 from builds.models import Build, Step
 from builds.secrets import allowed_secrets
-from pipelines.api.authentication import BuildPrincipal
-from pipelines.api.base import (
+from pipelines.api.serializers import SecretSerializer, TokenResponseSerializer
+from pipelines.encryption import decrypt
+from screwdriver_site.api.authentication import BuildPrincipal
+from screwdriver_site.api.base import (
     MAX_LINE,
     PAGING_PARAMETERS,
     ApiView,
@@ -46,8 +48,8 @@ from pipelines.api.base import (
     int_param,
     paginate,
 )
-from pipelines.api.errors import error_response
-from pipelines.api.permissions import (
+from screwdriver_site.api.errors import error_response
+from screwdriver_site.api.permissions import (
     BUILD,
     PEOPLE_AND_PIPELINES,
     PULL,
@@ -57,9 +59,7 @@ from pipelines.api.permissions import (
     is_build,
     require_build_token,
 )
-from pipelines.api.serializers import SecretSerializer, TokenResponseSerializer
-from pipelines.auth_tokens import issue_build_token
-from pipelines.encryption import decrypt
+from screwdriver_site.tokens import issue_build_token
 
 # A launcher may still report teardown steps and logs this long after its build ended.
 REPORT_GRACE_SECONDS = 300

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from croniter import croniter
 from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
@@ -24,6 +23,7 @@ from builds.models import Build, BuildStatus
 from builds.services import blocking
 from builds.services.creation import _config_of, _dispatch
 from builds.services.status import _lock_pipeline, _transition
+from pipelines.config import cron
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def parse_window(expression: str) -> Window | None:
     # Screwdriver reads `?` (one of day-of-month and day-of-week must be it) as "any".
     text = " ".join("*" if f == "?" else f for f in fields)
     try:
-        expanded, nth = croniter.expand(text)
+        expanded, nth = cron.expand(text)
     except (ValueError, KeyError, TypeError) as exc:
         logger.warning("Freeze window %r is ignored: %s", expression, exc)
         return None

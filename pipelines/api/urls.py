@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.urls import path
 
-from pipelines.api import schema  # noqa: F401 - registers the OpenAPI extensions
 from pipelines.api.views import auth, collections, jobs_events, pipelines, secrets_tokens, stages
 
 P = "pipelines/<id:pipeline_id>"

@@ -26,6 +26,7 @@ from pipelines.services.collections import (
 from pipelines.services.events import (
     Creator,
     commit_json,
+    creator_of,
     event_of_delivery,
     notice_push,
     start_event,
@@ -62,6 +63,7 @@ __all__ = [
     "create_pipeline_token",
     "create_secret",
     "create_user_token",
+    "creator_of",
     "delete_collection",
     "delete_pipeline",
     "delete_secret",

@@ -10,9 +10,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from pipelines import encryption
-from pipelines.auth_tokens import new_api_token_value
 from pipelines.models import Pipeline, Secret, SignInGeneration, Token
 from pipelines.services.pipelines import PipelineError
+from screwdriver_site.tokens import new_api_token_value
 
 # --- secrets and tokens --------------------------------------------------------------------
 

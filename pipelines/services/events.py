@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.db import IntegrityError, transaction
 
 from builds import services as build_services
@@ -33,6 +35,13 @@ class Creator:
 
     def as_dict(self) -> dict[str, str]:
         return {"name": self.name, "username": self.username}
+
+
+def creator_of(user: AbstractBaseUser | AnonymousUser) -> Creator:
+    """Who starts an event: a person by their full name, a pipeline or build by its token's name."""
+    full_name = getattr(user, "get_full_name", None)
+    username = user.get_username()
+    return Creator(name=(full_name() if full_name else "") or username, username=username)
 
 
 def _with_parameters(meta: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:

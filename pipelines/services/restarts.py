@@ -21,7 +21,7 @@ def restart_event(
     meta: dict[str, Any] | None = None,
 ) -> Event:
     """A new event from a job of an earlier one: its sha, its meta under the new, its group."""
-    if parent_event.type == Event.Type.PR and parent_event.pr_num:
+    if parent_event.is_pull_request:
         # A pull request's job restarts as a PR event again, under the same secret rules.
         return restart_pr(parent_event=parent_event, start_from=start_from, creator=creator)
     with transaction.atomic():

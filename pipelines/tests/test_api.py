@@ -22,9 +22,10 @@ from rest_framework.test import APIClient
 
 from builds.models import Build, BuildStatus, Step
 from conftest import GitRepo
-from pipelines.auth_tokens import issue_build_token, issue_user_token
 from pipelines.models import Event, Job, Pipeline
 from pipelines.services import Creator, create_pipeline, create_user_token, start_event
+from screwdriver_site.api.tokens import issue_user_token
+from screwdriver_site.tokens import issue_build_token
 
 pytestmark = pytest.mark.django_db
 

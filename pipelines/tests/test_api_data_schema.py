@@ -12,9 +12,9 @@ import pytest
 from django.contrib.auth.models import User
 
 from conftest import GitRepo, install_npm_packages
-from pipelines.auth_tokens import issue_user_token
 from pipelines.services import create_secret
 from pipelines.tests.api_fixtures import CHAIN, SECRET_VALUE, make_world, with_bearer
+from screwdriver_site.api.tokens import issue_user_token
 
 ROOT = Path(__file__).resolve().parents[2]
 ORACLE = ROOT / "oracle" / "data-schema"

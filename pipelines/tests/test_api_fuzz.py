@@ -16,9 +16,9 @@ import pytest
 from django.contrib.auth.models import User
 
 from conftest import GitRepo
-from pipelines.auth_tokens import issue_user_token
 from pipelines.services import create_secret
 from pipelines.tests.api_fixtures import CHAIN, make_world
+from screwdriver_site.api.tokens import issue_user_token
 from tools.api_fuzz import fuzz_api
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]

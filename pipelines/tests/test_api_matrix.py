@@ -26,7 +26,6 @@ from rest_framework.test import APIClient
 
 from builds.models import Build, BuildStatus, Step
 from conftest import GitRepo
-from pipelines.auth_tokens import issue_build_token, issue_guest_token, issue_user_token
 from pipelines.models import PipelinePermission, Secret
 from pipelines.services import (
     create_collection,
@@ -37,6 +36,8 @@ from pipelines.services import (
     grant_permission,
 )
 from pipelines.tests.api_fixtures import CHAIN, finish, main_build, make_world, new_event
+from screwdriver_site.api.tokens import issue_user_token
+from screwdriver_site.tokens import issue_build_token, issue_guest_token
 
 pytestmark = pytest.mark.django_db
 

@@ -16,13 +16,6 @@ from rest_framework.test import APIClient
 
 from builds.models import Build, BuildStatus, Step
 from conftest import GitRepo
-from pipelines.auth_tokens import (
-    decode,
-    issue_build_token,
-    issue_guest_token,
-    issue_temporal_token,
-    issue_user_token,
-)
 from pipelines.models import Event, Job, Pipeline, Secret, Token
 from pipelines.services import create_secret, grant_permission
 from pipelines.tests.api_fixtures import (
@@ -33,6 +26,13 @@ from pipelines.tests.api_fixtures import (
     make_world,
     new_event,
     with_bearer,
+)
+from screwdriver_site.api.tokens import issue_user_token
+from screwdriver_site.tokens import (
+    decode,
+    issue_build_token,
+    issue_guest_token,
+    issue_temporal_token,
 )
 
 pytestmark = pytest.mark.django_db

@@ -16,9 +16,10 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from conftest import GitRepo
-from pipelines.auth_tokens import issue_build_token, issue_user_token
 from pipelines.services import create_pipeline_token
 from pipelines.tests.api_fixtures import CHAIN, SECRET_VALUE, make_world, with_bearer
+from screwdriver_site.api.tokens import issue_user_token
+from screwdriver_site.tokens import issue_build_token
 
 pytestmark = pytest.mark.django_db
 

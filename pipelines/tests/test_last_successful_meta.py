@@ -9,7 +9,6 @@ import pytest
 from django.contrib.auth.models import User
 
 from conftest import GitRepo
-from pipelines.auth_tokens import issue_build_token, issue_user_token
 from pipelines.models import Pipeline
 from pipelines.services import create_pipeline
 from pipelines.tests.api_fixtures import (
@@ -20,6 +19,8 @@ from pipelines.tests.api_fixtures import (
     new_event,
     with_bearer,
 )
+from screwdriver_site.api.tokens import issue_user_token
+from screwdriver_site.tokens import issue_build_token
 
 pytestmark = pytest.mark.django_db
 

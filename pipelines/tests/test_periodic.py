@@ -18,58 +18,10 @@ from builds.models import Build, BuildStatus
 from conftest import wait_until
 from pipelines import periodic
 from pipelines.config import parse_pipeline_yaml
+from pipelines.config.cron import transform_cron
 from pipelines.models import Event, Job, Pipeline
 from pipelines.services import create_pipeline
 from pipelines.services.pipelines import sync_jobs
-
-# The npm string-hash package gives these for the same strings (checked with Node).
-STRING_HASHES = {"1": 177556, "2": 177559, "42": 5859395, "123456": 3670747394, "abc": 193415941}
-
-
-@pytest.mark.parametrize(("text", "expected"), sorted(STRING_HASHES.items()))
-def test_string_hash_gives_what_the_npm_string_hash_package_gives(text: str, expected: int) -> None:
-    assert periodic.string_hash(text) == expected
-
-
-def test_h_becomes_the_job_id_hash_within_each_fields_bounds() -> None:
-    # string-hash("7") = 177554: minute %60 = 14, hour %24 = 2, day %31+1 = 18,
-    # month %12+1 = 3, weekday %7 = 6.
-    assert periodic.transform_cron("H H H H H", 7) == "14 2 18 3 6"
-
-
-def test_a_hashed_range_picks_its_value_inside_the_range() -> None:
-    # string-hash("42") = 5859395: 5859395 % 4 = 3 and 5859395 % 11 = 3.
-    assert periodic.transform_cron("H H(0-3) * * *", 42) == "35 3 * * *"
-    assert periodic.transform_cron("H(10-20) * * * *", 42) == "13 * * * *"
-
-
-def test_a_hashed_step_starts_at_the_hash() -> None:
-    assert periodic.transform_cron("H H/6 * * *", 42) == "35 11/6 * * *"
-
-
-def test_the_minute_is_always_hashed_as_in_screwdriver() -> None:
-    assert periodic.transform_cron("0 4 * * *", 42) == "35 4 * * *"
-    assert periodic.transform_cron("H/15 * * * *", 42) == "35 * * * *"
-
-
-def test_the_same_job_always_gets_the_same_cron() -> None:
-    assert periodic.transform_cron("H H * * *", 1234) == periodic.transform_cron("H H * * *", 1234)
-
-
-@pytest.mark.parametrize(
-    ("expression", "why"),
-    [
-        ("H H * *", "exactly 5 fields"),
-        ("0 H H * * *", "exactly 5 fields"),
-        ("H H(20-30) * * *", "invalid range"),
-        ("H H(5-2) * * *", "invalid range"),
-        ("H 25 * * *", "not a valid cron"),
-    ],
-)
-def test_a_value_screwdriver_refuses_is_refused_with_the_reason(expression: str, why: str) -> None:
-    with pytest.raises(periodic.CronError, match=why):
-        periodic.transform_cron(expression, 42)
-
 
 YAML = """
 jobs:
@@ -114,7 +66,7 @@ def test_a_periodic_job_gets_one_cron_schedule_with_its_hashed_cron_in_utc(
         pipeline = _pipeline(make_repo, _yaml("H H(0-3) * * *"))
 
     nightly = Job.objects.get(pipeline=pipeline, name="nightly")
-    cron = periodic.transform_cron("H H(0-3) * * *", nightly.pk)
+    cron = transform_cron("H H(0-3) * * *", nightly.pk)
     [schedule] = _schedules(pipeline)
     assert schedule.schedule_type == Schedule.CRON
     assert schedule.cron == cron
@@ -144,7 +96,7 @@ def test_the_schedule_follows_the_file_when_the_cron_changes(make_repo: Any) -> 
     _sync(pipeline, _yaml("H 12 * * 1"))
 
     [schedule] = _schedules(pipeline)
-    assert schedule.cron == periodic.transform_cron("H 12 * * 1", nightly.pk)
+    assert schedule.cron == transform_cron("H 12 * * 1", nightly.pk)
     assert schedule.cron.split()[1:] == ["12", "*", "*", "1"]
     assert schedule.next_run == croniter(schedule.cron, datetime.now(tz=UTC)).get_next(datetime)
 

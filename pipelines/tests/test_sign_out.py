@@ -11,8 +11,8 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from conftest import GitRepo
-from pipelines.auth_tokens import issue_build_token, issue_pipeline_token
 from pipelines.tests.api_fixtures import CHAIN, make_world
+from screwdriver_site.tokens import issue_build_token, issue_pipeline_token
 
 pytestmark = pytest.mark.django_db
 

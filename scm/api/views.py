@@ -11,10 +11,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from pipelines.api.errors import error_response
 from scm.services import HookRejected, handle_local_hook
 from scm.signing import SIGNATURE_HEADER
 from scm.webhooks import WebhookRejected, receive_github, receive_gitlab
+from screwdriver_site.api.errors import error_response
 
 MAX_BODY_BYTES = 64 * 1024
 

@@ -17,7 +17,6 @@ from django.contrib.messages import get_messages
 from django.test import Client
 
 from builds.models import Build
-from pipelines.auth_tokens import issue_user_token
 from pipelines.models import Event, Pipeline, PipelinePermission
 from pipelines.services import create_pipeline
 from pipelines.tests.api_fixtures import with_bearer
@@ -25,6 +24,7 @@ from scm.models import WebhookDelivery
 from scm.tasks import process_delivery
 from scm.tests.github_fakes import SECRET, deliver, fake_github
 from scm.tests.scm_people import repository_admin
+from screwdriver_site.api.tokens import issue_user_token
 
 pytestmark = pytest.mark.django_db
 

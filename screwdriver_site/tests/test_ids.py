@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from pipelines.auth_tokens import issue_user_token
+from screwdriver_site.api.tokens import issue_user_token
 from screwdriver_site.ids import MAX_ID, parse_id
 
 HUGE = 10**30

@@ -15,7 +15,7 @@ from django.contrib.auth.models import User
 from django.test import Client, RequestFactory
 
 from conftest import BASE_DIR
-from pipelines.auth_tokens import issue_user_token
+from screwdriver_site.api.tokens import issue_user_token
 from screwdriver_site.data_dir import private_dir, private_file
 from screwdriver_site.errors import CleansingFilter
 

@@ -14,22 +14,23 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from pipelines.api.authentication import GuestPrincipal, PipelinePrincipal
-from pipelines.api.base import ApiView
-from pipelines.api.errors import error_response
-from pipelines.api.parsers import holds_lone_surrogate
-from pipelines.api.permissions import BUILD, GUEST, PIPELINE, USER, kind_of
 from pipelines.api.serializers import (
     LoginSerializer,
     TokenResponseSerializer,
     ValidatorSerializer,
     scm_context_of,
 )
-from pipelines.auth_tokens import issue_guest_token, issue_pipeline_token, issue_user_token
 from pipelines.config import parse_pipeline_yaml
+from pipelines.config.jsvalues import holds_lone_surrogate
 from pipelines.models import Token
 from pipelines.services import touch_token
 from pipelines.template_store import database_templates
+from screwdriver_site.api.authentication import GuestPrincipal, PipelinePrincipal
+from screwdriver_site.api.base import ApiView
+from screwdriver_site.api.errors import error_response
+from screwdriver_site.api.permissions import BUILD, GUEST, PIPELINE, USER, kind_of
+from screwdriver_site.api.tokens import issue_user_token
+from screwdriver_site.tokens import issue_guest_token, issue_pipeline_token
 
 PACKAGES = ["Django", "djangorestframework", "django-q2", "channels", "PyJWT"]
 

@@ -8,8 +8,6 @@ from rest_framework import status as http
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from pipelines.api.base import ApiView
-from pipelines.api.permissions import PEOPLE, signed_in_user
 from pipelines.api.serializers import (
     CollectionCreateSerializer,
     CollectionSerializer,
@@ -18,6 +16,8 @@ from pipelines.api.serializers import (
 )
 from pipelines.models import Collection, Pipeline
 from pipelines.services import create_collection, delete_collection, update_collection
+from screwdriver_site.api.base import ApiView
+from screwdriver_site.api.permissions import PEOPLE, signed_in_user
 
 
 def _own(request: Request, collection_id: int) -> Collection:

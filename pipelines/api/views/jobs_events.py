@@ -15,8 +15,18 @@ from rest_framework.response import Response
 from builds import services as build_services
 from builds.api.serializers import BuildSerializer
 from builds.models import Build, BuildStatus
-from pipelines.api.base import PAGING_PARAMETERS, ApiView, event_for, job_for, paginate
-from pipelines.api.permissions import (
+from pipelines.api.serializers import (
+    EventCreateSerializer,
+    EventSerializer,
+    JobSerializer,
+    JobUpdateSerializer,
+)
+from pipelines.api.views.pipelines import BUILD_STATUSES, _builds_of
+from pipelines.models import Event, Job, Pipeline
+from pipelines.services import PipelineError, creator_of, restart_event, set_job_state, start_event
+from pipelines.services.pull_requests import pr_restart_refusal
+from screwdriver_site.api.base import PAGING_PARAMETERS, ApiView, event_for, job_for, paginate
+from screwdriver_site.api.permissions import (
     BUILD,
     PEOPLE_AND_PIPELINES,
     PULL,
@@ -26,26 +36,6 @@ from pipelines.api.permissions import (
     kind_of,
     require_right,
 )
-from pipelines.api.serializers import (
-    EventCreateSerializer,
-    EventSerializer,
-    JobSerializer,
-    JobUpdateSerializer,
-)
-from pipelines.api.views.pipelines import BUILD_STATUSES, _builds_of
-from pipelines.models import Event, Job, Pipeline
-from pipelines.services import Creator, PipelineError, restart_event, set_job_state, start_event
-from pipelines.services.pull_requests import pr_restart_refusal
-
-
-def creator_of(request: Request) -> Creator:
-    """Who started an event, in Screwdriver's creator shape."""
-    user = request.user
-    if hasattr(user, "get_full_name"):
-        return Creator(
-            name=user.get_full_name() or user.get_username(), username=user.get_username()
-        )
-    return Creator(name=user.get_username(), username=user.get_username())
 
 
 class JobDetailView(ApiView):
@@ -187,7 +177,7 @@ class EventCreateView(ApiView):
             raise ValidationError(
                 "pipelineId: send the pipeline to start (or a parentEventId or buildId)."
             )
-        if parent is not None and parent.type == Event.Type.PR and parent.pr_num:
+        if parent is not None and parent.is_pull_request:
             # A pull request's author may start it again without push rights, where
             # restrictPR restricts nothing (Screwdriver's POST /events).
             require_right(request, pipeline, PULL)
@@ -208,7 +198,7 @@ class EventCreateView(ApiView):
             event = start_event(
                 pipeline=pipeline,
                 start_from=start_from or "~commit",
-                creator=creator_of(request),
+                creator=creator_of(request.user),
                 sha=data.get("sha"),
                 cause_message=data["causeMessage"],
                 meta=data["meta"],
@@ -217,7 +207,7 @@ class EventCreateView(ApiView):
             event = restart_event(
                 parent_event=parent,
                 start_from=start_from or parent.start_from,
-                creator=creator_of(request),
+                creator=creator_of(request.user),
                 cause_message=data["causeMessage"],
                 meta=data["meta"],
             )

@@ -15,17 +15,6 @@ from rest_framework.response import Response
 from builds.api.serializers import BuildSerializer
 from builds.models import Build, BuildStatus
 from pipelines.api.badges import badge_svg
-from pipelines.api.base import PAGING_PARAMETERS, ApiView, choice_param, paginate, pipeline_for
-from pipelines.api.permissions import (
-    ADMIN,
-    PEOPLE,
-    PEOPLE_AND_PIPELINES,
-    PULL,
-    PUSH,
-    READERS,
-    readable_pipelines,
-    signed_in_user,
-)
 from pipelines.api.serializers import (
     EventSerializer,
     JobSerializer,
@@ -44,6 +33,23 @@ from pipelines.services import (
     revoke_permission,
     sync_pipeline,
     update_pipeline,
+)
+from screwdriver_site.api.base import (
+    PAGING_PARAMETERS,
+    ApiView,
+    choice_param,
+    paginate,
+    pipeline_for,
+)
+from screwdriver_site.api.permissions import (
+    ADMIN,
+    PEOPLE,
+    PEOPLE_AND_PIPELINES,
+    PULL,
+    PUSH,
+    READERS,
+    readable_pipelines,
+    signed_in_user,
 )
 
 BUILD_STATUSES = [s.value for s in BuildStatus]

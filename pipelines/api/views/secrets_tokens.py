@@ -15,8 +15,6 @@ from rest_framework import status as http
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from pipelines.api.base import PAGING_PARAMETERS, ApiView, paginate, pipeline_for
-from pipelines.api.permissions import ADMIN, PEOPLE, PUSH, require_right, signed_in_user
 from pipelines.api.serializers import (
     NewTokenSerializer,
     SecretCreateSerializer,
@@ -38,6 +36,8 @@ from pipelines.services import (
     update_secret,
     update_token,
 )
+from screwdriver_site.api.base import PAGING_PARAMETERS, ApiView, paginate, pipeline_for
+from screwdriver_site.api.permissions import ADMIN, PEOPLE, PUSH, require_right, signed_in_user
 
 
 def _new(new: NewToken) -> dict[str, Any]:

@@ -8,10 +8,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from builds.models import StageBuild
-from pipelines.api.base import ApiView, choice_param, event_for, pipeline_for
-from pipelines.api.permissions import PULL, READERS
 from pipelines.api.serializers import StageBuildSerializer, StageSerializer
 from pipelines.models import Stage
+from screwdriver_site.api.base import ApiView, choice_param, event_for, pipeline_for
+from screwdriver_site.api.permissions import PULL, READERS
 
 
 class PipelineStagesView(ApiView):

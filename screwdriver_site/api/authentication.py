@@ -14,9 +14,9 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from builds.models import FINISHED_STATUSES, Build
-from pipelines.auth_tokens import Claims, InvalidToken, decode, generation_of, password_mark
 from pipelines.models import Pipeline, Token
 from pipelines.services import touch_token
+from screwdriver_site.tokens import Claims, InvalidToken, decode, generation_of, password_mark
 
 
 class Principal(AnonymousUser):
@@ -158,7 +158,7 @@ class BearerAuthentication(authentication.BaseAuthentication):
 class BearerScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
     """Tells the OpenAPI document that every route takes `Authorization: Bearer`."""
 
-    target_class = "pipelines.api.authentication.BearerAuthentication"
+    target_class = "screwdriver_site.api.authentication.BearerAuthentication"
     name = "bearer"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:

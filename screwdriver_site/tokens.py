@@ -1,4 +1,9 @@
-"""JWTs in Screwdriver's model: scopes user, admin, guest, pipeline, build and temporal."""
+"""JWTs in Screwdriver's model: scopes user, admin, guest, pipeline, build and temporal.
+
+Signing and verifying only, from objects the caller already holds, with no model imports: so
+the build kernel and the executors may issue a build's token. Looking a person up to sign
+theirs is the API's job (`screwdriver_site.api.tokens`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ObjectDoesNotExist
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -92,15 +96,11 @@ def password_mark(user: AbstractBaseUser | None) -> str:
     ).hexdigest()[:32]
 
 
-def issue_user_token(*, username: str, is_admin: bool, now: datetime | None = None) -> str:
+def sign_user_token(
+    user: AbstractBaseUser | None, *, username: str, is_admin: bool, now: datetime | None = None
+) -> str:
     """A person's JWT, tied to their sign-in generation and their current password."""
     now = now or timezone.now()
-    user = (
-        get_user_model()
-        .objects.filter(username=username)
-        .select_related("sign_in_generation")
-        .first()
-    )
     payload: dict[str, Any] = {
         "username": username,
         "scope": ["user", "admin"] if is_admin else ["user"],

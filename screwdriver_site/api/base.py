@@ -12,14 +12,15 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from pipelines.api.permissions import (
+from builds.models import Build
+from pipelines.models import Event, Job, Pipeline
+from screwdriver_site.api.permissions import (
     PEOPLE,
     ScopedAccess,
     kind_of,
     require_own_build,
     require_right,
 )
-from pipelines.models import Event, Job, Pipeline
 
 MAX_COUNT = 100
 DEFAULT_COUNT = 50
@@ -104,10 +105,8 @@ def event_for(request: Request, event_id: int, role: str) -> Event:
     return event
 
 
-def build_for(request: Request, build_id: int, role: str) -> Any:
+def build_for(request: Request, build_id: int, role: str) -> Build:
     """The build, if the caller is its own launcher or holds `role` on its pipeline."""
-    from builds.models import Build
-
     require_own_build(request, build_id)
     build = get_object_or_404(Build.objects.select_related("job__pipeline", "event"), pk=build_id)
     if kind_of(request) != "build":

@@ -15,9 +15,9 @@ from django.db.models import QuerySet
 from rest_framework import exceptions, permissions
 from rest_framework.request import Request
 
-from pipelines.api.authentication import BuildPrincipal, Principal
 from pipelines.models import Pipeline
 from scm.rights import expired_sign_in_message, refresh_scm_role
+from screwdriver_site.api.authentication import BuildPrincipal, Principal
 
 USER, GUEST, PIPELINE, BUILD, TEMPORAL = "user", "guest", "pipeline", "build", "temporal"
 READERS = frozenset({USER, GUEST, PIPELINE, BUILD})

@@ -45,14 +45,25 @@ class Handler:
     name: str
     statuses: frozenset[str]
     run: Callable[..., object]
+    # The handler acts on the build's current state, so a row that a newer row of the same
+    # build supersedes has nothing left to do (a late "queued" after the build ended).
+    latest_only: bool = False
 
 
 _handlers: dict[str, Handler] = {}
 
 
-def connect(name: str, *, statuses: Iterable[str], run: Callable[..., object]) -> None:
+def connect(
+    name: str,
+    *,
+    statuses: Iterable[str],
+    run: Callable[..., object],
+    latest_only: bool = False,
+) -> None:
     """Have ``run(build_id=...)`` called after every change of a build to one of ``statuses``."""
-    _handlers[name] = Handler(name=name, statuses=frozenset(statuses), run=run)
+    _handlers[name] = Handler(
+        name=name, statuses=frozenset(statuses), run=run, latest_only=latest_only
+    )
 
 
 def handlers() -> dict[str, Handler]:
@@ -103,6 +114,11 @@ def _run(row_id: int, now: datetime) -> bool:
     if handler is None:
         _give_up(row, f"No handler named {row.handler!r} is wired.")
         return False
+    if handler.latest_only and _superseded(row):
+        OutboxMessage.objects.filter(pk=row.pk).update(
+            done_at=timezone.now(), error="Superseded by a later change of the build."
+        )
+        return False
     try:
         handler.run(build_id=row.build_id)
     except Exception as exc:
@@ -118,6 +134,12 @@ def _run(row_id: int, now: datetime) -> bool:
         return False
     OutboxMessage.objects.filter(pk=row.pk).update(done_at=timezone.now())
     return True
+
+
+def _superseded(row: OutboxMessage) -> bool:
+    return OutboxMessage.objects.filter(
+        build_id=row.build_id, handler=row.handler, pk__gt=row.pk
+    ).exists()
 
 
 def _give_up(row: OutboxMessage, error: str) -> None:

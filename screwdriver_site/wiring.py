@@ -23,6 +23,7 @@ def connect_handlers() -> None:
         "commit-status",
         statuses=(S.QUEUED, S.RUNNING, *ENDED),
         run=statuses.report_commit_status,
+        latest_only=True,
     )
     # Other pipelines' jobs that follow this one, their joins, and builds it blocked there.
     outbox.connect("remote-triggers", statuses=ENDED, run=services.run_remote_triggers)

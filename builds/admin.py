@@ -7,7 +7,15 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from builds import services
-from builds.models import ACTIVE_STATUSES, Build, LogBatch, RemoteStart, StageBuild, Step
+from builds.models import (
+    ACTIVE_STATUSES,
+    Build,
+    LogBatch,
+    OutboxMessage,
+    RemoteStart,
+    StageBuild,
+    Step,
+)
 
 
 class StepInline(admin.TabularInline):
@@ -97,6 +105,27 @@ class RemoteStartAdmin(admin.ModelAdmin):
     list_display = ["id", "source_event_id", "source_job", "pipeline", "created_at"]
     readonly_fields = ["source_event", "source_job", "pipeline", "created_at"]
     list_select_related = ["source_job", "pipeline"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(admin.ModelAdmin):
+    # What followed each status change: a row still due after minutes, or one given up on
+    # with its error, is where to look when a commit status or a remote job never came.
+    list_display = ["id", "handler", "build_id", "status", "created_at", "attempts", "done_at"]
+    list_filter = ["handler", "status"]
+    readonly_fields = [
+        "build",
+        "handler",
+        "status",
+        "created_at",
+        "due_at",
+        "attempts",
+        "done_at",
+        "error",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

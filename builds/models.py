@@ -36,6 +36,9 @@ FINISHED_STATUSES = frozenset(
 ACTIVE_STATUSES = frozenset(
     {BuildStatus.QUEUED, BuildStatus.RUNNING, BuildStatus.BLOCKED, BuildStatus.FROZEN}
 )
+# What a finished build means for the jobs after it: these let them run, those never will.
+SUCCEEDED_STATUSES = frozenset({BuildStatus.SUCCESS, BuildStatus.UNSTABLE})
+FAILED_STATUSES = frozenset({BuildStatus.FAILURE, BuildStatus.ABORTED, BuildStatus.COLLAPSED})
 
 
 class BuildQuerySet(models.QuerySet["Build"]):
@@ -149,6 +152,32 @@ class RemoteStart(models.Model):
 
     def __str__(self) -> str:
         return f"remote start of pipeline {self.pipeline_id} by job {self.source_job_id}"
+
+
+class OutboxMessage(models.Model):
+    """Work that must follow a build's status change, written in the same transaction.
+
+    One row per change and handler; a dispatcher claims it with a conditional UPDATE of
+    `due_at`, so a crash after the commit delays the work and never loses it.
+    """
+
+    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="+")
+    handler = models.CharField(max_length=64)
+    # The status the build entered.
+    status = models.CharField(max_length=10, choices=BuildStatus.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # When it may be claimed: at once, when a claim lapses, or when a retry is due.
+    due_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    done_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=1024, blank=True, default="")
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["done_at", "due_at"], name="outbox_due_for_dispatch")]
+
+    def __str__(self) -> str:
+        return f"{self.handler} after build {self.build_id} became {self.status}"
 
 
 class Step(models.Model):

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from builds import services
+from builds import outbox, services
+
+
+def dispatch_outbox(ids: list[int]) -> int:
+    """Run the outbox rows a status change just wrote (nudged after its commit)."""
+    return outbox.dispatch(ids=ids)
+
+
+def sweep_outbox() -> dict[str, int]:
+    """Run every outbox row whose nudge or claim was lost (every minute)."""
+    return outbox.sweep()
 
 
 def trigger_remote_jobs(build_id: int) -> None:
+    # Tasks queued before the outbox existed still name this entry point.
     services.run_remote_triggers(build_id=build_id)

@@ -41,14 +41,6 @@ def _enqueue_start(build_id: int) -> None:
     async_task("executors.tasks.start_build", build_id, task_name=f"start-build-{build_id}")
 
 
-def enqueue_stop(build_id: int) -> None:
-    transaction.on_commit(lambda: async_task("executors.tasks.stop_build", build_id))
-
-
-def enqueue_cleanup(build_id: int) -> None:
-    transaction.on_commit(lambda: async_task("executors.tasks.cleanup_build", build_id))
-
-
 def start_build(*, build_id: int) -> None:
     """Claim a QUEUED build and launch it on its engine; safe to run twice for one build."""
     now = timezone.now()
@@ -104,8 +96,8 @@ def stop_build(*, build_id: int) -> None:
 def cleanup_build(*, build_id: int, attempt: int = 0) -> None:
     """Remove what is left of a finished build once its launcher has exited on its own."""
     build = Build.objects.filter(pk=build_id).first()
-    if build is None or not build.is_finished:
-        return
+    if build is None or not build.is_finished or build.dispatched_at is None:
+        return  # a build that never reached an engine left nothing there
     executor = get_executor(build.executor)
     ended = build.end_time or timezone.now()
     # A stopped launcher still runs teardown and sends its last logs: wait for it to exit,

@@ -1,12 +1,10 @@
-"""Commit statuses: each build status change shown on its commit, from a task after commit."""
+"""Commit statuses: each build status change shown on its commit, from the outbox."""
 
 from __future__ import annotations
 
 import logging
 
 from django.conf import settings
-from django.db import transaction
-from django_q.tasks import async_task
 
 from builds.models import Build, BuildStatus
 from pipelines.models import Pipeline
@@ -25,34 +23,6 @@ _STATES: dict[str, tuple[str, str]] = {
     BuildStatus.RUNNING: ("pending", "The build is running."),
     BuildStatus.QUEUED: ("pending", "The build is queued."),
 }
-
-
-def enqueue_commit_status(*, build_id: int) -> None:
-    """After the transaction commits, queue the commit status of a GitHub pipeline's build."""
-    transaction.on_commit(lambda: _enqueue(build_id))
-
-
-def enqueue_commit_statuses(*, build_ids: list[int]) -> None:
-    """Queue the commit status of builds just queued, after the transaction commits."""
-    ids = list(build_ids)
-    transaction.on_commit(lambda: _enqueue_many(ids))
-
-
-def _enqueue_many(build_ids: list[int]) -> None:
-    github = Build.objects.filter(
-        pk__in=build_ids, event__pipeline__scm_context__regex=r"^(github|gitlab):"
-    ).values_list("pk", flat=True)
-    for build_id in github:
-        async_task("scm.tasks.report_commit_status", build_id)
-
-
-def _enqueue(build_id: int) -> None:
-    # Outside the transition's transaction, so the check never delays or fails the transition.
-    context = (
-        Build.objects.filter(pk=build_id).values_list("event__pipeline__scm_context", flat=True)
-    ).first()
-    if context and context.startswith(("github:", "gitlab:")):
-        async_task("scm.tasks.report_commit_status", build_id)
 
 
 def status_context(build: Build) -> str:

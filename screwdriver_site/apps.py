@@ -15,3 +15,7 @@ class SiteConfig(AppConfig):
     def ready(self) -> None:
         # Before any URLconf is read: every app's routes spell ids as <id:...>.
         register_converter(IdConverter, "id")
+        # Every app's models are loaded by now: what follows a build's status change.
+        from screwdriver_site.wiring import connect_handlers
+
+        connect_handlers()

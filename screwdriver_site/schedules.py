@@ -31,9 +31,11 @@ class Periodic:
 
 def periodic_tasks() -> list[Periodic]:
     """What must run on its own: the reaper (lost builds, timeouts, engine leftovers), the
-    repository poller, the webhook redelivery sweep and the delivery retention."""
+    outbox sweep, the repository poller, the webhook redelivery sweep and the delivery
+    retention."""
     return [
         Periodic("sd-reaper", "executors.tasks.reap", max(1, settings.SD_REAPER_INTERVAL_MINUTES)),
+        Periodic("sd-outbox", "builds.tasks.sweep_outbox", 1),
         Periodic(
             "sd-scm-poll", "executors.tasks.poll_repositories", max(1, settings.SD_SCM_POLL_MINUTES)
         ),

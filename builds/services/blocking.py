@@ -8,11 +8,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from builds import live
+from builds import lifecycle, live
 from builds.models import Build, BuildQuerySet, BuildStatus
 from builds.services import completion, freeze, stages
-from builds.services.creation import _config_of, _dispatch
-from builds.services.status import _lock_pipeline, _transition, refresh_event_status
+from builds.services.creation import dispatch_builds
+from builds.services.locks import lock_pipeline
 from pipelines import workflow
 from pipelines.models import Event
 
@@ -27,7 +27,7 @@ def _annotation_on(config: dict[str, Any], name: str) -> bool:
 
 def _blockers(build: Build) -> BuildQuerySet:
     """The other active builds that keep ``build`` from running now."""
-    config = _config_of(build)
+    config = build.job_config()
     declared = [str(name) for name in config.get("blockedBy") or []]
     names = {name.lstrip("~") for name in declared if workflow.is_job_node(name.lstrip("~"))}
     same_job = _annotation_on(config, BLOCKED_BY_SAME_JOB)
@@ -46,19 +46,19 @@ def _blockers(build: Build) -> BuildQuerySet:
     )
 
 
-def _hold_blocked(event: Event, build_ids: list[int]) -> list[int]:
+def hold_blocked(event: Event, build_ids: list[int]) -> list[int]:
     # A new QUEUED build whose blockers are active waits as BLOCKED; returns those that may run.
     if not build_ids:
         return []
-    _lock_pipeline(event.pipeline_id)
+    lock_pipeline(event.pipeline_id)
     build_ids = freeze.hold_frozen(build_ids)
     to_run = []
     for build in Build.objects.filter(pk__in=build_ids).select_related("job", "event"):
         if build.status != BuildStatus.QUEUED or not _blockers(build).exists():
             to_run.append(build.pk)
             continue
-        _transition(build.pk, allowed=[BuildStatus.QUEUED], target=BuildStatus.BLOCKED)
-        if _annotation_on(_config_of(build), COLLAPSE_BUILDS):
+        lifecycle.transition(build.pk, BuildStatus.BLOCKED, only_from=[BuildStatus.QUEUED])
+        if _annotation_on(build.job_config(), COLLAPSE_BUILDS):
             _collapse_older(build)
     return sorted(to_run)
 
@@ -71,40 +71,42 @@ def _collapse_older(build: Build) -> None:
         .select_related("event", "job")
     )
     for old in older:
-        collapsed = Build.objects.filter(pk=old.pk, status=BuildStatus.BLOCKED).update(
-            status=BuildStatus.COLLAPSED,
+        if lifecycle.transition(
+            old.pk,
+            BuildStatus.COLLAPSED,
+            only_from=[BuildStatus.BLOCKED],
+            strict=False,
             end_time=timezone.now(),
             status_message=f"Collapsed into build {build.pk} of a newer event.",
-        )
-        if collapsed:
-            _after_collapse(old)
+        ):
+            after_collapse(old)
 
 
-def _after_collapse(old: Build) -> None:
+def after_collapse(old: Build) -> None:
     # A collapsed build ends outside the finish path, yet what hangs on it settles the same:
     # joins that waited for it are dropped, and its stage fails and gets its teardown.
     old.status = BuildStatus.COLLAPSED
     event = Event.objects.select_for_update().get(pk=old.event_id)
-    completion._drop_waiting_joins(old, event)
-    stages._settle_stage(old, event)
-    refresh_event_status(event=event)
+    completion.drop_waiting_joins(old, event)
+    stages.settle_stage(old, event)
+    lifecycle.refresh_event_status(event=event)
     live.publish_build(build_id=old.pk)
 
 
-def _release_blocked(pipeline_id: int) -> None:
+def release_blocked(pipeline_id: int) -> None:
     # A build left QUEUED/RUNNING: the builds it blocked may run now, oldest first.
-    _lock_pipeline(pipeline_id)
+    lock_pipeline(pipeline_id)
     released = []
     waiting = Build.objects.filter(job__pipeline_id=pipeline_id, status=BuildStatus.BLOCKED)
     for build in waiting.select_related("job", "event").order_by("pk"):
         if _blockers(build).exists():
             continue
-        if Build.objects.filter(pk=build.pk, status=BuildStatus.BLOCKED).update(
-            status=BuildStatus.QUEUED
+        if lifecycle.transition(
+            build.pk, BuildStatus.QUEUED, only_from=[BuildStatus.BLOCKED], strict=False
         ):
             released.append(build.pk)
             live.publish_build(build_id=build.pk)
-    _dispatch(freeze.hold_frozen(released))
+    dispatch_builds(freeze.hold_frozen(released))
 
 
 def release_remotely_blocked(*, build_id: int) -> None:
@@ -120,4 +122,4 @@ def release_remotely_blocked(*, build_id: int) -> None:
     )
     for other in list(others):
         with transaction.atomic():
-            _release_blocked(other)
+            release_blocked(other)

@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from functools import partial
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
-from django_q.tasks import async_task
 
-from builds.models import Build, BuildStatus, Step
+from builds import lifecycle
+from builds.models import FAILED_STATUSES, SUCCEEDED_STATUSES, Build, BuildStatus, Step
 from builds.services import blocking, stages
 from builds.services.creation import (
-    _create_permutations,
-    _delete_if_waiting,
-    _dispatch,
     create_build,
+    create_permutations,
+    delete_if_waiting,
+    dispatch_builds,
     permutation_count,
-)
-from builds.services.status import (
-    _FAILED,
-    _SUCCEEDED,
-    _job_outcome,
-    _transition,
-    refresh_event_status,
 )
 from pipelines import workflow
 from pipelines.models import Event, Job
@@ -59,12 +50,12 @@ def create_start_builds(*, event: Event, job_names: Iterable[str], cause: str) -
             create_build(event=event, job=job, cause=cause, permutation=i)
             for i in range(permutation_count(event, job))
         )
-    stages._open_stage_builds(event, builds)
-    _dispatch(_settle_virtual(event, builds))
+    stages.open_stage_builds(event, builds)
+    dispatch_builds(settle_virtual(event, builds))
     return builds
 
 
-def _settle_virtual(event: Event, builds: list[Build]) -> list[int]:
+def settle_virtual(event: Event, builds: list[Build]) -> list[int]:
     # Screwdriver never runs a virtual job: its build succeeds at once and the next jobs start.
     # Returns the ids of the builds that do need a worker.
     to_run = []
@@ -75,21 +66,22 @@ def _settle_virtual(event: Event, builds: list[Build]) -> list[int]:
             to_run.append(build.pk)
             continue
         now = timezone.now()
-        _transition(
+        lifecycle.transition(
             build.pk,
-            allowed=[BuildStatus.QUEUED],
-            target=BuildStatus.SUCCESS,
+            BuildStatus.SUCCESS,
+            only_from=[BuildStatus.QUEUED],
             start_time=now,
             end_time=now,
             status_message="Virtual job: succeeded without running.",
         )
         Step.objects.filter(build=build).delete()
         build.status = BuildStatus.SUCCESS
-        _after_finish(build, cleanup=False)
-    return blocking._hold_blocked(event, to_run)
+        after_finish(build)
+    return blocking.hold_blocked(event, to_run)
 
 
-def _after_finish(build: Build, *, cleanup: bool = True) -> None:
+def after_finish(build: Build) -> None:
+    """What a build's end decides now, under its event's lock: meta, next jobs, joins."""
     # Joins are decided under the event's lock, re-reading the parents from the database, so
     # two parents finishing at once see each other and exactly one of them queues the join.
     event = Event.objects.select_for_update().get(pk=build.event_id)
@@ -97,34 +89,18 @@ def _after_finish(build: Build, *, cleanup: bool = True) -> None:
         event.meta = deep_merge(event.meta, build.meta)
         event.save(update_fields=["meta"])
     if build.status in {BuildStatus.SUCCESS, BuildStatus.UNSTABLE}:
-        _trigger_next(build, event)
+        trigger_next(build, event)
     else:
-        _drop_waiting_joins(build, event)
-    stages._settle_stage(build, event)
-    refresh_event_status(event=event)
-    blocking._release_blocked(event.pipeline_id)
-    # Other pipelines' events start in a worker after this commit: no lock of this pipeline
-    # is held while theirs are taken, and no request waits while their repositories are read.
-    enqueue_remote_triggers(build.pk)
-    if cleanup:
-        from executors.services import enqueue_cleanup
-
-        enqueue_cleanup(build.pk)
+        drop_waiting_joins(build, event)
+    stages.settle_stage(build, event)
+    lifecycle.refresh_event_status(event=event)
+    blocking.release_blocked(event.pipeline_id)
+    # Other pipelines' jobs, the commit status and the engine's clean-up follow from the
+    # outbox rows the status change wrote: no lock of this pipeline is held while another's
+    # is taken, and no request waits while other repositories are read.
 
 
-def enqueue_remote_triggers(build_id: int) -> None:
-    """Hand the build's remote triggers, joins and releases to a worker after commit."""
-    transaction.on_commit(
-        partial(
-            async_task,
-            "builds.tasks.trigger_remote_jobs",
-            build_id,
-            task_name=f"remote-triggers-{build_id}",
-        )
-    )
-
-
-def _parent_builds_entry(event: Event, builds: Mapping[str, Build | None]) -> dict[str, Any]:
+def parent_builds_entry(event: Event, builds: Mapping[str, Build | None]) -> dict[str, Any]:
     # Screwdriver's shape: one entry per pipeline; a remote parent sits under its own pipeline.
     entry: dict[str, Any] = {str(event.pipeline_id): {"eventId": event.pk, "jobs": {}}}
     for name, b in builds.items():
@@ -164,23 +140,23 @@ def _remote_outcome(event: Event, remote: workflow.RemoteJob) -> str | None:
     if build_id is None:
         return None
     status = Build.objects.filter(pk=build_id).values_list("status", flat=True).first()
-    if status in _SUCCEEDED:
+    if status in SUCCEEDED_STATUSES:
         return BuildStatus.SUCCESS
-    if status is None or status in _FAILED:
+    if status is None or status in FAILED_STATUSES:
         return BuildStatus.FAILURE
     return None
 
 
-def _trigger_next(build: Build, event: Event, finished: str | None = None) -> None:
+def trigger_next(build: Build, event: Event, finished: str | None = None) -> None:
     # ``finished`` names the node that ended when it is not the build's own job: a remote job
     # (`sd@ID:job`) whose build, in another pipeline, is one parent of a join here.
     finished = finished or build.job.name
     nexts = _next_jobs(event, finished)
     if not nexts or skips_further(event):
         return
-    if workflow.is_stage_teardown(finished) and stages._stage_failed(event, finished):
+    if workflow.is_stage_teardown(finished) and stages.stage_failed(event, finished):
         # What follows a stage runs only when the stage succeeded; joins on it never will.
-        _drop_waiting_joins(build, event, finished)
+        drop_waiting_joins(build, event, finished)
         return
     names = {n.name for n in nexts} | {p for n in nexts for p in n.parents} | {finished}
     jobs = {j.name: j for j in Job.objects.filter(pipeline_id=event.pipeline_id, name__in=names)}
@@ -201,7 +177,7 @@ def _trigger_next(build: Build, event: Event, finished: str | None = None) -> No
         if name not in by_job and name not in will_run:
             # A restart counts the earlier events' result of a job it will not run itself.
             by_job[name] = _inherited_builds(event, name)
-        return _job_outcome(by_job.get(name, []), expected)
+        return lifecycle.job_result(by_job.get(name, []), expected)
 
     will_run = (
         workflow.downstream(event.workflow_graph, event.start_from)
@@ -212,7 +188,7 @@ def _trigger_next(build: Build, event: Event, finished: str | None = None) -> No
     if own is None:
         return  # other permutations of this job are still running
     if own != BuildStatus.SUCCESS:
-        _drop_waiting_joins(build, event, finished)
+        drop_waiting_joins(build, event, finished)
         return
     to_start: list[Build] = []
     for nxt in nexts:
@@ -222,29 +198,29 @@ def _trigger_next(build: Build, event: Event, finished: str | None = None) -> No
         current = by_job.get(nxt.name, [])
         if not nxt.join:
             if not current:
-                to_start += _create_permutations(
+                to_start += create_permutations(
                     event=event,
                     job=job,
                     status=BuildStatus.QUEUED,
                     cause=f"Triggered by {finished}",
                     parent_build=build,
-                    parent_builds=_parent_builds_entry(event, {finished: build}),
+                    parent_builds=parent_builds_entry(event, {finished: build}),
                 )
             continue
         outcomes = {name: outcome(name) for name in nxt.parents}
         outcomes[finished] = own
         if any(o == BuildStatus.FAILURE for o in outcomes.values()):
             for waiting in current:
-                _delete_if_waiting(waiting)
+                delete_if_waiting(waiting)
             continue
         ready = all(o == BuildStatus.SUCCESS for o in outcomes.values())
         parents: dict[str, Build | None] = {
             name: (by_job[name][-1] if by_job.get(name) else None) for name in nxt.parents
         }
         parents[finished] = build
-        parent_builds = _parent_builds_entry(event, parents)
+        parent_builds = parent_builds_entry(event, parents)
         if not current:
-            created = _create_permutations(
+            created = create_permutations(
                 event=event,
                 job=job,
                 status=BuildStatus.QUEUED if ready else BuildStatus.CREATED,
@@ -255,18 +231,20 @@ def _trigger_next(build: Build, event: Event, finished: str | None = None) -> No
             if ready:
                 to_start += created
         elif ready:
-            waiting_ids = [b.pk for b in current if b.status == BuildStatus.CREATED]
-            promoted = Build.objects.filter(pk__in=waiting_ids, status=BuildStatus.CREATED)
-            if promoted.update(
-                status=BuildStatus.QUEUED, parent_build=build, parent_builds=parent_builds
-            ):
-                for waiting in current:
-                    if waiting.pk in waiting_ids:
-                        waiting.status = BuildStatus.QUEUED
-                        to_start.append(waiting)
-    stages._open_stage_builds(event, to_start)
+            for waiting in current:
+                if waiting.status == BuildStatus.CREATED and lifecycle.transition(
+                    waiting.pk,
+                    BuildStatus.QUEUED,
+                    only_from=[BuildStatus.CREATED],
+                    strict=False,
+                    parent_build=build,
+                    parent_builds=parent_builds,
+                ):
+                    waiting.status = BuildStatus.QUEUED
+                    to_start.append(waiting)
+    stages.open_stage_builds(event, to_start)
     # Virtual jobs settle after every decision above, so the snapshot stays true meanwhile.
-    _dispatch(_settle_virtual(event, to_start))
+    dispatch_builds(settle_virtual(event, to_start))
 
 
 def _inherited_builds(event: Event, job_name: str) -> list[Build]:
@@ -288,7 +266,7 @@ def _inherited_builds(event: Event, job_name: str) -> list[Build]:
     return []
 
 
-def _drop_waiting_joins(build: Build, event: Event, finished: str | None = None) -> None:
+def drop_waiting_joins(build: Build, event: Event, finished: str | None = None) -> None:
     # A failed parent means its joins can never run: remove the builds that waited for it.
     joins = [n.name for n in _next_jobs(event, finished or build.job.name) if n.join]
     if joins:

@@ -8,7 +8,9 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from builds import lifecycle
 from builds.models import Build, BuildStatus, Step
+from executors.services import enqueue_start
 from pipelines.models import Event, Job
 
 TIMEOUT_ANNOTATION = "screwdriver.cd/timeout"
@@ -54,7 +56,7 @@ def create_build(
     """Create a build of one job permutation, with its steps, from the event's config."""
     permutations = event.job_configs.get(job.name) or job.permutations
     config: dict[str, Any] = permutations[permutation] if permutations else {}
-    build = Build.objects.create(
+    build = lifecycle.create(
         job=job,
         event=event,
         permutation=permutation,
@@ -84,12 +86,7 @@ def permutation_count(event: Event, job: Job) -> int:
     return max(1, len(event.job_configs.get(job.name) or job.permutations or []))
 
 
-def _config_of(build: Build) -> dict[str, Any]:
-    permutations = build.event.job_configs.get(build.job.name) or build.job.permutations
-    return permutations[build.permutation] if len(permutations) > build.permutation else {}
-
-
-def _create_permutations(*, event: Event, job: Job, **kwargs: Any) -> list[Build]:
+def create_permutations(*, event: Event, job: Job, **kwargs: Any) -> list[Build]:
     # Every permutation of a matrix job is its own build; all share the trigger's parents.
     created = (
         _create_once(event=event, job=job, permutation=i, **kwargs)
@@ -107,16 +104,13 @@ def _create_once(**kwargs: Any) -> Build | None:
         return None
 
 
-def _delete_if_waiting(build: Build | None) -> None:
+def delete_if_waiting(build: Build | None) -> None:
+    """Remove a join build that was still waiting for its parents."""
     if build is not None:
         Build.objects.filter(pk=build.pk, status=BuildStatus.CREATED).delete()
 
 
-def _dispatch(build_ids: list[int]) -> None:
+def dispatch_builds(build_ids: list[int]) -> None:
+    """Hand the builds that may run now to the workers, once this transaction commits."""
     if build_ids:
-        from executors.services import enqueue_start
-        from scm.statuses import enqueue_commit_statuses
-
         enqueue_start(build_ids)
-        # A queued build shows as pending on its commit before any worker picks it up.
-        enqueue_commit_statuses(build_ids=build_ids)

@@ -18,11 +18,11 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
-from builds import live
+from builds import lifecycle, live
 from builds.models import Build, BuildStatus
 from builds.services import blocking
-from builds.services.creation import _config_of, _dispatch
-from builds.services.status import _lock_pipeline, _transition
+from builds.services.creation import dispatch_builds
+from builds.services.locks import lock_pipeline
 from pipelines.config import cron
 
 logger = logging.getLogger(__name__)
@@ -182,10 +182,10 @@ def hold_frozen(build_ids: list[int]) -> list[int]:
         if until is None:
             to_run.append(build.pk)
             continue
-        _transition(
+        lifecycle.transition(
             build.pk,
-            allowed=[BuildStatus.QUEUED],
-            target=BuildStatus.FROZEN,
+            BuildStatus.FROZEN,
+            only_from=[BuildStatus.QUEUED],
             status_message=_frozen_message(until),
         )
         _schedule_release(build.job_id, until)
@@ -194,7 +194,7 @@ def hold_frozen(build_ids: list[int]) -> list[int]:
 
 
 def _windows(build: Build) -> list[Window]:
-    return windows_of(_config_of(build))
+    return windows_of(build.job_config())
 
 
 def _collapse_older_frozen(build: Build) -> None:
@@ -202,13 +202,15 @@ def _collapse_older_frozen(build: Build) -> None:
         job_id=build.job_id, status=BuildStatus.FROZEN, pk__lt=build.pk
     ).exclude(event_id=build.event_id)
     for old in older.select_related("event", "job"):
-        collapsed = Build.objects.filter(pk=old.pk, status=BuildStatus.FROZEN).update(
-            status=BuildStatus.COLLAPSED,
+        if lifecycle.transition(
+            old.pk,
+            BuildStatus.COLLAPSED,
+            only_from=[BuildStatus.FROZEN],
+            strict=False,
             end_time=timezone.now(),
             status_message=f"Collapsed into build {build.pk} of a newer event.",
-        )
-        if collapsed:
-            blocking._after_collapse(old)
+        ):
+            blocking.after_collapse(old)
 
 
 def frozen_abort_message(message: str) -> str:
@@ -264,7 +266,7 @@ def release_frozen(*, job_id: int | None = None) -> list[int]:
 
 @transaction.atomic
 def _release_in_pipeline(pipeline_id: int, job_id: int | None) -> list[int]:
-    _lock_pipeline(pipeline_id)
+    lock_pipeline(pipeline_id)
     now = timezone.now()
     frozen = Build.objects.filter(job__pipeline_id=pipeline_id, status=BuildStatus.FROZEN)
     if job_id is not None:
@@ -279,17 +281,21 @@ def _release_in_pipeline(pipeline_id: int, job_id: int | None) -> list[int]:
                 status_message=_frozen_message(until)
             )
             continue
-        if Build.objects.filter(pk=build.pk, status=BuildStatus.FROZEN).update(
-            status=BuildStatus.QUEUED, status_message=""
+        if lifecycle.transition(
+            build.pk,
+            BuildStatus.QUEUED,
+            only_from=[BuildStatus.FROZEN],
+            strict=False,
+            status_message="",
         ):
             by_event.setdefault(build.event_id, []).append(build.pk)
             events[build.event_id] = build.event
     to_run: list[int] = []
     for event_id, ids in by_event.items():
         # Blocking still applies: a released build waits BLOCKED behind an active blocker.
-        to_run += blocking._hold_blocked(events[event_id], ids)
+        to_run += blocking.hold_blocked(events[event_id], ids)
     for ids in by_event.values():
         for build_id in ids:
             live.publish_build(build_id=build_id)
-    _dispatch(sorted(to_run))
+    dispatch_builds(sorted(to_run))
     return sorted(to_run)

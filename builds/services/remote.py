@@ -6,21 +6,17 @@ import logging
 
 from django.db import IntegrityError, transaction
 
-from builds.models import Build, BuildStatus, RemoteStart
+from builds import lifecycle
+from builds.models import FAILED_STATUSES, Build, BuildStatus, RemoteStart
 from builds.services.blocking import release_remotely_blocked
 from builds.services.completion import (
-    _drop_waiting_joins,
-    _trigger_next,
     deep_merge,
+    drop_waiting_joins,
     skips_further,
+    trigger_next,
 )
 from builds.services.creation import permutation_count
-from builds.services.status import (
-    _FAILED,
-    _job_outcome,
-    _lock_pipeline,
-    refresh_event_status,
-)
+from builds.services.locks import lock_pipeline
 from pipelines import workflow
 from pipelines.models import Event, Pipeline, Trigger
 
@@ -59,11 +55,11 @@ def trigger_remote_jobs(*, build_id: int) -> list[Event]:
     if not triggers or skips_further(build.event):
         return []
     siblings = list(Build.objects.filter(event_id=build.event_id, job_id=build.job_id))
-    outcome = _job_outcome(siblings, permutation_count(build.event, build.job))
+    outcome = lifecycle.job_result(siblings, permutation_count(build.event, build.job))
     if outcome is None:
         return []  # other permutations of the job are still running
     if outcome != BuildStatus.SUCCESS:
-        build = next((b for b in siblings if b.status in _FAILED), build)
+        build = next((b for b in siblings if b.status in FAILED_STATUSES), build)
     started: list[Event] = []
     started_in: set[int] = set()
     for trigger in triggers:
@@ -128,7 +124,7 @@ def _start_remote_event(pipeline: Pipeline, src: str, build: Build) -> Event | N
     creator = build.event.creator or {}
     try:
         with transaction.atomic():
-            _lock_pipeline(pipeline.pk)
+            lock_pipeline(pipeline.pk)
             if not _claim_remote_start(pipeline, build):
                 return None  # a re-run, or another permutation's report, got here first
             event = start_event(
@@ -171,7 +167,7 @@ def _remote_join_arrived(
     # started its own event (a join back), else in the newest event whose join waits for it.
     back = ((build.event.parent_builds or {}).get(str(pipeline.pk)) or {}).get("eventId")
     with transaction.atomic():
-        _lock_pipeline(pipeline.pk)
+        lock_pipeline(pipeline.pk)
         target = None
         if back is not None:
             target = Event.objects.select_for_update().filter(pk=back, pipeline=pipeline).first()
@@ -197,7 +193,7 @@ def _remote_join_arrived(
         target.parent_builds = deep_merge(target.parent_builds or {}, heard)
         target.save(update_fields=["parent_builds"])
         if outcome == BuildStatus.SUCCESS:
-            _trigger_next(build, target, source)
+            trigger_next(build, target, source)
         else:
-            _drop_waiting_joins(build, target, source)
-        refresh_event_status(event=target)
+            drop_waiting_joins(build, target, source)
+        lifecycle.refresh_event_status(event=target)

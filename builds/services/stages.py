@@ -5,20 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from builds.models import Build, BuildStatus, StageBuild
+from builds import lifecycle
+from builds.models import FAILED_STATUSES, Build, BuildStatus, StageBuild
 from builds.services import completion
 from builds.services.creation import (
-    _create_permutations,
-    _delete_if_waiting,
-    _dispatch,
+    create_permutations,
+    delete_if_waiting,
+    dispatch_builds,
     permutation_count,
 )
-from builds.services.status import _FAILED, _job_outcome
 from pipelines import workflow
 from pipelines.models import Event, Job, Stage
 
 
-def _open_stage_builds(event: Event, builds: Iterable[Build]) -> None:
+def open_stage_builds(event: Event, builds: Iterable[Build]) -> None:
     # A stage build starts with the first of its jobs' builds that is about to run.
     names = {
         workflow.stage_of(event.workflow_graph, b.job.name)
@@ -44,7 +44,7 @@ def _stage_members(graph: dict[str, Any], stage: str) -> list[str]:
     return [*workflow.stage_jobs(graph, stage), workflow.stage_setup(stage)]
 
 
-def _stage_failed(event: Event, job_name: str) -> bool:
+def stage_failed(event: Event, job_name: str) -> bool:
     """Whether a job of the stage ``job_name`` belongs to did not succeed in ``event``."""
     stage = workflow.stage_of(event.workflow_graph, job_name)
     if stage is None:
@@ -52,11 +52,11 @@ def _stage_failed(event: Event, job_name: str) -> bool:
     return Build.objects.filter(
         event=event,
         job__name__in=_stage_members(event.workflow_graph, stage),
-        status__in=list(_FAILED),
+        status__in=list(FAILED_STATUSES),
     ).exists()
 
 
-def _settle_stage(build: Build, event: Event) -> None:
+def settle_stage(build: Build, event: Event) -> None:
     # The stage build follows its jobs; a failed stage job still gets the stage's teardown,
     # once nothing else of the stage runs, and what follows the teardown does not run.
     name = build.job.name
@@ -67,9 +67,9 @@ def _settle_stage(build: Build, event: Event) -> None:
         event=event, stage__pipeline_id=event.pipeline_id, stage__name=stage
     )
     teardown = workflow.stage_teardown(stage)
-    failed = _stage_failed(event, teardown)
+    failed = stage_failed(event, teardown)
     if name == teardown:
-        ended = _job_outcome(
+        ended = lifecycle.job_result(
             list(Build.objects.filter(event=event, job_id=build.job_id)),
             permutation_count(event, build.job),
         )
@@ -87,22 +87,22 @@ def _settle_stage(build: Build, event: Event) -> None:
     if any(b.status != BuildStatus.CREATED for b in existing):
         return
     for waiting in existing:
-        _delete_if_waiting(waiting)
+        delete_if_waiting(waiting)
     job = Job.objects.filter(pipeline_id=event.pipeline_id, name=teardown).first()
     if job is None or job.archived or job.state == Job.State.DISABLED:
         return
     culprit = (
-        Build.objects.filter(event=event, job__name__in=members, status__in=list(_FAILED))
+        Build.objects.filter(event=event, job__name__in=members, status__in=list(FAILED_STATUSES))
         .select_related("job")
         .order_by("pk")
         .first()
     ) or build
-    created = _create_permutations(
+    created = create_permutations(
         event=event,
         job=job,
         status=BuildStatus.QUEUED,
         cause=f"Teardown of stage {stage}: {culprit.job.name} did not succeed",
         parent_build=culprit,
-        parent_builds=completion._parent_builds_entry(event, {culprit.job.name: culprit}),
+        parent_builds=completion.parent_builds_entry(event, {culprit.job.name: culprit}),
     )
-    _dispatch(completion._settle_virtual(event, created))
+    dispatch_builds(completion.settle_virtual(event, created))

@@ -10,25 +10,21 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from builds import live
-from builds.models import ACTIVE_STATUSES, Build, BuildStatus, Step
+from builds import lifecycle, live
+from builds.lifecycle import TransitionError
+from builds.models import Build, BuildStatus, Step
 from builds.secrets import masker_for
 from builds.services import freeze
-from builds.services.completion import _after_finish
-from builds.services.status import (
-    TransitionError,
-    _lock_pipeline_of,
-    _transition,
-    refresh_event_status,
-)
+from builds.services.completion import after_finish
+from builds.services.locks import lock_pipeline_of
 from pipelines.models import Event
-from scm.statuses import enqueue_commit_status
 
 # A started launcher has this long to report RUNNING before the reaper gives up on it.
 START_GRACE = timedelta(seconds=60)
 
 
-def _lease_until(now: datetime) -> datetime:
+def lease_until(now: datetime) -> datetime:
+    """When a lease renewed at ``now`` lapses."""
     return now + timedelta(seconds=settings.SD_BUILD_LEASE_SECONDS)
 
 
@@ -36,16 +32,14 @@ def _lease_until(now: datetime) -> datetime:
 def mark_running(*, build_id: int) -> Build:
     """The launcher has started: QUEUED becomes RUNNING and the lease starts."""
     now = timezone.now()
-    _transition(
+    lifecycle.transition(
         build_id,
-        allowed=[BuildStatus.QUEUED],
-        target=BuildStatus.RUNNING,
+        BuildStatus.RUNNING,
         start_time=now,
-        lease_expires_at=_lease_until(now),
+        lease_expires_at=lease_until(now),
     )
     build = Build.objects.select_related("event").get(pk=build_id)
-    refresh_event_status(event=build.event)
-    enqueue_commit_status(build_id=build_id)
+    lifecycle.refresh_event_status(event=build.event)
     live.publish_build(build_id=build_id)
     return build
 
@@ -54,7 +48,7 @@ def renew_lease(*, build_id: int) -> str:
     """Extend the lease of an active build; return its status so the launcher can stop."""
     now = timezone.now()
     Build.objects.filter(pk=build_id, status__in=[BuildStatus.QUEUED, BuildStatus.RUNNING]).update(
-        lease_expires_at=_lease_until(now)
+        lease_expires_at=lease_until(now)
     )
     status = Build.objects.filter(pk=build_id).values_list("status", flat=True).first()
     return status or BuildStatus.ABORTED
@@ -81,11 +75,10 @@ def finish_build(
         # Masked here too: a build token can send its final status and meta directly.
         build = Build.objects.select_related("job", "event").get(pk=build_id)
         fields["meta"] = masker_for(build).meta(meta)
-    _lock_pipeline_of(build_id)
-    _transition(build_id, allowed=allowed, target=status, **fields)
+    lock_pipeline_of(build_id)
+    lifecycle.transition(build_id, status, only_from=allowed, **fields)
     build = Build.objects.select_related("job", "event").get(pk=build_id)
-    _after_finish(build)
-    enqueue_commit_status(build_id=build_id)
+    after_finish(build)
     live.publish_build(build_id=build_id)
     return build
 
@@ -93,15 +86,14 @@ def finish_build(
 @transaction.atomic
 def abort_build(*, build_id: int, message: str) -> Build:
     """Stop a build: it becomes ABORTED now; its launcher is told to stop after commit."""
-    _lock_pipeline_of(build_id)
+    lock_pipeline_of(build_id)
     was = Build.objects.filter(pk=build_id).values_list("status", "job_id").first()
     frozen_job = was[1] if was is not None and was[0] == BuildStatus.FROZEN else None
     if frozen_job is not None:
         message = freeze.frozen_abort_message(message)
-    _transition(
+    lifecycle.transition(
         build_id,
-        allowed=[BuildStatus.CREATED, *ACTIVE_STATUSES],
-        target=BuildStatus.ABORTED,
+        BuildStatus.ABORTED,
         end_time=timezone.now(),
         status_message=message[:1024],
         lease_expires_at=None,
@@ -109,12 +101,8 @@ def abort_build(*, build_id: int, message: str) -> Build:
     build = Build.objects.select_related("job", "event").get(pk=build_id)
     if frozen_job is not None:
         freeze.forget_release(job_id=frozen_job)
-    _after_finish(build)
-    enqueue_commit_status(build_id=build_id)
+    after_finish(build)
     live.publish_build(build_id=build_id)
-    from executors.services import enqueue_stop
-
-    enqueue_stop(build.pk)
     return build
 
 
@@ -127,7 +115,7 @@ def stop_event(*, event: Event, message: str) -> None:
             continue  # it finished meanwhile: nothing to stop
     with transaction.atomic():
         Build.objects.filter(event=event, status=BuildStatus.CREATED).delete()
-        refresh_event_status(event=Event.objects.select_for_update().get(pk=event.pk))
+        lifecycle.refresh_event_status(event=Event.objects.select_for_update().get(pk=event.pk))
 
 
 @transaction.atomic

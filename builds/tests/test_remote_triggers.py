@@ -15,7 +15,7 @@ from django.contrib.auth.models import User
 
 from builds import services
 from builds.launch import launch_spec
-from builds.models import Build, BuildStatus
+from builds.models import Build, BuildStatus, OutboxMessage
 from conftest import GitRepo, wait_until
 from pipelines.models import Event, Job, Pipeline, Trigger
 from pipelines.services import (
@@ -169,12 +169,12 @@ def queued_tasks() -> list[tuple[str, tuple[Any, ...]]]:
 
 
 def run_queued_remote_triggers() -> None:
-    """What a worker does with the remote-trigger tasks in the queue: call their entry point."""
+    """What a worker does with the outbox tasks in the queue: call their entry point."""
     from builds import tasks
 
     for func, args in queued_tasks():
-        if func == "builds.tasks.trigger_remote_jobs":
-            tasks.trigger_remote_jobs(*args)
+        if func == "builds.tasks.dispatch_outbox":
+            tasks.dispatch_outbox(*args)
 
 
 @pytest.mark.django_db
@@ -187,8 +187,11 @@ def test_the_remote_trigger_is_a_worker_task_queued_after_the_finishing_builds_c
     with django_capture_on_commit_callbacks(execute=True):
         run(upstream)
 
-    # The launcher's report only queued it: pipeline B's repository is read by a worker.
-    assert ("builds.tasks.trigger_remote_jobs", (upstream.pk,)) in queued_tasks()
+    # The launcher's report only wrote it down: pipeline B's repository is read by a worker.
+    assert OutboxMessage.objects.filter(
+        build=upstream, handler="remote-triggers", done_at__isnull=True
+    ).exists()
+    assert "builds.tasks.dispatch_outbox" in {func for func, _ in queued_tasks()}
     assert events_of(b) == []
     run_queued_remote_triggers()
     assert [e.start_from for e in events_of(b)] == [f"~sd@{a.pk}:main"]
@@ -204,7 +207,9 @@ def test_the_remote_trigger_task_run_twice_starts_one_event(
         run(upstream)
 
     run_queued_remote_triggers()
-    run_queued_remote_triggers()  # a retried or duplicated task
+    run_queued_remote_triggers()  # a duplicated nudge finds the row done
+    # A handler whose worker died after its effect, run again by the sweep.
+    services.run_remote_triggers(build_id=upstream.pk)
 
     assert len(events_of(b)) == 1
     assert Build.objects.filter(job__pipeline=b, job__name="other").count() == 1

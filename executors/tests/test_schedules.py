@@ -18,6 +18,7 @@ from screwdriver_site.schedules import ensure_periodic_tasks
 
 EVERY_INSTALLATION = {
     "sd-reaper": ("executors.tasks.reap", "I"),
+    "sd-outbox": ("builds.tasks.sweep_outbox", "I"),
     "sd-scm-poll": ("executors.tasks.poll_repositories", "I"),
     "sd-webhook-redeliver": ("scm.tasks.redeliver_stuck", "I"),
     "sd-prune-deliveries": ("scm.tasks.prune_deliveries", "D"),

@@ -1,0 +1,144 @@
+"""The outbox: what follows a build's final status survives a process killed after commit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from django.conf import settings as django_settings
+from django.utils import timezone
+
+from builds import outbox
+from builds import services as build_services
+from builds.models import Build, BuildStatus, OutboxMessage
+from conftest import BASE_DIR, GitRepo, database_url
+from pipelines.models import Event
+from pipelines.services import Creator, create_pipeline, start_event
+from scm.tests.github_fakes import HEAD_SHA, SECRET, fake_github
+from scm.tests.scm_people import repository_admin
+
+STATUSES = "https://api.github.com/repos/Codertocat/Hello-World/statuses/" + HEAD_SHA
+
+DOWNSTREAM = """
+jobs:
+  after:
+    image: alpine
+    requires: [~sd@{A}:main]
+    steps:
+      - after: echo after
+"""
+
+# Finishes a build, then dies right after the commit: the kill is the first callback the
+# commit runs, before any after-commit work (the outbox's nudge) could.
+FINISH_THEN_DIE = """
+import os, signal, sys
+import django
+django.setup()
+from django.db import transaction
+from builds import services
+with transaction.atomic():
+    transaction.on_commit(lambda: os.kill(os.getpid(), signal.SIGKILL))
+    services.finish_build(build_id=int(sys.argv[1]), status="SUCCESS")
+"""
+
+
+@pytest.fixture
+def github(settings: Any) -> Iterator[respx.Router]:
+    """GitHub's API at the HTTP boundary; tasks stay in the queue, no worker runs them."""
+    settings.SD_GITHUB_WEBHOOK_SECRET = SECRET
+    settings.SD_GITHUB_TOKEN = "server-token"
+    settings.SD_GITHUB_API_URL = "https://api.github.com"
+    settings.SD_UI_URL = "https://sd.example.com"
+    settings.SD_API_URL = "http://127.0.0.1:9"
+    with respx.mock(assert_all_called=False) as router:
+        fake_github(router, ("Codertocat/Hello-World",))
+        router.post(STATUSES).mock(return_value=httpx.Response(201, json={}))
+        yield router
+
+
+def posted_states(router: respx.Router) -> list[str]:
+    return [
+        json.loads(call.request.content)["state"]
+        for call in router.calls
+        if str(call.request.url) == STATUSES
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_process_killed_right_after_a_builds_final_commit_loses_nothing_that_follows(
+    github: respx.Router, make_repo: Any, settings: Any, tmp_path: Path
+) -> None:
+    octo = repository_admin("octo")
+    upstream = create_pipeline(
+        checkout_url="https://github.com/Codertocat/Hello-World.git#master", user=octo
+    )
+    repo: GitRepo = make_repo({"screwdriver.yaml": DOWNSTREAM.replace("{A}", str(upstream.pk))})
+    downstream = create_pipeline(checkout_url=repo.checkout_url, user=octo)
+    event = start_event(
+        pipeline=upstream, start_from="~commit", creator=Creator(name="o", username="o")
+    )
+    build = Build.objects.get(event=event, job__name="main")
+    build_services.mark_running(build_id=build.pk)
+    # What the local engine left while the build ran: its workspace and a step's process.
+    workspace = Path(settings.SD_WORKSPACES_DIR) / f"build-{build.pk}"
+    workspace.mkdir(parents=True)
+    (workspace / "output.txt").write_text("built")
+    leftover = subprocess.Popen(
+        ["sleep", "300"], env={"SD_ROOT_DIR": str(workspace)}, start_new_session=True
+    )
+    Build.objects.filter(pk=build.pk).update(dispatched_at=timezone.now(), executor="local")
+
+    child = subprocess.run(
+        [sys.executable, "-c", FINISH_THEN_DIE, str(build.pk)],
+        cwd=BASE_DIR,
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "DJANGO_SETTINGS_MODULE": "screwdriver_site.settings",
+            "DATABASE_URL": database_url(),
+            "SD_DATA_DIR": str(settings.SD_DATA_DIR),
+            "SD_SECRET_KEY": django_settings.SECRET_KEY,
+            "SD_LOG_LEVEL": "WARNING",
+        },
+        capture_output=True,
+        timeout=120,
+    )
+
+    try:
+        assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+        assert Build.objects.get(pk=build.pk).status == BuildStatus.SUCCESS
+        due = OutboxMessage.objects.filter(build=build, status=BuildStatus.SUCCESS)
+        assert sorted(due.values_list("handler", flat=True)) == [
+            "commit-status",
+            "executor-cleanup",
+            "remote-triggers",
+        ]
+        assert not due.exclude(done_at__isnull=True).exists()
+        assert not Event.objects.filter(pipeline=downstream).exists()
+        assert "success" not in posted_states(github)
+        assert workspace.exists() and leftover.poll() is None
+
+        # The periodic sweep, run twice as two workers' schedules could.
+        outbox.sweep()
+        outbox.sweep()
+
+        started = Event.objects.filter(pipeline=downstream)
+        assert [e.start_from for e in started] == [f"~sd@{upstream.pk}:main"]
+        assert Build.objects.filter(event__in=started, job__name="after").count() == 1
+        assert posted_states(github).count("success") == 1
+        assert posted_states(github)[-1] == "success"
+        assert not workspace.exists()
+        assert leftover.wait(timeout=10) == -signal.SIGKILL
+        for row in due:
+            assert (row.done_at is not None, row.attempts, row.error) == (True, 1, "")
+    finally:
+        if leftover.poll() is None:
+            leftover.kill()

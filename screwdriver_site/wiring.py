@@ -1,0 +1,32 @@
+"""What follows a build's status change, wired in one place.
+
+Each handler takes `build_id`, acts on the build's current state and is safe to run twice:
+the outbox runs it at least once after the transaction that changed the status commits.
+Loaded once when the project starts (`SiteConfig.ready`).
+"""
+
+from __future__ import annotations
+
+from builds import outbox, services
+from builds.models import BuildStatus
+from executors import services as dispatch
+from scm import statuses
+
+S = BuildStatus
+ENDED = (S.SUCCESS, S.FAILURE, S.UNSTABLE, S.ABORTED)
+
+
+def connect_handlers() -> None:
+    """Connect every handler to the statuses it follows."""
+    # Queued, running and ended builds show on their commit (GitHub and GitLab pipelines).
+    outbox.connect(
+        "commit-status",
+        statuses=(S.QUEUED, S.RUNNING, *ENDED),
+        run=statuses.report_commit_status,
+        latest_only=True,
+    )
+    # Other pipelines' jobs that follow this one, their joins, and builds it blocked there.
+    outbox.connect("remote-triggers", statuses=ENDED, run=services.run_remote_triggers)
+    # A stopped build's launcher is told to stop; what an ended build left is removed.
+    outbox.connect("executor-stop", statuses=(S.ABORTED,), run=dispatch.stop_build)
+    outbox.connect("executor-cleanup", statuses=ENDED, run=dispatch.cleanup_build)

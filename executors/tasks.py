@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from executors import services
+from scm import services as scm_services
 
 
 def start_build(build_id: int) -> None:
@@ -22,6 +23,4 @@ def reap() -> dict[str, int]:
 
 
 def poll_repositories() -> int:
-    from scm import services as scm_services
-
     return scm_services.poll_all()

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from builds import dispatch
 from builds.models import Build, BuildStatus, Step
 from builds.services import blocking, stages
 from builds.services.creation import (
@@ -107,9 +108,7 @@ def _after_finish(build: Build, *, cleanup: bool = True) -> None:
     # is held while theirs are taken, and no request waits while their repositories are read.
     enqueue_remote_triggers(build.pk)
     if cleanup:
-        from executors.services import enqueue_cleanup
-
-        enqueue_cleanup(build.pk)
+        dispatch.enqueue_cleanup(build.pk)
 
 
 def enqueue_remote_triggers(build_id: int) -> None:

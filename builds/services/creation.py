@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from builds import dispatch
 from builds.models import Build, BuildStatus, Step
 from pipelines.models import Event, Job
 
@@ -114,9 +115,8 @@ def _delete_if_waiting(build: Build | None) -> None:
 
 def _dispatch(build_ids: list[int]) -> None:
     if build_ids:
-        from executors.services import enqueue_start
         from scm.statuses import enqueue_commit_statuses
 
-        enqueue_start(build_ids)
+        dispatch.enqueue_start(build_ids)
         # A queued build shows as pending on its commit before any worker picks it up.
         enqueue_commit_statuses(build_ids=build_ids)

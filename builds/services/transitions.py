@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from builds import live
+from builds import dispatch, live
 from builds.models import ACTIVE_STATUSES, Build, BuildStatus, Step
 from builds.secrets import masker_for
 from builds.services import freeze
@@ -112,9 +112,7 @@ def abort_build(*, build_id: int, message: str) -> Build:
     _after_finish(build)
     enqueue_commit_status(build_id=build_id)
     live.publish_build(build_id=build_id)
-    from executors.services import enqueue_stop
-
-    enqueue_stop(build.pk)
+    dispatch.enqueue_stop(build.pk)
     return build
 
 

@@ -18,12 +18,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.contrib.auth.models import User
 
+from builds.dispatch import handle, launch_request, reap
 from builds.models import Build, BuildStatus
 from conftest import GitRepo
 from executors.base import ExecutorError
 from executors.kubernetes_engine import KubernetesExecutor, pod_name
 from executors.launcher.agent import AGENT_SH
-from executors.services import handle, launch_request, reap
 from pipelines.services import Creator, create_pipeline, start_event
 
 pytestmark = pytest.mark.django_db

@@ -1,7 +1,7 @@
-"""Dispatch between the API and the engines: start, stop, clean up and reap builds.
+"""Dispatch between the build kernel and the engines: start, stop, clean up and reap builds.
 
-The engines never see a `Build`: this module describes each launch and each launched build
-to them, and writes what they answer back to the database.
+The engines (the `executors` package) never see a `Build`: this module describes each launch
+and each launched build to them, and writes what they answer back to the database.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task, schedule
 
+# A module import, as builds.services imports this one: either may be loaded first.
 from builds import services as build_services
 from builds.models import Build, BuildStatus
 from executors.base import BuildHandle, ExecutorError, LaunchRequest

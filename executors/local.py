@@ -73,23 +73,6 @@ def sandbox_status() -> tuple[bool, str]:
     return (True, "") if reason is None else (False, reason)
 
 
-def sandbox_notice() -> str | None:
-    """The one start-up line that says local builds are not sandboxed, if they are not."""
-    from executors.registry import allowed_executors
-
-    if "local" not in allowed_executors():
-        return None
-    sandboxed, reason = sandbox_status()
-    if sandboxed:
-        return None
-    if str(settings.SD_LOCAL_SANDBOX).strip().lower() == "bwrap":
-        return f"Local builds cannot start: SD_LOCAL_SANDBOX is bwrap, but {reason}."
-    return (
-        f"Local builds run without a sandbox ({reason}): they can read what this server's "
-        "user can, so pull requests will not run on the local executor."
-    )
-
-
 def hidden_from_builds() -> list[Path]:
     """The server's own folders, covered in the sandbox besides the system's usual places."""
     paths = [Path(settings.SD_DATA_DIR), Path(settings.BASE_DIR), Path.home()]

@@ -10,7 +10,6 @@ from django.conf import settings
 from builds.models import Build
 from builds.secrets import secret_values
 from builds.services import SETUP_STEP, deep_merge, skips_checkout
-from executors.services import config_of
 from pipelines import source_paths
 from pipelines.models import Event
 from pipelines.services import repo_ref_of
@@ -170,7 +169,7 @@ def _initial_meta(build: Build) -> dict[str, Any]:
 
 def launch_spec(build: Build) -> dict[str, Any]:
     """The launch spec the launcher fetches at start."""
-    config = config_of(build)
+    config = build.job_config()
     ref = repo_ref_of(build.job.pipeline)
     steps = [
         {"name": s.name, "command": s.command} for s in build.steps.all() if s.name != SETUP_STEP

@@ -1,13 +1,16 @@
-"""The one small interface every execution engine implements."""
+"""The one small interface every execution engine implements, and what it is given.
+
+Engines never see a `Build`: the build kernel describes a launch (`LaunchRequest`) and a
+launched build (`BuildHandle`) with exactly what the engines read, so this package stays pure
+code below the Django apps.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from builds.models import Build
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 
 class ExecutorError(Exception):
@@ -19,24 +22,48 @@ class ExecutorError(Exception):
         self.permanent = permanent
 
 
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What an engine needs to start one build's launcher (not the launcher's own spec)."""
+
+    build_id: int
+    pipeline_id: int
+    job_name: str
+    # The job's image ("" when it names none: only engines that run containers need one).
+    image: str
+    annotations: Mapping[str, object]
+    timeout_seconds: float
+    # Where the launcher fetches its spec and reports, and the token it does so with.
+    api_url: str
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class BuildHandle:
+    """A launched build, as an engine finds it again: its id and what `start` returned."""
+
+    build_id: int
+    state: Mapping[str, Any]
+
+
 class Executor(ABC):
     """Decides where a build's launcher runs; the launcher decides what runs."""
 
     name: str = ""
 
     @abstractmethod
-    def start(self, build: Build, *, token: str) -> dict[str, Any]:
-        """Start the launcher for `build`; return the state needed to find it again."""
+    def start(self, request: LaunchRequest) -> dict[str, Any]:
+        """Start the build's launcher; return the state needed to find it again."""
 
     @abstractmethod
-    def stop(self, build: Build) -> None:
+    def stop(self, build: BuildHandle) -> None:
         """Ask the build's launcher to stop (it still runs teardown and reports)."""
 
     @abstractmethod
-    def is_alive(self, build: Build) -> bool:
+    def is_alive(self, build: BuildHandle) -> bool:
         """Whether anything of the build still runs on this engine."""
 
-    def launcher_alive(self, build: Build) -> bool:
+    def launcher_alive(self, build: BuildHandle) -> bool:
         """Whether the build's launcher is known to be running (False when unknown).
 
         The reaper asks before it declares a build lost: a launcher whose lease lapsed while
@@ -45,9 +72,12 @@ class Executor(ABC):
         return False
 
     @abstractmethod
-    def cleanup(self, build: Build) -> None:
+    def cleanup(self, build: BuildHandle) -> None:
         """Remove everything left of a finished or lost build: processes, workspace."""
 
-    def sweep(self, *, active: Sequence[Build], keep: Collection[int]) -> dict[int, str]:
-        """Remove leftovers of builds not in `keep`; say which `active` builds cannot succeed."""
+    def sweep(self, *, active: Collection[int], keep: Collection[int]) -> dict[int, str]:
+        """Remove leftovers of builds not in `keep`; say which `active` builds cannot succeed.
+
+        Both are build ids: `active` were dispatched to this engine and have not finished.
+        """
         return {}

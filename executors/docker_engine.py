@@ -18,15 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from executors.base import ExecutorError
+from executors.base import BuildHandle, ExecutorError, LaunchRequest
 from executors.launcher.agent import agent_command, control_dir, prepare_control_dir
 from executors.local import LocalExecutor, workspace_of
 from executors.resources import resources_for
 
 if TYPE_CHECKING:
     import docker
-
-    from builds.models import Build
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +54,14 @@ def container_name(build_id: int) -> str:
     return f"{settings.SD_INSTANCE}-build-{build_id}"
 
 
-def labels_for(build: Build) -> dict[str, str]:
+def labels_for(request: LaunchRequest) -> dict[str, str]:
     """What marks a container as this server's, for this build."""
     return {
         INSTANCE_LABEL: settings.SD_INSTANCE,
-        BUILD_LABEL: str(build.pk),
-        "sdbuild": str(build.pk),
-        "screwdriver.cd/pipeline": str(build.job.pipeline_id),
-        "screwdriver.cd/job": build.job.name,
+        BUILD_LABEL: str(request.build_id),
+        "sdbuild": str(request.build_id),
+        "screwdriver.cd/pipeline": str(request.pipeline_id),
+        "screwdriver.cd/job": request.job_name,
     }
 
 
@@ -72,22 +70,18 @@ class DockerExecutor(LocalExecutor):
 
     name = "docker"
 
-    def start(self, build: Build, *, token: str) -> dict[str, Any]:
-        from executors.services import config_of
-
-        config = config_of(build)
-        image = str(config.get("image") or "").strip()
+    def start(self, request: LaunchRequest) -> dict[str, Any]:
+        image = request.image
         if not image:
             raise ExecutorError("The job has no image to run in.", permanent=True)
         engine = client()
         self._ensure_image(engine, image)
-        workspace = self.fresh_workspace(build)
+        workspace = self.fresh_workspace(request.build_id)
         agent_dir = prepare_control_dir(control_dir(workspace))
         # The launcher starts first: its start-up (imports, the launch spec, RUNNING) overlaps
         # the container's, and it waits for the container's agent on the control FIFOs.
         pid = self.start_launcher(
-            build,
-            token,
+            request,
             workspace,
             (
                 "--agent",
@@ -97,7 +91,7 @@ class DockerExecutor(LocalExecutor):
             ),
         )
         try:
-            container = self._start_container(engine, build, image, config, workspace)
+            container = self._start_container(engine, request, workspace)
         except ExecutorError:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
@@ -109,24 +103,24 @@ class DockerExecutor(LocalExecutor):
             "image": image,
         }
 
-    def stop(self, build: Build) -> None:
+    def stop(self, build: BuildHandle) -> None:
         if self._launcher_pid(build) is not None:
             # The launcher ends the step in the container, runs teardown there, then ends it.
             super().stop(build)
         else:
             self._remove_container(build)
 
-    def is_alive(self, build: Build) -> bool:
+    def is_alive(self, build: BuildHandle) -> bool:
         if super().is_alive(build):
             return True
         engine = client()
-        return bool(_ours(engine, build_ids=[build.pk]))
+        return bool(_ours(engine, build_ids=[build.build_id]))
 
-    def cleanup(self, build: Build) -> None:
+    def cleanup(self, build: BuildHandle) -> None:
         self._remove_container(build)
         super().cleanup(build)
 
-    def sweep(self, *, active: Sequence[Build], keep: Collection[int]) -> dict[int, str]:
+    def sweep(self, *, active: Collection[int], keep: Collection[int]) -> dict[int, str]:
         """Remove the containers of builds that are over (or unknown to this server)."""
         engine = client()
         for container in _ours(engine):
@@ -174,16 +168,15 @@ class DockerExecutor(LocalExecutor):
     def _start_container(
         self,
         engine: docker.DockerClient,
-        build: Build,
-        image: str,
-        config: dict[str, Any],
+        request: LaunchRequest,
         workspace: Any,
     ) -> Any:
         docker = _docker()
-        name = container_name(build.pk)
+        image = request.image
+        name = container_name(request.build_id)
         with contextlib.suppress(docker.errors.NotFound):
             _remove(engine.containers.get(name))  # a retried start
-        wanted = resources_for(config.get("annotations") or {})
+        wanted = resources_for(request.annotations)
         cpus = min(wanted.cpu_cores, float(_cpu_count(engine)))
         ws = str(workspace)
         try:
@@ -192,7 +185,7 @@ class DockerExecutor(LocalExecutor):
                 entrypoint=agent_command(control_dir(workspace)),
                 command=[],
                 name=name,
-                labels=labels_for(build),
+                labels=labels_for(request),
                 volumes={ws: {"bind": ws, "mode": "rw"}},
                 user=settings.SD_DOCKER_USER or None,
                 network_mode=settings.SD_DOCKER_NETWORK,
@@ -227,13 +220,13 @@ class DockerExecutor(LocalExecutor):
             ) from exc
         return container
 
-    def _remove_container(self, build: Build) -> None:
+    def _remove_container(self, build: BuildHandle) -> None:
         try:
             engine = client()
         except ExecutorError:
-            logger.warning("Cannot reach the Docker engine to remove build %s", build.pk)
+            logger.warning("Cannot reach the Docker engine to remove build %s", build.build_id)
             return
-        for container in _ours(engine, build_ids=[build.pk]):
+        for container in _ours(engine, build_ids=[build.build_id]):
             _remove(container)
 
 

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection
+from typing import Any
 
 from django.conf import settings
 
-from executors.base import Executor, ExecutorError
+from executors.base import BuildHandle, Executor, ExecutorError, LaunchRequest
 from executors.launcher.agent import CONTROL_DIR_NAME, agent_command
 from executors.resources import resources_for
-
-if TYPE_CHECKING:
-    from builds.models import Build
 
 logger = logging.getLogger(__name__)
 
@@ -81,16 +78,16 @@ def label_value(value: object) -> str:
     return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", text)
 
 
-def labels_for(build: Build) -> dict[str, str]:
+def labels_for(request: LaunchRequest) -> dict[str, str]:
     """What marks a pod as this server's, for this build (Screwdriver's labels too)."""
     return {
         "app": "screwdriver",
         "tier": "builds",
-        "sdbuild": str(build.pk),
+        "sdbuild": str(request.build_id),
         INSTANCE_LABEL: label_value(settings.SD_INSTANCE),
-        BUILD_LABEL: str(build.pk),
-        "screwdriver.cd/pipeline": str(build.job.pipeline_id),
-        "screwdriver.cd/job": label_value(build.job.name),
+        BUILD_LABEL: str(request.build_id),
+        "screwdriver.cd/pipeline": str(request.pipeline_id),
+        "screwdriver.cd/job": label_value(request.job_name),
     }
 
 
@@ -104,10 +101,10 @@ def _restricted() -> dict[str, Any]:
     }
 
 
-def pod_manifest(build: Build, image: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The pod that runs `build`: launcher and agent containers over one workspace."""
-    name = pod_name(build.pk)
-    wanted = resources_for(config.get("annotations") or {})
+def pod_manifest(request: LaunchRequest) -> dict[str, Any]:
+    """The pod that runs the build: launcher and agent containers over one workspace."""
+    name = pod_name(request.build_id)
+    wanted = resources_for(request.annotations)
     mount = [{"name": "workspace", "mountPath": WORKSPACE}]
     launcher_image = settings.SD_K8S_LAUNCHER_IMAGE
     policy = settings.SD_K8S_IMAGE_PULL_POLICY
@@ -117,9 +114,9 @@ def pod_manifest(build: Build, image: str, config: dict[str, Any]) -> dict[str, 
         "-m",
         "executors.launcher",
         "--api-url",
-        settings.SD_API_URL,
+        request.api_url,
         "--build-id",
-        str(build.pk),
+        str(request.build_id),
         "--workspace",
         WORKSPACE,
         "--agent",
@@ -130,12 +127,13 @@ def pod_manifest(build: Build, image: str, config: dict[str, Any]) -> dict[str, 
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": labels_for(build)},
+        "metadata": {"name": name, "labels": labels_for(request)},
         "spec": {
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
-            "activeDeadlineSeconds": int(build.timeout_seconds) + settings.SD_K8S_POD_GRACE_SECONDS,
+            "activeDeadlineSeconds": int(request.timeout_seconds)
+            + settings.SD_K8S_POD_GRACE_SECONDS,
             "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
             "securityContext": {
                 "runAsNonRoot": True,
@@ -185,7 +183,7 @@ def pod_manifest(build: Build, image: str, config: dict[str, Any]) -> dict[str, 
                 },
                 {
                     "name": "build",
-                    "image": image,
+                    "image": request.image,
                     "imagePullPolicy": policy,
                     "command": agent_command(AGENT_DIR),
                     "workingDir": WORKSPACE,
@@ -234,16 +232,13 @@ class KubernetesExecutor(Executor):
 
     name = "k8s"
 
-    def start(self, build: Build, *, token: str) -> dict[str, Any]:
-        from executors.services import config_of
-
-        config = config_of(build)
-        image = str(config.get("image") or "").strip()
+    def start(self, request: LaunchRequest) -> dict[str, Any]:
+        image = request.image
         if not image:
             raise ExecutorError("The job has no image to run in.", permanent=True)
         api = core_api()
         namespace = settings.SD_K8S_NAMESPACE
-        manifest = pod_manifest(build, image, config)
+        manifest = pod_manifest(request)
         name = manifest["metadata"]["name"]
         self._delete(api, name, grace=0)  # a retried start replaces the first attempt
         secret = {
@@ -251,7 +246,7 @@ class KubernetesExecutor(Executor):
             "kind": "Secret",
             "metadata": {"name": name, "labels": manifest["metadata"]["labels"]},
             "type": "Opaque",
-            "stringData": {"token": token},
+            "stringData": {"token": request.token},
         }
         error = _api_error()
         try:
@@ -268,14 +263,14 @@ class KubernetesExecutor(Executor):
             raise ExecutorError(f"Cannot reach the Kubernetes API: {exc}") from exc
         return {"pod": name, "namespace": namespace, "image": image}
 
-    def stop(self, build: Build) -> None:
+    def stop(self, build: BuildHandle) -> None:
         # Deleting the pod sends SIGTERM to the launcher, which runs teardown within the grace.
-        name = build.executor_state.get("pod")
+        name = build.state.get("pod")
         if name:
             self._delete(core_api(), str(name), grace=TERMINATION_GRACE_SECONDS)
 
-    def is_alive(self, build: Build) -> bool:
-        name = build.executor_state.get("pod")
+    def is_alive(self, build: BuildHandle) -> bool:
+        name = build.state.get("pod")
         if not name:
             return False
         try:
@@ -286,8 +281,8 @@ class KubernetesExecutor(Executor):
             raise ExecutorError(f"Cannot read the build's pod: {exc}") from exc
         return pod.status is None or pod.status.phase in (None, "Pending", "Running")
 
-    def launcher_alive(self, build: Build) -> bool:
-        name = build.executor_state.get("pod")
+    def launcher_alive(self, build: BuildHandle) -> bool:
+        name = build.state.get("pod")
         if not name:
             return False
         try:
@@ -297,16 +292,15 @@ class KubernetesExecutor(Executor):
         statuses = (pod.status and pod.status.container_statuses) or []
         return any(s.name == "launcher" and s.state and s.state.running for s in statuses)
 
-    def cleanup(self, build: Build) -> None:
-        name = build.executor_state.get("pod") or pod_name(build.pk)
+    def cleanup(self, build: BuildHandle) -> None:
+        name = build.state.get("pod") or pod_name(build.build_id)
         self._delete(core_api(), str(name), grace=0)
 
-    def sweep(self, *, active: Sequence[Build], keep: Collection[int]) -> dict[int, str]:
+    def sweep(self, *, active: Collection[int], keep: Collection[int]) -> dict[int, str]:
         """Delete pods of builds that are over; explain the pods that cannot succeed."""
         api = core_api()
         selector = f"{INSTANCE_LABEL}={label_value(settings.SD_INSTANCE)}"
         pods = api.list_namespaced_pod(settings.SD_K8S_NAMESPACE, label_selector=selector).items
-        active_ids = {b.pk for b in active}
         verdicts: dict[int, str] = {}
         for pod in pods:
             build_id = (pod.metadata.labels or {}).get(BUILD_LABEL, "")
@@ -314,7 +308,7 @@ class KubernetesExecutor(Executor):
                 logger.info("Deleting pod %s of finished build %s", pod.metadata.name, build_id)
                 self._delete(api, pod.metadata.name, grace=0)
                 continue
-            if int(build_id) in active_ids:
+            if int(build_id) in active:
                 message = verdict(pod)
                 if message is not None:
                     verdicts[int(build_id)] = self._with_log(api, pod, message)
@@ -322,8 +316,8 @@ class KubernetesExecutor(Executor):
 
     # -- details ------------------------------------------------------------------------------
 
-    def _namespace(self, build: Build) -> str:
-        return str(build.executor_state.get("namespace") or settings.SD_K8S_NAMESPACE)
+    def _namespace(self, build: BuildHandle) -> str:
+        return str(build.state.get("namespace") or settings.SD_K8S_NAMESPACE)
 
     def _with_log(self, api: Any, pod: Any, message: str) -> str:
         if pod.status.phase != "Failed":

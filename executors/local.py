@@ -19,15 +19,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 
-from executors.base import Executor, ExecutorError
+from executors.base import BuildHandle, Executor, ExecutorError, LaunchRequest
 from executors.launcher.sandbox import probe
-
-if TYPE_CHECKING:
-    from builds.models import Build
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +34,8 @@ BUILD_UMASK = 0o022
 _PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "LOGNAME", "TZ")
 
 
-def workspace_of(build: Build) -> Path:
-    return Path(settings.SD_WORKSPACES_DIR) / f"build-{build.pk}"
+def workspace_of(build_id: int) -> Path:
+    return Path(settings.SD_WORKSPACES_DIR) / f"build-{build_id}"
 
 
 def build_user() -> tuple[int, int] | None:
@@ -76,23 +73,6 @@ def sandbox_status() -> tuple[bool, str]:
     return (True, "") if reason is None else (False, reason)
 
 
-def sandbox_notice() -> str | None:
-    """The one start-up line that says local builds are not sandboxed, if they are not."""
-    from executors.registry import allowed_executors
-
-    if "local" not in allowed_executors():
-        return None
-    sandboxed, reason = sandbox_status()
-    if sandboxed:
-        return None
-    if str(settings.SD_LOCAL_SANDBOX).strip().lower() == "bwrap":
-        return f"Local builds cannot start: SD_LOCAL_SANDBOX is bwrap, but {reason}."
-    return (
-        f"Local builds run without a sandbox ({reason}): they can read what this server's "
-        "user can, so pull requests will not run on the local executor."
-    )
-
-
 def hidden_from_builds() -> list[Path]:
     """The server's own folders, covered in the sandbox besides the system's usual places."""
     paths = [Path(settings.SD_DATA_DIR), Path(settings.BASE_DIR), Path.home()]
@@ -104,15 +84,15 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def start(self, build: Build, *, token: str) -> dict[str, Any]:
-        workspace = self.fresh_workspace(build)
+    def start(self, request: LaunchRequest) -> dict[str, Any]:
+        workspace = self.fresh_workspace(request.build_id)
         sandbox = self.sandbox_args(workspace)
-        pid = self.start_launcher(build, token, workspace, sandbox)
+        pid = self.start_launcher(request, workspace, sandbox)
         return {"pid": pid, "workspace": str(workspace), "sandboxed": bool(sandbox)}
 
-    def fresh_workspace(self, build: Build) -> Path:
+    def fresh_workspace(self, build_id: int) -> Path:
         """An empty workspace for the build."""
-        workspace = workspace_of(build)
+        workspace = workspace_of(build_id)
         if workspace.exists():
             # A retried start after a crash: never let a new run see an old run's files.
             shutil.rmtree(workspace, ignore_errors=True)
@@ -120,13 +100,13 @@ class LocalExecutor(Executor):
         return workspace
 
     def start_launcher(
-        self, build: Build, token: str, workspace: Path, extra_args: tuple[str, ...] = ()
+        self, request: LaunchRequest, workspace: Path, extra_args: tuple[str, ...] = ()
     ) -> int:
-        """Start the detached launcher of `build`; return its pid (also its group id)."""
+        """Start the build's detached launcher; return its pid (also its group id)."""
         env = {key: os.environ[key] for key in _PASSED_THROUGH if key in os.environ}
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         env["PYTHONPATH"] = str(settings.BASE_DIR)
-        env["SD_LAUNCHER_TOKEN"] = token
+        env["SD_LAUNCHER_TOKEN"] = request.token
         env["SD_LOG_MAX_LINE_BYTES"] = str(settings.SD_LOG_MAX_LINE_BYTES)
         env["SD_LOG_MAX_STEP_BYTES"] = str(settings.SD_LOG_MAX_STEP_BYTES)
         argv = [
@@ -134,15 +114,15 @@ class LocalExecutor(Executor):
             "-m",
             "executors.launcher",
             "--api-url",
-            settings.SD_API_URL,
+            request.api_url,
             "--build-id",
-            str(build.pk),
+            str(request.build_id),
             "--workspace",
             str(workspace),
             "--detach",
             *extra_args,
         ]
-        log_path = workspace.parent / f"build-{build.pk}.launcher.log"
+        log_path = workspace.parent / f"build-{request.build_id}.launcher.log"
         # The detaching parent prints the child's pid and exits; a file (not a pipe) receives it
         # so the long-lived child never holds a pipe we wait on.
         with tempfile.TemporaryFile() as out, open(log_path, "ab") as log:
@@ -192,18 +172,18 @@ class LocalExecutor(Executor):
             args += ["--build-user", f"{user[0]}:{user[1]}"]
         return tuple(args)
 
-    def stop(self, build: Build) -> None:
+    def stop(self, build: BuildHandle) -> None:
         pid = self._launcher_pid(build)
         if pid is not None:
             _signal_group(pid, signal.SIGTERM)
 
-    def is_alive(self, build: Build) -> bool:
+    def is_alive(self, build: BuildHandle) -> bool:
         return self._launcher_pid(build) is not None
 
-    def launcher_alive(self, build: Build) -> bool:
+    def launcher_alive(self, build: BuildHandle) -> bool:
         return self._launcher_pid(build) is not None
 
-    def cleanup(self, build: Build) -> None:
+    def cleanup(self, build: BuildHandle) -> None:
         pid = self._launcher_pid(build)
         if pid is not None:
             _signal_group(pid, signal.SIGKILL)
@@ -218,11 +198,11 @@ class LocalExecutor(Executor):
                 _signal(stray, signal.SIGKILL)
             time.sleep(0.1)
         if not settings.SD_KEEP_WORKSPACES:
-            workspace = workspace_of(build)
+            workspace = workspace_of(build.build_id)
             shutil.rmtree(workspace, ignore_errors=True)
 
-    def _launcher_pid(self, build: Build) -> int | None:
-        pid = build.executor_state.get("pid")
+    def _launcher_pid(self, build: BuildHandle) -> int | None:
+        pid = build.state.get("pid")
         if not isinstance(pid, int):
             return None
         # Guard against pid reuse: only a launcher of this very build is ours to signal.
@@ -230,12 +210,15 @@ class LocalExecutor(Executor):
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return None
-        if b"executors.launcher" in cmdline and str(workspace_of(build)).encode() in cmdline:
+        if (
+            b"executors.launcher" in cmdline
+            and str(workspace_of(build.build_id)).encode() in cmdline
+        ):
             return pid
         return None
 
-    def _build_processes(self, build: Build) -> list[int]:
-        marker = f"SD_ROOT_DIR={workspace_of(build)}".encode()
+    def _build_processes(self, build: BuildHandle) -> list[int]:
+        marker = f"SD_ROOT_DIR={workspace_of(build.build_id)}".encode()
         found = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():

@@ -5,6 +5,9 @@ from __future__ import annotations
 from django.conf import settings
 
 from executors.base import Executor, ExecutorError
+from executors.docker_engine import DockerExecutor
+from executors.kubernetes_engine import KubernetesExecutor
+from executors.local import LocalExecutor, sandbox_status
 
 EXECUTOR_ANNOTATION = "screwdriver.cd/executor"
 _BETA_ANNOTATION = "beta.screwdriver.cd/executor"
@@ -41,8 +44,6 @@ def refusal(name: str, *, pull_request: bool = False, fork: bool = False) -> str
             "Pull requests from forks do not run on the local executor of this server (its "
             "operator has not set SD_LOCAL_FORK_PRS); nothing of the fork's code ran."
         )
-    from executors.local import sandbox_status
-
     sandboxed, reason = sandbox_status()
     if not sandboxed:
         return (
@@ -53,20 +54,29 @@ def refusal(name: str, *, pull_request: bool = False, fork: bool = False) -> str
 
 
 def get_executor(name: str) -> Executor:
-    # Imported here so that a server that never runs Docker or Kubernetes builds never loads
-    # their client libraries.
+    # The engines load their client libraries (docker, kubernetes) only when first used, so a
+    # server that never runs Docker or Kubernetes builds never loads them.
     if name == "local":
-        from executors.local import LocalExecutor
-
         return LocalExecutor()
     if name == "docker":
-        from executors.docker_engine import DockerExecutor
-
         return DockerExecutor()
     if name == "k8s":
-        from executors.kubernetes_engine import KubernetesExecutor
-
         return KubernetesExecutor()
     raise ExecutorError(
         f"Unknown executor {name!r}; this server offers: {', '.join(ENGINES)}.", permanent=True
+    )
+
+
+def sandbox_notice() -> str | None:
+    """The one start-up line that says local builds are not sandboxed, if they are not."""
+    if "local" not in allowed_executors():
+        return None
+    sandboxed, reason = sandbox_status()
+    if sandboxed:
+        return None
+    if str(settings.SD_LOCAL_SANDBOX).strip().lower() == "bwrap":
+        return f"Local builds cannot start: SD_LOCAL_SANDBOX is bwrap, but {reason}."
+    return (
+        f"Local builds run without a sandbox ({reason}): they can read what this server's "
+        "user can, so pull requests will not run on the local executor."
     )

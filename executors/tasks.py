@@ -1,27 +1,30 @@
-"""django-q2 entry points: take an id, call a service. Nothing else lives here."""
+"""django-q2 entry points: take an id, call a service. Nothing else lives here.
+
+Schedules and queued tasks name these functions by their path ("executors.tasks.reap"), so
+they stay here while the work they start lives in the build kernel.
+"""
 
 from __future__ import annotations
 
-from executors import services
+from builds import dispatch
+from scm import services as scm_services
 
 
 def start_build(build_id: int) -> None:
-    services.start_build(build_id=build_id)
+    dispatch.start_build(build_id=build_id)
 
 
 def stop_build(build_id: int) -> None:
-    services.stop_build(build_id=build_id)
+    dispatch.stop_build(build_id=build_id)
 
 
 def cleanup_build(build_id: int, attempt: int = 0) -> None:
-    services.cleanup_build(build_id=build_id, attempt=attempt)
+    dispatch.cleanup_build(build_id=build_id, attempt=attempt)
 
 
 def reap() -> dict[str, int]:
-    return services.reap()
+    return dispatch.reap()
 
 
 def poll_repositories() -> int:
-    from scm import services as scm_services
-
     return scm_services.poll_all()

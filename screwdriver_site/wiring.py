@@ -7,9 +7,8 @@ Loaded once when the project starts (`SiteConfig.ready`).
 
 from __future__ import annotations
 
-from builds import outbox, services
+from builds import dispatch, outbox, services
 from builds.models import BuildStatus
-from executors import services as dispatch
 from scm import statuses
 
 S = BuildStatus

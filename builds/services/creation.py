@@ -8,9 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from builds import lifecycle
+from builds import dispatch, lifecycle
 from builds.models import Build, BuildStatus, Step
-from executors.services import enqueue_start
 from pipelines.models import Event, Job
 
 TIMEOUT_ANNOTATION = "screwdriver.cd/timeout"
@@ -113,4 +112,4 @@ def delete_if_waiting(build: Build | None) -> None:
 def dispatch_builds(build_ids: list[int]) -> None:
     """Hand the builds that may run now to the workers, once this transaction commits."""
     if build_ids:
-        enqueue_start(build_ids)
+        dispatch.enqueue_start(build_ids)

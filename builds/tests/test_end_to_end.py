@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
+from builds.dispatch import reap
 from builds.models import Build, BuildStatus, Step
 from conftest import wait_until
 from executors.tests.test_launcher_masking import base64_cores
@@ -283,8 +284,6 @@ def test_a_stopped_build_ends_within_ten_seconds_runs_teardown_and_leaves_no_pro
 
 
 def test_killing_the_worker_and_launcher_leaves_no_build_running(stack, make_repo) -> None:
-    from executors.services import reap
-
     marker = f"kill-{os.getpid()}-{time.monotonic_ns()}"
     repo = make_repo({"screwdriver.yaml": STUBBORN % {"timeout": "30", "marker": marker}})
     pipeline = create_pipeline(checkout_url=repo.checkout_url, user=_admin())

@@ -17,11 +17,11 @@ from django.db import connection
 from django.utils import timezone
 
 from builds import services
+from builds.dispatch import reap
 from builds.launch import launch_spec
 from builds.models import Build, BuildStatus
 from builds.services import TransitionError
 from conftest import GitRepo
-from executors.services import reap
 from pipelines.models import Event, Pipeline
 from pipelines.services import Creator, create_pipeline, start_event
 

@@ -10,10 +10,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from builds.dispatch import reap
 from builds.logs import read_page
 from builds.models import FINISHED_STATUSES, Build, BuildStatus, Step
 from conftest import GitRepo, Stack, wait_until
-from executors.services import reap
 from executors.tests.outage_proxy import OutageProxy
 from pipelines.services import Creator, create_pipeline, start_event
 

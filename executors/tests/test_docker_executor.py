@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
+from builds.dispatch import reap
 from builds.models import Build, BuildStatus, Step
 from conftest import Stack, wait_until
 from pipelines.models import Event, Pipeline
@@ -284,8 +285,6 @@ def test_killing_the_worker_and_launcher_leaves_no_container_once_reaped(
     import os
     import signal
 
-    from executors.services import reap
-
     _pipeline, event = _run(make_repo, SLEEPER % {"timeout": "30"})
     build = _running(event)
     build.refresh_from_db()
@@ -304,8 +303,6 @@ def test_killing_the_worker_and_launcher_leaves_no_container_once_reaped(
 
 
 def test_the_reaper_removes_containers_of_builds_it_does_not_know(settings, busybox_image) -> None:
-    from executors.services import reap
-
     settings.SD_INSTANCE = f"sdtest-{uuid.uuid4().hex[:10]}"
     engine = _engine()
     labels = {"screwdriver.cd/instance": settings.SD_INSTANCE, "screwdriver.cd/build": "999999"}

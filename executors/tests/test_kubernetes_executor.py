@@ -18,12 +18,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.contrib.auth.models import User
 
+from builds.dispatch import handle, launch_request, reap
 from builds.models import Build, BuildStatus
 from conftest import GitRepo
 from executors.base import ExecutorError
 from executors.kubernetes_engine import KubernetesExecutor, pod_name
 from executors.launcher.agent import AGENT_SH
-from executors.services import reap
 from pipelines.services import Creator, create_pipeline, start_event
 
 pytestmark = pytest.mark.django_db
@@ -153,7 +153,7 @@ def build(make_repo: Callable[..., GitRepo]) -> Build:
 
 
 def _started(build: Build, cluster: FakeCluster) -> Build:
-    state = KubernetesExecutor().start(build, token="build-jwt")
+    state = KubernetesExecutor().start(launch_request(build, token="build-jwt"))
     Build.objects.filter(pk=build.pk).update(
         executor="k8s", executor_state=state, dispatched_at=build.created_at
     )
@@ -164,7 +164,7 @@ def _started(build: Build, cluster: FakeCluster) -> Build:
 def test_start_creates_a_token_secret_and_then_one_restricted_pod_for_the_build(
     build: Build, cluster: FakeCluster
 ) -> None:
-    state = KubernetesExecutor().start(build, token="build-jwt")
+    state = KubernetesExecutor().start(launch_request(build, token="build-jwt"))
     name = f"sd-test-build-{build.pk}"
     assert state == {"pod": name, "namespace": "builds", "image": "node:22"}
 
@@ -259,7 +259,7 @@ def test_a_refused_pod_is_a_permanent_error_and_leaves_nothing_behind(
 ) -> None:
     cluster.refuse = 403
     with pytest.raises(ExecutorError) as caught:
-        KubernetesExecutor().start(build, token="build-jwt")
+        KubernetesExecutor().start(launch_request(build, token="build-jwt"))
     assert caught.value.permanent
     assert "Kubernetes refused the build's pod" in caught.value.message
     assert not cluster.pods and not cluster.secrets
@@ -268,20 +268,20 @@ def test_a_refused_pod_is_a_permanent_error_and_leaves_nothing_behind(
 def test_stop_deletes_the_pod_with_a_grace_for_teardown(build: Build, cluster: FakeCluster) -> None:
     build = _started(build, cluster)
     executor = KubernetesExecutor()
-    assert executor.is_alive(build)
+    assert executor.is_alive(handle(build))
 
-    executor.stop(build)
+    executor.stop(handle(build))
 
     pod_deletes = [(p, q) for p, q, _b in cluster.calls("DELETE") if "/pods/" in p]
     path, query = pod_deletes[-1]  # the first one was start() clearing the way
     assert path == f"/api/v1/namespaces/builds/pods/{pod_name(build.pk)}"
     assert query["gracePeriodSeconds"] == ["90"]
-    assert not executor.is_alive(build)
+    assert not executor.is_alive(handle(build))
 
 
 def test_cleanup_deletes_the_pod_and_its_token_secret(build: Build, cluster: FakeCluster) -> None:
     build = _started(build, cluster)
-    KubernetesExecutor().cleanup(build)
+    KubernetesExecutor().cleanup(handle(build))
     assert not cluster.pods and not cluster.secrets
 
 

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import DatabaseError
 
-from executors.local import sandbox_notice
+from executors.registry import sandbox_notice
 from screwdriver_site.schedules import ensure_periodic_tasks
 
 logger = logging.getLogger(__name__)

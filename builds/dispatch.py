@@ -1,11 +1,14 @@
-"""Dispatch between the API and the engines: start, stop, clean up and reap builds."""
+"""Dispatch between the build kernel and the engines: start, stop, clean up and reap builds.
+
+The engines (the `executors` package) never see a `Build`: this module describes each launch
+and each launched build to them, and writes what they answer back to the database.
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -14,9 +17,10 @@ from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task, schedule
 
+# A module import, as builds.services imports this one: either may be loaded first.
 from builds import services as build_services
 from builds.models import Build, BuildStatus
-from executors.base import ExecutorError
+from executors.base import BuildHandle, ExecutorError, LaunchRequest
 from executors.registry import executor_name_for, get_executor, refusal
 from screwdriver_site.tokens import issue_build_token
 
@@ -47,8 +51,7 @@ def start_build(*, build_id: int) -> None:
     build = Build.objects.select_related("job", "event").filter(pk=build_id).first()
     if build is None or build.status != BuildStatus.QUEUED:
         return
-    config = config_of(build)
-    name = executor_name_for(config.get("annotations") or {})
+    name = executor_name_for(build.job_config().get("annotations") or {})
     event = build.event
     refused = refusal(
         name,
@@ -69,7 +72,7 @@ def start_build(*, build_id: int) -> None:
         return
     build.refresh_from_db()
     try:
-        state = get_executor(name).start(build, token=issue_build_token(build))
+        state = get_executor(name).start(launch_request(build, token=issue_build_token(build)))
     except ExecutorError as exc:
         if exc.permanent:
             build_services.fail_lost_build(build_id=build_id, message=exc.message)
@@ -88,7 +91,7 @@ def stop_build(*, build_id: int) -> None:
     if build is None or not build.executor_state:
         return
     try:
-        get_executor(build.executor).stop(build)
+        get_executor(build.executor).stop(handle(build))
     except ExecutorError:
         logger.exception("Could not stop build %s", build_id)
 
@@ -102,7 +105,7 @@ def cleanup_build(*, build_id: int, attempt: int = 0) -> None:
     ended = build.end_time or timezone.now()
     # A stopped launcher still runs teardown and sends its last logs: wait for it to exit,
     # and end it by force only once it has had its time.
-    if executor.is_alive(build) and timezone.now() - ended < CLEANUP_PATIENCE:
+    if executor.is_alive(handle(build)) and timezone.now() - ended < CLEANUP_PATIENCE:
         schedule(
             "executors.tasks.cleanup_build",
             build_id,
@@ -113,7 +116,7 @@ def cleanup_build(*, build_id: int, attempt: int = 0) -> None:
             name=f"cleanup-build-{build_id}-{attempt + 1}",
         )
         return
-    executor.cleanup(build)
+    executor.cleanup(handle(build))
 
 
 def reap(*, now: datetime | None = None) -> dict[str, int]:
@@ -163,7 +166,7 @@ def _launcher_still_running(build: Build) -> bool:
     if not build.executor_state or not build.executor:
         return False
     try:
-        return get_executor(build.executor).launcher_alive(build)
+        return get_executor(build.executor).launcher_alive(handle(build))
     except Exception as exc:
         # An engine that cannot answer (its API down, its library missing) must not stop the
         # reaper: the lease alone decides, as before this question was asked.
@@ -181,12 +184,12 @@ def _sweep_engines(now: datetime) -> int:
     keep = set(recent.values_list("pk", flat=True))
     failed = 0
     for name in sorted(names):
-        active = list(
+        active = set(
             Build.objects.filter(
                 executor=name, status__in=[BuildStatus.QUEUED, BuildStatus.RUNNING]
             )
             .exclude(dispatched_at__isnull=True)
-            .select_related("job")
+            .values_list("pk", flat=True)
         )
         try:
             verdicts = get_executor(name).sweep(active=active, keep=keep)
@@ -199,9 +202,21 @@ def _sweep_engines(now: datetime) -> int:
     return failed
 
 
-def config_of(build: Build) -> dict[str, Any]:
-    """The job config this build runs: its event's snapshot, else the job's current one."""
-    permutations = build.event.job_configs.get(build.job.name) or build.job.permutations
-    if permutations and len(permutations) > build.permutation:
-        return permutations[build.permutation]
-    return {}
+def launch_request(build: Build, *, token: str) -> LaunchRequest:
+    """What an engine needs to start `build`'s launcher, which reports with `token`."""
+    config = build.job_config()
+    return LaunchRequest(
+        build_id=build.pk,
+        pipeline_id=build.job.pipeline_id,
+        job_name=build.job.name,
+        image=str(config.get("image") or "").strip(),
+        annotations=config.get("annotations") or {},
+        timeout_seconds=build.timeout_seconds,
+        api_url=settings.SD_API_URL,
+        token=token,
+    )
+
+
+def handle(build: Build) -> BuildHandle:
+    """`build` as its engine finds it again."""
+    return BuildHandle(build_id=build.pk, state=build.executor_state)

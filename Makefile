@@ -84,6 +84,7 @@ lint: $(TEST_DEPS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+	PYTHONPATH=. $(VENV)/bin/lint-imports
 
 ## bench: time from POST /v4/events to the first log line, and per-step overhead
 bench: $(TEST_DEPS)

@@ -12,7 +12,6 @@ from builds.secrets import secret_values
 from builds.services import SETUP_STEP, deep_merge, skips_checkout
 from pipelines import source_paths
 from pipelines.models import Event
-from pipelines.services import repo_ref_of
 from scm.base import RepoRef
 
 HEARTBEAT_FRACTION = 4
@@ -21,7 +20,7 @@ HEARTBEAT_FRACTION = 4
 def build_environment(build: Build, config: dict[str, Any]) -> list[list[str]]:
     """Screwdriver's SD_* variables, then the job's own environment (in its order)."""
     pipeline = build.job.pipeline
-    ref = repo_ref_of(pipeline)
+    ref = pipeline.repo_ref()
     api = f"{settings.SD_API_URL}/v4/"
     parents = [
         str(b) for job in build.parent_builds.values() for b in job.get("jobs", {}).values() if b
@@ -170,7 +169,7 @@ def _initial_meta(build: Build) -> dict[str, Any]:
 def launch_spec(build: Build) -> dict[str, Any]:
     """The launch spec the launcher fetches at start."""
     config = build.job_config()
-    ref = repo_ref_of(build.job.pipeline)
+    ref = build.job.pipeline.repo_ref()
     steps = [
         {"name": s.name, "command": s.command} for s in build.steps.all() if s.name != SETUP_STEP
     ]

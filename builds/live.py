@@ -7,15 +7,34 @@ browser never sees a line or a status the database does not have.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from builds.models import Build
+
 logger = logging.getLogger(__name__)
 
 MESSAGE_TYPE = "build.update"
+
+# How a build looks to a browser: the API's representation, which the project's wiring
+# (screwdriver_site/wiring.py) sets, so this module publishes it without importing the API.
+Renderer = Callable[[Build], dict[str, Any]]
+_renderer: list[Renderer] = []
+
+
+def render_builds_with(renderer: Renderer) -> None:
+    """Publish builds as ``renderer`` shows them (the API's serializer, with steps)."""
+    _renderer[:] = [renderer]
+
+
+def _render(build: Build) -> dict[str, Any]:
+    if _renderer:
+        return _renderer[0](build)
+    return {"id": build.pk, "status": build.status}
 
 
 def build_group(build_id: int) -> str:
@@ -34,13 +53,10 @@ def publish_build(*, build_id: int) -> None:
 
 
 def _build_payload(build_id: int) -> dict[str, Any]:
-    from builds.api.serializers import BuildSerializer
-    from builds.models import Build
-
     build = Build.objects.filter(pk=build_id).prefetch_related("steps").first()
     if build is None:
         return {"type": "gone"}
-    return {"type": "build", "build": BuildSerializer(build, context={"with_steps": True}).data}
+    return {"type": "build", "build": _render(build)}
 
 
 def _publish_on_commit(build_id: int, payload: dict[str, Any]) -> None:

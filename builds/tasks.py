@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from builds import outbox, services
+from builds import outbox
+from pipelines.services import run_remote_triggers
 
 
 def dispatch_outbox(ids: list[int]) -> int:
@@ -17,4 +18,4 @@ def sweep_outbox() -> dict[str, int]:
 
 def trigger_remote_jobs(build_id: int) -> None:
     # Tasks queued before the outbox existed still name this entry point.
-    services.run_remote_triggers(build_id=build_id)
+    run_remote_triggers(build_id=build_id)

@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from scm.base import RepoRef
+from scm.clients import scm_of_context
 from scm.models import ScmRole
 
 
@@ -125,6 +127,10 @@ class Pipeline(models.Model):
 
     def is_admin(self, user: Any) -> bool:
         return self.has_right(user, PipelinePermission.Role.ADMIN)
+
+    def repo_ref(self) -> RepoRef:
+        """Where the pipeline's code is: repository, branch and root directory."""
+        return scm_of_context(self.scm_context).parse_url(self.checkout_url)
 
     def may_feed(self, other: Pipeline) -> bool:
         """Whether this pipeline's builds may start ``other``'s jobs and hand them their meta.

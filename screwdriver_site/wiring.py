@@ -7,16 +7,26 @@ Loaded once when the project starts (`SiteConfig.ready`).
 
 from __future__ import annotations
 
-from builds import dispatch, outbox, services
-from builds.models import BuildStatus
+from typing import Any
+
+from builds import dispatch, live, outbox
+from builds.api.serializers import BuildSerializer
+from builds.models import Build, BuildStatus
+from pipelines.services import triggers
 from scm import statuses
 
 S = BuildStatus
 ENDED = (S.SUCCESS, S.FAILURE, S.UNSTABLE, S.ABORTED)
 
 
+def _as_the_api_shows_it(build: Build) -> dict[str, Any]:
+    return dict(BuildSerializer(build, context={"with_steps": True}).data)
+
+
 def connect_handlers() -> None:
-    """Connect every handler to the statuses it follows."""
+    """Connect every handler to the statuses it follows, and say how builds look live."""
+    # The build page's live status is the API's representation of the build.
+    live.render_builds_with(_as_the_api_shows_it)
     # Queued, running and ended builds show on their commit (GitHub and GitLab pipelines).
     outbox.connect(
         "commit-status",
@@ -25,7 +35,7 @@ def connect_handlers() -> None:
         latest_only=True,
     )
     # Other pipelines' jobs that follow this one, their joins, and builds it blocked there.
-    outbox.connect("remote-triggers", statuses=ENDED, run=services.run_remote_triggers)
+    outbox.connect("remote-triggers", statuses=ENDED, run=triggers.run_remote_triggers)
     # A stopped build's launcher is told to stop; what an ended build left is removed.
     outbox.connect("executor-stop", statuses=(S.ABORTED,), run=dispatch.stop_build)
     outbox.connect("executor-cleanup", statuses=ENDED, run=dispatch.cleanup_build)

@@ -3,9 +3,11 @@
 Status writes go through `builds.lifecycle`; this package decides which ones to make. Its
 modules, by subject: `locks` (row locks), `creation` (build rows, dispatch), `transitions`
 (run, finish, abort, stop, fail lost), `completion` (meta, next jobs, joins), `stages`,
-`blocking`, `freeze` and `remote`. `completion`, `stages`, `blocking` and `freeze` call each
-other (a virtual build settles, its completion starts the next jobs, those settle...), so
-they import each other as modules and look names up at call time.
+`blocking` and `freeze`. Remote triggers start other pipelines' events, which is
+orchestration: they live in `pipelines.services.triggers`. `completion`, `stages`,
+`blocking` and `freeze` call each other (a virtual build settles, its completion starts the
+next jobs, those settle...), so they import each other as modules and look names up at call
+time.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from builds.services.creation import (
     skips_checkout,
     timeout_seconds_of,
 )
-from builds.services.remote import run_remote_triggers, trigger_remote_jobs
 from builds.services.transitions import (
     START_GRACE,
     abort_build,
@@ -49,11 +50,9 @@ __all__ = [
     "refresh_event_status",
     "release_remotely_blocked",
     "renew_lease",
-    "run_remote_triggers",
     "skips_checkout",
     "skips_further",
     "stop_event",
     "timeout_seconds_of",
-    "trigger_remote_jobs",
     "update_step",
 ]

@@ -49,6 +49,7 @@ from pipelines.services.pipelines import (
 )
 from pipelines.services.pull_requests import close_pr, pr_job_name, start_pr_event, stop_pr_builds
 from pipelines.services.restarts import restart_event
+from pipelines.services.triggers import run_remote_triggers, trigger_remote_jobs
 
 __all__ = [
     "CONFIG_FILE",
@@ -80,6 +81,7 @@ __all__ = [
     "restart_event",
     "revoke_permission",
     "revoke_user_jwts",
+    "run_remote_triggers",
     "scm_for",
     "set_job_state",
     "set_secret",
@@ -89,6 +91,7 @@ __all__ = [
     "sync_jobs",
     "sync_pipeline",
     "touch_token",
+    "trigger_remote_jobs",
     "update_collection",
     "update_pipeline",
     "update_secret",

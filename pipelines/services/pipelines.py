@@ -47,7 +47,8 @@ def scm_for(pipeline_or_url: Pipeline | str) -> Scm:
 
 
 def repo_ref_of(pipeline: Pipeline) -> RepoRef:
-    return scm_for(pipeline).parse_url(pipeline.checkout_url)
+    """Where the pipeline's code is (see `Pipeline.repo_ref`)."""
+    return pipeline.repo_ref()
 
 
 # --- configuration -------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from pipelines.services import (
     set_job_state,
     start_event,
     sync_pipeline,
+    triggers,
     update_pipeline,
 )
 
@@ -144,7 +145,7 @@ def test_a_remote_jobs_success_starts_an_event_linked_to_it_in_the_other_pipelin
     upstream = build_of(new_event(a), "main")
     run(upstream)
 
-    started = services.trigger_remote_jobs(build_id=upstream.pk)
+    started = triggers.trigger_remote_jobs(build_id=upstream.pk)
 
     assert [e.pipeline_id for e in started] == [b.pk]
     event = started[0]
@@ -209,7 +210,7 @@ def test_the_remote_trigger_task_run_twice_starts_one_event(
     run_queued_remote_triggers()
     run_queued_remote_triggers()  # a duplicated nudge finds the row done
     # A handler whose worker died after its effect, run again by the sweep.
-    services.run_remote_triggers(build_id=upstream.pk)
+    triggers.run_remote_triggers(build_id=upstream.pk)
 
     assert len(events_of(b)) == 1
     assert Build.objects.filter(job__pipeline=b, job__name="other").count() == 1
@@ -226,7 +227,7 @@ def test_a_private_pipeline_does_not_start_a_pipeline_whose_creator_cannot_read_
     b = create_pipeline(checkout_url=repo.checkout_url, user=mallory)
     upstream = run(build_of(new_event(a), "main"))
 
-    assert services.trigger_remote_jobs(build_id=upstream.pk) == []
+    assert triggers.trigger_remote_jobs(build_id=upstream.pk) == []
     assert events_of(b) == []
 
 
@@ -242,7 +243,7 @@ def test_a_remote_parents_meta_reaches_the_build_but_not_in_place_of_its_own_key
         status=BuildStatus.SUCCESS,
         meta={"deploy": {"version": "1.2.3"}, "commit": {"message": "upstream's"}},
     )
-    (event,) = services.trigger_remote_jobs(build_id=upstream.pk)
+    (event,) = triggers.trigger_remote_jobs(build_id=upstream.pk)
 
     meta = launch_spec(build_of(event, "other"))["meta"]
 
@@ -261,7 +262,7 @@ def test_a_private_parents_meta_never_reaches_a_build_whose_creator_cannot_read_
     upstream = services.finish_build(
         build_id=upstream.pk, status=BuildStatus.SUCCESS, meta={"password": "hunter2"}
     )
-    (event,) = services.trigger_remote_jobs(build_id=upstream.pk)
+    (event,) = triggers.trigger_remote_jobs(build_id=upstream.pk)
     # The upstream turns private, and the downstream changes hands, before the build starts.
     Pipeline.objects.filter(pk=a.pk).update(settings={"public": False})
     Pipeline.objects.filter(pk=b.pk).update(creator=User.objects.create(username="mallory"))
@@ -277,7 +278,7 @@ def test_a_remote_job_that_failed_starts_nothing(make_repo: MakeRepo) -> None:
     upstream = build_of(new_event(a), "main")
     run(upstream, BuildStatus.FAILURE)
 
-    assert services.trigger_remote_jobs(build_id=upstream.pk) == []
+    assert triggers.trigger_remote_jobs(build_id=upstream.pk) == []
     assert events_of(b) == []
 
 
@@ -287,8 +288,8 @@ def test_a_second_report_of_the_same_build_starts_no_second_event(make_repo: Mak
     upstream = build_of(new_event(a), "main")
     run(upstream)
 
-    services.trigger_remote_jobs(build_id=upstream.pk)
-    services.trigger_remote_jobs(build_id=upstream.pk)
+    triggers.trigger_remote_jobs(build_id=upstream.pk)
+    triggers.trigger_remote_jobs(build_id=upstream.pk)
 
     assert len(events_of(b)) == 1
 
@@ -303,7 +304,7 @@ def test_the_database_refuses_a_second_start_of_a_pipeline_by_one_job_run(
 
     a, b = pair(make_repo)
     upstream = run(build_of(new_event(a), "main"))
-    services.trigger_remote_jobs(build_id=upstream.pk)
+    triggers.trigger_remote_jobs(build_id=upstream.pk)
 
     with pytest.raises(IntegrityError), transaction.atomic():
         RemoteStart.objects.create(
@@ -327,7 +328,7 @@ def test_every_permutation_of_a_matrix_job_reporting_starts_one_remote_event(
         run(build)
 
     for build in permutations:
-        services.trigger_remote_jobs(build_id=build.pk)
+        triggers.trigger_remote_jobs(build_id=build.pk)
 
     assert len(events_of(b)) == 1
 
@@ -339,7 +340,7 @@ def test_an_inactive_remote_pipeline_is_skipped(make_repo: MakeRepo) -> None:
     upstream = build_of(new_event(a), "main")
     run(upstream)
 
-    assert services.trigger_remote_jobs(build_id=upstream.pk) == []
+    assert triggers.trigger_remote_jobs(build_id=upstream.pk) == []
     assert events_of(b) == []
 
 
@@ -352,7 +353,7 @@ def test_a_disabled_remote_job_is_skipped(make_repo: MakeRepo) -> None:
     upstream = build_of(new_event(a), "main")
     run(upstream)
 
-    assert services.trigger_remote_jobs(build_id=upstream.pk) == []
+    assert triggers.trigger_remote_jobs(build_id=upstream.pk) == []
     assert events_of(b) == []
 
 
@@ -366,10 +367,10 @@ def test_two_pipelines_that_trigger_each_other_stop_after_one_round(make_repo: M
     sync_pipeline(pipeline=a)
     upstream = build_of(new_event(a), "main")
     run(upstream)
-    (b_event,) = services.trigger_remote_jobs(build_id=upstream.pk)
+    (b_event,) = triggers.trigger_remote_jobs(build_id=upstream.pk)
     other = run(build_of(b_event, "other"))
 
-    assert services.trigger_remote_jobs(build_id=other.pk) == []
+    assert triggers.trigger_remote_jobs(build_id=other.pk) == []
     assert len(events_of(a)) == 1
 
 
@@ -384,7 +385,7 @@ def test_skip_further_in_the_upstream_event_starts_no_remote_event(make_repo: Ma
     )
     upstream = run(build_of(event, "main"))
 
-    assert services.trigger_remote_jobs(build_id=upstream.pk) == []
+    assert triggers.trigger_remote_jobs(build_id=upstream.pk) == []
     assert events_of(b) == []
 
 
@@ -425,7 +426,7 @@ def test_a_remote_join_in_the_event_the_remote_job_started_counts_that_job(
 ) -> None:
     a, b = pair(make_repo, JOIN_IN_TRIGGERED_EVENT)
     upstream = run(build_of(new_event(a), "main"))
-    (event,) = services.trigger_remote_jobs(build_id=upstream.pk)
+    (event,) = triggers.trigger_remote_jobs(build_id=upstream.pk)
 
     other = run(build_of(event, "other"))
 
@@ -447,7 +448,7 @@ def test_a_remote_join_waits_for_the_remote_job_then_runs_in_the_waiting_event(
     assert build_of(event, "both").status == BuildStatus.CREATED
 
     upstream = run(build_of(new_event(a), "main"))
-    started = services.trigger_remote_jobs(build_id=upstream.pk)
+    started = triggers.trigger_remote_jobs(build_id=upstream.pk)
 
     assert started == []  # a join alone starts no event of its own
     both = build_of(event, "both")
@@ -463,7 +464,7 @@ def test_a_remote_join_whose_remote_job_failed_is_dropped(make_repo: MakeRepo) -
     run(build_of(event, "first"))
 
     upstream = run(build_of(new_event(a), "main"), BuildStatus.FAILURE)
-    services.trigger_remote_jobs(build_id=upstream.pk)
+    triggers.trigger_remote_jobs(build_id=upstream.pk)
 
     assert not Build.objects.filter(event=event, job__name="both").exists()
     event.refresh_from_db()
@@ -476,7 +477,7 @@ def test_a_remote_job_with_no_waiting_join_changes_nothing(make_repo: MakeRepo) 
     event = new_event(b)  # first has not finished: no join build waits yet
 
     upstream = run(build_of(new_event(a), "main"))
-    services.trigger_remote_jobs(build_id=upstream.pk)
+    triggers.trigger_remote_jobs(build_id=upstream.pk)
 
     assert not Build.objects.filter(event=event, job__name="both").exists()
     assert len(events_of(b)) == 1

@@ -1,4 +1,8 @@
-"""Remote triggers and joins (`~sd@ID:job`, `sd@ID:job`): other pipelines' jobs that follow."""
+"""Remote triggers and joins (`~sd@ID:job`, `sd@ID:job`): other pipelines' jobs that follow.
+
+Run by the outbox after a build ends (see screwdriver_site/wiring.py), never in the request
+that ended it: other pipelines' repositories are read here.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from builds.services.creation import permutation_count
 from builds.services.locks import lock_pipeline
 from pipelines import workflow
 from pipelines.models import Event, Pipeline, Trigger
+from pipelines.services.events import Creator, start_event
+from pipelines.services.pipelines import PipelineError
 
 logger = logging.getLogger(__name__)
 
@@ -109,9 +115,6 @@ def _remote_chain(event: Event) -> set[int]:
 
 
 def _start_remote_event(pipeline: Pipeline, src: str, build: Build) -> Event | None:
-    from pipelines.services.events import Creator, start_event
-    from pipelines.services.pipelines import PipelineError
-
     if pipeline.state != Pipeline.State.ACTIVE:
         logger.info("Pipeline %s is %s: %s does not start it", pipeline.pk, pipeline.state, src)
         return None

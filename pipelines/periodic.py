@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import transaction
 from django_q.models import Schedule
 
 from pipelines.config.cron import CronError, next_run_of, transform_cron
 from pipelines.models import Job, Pipeline
-
-if TYPE_CHECKING:
-    from pipelines.models import Event
 
 logger = logging.getLogger(__name__)
 
@@ -99,38 +96,3 @@ def sync_schedules(*, pipeline: Pipeline) -> None:
             Schedule.objects.filter(pk=current.pk).update(
                 func=START_TASK, args=str(job_id), cron=cron, next_run=next_run_of(cron)
             )
-
-
-def start_periodic_build(*, job_id: int) -> Event | None:
-    """Start an event from the job at its branch head, as Screwdriver's scheduler does.
-
-    A job that is gone, disabled or archived, or a pipeline that is not active, loses its
-    schedule here instead: those changes happen in places that do not know about schedules.
-    """
-    from pipelines.services.events import Creator, start_event
-    from pipelines.services.pipelines import PipelineError
-
-    job = Job.objects.select_related("pipeline").filter(pk=job_id).first()
-    if job is None:
-        Schedule.objects.filter(
-            name__startswith="sd-periodic-", name__endswith=f"-{job_id}"
-        ).delete()
-        return None
-    if (
-        job.archived
-        or job.state != Job.State.ENABLED
-        or job.pipeline.state != Pipeline.State.ACTIVE
-        or not periodic_cron_of(job)
-    ):
-        sync_schedules(pipeline=job.pipeline)
-        return None
-    try:
-        return start_event(
-            pipeline=job.pipeline,
-            start_from=job.name,
-            creator=Creator(name=SCHEDULER_NAME, username=SCHEDULER_USERNAME),
-            cause_message=CAUSE_MESSAGE,
-        )
-    except PipelineError as exc:
-        logger.warning("Periodic build of job %s did not start: %s", job_id, exc.message)
-        return None

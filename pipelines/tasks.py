@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from builds.services import freeze
+from pipelines import services
+
 
 def start_periodic_build(job_id: int) -> int | None:
-    from pipelines import periodic
-
-    event = periodic.start_periodic_build(job_id=job_id)
+    event = services.start_periodic_build(job_id=job_id)
     return event.pk if event is not None else None
 
 
 def release_frozen_builds(job_id: int | None = None) -> list[int]:
     # Freeze windows are a job setting; the release itself is a build service.
-    from builds.services import freeze
-
     return freeze.release_frozen(job_id=job_id)

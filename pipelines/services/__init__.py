@@ -31,6 +31,7 @@ from pipelines.services.events import (
     notice_push,
     start_event,
 )
+from pipelines.services.periodic import start_periodic_build
 from pipelines.services.pipelines import (
     CONFIG_FILE,
     PipelineError,
@@ -86,6 +87,7 @@ __all__ = [
     "set_job_state",
     "set_secret",
     "start_event",
+    "start_periodic_build",
     "start_pr_event",
     "stop_pr_builds",
     "sync_jobs",

@@ -13,6 +13,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from pipelines import periodic
 from pipelines.config import fallback_pipeline, parse_pipeline_yaml
 from pipelines.models import Job, Pipeline, PipelinePermission
 from pipelines.services.stages import sync_stages_and_triggers
@@ -133,8 +134,6 @@ def sync_jobs(
         pipeline.parameters = config.get("parameters", {})
         pipeline.save(update_fields=["workflow_graph", "annotations", "parameters"])
     sync_stages_and_triggers(pipeline=pipeline, config=config, jobs=existing)
-    from pipelines import periodic
-
     periodic.sync_schedules(pipeline=pipeline)
     return existing
 

@@ -16,11 +16,10 @@ from django_q.models import Schedule
 
 from builds.models import Build, BuildStatus
 from conftest import wait_until
-from pipelines import periodic
 from pipelines.config import parse_pipeline_yaml
 from pipelines.config.cron import transform_cron
 from pipelines.models import Event, Job, Pipeline
-from pipelines.services import create_pipeline
+from pipelines.services import create_pipeline, start_periodic_build
 from pipelines.services.pipelines import sync_jobs
 
 YAML = """
@@ -135,7 +134,7 @@ def test_a_disabled_jobs_schedule_is_removed_when_it_fires_and_starts_nothing(
     nightly = Job.objects.get(pipeline=pipeline, name="nightly")
     Job.objects.filter(pk=nightly.pk).update(state=Job.State.DISABLED)
 
-    assert periodic.start_periodic_build(job_id=nightly.pk) is None
+    assert start_periodic_build(job_id=nightly.pk) is None
 
     assert _schedules(pipeline) == []
     assert not Event.objects.filter(pipeline=pipeline).exists()
@@ -147,7 +146,7 @@ def test_an_inactive_pipelines_schedules_are_removed_when_they_fire(make_repo: A
     nightly = Job.objects.get(pipeline=pipeline, name="nightly")
     Pipeline.objects.filter(pk=pipeline.pk).update(state=Pipeline.State.INACTIVE)
 
-    assert periodic.start_periodic_build(job_id=nightly.pk) is None
+    assert start_periodic_build(job_id=nightly.pk) is None
 
     assert _schedules(pipeline) == []
 
@@ -158,7 +157,7 @@ def test_a_deleted_jobs_schedule_is_removed_when_it_fires(make_repo: Any) -> Non
     nightly_id = Job.objects.get(pipeline=pipeline, name="nightly").pk
     Job.objects.filter(pk=nightly_id).delete()
 
-    assert periodic.start_periodic_build(job_id=nightly_id) is None
+    assert start_periodic_build(job_id=nightly_id) is None
 
     assert _schedules(pipeline) == []
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from functools import partial
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_q.models import Schedule
@@ -33,16 +31,6 @@ TIMEOUT_GRACE = timedelta(minutes=2)
 # How long a finished build's launcher may take to exit (teardown, last logs) before cleanup
 # ends it.
 CLEANUP_PATIENCE = timedelta(seconds=90)
-
-
-def enqueue_start(build_ids: list[int]) -> None:
-    """Hand builds to the workers once the transaction that queued them has committed."""
-    for build_id in build_ids:
-        transaction.on_commit(partial(_enqueue_start, build_id))
-
-
-def _enqueue_start(build_id: int) -> None:
-    async_task("executors.tasks.start_build", build_id, task_name=f"start-build-{build_id}")
 
 
 def start_build(*, build_id: int) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from builds.services import freeze
+from builds import services as build_services
 from pipelines import services
 
 
@@ -13,4 +13,4 @@ def start_periodic_build(job_id: int) -> int | None:
 
 def release_frozen_builds(job_id: int | None = None) -> list[int]:
     # Freeze windows are a job setting; the release itself is a build service.
-    return freeze.release_frozen(job_id=job_id)
+    return build_services.release_frozen(job_id=job_id)

@@ -2,19 +2,17 @@
 
 Status writes go through `builds.lifecycle`; this package decides which ones to make. Its
 modules, by subject: `locks` (row locks), `creation` (build rows, dispatch), `transitions`
-(run, finish, abort, stop, fail lost), `completion` (meta, next jobs, joins), `stages`,
-`blocking` and `freeze`. Remote triggers start other pipelines' events, which is
-orchestration: they live in `pipelines.services.triggers`. `completion`, `stages`,
-`blocking` and `freeze` call each other (a virtual build settles, its completion starts the
-next jobs, those settle...), so they import each other as modules and look names up at call
-time.
+(run, finish, abort, stop, fail lost), and the rules `completion` (next jobs, joins),
+`stages`, `blocking` and `freeze`, which decide and return what they changed. `settle` is
+the one loop that calls the rules in order: a queue of ended builds, each settled in turn,
+never a recursion. Remote triggers start other pipelines' events, which is orchestration:
+they live in `pipelines.services.triggers`.
 """
 
 from __future__ import annotations
 
 from builds.lifecycle import TransitionError, refresh_event_status
-from builds.services.blocking import release_remotely_blocked
-from builds.services.completion import create_start_builds, deep_merge, skips_further
+from builds.services.completion import deep_merge, skips_further
 from builds.services.creation import (
     SETUP_STEP,
     TIMEOUT_ANNOTATION,
@@ -22,6 +20,13 @@ from builds.services.creation import (
     permutation_count,
     skips_checkout,
     timeout_seconds_of,
+)
+from builds.services.locks import lock_pipeline
+from builds.services.settle import (
+    create_start_builds,
+    release_frozen,
+    release_remotely_blocked,
+    remote_parent_ended,
 )
 from builds.services.transitions import (
     START_GRACE,
@@ -45,10 +50,13 @@ __all__ = [
     "deep_merge",
     "fail_lost_build",
     "finish_build",
+    "lock_pipeline",
     "mark_running",
     "permutation_count",
     "refresh_event_status",
+    "release_frozen",
     "release_remotely_blocked",
+    "remote_parent_ended",
     "renew_lease",
     "skips_checkout",
     "skips_further",

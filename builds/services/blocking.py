@@ -1,20 +1,20 @@
-"""blockedBy, blocked by the same job, collapsed builds: who waits BLOCKED and who runs."""
+"""blockedBy, blocked by the same job, collapsed builds: who waits BLOCKED and who runs.
+
+Rules: they change statuses and return what changed; the settlement (`settle`) acts on it.
+The caller holds the pipeline's row lock.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from builds import lifecycle, live
 from builds.models import Build, BuildQuerySet, BuildStatus
-from builds.services import completion, freeze, stages
-from builds.services.creation import dispatch_builds
 from builds.services.locks import lock_pipeline
 from pipelines import workflow
-from pipelines.models import Event
 
 BLOCKED_BY_SAME_JOB = "screwdriver.cd/blockedBySameJob"
 COLLAPSE_BUILDS = "screwdriver.cd/collapseBuilds"
@@ -46,30 +46,32 @@ def _blockers(build: Build) -> BuildQuerySet:
     )
 
 
-def hold_blocked(event: Event, build_ids: list[int]) -> list[int]:
-    # A new QUEUED build whose blockers are active waits as BLOCKED; returns those that may run.
-    if not build_ids:
-        return []
-    lock_pipeline(event.pipeline_id)
-    build_ids = freeze.hold_frozen(build_ids)
+def hold_blocked(build_ids: list[int]) -> tuple[list[int], list[Build]]:
+    """Make the QUEUED builds whose blockers are active wait BLOCKED.
+
+    Returns the ids that may run now, and the older waiting builds that collapsed into new
+    ones (whose end must be settled).
+    """
     to_run = []
+    collapsed: list[Build] = []
     for build in Build.objects.filter(pk__in=build_ids).select_related("job", "event"):
         if build.status != BuildStatus.QUEUED or not _blockers(build).exists():
             to_run.append(build.pk)
             continue
         lifecycle.transition(build.pk, BuildStatus.BLOCKED, only_from=[BuildStatus.QUEUED])
         if _annotation_on(build.job_config(), COLLAPSE_BUILDS):
-            _collapse_older(build)
-    return sorted(to_run)
+            collapsed += _collapse_older(build)
+    return sorted(to_run), collapsed
 
 
-def _collapse_older(build: Build) -> None:
+def _collapse_older(build: Build) -> list[Build]:
     # Only the newest waiting build of a job runs; the older waiting ones become COLLAPSED.
     older = list(
         Build.objects.filter(job_id=build.job_id, status=BuildStatus.BLOCKED, pk__lt=build.pk)
         .exclude(event_id=build.event_id)
         .select_related("event", "job")
     )
+    collapsed = []
     for old in older:
         if lifecycle.transition(
             old.pk,
@@ -79,22 +81,13 @@ def _collapse_older(build: Build) -> None:
             end_time=timezone.now(),
             status_message=f"Collapsed into build {build.pk} of a newer event.",
         ):
-            after_collapse(old)
+            old.status = BuildStatus.COLLAPSED
+            collapsed.append(old)
+    return collapsed
 
 
-def after_collapse(old: Build) -> None:
-    # A collapsed build ends outside the finish path, yet what hangs on it settles the same:
-    # joins that waited for it are dropped, and its stage fails and gets its teardown.
-    old.status = BuildStatus.COLLAPSED
-    event = Event.objects.select_for_update().get(pk=old.event_id)
-    completion.drop_waiting_joins(old, event)
-    stages.settle_stage(old, event)
-    lifecycle.refresh_event_status(event=event)
-    live.publish_build(build_id=old.pk)
-
-
-def release_blocked(pipeline_id: int) -> None:
-    # A build left QUEUED/RUNNING: the builds it blocked may run now, oldest first.
+def release_blocked(pipeline_id: int) -> list[int]:
+    """Queue again the pipeline's BLOCKED builds that nothing blocks now, oldest first."""
     lock_pipeline(pipeline_id)
     released = []
     waiting = Build.objects.filter(job__pipeline_id=pipeline_id, status=BuildStatus.BLOCKED)
@@ -106,20 +99,19 @@ def release_blocked(pipeline_id: int) -> None:
         ):
             released.append(build.pk)
             live.publish_build(build_id=build.pk)
-    dispatch_builds(freeze.hold_frozen(released))
+    return released
 
 
-def release_remotely_blocked(*, build_id: int) -> None:
-    """Let other pipelines' BLOCKED builds run if this build was what blocked them."""
+def pipelines_with_blocked_builds(*, besides_build_id: int) -> list[int]:
+    """The other pipelines that have BLOCKED builds, which this build may have blocked."""
     # Waiting builds are few, and blockedBy has no table of its own: look at the pipelines
-    # that have any, each under its own lock, as a build ending there would.
-    pipeline_id = Build.objects.filter(pk=build_id).values_list("job__pipeline_id", flat=True)
-    others = (
+    # that have any.
+    pipeline_id = Build.objects.filter(pk=besides_build_id).values_list(
+        "job__pipeline_id", flat=True
+    )
+    return list(
         Build.objects.filter(status=BuildStatus.BLOCKED)
         .exclude(job__pipeline_id__in=pipeline_id)
         .values_list("job__pipeline_id", flat=True)
         .distinct()
     )
-    for other in list(others):
-        with transaction.atomic():
-            release_blocked(other)

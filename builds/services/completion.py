@@ -1,20 +1,20 @@
-"""After a build ends: its meta into the event, the next jobs, joins, and what follows."""
+"""After a build ends: the next jobs of its event, its joins, meta merging.
+
+Rules that decide and create, and return what was created: starting those builds (virtual
+jobs, blocking, freeze windows, dispatch) is the settlement's work (`settle`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.utils import timezone
-
 from builds import lifecycle
-from builds.models import FAILED_STATUSES, SUCCEEDED_STATUSES, Build, BuildStatus, Step
-from builds.services import blocking, stages
+from builds.models import FAILED_STATUSES, SUCCEEDED_STATUSES, Build, BuildStatus
+from builds.services import stages
 from builds.services.creation import (
-    create_build,
     create_permutations,
     delete_if_waiting,
-    dispatch_builds,
+    parent_builds_entry,
     permutation_count,
 )
 from pipelines import workflow
@@ -26,6 +26,7 @@ MAX_INHERITED_EVENTS = 50
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` over ``base``, dictionaries merged key by key (a build's meta into its event)."""
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
@@ -33,88 +34,6 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
-
-
-def create_start_builds(*, event: Event, job_names: Iterable[str], cause: str) -> list[Build]:
-    """Queue the first builds of a new event and hand them to the workers after commit."""
-    jobs = {
-        j.name: j
-        for j in Job.objects.filter(pipeline_id=event.pipeline_id, name__in=list(job_names))
-    }
-    builds: list[Build] = []
-    for name in job_names:
-        job = jobs.get(name)
-        if job is None or job.archived or job.state == Job.State.DISABLED:
-            continue
-        builds.extend(
-            create_build(event=event, job=job, cause=cause, permutation=i)
-            for i in range(permutation_count(event, job))
-        )
-    stages.open_stage_builds(event, builds)
-    dispatch_builds(settle_virtual(event, builds))
-    return builds
-
-
-def settle_virtual(event: Event, builds: list[Build]) -> list[int]:
-    # Screwdriver never runs a virtual job: its build succeeds at once and the next jobs start.
-    # Returns the ids of the builds that do need a worker.
-    to_run = []
-    for build in builds:
-        if build.status != BuildStatus.QUEUED or not workflow.is_virtual(
-            event.workflow_graph, build.job.name
-        ):
-            to_run.append(build.pk)
-            continue
-        now = timezone.now()
-        lifecycle.transition(
-            build.pk,
-            BuildStatus.SUCCESS,
-            only_from=[BuildStatus.QUEUED],
-            start_time=now,
-            end_time=now,
-            status_message="Virtual job: succeeded without running.",
-        )
-        Step.objects.filter(build=build).delete()
-        build.status = BuildStatus.SUCCESS
-        after_finish(build)
-    return blocking.hold_blocked(event, to_run)
-
-
-def after_finish(build: Build) -> None:
-    """What a build's end decides now, under its event's lock: meta, next jobs, joins."""
-    # Joins are decided under the event's lock, re-reading the parents from the database, so
-    # two parents finishing at once see each other and exactly one of them queues the join.
-    event = Event.objects.select_for_update().get(pk=build.event_id)
-    if build.meta:
-        event.meta = deep_merge(event.meta, build.meta)
-        event.save(update_fields=["meta"])
-    if build.status in {BuildStatus.SUCCESS, BuildStatus.UNSTABLE}:
-        trigger_next(build, event)
-    else:
-        drop_waiting_joins(build, event)
-    stages.settle_stage(build, event)
-    lifecycle.refresh_event_status(event=event)
-    blocking.release_blocked(event.pipeline_id)
-    # Other pipelines' jobs, the commit status and the engine's clean-up follow from the
-    # outbox rows the status change wrote: no lock of this pipeline is held while another's
-    # is taken, and no request waits while other repositories are read.
-
-
-def parent_builds_entry(event: Event, builds: Mapping[str, Build | None]) -> dict[str, Any]:
-    # Screwdriver's shape: one entry per pipeline; a remote parent sits under its own pipeline.
-    entry: dict[str, Any] = {str(event.pipeline_id): {"eventId": event.pk, "jobs": {}}}
-    for name, b in builds.items():
-        remote = workflow.remote_job(name)
-        if remote is None:
-            entry[str(event.pipeline_id)]["jobs"][name] = b.pk if b else None
-            continue
-        known = (event.parent_builds or {}).get(str(remote.pipeline_id)) or {}
-        slot = entry.setdefault(
-            str(remote.pipeline_id),
-            {"eventId": b.event_id if b else known.get("eventId"), "jobs": {}},
-        )
-        slot["jobs"][remote.job] = b.pk if b else (known.get("jobs") or {}).get(remote.job)
-    return entry
 
 
 def _next_jobs(event: Event, job_name: str) -> list[workflow.NextJob]:
@@ -147,17 +66,18 @@ def _remote_outcome(event: Event, remote: workflow.RemoteJob) -> str | None:
     return None
 
 
-def trigger_next(build: Build, event: Event, finished: str | None = None) -> None:
+def trigger_next(build: Build, event: Event, finished: str | None = None) -> list[Build]:
+    """The builds that follow ``build`` in ``event``: created now, to be started by the caller."""
     # ``finished`` names the node that ended when it is not the build's own job: a remote job
     # (`sd@ID:job`) whose build, in another pipeline, is one parent of a join here.
     finished = finished or build.job.name
     nexts = _next_jobs(event, finished)
     if not nexts or skips_further(event):
-        return
+        return []
     if workflow.is_stage_teardown(finished) and stages.stage_failed(event, finished):
         # What follows a stage runs only when the stage succeeded; joins on it never will.
         drop_waiting_joins(build, event, finished)
-        return
+        return []
     names = {n.name for n in nexts} | {p for n in nexts for p in n.parents} | {finished}
     jobs = {j.name: j for j in Job.objects.filter(pipeline_id=event.pipeline_id, name__in=names)}
     by_job: dict[str, list[Build]] = {}
@@ -186,10 +106,10 @@ def trigger_next(build: Build, event: Event, finished: str | None = None) -> Non
     )
     own = outcome(finished)
     if own is None:
-        return  # other permutations of this job are still running
+        return []  # other permutations of this job are still running
     if own != BuildStatus.SUCCESS:
         drop_waiting_joins(build, event, finished)
-        return
+        return []
     to_start: list[Build] = []
     for nxt in nexts:
         job = jobs.get(nxt.name)
@@ -242,9 +162,7 @@ def trigger_next(build: Build, event: Event, finished: str | None = None) -> Non
                 ):
                     waiting.status = BuildStatus.QUEUED
                     to_start.append(waiting)
-    stages.open_stage_builds(event, to_start)
-    # Virtual jobs settle after every decision above, so the snapshot stays true meanwhile.
-    dispatch_builds(settle_virtual(event, to_start))
+    return to_start
 
 
 def _inherited_builds(event: Event, job_name: str) -> list[Build]:
@@ -267,6 +185,7 @@ def _inherited_builds(event: Event, job_name: str) -> list[Build]:
 
 
 def drop_waiting_joins(build: Build, event: Event, finished: str | None = None) -> None:
+    """Delete the joins after ``build``'s job that were still waiting: they will never run."""
     # A failed parent means its joins can never run: remove the builds that waited for it.
     joins = [n.name for n in _next_jobs(event, finished or build.job.name) if n.join]
     if joins:

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django_q.tasks import async_task
 
-from builds import dispatch, lifecycle
+from builds import lifecycle
 from builds.models import Build, BuildStatus, Step
+from pipelines import workflow
 from pipelines.models import Event, Job
 
 TIMEOUT_ANNOTATION = "screwdriver.cd/timeout"
 SETUP_STEP = "sd-setup-scm"
+# The worker task that starts a build on its engine (builds.dispatch.start_build).
+START_TASK = "executors.tasks.start_build"
 
 
 def timeout_seconds_of(annotations: dict[str, Any]) -> float:
@@ -111,5 +117,26 @@ def delete_if_waiting(build: Build | None) -> None:
 
 def dispatch_builds(build_ids: list[int]) -> None:
     """Hand the builds that may run now to the workers, once this transaction commits."""
-    if build_ids:
-        dispatch.enqueue_start(build_ids)
+    for build_id in build_ids:
+        transaction.on_commit(partial(_enqueue_start, build_id))
+
+
+def _enqueue_start(build_id: int) -> None:
+    async_task(START_TASK, build_id, task_name=f"start-build-{build_id}")
+
+
+def parent_builds_entry(event: Event, builds: Mapping[str, Build | None]) -> dict[str, Any]:
+    """Screwdriver's `parentBuilds`: one entry per pipeline, a remote parent under its own."""
+    entry: dict[str, Any] = {str(event.pipeline_id): {"eventId": event.pk, "jobs": {}}}
+    for name, b in builds.items():
+        remote = workflow.remote_job(name)
+        if remote is None:
+            entry[str(event.pipeline_id)]["jobs"][name] = b.pk if b else None
+            continue
+        known = (event.parent_builds or {}).get(str(remote.pipeline_id)) or {}
+        slot = entry.setdefault(
+            str(remote.pipeline_id),
+            {"eventId": b.event_id if b else known.get("eventId"), "jobs": {}},
+        )
+        slot["jobs"][remote.job] = b.pk if b else (known.get("jobs") or {}).get(remote.job)
+    return entry

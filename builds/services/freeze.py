@@ -14,15 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
 from builds import lifecycle, live
 from builds.models import Build, BuildStatus
-from builds.services import blocking
-from builds.services.creation import dispatch_builds
-from builds.services.locks import lock_pipeline
 from pipelines.config import cron
 
 logger = logging.getLogger(__name__)
@@ -161,24 +157,23 @@ def _frozen_message(until: datetime) -> str:
     return f"Blocked by freeze window, re-queued at {until:%Y-%m-%dT%H:%M:%SZ}."
 
 
-def hold_frozen(build_ids: list[int]) -> list[int]:
-    """Freeze the QUEUED builds whose job is inside a freeze window now; return the others.
+def hold_frozen(build_ids: list[int]) -> tuple[list[int], list[Build]]:
+    """Freeze the QUEUED builds whose job is inside a freeze window now.
 
-    The caller holds the pipeline's row lock. The newest build of a job wins: older FROZEN
-    builds of the job in other events are COLLAPSED, as Screwdriver's queue keeps one frozen
-    entry per job.
+    Returns the ids that may go on, and the builds collapsed meanwhile: the caller holds the
+    pipeline's row lock, and the newest build of a job wins, so older FROZEN builds of the
+    job in other events are COLLAPSED, as Screwdriver's queue keeps one frozen entry per job.
     """
-    if not build_ids:
-        return []
     now = timezone.now()
     to_run = []
+    collapsed: list[Build] = []
     builds = Build.objects.filter(pk__in=build_ids).select_related("job", "event").order_by("pk")
     for build in builds:
         if build.status != BuildStatus.QUEUED:
             to_run.append(build.pk)
             continue
         until = None if _force_started(build) else frozen_until(_windows(build), now)
-        _collapse_older_frozen(build)
+        collapsed += _collapse_older_frozen(build)
         if until is None:
             to_run.append(build.pk)
             continue
@@ -190,17 +185,18 @@ def hold_frozen(build_ids: list[int]) -> list[int]:
         )
         _schedule_release(build.job_id, until)
         live.publish_build(build_id=build.pk)
-    return sorted(to_run)
+    return sorted(to_run), collapsed
 
 
 def _windows(build: Build) -> list[Window]:
     return windows_of(build.job_config())
 
 
-def _collapse_older_frozen(build: Build) -> None:
+def _collapse_older_frozen(build: Build) -> list[Build]:
     older = Build.objects.filter(
         job_id=build.job_id, status=BuildStatus.FROZEN, pk__lt=build.pk
     ).exclude(event_id=build.event_id)
+    collapsed = []
     for old in older.select_related("event", "job"):
         if lifecycle.transition(
             old.pk,
@@ -210,7 +206,9 @@ def _collapse_older_frozen(build: Build) -> None:
             end_time=timezone.now(),
             status_message=f"Collapsed into build {build.pk} of a newer event.",
         ):
-            blocking.after_collapse(old)
+            old.status = BuildStatus.COLLAPSED
+            collapsed.append(old)
+    return collapsed
 
 
 def frozen_abort_message(message: str) -> str:
@@ -249,30 +247,25 @@ def _schedule_release(job_id: int, until: datetime) -> None:
     )
 
 
-def release_frozen(*, job_id: int | None = None) -> list[int]:
-    """Queue again the FROZEN builds (of one job, or all) whose freeze window has ended.
-
-    Returns the ids queued; a released build blocked by another job waits BLOCKED instead.
-    """
+def pipelines_with_frozen_builds(*, job_id: int | None = None) -> list[int]:
+    """The pipelines that have FROZEN builds (of one job, or any)."""
     frozen = Build.objects.filter(status=BuildStatus.FROZEN)
     if job_id is not None:
         frozen = frozen.filter(job_id=job_id)
-    pipeline_ids = sorted(set(frozen.values_list("job__pipeline_id", flat=True)))
-    released: list[int] = []
-    for pipeline_id in pipeline_ids:
-        released += _release_in_pipeline(pipeline_id, job_id)
-    return released
+    return sorted(set(frozen.values_list("job__pipeline_id", flat=True)))
 
 
-@transaction.atomic
-def _release_in_pipeline(pipeline_id: int, job_id: int | None) -> list[int]:
-    lock_pipeline(pipeline_id)
+def thaw(*, pipeline_id: int, job_id: int | None) -> dict[int, list[int]]:
+    """Queue again the pipeline's FROZEN builds whose window has ended, by event id.
+
+    The caller holds the pipeline's row lock; builds still inside a window get their release
+    scheduled again.
+    """
     now = timezone.now()
     frozen = Build.objects.filter(job__pipeline_id=pipeline_id, status=BuildStatus.FROZEN)
     if job_id is not None:
         frozen = frozen.filter(job_id=job_id)
     by_event: dict[int, list[int]] = {}
-    events = {}
     for build in frozen.select_related("job", "event").order_by("pk"):
         until = frozen_until(_windows(build), now)
         if until is not None:
@@ -289,13 +282,4 @@ def _release_in_pipeline(pipeline_id: int, job_id: int | None) -> list[int]:
             status_message="",
         ):
             by_event.setdefault(build.event_id, []).append(build.pk)
-            events[build.event_id] = build.event
-    to_run: list[int] = []
-    for event_id, ids in by_event.items():
-        # Blocking still applies: a released build waits BLOCKED behind an active blocker.
-        to_run += blocking.hold_blocked(events[event_id], ids)
-    for ids in by_event.values():
-        for build_id in ids:
-            live.publish_build(build_id=build_id)
-    dispatch_builds(sorted(to_run))
-    return sorted(to_run)
+    return by_event

@@ -7,11 +7,10 @@ from typing import Any
 
 from builds import lifecycle
 from builds.models import FAILED_STATUSES, Build, BuildStatus, StageBuild
-from builds.services import completion
 from builds.services.creation import (
     create_permutations,
     delete_if_waiting,
-    dispatch_builds,
+    parent_builds_entry,
     permutation_count,
 )
 from pipelines import workflow
@@ -19,6 +18,7 @@ from pipelines.models import Event, Job, Stage
 
 
 def open_stage_builds(event: Event, builds: Iterable[Build]) -> None:
+    """Open the stage builds of the stages these new builds belong to."""
     # A stage build starts with the first of its jobs' builds that is about to run.
     names = {
         workflow.stage_of(event.workflow_graph, b.job.name)
@@ -56,13 +56,14 @@ def stage_failed(event: Event, job_name: str) -> bool:
     ).exists()
 
 
-def settle_stage(build: Build, event: Event) -> None:
+def settle_stage(build: Build, event: Event) -> list[Build]:
+    """Bring the stage of an ended build up to date; return the teardown builds it created."""
     # The stage build follows its jobs; a failed stage job still gets the stage's teardown,
     # once nothing else of the stage runs, and what follows the teardown does not run.
     name = build.job.name
     stage = workflow.stage_of(event.workflow_graph, name)
     if stage is None:
-        return
+        return []
     stage_builds = StageBuild.objects.filter(
         event=event, stage__pipeline_id=event.pipeline_id, stage__name=stage
     )
@@ -76,21 +77,21 @@ def settle_stage(build: Build, event: Event) -> None:
         if ended is not None:
             ok = ended == BuildStatus.SUCCESS and not failed
             stage_builds.update(status=BuildStatus.SUCCESS if ok else BuildStatus.FAILURE)
-        return
+        return []
     if not failed:
-        return
+        return []
     stage_builds.update(status=BuildStatus.FAILURE)
     members = _stage_members(event.workflow_graph, stage)
     if Build.objects.filter(event=event, job__name__in=members).active().exists():
-        return  # the teardown waits for the stage's other jobs to end
+        return []  # the teardown waits for the stage's other jobs to end
     existing = list(Build.objects.filter(event=event, job__name=teardown))
     if any(b.status != BuildStatus.CREATED for b in existing):
-        return
+        return []
     for waiting in existing:
         delete_if_waiting(waiting)
     job = Job.objects.filter(pipeline_id=event.pipeline_id, name=teardown).first()
     if job is None or job.archived or job.state == Job.State.DISABLED:
-        return
+        return []
     culprit = (
         Build.objects.filter(event=event, job__name__in=members, status__in=list(FAILED_STATUSES))
         .select_related("job")
@@ -103,6 +104,6 @@ def settle_stage(build: Build, event: Event) -> None:
         status=BuildStatus.QUEUED,
         cause=f"Teardown of stage {stage}: {culprit.job.name} did not succeed",
         parent_build=culprit,
-        parent_builds=completion.parent_builds_entry(event, {culprit.job.name: culprit}),
+        parent_builds=parent_builds_entry(event, {culprit.job.name: culprit}),
     )
-    dispatch_builds(completion.settle_virtual(event, created))
+    return created

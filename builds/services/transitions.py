@@ -15,8 +15,8 @@ from builds.lifecycle import TransitionError
 from builds.models import Build, BuildStatus, Step
 from builds.secrets import masker_for
 from builds.services import freeze
-from builds.services.completion import after_finish
 from builds.services.locks import lock_pipeline_of
+from builds.services.settle import settle_end
 from pipelines.models import Event
 
 # A started launcher has this long to report RUNNING before the reaper gives up on it.
@@ -78,7 +78,7 @@ def finish_build(
     lock_pipeline_of(build_id)
     lifecycle.transition(build_id, status, only_from=allowed, **fields)
     build = Build.objects.select_related("job", "event").get(pk=build_id)
-    after_finish(build)
+    settle_end(build)
     live.publish_build(build_id=build_id)
     return build
 
@@ -101,7 +101,7 @@ def abort_build(*, build_id: int, message: str) -> Build:
     build = Build.objects.select_related("job", "event").get(pk=build_id)
     if frozen_job is not None:
         freeze.forget_release(job_id=frozen_job)
-    after_finish(build)
+    settle_end(build)
     live.publish_build(build_id=build_id)
     return build
 

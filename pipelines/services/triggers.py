@@ -12,15 +12,14 @@ from django.db import IntegrityError, transaction
 
 from builds import lifecycle
 from builds.models import FAILED_STATUSES, Build, BuildStatus, RemoteStart
-from builds.services.blocking import release_remotely_blocked
-from builds.services.completion import (
+from builds.services import (
     deep_merge,
-    drop_waiting_joins,
+    lock_pipeline,
+    permutation_count,
+    release_remotely_blocked,
+    remote_parent_ended,
     skips_further,
-    trigger_next,
 )
-from builds.services.creation import permutation_count
-from builds.services.locks import lock_pipeline
 from pipelines import workflow
 from pipelines.models import Event, Pipeline, Trigger
 from pipelines.services.events import Creator, start_event
@@ -195,8 +194,5 @@ def _remote_join_arrived(
         }
         target.parent_builds = deep_merge(target.parent_builds or {}, heard)
         target.save(update_fields=["parent_builds"])
-        if outcome == BuildStatus.SUCCESS:
-            trigger_next(build, target, source)
-        else:
-            drop_waiting_joins(build, target, source)
+        remote_parent_ended(build, target, source, outcome)
         lifecycle.refresh_event_status(event=target)

@@ -46,7 +46,7 @@ WAITING_NOTES = ("FROZEN", "BLOCKED", "COLLAPSED")
 HOME_PAGE_SIZE = 50
 
 
-def _user(request: HttpRequest) -> User:
+def signed_in_user(request: HttpRequest) -> User:
     """The signed-in user of a view behind login_required."""
     assert isinstance(request.user, User)
     return request.user
@@ -84,7 +84,8 @@ def pipeline_list(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 pipeline = create_pipeline(
-                    checkout_url=form.cleaned_data["checkoutUrl"].strip(), user=_user(request)
+                    checkout_url=form.cleaned_data["checkoutUrl"].strip(),
+                    user=signed_in_user(request),
                 )
             except PipelineError as exc:
                 form.add_error("checkoutUrl", exc.message)
@@ -93,7 +94,7 @@ def pipeline_list(request: HttpRequest) -> HttpResponse:
                 return redirect("pipelines:detail", pipeline_id=pipeline.pk)
         status = 400
     query = request.GET.get("q", "").strip()[:200]
-    user = _user(request)
+    user = signed_in_user(request)
     collections = list(Collection.objects.filter(user=user))
     chosen = request.GET.get("collection", "all")
     named = next((c for c in collections if str(c.pk) == chosen), None)
@@ -123,7 +124,7 @@ def collection_create(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Give the collection a name.")
         return redirect("pipelines:list")
     try:
-        collection = create_collection(user=_user(request), name=name)
+        collection = create_collection(user=signed_in_user(request), name=name)
     except PipelineError as exc:
         messages.error(request, exc.message)
         return redirect("pipelines:list")
@@ -134,7 +135,7 @@ def collection_create(request: HttpRequest) -> HttpResponse:
 @require_POST
 def collection_delete(request: HttpRequest, collection_id: int) -> HttpResponse:
     """Delete one of the person's collections (its pipelines stay)."""
-    collection = get_object_or_404(Collection, pk=collection_id, user=_user(request))
+    collection = get_object_or_404(Collection, pk=collection_id, user=signed_in_user(request))
     delete_collection(collection=collection)
     messages.success(request, f"Collection {collection.name} deleted.")
     return redirect("pipelines:list")
@@ -146,7 +147,7 @@ def pipeline_collection(request: HttpRequest, pipeline_id: int) -> HttpResponse:
     """Add the pipeline to one of the person's collections, or take it out."""
     pipeline, _ = pipeline_with_rank(request, pipeline_id)
     collection = get_object_or_404(
-        Collection, pk=parse_id(request.POST.get("collection")), user=_user(request)
+        Collection, pk=parse_id(request.POST.get("collection")), user=signed_in_user(request)
     )
     if request.POST.get("action") == "remove":
         remove_from_collection(collection=collection, pipeline=pipeline)
@@ -206,7 +207,7 @@ def pipeline_detail(
         "restart_form": RestartForm(initial={"start_from": job_names[0] if job_names else ""}),
         "job_names": job_names,
         "tab": "events",
-        "collections": selectors.collections_of(_user(request), pipeline),
+        "collections": selectors.collections_of(signed_in_user(request), pipeline),
     }
     return render(request, "pipelines/detail.html", context)
 
@@ -228,7 +229,7 @@ def pipeline_start(request: HttpRequest, pipeline_id: int) -> HttpResponseRedire
         event = start_event(
             pipeline=pipeline,
             start_from="~commit",
-            creator=creator_of(_user(request)),
+            creator=creator_of(signed_in_user(request)),
             meta=form.event_meta(),
         )
     except PipelineError as exc:
@@ -247,7 +248,7 @@ def event_restart(request: HttpRequest, pipeline_id: int, event_id: int) -> Http
     if parent.is_pull_request and request.POST.get("mode") != "fresh":
         # Who may start a pull request again is Screwdriver's rule, as on POST /v4/events.
         refusal = pr_restart_refusal(
-            event=parent, username=_user(request).get_username(), can_push=rank >= PUSH
+            event=parent, username=signed_in_user(request).get_username(), can_push=rank >= PUSH
         )
         if refusal:
             messages.error(request, refusal)
@@ -266,16 +267,16 @@ def event_restart(request: HttpRequest, pipeline_id: int, event_id: int) -> Http
             event = start_event(
                 pipeline=pipeline,
                 start_from=job,
-                creator=creator_of(_user(request)),
-                cause_message=f"Started from {job} by {_user(request).get_username()}",
+                creator=creator_of(signed_in_user(request)),
+                cause_message=f"Started from {job} by {signed_in_user(request).get_username()}",
             )
         else:
             event = restart_event(
                 parent_event=parent,
                 start_from=job,
-                creator=creator_of(_user(request)),
+                creator=creator_of(signed_in_user(request)),
                 cause_message=f"Restarted {job} of event {parent.pk} by "
-                f"{_user(request).get_username()}",
+                f"{signed_in_user(request).get_username()}",
             )
     except PipelineError as exc:
         messages.error(request, exc.message)
@@ -290,7 +291,7 @@ def event_stop(request: HttpRequest, pipeline_id: int, event_id: int) -> HttpRes
     """Stop every active build of an event."""
     pipeline, _ = pipeline_with_rank(request, pipeline_id, PUSH)
     event = get_object_or_404(Event, pk=event_id, pipeline=pipeline)
-    stop_event(event=event, message=f"Aborted by {_user(request).get_username()}")
+    stop_event(event=event, message=f"Aborted by {signed_in_user(request).get_username()}")
     messages.success(request, f"Event {event.pk} stopped.")
     return redirect("pipelines:event", pipeline_id=pipeline.pk, event_id=event.pk)
 

@@ -23,7 +23,7 @@ from pipelines.forms import (
     TokenForm,
 )
 from pipelines.models import Job, Pipeline, Secret, Token
-from pipelines.views import ADMIN, _user, pipeline_with_rank
+from pipelines.views import ADMIN, pipeline_with_rank, signed_in_user
 
 TOKEN_ACTIONS = frozenset({"refresh", "delete"})
 
@@ -192,7 +192,7 @@ def job_state(request: HttpRequest, pipeline_id: int, job_id: int) -> HttpRespon
             job=job,
             state=form.cleaned_data["state"],
             message=form.cleaned_data["message"],
-            changer=_user(request).get_username(),
+            changer=signed_in_user(request).get_username(),
         )
         verb = "enabled" if job.state == Job.State.ENABLED else "disabled"
         messages.success(request, f"Job {job.name} {verb}.")
@@ -238,7 +238,7 @@ def pipeline_delete(request: HttpRequest, pipeline_id: int) -> HttpResponseRedir
 @require_http_methods(["GET", "POST"])
 def user_settings(request: HttpRequest) -> HttpResponse:
     """The signed-in person's API tokens; POST creates one and shows its value this once."""
-    user = _user(request)
+    user = signed_in_user(request)
     form = TokenForm(request.POST or None)
     new_value = ""
     status = 200
@@ -266,7 +266,7 @@ def user_token_action(request: HttpRequest, token_id: int, action: str) -> HttpR
     """Refresh (a new value, shown once) or delete one of the person's own tokens."""
     if action not in TOKEN_ACTIONS:
         raise Http404("No such action.")
-    user = _user(request)
+    user = signed_in_user(request)
     token = get_object_or_404(Token, pk=token_id, user=user)
     if action == "delete":
         services.delete_token(token=token)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,47 @@ def test_the_layers_contract_holds_with_no_exceptions() -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _is_our_module(base: Path, dotted: str) -> bool:
+    path = base.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _private_names_taken(base: Path, path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    taken = []
+    modules: set[str] = set()  # local names bound to modules of ours
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] not in APPS:
+                continue
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    taken.append(f"{node.module}.{alias.name}")
+                if _is_our_module(base, f"{node.module}.{alias.name}"):
+                    modules.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in APPS and alias.asname:
+                    modules.add(alias.asname)
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
+            taken.append(f"{node.value.id}.{node.attr}")
+    return [f"{path.relative_to(base)}: {name}" for name in taken]
+
+
+def test_no_module_takes_a_private_name_from_another() -> None:
+    base = Path(settings.BASE_DIR)
+    taken = []
+    for app in APPS:
+        for path in sorted((base / app).rglob("*.py")):
+            if not {"migrations"} & set(path.relative_to(base).parts):
+                taken += _private_names_taken(base, path)
+    assert taken == []

@@ -21,7 +21,7 @@ from pipelines.api.serializers import (
     JobSerializer,
     JobUpdateSerializer,
 )
-from pipelines.api.views.pipelines import BUILD_STATUSES, _builds_of
+from pipelines.api.views.pipelines import BUILD_STATUSES, with_status_param
 from pipelines.models import Event, Job, Pipeline
 from pipelines.services import PipelineError, creator_of, restart_event, set_job_state, start_event
 from pipelines.services.pull_requests import pr_restart_refusal
@@ -71,7 +71,7 @@ class JobBuildsView(ApiView):
     )
     def get(self, request: Request, job_id: int) -> Response:
         job = job_for(request, job_id, PULL)
-        builds = _builds_of(request, Build.objects.filter(job=job))
+        builds = with_status_param(request, Build.objects.filter(job=job))
         page = paginate(request, builds).prefetch_related("steps")
         return Response(BuildSerializer(page, many=True, context={"with_steps": True}).data)
 
@@ -85,7 +85,7 @@ class JobLatestBuildView(ApiView):
     )
     def get(self, request: Request, job_id: int) -> Response:
         job = job_for(request, job_id, PULL)
-        build = _builds_of(request, Build.objects.filter(job=job)).order_by("-id").first()
+        build = with_status_param(request, Build.objects.filter(job=job)).order_by("-id").first()
         if build is None:
             raise PipelineError(f"Job {job.pk} has no such build yet.", status=404)
         return Response(BuildSerializer(build, context={"with_steps": True}).data)
@@ -234,7 +234,7 @@ class EventBuildsView(ApiView):
     )
     def get(self, request: Request, event_id: int) -> Response:
         event = event_for(request, event_id, PULL)
-        builds = _builds_of(request, Build.objects.filter(event=event))
+        builds = with_status_param(request, Build.objects.filter(event=event))
         page = paginate(request, builds, default_sort="ascending").prefetch_related("steps")
         return Response(BuildSerializer(page, many=True, context={"with_steps": True}).data)
 

@@ -172,7 +172,8 @@ class PipelineEventsView(ApiView):
         return Response(EventSerializer(paginate(request, events), many=True).data)
 
 
-def _builds_of(request: Request, builds: QuerySet[Build]) -> QuerySet[Build]:
+def with_status_param(request: Request, builds: QuerySet[Build]) -> QuerySet[Build]:
+    """The builds whose status the `status` query parameter names, or all of them."""
     status = choice_param(request, "status", BUILD_STATUSES, None)
     if status:
         builds = builds.filter(status=status)
@@ -191,7 +192,7 @@ class PipelineBuildsView(ApiView):
     )
     def get(self, request: Request, pipeline_id: int) -> Response:
         pipeline = pipeline_for(request, pipeline_id, PULL)
-        builds = _builds_of(request, Build.objects.filter(job__pipeline=pipeline))
+        builds = with_status_param(request, Build.objects.filter(job__pipeline=pipeline))
         page = paginate(request, builds).prefetch_related("steps")
         return Response(BuildSerializer(page, many=True, context={"with_steps": True}).data)
 
@@ -205,7 +206,7 @@ class PipelineLatestBuildView(ApiView):
     )
     def get(self, request: Request, pipeline_id: int) -> Response:
         pipeline = pipeline_for(request, pipeline_id, PULL)
-        builds = _builds_of(request, Build.objects.filter(job__pipeline=pipeline))
+        builds = with_status_param(request, Build.objects.filter(job__pipeline=pipeline))
         build = builds.order_by("-id").first()
         if build is None:
             raise PipelineError(f"Pipeline {pipeline.pk} has no such build yet.", status=404)

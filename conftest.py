@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
+from django.test.utils import override_settings
 
 GIT = [
     "git",
@@ -106,6 +107,23 @@ class GitRepo:
         run_git("push", "-q", "origin", f"HEAD:{self.branch}", cwd=self.work)
         self.pushes.append(sha)
         return sha
+
+
+@pytest.fixture(autouse=True, scope="session")
+def quick_test_settings() -> Iterator[None]:
+    """Settings that only make tests quicker; what production serves and stores is unchanged.
+
+    WhiteNoise indexes every static file each time a handler loads its middleware, and the test
+    client loads them once per client: looking a static file up when it is asked for (its
+    development mode) saves most of a request's time. Django's default password hasher takes
+    most of a second on a shared machine; tests that sign in need a password to match, not to
+    be hard to guess.
+    """
+    with override_settings(
+        WHITENOISE_AUTOREFRESH=True,
+        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+    ):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -133,18 +133,49 @@ def local_repo_roots(settings: Any, tmp_path_factory: pytest.TempPathFactory) ->
     settings.SD_LOCAL_REPO_ROOTS = [str(tmp_path_factory.getbasetemp())]
 
 
-@pytest.fixture
-def make_repo(tmp_path: Path) -> Callable[..., GitRepo]:
-    """Create a bare repository whose first commit holds `files` (a screwdriver.yaml usually)."""
+@pytest.fixture(scope="session")
+def repo_templates() -> dict[tuple[str, ...], tuple[Path, str]]:
+    """Repositories `make_repo` built in this test process, by name and files: folder and sha."""
+    return {}
 
-    def make(files: dict[str, str], name: str = "app") -> GitRepo:
-        bare = tmp_path / "git" / f"{name}.git"
+
+@pytest.fixture
+def make_repo(
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    repo_templates: dict[tuple[str, ...], tuple[Path, str]],
+) -> Callable[..., GitRepo]:
+    """Create a bare repository whose first commit holds `files` (a screwdriver.yaml usually).
+
+    Many tests start from the same files: git builds each first commit once per test process,
+    and each test gets a copy of it, so the commit's sha is the same every time.
+    """
+
+    def build(root: Path, files: dict[str, str], name: str) -> GitRepo:
+        bare = root / "git" / f"{name}.git"
         bare.parent.mkdir(parents=True, exist_ok=True)
-        run_git("init", "-q", "--bare", str(bare), cwd=tmp_path)
-        work = tmp_path / "work" / name
-        run_git("clone", "-q", str(bare), str(work), cwd=tmp_path)
+        run_git("init", "-q", "--bare", str(bare), cwd=root)
+        work = root / "work" / name
+        run_git("clone", "-q", str(bare), str(work), cwd=root)
         repo = GitRepo(bare=bare, work=work)
         repo.push(files, "initial commit")
+        return repo
+
+    def make(files: dict[str, str], name: str = "app") -> GitRepo:
+        key = (name, *(part for item in sorted(files.items()) for part in item))
+        if key not in repo_templates:
+            folder = tmp_path_factory.mktemp("repo-template")
+            repo_templates[key] = (folder, build(folder, files, name).pushes[0])
+        template, sha = repo_templates[key]
+        bare = tmp_path / "git" / f"{name}.git"
+        work = tmp_path / "work" / name
+        shutil.copytree(template / "git" / f"{name}.git", bare, symlinks=True)
+        shutil.copytree(template / "work" / name, work, symlinks=True)
+        # The copied clone still pushes to the template: point its origin at its own bare copy.
+        config = work / ".git" / "config"
+        config.write_text(config.read_text().replace(str(template / "git"), str(tmp_path / "git")))
+        repo = GitRepo(bare=bare, work=work)
+        repo.pushes.append(sha)
         return repo
 
     return make

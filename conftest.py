@@ -166,6 +166,9 @@ def make_repo(
         if key not in repo_templates:
             folder = tmp_path_factory.mktemp("repo-template")
             repo_templates[key] = (folder, build(folder, files, name).pushes[0])
+            # git's sample hooks are most of a repository's files and no test runs them.
+            for sample in folder.glob("**/hooks/*.sample"):
+                sample.unlink()
         template, sha = repo_templates[key]
         bare = tmp_path / "git" / f"{name}.git"
         work = tmp_path / "work" / name

@@ -283,6 +283,7 @@ wait
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc and prctl")
 def test_a_stop_ends_the_whole_tree_even_processes_that_ignore_sigterm_or_setsid(
     tmp_path: Path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -56,6 +57,28 @@ def install_npm_packages(directory: Path, *, what: str, skip_on_failure: bool = 
                 pytest.skip(f"could not install {what}: {exc}")
             installed.touch()
     return directory
+
+
+@pytest.fixture(scope="session")
+def data_schema() -> Path:
+    """Install the pinned screwdriver-data-schema once; skip only when Node is missing."""
+    return install_npm_packages(
+        BASE_DIR / "oracle" / "data-schema", what="the data-schema oracle", skip_on_failure=False
+    )
+
+
+def verdicts(oracle: Path, items: list[tuple[str, Any]]) -> list[str | None]:
+    """What Screwdriver's data-schema models say of each (model, object): None when it passes."""
+    payload = json.dumps([{"model": model, "object": obj} for model, obj in items])
+    done = subprocess.run(
+        ["node", str(oracle / "validate.js")],
+        input=payload,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
 def _why_no_sandbox() -> str | None:

@@ -133,20 +133,26 @@ class GitRepo:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def quick_test_settings() -> Iterator[None]:
-    """Settings that only make tests quicker; what production serves and stores is unchanged.
+def static_files_on_demand() -> Iterator[None]:
+    """WhiteNoise looks a static file up when it is asked for, as in development.
 
-    WhiteNoise indexes every static file each time a handler loads its middleware, and the test
-    client loads them once per client: looking a static file up when it is asked for (its
-    development mode) saves most of a request's time. Django's default password hasher takes
-    most of a second on a shared machine; tests that sign in need a password to match, not to
-    be hard to guess.
+    Otherwise it indexes every static file each time a handler loads its middleware, and the
+    test client loads them once per client: most of a request's time in the API tests. What
+    production serves is unchanged; servers the tests start in other processes keep the index.
     """
-    with override_settings(
-        WHITENOISE_AUTOREFRESH=True,
-        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
-    ):
+    with override_settings(WHITENOISE_AUTOREFRESH=True):
         yield
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings: Any) -> None:
+    """Passwords made and checked in this process use a quick hash.
+
+    Django's default hasher takes most of a second on a shared machine; tests that sign in need
+    a password to match, not to be hard to guess. A module whose passwords another process
+    checks (a server the test started) overrides this fixture to keep the default.
+    """
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
+from django.test.utils import override_settings
 
 GIT = [
     "git",
@@ -55,6 +57,28 @@ def install_npm_packages(directory: Path, *, what: str, skip_on_failure: bool = 
                 pytest.skip(f"could not install {what}: {exc}")
             installed.touch()
     return directory
+
+
+@pytest.fixture(scope="session")
+def data_schema() -> Path:
+    """Install the pinned screwdriver-data-schema once; skip only when Node is missing."""
+    return install_npm_packages(
+        BASE_DIR / "oracle" / "data-schema", what="the data-schema oracle", skip_on_failure=False
+    )
+
+
+def verdicts(oracle: Path, items: list[tuple[str, Any]]) -> list[str | None]:
+    """What Screwdriver's data-schema models say of each (model, object): None when it passes."""
+    payload = json.dumps([{"model": model, "object": obj} for model, obj in items])
+    done = subprocess.run(
+        ["node", str(oracle / "validate.js")],
+        input=payload,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
 def _why_no_sandbox() -> str | None:
@@ -108,6 +132,29 @@ class GitRepo:
         return sha
 
 
+@pytest.fixture(autouse=True, scope="session")
+def static_files_on_demand() -> Iterator[None]:
+    """WhiteNoise looks a static file up when it is asked for, as in development.
+
+    Otherwise it indexes every static file each time a handler loads its middleware, and the
+    test client loads them once per client: most of a request's time in the API tests. What
+    production serves is unchanged; servers the tests start in other processes keep the index.
+    """
+    with override_settings(WHITENOISE_AUTOREFRESH=True):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings: Any) -> None:
+    """Passwords made and checked in this process use a quick hash.
+
+    Django's default hasher takes most of a second on a shared machine; tests that sign in need
+    a password to match, not to be hard to guess. A module whose passwords another process
+    checks (a server the test started) overrides this fixture to keep the default.
+    """
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(autouse=True)
 def local_repo_roots(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tests keep their repositories under pytest's temporary folder: allow it, as an operator
@@ -115,18 +162,52 @@ def local_repo_roots(settings: Any, tmp_path_factory: pytest.TempPathFactory) ->
     settings.SD_LOCAL_REPO_ROOTS = [str(tmp_path_factory.getbasetemp())]
 
 
-@pytest.fixture
-def make_repo(tmp_path: Path) -> Callable[..., GitRepo]:
-    """Create a bare repository whose first commit holds `files` (a screwdriver.yaml usually)."""
+@pytest.fixture(scope="session")
+def repo_templates() -> dict[tuple[str, ...], tuple[Path, str]]:
+    """Repositories `make_repo` built in this test process, by name and files: folder and sha."""
+    return {}
 
-    def make(files: dict[str, str], name: str = "app") -> GitRepo:
-        bare = tmp_path / "git" / f"{name}.git"
+
+@pytest.fixture
+def make_repo(
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    repo_templates: dict[tuple[str, ...], tuple[Path, str]],
+) -> Callable[..., GitRepo]:
+    """Create a bare repository whose first commit holds `files` (a screwdriver.yaml usually).
+
+    Many tests start from the same files: git builds each first commit once per test process,
+    and each test gets a copy of it, so the commit's sha is the same every time.
+    """
+
+    def build(root: Path, files: dict[str, str], name: str) -> GitRepo:
+        bare = root / "git" / f"{name}.git"
         bare.parent.mkdir(parents=True, exist_ok=True)
-        run_git("init", "-q", "--bare", str(bare), cwd=tmp_path)
-        work = tmp_path / "work" / name
-        run_git("clone", "-q", str(bare), str(work), cwd=tmp_path)
+        run_git("init", "-q", "--bare", str(bare), cwd=root)
+        work = root / "work" / name
+        run_git("clone", "-q", str(bare), str(work), cwd=root)
         repo = GitRepo(bare=bare, work=work)
         repo.push(files, "initial commit")
+        return repo
+
+    def make(files: dict[str, str], name: str = "app") -> GitRepo:
+        key = (name, *(part for item in sorted(files.items()) for part in item))
+        if key not in repo_templates:
+            folder = tmp_path_factory.mktemp("repo-template")
+            repo_templates[key] = (folder, build(folder, files, name).pushes[0])
+            # git's sample hooks are most of a repository's files and no test runs them.
+            for sample in folder.glob("**/hooks/*.sample"):
+                sample.unlink()
+        template, sha = repo_templates[key]
+        bare = tmp_path / "git" / f"{name}.git"
+        work = tmp_path / "work" / name
+        shutil.copytree(template / "git" / f"{name}.git", bare, symlinks=True)
+        shutil.copytree(template / "work" / name, work, symlinks=True)
+        # The copied clone still pushes to the template: point its origin at its own bare copy.
+        config = work / ".git" / "config"
+        config.write_text(config.read_text().replace(str(template / "git"), str(tmp_path / "git")))
+        repo = GitRepo(bare=bare, work=work)
+        repo.pushes.append(sha)
         return repo
 
     return make

@@ -13,8 +13,9 @@ from rest_framework.test import APIClient
 
 from builds.dispatch import reap
 from builds.models import Build, BuildStatus, Step
+from builds.tests.step_logs import step_log
 from conftest import wait_until
-from executors.tests.test_launcher_masking import base64_cores
+from executors.tests.secret_forms import base64_cores
 from pipelines.models import Event, Pipeline
 from pipelines.services import Creator, create_pipeline, start_event
 
@@ -64,15 +65,6 @@ def _event_done(pipeline: Pipeline) -> Event | None:
     return event if not active and event.status != Event.Status.IN_PROGRESS else None
 
 
-def _log(build: Build, step: str) -> list[str]:
-    from builds.logs import read_page
-
-    return [
-        line["m"]
-        for line in read_page(step=Step.objects.get(build=build, name=step), pages=100).lines
-    ]
-
-
 def test_one_push_runs_main_publish_docs_then_deploy_exactly_once(stack, make_repo) -> None:
     repo = make_repo({"screwdriver.yaml": DIAMOND % {"docs": "echo docs"}})
     pipeline = create_pipeline(checkout_url=repo.checkout_url, user=_admin())
@@ -96,8 +88,8 @@ def test_one_push_runs_main_publish_docs_then_deploy_exactly_once(stack, make_re
     assert main_end <= times["publish"][0] and main_end <= times["docs"][0]  # type: ignore[operator]
     assert times["deploy"][0] >= max(times["publish"][1], times["docs"][1])  # type: ignore[operator,type-var]
     deploy = builds["deploy"][0]
-    assert _log(deploy, "deploy") == ["deploy 1.2.3"]
-    assert _log(builds["main"][0], "hello") == [f"main on {sha}"]
+    assert step_log(deploy, "deploy") == ["deploy 1.2.3"]
+    assert step_log(builds["main"][0], "hello") == [f"main on {sha}"]
 
 
 def test_when_a_parent_fails_the_join_never_runs(stack, make_repo) -> None:
@@ -149,9 +141,9 @@ def test_export_and_cd_persist_and_teardown_sees_the_failure(stack, make_repo) -
     assert codes["fail"] == 1
     assert codes["skipped"] is None
     assert codes["teardown-report"] == 0
-    assert _log(build, "check") == ["hello there from dir"]
-    assert _log(build, "fail") == ["before"]
-    assert _log(build, "teardown-report") == ["teardown saw 1 in teardown-report"]
+    assert step_log(build, "check") == ["hello there from dir"]
+    assert step_log(build, "fail") == ["before"]
+    assert step_log(build, "teardown-report") == ["teardown saw 1 in teardown-report"]
 
 
 def test_a_hundred_thousand_lines_are_stored_without_a_gap_and_read_page_by_page(
@@ -247,7 +239,7 @@ def test_a_build_past_its_timeout_ends_within_ten_seconds_leaving_no_process(
         wait_until(lambda: not _processes_with(marker), timeout=5, what="no process left")
         is not None
     )
-    assert _log(build, "teardown-after")[0].startswith("teardown ran with")
+    assert step_log(build, "teardown-after")[0].startswith("teardown ran with")
 
 
 def test_a_stopped_build_ends_within_ten_seconds_runs_teardown_and_leaves_no_process(
@@ -278,7 +270,7 @@ def test_a_stopped_build_ends_within_ten_seconds_runs_teardown_and_leaves_no_pro
     wait_until(
         lambda: Step.objects.get(pk=teardown.pk).end_time, timeout=10, what="teardown to finish"
     )
-    assert _log(build, "teardown-after")[0].startswith("teardown ran with")
+    assert step_log(build, "teardown-after")[0].startswith("teardown ran with")
     build.refresh_from_db()
     assert build.status == BuildStatus.ABORTED
 
@@ -349,8 +341,8 @@ def test_a_listed_secret_reaches_the_build_masked_and_an_unlisted_one_does_not(
 
     build = Build.objects.get(event=event)
     assert build.status == BuildStatus.SUCCESS
-    assert _log(build, "use") == ["key is ****", f"target is prod-{build.pk}"]
-    assert _log(build, "unlisted") == ["other is []"]
+    assert step_log(build, "use") == ["key is ****", f"target is prod-{build.pk}"]
+    assert step_log(build, "unlisted") == ["other is []"]
     from pipelines.models import Secret
 
     assert "s3cr3t" not in Secret.objects.get(name="DEPLOY_KEY").encrypted_value
@@ -376,7 +368,7 @@ def test_a_build_outlives_a_killed_worker_because_it_is_its_own_process(stack, m
     )
     build = Build.objects.get(event=event)
     assert build.status == BuildStatus.SUCCESS
-    assert _log(build, "slow") == ["survived"]
+    assert step_log(build, "slow") == ["survived"]
 
 
 ENCODINGS = """

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from builds.logs import read_page
-from builds.models import Build, BuildStatus, Step
+from builds.models import Build, BuildStatus
+from builds.tests.step_logs import step_log
 from conftest import GitRepo, wait_until
 from executors.launcher import meta
 from pipelines.models import Event, Pipeline
@@ -22,13 +22,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 def _owner() -> User:
     return User.objects.get_or_create(username="alice")[0]
-
-
-def _log(build: Build, step: str) -> list[str]:
-    return [
-        line["m"]
-        for line in read_page(step=Step.objects.get(build=build, name=step), pages=100).lines
-    ]
 
 
 def _finished(event: Event, job: str) -> Build | None:
@@ -78,7 +71,7 @@ def test_a_build_reads_screwdriver_default_meta_keys_with_meta_get(
     build = wait_until(lambda: _finished(event, "main"), timeout=90, what="main to finish")
 
     assert build.status == BuildStatus.SUCCESS, build.status_message
-    assert _log(build, "keys") == [
+    assert step_log(build, "keys") == [
         f"build.buildId={build.pk}",
         f"build.jobId={build.job_id}",
         "build.jobName=main",
@@ -102,7 +95,7 @@ def test_a_build_started_by_hand_sees_the_starter_and_no_changed_files(
     build = _run(pipeline, "main")
 
     assert build.status == BuildStatus.SUCCESS, build.status_message
-    log = _log(build, "keys")
+    log = step_log(build, "keys")
     assert "event.creator.username=alice" in log
     assert "commit.changedFiles=" in log
     assert log[-1] == "SD_SOURCE_PATH="
@@ -161,16 +154,16 @@ def test_meta_get_external_reads_a_public_pipelines_last_success_and_refuses_a_p
     build = _run(reader, "read")
 
     assert build.status == BuildStatus.SUCCESS, build.status_message
-    coverage, example, kept = _log(build, "external")
+    coverage, example, kept = step_log(build, "external")
     assert (coverage, kept) == ("coverage=99.95", "kept=pub")
     # PostgreSQL's jsonb keeps keys in its own order: compare the object, not its text.
     assert example.startswith("example=")
     assert json.loads(example.removeprefix("example=")) == {"coverage": "99.95", "name": "pub"}
-    assert _log(build, "refused-set") == [
+    assert step_log(build, "refused-set") == [
         "meta: meta set works on this build's meta only: drop --external.",
         "set exit 1",
     ]
-    private_log = _log(build, "private")
+    private_log = step_log(build, "private")
     assert private_log[-1] == "private exit 1"
     assert f"You need pull rights on pipeline {private.pk}" in private_log[0]
     assert "hidden-42" not in "\n".join(private_log)

@@ -24,7 +24,7 @@ from rest_framework.test import APIClient
 
 from builds.models import Build, BuildStatus, LogBatch, Step
 from builds.secrets import allowed_secrets
-from executors.tests.test_launcher_masking import base64_cores
+from executors.tests.secret_forms import base64_cores
 from pipelines.models import Event, Job, Pipeline, PipelinePermission
 from pipelines.services import set_secret
 from screwdriver_site.tokens import issue_build_token

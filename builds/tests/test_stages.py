@@ -18,14 +18,11 @@ from rest_framework.test import APIClient
 
 from builds import services
 from builds.models import Build, BuildStatus, StageBuild
-from conftest import GitRepo, wait_until
+from conftest import GitRepo, verdicts, wait_until
 from pipelines.models import Event, Job, Pipeline, Stage
 from pipelines.services import Creator, create_pipeline, start_event, sync_pipeline
-from pipelines.tests.test_api_data_schema import data_schema, verdicts
 
 MakeRepo = Callable[..., GitRepo]
-
-__all__ = ["data_schema"]  # the oracle fixture, used by the schema test below
 
 STAGED = """
 shared:
@@ -332,6 +329,7 @@ def test_the_api_lists_a_pipelines_stages_and_an_events_stage_builds(
     ]
 
 
+@pytest.mark.oracle
 @pytest.mark.django_db
 def test_stages_and_stage_builds_pass_screwdrivers_get_models(
     data_schema: Path, make_repo: MakeRepo

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,42 +11,12 @@ from rest_framework.test import APIClient
 
 from builds.dispatch import reap
 from builds.models import Build, BuildStatus, Step
-from conftest import Stack, wait_until
+from conftest import wait_until
+from executors.tests.docker_engine import IMAGE, containers_of, docker_engine
 from pipelines.models import Event, Pipeline
 from pipelines.services import Creator, create_pipeline, start_event
-from tools.busybox_image import BUSYBOX, build_busybox_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-IMAGE = "sd-test-busybox:1"
-
-
-def _engine() -> Any:
-    try:
-        import docker
-
-        engine = docker.from_env(timeout=10)
-        engine.ping()
-    except Exception as exc:
-        pytest.skip(
-            "No Docker engine answers (DOCKER_HOST or the local socket): install docker.io "
-            f"and start dockerd. {exc}"
-        )
-    return engine
-
-
-@pytest.fixture(scope="session")
-def busybox_image() -> str:
-    """`FROM scratch` plus a static busybox: /bin/sh and no Python, no git, never pulled."""
-    engine = _engine()
-    if not BUSYBOX.exists():
-        pytest.skip("No /bin/busybox to build the test image from: install busybox-static.")
-    build_busybox_image(engine, IMAGE, env="PATH=/bin IMAGE_VAR=from-the-image")
-    try:
-        engine.containers.run(IMAGE, ["/bin/sh", "-c", "true"], remove=True)
-    except Exception as exc:
-        pytest.skip(f"/bin/busybox does not run in an empty image (not static?): {exc}")
-    return IMAGE
 
 
 @pytest.fixture
@@ -56,40 +25,8 @@ def stack_env() -> dict[str, str]:
     return {"SD_EXECUTORS": "docker"}
 
 
-@pytest.fixture
-def docker_stack(stack: Stack, settings: Any, busybox_image: str) -> Iterator[Stack]:
-    """The stack, with an instance label of its own so only this test's containers are touched."""
-    instance = f"sdtest-{uuid.uuid4().hex[:10]}"
-    settings.SD_INSTANCE = instance
-    settings.SD_DOCKER_PULL = "missing"
-    stack.stop_worker()
-    stack.env["SD_INSTANCE"] = instance
-    stack.start_worker()
-    yield stack
-    for container in _containers(instance):
-        try:
-            container.remove(force=True)
-        except Exception as exc:
-            # The build's own cleanup may have removed it (404) or be removing it (409);
-            # anything else is a real failure.
-            if getattr(getattr(exc, "response", None), "status_code", None) not in {404, 409}:
-                raise
-
-
-def _containers(instance: str) -> list[Any]:
-    # A container the build's cleanup removes between the listing and its inspection is gone,
-    # not an error.
-    return list(
-        _engine().containers.list(
-            all=True,
-            filters={"label": [f"screwdriver.cd/instance={instance}"]},
-            ignore_removed=True,
-        )
-    )
-
-
 def _no_container_left(settings: Any) -> bool:
-    return not _containers(settings.SD_INSTANCE)
+    return not containers_of(settings.SD_INSTANCE)
 
 
 def _admin() -> User:
@@ -233,7 +170,7 @@ def test_a_stopped_build_runs_teardown_in_its_safe_container_and_leaves_none(
 ) -> None:
     _pipeline, event = _run(make_repo, SLEEPER % {"timeout": "30"})
     build = _running(event)
-    (container,) = _containers(settings.SD_INSTANCE)
+    (container,) = containers_of(settings.SD_INSTANCE)
     host = container.attrs["HostConfig"]
     assert host["Privileged"] is False
     assert host["CapDrop"] == ["ALL"]
@@ -304,7 +241,7 @@ def test_killing_the_worker_and_launcher_leaves_no_container_once_reaped(
 
 def test_the_reaper_removes_containers_of_builds_it_does_not_know(settings, busybox_image) -> None:
     settings.SD_INSTANCE = f"sdtest-{uuid.uuid4().hex[:10]}"
-    engine = _engine()
+    engine = docker_engine()
     labels = {"screwdriver.cd/instance": settings.SD_INSTANCE, "screwdriver.cd/build": "999999"}
     other = {**labels, "screwdriver.cd/instance": settings.SD_INSTANCE + "-other"}
     orphan = engine.containers.create(IMAGE, ["sleep", "60"], labels=labels)
@@ -534,7 +471,7 @@ def test_a_hostile_image_cannot_lead_the_launcher_to_host_files_before_the_steps
     (host / "host-src").mkdir(parents=True)
     (host / "host-env").write_text("export STOLEN=host-env-7f3a\n")
     tag = f"sd-test-hostile-{uuid.uuid4().hex[:8]}"
-    engine = _engine()
+    engine = docker_engine()
     _hostile_images(engine, host, tag)
     try:
         pipeline, event = _run(make_repo, HOSTILE_JOBS % {"image": tag})

@@ -60,6 +60,7 @@ def test_the_tokens_lifetime_is_read_from_the_token_and_junk_gives_none() -> Non
     assert 5_990 < client.seconds_left() <= 6_000
 
 
+@pytest.mark.slow
 def test_a_report_sent_while_the_api_is_down_lands_when_it_comes_back() -> None:
     port = _free_port()
     seen: list[str] = []

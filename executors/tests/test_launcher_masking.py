@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from executors.launcher.logs import StepOutput
 from executors.launcher.masking import MIN_FORM_BYTES, Masker
+from executors.tests.secret_forms import base64_cores
 
 EXAMPLES = int(os.environ.get("SD_FUZZ_EXAMPLES", "25"))
 FUZZ = settings(
@@ -42,32 +43,6 @@ def secrets(min_size: int = MIN_FORM_BYTES, max_size: int = 40) -> st.SearchStra
             lambda s: min_size <= len(s.encode()) <= max_size and s.strip("*")
         )
     )
-
-
-def _determined(secret: bytes, offset: int) -> str:
-    """The base64 characters of `secret` at byte `offset` of a stream that stay the same
-    whatever bytes surround it."""
-    streams = [
-        base64.b64encode(bytes([fill]) * offset + secret + bytes([fill]) * 3).decode()
-        for fill in (0x00, 0xFF, 0x5A)
-    ]
-    same = [all(s[i] == streams[0][i] for s in streams) for i in range(len(streams[0]))]
-    # The run of stable characters after the prefix's own characters.
-    start = -(-8 * offset // 6)
-    end = start
-    while end < len(same) and same[end]:
-        end += 1
-    return streams[0][start:end]
-
-
-def base64_cores(secret: str) -> set[str]:
-    """The base64 characters the secret alone fixes, at each of the three alignments, in the
-    standard and the URL-safe alphabet."""
-    found = set()
-    for offset in range(3):
-        core = _determined(secret.encode(), offset)
-        found |= {core, core.replace("+", "-").replace("/", "_")}
-    return found
 
 
 def printed(secret: str) -> dict[str, str]:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,31 +17,12 @@ import pytest
 
 from executors.launcher.environment import build_environment
 from executors.launcher.launch import timeout_message
-from executors.launcher.logs import Line, Masker
+from executors.launcher.logs import Masker
 from executors.launcher.runner import Checkout, Runner, Step
 from executors.launcher.workspace import Workspace
+from executors.tests.reporting import Collector
 
 PROJECT = Path(__file__).resolve().parents[2]
-
-
-class Collector:
-    """A reporter that keeps everything in memory."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, int | None]] = []
-        self.output: dict[str, list[bytes]] = {}
-
-    def step_started(self, name: str, at: datetime) -> None:
-        self.events.append(("start", name, None))
-
-    def lines(self, name: str, lines: list[Line]) -> None:
-        self.output.setdefault(name, []).extend(raw for _t, raw in lines)
-
-    def step_ended(self, name: str, at: datetime, code: int) -> None:
-        self.events.append(("end", name, code))
-
-    def text(self, name: str) -> list[str]:
-        return [raw.decode("utf-8", "replace") for raw in self.output.get(name, [])]
 
 
 def make_runner(
@@ -283,6 +263,7 @@ wait
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc and prctl")
 def test_a_stop_ends_the_whole_tree_even_processes_that_ignore_sigterm_or_setsid(
     tmp_path: Path,

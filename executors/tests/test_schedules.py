@@ -25,6 +25,7 @@ EVERY_INSTALLATION = {
 }
 
 
+@pytest.mark.slow
 def test_migrating_an_empty_database_schedules_every_periodic_task(tmp_path: Path) -> None:
     database = tmp_path / "fresh.sqlite3"
     env = {

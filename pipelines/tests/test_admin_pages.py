@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from builds.models import Build, BuildStatus
 from pipelines.models import Event, Job
-from pipelines.tests.test_views import make_pipeline
+from pipelines.tests.factories import make_pipeline
 
 pytestmark = pytest.mark.django_db
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,35 +9,12 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from conftest import GitRepo, install_npm_packages
+from conftest import GitRepo, verdicts
 from pipelines.services import create_secret
 from pipelines.tests.api_fixtures import CHAIN, SECRET_VALUE, make_world, with_bearer
 from screwdriver_site.api.tokens import issue_user_token
 
-ROOT = Path(__file__).resolve().parents[2]
-ORACLE = ROOT / "oracle" / "data-schema"
-
 pytestmark = [pytest.mark.oracle, pytest.mark.django_db]
-
-
-@pytest.fixture(scope="session")
-def data_schema() -> Path:
-    """Install the pinned screwdriver-data-schema once; skip only when Node is missing."""
-    return install_npm_packages(ORACLE, what="the data-schema oracle", skip_on_failure=False)
-
-
-def verdicts(oracle: Path, items: list[tuple[str, Any]]) -> list[str | None]:
-    """What Screwdriver's models say of each (model, object): None when it passes."""
-    payload = json.dumps([{"model": model, "object": obj} for model, obj in items])
-    done = subprocess.run(
-        ["node", str(oracle / "validate.js")],
-        input=payload,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
 def test_every_object_the_api_returns_passes_screwdrivers_get_models(

@@ -50,6 +50,11 @@ pytestmark = [
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 
+@pytest.fixture
+def fast_password_hasher() -> None:
+    """The server is another process with the default hasher: it must be able to check ours."""
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     # Playwright's sync API drives its own event loop in this thread; Django must not mistake

@@ -141,6 +141,7 @@ def test_sd_token_refuses_a_username_that_is_empty_or_not_a_username(username: s
     assert not get_user_model().objects.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_sd_token_run_from_the_shell_prints_nothing_but_the_token(tmp_path: Path) -> None:
     done = manage("sd_token", "create", "--username", "frank", "--admin", tmp_path=tmp_path)
@@ -195,6 +196,7 @@ def test_sd_validate_names_a_file_it_cannot_read(tmp_path: Path) -> None:
         call_command("sd_validate", str(tmp_path / "missing.yaml"), stdout=StringIO())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("text", "code"), [(VALID, 0), (BROKEN, 1), ("jobs: [", 1)])
 def test_sd_validate_from_the_shell_prints_json_and_sets_the_exit_code(
     tmp_path: Path, text: str, code: int
@@ -208,6 +210,7 @@ def test_sd_validate_from_the_shell_prints_json_and_sets_the_exit_code(
     assert json.loads(done.stdout) == validator(text)
 
 
+@pytest.mark.slow
 def test_sd_validate_reads_stdin_for_a_dash(tmp_path: Path) -> None:
     done = manage("sd_validate", "-", tmp_path=tmp_path, stdin=VALID)
 

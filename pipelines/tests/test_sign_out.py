@@ -22,8 +22,6 @@ PASSWORD = "correct horse battery"
 @pytest.fixture(autouse=True)
 def _no_hook_delivery(settings: Any) -> None:
     settings.SD_API_URL = "http://127.0.0.1:9"
-    # These tests sign in many times: a fast hasher keeps them quick.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

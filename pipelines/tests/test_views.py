@@ -11,84 +11,17 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from builds.models import Build, BuildStatus, Step
-from pipelines.models import Event, Job, Pipeline, PipelinePermission
+from builds.models import Build, BuildStatus
+from pipelines.models import Event, Job, Pipeline
+from pipelines.tests.factories import ESCAPED, XSS, make_pipeline
 
 pytestmark = pytest.mark.django_db
-
-XSS = "<img src=x onerror=alert(1)>"
-ESCAPED = "&lt;img src=x onerror=alert(1)&gt;"
-
-
-def make_pipeline(*, jobs: int = 2, events: int = 2, name: str = "local/repo") -> Pipeline:
-    pipeline = Pipeline.objects.create(
-        name=name,
-        scm_uri=f"local:/{name}:main",
-        checkout_url=f"/srv/{name}.git#main",
-        scm_repo={"name": name, "branch": "main", "private": False},
-        workflow_graph={
-            "nodes": [{"name": "~commit"}] + [{"name": f"job{i}"} for i in range(jobs)],
-            "edges": [{"src": "~commit", "dest": "job0"}]
-            + [{"src": f"job{i - 1}", "dest": f"job{i}"} for i in range(1, jobs)],
-        },
-    )
-    alice = User.objects.filter(username="alice").first()
-    if alice is not None:
-        PipelinePermission.objects.create(pipeline=pipeline, user=alice, role="admin")
-    job_rows = [Job.objects.create(pipeline=pipeline, name=f"job{i}") for i in range(jobs)]
-    for e in range(events):
-        event = Event.objects.create(
-            pipeline=pipeline,
-            sha=f"{e:040d}",
-            start_from="~commit",
-            commit={"message": f"commit {e}\n\nsecond paragraph"},
-            creator={"name": "Alice", "username": "alice"},
-            cause_message="Started by alice",
-            status=Event.Status.SUCCESS,
-        )
-        for n, job in enumerate(job_rows):
-            build = Build.objects.create(
-                job=job, event=event, number=e * 1000 + n, sha=event.sha, status=BuildStatus.SUCCESS
-            )
-            Step.objects.create(build=build, position=0, name="sd-setup-scm", code=0)
-        Pipeline.objects.filter(pk=pipeline.pk).update(last_event=event)
-    pipeline.refresh_from_db()
-    return pipeline
-
-
-@pytest.fixture
-def admin_client(client: Client) -> Client:
-    client.force_login(User.objects.create_user("alice", first_name="Alice"))
-    return client
-
-
-@pytest.fixture
-def member_client() -> Client:
-    other = Client()
-    other.force_login(User.objects.create_user("bob"))
-    return other
 
 
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
     ).stdout.strip()
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    """A real bare repository whose main branch holds a one-job screwdriver.yaml."""
-    work, bare = tmp_path / "work", tmp_path / "repo.git"
-    work.mkdir()
-    git(work, "init", "-q", "-b", "main")
-    (work / "screwdriver.yaml").write_text(
-        "jobs:\n  main:\n    image: alpine\n    requires: [~commit]\n"
-        "    steps:\n      - hi: echo hi\n"
-    )
-    git(work, "add", ".")
-    git(work, "-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qm", "first")
-    git(tmp_path, "clone", "-q", "--bare", str(work), str(bare))
-    return bare
 
 
 # --- sign-in -------------------------------------------------------------------------------

@@ -13,10 +13,9 @@ from django.urls import reverse
 from builds.models import Build, BuildStatus, StageBuild
 from pipelines.models import Event, Job, Pipeline, PipelinePermission, Stage
 from pipelines.selectors import job_outcome
-from pipelines.tests.test_views import XSS, admin_client, make_pipeline, member_client, repo
+from pipelines.tests.factories import XSS, make_pipeline
 
 pytestmark = pytest.mark.django_db
-__all__ = ["admin_client", "member_client", "repo"]
 
 
 @pytest.fixture

@@ -12,10 +12,9 @@ from django.urls import reverse
 from pipelines import encryption
 from pipelines.models import Event, Job, Pipeline, PipelinePermission, Secret, Token
 from pipelines.services import create_secret, create_user_token
-from pipelines.tests.test_views import admin_client, make_pipeline, member_client, repo
+from pipelines.tests.factories import make_pipeline
 
 pytestmark = pytest.mark.django_db
-__all__ = ["admin_client", "member_client", "repo"]
 
 
 def test_an_admin_adds_updates_and_deletes_a_secret(admin_client: Client) -> None:

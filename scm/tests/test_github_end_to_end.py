@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from builds.models import FINISHED_STATUSES, Build, BuildStatus
-from builds.tests.test_end_to_end import _log
+from builds.tests.step_logs import step_log
 from conftest import GitRepo, Stack, needs_sandbox, run_git, wait_until
 from pipelines.models import Event
 from pipelines.services import create_pipeline
@@ -102,14 +102,14 @@ def test_a_signed_pull_request_delivery_runs_a_real_build_on_the_merge_and_posts
         return build if build and build.status in FINISHED_STATUSES else None
 
     build = wait_until(finished, timeout=90, what="the PR build to finish")
-    setup = "\n".join(_log(build, "sd-setup-scm"))
+    setup = "\n".join(step_log(build, "sd-setup-scm"))
     assert build.status == BuildStatus.SUCCESS, setup
     assert (build.event.type, build.event.pr_num, build.sha) == (Event.Type.PR, 5, pr_sha)
     # The pull request's own diff against main, not what main gained since.
     assert build.event.meta["commit"]["changedFiles"] == "feature.txt"
-    assert _log(build, "merged") == ["from the pull request", "landed on main"]
-    assert _log(build, "where") == [f"5 {pr_sha} origin/refs/pull/5/head:pr"]
-    assert _log(build, "parents") == [f"{pr_sha} {base_sha}"]
+    assert step_log(build, "merged") == ["from the pull request", "landed on main"]
+    assert step_log(build, "where") == [f"5 {pr_sha} origin/refs/pull/5/head:pr"]
+    assert step_log(build, "parents") == [f"{pr_sha} {base_sha}"]
     # Cloned over HTTP from the fake server, not from the disk.
     assert "info/refs" in github.git_files
     assert f"$ git clone --no-checkout --branch main -- {base_url}/{full_name}.git" in setup

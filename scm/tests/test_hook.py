@@ -134,6 +134,7 @@ def test_a_push_succeeds_when_nothing_listens(repos: tuple[Path, Path]) -> None:
     assert git(bare, "rev-parse", "main").stdout.strip() == after
 
 
+@pytest.mark.slow
 def test_a_push_is_not_held_up_by_a_server_that_never_answers(repos: tuple[Path, Path]) -> None:
     bare, clone = repos
     # Listening but never accepting: the connection opens and the request then hangs.

@@ -17,7 +17,7 @@ from executors.launcher.environment import build_environment
 from executors.launcher.logs import Masker
 from executors.launcher.runner import Checkout, Runner, Step
 from executors.launcher.workspace import Workspace
-from executors.tests.test_launcher_runner import Collector
+from executors.tests.reporting import Collector
 from pipelines.services import Creator, create_pipeline, start_pr_event
 from scm.tests.github_fakes import SECRET, fake_github
 from scm.tests.scm_people import repository_admin

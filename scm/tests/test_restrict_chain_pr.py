@@ -12,7 +12,7 @@ from django.test import Client
 
 from builds import services as build_services
 from builds.models import FINISHED_STATUSES, Build, BuildStatus
-from builds.tests.test_end_to_end import _log
+from builds.tests.step_logs import step_log
 from conftest import GitRepo, needs_sandbox, run_git, wait_until
 from pipelines.models import Event, Pipeline
 from pipelines.services import Creator, create_pipeline, start_pr_event
@@ -254,6 +254,6 @@ def test_chain_pr_runs_the_second_job_as_a_real_pr_build(
 
     done = wait_until(second, timeout=90, what="PR-3:second to finish")
     assert done.status == BuildStatus.SUCCESS
-    assert _log(done, "show") == ["PR-3:second sees the PR's file and main's newer file"]
+    assert step_log(done, "show") == ["PR-3:second sees the PR's file and main's newer file"]
     first = Build.objects.get(event=event, job__name="PR-3:first")
     assert (first.status, done.parent_build_id) == (BuildStatus.SUCCESS, first.pk)

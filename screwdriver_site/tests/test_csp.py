@@ -30,8 +30,7 @@ INLINE = re.compile(
 
 
 @pytest.fixture
-def signed_in(settings: Any) -> Client:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def signed_in() -> Client:
     user = User.objects.create_user("root", password="pw", is_staff=True, is_superuser=True)
     client = Client()
     client.force_login(user)

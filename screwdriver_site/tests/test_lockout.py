@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
 
 import pytest
 import time_machine
@@ -18,14 +17,8 @@ PASSWORD = "the right password 123"
 WAIT = "wait 15 minutes, then try again"
 
 
-@pytest.fixture(autouse=True)
-def fast_hasher(settings: Any) -> None:
-    """Each try hashes a password; Django's default hasher takes most of a second here."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
-def alice(fast_hasher: None) -> User:
+def alice() -> User:
     return User.objects.create_user("alice", password=PASSWORD, is_staff=True, is_superuser=True)
 
 

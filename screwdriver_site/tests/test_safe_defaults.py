@@ -41,6 +41,7 @@ def _manage(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedPro
     )
 
 
+@pytest.mark.slow
 def test_debug_is_off_unless_sd_debug_says_so_in_either_mode(tmp_path: Path) -> None:
     show = "from django.conf import settings; print(settings.DEBUG)"
     assert _manage(tmp_path, "shell", "-c", show).stdout.split()[-1] == "False"
@@ -48,6 +49,7 @@ def test_debug_is_off_unless_sd_debug_says_so_in_either_mode(tmp_path: Path) -> 
     assert _manage(tmp_path, "shell", "-c", show, SD_DEBUG="true").stdout.split()[-1] == "True"
 
 
+@pytest.mark.slow
 def test_a_new_data_folder_is_private_and_so_is_everything_in_it(tmp_path: Path) -> None:
     done = _manage(tmp_path, "migrate", "--noinput")
     assert done.returncode == 0, done.stderr
@@ -160,6 +162,7 @@ def _headers(tmp_path: Path, **extra: str) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.slow
 def test_production_sends_hsts_secure_cookies_and_the_page_policy(tmp_path: Path) -> None:
     shown = _headers(tmp_path, SD_MODE="production", SD_SECRET_KEY="k" * 50)
     page, api = shown["page"], shown["api"]
@@ -174,6 +177,7 @@ def test_production_sends_hsts_secure_cookies_and_the_page_policy(tmp_path: Path
     assert "frame-ancestors 'none'" in page["Content-Security-Policy"]
 
 
+@pytest.mark.slow
 def test_production_hsts_takes_subdomains_and_preload_only_when_asked(tmp_path: Path) -> None:
     shown = _headers(
         tmp_path,
@@ -186,6 +190,7 @@ def test_production_hsts_takes_subdomains_and_preload_only_when_asked(tmp_path: 
     assert shown["page"]["Strict-Transport-Security"] == "max-age=600; includeSubDomains; preload"
 
 
+@pytest.mark.slow
 def test_embedded_mode_sends_no_hsts_and_plain_cookies(tmp_path: Path) -> None:
     shown = _headers(tmp_path)
     assert "Strict-Transport-Security" not in shown["page"]

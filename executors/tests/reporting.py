@@ -1,0 +1,27 @@
+"""A launcher reporter for tests: it keeps what the steps did in memory."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from executors.launcher.logs import Line
+
+
+class Collector:
+    """A reporter that keeps everything in memory."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, int | None]] = []
+        self.output: dict[str, list[bytes]] = {}
+
+    def step_started(self, name: str, at: datetime) -> None:
+        self.events.append(("start", name, None))
+
+    def lines(self, name: str, lines: list[Line]) -> None:
+        self.output.setdefault(name, []).extend(raw for _t, raw in lines)
+
+    def step_ended(self, name: str, at: datetime, code: int) -> None:
+        self.events.append(("end", name, code))
+
+    def text(self, name: str) -> list[str]:
+        return [raw.decode("utf-8", "replace") for raw in self.output.get(name, [])]

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from scm.base import ScmError
+from scm.base import ScmError, tls_context
 from scm.gitlab import gitlab_base
 
 TIMEOUT_SECONDS = 10.0
@@ -66,6 +66,7 @@ def _pages(url: str, token: str, params: dict[str, Any], site: str) -> list[dict
                 params={**params, "per_page": PER_PAGE, "page": page},
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=TIMEOUT_SECONDS,
+                verify=tls_context(),
             )
         except httpx.HTTPError as exc:
             raise ScmError(f"{site} did not answer ({exc}); sign in again later.") from exc

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, ClassVar
+
+import httpx
 
 # A pull request's changed files are read 100 at a time, ten pages at most: past that, unknown.
 PR_FILES_PER_PAGE = 100
 MAX_PR_FILE_PAGES = 10
+
+
+@cache
+def tls_context() -> ssl.SSLContext:
+    """The TLS settings of every call to an SCM: built once, as loading the CAs takes 20 ms."""
+    # httpx builds the same context (its CA bundle, SSL_CERT_FILE/SSL_CERT_DIR) for each
+    # client it makes; one shared context is safe across threads.
+    return httpx.create_ssl_context()
 
 
 class ScmError(Exception):

@@ -17,6 +17,7 @@ from scm.base import (
     ScmError,
     ScmTokenRejected,
     paged_file_names,
+    tls_context,
 )
 
 TIMEOUT_SECONDS = 10.0
@@ -85,6 +86,7 @@ class GitHubScm(Scm):
                 settings.SD_GITHUB_API_URL + path,
                 headers=headers,
                 timeout=TIMEOUT_SECONDS,
+                verify=tls_context(),
                 **kwargs,
             )
         except httpx.HTTPError as exc:

@@ -17,6 +17,7 @@ from scm.base import (
     ScmError,
     ScmTokenRejected,
     paged_file_names,
+    tls_context,
 )
 from scm.signing import gitlab_hook_token
 
@@ -109,6 +110,7 @@ class GitLabScm(Scm):
                 f"{gitlab_base()}/api/v4{path}",
                 headers=headers,
                 timeout=TIMEOUT_SECONDS,
+                verify=tls_context(),
                 **kwargs,
             )
         except httpx.HTTPError as exc:

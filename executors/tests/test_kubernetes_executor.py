@@ -128,7 +128,9 @@ def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
 def cluster(settings: Any) -> Iterator[FakeCluster]:
     state = FakeCluster()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     state.url = f"http://127.0.0.1:{server.server_port}"
     settings.SD_K8S_API_URL = state.url

@@ -161,7 +161,9 @@ def serve_github() -> Iterator[tuple[str, FakeGitHub]]:
     """Run a fake GitHub Enterprise until the block ends: its base URL and its state."""
     state = FakeGitHub(repos={})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(state))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", state

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -81,35 +81,51 @@ def record(*, build_id: int, status: str) -> list[int]:
         for h in _handlers.values()
         if status in h.statuses
     ]
-    if ids:
-        transaction.on_commit(partial(_nudge, ids))
+    for row_id in ids:
+        # One task a row: a slow handler (another pipeline's repository) never holds up a
+        # quick one (telling an engine to stop a build).
+        transaction.on_commit(partial(_nudge, row_id))
     return ids
 
 
-def _nudge(ids: list[int]) -> None:
-    async_task(DISPATCH_TASK, ids, task_name=f"outbox-{ids[0]}")
+def _nudge(row_id: int) -> None:
+    async_task(DISPATCH_TASK, [row_id], task_name=f"outbox-{row_id}")
 
 
 def dispatch(*, ids: Iterable[int] | None = None, now: datetime | None = None) -> int:
     """Run the due rows (of ``ids``, or all); return how many ran to completion."""
     now = now or timezone.now()
-    due = OutboxMessage.objects.filter(done_at__isnull=True, due_at__lte=now)
-    if ids is not None:
-        due = due.filter(pk__in=list(ids))
+    pending = OutboxMessage.objects.filter(done_at__isnull=True)
+    if ids is None:
+        due = pending.filter(due_at__lte=now)
+    else:
+        # A nudge runs its fresh rows whatever the clocks of the web and worker processes
+        # say; a row already tried waits for its retry time.
+        due = pending.filter(Q(due_at__lte=now) | Q(attempts=0), pk__in=list(ids))
     done = 0
     for row_id in list(due.order_by("pk").values_list("pk", flat=True)[:BATCH]):
-        if _run(row_id, now):
-            done += 1
+        try:
+            done += _run(row_id, fresh=ids is not None)
+        except Exception:
+            # One row the database refuses (its build deleted meanwhile...) must not stop
+            # the sweep from reaching the rows after it.
+            logger.exception("Outbox row %s could not be run", row_id)
     return done
 
 
-def _run(row_id: int, now: datetime) -> bool:
-    claimed = OutboxMessage.objects.filter(pk=row_id, done_at__isnull=True, due_at__lte=now).update(
-        due_at=now + CLAIM, attempts=F("attempts") + 1
+def _run(row_id: int, *, fresh: bool) -> bool:
+    now = timezone.now()
+    claimable = Q(due_at__lte=now) | Q(attempts=0) if fresh else Q(due_at__lte=now)
+    claimed = (
+        OutboxMessage.objects.filter(claimable, pk=row_id, done_at__isnull=True)
+        .filter(attempts__lt=MAX_ATTEMPTS)
+        .update(due_at=now + CLAIM, attempts=F("attempts") + 1)
     )
     if not claimed:
-        return False  # another dispatcher holds it, or it is done
-    row = OutboxMessage.objects.get(pk=row_id)
+        return False  # another dispatcher holds it, it is done, or it was given up
+    row = OutboxMessage.objects.filter(pk=row_id).first()
+    if row is None:
+        return False  # its build was deleted, and the row with it
     handler = _handlers.get(row.handler)
     if handler is None:
         _give_up(row, f"No handler named {row.handler!r} is wired.")
@@ -147,9 +163,22 @@ def _give_up(row: OutboxMessage, error: str) -> None:
     OutboxMessage.objects.filter(pk=row.pk).update(done_at=timezone.now(), error=error[:1024])
 
 
+def _give_up_exhausted(now: datetime) -> int:
+    # A row claimed MAX_ATTEMPTS times whose claim lapsed: its worker died (killed for
+    # running too long, or with its machine) each time; trying again would only repeat that.
+    exhausted = OutboxMessage.objects.filter(
+        done_at__isnull=True, due_at__lte=now, attempts__gte=MAX_ATTEMPTS
+    )
+    return exhausted.update(
+        done_at=now,
+        error=f"Given up after {MAX_ATTEMPTS} tries: the worker running it died each time.",
+    )
+
+
 def sweep(*, now: datetime | None = None) -> dict[str, int]:
     """The periodic pass: run every row whose nudge or claim was lost; drop old done rows."""
     now = now or timezone.now()
     ran = dispatch(now=now)
+    given_up = _give_up_exhausted(now)
     pruned, _ = OutboxMessage.objects.filter(done_at__lt=now - KEEP_DONE).delete()
-    return {"ran": ran, "pruned": pruned}
+    return {"ran": ran, "given_up": given_up, "pruned": pruned}

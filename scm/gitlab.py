@@ -36,6 +36,7 @@ _STATES: dict[str, tuple[str, str]] = {
     "FAILURE": ("failed", "The build failed."),
     "UNSTABLE": ("failed", "The build is unstable."),
     "ABORTED": ("canceled", "The build was aborted."),
+    "COLLAPSED": ("canceled", "A newer build of this job ran instead."),
     "RUNNING": ("running", "The build is running."),
 }
 

@@ -20,6 +20,8 @@ _STATES: dict[str, tuple[str, str]] = {
     BuildStatus.FAILURE: ("failure", "The build failed."),
     BuildStatus.UNSTABLE: ("failure", "The build is unstable."),
     BuildStatus.ABORTED: ("error", "The build was aborted."),
+    # It waited behind a blocker or a freeze window and gave way to a newer build of its job.
+    BuildStatus.COLLAPSED: ("error", "A newer build of this job ran instead."),
     BuildStatus.RUNNING: ("pending", "The build is running."),
     BuildStatus.QUEUED: ("pending", "The build is queued."),
 }

@@ -27,15 +27,18 @@ def connect_handlers() -> None:
     """Connect every handler to the statuses it follows, and say how builds look live."""
     # The build page's live status is the API's representation of the build.
     live.render_builds_with(_as_the_api_shows_it)
-    # Queued, running and ended builds show on their commit (GitHub and GitLab pipelines).
+    # A stopped build's launcher is told to stop first: each row is its own task, but rows
+    # swept together run in the order they were written, and this is the one not to delay.
+    outbox.connect("executor-stop", statuses=(S.ABORTED,), run=dispatch.stop_build)
+    # Queued, running and ended builds show on their commit (GitHub and GitLab pipelines);
+    # a queued build that waited and gave way to a newer one does not stay pending there.
     outbox.connect(
         "commit-status",
-        statuses=(S.QUEUED, S.RUNNING, *ENDED),
+        statuses=(S.QUEUED, S.RUNNING, *ENDED, S.COLLAPSED),
         run=statuses.report_commit_status,
         latest_only=True,
     )
     # Other pipelines' jobs that follow this one, their joins, and builds it blocked there.
     outbox.connect("remote-triggers", statuses=ENDED, run=triggers.run_remote_triggers)
-    # A stopped build's launcher is told to stop; what an ended build left is removed.
-    outbox.connect("executor-stop", statuses=(S.ABORTED,), run=dispatch.stop_build)
+    # What an ended build left on its engine is removed.
     outbox.connect("executor-cleanup", statuses=ENDED, run=dispatch.cleanup_build)

@@ -1,19 +1,19 @@
-"""Settling: what follows a build's end or a build's start, as a work queue, not a recursion.
+"""Settling: what follows a build's end or a build's start, as a stack of work, not a recursion.
 
 An ended build (finished, aborted, collapsed into a newer one, or a virtual job that succeeded
 without running) is settled under its event's lock: its meta into the event, the next jobs or
 the joins it drops, its stage, the event's status, the builds its end released. New builds
 are started through the gates: virtual jobs succeed at once, freeze windows and blockers hold
 the others, and what may run is dispatched after commit. Each of those steps may end more
-builds (virtual jobs, builds collapsed into newer ones): they join the queue and are settled
-in turn, one at a time, until none is left. The rules (`completion`, `stages`, `blocking`,
+builds (virtual jobs, builds collapsed into newer ones): their settling is pushed as work and
+done in turn, one step at a time, until none is left. The rules (`completion`, `stages`, `blocking`,
 `freeze`) decide and return; only this module calls them in order.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
@@ -28,63 +28,83 @@ from pipelines.models import Event, Job
 
 
 class Settlement:
-    """A queue of ended builds whose consequences are still to be drawn."""
+    """The work a build's end or a build's start leaves to do, as a stack of steps.
+
+    A step may push more steps; the newest runs first, so what a step starts is settled
+    before the step's own remaining work, in the order the rules were always applied: a
+    virtual successor is settled (and its own successors started) before its siblings pass
+    the gates, and before the ended build's stage and the builds it released are looked at.
+    """
 
     def __init__(self) -> None:
-        self.ended: deque[Build] = deque()
+        self.steps: list[Callable[[], None]] = []
+
+    def then(self, step: Callable[[], None]) -> None:
+        """Do ``step`` after whatever is pushed later (a stack: newest first)."""
+        self.steps.append(step)
+
+    def ended(self, build: Build) -> None:
+        """Settle ``build``'s end (finished, aborted, collapsed or virtual) next."""
+        self.then(partial(self._settle, build))
 
     def run(self) -> None:
-        """Settle every ended build in the queue, and those their settling ends."""
-        while self.ended:
-            build = self.ended.popleft()
-            if build.status == BuildStatus.COLLAPSED:
-                self._settle_collapsed(build)
-            else:
-                self._settle(build)
+        """Do every step, and those the steps push, until none is left."""
+        while self.steps:
+            self.steps.pop()()
 
     def _settle(self, build: Build) -> None:
         # Joins are decided under the event's lock, re-reading the parents from the database,
         # so two parents finishing at once see each other and exactly one queues the join.
         event = Event.objects.select_for_update().get(pk=build.event_id)
+        if build.status == BuildStatus.COLLAPSED:
+            # A collapsed build ends outside the finish path, yet what hangs on it settles
+            # the same: joins that waited for it are dropped, its stage fails and gets its
+            # teardown.
+            completion.drop_waiting_joins(build, event)
+            self.then(partial(self._after_collapse, build, event))
+            self.start(event, stages.settle_stage(build, event))
+            return
         if build.meta:
             event.meta = completion.deep_merge(event.meta, build.meta)
             event.save(update_fields=["meta"])
+        self.then(partial(self._settle_stage, build, event))
         if build.status in {BuildStatus.SUCCESS, BuildStatus.UNSTABLE}:
             self.start(event, completion.trigger_next(build, event))
         else:
             completion.drop_waiting_joins(build, event)
+
+    def _settle_stage(self, build: Build, event: Event) -> None:
+        self.then(partial(self._refresh_and_release, event))
         self.start(event, stages.settle_stage(build, event))
+
+    def _refresh_and_release(self, event: Event) -> None:
         lifecycle.refresh_event_status(event=event)
         self.release(event.pipeline_id)
         # Other pipelines' jobs, the commit status and the engine's clean-up follow from the
         # outbox rows the status change wrote: no lock of this pipeline is held while
         # another's is taken, and no request waits while other repositories are read.
 
-    def _settle_collapsed(self, old: Build) -> None:
-        # A collapsed build ends outside the finish path, yet what hangs on it settles the
-        # same: joins that waited for it are dropped, its stage fails and gets its teardown.
-        event = Event.objects.select_for_update().get(pk=old.event_id)
-        completion.drop_waiting_joins(old, event)
-        self.start(event, stages.settle_stage(old, event))
+    def _after_collapse(self, old: Build, event: Event) -> None:
         lifecycle.refresh_event_status(event=event)
         live.publish_build(build_id=old.pk)
 
-    def start(self, event: Event, builds: list[Build]) -> list[int]:
-        """Start new builds of ``event``; return the ids handed to the workers."""
+    def start(self, event: Event, builds: list[Build]) -> None:
+        """Start new builds of ``event``: virtual ones settle first, the others pass the gates."""
         if not builds:
-            return []
+            return
         stages.open_stage_builds(event, builds)
-        to_run = []
+        virtual: list[Build] = []
+        to_run: list[int] = []
         for build in builds:
             if build.status == BuildStatus.QUEUED and workflow.is_virtual(
                 event.workflow_graph, build.job.name
             ):
-                self._succeed_virtual(build)
+                virtual.append(build)
             else:
                 to_run.append(build.pk)
-        to_run = self.admit(event.pipeline_id, to_run)
-        dispatch_builds(to_run)
-        return to_run
+        self.then(partial(self._admit_and_dispatch, event.pipeline_id, to_run))
+        for build in reversed(virtual):
+            self.then(partial(self._succeed_virtual, build))
 
     def _succeed_virtual(self, build: Build) -> None:
         # Screwdriver never runs a virtual job: it succeeds at once and the next jobs start.
@@ -99,7 +119,10 @@ class Settlement:
         )
         Step.objects.filter(build=build).delete()
         build.status = BuildStatus.SUCCESS
-        self.ended.append(build)
+        self._settle(build)
+
+    def _admit_and_dispatch(self, pipeline_id: int, build_ids: list[int]) -> None:
+        dispatch_builds(self.admit(pipeline_id, build_ids))
 
     def admit(self, pipeline_id: int, build_ids: list[int]) -> list[int]:
         """Pass QUEUED builds through the freeze windows and blockers; return those that run."""
@@ -108,33 +131,35 @@ class Settlement:
         # Blocking decisions of every event of a pipeline are taken one at a time.
         lock_pipeline(pipeline_id)
         build_ids, collapsed = freeze.hold_frozen(build_ids)
-        self.ended.extend(collapsed)
+        self._collapsed(collapsed)
         build_ids, collapsed = blocking.hold_blocked(build_ids)
-        self.ended.extend(collapsed)
+        self._collapsed(collapsed)
         return build_ids
 
-    def release(self, pipeline_id: int) -> list[int]:
-        """Queue again what the pipeline's ended builds blocked; return what was dispatched."""
+    def release(self, pipeline_id: int) -> None:
+        """Queue again what the pipeline's ended builds blocked, through the freeze windows."""
         released = blocking.release_blocked(pipeline_id)
         to_run, collapsed = freeze.hold_frozen(released)
-        self.ended.extend(collapsed)
+        self._collapsed(collapsed)
         dispatch_builds(to_run)
-        return to_run
+
+    def _collapsed(self, builds: list[Build]) -> None:
+        for build in reversed(builds):
+            self.ended(build)
 
 
 def settle_end(build: Build) -> None:
     """Draw every consequence of ``build``'s end (the caller holds the pipeline's lock)."""
     settlement = Settlement()
-    settlement.ended.append(build)
+    settlement.ended(build)
     settlement.run()
 
 
-def start_builds(event: Event, builds: list[Build]) -> list[int]:
-    """Start builds just created or queued in ``event``; return the ids sent to workers."""
+def start_builds(event: Event, builds: list[Build]) -> None:
+    """Start builds just created or queued in ``event``, and settle what that ends."""
     settlement = Settlement()
-    dispatched = settlement.start(event, builds)
+    settlement.start(event, builds)
     settlement.run()
-    return dispatched
 
 
 def create_start_builds(*, event: Event, job_names: Iterable[str], cause: str) -> list[Build]:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import respx
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from builds import outbox
+from builds import lifecycle, outbox
 from builds import services as build_services
 from builds.models import Build, BuildStatus, OutboxMessage
 from conftest import BASE_DIR, GitRepo, database_url
@@ -142,3 +143,80 @@ def test_a_process_killed_right_after_a_builds_final_commit_loses_nothing_that_f
     finally:
         if leftover.poll() is None:
             leftover.kill()
+
+
+@pytest.fixture
+def build_of_github(github: respx.Router) -> Build:
+    octo = repository_admin("octo")
+    pipeline = create_pipeline(
+        checkout_url="https://github.com/Codertocat/Hello-World.git#master", user=octo
+    )
+    event = start_event(
+        pipeline=pipeline, start_from="~commit", creator=Creator(name="o", username="o")
+    )
+    return Build.objects.get(event=event, job__name="main")
+
+
+@pytest.mark.django_db
+def test_a_queued_build_that_waited_and_collapsed_does_not_stay_pending_on_its_commit(
+    github: respx.Router, build_of_github: Build
+) -> None:
+    build = build_of_github
+    lifecycle.transition(build.pk, BuildStatus.BLOCKED)
+    lifecycle.transition(build.pk, BuildStatus.COLLAPSED)
+
+    outbox.dispatch()
+
+    # The "queued" row is superseded; only the build's last word is posted.
+    assert posted_states(github) == ["error"]
+    assert not OutboxMessage.objects.filter(done_at__isnull=True).exists()
+
+
+@pytest.mark.django_db
+def test_a_failing_handler_is_retried_later_and_given_up_after_its_last_try(
+    github: respx.Router, build_of_github: Build
+) -> None:
+    github.post(STATUSES).mock(side_effect=RuntimeError("GitHub fell over"))
+    row = OutboxMessage.objects.get(build=build_of_github, handler="commit-status")
+
+    for attempt in range(1, outbox.MAX_ATTEMPTS + 1):
+        OutboxMessage.objects.filter(pk=row.pk).update(due_at=timezone.now())
+        outbox.sweep()
+        row.refresh_from_db()
+        assert row.attempts == attempt
+        assert "GitHub fell over" in row.error
+        if attempt < outbox.MAX_ATTEMPTS:
+            # Backed off: not due again for a minute or more.
+            assert row.done_at is None and row.due_at > timezone.now()
+    assert row.done_at is not None
+
+    OutboxMessage.objects.filter(pk=row.pk).update(due_at=timezone.now())
+    assert outbox.sweep()["ran"] == 0
+
+
+@pytest.mark.django_db
+def test_a_row_whose_worker_died_every_time_is_given_up_by_the_sweep(
+    build_of_github: Build,
+) -> None:
+    row = OutboxMessage.objects.get(build=build_of_github, handler="commit-status")
+    # Claimed as often as allowed, each claim lapsed: the worker was killed mid-handler.
+    OutboxMessage.objects.filter(pk=row.pk).update(
+        attempts=outbox.MAX_ATTEMPTS, due_at=timezone.now()
+    )
+
+    assert outbox.sweep()["given_up"] == 1
+    row.refresh_from_db()
+    assert row.done_at is not None and "worker running it died" in row.error
+
+
+@pytest.mark.django_db
+def test_a_nudge_runs_its_fresh_rows_whatever_the_clocks_say(
+    github: respx.Router, build_of_github: Build
+) -> None:
+    row = OutboxMessage.objects.get(build=build_of_github, handler="commit-status")
+    # Written by a process whose clock runs ahead of the worker's.
+    OutboxMessage.objects.filter(pk=row.pk).update(due_at=timezone.now() + timedelta(minutes=5))
+
+    assert outbox.sweep()["ran"] == 0
+    assert outbox.dispatch(ids=[row.pk]) == 1
+    assert posted_states(github) == ["pending"]

@@ -386,3 +386,62 @@ def test_a_failing_stage_job_is_followed_by_the_teardown_and_not_by_what_follows
     lines = read_page(step=Step.objects.get(build=teardown, name="clean"), pages=10).lines
     assert [line["m"] for line in lines] == ["teardown ran"]
     assert stage_build(event).status == BuildStatus.FAILURE
+
+
+VIRTUAL_IN_STAGE = """
+shared:
+  image: alpine
+jobs:
+  main:
+    requires: [~commit]
+    steps:
+      - main: echo main
+  ci-deploy:
+    steps:
+      - deploy: echo deploy
+  ci-a:
+    requires: [ci-deploy]
+    steps:
+      - a: echo a
+  ci-b:
+    requires: [ci-deploy]
+    steps:
+      - b: exit 1
+  ci-gate:
+    requires: [ci-a]
+    annotations:
+      screwdriver.cd/virtualJob: true
+    steps:
+      - never: echo never
+  ci-c:
+    requires: [ci-gate]
+    steps:
+      - c: echo c
+stages:
+  canary:
+    requires: [main]
+    jobs: [ci-deploy, ci-a, ci-b, ci-gate, ci-c]
+    teardown:
+      steps:
+        - clean: echo clean
+"""
+
+
+@pytest.mark.django_db
+def test_a_failed_stages_teardown_waits_for_the_job_a_virtual_job_starts_in_it(
+    make_repo: MakeRepo,
+) -> None:
+    event = new_event(pipeline_of(make_repo, VIRTUAL_IN_STAGE))
+    run(build_of(event, "main"))
+    run(build_of(event, "ci-deploy"))
+    run(build_of(event, "ci-b"), BuildStatus.FAILURE)
+
+    # ci-a's end settles the virtual ci-gate, which starts ci-c, before the stage is looked
+    # at: ci-c still runs, so the teardown waits for it.
+    run(build_of(event, "ci-a"))
+    assert statuses(event)["ci-gate"] == BuildStatus.SUCCESS
+    assert statuses(event)["ci-c"] == BuildStatus.QUEUED
+    assert "stage@canary:teardown" not in statuses(event)
+
+    run(build_of(event, "ci-c"))
+    assert statuses(event)["stage@canary:teardown"] == BuildStatus.QUEUED

@@ -145,7 +145,7 @@ def reap(*, now: datetime | None = None) -> dict[str, int]:
         status=BuildStatus.QUEUED, dispatched_at__isnull=True, created_at__lt=now - REQUEUE_AFTER
     ).values_list("pk", flat=True)
     for build_id in stale:
-        async_task("executors.tasks.start_build", build_id)
+        async_task(build_services.START_TASK, build_id)
         requeued += 1
     return {"failed": failed, "overdue": overdue, "requeued": requeued}
 

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from pipelines.models import Pipeline
-from pipelines.services import notice_push, repo_ref_of, scm_for
+from pipelines.services import notice_push, scm_for
 from scm.base import ScmError
 from scm.signing import repository_key, verify
 
@@ -42,7 +42,7 @@ def handle_local_hook(*, body: bytes, signature: str | None) -> HookOutcome:
     )
     for pipeline in pipelines:
         try:
-            ref = repo_ref_of(pipeline)
+            ref = pipeline.repo_ref()
         except ScmError:
             continue
         if ref.repo_path != repository:
@@ -72,7 +72,7 @@ def poll_all() -> int:
     started = 0
     for pipeline in Pipeline.objects.filter(scm_context="local", state=Pipeline.State.ACTIVE):
         try:
-            head = scm_for(pipeline).head_sha(repo_ref_of(pipeline))
+            head = scm_for(pipeline).head_sha(pipeline.repo_ref())
         except ScmError as exc:
             logger.warning("Cannot poll pipeline %s: %s", pipeline.pk, exc)
             continue

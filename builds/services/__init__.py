@@ -15,6 +15,7 @@ from builds.lifecycle import TransitionError, refresh_event_status
 from builds.services.completion import deep_merge, skips_further
 from builds.services.creation import (
     SETUP_STEP,
+    START_TASK,
     TIMEOUT_ANNOTATION,
     create_build,
     permutation_count,
@@ -42,6 +43,7 @@ from builds.services.transitions import (
 __all__ = [
     "SETUP_STEP",
     "START_GRACE",
+    "START_TASK",
     "TIMEOUT_ANNOTATION",
     "TransitionError",
     "abort_build",

@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from builds import services as build_services
 from pipelines import source_paths, workflow
 from pipelines.models import Event, Job, Pipeline
-from pipelines.services.pipelines import PipelineError, read_config, repo_ref_of, scm_for, sync_jobs
+from pipelines.services.pipelines import PipelineError, read_config, scm_for, sync_jobs
 from scm.base import CommitInfo, ScmError
 from scm.local import LocalGitScm
 
@@ -147,7 +147,7 @@ def start_event(
     head = Pipeline.objects.filter(pk=pipeline.pk).values_list("last_seen_sha", flat=True).first()
     at_head = sha is None or sha == head
     try:
-        ref = repo_ref_of(pipeline)
+        ref = pipeline.repo_ref()
         sha = sha or scm.head_sha(ref)
         commit = scm.commit_info(ref, sha)
     except ScmError as exc:
@@ -252,7 +252,7 @@ def notice_push(
                 return None
         Pipeline.objects.filter(pk=pipeline.pk).update(last_seen_sha=sha)
     try:
-        ref = repo_ref_of(pipeline)
+        ref = pipeline.repo_ref()
     except ScmError as exc:
         logger.warning("Push %s on pipeline %s started nothing: %s", sha[:12], pipeline.pk, exc)
         return None

@@ -47,11 +47,6 @@ def scm_for(pipeline_or_url: Pipeline | str) -> Scm:
     return scm_of_url(pipeline_or_url)
 
 
-def repo_ref_of(pipeline: Pipeline) -> RepoRef:
-    """Where the pipeline's code is (see `Pipeline.repo_ref`)."""
-    return pipeline.repo_ref()
-
-
 # --- configuration -------------------------------------------------------------------------
 
 
@@ -284,7 +279,7 @@ def create_pipeline(*, checkout_url: str, user: User) -> Pipeline:
 
 def install_hook(*, pipeline: Pipeline) -> bool:
     """Install the post-receive hook that reports pushes; polling covers repos where we can't."""
-    ref = repo_ref_of(pipeline)
+    ref = pipeline.repo_ref()
     local = pipeline.scm_context == "local"
     url = f"{settings.SD_API_URL}/v4/webhooks" + ("/local" if local else "")
     try:
@@ -337,10 +332,10 @@ def revoke_permission(*, pipeline: Pipeline, user: User) -> None:
 def sync_pipeline(*, pipeline: Pipeline) -> Pipeline:
     """Re-read screwdriver.yaml at the branch head and make the jobs match it."""
     try:
-        head = scm_for(pipeline).head_sha(repo_ref_of(pipeline))
+        head = scm_for(pipeline).head_sha(pipeline.repo_ref())
     except ScmError as exc:
         raise PipelineError(str(exc), status=422) from exc
-    sync_jobs(pipeline=pipeline, config=read_config(repo_ref_of(pipeline), head))
+    sync_jobs(pipeline=pipeline, config=read_config(pipeline.repo_ref(), head))
     pipeline.refresh_from_db()
     return pipeline
 

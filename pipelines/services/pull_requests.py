@@ -19,7 +19,7 @@ from pipelines.services.events import (
     once_per_delivery,
     start_event,
 )
-from pipelines.services.pipelines import PipelineError, read_config, repo_ref_of, scm_for
+from pipelines.services.pipelines import PipelineError, read_config, scm_for
 from scm.base import ScmError
 
 # --- pull requests -------------------------------------------------------------------------
@@ -92,7 +92,7 @@ def pr_restart_refusal(*, event: Event, username: str, can_push: bool) -> str | 
 def changed_files_of_pr(*, pipeline: Pipeline, pr_num: int) -> tuple[list[str] | None, str]:
     """The files a pull request changes against its base (None: unknown), and why unknown."""
     try:
-        return scm_for(pipeline).pr_changed_files(repo_ref_of(pipeline), pr_num), ""
+        return scm_for(pipeline).pr_changed_files(pipeline.repo_ref(), pr_num), ""
     except ScmError as exc:
         # Unknown changes run every ~pr job, sourcePaths or not, rather than none.
         return None, (
@@ -154,7 +154,7 @@ def start_pr_event(
     if pipeline.state != Pipeline.State.ACTIVE:
         return None
     scm = scm_for(pipeline)
-    ref = repo_ref_of(pipeline)
+    ref = pipeline.repo_ref()
     try:
         commit = scm.commit_info(ref, sha)
     except ScmError as exc:

@@ -20,7 +20,6 @@ from pipelines.services import (
     close_pr,
     event_of_delivery,
     notice_push,
-    repo_ref_of,
     scm_for,
     start_event,
     start_pr_event,
@@ -146,7 +145,7 @@ def _pipelines_of(repository: Repository) -> list[Pipeline]:
 
 
 def _on_branch(repository: Repository, branch: str) -> list[Pipeline]:
-    return [p for p in _pipelines_of(repository) if repo_ref_of(p).branch == branch]
+    return [p for p in _pipelines_of(repository) if p.repo_ref().branch == branch]
 
 
 def _creator(username: str) -> Creator:
@@ -196,7 +195,7 @@ def _push(push: Push, delivery_key: str) -> Handled:
     events = Handled()
     for pipeline in _pipelines_of(push.repository):
         event: Event | None = None
-        if repo_ref_of(pipeline).branch == push.branch:
+        if pipeline.repo_ref().branch == push.branch:
             event = notice_push(
                 pipeline=pipeline,
                 sha=push.sha,
@@ -227,7 +226,7 @@ def _ref_created(ref: RefCreated, delivery_key: str) -> Handled:
         start_from = _trigger(pipeline.workflow_graph, ref.kind, ref.name)
         if start_from is None:
             continue
-        sha = ref.sha or scm_for(pipeline).tag_sha(repo_ref_of(pipeline), ref.name)
+        sha = ref.sha or scm_for(pipeline).tag_sha(pipeline.repo_ref(), ref.name)
         cause = f"{ref.kind.capitalize()} {ref.name} created"
         event = _start(
             pipeline, start_from, sha=sha, creator=creator, cause=cause, delivery_key=delivery_key

@@ -25,6 +25,10 @@ HOOK_MARKER = "# screwdriver-py post-receive hook"
 HOOK_NOTIFY_SCRIPT = Path(__file__).resolve().with_name("hook_notify.py")
 
 _SHA_RE = re.compile(r"[0-9a-f]{40}", re.ASCII)
+# What git's revision syntax gives a meaning to, and whitespace or control characters: a branch
+# name holding any of these is invalid (git check-ref-format agrees) and must never reach
+# rev-parse, which would resolve `main~1` or `main@{1}` to some other commit.
+_REVISION_SYNTAX = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{")
 _NULL_SHA = "0" * 40
 
 # Variables that would point git at another repository than the one we name; they are set
@@ -177,12 +181,20 @@ class LocalGitScm(Scm):
         return sha
 
     def read_file(self, ref: RepoRef, sha: str, path: str) -> bytes | None:
-        """Return the file's bytes at sha, None if absent; ScmError if over MAX_FILE_BYTES."""
-        sha = self._require_commit(ref, sha)
+        """Return the file's bytes at sha, None if absent; ScmError if over MAX_FILE_BYTES.
+
+        A tree's or blob's name is refused; an annotated tag's reads the commit it points at.
+        """
+        sha = _check_sha(sha)
         git_path = _check_path(path)
+        # `^{commit}` makes git refuse a tree, blob or tag name in the same call.
         listing = _run_git(
-            ref.repo_path, ["ls-tree", "-z", "--long", "--full-tree", sha, "--", git_path]
+            ref.repo_path,
+            ["ls-tree", "-z", "--long", "--full-tree", f"{sha}^{{commit}}", "--", git_path],
+            check=False,
         )
+        if listing.returncode != 0:
+            raise self._not_a_commit(ref, sha, listing.stderr)
         entry = self._find_entry(listing.stdout, git_path)
         if entry is None:
             return None
@@ -206,7 +218,7 @@ class LocalGitScm(Scm):
 
     def commit_info(self, ref: RepoRef, sha: str) -> CommitInfo:
         """Return author, message and committer time of a commit."""
-        sha = self._require_commit(ref, sha)
+        sha = _check_sha(sha)
         proc = _run_git(
             ref.repo_path,
             [
@@ -215,16 +227,22 @@ class LocalGitScm(Scm):
                 "--no-show-signature",
                 "--encoding=UTF-8",
                 "--format=%H%x00%an%x00%ae%x00%ct%x00%B",
-                sha,
+                f"{sha}^{{commit}}",
                 "--",
             ],
+            check=False,
         )
+        if proc.returncode != 0:
+            raise self._not_a_commit(ref, sha, proc.stderr)
         fields = proc.stdout.decode("utf-8", "replace").split("\0", 4)
         if len(fields) != 5:
             raise ScmError(
                 f"git printed an unexpected commit record for {sha}; check git's version."
             )
         full_sha, author_name, author_email, timestamp, message = fields
+        if full_sha != sha:
+            # A tag's name peels to the commit it points at; only a commit's own name is asked.
+            raise self._not_a_commit(ref, sha, b"")
         return CommitInfo(
             sha=full_sha,
             message=message.strip(),
@@ -344,30 +362,45 @@ class LocalGitScm(Scm):
         return branch
 
     def _check_branch(self, repo_path: str, branch: str) -> None:
-        """Raise ScmError unless branch is a valid name that exists in the repository."""
-        valid = _run_git(repo_path, ["check-ref-format", f"refs/heads/{branch}"], check=False)
-        if valid.returncode != 0 or branch.startswith("-"):
+        """Raise ScmError unless branch is a valid name that exists in the repository.
+
+        One git call in the common case: names that revision syntax could read as something else
+        (``main~1``, ``main@{1}``, ``a..b``) are refused before git sees them, and git's own
+        ``check-ref-format`` runs only to tell an invalid name from a missing branch.
+        """
+        if branch.startswith("-") or _REVISION_SYNTAX.search(branch):
             raise ScmError(f"{branch!r} is not a valid branch name; check the part after '#'.")
         exists = _run_git(
             repo_path,
             ["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"],
             check=False,
         )
-        if exists.returncode != 0:
-            raise ScmError(
-                f"Branch {branch!r} does not exist in {repo_path}; "
-                "push a commit to it or pick another branch."
-            )
+        if exists.returncode == 0:
+            return
+        valid = _run_git(repo_path, ["check-ref-format", f"refs/heads/{branch}"], check=False)
+        if valid.returncode != 0:
+            raise ScmError(f"{branch!r} is not a valid branch name; check the part after '#'.")
+        raise ScmError(
+            f"Branch {branch!r} does not exist in {repo_path}; "
+            "push a commit to it or pick another branch."
+        )
 
     def _require_commit(self, ref: RepoRef, sha: str) -> str:
         """Return sha if it names a commit in the repository, else raise ScmError."""
         sha = _check_sha(sha)
         proc = _run_git(ref.repo_path, ["cat-file", "-t", sha], check=False)
         if proc.returncode != 0 or proc.stdout.strip() != b"commit":
-            raise ScmError(
-                f"Commit {sha} is not in {ref.repo_path}; push it or pick an existing commit."
-            )
+            raise self._not_a_commit(ref, sha, proc.stderr)
         return sha
+
+    @staticmethod
+    def _not_a_commit(ref: RepoRef, sha: str, stderr: bytes) -> ScmError:
+        """The error for a sha that names no commit here (or git's own, if it refused to read)."""
+        if b"dubious ownership" in stderr:
+            return ScmError(_describe_failure(ref.repo_path, stderr))
+        return ScmError(
+            f"Commit {sha} is not in {ref.repo_path}; push it or pick an existing commit."
+        )
 
     @staticmethod
     def _find_entry(listing: bytes, git_path: str) -> tuple[str, str, str, int] | None:

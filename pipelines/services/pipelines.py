@@ -273,13 +273,16 @@ def create_pipeline(*, checkout_url: str, user: User) -> Pipeline:
         raise PipelineError(
             f"A pipeline for {ref.checkout_url} already exists.", status=409
         ) from exc
-    install_hook(pipeline=pipeline)
+    install_hook(pipeline=pipeline, ref=ref)
     return pipeline
 
 
-def install_hook(*, pipeline: Pipeline) -> bool:
-    """Install the post-receive hook that reports pushes; polling covers repos where we can't."""
-    ref = pipeline.repo_ref()
+def install_hook(*, pipeline: Pipeline, ref: RepoRef | None = None) -> bool:
+    """Install the post-receive hook that reports pushes; polling covers repos where we can't.
+
+    `ref` is the pipeline's repository when the caller has just read it.
+    """
+    ref = ref or pipeline.repo_ref()
     local = pipeline.scm_context == "local"
     url = f"{settings.SD_API_URL}/v4/webhooks" + ("/local" if local else "")
     try:

@@ -147,7 +147,10 @@ def test_it_rejects_a_missing_branch(bare: Path) -> None:
         SCM.parse_url(f"{bare}#nope")
 
 
-@pytest.mark.parametrize("branch", ["-rf", "a..b", "bad branch", "x~1"])
+@pytest.mark.parametrize(
+    "branch",
+    ["-rf", "a..b", "bad branch", "x~1", "main~1", "main^", "main@{1}", "main:x", "a.lock"],
+)
 def test_it_rejects_an_invalid_branch_name(bare: Path, branch: str) -> None:
     with pytest.raises(ScmError, match="not a valid branch name"):
         SCM.parse_url(f"{bare}#{branch}")
@@ -223,6 +226,24 @@ def test_read_file_rejects_what_is_not_a_full_sha(bare: Path, sha: str) -> None:
     ref = SCM.parse_url(str(bare))
     with pytest.raises(ScmError, match="not a full commit sha"):
         SCM.read_file(ref, sha, "screwdriver.yaml")
+
+
+def test_a_tag_tree_or_blob_name_is_not_taken_for_a_commit(work: Path) -> None:
+    git(work, "tag", "-a", "-m", "release", "v1")
+    ref = SCM.parse_url(str(work))
+    tag, tree, blob = (
+        git(work, "rev-parse", n) for n in ("v1", "HEAD^{tree}", "HEAD:screwdriver.yaml")
+    )
+    assert len({tag, tree, blob}) == 3
+    for name in (tag, tree, blob):
+        with pytest.raises(ScmError, match="is not in"):
+            SCM.commit_info(ref, name)
+    for name in (tree, blob):
+        with pytest.raises(ScmError, match="is not in"):
+            SCM.read_file(ref, name, "screwdriver.yaml")
+    # Every sha that reaches read_file passed commit_info or head_sha first; a tag's own name
+    # reads the commit it points at, as git itself would.
+    assert SCM.read_file(ref, tag, "screwdriver.yaml") == b"jobs: {}\n"
 
 
 def test_read_file_rejects_an_unknown_commit(bare: Path) -> None:

@@ -1,7 +1,8 @@
 """Build status transitions, completion (meta, OR edges, AND joins), timeouts and the reaper.
 
-Builds come from real pipelines on real git repositories (`create_pipeline` + `start_event`);
-nothing runs them: django-q2 stores the start tasks in its ORM broker and no worker reads it.
+Builds come from pipelines made from a screwdriver.yaml's text by the real services, without
+git (`pipelines.tests.factories`); nothing runs them: django-q2 stores the start tasks in its
+ORM broker and no worker reads it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from builds.services import TransitionError
 from conftest import GitRepo
 from pipelines.models import Event, Pipeline
 from pipelines.services import Creator, create_pipeline, start_event
+from pipelines.tests.factories import event_from_yaml, pipeline_from_yaml, sha_of
 
 # A diamond with an OR job: `either` runs after whichever of a or b succeeds first,
 # `join` only after both did.
@@ -71,13 +73,21 @@ def owner() -> User:
 
 
 @pytest.fixture
-def pipeline(make_repo: MakeRepo) -> Pipeline:
+def pipeline() -> Pipeline:
+    return pipeline_from_yaml(WORKFLOW, owner=owner())
+
+
+@pytest.fixture
+def git_pipeline(make_repo: MakeRepo) -> Pipeline:
+    """The same pipeline on a real repository, for what reads it: a launch's checkout."""
     return create_pipeline(
         checkout_url=make_repo({"screwdriver.yaml": WORKFLOW}).checkout_url, user=owner()
     )
 
 
 def new_event(pipeline: Pipeline, meta: dict[str, Any] | None = None) -> Event:
+    if pipeline.last_seen_sha == sha_of(WORKFLOW):
+        return event_from_yaml(pipeline, WORKFLOW, meta=meta)
     return start_event(
         pipeline=pipeline, start_from="~commit", creator=Creator("Alice", "alice"), meta=meta
     )
@@ -278,8 +288,10 @@ def test_an_event_whose_builds_all_wait_keeps_its_status(pipeline: Pipeline) -> 
 # --- completion: meta, OR edges and AND joins -----------------------------------------------
 
 
-def test_meta_is_merged_into_the_event_and_handed_to_the_next_build(pipeline: Pipeline) -> None:
-    event = new_event(pipeline, meta={"app": {"name": "shop", "version": "0"}, "kept": 1})
+def test_meta_is_merged_into_the_event_and_handed_to_the_next_build(
+    git_pipeline: Pipeline,
+) -> None:
+    event = new_event(git_pipeline, meta={"app": {"name": "shop", "version": "0"}, "kept": 1})
 
     run(build_of(event, "main"), meta={"app": {"version": "1.2.3"}, "release": True})
 
@@ -291,8 +303,8 @@ def test_meta_is_merged_into_the_event_and_handed_to_the_next_build(pipeline: Pi
     assert spec["meta"]["build"]["jobName"] == "a"
 
 
-def test_a_join_gets_the_meta_of_both_parents(pipeline: Pipeline) -> None:
-    event = new_event(pipeline)
+def test_a_join_gets_the_meta_of_both_parents(git_pipeline: Pipeline) -> None:
+    event = new_event(git_pipeline)
     run(build_of(event, "main"))
     run(build_of(event, "a"), meta={"from_a": "x", "shared": "a"})
     run(build_of(event, "b"), meta={"from_b": "y", "shared": "b"})
@@ -538,10 +550,8 @@ def finish_at_once(build_ids: list[int]) -> list[BaseException]:
 
 @pytest.mark.django_db(transaction=True)
 def test_two_parents_finishing_at_the_same_moment_queue_exactly_one_join(
-    make_repo: MakeRepo,
+    pipeline: Pipeline,
 ) -> None:
-    repo = make_repo({"screwdriver.yaml": WORKFLOW})
-    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner())
     for attempt in range(10):
         event = new_event(pipeline)
         run(build_of(event, "main"))

@@ -24,12 +24,14 @@ from pipelines.services.collections import (
     update_collection,
 )
 from pipelines.services.events import (
+    Checkout,
     Creator,
     commit_json,
     creator_of,
     event_of_delivery,
     notice_push,
     start_event,
+    start_event_at,
 )
 from pipelines.services.periodic import start_periodic_build
 from pipelines.services.pipelines import (
@@ -39,6 +41,7 @@ from pipelines.services.pipelines import (
     delete_pipeline,
     grant_permission,
     install_hook,
+    parse_config,
     read_config,
     revoke_permission,
     scm_for,
@@ -53,6 +56,7 @@ from pipelines.services.triggers import run_remote_triggers, trigger_remote_jobs
 
 __all__ = [
     "CONFIG_FILE",
+    "Checkout",
     "Creator",
     "NewToken",
     "PipelineError",
@@ -73,6 +77,7 @@ __all__ = [
     "grant_permission",
     "install_hook",
     "notice_push",
+    "parse_config",
     "pr_job_name",
     "read_config",
     "refresh_token",
@@ -85,6 +90,7 @@ __all__ = [
     "set_job_state",
     "set_secret",
     "start_event",
+    "start_event_at",
     "start_periodic_build",
     "start_pr_event",
     "stop_pr_builds",

@@ -115,6 +115,21 @@ def once_per_delivery(
         return done
 
 
+@dataclass(frozen=True)
+class Checkout:
+    """What the SCM said of one commit of a pipeline's branch: the commit and the config there.
+
+    ``at_head`` is whether the commit is the branch head: only the head's file may change the
+    pipeline's jobs, stages and settings.
+    """
+
+    sha: str
+    branch: str
+    commit: CommitInfo
+    config: dict[str, Any]
+    at_head: bool
+
+
 def start_event(
     *,
     pipeline: Pipeline,
@@ -137,11 +152,7 @@ def start_event(
     done = event_of_delivery(pipeline=pipeline, delivery_key=delivery_key)
     if done is not None:
         return done
-    if pipeline.state != Pipeline.State.ACTIVE:
-        raise PipelineError(
-            f"Pipeline {pipeline.pk} is {pipeline.state.lower()}: make it ACTIVE to start events.",
-            status=409,
-        )
+    _require_active(pipeline)
     scm = scm_for(pipeline)
     # The branch head as last noticed; a start without a sha reads the head afresh.
     head = Pipeline.objects.filter(pk=pipeline.pk).values_list("last_seen_sha", flat=True).first()
@@ -152,7 +163,48 @@ def start_event(
         commit = scm.commit_info(ref, sha)
     except ScmError as exc:
         raise PipelineError(str(exc), status=422) from exc
-    config = read_config(ref, sha)
+    checkout = Checkout(
+        sha=sha, branch=ref.branch, commit=commit, config=read_config(ref, sha), at_head=at_head
+    )
+    return start_event_at(
+        pipeline=pipeline,
+        checkout=checkout,
+        start_from=start_from,
+        creator=creator,
+        cause_message=cause_message,
+        parent_event=parent_event,
+        meta=meta,
+        changed_files=changed_files,
+        delivery_key=delivery_key,
+    )
+
+
+def _require_active(pipeline: Pipeline) -> None:
+    if pipeline.state != Pipeline.State.ACTIVE:
+        raise PipelineError(
+            f"Pipeline {pipeline.pk} is {pipeline.state.lower()}: make it ACTIVE to start events.",
+            status=409,
+        )
+
+
+def start_event_at(
+    *,
+    pipeline: Pipeline,
+    checkout: Checkout,
+    start_from: str,
+    creator: Creator,
+    cause_message: str = "",
+    parent_event: Event | None = None,
+    meta: dict[str, Any] | None = None,
+    changed_files: Sequence[str] | None = None,
+    delivery_key: str | None = None,
+) -> Event:
+    """Create the event of a commit the SCM has already been read for; see `start_event`."""
+    done = event_of_delivery(pipeline=pipeline, delivery_key=delivery_key)
+    if done is not None:
+        return done
+    _require_active(pipeline)
+    config = checkout.config
     graph = config.get("workflowGraph", {})
     errors = list(config.get("errors", []))
     if errors:
@@ -174,16 +226,16 @@ def start_event(
     def create() -> Event:
         with transaction.atomic():
             # Only the head's file speaks for the pipeline (annotations, graph, stages, ...).
-            sync_jobs(pipeline=pipeline, config=config, at_head=at_head)
+            sync_jobs(pipeline=pipeline, config=config, at_head=checkout.at_head)
             event = Event.objects.create(
                 pipeline=pipeline,
                 parent_event=parent_event,
                 cause_message=(cause_message or f"Started by {creator.username}")[:512],
-                commit=commit_json(commit),
+                commit=commit_json(checkout.commit),
                 creator=creator.as_dict(),
-                sha=sha,
+                sha=checkout.sha,
                 start_from=start_from,
-                base_branch=ref.branch,
+                base_branch=checkout.branch,
                 meta=_with_parameters(meta, config),
                 workflow_graph=graph,
                 job_configs=config.get("jobs", {}),

@@ -60,7 +60,12 @@ def read_config(ref: RepoRef, sha: str) -> dict[str, Any]:
         return fallback_pipeline(
             f"Error: {CONFIG_FILE} was not found at {sha[:12]}: add one to the repository."
         )
-    return parse_pipeline_yaml(raw.decode("utf-8", "replace"), templates=database_templates)
+    return parse_config(raw.decode("utf-8", "replace"))
+
+
+def parse_config(text: str) -> dict[str, Any]:
+    """A screwdriver.yaml's text as the pipeline's config, templates read from this server."""
+    return parse_pipeline_yaml(text, templates=database_templates)
 
 
 _DISABLED_BY_DEFAULT_MESSAGE = (

@@ -58,6 +58,9 @@ def make_pipeline(*, jobs: int = 2, events: int = 2, name: str = "local/repo") -
     return pipeline
 
 
+ALICE = Creator("Alice", "alice")
+
+
 def sha_of(text: str) -> str:
     """A stand-in commit sha for a file's text: the same text, the same commit."""
     return hashlib.sha1(text.encode()).hexdigest()
@@ -101,7 +104,7 @@ def event_from_yaml(
     text: str,
     *,
     start_from: str = "~commit",
-    creator: Creator = Creator("Alice", "alice"),
+    creator: Creator = ALICE,
     **kwargs: Any,
 ) -> Event:
     """`start_event` at the commit whose screwdriver.yaml is `text`, without reading git.

@@ -14,6 +14,7 @@ from builds.models import Build, BuildStatus, Step
 from conftest import GitRepo
 from pipelines.models import Event, Pipeline
 from pipelines.services import Creator, create_pipeline, start_event
+from pipelines.tests.factories import event_from_yaml, pipeline_from_yaml
 
 SECRET_VALUE = "s3cr3t-value-that-must-never-show"
 
@@ -80,9 +81,19 @@ class World:
         }
 
 
-def make_world(repo: GitRepo, owner: User) -> World:
-    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner)
-    done = new_event(pipeline)
-    finish(main_build(done))
-    event = new_event(pipeline)
+def make_world(owner: User, repo: GitRepo | None = None, *, name: str = "local/app") -> World:
+    """Two events of a CHAIN pipeline of `owner`'s: on `repo`, or without git when none is given.
+
+    Give a repository when the test reads it: starts, restarts and syncs through the API.
+    """
+    if repo is None:
+        pipeline = pipeline_from_yaml(CHAIN, owner=owner, name=name)
+        done = event_from_yaml(pipeline, CHAIN)
+        finish(main_build(done))
+        event = event_from_yaml(pipeline, CHAIN)
+    else:
+        pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner)
+        done = new_event(pipeline)
+        finish(main_build(done))
+        event = new_event(pipeline)
     return World(owner=owner, pipeline=pipeline, done=done, event=event, build=main_build(event))

@@ -24,6 +24,7 @@ from builds.models import Build, BuildStatus, Step
 from conftest import GitRepo
 from pipelines.models import Event, Job, Pipeline
 from pipelines.services import Creator, create_pipeline, create_user_token, start_event
+from pipelines.tests.factories import event_from_yaml, pipeline_from_yaml, sha_of
 from screwdriver_site.api.tokens import issue_user_token
 from screwdriver_site.tokens import issue_build_token
 
@@ -83,11 +84,17 @@ def repo(make_repo: MakeRepo) -> GitRepo:
 
 
 @pytest.fixture
-def pipeline(repo: GitRepo, owner: User) -> Pipeline:
+def pipeline(request: pytest.FixtureRequest, owner: User) -> Pipeline:
+    """The owner's pipeline: on a real repository for a test marked `git`, else without git."""
+    if request.node.get_closest_marker("git") is None:
+        return pipeline_from_yaml(CHAIN, owner=owner)
+    repo: GitRepo = request.getfixturevalue("repo")
     return create_pipeline(checkout_url=repo.checkout_url, user=owner)
 
 
 def new_event(pipeline: Pipeline) -> Event:
+    if pipeline.last_seen_sha == sha_of(CHAIN):
+        return event_from_yaml(pipeline, CHAIN)
     return start_event(pipeline=pipeline, start_from="~commit", creator=Creator("Alice", "alice"))
 
 
@@ -253,6 +260,7 @@ def test_an_api_token_authenticates_as_its_user(owner: User, pipeline: Pipeline)
     assert token.token.last_used is not None
 
 
+@pytest.mark.git
 def test_an_api_token_is_exchanged_for_a_jwt_that_authenticates(
     owner: User, pipeline: Pipeline, event: Event
 ) -> None:
@@ -409,6 +417,7 @@ def test_a_member_cannot_abort_a_build(member: User, build: Build) -> None:
     assert Build.objects.get(pk=build.pk).status == BuildStatus.QUEUED
 
 
+@pytest.mark.git
 def test_the_owner_starts_an_event_from_a_job(owner: User, pipeline: Pipeline) -> None:
     response = as_user(owner).post(
         "/v4/events",
@@ -498,6 +507,7 @@ def test_creating_a_pipeline_makes_its_creator_the_admin(member: User, repo: Git
     assert [j["name"] for j in jobs] == ["main", "publish"]
 
 
+@pytest.mark.git
 def test_creating_the_same_pipeline_twice_is_a_conflict(
     member: User, repo: GitRepo, pipeline: Pipeline
 ) -> None:
@@ -508,6 +518,7 @@ def test_creating_the_same_pipeline_twice_is_a_conflict(
     assert Pipeline.objects.count() == 1
 
 
+@pytest.mark.git
 def test_starting_an_event_from_an_unknown_job_is_not_found(
     owner: User, pipeline: Pipeline
 ) -> None:
@@ -600,6 +611,7 @@ def test_fields_are_screwdriver_camel_case(owner: User, build: Build) -> None:
 # --- the launcher's calls, end to end with the build token ----------------------------------
 
 
+@pytest.mark.git
 def test_a_launcher_runs_a_build_through_the_api_with_its_token(
     owner: User, pipeline: Pipeline, event: Event, build: Build
 ) -> None:

@@ -21,7 +21,7 @@ def test_every_object_the_api_returns_passes_screwdrivers_get_models(
     data_schema: Path, make_repo: Callable[..., GitRepo]
 ) -> None:
     owner = User.objects.create_user(username="alice", first_name="Alice")
-    world = make_world(make_repo({"screwdriver.yaml": CHAIN}), owner)
+    world = make_world(owner, make_repo({"screwdriver.yaml": CHAIN}))
     create_secret(pipeline=world.pipeline, name="DEPLOY_KEY", value=SECRET_VALUE, allow_in_pr=False)
     client = with_bearer(issue_user_token(username="alice", is_admin=False))
     p, b, j = world.pipeline.pk, world.build.pk, world.build.job_id

@@ -40,7 +40,7 @@ def test_no_operation_answers_with_a_server_error(
     User.objects.create_superuser(username="root")
     owner = User.objects.create_user(username="owner")
     User.objects.create_user(username="outsider")
-    world = make_world(make_repo({"screwdriver.yaml": CHAIN}), owner)
+    world = make_world(owner, make_repo({"screwdriver.yaml": CHAIN}))
     create_secret(pipeline=world.pipeline, name="DEPLOY_KEY", value="v", allow_in_pr=False)
     # A JWT rather than an API token: the fuzzer may delete token rows, not this.
     username = {"admin": "root", "owner": "owner", "outsider": "outsider"}[persona]

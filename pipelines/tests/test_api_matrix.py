@@ -351,7 +351,7 @@ def world(make_repo: Callable[..., GitRepo], settings: Any) -> dict[str, Any]:
     users["pull"].set_password("pw-4-pat!")
     users["pull"].save()
     repo = make_repo({"screwdriver.yaml": CHAIN})
-    w = make_world(repo, users["admin"])
+    w = make_world(users["admin"], repo)
     pipeline = w.pipeline
     grant_permission(pipeline=pipeline, user=users["pull"], role="pull", granted_by="ada")
     grant_permission(pipeline=pipeline, user=users["push"], role="push", granted_by="ada")

@@ -54,8 +54,15 @@ def bob() -> User:
 
 
 @pytest.fixture
-def world(make_repo: Callable[..., GitRepo], alice: User) -> World:
-    return make_world(make_repo({"screwdriver.yaml": CHAIN}), alice)
+def world(alice: User) -> World:
+    """alice's pipeline, made without git: for what does not read the repository."""
+    return make_world(alice)
+
+
+@pytest.fixture
+def git_world(make_repo: Callable[..., GitRepo], alice: User) -> World:
+    """alice's pipeline on a real repository: for starts, restarts and syncs."""
+    return make_world(alice, make_repo({"screwdriver.yaml": CHAIN}))
 
 
 def jwt(user: User) -> APIClient:
@@ -98,27 +105,27 @@ def test_refreshing_a_token_retires_the_old_value(alice: User) -> None:
 
 
 def test_a_pipeline_token_acts_on_its_pipeline_only(
-    world: World, make_repo: Callable[..., GitRepo], bob: User
+    git_world: World, make_repo: Callable[..., GitRepo], bob: User
 ) -> None:
     value = (
-        jwt(world.owner)
-        .post(f"/v4/pipelines/{world.pipeline.pk}/tokens", {"name": "ci"}, format="json")
+        jwt(git_world.owner)
+        .post(f"/v4/pipelines/{git_world.pipeline.pk}/tokens", {"name": "ci"}, format="json")
         .json()["value"]
     )
     exchanged = APIClient().get("/v4/auth/token", {"api_token": value}).json()["token"]
     assert decode(exchanged).scope == ("pipeline",)
-    other = make_world(make_repo({"screwdriver.yaml": CHAIN}, "other"), bob).pipeline
+    other = make_world(bob, make_repo({"screwdriver.yaml": CHAIN}, "other")).pipeline
 
     for client in (with_bearer(value), with_bearer(exchanged)):
         started = client.post(
-            "/v4/events", {"pipelineId": world.pipeline.pk, "startFrom": "main"}, format="json"
+            "/v4/events", {"pipelineId": git_world.pipeline.pk, "startFrom": "main"}, format="json"
         )
         assert started.status_code == 201, started.content
-        assert started.json()["creator"]["username"] == f"pipeline:{world.pipeline.pk}"
+        assert started.json()["creator"]["username"] == f"pipeline:{git_world.pipeline.pk}"
         error(client.post("/v4/events", {"pipelineId": other.pk}, format="json"), 403)
         error(client.get(f"/v4/pipelines/{other.pk}"), 403)
-        assert [x["id"] for x in client.get("/v4/pipelines").json()] == [world.pipeline.pk]
-        error(client.post(f"/v4/pipelines/{world.pipeline.pk}/tokens", {"name": "x"}), 403)
+        assert [x["id"] for x in client.get("/v4/pipelines").json()] == [git_world.pipeline.pk]
+        error(client.post(f"/v4/pipelines/{git_world.pipeline.pk}/tokens", {"name": "x"}), 403)
 
 
 def test_a_temporal_token_is_exchanged_for_a_build_token(world: World) -> None:
@@ -135,18 +142,18 @@ def test_a_temporal_token_is_exchanged_for_a_build_token(world: World) -> None:
 # --- rights ----------------------------------------------------------------------------------
 
 
-def test_the_creator_is_admin_and_grants_others_rights(world: World, bob: User) -> None:
-    p = world.pipeline.pk
+def test_the_creator_is_admin_and_grants_others_rights(git_world: World, bob: User) -> None:
+    p = git_world.pipeline.pk
     start = {"pipelineId": p, "startFrom": "main"}
     error(jwt(bob).post("/v4/events", start, format="json"), 403)
 
-    granted = jwt(world.owner).put(f"/v4/pipelines/{p}/permissions/bob", {"role": "push"})
+    granted = jwt(git_world.owner).put(f"/v4/pipelines/{p}/permissions/bob", {"role": "push"})
 
     assert granted.json()["role"] == "push"
     assert jwt(bob).post("/v4/events", start, format="json").status_code == 201
     error(jwt(bob).put(f"/v4/pipelines/{p}/permissions/bob", {"role": "admin"}), 403)
     assert jwt(bob).get(f"/v4/pipelines/{p}").json()["admins"] == {"alice": True}
-    assert jwt(world.owner).delete(f"/v4/pipelines/{p}/permissions/bob").status_code == 204
+    assert jwt(git_world.owner).delete(f"/v4/pipelines/{p}/permissions/bob").status_code == 204
     error(jwt(bob).post("/v4/events", start, format="json"), 403)
 
 
@@ -218,15 +225,15 @@ def test_an_ended_builds_token_may_only_report_teardown_for_a_while(world: World
 # --- events, jobs, pipelines -----------------------------------------------------------------
 
 
-def test_restarting_from_a_build_makes_a_child_event_at_the_same_sha(world: World) -> None:
-    parent = world.done
+def test_restarting_from_a_build_makes_a_child_event_at_the_same_sha(git_world: World) -> None:
+    parent = git_world.done
     build = main_build(parent)
 
-    body = jwt(world.owner).post("/v4/events", {"buildId": build.pk}, format="json").json()
+    body = jwt(git_world.owner).post("/v4/events", {"buildId": build.pk}, format="json").json()
 
     assert body["parentEventId"] == parent.pk and body["groupEventId"] == parent.pk
     assert body["sha"] == parent.sha and body["startFrom"] == "main"
-    again = jwt(world.owner).post(
+    again = jwt(git_world.owner).post(
         "/v4/events", {"parentEventId": body["id"], "startFrom": "publish"}, format="json"
     )
     assert again.json()["groupEventId"] == parent.pk
@@ -242,9 +249,9 @@ def test_a_restart_must_name_its_own_pipeline(world: World) -> None:
     assert Event.objects.count() == 2
 
 
-def test_a_disabled_job_says_who_and_why_and_does_not_start(world: World) -> None:
-    job = Job.objects.get(pipeline=world.pipeline, name="publish")
-    client = jwt(world.owner)
+def test_a_disabled_job_says_who_and_why_and_does_not_start(git_world: World) -> None:
+    job = Job.objects.get(pipeline=git_world.pipeline, name="publish")
+    client = jwt(git_world.owner)
 
     body = client.put(
         f"/v4/jobs/{job.pk}", {"state": "DISABLED", "stateChangeMessage": "flaky"}, format="json"
@@ -256,7 +263,7 @@ def test_a_disabled_job_says_who_and_why_and_does_not_start(world: World) -> Non
         "flaky",
     )
     started = client.post(
-        "/v4/events", {"pipelineId": world.pipeline.pk, "startFrom": "publish"}, format="json"
+        "/v4/events", {"pipelineId": git_world.pipeline.pk, "startFrom": "publish"}, format="json"
     )
     assert "disabled" in error(started, 422)
 
@@ -281,11 +288,13 @@ def test_a_pipeline_with_running_builds_is_not_deleted(world: World) -> None:
     assert not Pipeline.objects.exists() and not Event.objects.exists()
 
 
-def test_sync_rereads_the_config_at_the_branch_head(world: World) -> None:
-    Job.objects.filter(pipeline=world.pipeline, name="publish").update(archived=True)
+def test_sync_rereads_the_config_at_the_branch_head(git_world: World) -> None:
+    Job.objects.filter(pipeline=git_world.pipeline, name="publish").update(archived=True)
 
-    assert jwt(world.owner).post(f"/v4/pipelines/{world.pipeline.pk}/sync").status_code == 204
-    assert not Job.objects.get(pipeline=world.pipeline, name="publish").archived
+    assert (
+        jwt(git_world.owner).post(f"/v4/pipelines/{git_world.pipeline.pk}/sync").status_code == 204
+    )
+    assert not Job.objects.get(pipeline=git_world.pipeline, name="publish").archived
 
 
 def test_badges_are_svg_with_escaped_text(world: World) -> None:
@@ -355,9 +364,9 @@ def queries(client: APIClient, url: str) -> int:
     return len(captured)
 
 
-def test_new_lists_cost_the_same_for_few_and_many_rows(world: World, bob: User) -> None:
-    client = jwt(world.owner)
-    p = world.pipeline.pk
+def test_new_lists_cost_the_same_for_few_and_many_rows(git_world: World, bob: User) -> None:
+    client = jwt(git_world.owner)
+    p = git_world.pipeline.pk
     urls = [
         f"/v4/pipelines/{p}/builds",
         f"/v4/pipelines/{p}/secrets",
@@ -368,12 +377,12 @@ def test_new_lists_cost_the_same_for_few_and_many_rows(world: World, bob: User) 
     ]
     few = {url: queries(client, url) for url in urls}
     for i in range(6):
-        new_event(world.pipeline)
-        create_secret(pipeline=world.pipeline, name=f"S{i}", value="v", allow_in_pr=False)
+        new_event(git_world.pipeline)
+        create_secret(pipeline=git_world.pipeline, name=f"S{i}", value="v", allow_in_pr=False)
         client.post(f"/v4/pipelines/{p}/tokens", {"name": f"t{i}"}, format="json")
         client.post("/v4/tokens", {"name": f"u{i}"}, format="json")
         user = User.objects.create_user(username=f"user{i}")
-        grant_permission(pipeline=world.pipeline, user=user, role="admin", granted_by="alice")
+        grant_permission(pipeline=git_world.pipeline, user=user, role="admin", granted_by="alice")
 
     assert {url: queries(client, url) for url in urls} == few
 
@@ -424,16 +433,16 @@ def test_an_admin_updates_settings_and_badges_and_unknown_settings_are_refused(
 
 
 def test_an_inactive_pipeline_starts_no_events_until_it_is_active_again(
-    world: World, alice: User
+    git_world: World, alice: User
 ) -> None:
-    url = f"/v4/pipelines/{world.pipeline.pk}"
+    url = f"/v4/pipelines/{git_world.pipeline.pk}"
     body = {"state": "INACTIVE", "stateChangeMessage": "moved to the new repo"}
     response = _as(alice).put(url, body, format="json")
     assert response.status_code == 200
     assert response.json()["stateChanger"] == "alice"
     assert response.json()["stateChangeMessage"] == "moved to the new repo"
 
-    start = {"pipelineId": world.pipeline.pk, "startFrom": "~commit"}
+    start = {"pipelineId": git_world.pipeline.pk, "startFrom": "~commit"}
     refused = _as(alice).post("/v4/events", start, format="json")
     assert refused.status_code == 409
     assert "INACTIVE".lower() in refused.json()["message"]

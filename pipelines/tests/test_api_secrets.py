@@ -70,7 +70,7 @@ def test_secret_values_appear_in_no_response_log_or_page(
     settings.SD_API_URL = "http://127.0.0.1:9"
     caplog.set_level(logging.DEBUG)
     owner = User.objects.create_superuser(username="alice")
-    world = make_world(make_repo({"screwdriver.yaml": CHAIN}), owner)
+    world = make_world(owner, make_repo({"screwdriver.yaml": CHAIN}))
     api = with_bearer(issue_user_token(username="alice", is_admin=True))
     p = world.pipeline.pk
     created = api.post(
@@ -100,7 +100,7 @@ def test_secret_values_appear_in_no_response_log_or_page(
 
 def test_only_the_builds_own_token_receives_the_value(make_repo: Callable[..., GitRepo]) -> None:
     owner = User.objects.create_superuser(username="alice")
-    world = make_world(make_repo({"screwdriver.yaml": CHAIN}), owner)
+    world = make_world(owner, make_repo({"screwdriver.yaml": CHAIN}))
     api = with_bearer(issue_user_token(username="alice", is_admin=True))
     api.post(
         "/v4/secrets",

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def private(make_repo: Callable[..., GitRepo], settings: Any) -> World:
     settings.SD_API_URL = "http://127.0.0.1:9"  # the push hook has nobody to tell
-    world = make_world(make_repo({"screwdriver.yaml": CHAIN}), User.objects.create_user("ada"))
+    world = make_world(User.objects.create_user("ada"), make_repo({"screwdriver.yaml": CHAIN}))
     Pipeline.objects.filter(pk=world.pipeline.pk).update(settings={"public": False})
     return world
 

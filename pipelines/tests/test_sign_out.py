@@ -113,7 +113,7 @@ def test_a_password_changed_in_the_admin_refuses_the_earlier_jwts(alice: User) -
 def test_a_users_logout_leaves_build_and_pipeline_tokens_alone(
     make_repo: Callable[..., GitRepo], alice: User
 ) -> None:
-    world = make_world(make_repo({"screwdriver.yaml": CHAIN}), alice)
+    world = make_world(alice, make_repo({"screwdriver.yaml": CHAIN}))
     build_token = issue_build_token(world.build)
     pipeline_token = issue_pipeline_token(pipeline_id=world.pipeline.pk)
     user_token = login()

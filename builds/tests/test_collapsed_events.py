@@ -1,18 +1,19 @@
-"""An event whose builds all gave way to a newer event's (COLLAPSED) ends; it does not hang."""
+"""An event whose builds all gave way to a newer event's (COLLAPSED) ends; it does not hang.
+
+Events start on a pipeline made from a screwdriver.yaml's text by the real services, without
+git (`pipelines.tests.factories`).
+"""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 
 from builds import services
 from builds.models import Build, BuildStatus
-from conftest import GitRepo
 from pipelines.models import Event, Pipeline
-from pipelines.services import Creator, create_pipeline, start_event
+from pipelines.services import Creator
+from pipelines.tests.factories import event_from_yaml, pipeline_from_yaml
 
 pytestmark = pytest.mark.django_db
 
@@ -31,22 +32,13 @@ jobs:
 """
 
 
-@pytest.fixture(autouse=True)
-def _no_hook_delivery(settings: Any) -> None:
-    # Installed hooks post to SD_API_URL; a closed port keeps pushes from reaching any server.
-    settings.SD_API_URL = "http://127.0.0.1:9"
-
-
 @pytest.fixture
-def pipeline(make_repo: Callable[..., GitRepo]) -> Pipeline:
-    repo = make_repo({"screwdriver.yaml": ONE_JOB})
-    return create_pipeline(
-        checkout_url=repo.checkout_url, user=User.objects.create_user(username="alice")
-    )
+def pipeline() -> Pipeline:
+    return pipeline_from_yaml(ONE_JOB, owner=User.objects.create_user(username="alice"))
 
 
 def new_event(pipeline: Pipeline, start_from: str = "~commit") -> Event:
-    return start_event(pipeline=pipeline, start_from=start_from, creator=Creator("A", "alice"))
+    return event_from_yaml(pipeline, ONE_JOB, start_from=start_from, creator=Creator("A", "alice"))
 
 
 def build_of(event: Event, job: str) -> Build:

@@ -1,4 +1,9 @@
-"""Freeze windows: FROZEN inside the window, queued again when it ends, `[force start]`."""
+"""Freeze windows: FROZEN inside the window, queued again when it ends, `[force start]`.
+
+The service tests start events on pipelines made from a screwdriver.yaml's text by the real
+services, without git (`pipelines.tests.factories`); the slow tests run real builds through
+the worker and the launcher, which check out a real git repository.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from pipelines.models import Event, Job, Pipeline
 from pipelines.services import Creator, create_pipeline, start_event
 from pipelines.services.pipelines import PipelineError
 from pipelines.tasks import release_frozen_builds
+from pipelines.tests.factories import event_from_yaml, pipeline_from_yaml
 
 
 def _at(text: str) -> datetime:
@@ -91,13 +97,34 @@ jobs:
 """
 
 
-def _pipeline(make_repo: Any, window: str) -> Pipeline:
+# Every day from 10:00 to 21:59: a build started inside it is re-queued at 22:00.
+WINDOW = "* 10-21 ? * *"
+FROZEN_YAML = YAML.replace("{window}", WINDOW)
+
+
+def _pipeline() -> Pipeline:
+    """A pipeline whose one job has the freeze window WINDOW, made without git."""
+    user = User.objects.create_user(username="alice", password="pw-alice-123")
+    return pipeline_from_yaml(FROZEN_YAML, owner=user)
+
+
+def _start(pipeline: Pipeline, cause: str = "") -> Build:
+    """The build of an event at the pipeline's head, started without git."""
+    event = event_from_yaml(
+        pipeline, FROZEN_YAML, creator=Creator("alice", "alice"), cause_message=cause
+    )
+    return Build.objects.get(event=event)
+
+
+def _git_pipeline(make_repo: Any, window: str) -> Pipeline:
+    """A pipeline on a real repository, which a launcher checks out."""
     user = User.objects.create_user(username="alice", password="pw-alice-123")
     repo = make_repo({"screwdriver.yaml": YAML.replace("{window}", window)})
     return create_pipeline(checkout_url=repo.checkout_url, user=user)
 
 
-def _start(pipeline: Pipeline, cause: str = "") -> Build:
+def _git_start(pipeline: Pipeline, cause: str = "") -> Build:
+    """The build of an event at the head of the pipeline's repository, read through the SCM."""
     event = start_event(
         pipeline=pipeline,
         start_from="~commit",
@@ -112,8 +139,8 @@ def _status(build: Build) -> str:
 
 
 @pytest.mark.django_db
-def test_a_build_started_inside_its_window_is_frozen_until_the_window_ends(make_repo: Any) -> None:
-    pipeline = _pipeline(make_repo, "* 10-21 ? * *")
+def test_a_build_started_inside_its_window_is_frozen_until_the_window_ends() -> None:
+    pipeline = _pipeline()
 
     with time_machine.travel(_at("2026-01-07 12:34:56"), tick=False):
         build = _start(pipeline)
@@ -129,8 +156,8 @@ def test_a_build_started_inside_its_window_is_frozen_until_the_window_ends(make_
 
 
 @pytest.mark.django_db
-def test_a_build_started_outside_its_window_is_queued(make_repo: Any) -> None:
-    pipeline = _pipeline(make_repo, "* 10-21 ? * *")
+def test_a_build_started_outside_its_window_is_queued() -> None:
+    pipeline = _pipeline()
 
     with time_machine.travel(_at("2026-01-07 08:00"), tick=False):
         build = _start(pipeline)
@@ -139,8 +166,8 @@ def test_a_build_started_outside_its_window_is_queued(make_repo: Any) -> None:
 
 
 @pytest.mark.django_db
-def test_force_start_in_the_cause_message_skips_the_freeze(make_repo: Any) -> None:
-    pipeline = _pipeline(make_repo, "* 10-21 ? * *")
+def test_force_start_in_the_cause_message_skips_the_freeze() -> None:
+    pipeline = _pipeline()
 
     with time_machine.travel(_at("2026-01-07 12:00"), tick=False):
         build = _start(pipeline, cause="[force start] hotfix for the outage")
@@ -149,8 +176,8 @@ def test_force_start_in_the_cause_message_skips_the_freeze(make_repo: Any) -> No
 
 
 @pytest.mark.django_db
-def test_force_start_is_matched_as_screwdriver_matches_it_case_and_all(make_repo: Any) -> None:
-    pipeline = _pipeline(make_repo, "* 10-21 ? * *")
+def test_force_start_is_matched_as_screwdriver_matches_it_case_and_all() -> None:
+    pipeline = _pipeline()
 
     with time_machine.travel(_at("2026-01-07 12:00"), tick=False):
         build = _start(pipeline, cause="[Force Start] please")
@@ -159,8 +186,8 @@ def test_force_start_is_matched_as_screwdriver_matches_it_case_and_all(make_repo
 
 
 @pytest.mark.django_db
-def test_a_newer_frozen_build_of_the_job_collapses_the_older_one(make_repo: Any) -> None:
-    pipeline = _pipeline(make_repo, "* 10-21 ? * *")
+def test_a_newer_frozen_build_of_the_job_collapses_the_older_one() -> None:
+    pipeline = _pipeline()
 
     with time_machine.travel(_at("2026-01-07 12:00"), tick=False):
         older = _start(pipeline)
@@ -173,8 +200,8 @@ def test_a_newer_frozen_build_of_the_job_collapses_the_older_one(make_repo: Any)
 
 
 @pytest.mark.django_db
-def test_a_force_started_build_collapses_the_frozen_one_it_overtakes(make_repo: Any) -> None:
-    pipeline = _pipeline(make_repo, "* 10-21 ? * *")
+def test_a_force_started_build_collapses_the_frozen_one_it_overtakes() -> None:
+    pipeline = _pipeline()
 
     with time_machine.travel(_at("2026-01-07 12:00"), tick=False):
         frozen = _start(pipeline)
@@ -185,8 +212,8 @@ def test_a_force_started_build_collapses_the_frozen_one_it_overtakes(make_repo: 
 
 
 @pytest.mark.django_db
-def test_the_release_keeps_a_build_frozen_while_its_window_lasts(make_repo: Any) -> None:
-    pipeline = _pipeline(make_repo, "* 10-21 ? * *")
+def test_the_release_keeps_a_build_frozen_while_its_window_lasts() -> None:
+    pipeline = _pipeline()
     with time_machine.travel(_at("2026-01-07 12:00"), tick=False):
         build = _start(pipeline)
 
@@ -197,8 +224,8 @@ def test_the_release_keeps_a_build_frozen_while_its_window_lasts(make_repo: Any)
 
 
 @pytest.mark.django_db
-def test_the_release_queues_the_build_once_its_window_has_ended(make_repo: Any) -> None:
-    pipeline = _pipeline(make_repo, "* 10-21 ? * *")
+def test_the_release_queues_the_build_once_its_window_has_ended() -> None:
+    pipeline = _pipeline()
     with time_machine.travel(_at("2026-01-07 12:00"), tick=False):
         build = _start(pipeline)
 
@@ -210,10 +237,8 @@ def test_the_release_queues_the_build_once_its_window_has_ended(make_repo: Any) 
 
 
 @pytest.mark.django_db
-def test_aborting_a_frozen_build_says_so_and_its_release_does_not_bring_it_back(
-    make_repo: Any,
-) -> None:
-    pipeline = _pipeline(make_repo, "* 10-21 ? * *")
+def test_aborting_a_frozen_build_says_so_and_its_release_does_not_bring_it_back() -> None:
+    pipeline = _pipeline()
     with time_machine.travel(_at("2026-01-07 12:00"), tick=False):
         build = _start(pipeline)
         services.abort_build(build_id=build.pk, message="Aborted by alice")
@@ -232,8 +257,8 @@ def test_aborting_a_frozen_build_says_so_and_its_release_does_not_bring_it_back(
 
 
 @pytest.mark.django_db
-def test_a_released_build_still_waits_for_what_blocks_it(make_repo: Any) -> None:
-    pipeline = _pipeline(make_repo, "* 10-21 ? * *")
+def test_a_released_build_still_waits_for_what_blocks_it() -> None:
+    pipeline = _pipeline()
     with time_machine.travel(_at("2026-01-07 12:00"), tick=False):
         frozen = _start(pipeline)
         running = _start(pipeline, cause="[force start]")
@@ -250,8 +275,8 @@ def test_a_released_build_still_waits_for_what_blocks_it(make_repo: Any) -> None
 
 
 @pytest.mark.django_db
-def test_a_blocked_build_let_through_inside_a_window_is_frozen_instead(make_repo: Any) -> None:
-    pipeline = _pipeline(make_repo, "* 10-21 ? * *")
+def test_a_blocked_build_let_through_inside_a_window_is_frozen_instead() -> None:
+    pipeline = _pipeline()
     with time_machine.travel(_at("2026-01-07 08:00"), tick=False):
         first = _start(pipeline)
         services.mark_running(build_id=first.pk)
@@ -267,9 +292,9 @@ def test_a_blocked_build_let_through_inside_a_window_is_frozen_instead(make_repo
 
 
 @pytest.mark.django_db
-def test_a_disabled_jobs_build_is_never_frozen_because_it_is_never_made(make_repo: Any) -> None:
+def test_a_disabled_jobs_build_is_never_frozen_because_it_is_never_made() -> None:
     # Screwdriver skips disabled jobs before it looks at freeze windows; so does start_event.
-    pipeline = _pipeline(make_repo, "* 10-21 ? * *")
+    pipeline = _pipeline()
     Job.objects.filter(pipeline=pipeline).update(state=Job.State.DISABLED)
 
     with time_machine.travel(_at("2026-01-07 12:00"), tick=False), pytest.raises(PipelineError):
@@ -294,10 +319,10 @@ def test_a_frozen_build_runs_to_success_on_the_worker_after_its_window(
     # The worker and the launcher run on the real clock, so the frozen moment is three hours
     # before the real present, and the release happens back in the present, after the window.
     frozen_at = datetime.now(tz=UTC) - timedelta(hours=3)
-    pipeline = _pipeline(make_repo, _window_around(frozen_at))
+    pipeline = _git_pipeline(make_repo, _window_around(frozen_at))
 
     with time_machine.travel(frozen_at, tick=True):
-        build = _start(pipeline)
+        build = _git_start(pipeline)
         assert _status(build) == BuildStatus.FROZEN
         window_end = frozen_at.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
         assert build.job_id
@@ -322,9 +347,9 @@ def test_a_frozen_build_runs_to_success_on_the_worker_after_its_window(
 @pytest.mark.django_db(transaction=True)
 def test_a_force_started_build_runs_at_once_inside_its_window(stack: Any, make_repo: Any) -> None:
     # The window is the real present's hour: the worker's real clock is inside it too.
-    pipeline = _pipeline(make_repo, _window_around(datetime.now(tz=UTC)))
+    pipeline = _git_pipeline(make_repo, _window_around(datetime.now(tz=UTC)))
 
-    build = _start(pipeline, cause="[force start] ship it")
+    build = _git_start(pipeline, cause="[force start] ship it")
 
     wait_until(
         lambda: _status(build) == BuildStatus.SUCCESS,
@@ -339,9 +364,9 @@ def test_the_workers_scheduler_releases_the_frozen_build_on_its_own(
     stack: Any, make_repo: Any
 ) -> None:
     frozen_at = datetime.now(tz=UTC) - timedelta(hours=3)
-    pipeline = _pipeline(make_repo, _window_around(frozen_at))
+    pipeline = _git_pipeline(make_repo, _window_around(frozen_at))
     with time_machine.travel(frozen_at, tick=True):
-        build = _start(pipeline)
+        build = _git_start(pipeline)
         assert _status(build) == BuildStatus.FROZEN
 
     # No call from the test: the ONCE schedule at the window's end (now past) does it.

@@ -1,7 +1,9 @@
 """Stages: the stage record, the stage build, teardown after a failure, downstream on success.
 
-Service tests report what a launcher would (`mark_running`, `finish_build`) on real pipelines
-of real git repositories; the slow test runs real builds through the worker and the launcher.
+Service tests report what a launcher would (`mark_running`, `finish_build`) on pipelines made
+from a screwdriver.yaml's text by the real services, without git (`pipelines.tests.factories`).
+What reads the repository runs on a real git repository: a sync after a push, and the slow
+test, which runs real builds through the worker and the launcher.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from builds.models import Build, BuildStatus, StageBuild
 from conftest import GitRepo, verdicts, wait_until
 from pipelines.models import Event, Job, Pipeline, Stage
 from pipelines.services import Creator, create_pipeline, start_event, sync_pipeline
+from pipelines.tests.factories import event_from_yaml, pipeline_from_yaml
 
 MakeRepo = Callable[..., GitRepo]
 
@@ -68,14 +71,26 @@ def _no_hook_delivery(settings: Any) -> None:
     settings.SD_API_URL = "http://127.0.0.1:9"
 
 
-def pipeline_of(make_repo: MakeRepo, yaml: str) -> Pipeline:
+def pipeline_of(yaml: str) -> Pipeline:
+    """A pipeline whose branch head holds `yaml`, made without git."""
+    return pipeline_from_yaml(yaml, owner=User.objects.get_or_create(username="alice")[0])
+
+
+def new_event(pipeline: Pipeline, yaml: str) -> Event:
+    """An event at the commit of `pipeline_of(yaml)`'s head, started without git."""
+    return event_from_yaml(pipeline, yaml, creator=Creator("Alice", "alice"))
+
+
+def git_pipeline_of(make_repo: MakeRepo, yaml: str) -> Pipeline:
+    """The pipeline on a real repository, for what reads it: a launcher's checkout."""
     user = User.objects.get_or_create(username="alice")[0]
     return create_pipeline(
         checkout_url=make_repo({"screwdriver.yaml": yaml}).checkout_url, user=user
     )
 
 
-def new_event(pipeline: Pipeline) -> Event:
+def git_event(pipeline: Pipeline) -> Event:
+    """An event at the head of the pipeline's repository, read through the SCM."""
     return start_event(pipeline=pipeline, start_from="~commit", creator=Creator("Alice", "alice"))
 
 
@@ -101,8 +116,8 @@ def stage_build(event: Event) -> StageBuild:
 
 
 @pytest.mark.django_db
-def test_a_stage_record_names_its_jobs_setup_and_teardown(make_repo: MakeRepo) -> None:
-    pipeline = pipeline_of(make_repo, staged())
+def test_a_stage_record_names_its_jobs_setup_and_teardown() -> None:
+    pipeline = pipeline_of(staged())
     jobs = dict(Job.objects.filter(pipeline=pipeline).values_list("name", "pk"))
 
     stage = Stage.objects.get(pipeline=pipeline)
@@ -141,10 +156,9 @@ def test_a_stage_dropped_from_the_file_is_archived_and_comes_back_when_restored(
 
 
 @pytest.mark.django_db
-def test_the_stage_build_starts_with_the_stage_and_succeeds_with_its_teardown(
-    make_repo: MakeRepo,
-) -> None:
-    event = new_event(pipeline_of(make_repo, staged()))
+def test_the_stage_build_starts_with_the_stage_and_succeeds_with_its_teardown() -> None:
+    yaml = staged()
+    event = new_event(pipeline_of(yaml), yaml)
     assert not StageBuild.objects.filter(event=event).exists()
 
     run(build_of(event, "main"))  # the virtual setup succeeds at once, ci-deploy is queued
@@ -166,10 +180,9 @@ def test_the_stage_build_starts_with_the_stage_and_succeeds_with_its_teardown(
 
 
 @pytest.mark.django_db
-def test_a_failed_stage_job_runs_the_teardown_once_the_other_stage_jobs_end(
-    make_repo: MakeRepo,
-) -> None:
-    event = new_event(pipeline_of(make_repo, staged()))
+def test_a_failed_stage_job_runs_the_teardown_once_the_other_stage_jobs_end() -> None:
+    yaml = staged()
+    event = new_event(pipeline_of(yaml), yaml)
     run(build_of(event, "main"))
     run(build_of(event, "ci-deploy"))
 
@@ -186,10 +199,9 @@ def test_a_failed_stage_job_runs_the_teardown_once_the_other_stage_jobs_end(
 
 
 @pytest.mark.django_db
-def test_after_a_failed_stage_the_teardown_runs_but_what_follows_the_stage_does_not(
-    make_repo: MakeRepo,
-) -> None:
-    event = new_event(pipeline_of(make_repo, staged()))
+def test_after_a_failed_stage_the_teardown_runs_but_what_follows_the_stage_does_not() -> None:
+    yaml = staged()
+    event = new_event(pipeline_of(yaml), yaml)
     run(build_of(event, "main"))
     run(build_of(event, "ci-deploy"))
     run(build_of(event, "ci-lint"))
@@ -204,8 +216,9 @@ def test_after_a_failed_stage_the_teardown_runs_but_what_follows_the_stage_does_
 
 
 @pytest.mark.django_db
-def test_a_failing_teardown_fails_the_stage_and_nothing_follows(make_repo: MakeRepo) -> None:
-    event = new_event(pipeline_of(make_repo, staged()))
+def test_a_failing_teardown_fails_the_stage_and_nothing_follows() -> None:
+    yaml = staged()
+    event = new_event(pipeline_of(yaml), yaml)
     for name in ["main", "ci-deploy", "ci-test", "ci-lint"]:
         run(build_of(event, name))
 
@@ -216,8 +229,9 @@ def test_a_failing_teardown_fails_the_stage_and_nothing_follows(make_repo: MakeR
 
 
 @pytest.mark.django_db
-def test_an_aborted_stage_job_also_gets_the_teardown(make_repo: MakeRepo) -> None:
-    event = new_event(pipeline_of(make_repo, staged()))
+def test_an_aborted_stage_job_also_gets_the_teardown() -> None:
+    yaml = staged()
+    event = new_event(pipeline_of(yaml), yaml)
     run(build_of(event, "main"))
 
     services.abort_build(build_id=build_of(event, "ci-deploy").pk, message="stop")
@@ -228,18 +242,17 @@ def test_an_aborted_stage_job_also_gets_the_teardown(make_repo: MakeRepo) -> Non
 
 
 @pytest.mark.django_db
-def test_a_stage_whose_job_collapsed_into_a_newer_event_still_gets_its_teardown(
-    make_repo: MakeRepo,
-) -> None:
-    pipeline = pipeline_of(make_repo, staged())
-    first = new_event(pipeline)
+def test_a_stage_whose_job_collapsed_into_a_newer_event_still_gets_its_teardown() -> None:
+    yaml = staged()
+    pipeline = pipeline_of(yaml)
+    first = new_event(pipeline, yaml)
     run(build_of(first, "main"))
     services.mark_running(build_id=build_of(first, "ci-deploy").pk)
     # ci-deploy blocks itself: the second and third events' builds wait, the older collapses.
-    second = new_event(pipeline)
+    second = new_event(pipeline, yaml)
     run(build_of(second, "main"))
     assert build_of(second, "ci-deploy").status == BuildStatus.BLOCKED
-    third = new_event(pipeline)
+    third = new_event(pipeline, yaml)
 
     run(build_of(third, "main"))
 
@@ -252,18 +265,16 @@ def test_a_stage_whose_job_collapsed_into_a_newer_event_still_gets_its_teardown(
 
 
 @pytest.mark.django_db
-def test_a_stage_whose_frozen_job_collapsed_into_a_newer_event_still_gets_its_teardown(
-    make_repo: MakeRepo,
-) -> None:
+def test_a_stage_whose_frozen_job_collapsed_into_a_newer_event_still_gets_its_teardown() -> None:
     frozen = staged().replace(
         "  ci-deploy:\n", '  ci-deploy:\n    freezeWindows: ["* 10-21 ? * *"]\n'
     )
-    pipeline = pipeline_of(make_repo, frozen)
+    pipeline = pipeline_of(frozen)
     with time_machine.travel(datetime(2026, 1, 7, 12, tzinfo=UTC), tick=False):
-        first = new_event(pipeline)
+        first = new_event(pipeline, frozen)
         run(build_of(first, "main"))
         assert build_of(first, "ci-deploy").status == BuildStatus.FROZEN
-        second = new_event(pipeline)
+        second = new_event(pipeline, frozen)
 
         run(build_of(second, "main"))
 
@@ -274,13 +285,11 @@ def test_a_stage_whose_frozen_job_collapsed_into_a_newer_event_still_gets_its_te
 
 
 @pytest.mark.django_db
-def test_a_virtual_teardown_after_a_failure_succeeds_and_still_stops_what_follows(
-    make_repo: MakeRepo,
-) -> None:
+def test_a_virtual_teardown_after_a_failure_succeeds_and_still_stops_what_follows() -> None:
     yaml = staged().replace(
         '    teardown:\n      steps:\n        - clean: echo "teardown ran"\n', ""
     )
-    event = new_event(pipeline_of(make_repo, yaml))
+    event = new_event(pipeline_of(yaml), yaml)
     run(build_of(event, "main"))
 
     run(build_of(event, "ci-deploy"), BuildStatus.FAILURE)
@@ -294,11 +303,10 @@ def test_a_virtual_teardown_after_a_failure_succeeds_and_still_stops_what_follow
 
 
 @pytest.mark.django_db
-def test_the_api_lists_a_pipelines_stages_and_an_events_stage_builds(
-    make_repo: MakeRepo,
-) -> None:
-    pipeline = pipeline_of(make_repo, staged())
-    event = new_event(pipeline)
+def test_the_api_lists_a_pipelines_stages_and_an_events_stage_builds() -> None:
+    yaml = staged()
+    pipeline = pipeline_of(yaml)
+    event = new_event(pipeline, yaml)
     run(build_of(event, "main"))
     client = APIClient()
     client.force_authenticate(User.objects.get(username="alice"))
@@ -331,11 +339,10 @@ def test_the_api_lists_a_pipelines_stages_and_an_events_stage_builds(
 
 @pytest.mark.oracle
 @pytest.mark.django_db
-def test_stages_and_stage_builds_pass_screwdrivers_get_models(
-    data_schema: Path, make_repo: MakeRepo
-) -> None:
-    pipeline = pipeline_of(make_repo, staged())
-    event = new_event(pipeline)
+def test_stages_and_stage_builds_pass_screwdrivers_get_models(data_schema: Path) -> None:
+    yaml = staged()
+    pipeline = pipeline_of(yaml)
+    event = new_event(pipeline, yaml)
     run(build_of(event, "main"))
     client = APIClient()
     client.force_authenticate(User.objects.get(username="alice"))
@@ -365,8 +372,8 @@ def test_a_failing_stage_job_is_followed_by_the_teardown_and_not_by_what_follows
     from builds.logs import read_page
     from builds.models import Step
 
-    pipeline = pipeline_of(make_repo, staged(test='echo "tests failed" && exit 3'))
-    event = new_event(pipeline)
+    pipeline = git_pipeline_of(make_repo, staged(test='echo "tests failed" && exit 3'))
+    event = git_event(pipeline)
 
     done = wait_until(lambda: _done(event), timeout=120, what="the staged event to finish")
 
@@ -428,10 +435,8 @@ stages:
 
 
 @pytest.mark.django_db
-def test_a_failed_stages_teardown_waits_for_the_job_a_virtual_job_starts_in_it(
-    make_repo: MakeRepo,
-) -> None:
-    event = new_event(pipeline_of(make_repo, VIRTUAL_IN_STAGE))
+def test_a_failed_stages_teardown_waits_for_the_job_a_virtual_job_starts_in_it() -> None:
+    event = new_event(pipeline_of(VIRTUAL_IN_STAGE), VIRTUAL_IN_STAGE)
     run(build_of(event, "main"))
     run(build_of(event, "ci-deploy"))
     run(build_of(event, "ci-b"), BuildStatus.FAILURE)

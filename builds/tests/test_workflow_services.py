@@ -1,7 +1,9 @@
 """Screwdriver's workflow semantics in the completion service: matrix, parameters, virtual jobs.
 
-Builds come from real pipelines on real git repositories; nothing runs them: the tests report
-what a launcher would (`mark_running`, `finish_build`) and look at what was queued.
+Builds come from pipelines made from a screwdriver.yaml's text by the real services, without
+git (`pipelines.tests.factories`); what reads the repository (a launch spec, a restart, the
+events API, a pushed commit) runs on a real git repository. Nothing runs the builds: the tests
+report what a launcher would (`mark_running`, `finish_build`) and look at what was queued.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from builds.models import Build, BuildStatus
 from conftest import GitRepo
 from pipelines.models import Event, Pipeline
 from pipelines.services import Creator, create_pipeline, start_event
+from pipelines.tests.factories import event_from_yaml, pipeline_from_yaml
 
 MakeRepo = Callable[..., GitRepo]
 
@@ -57,14 +60,26 @@ def _no_hook_delivery(settings: Any) -> None:
     settings.SD_API_URL = "http://127.0.0.1:9"
 
 
-def pipeline_of(make_repo: MakeRepo, yaml: str) -> Pipeline:
+def pipeline_of(yaml: str) -> Pipeline:
+    """A pipeline whose branch head holds `yaml`, made without git."""
+    return pipeline_from_yaml(yaml, owner=User.objects.create_user(username="alice"))
+
+
+def new_event(pipeline: Pipeline, yaml: str, **kwargs: Any) -> Event:
+    """An event at the commit of `pipeline_of(yaml)`'s head, started without git."""
+    return event_from_yaml(pipeline, yaml, creator=Creator("Alice", "alice"), **kwargs)
+
+
+def git_pipeline_of(make_repo: MakeRepo, yaml: str) -> Pipeline:
+    """The pipeline on a real repository, for what reads it: launch specs, restarts, the API."""
     user = User.objects.create_user(username="alice")
     return create_pipeline(
         checkout_url=make_repo({"screwdriver.yaml": yaml}).checkout_url, user=user
     )
 
 
-def new_event(pipeline: Pipeline, **kwargs: Any) -> Event:
+def git_event(pipeline: Pipeline, **kwargs: Any) -> Event:
+    """An event at the head of the pipeline's repository, read through the SCM."""
     return start_event(
         pipeline=pipeline, start_from="~commit", creator=Creator("Alice", "alice"), **kwargs
     )
@@ -90,7 +105,7 @@ def run(build: Build, status: str = BuildStatus.SUCCESS) -> Build:
 def test_every_matrix_permutation_is_its_own_build_with_its_environment_and_image(
     make_repo: MakeRepo,
 ) -> None:
-    event = new_event(pipeline_of(make_repo, MATRIX))
+    event = git_event(git_pipeline_of(make_repo, MATRIX))
 
     tests = builds_of(event, "test")
 
@@ -102,10 +117,8 @@ def test_every_matrix_permutation_is_its_own_build_with_its_environment_and_imag
     assert (env["NODE"], env["GREETING"]) == ("22", "hi")
 
 
-def test_a_job_after_a_matrix_job_waits_for_every_permutation_and_runs_once(
-    make_repo: MakeRepo,
-) -> None:
-    event = new_event(pipeline_of(make_repo, MATRIX))
+def test_a_job_after_a_matrix_job_waits_for_every_permutation_and_runs_once() -> None:
+    event = new_event(pipeline_of(MATRIX), MATRIX)
     first, second, third = builds_of(event, "test")
 
     run(first)
@@ -117,8 +130,8 @@ def test_a_job_after_a_matrix_job_waits_for_every_permutation_and_runs_once(
     assert [(b.permutation, b.status) for b in after] == [(0, BuildStatus.QUEUED)]
 
 
-def test_a_join_waits_for_every_permutation_of_its_matrix_parent(make_repo: MakeRepo) -> None:
-    event = new_event(pipeline_of(make_repo, MATRIX))
+def test_a_join_waits_for_every_permutation_of_its_matrix_parent() -> None:
+    event = new_event(pipeline_of(MATRIX), MATRIX)
     first, second, third = builds_of(event, "test")
     run(builds_of(event, "other")[0])
     run(first)
@@ -130,8 +143,8 @@ def test_a_join_waits_for_every_permutation_of_its_matrix_parent(make_repo: Make
     assert [b.status for b in builds_of(event, "join")] == [BuildStatus.QUEUED]
 
 
-def test_one_failed_permutation_stops_what_follows_the_matrix_job(make_repo: MakeRepo) -> None:
-    event = new_event(pipeline_of(make_repo, MATRIX))
+def test_one_failed_permutation_stops_what_follows_the_matrix_job() -> None:
+    event = new_event(pipeline_of(MATRIX), MATRIX)
     first, second, third = builds_of(event, "test")
     run(builds_of(event, "other")[0])
     run(first)
@@ -143,9 +156,7 @@ def test_one_failed_permutation_stops_what_follows_the_matrix_job(make_repo: Mak
     assert Event.objects.get(pk=event.pk).status == Event.Status.FAILURE
 
 
-def test_a_job_that_requires_a_matrix_job_runs_every_one_of_its_own_permutations(
-    make_repo: MakeRepo,
-) -> None:
+def test_a_job_that_requires_a_matrix_job_runs_every_one_of_its_own_permutations() -> None:
     yaml = """
 jobs:
   main:
@@ -161,7 +172,7 @@ jobs:
     steps:
       - fan: echo "$OS"
 """
-    event = new_event(pipeline_of(make_repo, yaml))
+    event = new_event(pipeline_of(yaml), yaml)
     run(builds_of(event, "main")[0])
 
     fan = builds_of(event, "fan")
@@ -195,9 +206,10 @@ jobs:
 """
 
 
-def test_parameters_chosen_at_start_are_recorded_in_the_event_meta(make_repo: MakeRepo) -> None:
+def test_parameters_chosen_at_start_are_recorded_in_the_event_meta() -> None:
     event = new_event(
-        pipeline_of(make_repo, PARAMETERS),
+        pipeline_of(PARAMETERS),
+        PARAMETERS,
         meta={"parameters": {"region": {"value": "eu-north-1"}, "main": {"size": "large"}}},
     )
 
@@ -209,8 +221,8 @@ def test_parameters_chosen_at_start_are_recorded_in_the_event_meta(make_repo: Ma
 
 
 def test_a_build_reads_its_pipeline_and_its_own_job_parameters(make_repo: MakeRepo) -> None:
-    event = new_event(
-        pipeline_of(make_repo, PARAMETERS), meta={"parameters": {"color": {"value": "blue"}}}
+    event = git_event(
+        git_pipeline_of(make_repo, PARAMETERS), meta={"parameters": {"color": {"value": "blue"}}}
     )
 
     meta = launch_spec(builds_of(event, "main")[0])["meta"]
@@ -223,8 +235,8 @@ def test_a_build_reads_its_pipeline_and_its_own_job_parameters(make_repo: MakeRe
 def test_a_restart_inherits_the_parameters_and_may_change_them(make_repo: MakeRepo) -> None:
     from pipelines.services import restart_event
 
-    pipeline = pipeline_of(make_repo, PARAMETERS)
-    first = new_event(pipeline, meta={"parameters": {"region": "ap-south-1"}})
+    pipeline = git_pipeline_of(make_repo, PARAMETERS)
+    first = git_event(pipeline, meta={"parameters": {"region": "ap-south-1"}})
 
     same = restart_event(parent_event=first, start_from="main", creator=Creator("A", "alice"))
     changed = restart_event(
@@ -243,7 +255,7 @@ def test_a_restart_inherits_the_parameters_and_may_change_them(make_repo: MakeRe
 def test_the_api_takes_parameters_in_meta_or_at_the_top_level(make_repo: MakeRepo) -> None:
     from rest_framework.test import APIClient
 
-    pipeline = pipeline_of(make_repo, PARAMETERS)
+    pipeline = git_pipeline_of(make_repo, PARAMETERS)
     client = APIClient()
     client.force_authenticate(User.objects.get(username="alice"))
 
@@ -297,10 +309,8 @@ jobs:
 """
 
 
-def test_a_virtual_start_job_succeeds_at_once_and_its_next_job_is_queued(
-    make_repo: MakeRepo,
-) -> None:
-    event = new_event(pipeline_of(make_repo, VIRTUAL))
+def test_a_virtual_start_job_succeeds_at_once_and_its_next_job_is_queued() -> None:
+    event = new_event(pipeline_of(VIRTUAL), VIRTUAL)
 
     (gate,) = builds_of(event, "gate")
     assert gate.status == BuildStatus.SUCCESS
@@ -310,10 +320,8 @@ def test_a_virtual_start_job_succeeds_at_once_and_its_next_job_is_queued(
     assert builds_of(event, "build")[0].parent_build_id == gate.pk
 
 
-def test_a_virtual_join_succeeds_when_its_parents_did_and_starts_what_follows(
-    make_repo: MakeRepo,
-) -> None:
-    event = new_event(pipeline_of(make_repo, VIRTUAL))
+def test_a_virtual_join_succeeds_when_its_parents_did_and_starts_what_follows() -> None:
+    event = new_event(pipeline_of(VIRTUAL), VIRTUAL)
     run(builds_of(event, "lint")[0])
     assert [b.status for b in builds_of(event, "release")] == [BuildStatus.CREATED]
 
@@ -351,7 +359,7 @@ jobs:
 
 
 def _diamond_event(make_repo: MakeRepo, docs: str) -> Event:
-    event = new_event(pipeline_of(make_repo, DIAMOND))
+    event = git_event(git_pipeline_of(make_repo, DIAMOND))
     run(builds_of(event, "main")[0])
     run(builds_of(event, "publish")[0])
     docs_build = builds_of(event, "docs")[0]
@@ -415,7 +423,7 @@ def test_a_restart_does_not_take_an_old_result_of_a_job_it_has_yet_to_run(
     yaml = DIAMOND.replace("requires: [publish, docs]", "requires: [publish, late]") + (
         "  late:\n    requires: [docs]\n    steps:\n      - late: echo late\n"
     )
-    first = new_event(pipeline_of(make_repo, yaml))
+    first = git_event(git_pipeline_of(make_repo, yaml))
     for job in ["main", "publish", "docs", "late"]:
         run(builds_of(first, job)[0])
     assert [b.status for b in builds_of(first, "deploy")] == [BuildStatus.QUEUED]
@@ -430,10 +438,8 @@ def test_a_restart_does_not_take_an_old_result_of_a_job_it_has_yet_to_run(
 # --- [skip further] -------------------------------------------------------------------------
 
 
-def test_skip_further_in_the_cause_message_stops_after_the_first_jobs(
-    make_repo: MakeRepo,
-) -> None:
-    event = new_event(pipeline_of(make_repo, DIAMOND), cause_message="hotfix [skip further] please")
+def test_skip_further_in_the_cause_message_stops_after_the_first_jobs() -> None:
+    event = new_event(pipeline_of(DIAMOND), DIAMOND, cause_message="hotfix [skip further] please")
 
     run(builds_of(event, "main")[0])
 
@@ -448,7 +454,7 @@ def test_skip_further_in_the_commit_message_stops_after_the_first_jobs(
     user = User.objects.create_user(username="alice")
     pipeline = create_pipeline(checkout_url=repo.checkout_url, user=user)
     repo.push({"README.md": "x"}, "Docs only [Skip Further]")
-    event = new_event(pipeline)
+    event = git_event(pipeline)
     assert "[Skip Further]" in event.commit["message"]
 
     run(builds_of(event, "main")[0])
@@ -456,8 +462,8 @@ def test_skip_further_in_the_commit_message_stops_after_the_first_jobs(
     assert builds_of(event, "publish") == []
 
 
-def test_without_skip_further_the_next_jobs_run(make_repo: MakeRepo) -> None:
-    event = new_event(pipeline_of(make_repo, DIAMOND), cause_message="skip further, not")
+def test_without_skip_further_the_next_jobs_run() -> None:
+    event = new_event(pipeline_of(DIAMOND), DIAMOND, cause_message="skip further, not")
 
     run(builds_of(event, "main")[0])
 
@@ -484,10 +490,8 @@ jobs:
 """
 
 
-def test_a_build_waits_as_blocked_while_its_blocking_job_runs_then_is_queued(
-    make_repo: MakeRepo,
-) -> None:
-    event = new_event(pipeline_of(make_repo, BLOCKING))
+def test_a_build_waits_as_blocked_while_its_blocking_job_runs_then_is_queued() -> None:
+    event = new_event(pipeline_of(BLOCKING), BLOCKING)
     (main,) = builds_of(event, "main")
     (deploy,) = builds_of(event, "deploy")
     assert deploy.status == BuildStatus.BLOCKED
@@ -499,15 +503,13 @@ def test_a_build_waits_as_blocked_while_its_blocking_job_runs_then_is_queued(
     assert deploy.status == BuildStatus.QUEUED
 
 
-def test_a_build_waits_for_the_running_build_of_its_own_job_in_another_event(
-    make_repo: MakeRepo,
-) -> None:
-    pipeline = pipeline_of(make_repo, BLOCKING)
-    first = new_event(pipeline)
+def test_a_build_waits_for_the_running_build_of_its_own_job_in_another_event() -> None:
+    pipeline = pipeline_of(BLOCKING)
+    first = new_event(pipeline, BLOCKING)
     (first_main,) = builds_of(first, "main")
     services.mark_running(build_id=first_main.pk)
 
-    second = new_event(pipeline)
+    second = new_event(pipeline, BLOCKING)
     (second_main,) = builds_of(second, "main")
     assert second_main.status == BuildStatus.BLOCKED
 
@@ -516,29 +518,29 @@ def test_a_build_waits_for_the_running_build_of_its_own_job_in_another_event(
     assert second_main.status == BuildStatus.QUEUED
 
 
-def test_blocked_by_the_same_job_can_be_turned_off(make_repo: MakeRepo) -> None:
+def test_blocked_by_the_same_job_can_be_turned_off() -> None:
     yaml = BLOCKING.replace(
         "  main:\n    requires: [~commit]\n",
         "  main:\n    requires: [~commit]\n    annotations:\n"
         "      screwdriver.cd/blockedBySameJob: false\n",
     )
-    pipeline = pipeline_of(make_repo, yaml)
-    services.mark_running(build_id=builds_of(new_event(pipeline), "main")[0].pk)
+    pipeline = pipeline_of(yaml)
+    services.mark_running(build_id=builds_of(new_event(pipeline, yaml), "main")[0].pk)
 
-    second = new_event(pipeline)
+    second = new_event(pipeline, yaml)
 
     assert builds_of(second, "main")[0].status == BuildStatus.QUEUED
 
 
-def test_a_newer_waiting_build_collapses_the_older_waiting_one(make_repo: MakeRepo) -> None:
-    pipeline = pipeline_of(make_repo, BLOCKING)
-    running = builds_of(new_event(pipeline), "main")[0]
+def test_a_newer_waiting_build_collapses_the_older_waiting_one() -> None:
+    pipeline = pipeline_of(BLOCKING)
+    running = builds_of(new_event(pipeline, BLOCKING), "main")[0]
     services.mark_running(build_id=running.pk)
-    older_event = new_event(pipeline)
+    older_event = new_event(pipeline, BLOCKING)
     (older,) = builds_of(older_event, "main")
     assert older.status == BuildStatus.BLOCKED
 
-    newer_event = new_event(pipeline)
+    newer_event = new_event(pipeline, BLOCKING)
 
     older.refresh_from_db()
     (newer,) = builds_of(newer_event, "main")
@@ -549,7 +551,7 @@ def test_a_newer_waiting_build_collapses_the_older_waiting_one(make_repo: MakeRe
     assert newer.status == BuildStatus.QUEUED
 
 
-def test_permutations_of_one_matrix_job_do_not_block_each_other(make_repo: MakeRepo) -> None:
-    event = new_event(pipeline_of(make_repo, MATRIX))
+def test_permutations_of_one_matrix_job_do_not_block_each_other() -> None:
+    event = new_event(pipeline_of(MATRIX), MATRIX)
 
     assert {b.status for b in builds_of(event, "test")} == {BuildStatus.QUEUED}

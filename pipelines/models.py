@@ -130,7 +130,7 @@ class Pipeline(models.Model):
 
     def repo_ref(self) -> RepoRef:
         """Where the pipeline's code is: repository, branch and root directory."""
-        return scm_of_context(self.scm_context).parse_url(self.checkout_url)
+        return scm_of_context(self.scm_context).stored_ref(self.checkout_url)
 
     def may_feed(self, other: Pipeline) -> bool:
         """Whether this pipeline's builds may start ``other``'s jobs and hand them their meta.

@@ -84,6 +84,14 @@ class Scm(ABC):
     def parse_url(self, url: str) -> RepoRef:
         """Parse and check a checkout URL; raise ScmError if it is unusable."""
 
+    def stored_ref(self, checkout_url: str) -> RepoRef:
+        """The ref of a checkout URL `parse_url` normalised earlier (a pipeline's).
+
+        The URL was checked when it was stored, so an SCM may rebuild the ref without asking
+        the repository again; reading it afterwards fails as clearly if it has gone since.
+        """
+        return self.parse_url(checkout_url)
+
     @abstractmethod
     def head_sha(self, ref: RepoRef) -> str:
         """Return the sha the branch points at now."""

@@ -155,6 +155,16 @@ class LocalGitScm(Scm):
         if not branch:
             branch = self._default_branch(repo_path)
         self._check_branch(repo_path, branch)
+        return self._ref(repo_path, branch)
+
+    def stored_ref(self, checkout_url: str) -> RepoRef:
+        """The ref of a file:///abs/repo.git#branch URL parse_url wrote, rebuilt without git."""
+        branch = checkout_url.partition("#")[2]
+        if not branch:
+            return self.parse_url(checkout_url)
+        return self._ref(self.location_of(checkout_url), branch)
+
+    def _ref(self, repo_path: str, branch: str) -> RepoRef:
         name = Path(repo_path).name.removesuffix(".git") or Path(repo_path).name
         return RepoRef(
             scm_context=self.scm_context,
@@ -173,6 +183,10 @@ class LocalGitScm(Scm):
             check=False,
         )
         sha = proc.stdout.decode("ascii", "replace").strip()
+        if proc.returncode != 0 and not os.path.isdir(ref.repo_path):
+            raise ScmError(f"{ref.repo_path} does not exist or is not a directory; check the path.")
+        if proc.returncode != 0 and b"dubious ownership" in proc.stderr:
+            raise ScmError(_describe_failure(ref.repo_path, proc.stderr))
         if proc.returncode != 0 or not _SHA_RE.fullmatch(sha):
             raise ScmError(
                 f"Branch {ref.branch!r} does not exist in {ref.repo_path}; "

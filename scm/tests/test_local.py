@@ -327,3 +327,18 @@ def test_install_hook_rejects_a_non_http_url(bare: Path) -> None:
     ref = SCM.parse_url(str(bare))
     with pytest.raises(ScmError, match="not an http"):
         SCM.install_hook(ref, notify_url="ftp://x/", key=b"k")
+
+
+def test_a_stored_url_gives_the_ref_parse_url_gave_without_asking_git(
+    work: Path, bare: Path
+) -> None:
+    for path in (bare, work):
+        parsed = SCM.parse_url(f"{path}#main")
+        assert SCM.stored_ref(parsed.checkout_url) == parsed
+
+
+def test_reading_a_repository_that_has_gone_since_says_so(tmp_path: Path, bare: Path) -> None:
+    ref = SCM.stored_ref(SCM.parse_url(str(bare)).checkout_url)
+    bare.rename(tmp_path / "moved.git")
+    with pytest.raises(ScmError, match="does not exist or is not a directory"):
+        SCM.head_sha(ref)

@@ -161,7 +161,8 @@ def test_a_step_printing_100000_lines_yields_them_all_numbered_without_gaps(
 
 def test_a_failed_batch_is_resent_with_the_same_seq() -> None:
     sink = Sink(failures=2)
-    batcher = LogBatcher(sink, interval=0.01)
+    # How long the launcher pauses between tries is not the subject here.
+    batcher = LogBatcher(sink, interval=0.01, first_retry=0.01)
     batcher.add("s", [(1, b"a"), (2, b"b")])
     assert batcher.flush("s", timeout=10)
     batcher.add("s", [(3, b"c")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 import subprocess
@@ -22,12 +23,23 @@ FIXTURES = sorted((FIXTURE_DIR / "configs").glob("*.yaml"))
 TEMPLATE_STORE: dict[str, list[dict[str, Any]]] = json.loads(
     (FIXTURE_DIR / "templates.json").read_text()
 )
-GENERATED = generated_configs(600)
+GENERATED_COUNT = 600
 # Cases whose error text differs on purpose: only "it is an error" is compared.
 ERRORS_ONLY_MARK = "# oracle: errors-only"
 
-CASES: dict[str, str] = {path.stem: path.read_text() for path in FIXTURES}
-CASES.update({f"generated-{index:03d}": text for index, text in enumerate(GENERATED)})
+# Named at collection; the files are generated when a test first asks (not when a run that
+# deselects the oracle collects this module).
+CASE_NAMES = [path.stem for path in FIXTURES] + [
+    f"generated-{i:03d}" for i in range(GENERATED_COUNT)
+]
+
+
+@functools.cache
+def cases() -> dict[str, str]:
+    """Every case's screwdriver.yaml by name: the fixtures, then the generated files."""
+    texts = [path.read_text() for path in FIXTURES] + generated_configs(GENERATED_COUNT)
+    return dict(zip(CASE_NAMES, texts, strict=True))
+
 
 pytestmark = [pytest.mark.oracle, pytest.mark.xdist_group("oracle")]
 
@@ -72,7 +84,7 @@ def reference_results(oracle: Path, texts: list[str]) -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def reference(oracle: Path) -> dict[str, dict[str, Any]]:
     """The reference's result for every case, computed once."""
-    return dict(zip(CASES, reference_results(oracle, list(CASES.values())), strict=True))
+    return dict(zip(cases(), reference_results(oracle, list(cases().values())), strict=True))
 
 
 def normalised(result: dict[str, Any], errors_only: bool = False) -> dict[str, Any]:
@@ -97,11 +109,11 @@ def normalised(result: dict[str, Any], errors_only: bool = False) -> dict[str, A
     return result
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", CASE_NAMES)
 def test_our_result_equals_the_reference_result(
     reference: dict[str, dict[str, Any]], case: str
 ) -> None:
-    text = CASES[case]
+    text = cases()[case]
     errors_only = text.startswith(ERRORS_ONLY_MARK)
     ours = parse_pipeline_yaml(text, templates=fixture_templates)
 
@@ -112,11 +124,11 @@ def test_the_corpus_covers_valid_and_broken_files_and_enough_generated_ones(
     reference: dict[str, dict[str, Any]],
 ) -> None:
     fixture_results = [reference[path.stem] for path in FIXTURES]
-    generated_results = [reference[f"generated-{index:03d}"] for index in range(len(GENERATED))]
+    generated_results = [reference[f"generated-{index:03d}"] for index in range(GENERATED_COUNT)]
 
     assert len(FIXTURES) >= 150
     assert sum("errors" in result for result in fixture_results) >= 50
     assert sum("errors" not in result for result in fixture_results) >= 50
-    assert len(GENERATED) >= 500
+    assert len(generated_results) >= 500
     # A generator whose files all fail would test only the error path.
     assert sum("errors" not in result for result in generated_results) >= 100

@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
+from django.contrib.auth.models import User
 from django.db import connection
+from django.test import Client
 from django.test.utils import override_settings
 
 GIT = [
@@ -160,6 +162,50 @@ def local_repo_roots(settings: Any, tmp_path_factory: pytest.TempPathFactory) ->
     """Tests keep their repositories under pytest's temporary folder: allow it, as an operator
     allows a folder of repositories with SD_LOCAL_REPO_ROOTS."""
     settings.SD_LOCAL_REPO_ROOTS = [str(tmp_path_factory.getbasetemp())]
+
+
+# --- the people of the tests ----------------------------------------------------------------
+# The pipelines' owner (alice: the admin of every pipeline made for her), a member (bob: signed
+# in, no role on her pipelines) and an outsider (carol: an account that was disabled).
+
+OWNER_PASSWORD = "pw-alice-123"
+MEMBER_PASSWORD = "pw-bob-12345"
+
+
+@pytest.fixture
+def owner(db: None) -> User:
+    """alice: she creates the pipelines of a test, so she is their admin."""
+    return User.objects.create_user("alice", password=OWNER_PASSWORD, first_name="Alice")
+
+
+@pytest.fixture
+def member(db: None) -> User:
+    """bob: signed in, with no role on alice's pipelines."""
+    return User.objects.create_user("bob", password=MEMBER_PASSWORD)
+
+
+@pytest.fixture
+def outsider(db: None) -> User:
+    """carol: her account was disabled, so nothing she holds lets her in."""
+    return User.objects.create_user("carol", password="pw-carol-123", is_active=False)
+
+
+@pytest.fixture
+def admin_client(client: Client, owner: User) -> Client:
+    """alice, signed in: the admin of every pipeline made for her.
+
+    This replaces pytest-django's fixture of the same name, a server admin's client.
+    """
+    client.force_login(owner)
+    return client
+
+
+@pytest.fixture
+def member_client(member: User) -> Client:
+    """bob, signed in, with no role on any pipeline."""
+    other = Client()
+    other.force_login(member)
+    return other
 
 
 @pytest.fixture(scope="session")

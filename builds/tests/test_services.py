@@ -68,20 +68,16 @@ def _no_hook_delivery(settings: Any) -> None:
     settings.SD_API_URL = "http://127.0.0.1:9"
 
 
-def owner() -> User:
-    return User.objects.create_user(username="alice")
+@pytest.fixture
+def pipeline(owner: User) -> Pipeline:
+    return pipeline_from_yaml(WORKFLOW, owner=owner)
 
 
 @pytest.fixture
-def pipeline() -> Pipeline:
-    return pipeline_from_yaml(WORKFLOW, owner=owner())
-
-
-@pytest.fixture
-def git_pipeline(make_repo: MakeRepo) -> Pipeline:
+def git_pipeline(make_repo: MakeRepo, owner: User) -> Pipeline:
     """The same pipeline on a real repository, for what reads it: a launch's checkout."""
     return create_pipeline(
-        checkout_url=make_repo({"screwdriver.yaml": WORKFLOW}).checkout_url, user=owner()
+        checkout_url=make_repo({"screwdriver.yaml": WORKFLOW}).checkout_url, user=owner
     )
 
 

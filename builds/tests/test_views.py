@@ -58,19 +58,6 @@ def url_of(build: Build, name: str = "builds:detail") -> str:
     return reverse(name, args=[build.job.pipeline_id, build.pk])
 
 
-@pytest.fixture
-def admin_client(client: Client) -> Client:
-    client.force_login(User.objects.create_user("alice"))
-    return client
-
-
-@pytest.fixture
-def member_client() -> Client:
-    other = Client()
-    other.force_login(User.objects.create_user("bob"))
-    return other
-
-
 def test_anonymous_users_are_sent_to_the_sign_in_page(client: Client) -> None:
     build = make_build()
     response = client.get(url_of(build))

@@ -64,16 +64,6 @@ def _no_hook_delivery(settings: Any) -> None:
 
 
 @pytest.fixture
-def owner() -> User:
-    return User.objects.create_user(username="alice", first_name="Alice")
-
-
-@pytest.fixture
-def member() -> User:
-    return User.objects.create_user(username="bob")
-
-
-@pytest.fixture
 def superuser() -> User:
     return User.objects.create_superuser(username="root")
 

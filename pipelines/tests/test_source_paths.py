@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import respx
-from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.test import Client
 
 from conftest import GitRepo
@@ -63,10 +63,6 @@ def _no_hook_delivery(settings: Any) -> None:
     settings.SD_API_URL = "http://127.0.0.1:9"
 
 
-def owner() -> Any:
-    return get_user_model().objects.get_or_create(username="alice")[0]
-
-
 def started(pipeline: Pipeline) -> list[list[str]]:
     return [
         sorted(e.builds.values_list("job__name", flat=True))
@@ -103,10 +99,11 @@ def test_a_job_without_source_paths_runs_for_any_change_or_none() -> None:
 
 
 def test_a_push_runs_only_the_first_jobs_whose_source_paths_it_touches(
+    owner: User,
     make_repo: MakeRepo,
 ) -> None:
     repo = make_repo({"screwdriver.yaml": CONFIG})
-    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner())
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner)
 
     repo.push({"src/app/main.js": "1"})
     poll_all()
@@ -126,10 +123,11 @@ def test_a_push_runs_only_the_first_jobs_whose_source_paths_it_touches(
 
 
 def test_the_changed_files_of_every_commit_since_the_last_seen_head_count_and_are_recorded(
+    owner: User,
     make_repo: MakeRepo,
 ) -> None:
     repo = make_repo({"screwdriver.yaml": CONFIG})
-    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner())
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner)
     repo.commit({"src/app/a.js": "1"}, "first")
     repo.push({"README.md": "2"}, "second")
 
@@ -140,9 +138,11 @@ def test_the_changed_files_of_every_commit_since_the_last_seen_head_count_and_ar
     assert event.meta["commit"]["changedFiles"] == "README.md,src/app/a.js"
 
 
-def test_a_push_that_concerns_no_first_job_starts_no_event(make_repo: MakeRepo) -> None:
+def test_a_push_that_concerns_no_first_job_starts_no_event(
+    owner: User, make_repo: MakeRepo
+) -> None:
     repo = make_repo({"screwdriver.yaml": ONLY_APP})
-    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner())
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner)
 
     repo.push({"README.md": "2"})
     poll_all()
@@ -156,10 +156,11 @@ def test_a_push_that_concerns_no_first_job_starts_no_event(make_repo: MakeRepo) 
 
 
 def test_a_manual_start_ignores_source_paths_and_records_no_changed_files(
+    owner: User,
     make_repo: MakeRepo,
 ) -> None:
     repo = make_repo({"screwdriver.yaml": ONLY_APP})
-    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner())
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner)
 
     event = start_event(
         pipeline=pipeline, start_from="~commit", creator=Creator(name="Alice", username="alice")
@@ -247,10 +248,11 @@ jobs:
 
 
 def test_a_job_disabled_by_default_is_created_disabled_and_stays_enabled_once_enabled(
+    owner: User,
     make_repo: MakeRepo,
 ) -> None:
     repo = make_repo({"screwdriver.yaml": ONLY_APP})
-    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner())
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner)
     repo.push({"screwdriver.yaml": DISABLED_BY_DEFAULT})
     sync_pipeline(pipeline=pipeline)
 
@@ -270,10 +272,11 @@ def test_a_job_disabled_by_default_is_created_disabled_and_stays_enabled_once_en
 
 
 def test_a_job_disabled_by_default_in_the_first_file_is_disabled_at_pipeline_creation(
+    owner: User,
     make_repo: MakeRepo,
 ) -> None:
     repo = make_repo({"screwdriver.yaml": DISABLED_BY_DEFAULT})
-    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner())
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner)
 
     deploy = Job.objects.get(pipeline=pipeline, name="deploy")
     assert deploy.state == "DISABLED"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from builds.models import Build, BuildStatus
@@ -48,13 +48,9 @@ def repo(make_repo: MakeRepo) -> GitRepo:
     return make_repo({"screwdriver.yaml": CONFIG})
 
 
-def owner() -> Any:
-    return get_user_model().objects.get_or_create(username="alice")[0]
-
-
 @pytest.fixture
-def pipeline(repo: GitRepo) -> Pipeline:
-    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner())
+def pipeline(owner: User, repo: GitRepo) -> Pipeline:
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner)
     assert pipeline.hook_installed
     return pipeline
 
@@ -165,10 +161,10 @@ def test_a_delivery_without_a_good_signature_is_refused_and_changes_nothing(
 
 
 def test_a_delivery_signed_with_another_repositorys_key_is_refused(
-    make_repo: MakeRepo, repo: GitRepo, pipeline: Pipeline
+    owner: User, make_repo: MakeRepo, repo: GitRepo, pipeline: Pipeline
 ) -> None:
     other = make_repo({"screwdriver.yaml": CONFIG}, "other")
-    create_pipeline(checkout_url=other.checkout_url, user=owner())
+    create_pipeline(checkout_url=other.checkout_url, user=owner)
     sha = repo.push({"README.md": "v2"})
     body = body_for(repo, sha)
 
@@ -222,10 +218,12 @@ def test_a_push_to_another_branch_starts_nothing(repo: GitRepo, pipeline: Pipeli
     assert last_seen(pipeline) != sha
 
 
-def test_a_push_reaches_only_the_pipeline_of_its_branch(repo: GitRepo, pipeline: Pipeline) -> None:
+def test_a_push_reaches_only_the_pipeline_of_its_branch(
+    owner: User, repo: GitRepo, pipeline: Pipeline
+) -> None:
     run_git("checkout", "-q", "-b", "release", cwd=repo.work)
     run_git("push", "-q", "origin", "HEAD:release", cwd=repo.work)
-    release = create_pipeline(checkout_url=f"{repo.bare}#release", user=owner())
+    release = create_pipeline(checkout_url=f"{repo.bare}#release", user=owner)
     sha = repo.commit({"CHANGELOG": "1.0"}, "release 1.0")
     run_git("push", "-q", "origin", "HEAD:release", cwd=repo.work)
 
@@ -269,11 +267,12 @@ def foreign_hook(repo: GitRepo) -> None:
 
 
 def test_polling_starts_an_event_for_a_repository_without_our_hook_once(
+    owner: User,
     make_repo: MakeRepo,
 ) -> None:
     repo = make_repo({"screwdriver.yaml": CONFIG}, "polled")
     foreign_hook(repo)
-    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner())
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner)
     assert not pipeline.hook_installed
     assert poll_all() == 0
 
@@ -298,10 +297,10 @@ def test_polling_after_the_hook_already_reported_a_push_starts_nothing(
 
 
 def test_polling_skips_a_repository_that_disappeared(
-    make_repo: MakeRepo, repo: GitRepo, pipeline: Pipeline
+    owner: User, make_repo: MakeRepo, repo: GitRepo, pipeline: Pipeline
 ) -> None:
     gone = make_repo({"screwdriver.yaml": CONFIG}, "gone")
-    create_pipeline(checkout_url=gone.checkout_url, user=owner())
+    create_pipeline(checkout_url=gone.checkout_url, user=owner)
     run_git("update-ref", "-d", "refs/heads/main", cwd=gone.bare)
     sha = repo.push({"README.md": "v2"})
 

@@ -9,7 +9,7 @@ SD_DATA_DIR ?= ./var
 export PORT SD_DATA_DIR
 # pytest keeps the test modules and plugins whose assertions it rewrites (about 300 of them)
 # as bytecode; with PYTHONDONTWRITEBYTECODE set by a shell, every test process rewrites them all.
-export PYTHONDONTWRITEBYTECODE :=
+test test-unit test-postgres test-mysql acceptance: export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: run test test-unit test-postgres test-mysql test-all acceptance fresh-machine lint \
 	bench bench-ui screenshots clean venv venv-run venv-mysql

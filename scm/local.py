@@ -48,9 +48,14 @@ _REPO_ENV_VARS = (
 )
 
 
-def _git_env() -> dict[str, str]:
-    """Return the environment git runs with: never prompts, never follows a foreign GIT_DIR."""
+def _git_env(repo: str) -> dict[str, str]:
+    """Return the environment git runs with in `repo`: never prompts, never strays from it.
+
+    No foreign GIT_DIR, and no search upwards: a stored repository path that has become a
+    plain folder inside another repository must fail, not read the enclosing one.
+    """
     env = {k: v for k, v in os.environ.items() if k not in _REPO_ENV_VARS}
+    env["GIT_CEILING_DIRECTORIES"] = os.path.dirname(os.path.realpath(repo.rstrip("/") or "/"))
     env["GIT_TERMINAL_PROMPT"] = "0"
     # Pathspecs are user input; literal means "*" or ":(glob)" match only themselves.
     env["GIT_LITERAL_PATHSPECS"] = "1"
@@ -66,7 +71,7 @@ def _run_git(
         proc = subprocess.run(
             ["git", "-C", repo, *args],
             capture_output=True,
-            env=_git_env(),
+            env=_git_env(repo),
             timeout=timeout,
             stdin=subprocess.DEVNULL,
             check=False,
@@ -162,6 +167,10 @@ class LocalGitScm(Scm):
         branch = checkout_url.partition("#")[2]
         if not branch:
             return self.parse_url(checkout_url)
+        # The URL may have been edited since it was stored (the admin): still never let git
+        # read the branch as revision syntax or an option.
+        if branch.startswith("-") or _REVISION_SYNTAX.search(branch):
+            raise ScmError(f"{branch!r} is not a valid branch name; check the part after '#'.")
         return self._ref(self.location_of(checkout_url), branch)
 
     def _ref(self, repo_path: str, branch: str) -> RepoRef:
@@ -436,7 +445,7 @@ class LocalGitScm(Scm):
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
-            env=_git_env(),
+            env=_git_env(repo_path),
         ) as proc:
             # A blocking read has no timeout of its own; killing git ends it.
             timer = threading.Timer(GIT_TIMEOUT_SECONDS, proc.kill)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 from datetime import UTC, datetime
@@ -342,3 +343,27 @@ def test_reading_a_repository_that_has_gone_since_says_so(tmp_path: Path, bare: 
     bare.rename(tmp_path / "moved.git")
     with pytest.raises(ScmError, match="does not exist or is not a directory"):
         SCM.head_sha(ref)
+
+
+def test_a_stored_repository_that_became_a_plain_folder_is_not_read_through_its_parent(
+    work: Path,
+) -> None:
+    inner = work / "repos" / "p.git"
+    inner.parent.mkdir()
+    git(work.parent, "init", "-q", "--bare", "-b", "main", str(inner))
+    git(work, "push", "-q", str(inner), "main")
+    ref = SCM.stored_ref(SCM.parse_url(str(inner)).checkout_url)
+    shutil.rmtree(inner)
+    inner.mkdir()  # still a directory, now inside the working copy `work`
+    with pytest.raises(ScmError):
+        SCM.head_sha(ref)
+    with pytest.raises(ScmError):
+        SCM.commit_info(ref, git(work, "rev-parse", "HEAD"))
+
+
+@pytest.mark.parametrize("branch", ["main~1", "-x", "a..b", "main@{1}"])
+def test_a_stored_url_whose_branch_was_edited_into_revision_syntax_is_refused(
+    bare: Path, branch: str
+) -> None:
+    with pytest.raises(ScmError, match="not a valid branch name"):
+        SCM.stored_ref(f"file://{bare}#{branch}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -63,16 +64,83 @@ class CommitInfo:
     url: str  # a page a browser can open; "" when the SCM has none (local git)
 
 
+# A source directory is stored in Pipeline.root_dir and scm_repo; past this it is refused.
+MAX_ROOT_DIR_LENGTH = 512
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_root_dir(path: str) -> str:
+    """A source directory (Screwdriver's rootDir) in its normal form, or raise ScmError.
+
+    It is a folder of the repository, relative to its top: no leading `/`, no `.` or `..`,
+    no empty parts, no control characters; trailing slashes are dropped (`app/` is `app`).
+    """
+    cleaned = path.rstrip("/")
+    parts = cleaned.split("/")
+    if (
+        not cleaned
+        or cleaned.startswith("/")
+        or _CONTROL_CHARACTERS.search(cleaned)
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise ScmError(
+            f"{path!r} is not a source directory inside the repository: "
+            "write a relative folder like app or services/api, after the branch (#main:app)."
+        )
+    if len(cleaned) > MAX_ROOT_DIR_LENGTH:
+        raise ScmError(
+            f"The source directory is longer than {MAX_ROOT_DIR_LENGTH} characters; "
+            "pick a shorter folder."
+        )
+    return cleaned
+
+
+def split_checkout_url(url: str) -> tuple[str, str, str]:
+    """(location, branch, root dir) of `location#branch:path`; branch and root may be "".
+
+    git forbids ':' in a branch name (a branch may hold '/' or '#'), so the first ':' after
+    the first '#' ends the branch; the root dir is checked and normalised.
+    """
+    location, _, fragment = url.strip().partition("#")
+    branch, colon, root = fragment.partition(":")
+    return location, branch, check_root_dir(root) if colon else ""
+
+
+def with_root_dir(url: str, root_dir: str) -> str:
+    """`url` with its source directory replaced by `root_dir` ("" keeps the URL's own).
+
+    A URL without a branch gets `#:root_dir`, which parse_url reads as the default branch.
+    """
+    if not root_dir:
+        return url
+    location, branch, _ = split_checkout_url(url)
+    return f"{location}#{branch}:{check_root_dir(root_dir)}"
+
+
+def branch_with_root(branch: str, root_dir: str) -> str:
+    """`branch`, or `branch:root_dir`: how a checkout URL (after '#') and an scm_uri end."""
+    return f"{branch}:{root_dir}" if root_dir else branch
+
+
 @dataclass(frozen=True)
 class RepoRef:
-    """A parsed checkout URL: one repository and one branch."""
+    """A parsed checkout URL: one repository, one branch and the folder the pipeline is in."""
 
     scm_context: str  # "local", later "github:github.com", ...
-    scm_uri: str  # stable id of repository + branch, e.g. "local:/abs/repo.git:main"
+    # Stable id of repository + branch (+ ":root_dir" when there is one, as Screwdriver's
+    # scmUri), e.g. "local:/abs/repo.git:main" or "local:/abs/repo.git:main:app".
+    scm_uri: str
     repo_path: str  # absolute path on disk (local git only)
     branch: str
     name: str  # short display name, e.g. "repo" for /abs/repo.git
-    checkout_url: str  # normalised, e.g. "file:///abs/repo.git#main"
+    checkout_url: str  # normalised, e.g. "file:///abs/repo.git#main" or "...#main:app"
+    # Screwdriver's sourceDirectory: the repository folder whose screwdriver.yaml this
+    # pipeline reads and where its builds start; "" for the repository's top.
+    root_dir: str = ""
+
+    def repo_file(self, path: str) -> str:
+        """A path of the pipeline's folder as a path of the repository."""
+        return f"{self.root_dir}/{path}" if self.root_dir else path
 
 
 class Scm(ABC):

@@ -16,7 +16,9 @@ from scm.base import (
     Scm,
     ScmError,
     ScmTokenRejected,
+    branch_with_root,
     paged_file_names,
+    split_checkout_url,
     tls_context,
 )
 
@@ -106,8 +108,11 @@ class GitHubScm(Scm):
     # --- the Scm interface -----------------------------------------------------------------
 
     def parse_url(self, url: str) -> RepoRef:
-        """Parse https://HOST/org/repo.git#branch or git@HOST:org/repo.git#branch."""
-        location, _, branch = url.partition("#")
+        """Parse https://HOST/org/repo.git#branch:path or git@HOST:org/repo.git#branch:path.
+
+        Without a branch, the repository's default one; `:path` (a folder) is optional.
+        """
+        location, branch, root_dir = split_checkout_url(url)
         match = _HTTPS_RE.fullmatch(location) or _SSH_RE.fullmatch(location)
         if match is None or match.group("host") != github_host():
             raise ScmError(
@@ -118,14 +123,16 @@ class GitHubScm(Scm):
         full_name = f"{owner}/{repo}"
         if not branch:
             branch = str(self._json(f"/repos/{full_name}").get("default_branch") or "main")
+        fragment = branch_with_root(branch, root_dir)
         return RepoRef(
             scm_context=f"github:{github_host()}",
-            scm_uri=f"{repo_prefix(full_name)}{branch}",
+            scm_uri=f"{repo_prefix(full_name)}{fragment}",
             # What the launcher clones; the REST API paths use full_name_of(ref).
             repo_path=f"{clone_base()}/{full_name}.git",
             branch=branch,
             name=repo,
-            checkout_url=f"https://{github_host()}/{full_name}.git#{branch}",
+            checkout_url=f"https://{github_host()}/{full_name}.git#{fragment}",
+            root_dir=root_dir,
         )
 
     def head_sha(self, ref: RepoRef) -> str:

@@ -16,7 +16,9 @@ from scm.base import (
     Scm,
     ScmError,
     ScmTokenRejected,
+    branch_with_root,
     paged_file_names,
+    split_checkout_url,
     tls_context,
 )
 from scm.signing import gitlab_hook_token
@@ -136,8 +138,11 @@ class GitLabScm(Scm):
     # --- the Scm interface -----------------------------------------------------------------
 
     def parse_url(self, url: str) -> RepoRef:
-        """Parse https://HOST/group/repo.git#branch or git@HOST:group/repo.git#branch."""
-        location, _, branch = url.partition("#")
+        """Parse https://HOST/group/repo.git#branch:path or git@HOST:group/repo.git#branch:path.
+
+        Without a branch, the project's default one; `:path` (a folder) is optional.
+        """
+        location, branch, root_dir = split_checkout_url(url)
         path = _project_path(location)
         if path is None:
             raise ScmError(
@@ -146,14 +151,16 @@ class GitLabScm(Scm):
             )
         if not branch:
             branch = str(self._json(self._project(path)).get("default_branch") or "main")
+        fragment = branch_with_root(branch, root_dir)
         return RepoRef(
             scm_context=f"gitlab:{gitlab_host()}",
-            scm_uri=f"{repo_prefix(path)}{branch}",
+            scm_uri=f"{repo_prefix(path)}{fragment}",
             # What the launcher clones; the REST API paths use project_path_of(ref).
             repo_path=f"{gitlab_base()}/{path}.git",
             branch=branch,
             name=path.rsplit("/", 1)[1],
-            checkout_url=f"{gitlab_base()}/{path}.git#{branch}",
+            checkout_url=f"{gitlab_base()}/{path}.git#{fragment}",
+            root_dir=root_dir,
         )
 
     def head_sha(self, ref: RepoRef) -> str:

@@ -15,7 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from scm.base import CommitInfo, RepoRef, Scm, ScmError
+from scm.base import (
+    CommitInfo,
+    RepoRef,
+    Scm,
+    ScmError,
+    branch_with_root,
+    split_checkout_url,
+)
 
 GIT_TIMEOUT_SECONDS = 30
 MAX_FILE_BYTES = 512 * 1024
@@ -154,34 +161,39 @@ class LocalGitScm(Scm):
         return path
 
     def parse_url(self, url: str) -> RepoRef:
-        """Accept file:///abs/repo.git#branch or /abs/repo.git#branch; branch defaults to HEAD's."""
-        branch = url.strip().partition("#")[2]
+        """Accept file:///abs/repo.git#branch:path or /abs/repo.git#branch:path.
+
+        The branch defaults to HEAD's; `:path` (a folder of the repository) is optional.
+        """
+        _, branch, root_dir = split_checkout_url(url)
         repo_path = self._repository_root(self.location_of(url))
         if not branch:
             branch = self._default_branch(repo_path)
         self._check_branch(repo_path, branch)
-        return self._ref(repo_path, branch)
+        return self._ref(repo_path, branch, root_dir)
 
     def stored_ref(self, checkout_url: str) -> RepoRef:
-        """The ref of a file:///abs/repo.git#branch URL parse_url wrote, rebuilt without git."""
-        branch = checkout_url.partition("#")[2]
+        """The ref of a file:///abs/repo.git#branch[:path] URL parse_url wrote, without git."""
+        _, branch, root_dir = split_checkout_url(checkout_url)
         if not branch:
             return self.parse_url(checkout_url)
         # The URL may have been edited since it was stored (the admin): still never let git
         # read the branch as revision syntax or an option.
         if branch.startswith("-") or _REVISION_SYNTAX.search(branch):
             raise ScmError(f"{branch!r} is not a valid branch name; check the part after '#'.")
-        return self._ref(self.location_of(checkout_url), branch)
+        return self._ref(self.location_of(checkout_url), branch, root_dir)
 
-    def _ref(self, repo_path: str, branch: str) -> RepoRef:
+    def _ref(self, repo_path: str, branch: str, root_dir: str) -> RepoRef:
         name = Path(repo_path).name.removesuffix(".git") or Path(repo_path).name
+        fragment = branch_with_root(branch, root_dir)
         return RepoRef(
             scm_context=self.scm_context,
-            scm_uri=f"local:{repo_path}:{branch}",
+            scm_uri=f"local:{repo_path}:{fragment}",
             repo_path=repo_path,
             branch=branch,
             name=name,
-            checkout_url=f"file://{quote(repo_path)}#{branch}",
+            checkout_url=f"file://{quote(repo_path)}#{fragment}",
+            root_dir=root_dir,
         )
 
     def head_sha(self, ref: RepoRef) -> str:

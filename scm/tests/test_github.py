@@ -43,6 +43,44 @@ def test_it_parses_https_and_ssh_checkout_urls(router: respx.Router, url: str) -
     assert ref.checkout_url == "https://github.com/org/repo.git#dev"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://github.com/org/repo.git#release/v2:services/api",
+        "https://github.com/org/repo#release/v2:services/api/",
+        "git@github.com:org/repo.git#release/v2:services/api",
+    ],
+)
+def test_a_source_directory_follows_the_branch(router: respx.Router, url: str) -> None:
+    ref = GitHubScm().parse_url(url)
+    assert (full_name_of(ref), ref.branch, ref.root_dir) == (
+        "org/repo",
+        "release/v2",
+        "services/api",
+    )
+    # As Screwdriver's scmUri: the folder after the branch, so each folder is a pipeline.
+    assert ref.scm_uri == "github:github.com:org/repo:release/v2:services/api"
+    assert ref.checkout_url == "https://github.com/org/repo.git#release/v2:services/api"
+    assert GitHubScm().stored_ref(ref.checkout_url) == ref
+
+
+@pytest.mark.parametrize("root_dir", ["", "/app", "../app", "app/../x", "a//b", "./app", "a\0b"])
+def test_it_refuses_a_source_directory_outside_the_repository(
+    router: respx.Router, root_dir: str
+) -> None:
+    with pytest.raises(ScmError, match="not a source directory inside the repository"):
+        GitHubScm().parse_url(f"https://github.com/org/repo.git#main:{root_dir}")
+
+
+def test_the_config_of_a_source_directory_is_read_in_that_folder(router: respx.Router) -> None:
+    sha = "d" * 40
+    router.get("/repos/org/repo/contents/app/screwdriver.yaml", params={"ref": sha}).mock(
+        return_value=httpx.Response(200, content=b"jobs: {}")
+    )
+    ref = GitHubScm().parse_url("https://github.com/org/repo.git#main:app")
+    assert GitHubScm().read_file(ref, sha, ref.repo_file("screwdriver.yaml")) == b"jobs: {}"
+
+
 def test_a_url_without_branch_takes_the_default_branch(router: respx.Router) -> None:
     router.get("/repos/org/repo").mock(
         return_value=httpx.Response(200, json={"default_branch": "trunk"})

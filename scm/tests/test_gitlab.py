@@ -78,6 +78,34 @@ def test_it_parses_https_and_ssh_checkout_urls_with_subgroups(
     assert parsed.checkout_url == "https://gitlab.com/group/sub/repo.git#dev"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://gitlab.com/group/sub/repo.git#dev:web/app",
+        "git@gitlab.com:group/sub/repo.git#dev:web/app/",
+        "ssh://git@gitlab.com/group/sub/repo.git#dev:web/app",
+    ],
+)
+def test_a_source_directory_follows_the_branch(router: respx.Router, url: str) -> None:
+    parsed = GitLabScm().parse_url(url)
+    assert (project_path_of(parsed), parsed.branch, parsed.root_dir) == (
+        "group/sub/repo",
+        "dev",
+        "web/app",
+    )
+    assert parsed.scm_uri == "gitlab:gitlab.com:group/sub/repo:dev:web/app"
+    assert parsed.checkout_url == "https://gitlab.com/group/sub/repo.git#dev:web/app"
+    assert GitLabScm().stored_ref(parsed.checkout_url) == parsed
+
+
+@pytest.mark.parametrize("root_dir", ["", "/web", "..", "web/../..", "web//app", "web/."])
+def test_it_refuses_a_source_directory_outside_the_repository(
+    router: respx.Router, root_dir: str
+) -> None:
+    with pytest.raises(ScmError, match="not a source directory inside the repository"):
+        GitLabScm().parse_url(f"{GITLAB}/group/sub/repo.git#dev:{root_dir}")
+
+
 def test_a_url_without_branch_takes_the_projects_default_branch(router: respx.Router) -> None:
     route(router, "GET", PROJECT).mock(
         return_value=httpx.Response(200, json={"default_branch": "trunk"})

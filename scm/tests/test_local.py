@@ -150,11 +150,86 @@ def test_it_rejects_a_missing_branch(bare: Path) -> None:
 
 @pytest.mark.parametrize(
     "branch",
-    ["-rf", "a..b", "bad branch", "x~1", "main~1", "main^", "main@{1}", "main:x", "a.lock"],
+    ["-rf", "a..b", "bad branch", "x~1", "main~1", "main^", "main@{1}", "a.lock"],
 )
 def test_it_rejects_an_invalid_branch_name(bare: Path, branch: str) -> None:
     with pytest.raises(ScmError, match="not a valid branch name"):
         SCM.parse_url(f"{bare}#{branch}")
+
+
+@pytest.mark.parametrize(
+    ("fragment", "root_dir"),
+    [
+        ("main:app", "app"),
+        ("main:app/", "app"),
+        ("main:services/api//", "services/api"),
+        ("main:a:b", "a:b"),  # only the first ':' ends the branch
+        ("main:dir with space/x", "dir with space/x"),
+    ],
+)
+def test_it_parses_a_source_directory_after_the_branch(
+    bare: Path, fragment: str, root_dir: str
+) -> None:
+    ref = SCM.parse_url(f"{bare}#{fragment}")
+    assert ref == RepoRef(
+        scm_context="local",
+        scm_uri=f"local:{bare}:main:{root_dir}",
+        repo_path=str(bare),
+        branch="main",
+        name="repo",
+        checkout_url=f"file://{bare}#main:{root_dir}",
+        root_dir=root_dir,
+    )
+    assert ref.repo_file("screwdriver.yaml") == f"{root_dir}/screwdriver.yaml"
+
+
+def test_a_branch_with_slashes_keeps_them_before_the_source_directory(
+    work: Path, bare: Path
+) -> None:
+    git(work, "push", "-q", str(bare), "main:feature/x")
+    ref = SCM.parse_url(f"file://{bare}#feature/x:app/web")
+    assert (ref.branch, ref.root_dir) == ("feature/x", "app/web")
+    assert ref.scm_uri == f"local:{bare}:feature/x:app/web"
+
+
+def test_without_a_branch_the_source_directory_is_on_the_default_branch(bare: Path) -> None:
+    ref = SCM.parse_url(f"{bare}#:app")
+    assert (ref.branch, ref.root_dir, ref.checkout_url) == (
+        "main",
+        "app",
+        f"file://{bare}#main:app",
+    )
+
+
+@pytest.mark.parametrize(
+    "root_dir",
+    [
+        "",
+        "/",
+        "/app",
+        "..",
+        "../x",
+        "app/../..",
+        "a/../b",
+        "a//b",
+        ".",
+        "./app",
+        "a/./b",
+        "a\0b",
+        "a\nb",
+        "a\x7fb",
+        "x" * 513,
+    ],
+)
+def test_it_refuses_a_source_directory_outside_or_not_normal(bare: Path, root_dir: str) -> None:
+    with pytest.raises(ScmError, match="source directory"):
+        SCM.parse_url(f"{bare}#main:{root_dir}")
+
+
+def test_a_refused_source_directory_is_named_before_git_runs(tmp_path: Path) -> None:
+    # The folder is wrong whatever the repository: no git call tells what exists on the disk.
+    with pytest.raises(ScmError, match="not a source directory inside the repository"):
+        SCM.parse_url(f"{tmp_path}/nowhere.git#main:../etc")
 
 
 def test_it_rejects_an_empty_repository(tmp_path: Path) -> None:
@@ -334,8 +409,15 @@ def test_a_stored_url_gives_the_ref_parse_url_gave_without_asking_git(
     work: Path, bare: Path
 ) -> None:
     for path in (bare, work):
-        parsed = SCM.parse_url(f"{path}#main")
-        assert SCM.stored_ref(parsed.checkout_url) == parsed
+        for fragment in ("main", "main:app", "main:services/api/"):
+            parsed = SCM.parse_url(f"{path}#{fragment}")
+            assert SCM.stored_ref(parsed.checkout_url) == parsed
+
+
+def test_the_same_branch_in_two_folders_are_two_repositories_to_the_server(bare: Path) -> None:
+    top, app, web = (SCM.parse_url(f"{bare}#main{x}") for x in ("", ":app", ":web"))
+    assert len({top.scm_uri, app.scm_uri, web.scm_uri}) == 3
+    assert SCM.parse_url(f"file://{bare}#main:app/").scm_uri == app.scm_uri
 
 
 def test_reading_a_repository_that_has_gone_since_says_so(tmp_path: Path, bare: Path) -> None:

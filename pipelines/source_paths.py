@@ -46,6 +46,18 @@ def runs_for(changed_files: Iterable[str], paths: Sequence[str]) -> bool:
     return not paths or matched_source(changed_files, paths) is not None
 
 
+def touches_root_dir(changed_files: Iterable[str], root_dir: str) -> bool:
+    """Whether a change touches the pipeline's root directory (any change, without one).
+
+    As in Screwdriver, a change that leaves the folder alone starts nothing of the pipeline,
+    whatever its jobs' sourcePaths (relative to the repository's top) say.
+    """
+    if not root_dir:
+        return True
+    prefix = f"{root_dir.strip('/')}/"
+    return any(path.startswith(prefix) for path in changed_files)
+
+
 def concerned_jobs(
     names: Iterable[str],
     jobs_config: dict[str, list[dict[str, Any]]],
@@ -53,7 +65,9 @@ def concerned_jobs(
     changed_files: Sequence[str],
 ) -> list[str]:
     """The jobs among `names` whose source paths (or the pipeline's root directory) a change
-    touches, in the order given."""
+    touches, in the order given; none when the change is outside the root directory."""
+    if not touches_root_dir(changed_files, root_dir):
+        return []
     return [
         name
         for name in names

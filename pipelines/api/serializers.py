@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.validators import URLValidator
 from rest_framework import serializers
 
+from scm.base import ScmError, check_root_dir
 from screwdriver_site.ids import count_field, id_field
 
 
@@ -77,11 +78,12 @@ class PipelineCreateSerializer(serializers.Serializer):  # type: ignore[type-arg
     rootDir = serializers.CharField(max_length=512, required=False, allow_blank=True)
 
     def validate_rootDir(self, value: str) -> str:
-        if value.strip("/"):
-            raise serializers.ValidationError(
-                "only the repository root is supported: leave it out."
-            )
-        return ""
+        # As Screwdriver's API: leading slashes are dropped, and "/" is the repository's top.
+        value = value.lstrip("/")
+        try:
+            return check_root_dir(value) if value else ""
+        except ScmError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
 
 
 class PipelineSettingsSerializer(serializers.Serializer):  # type: ignore[type-arg]

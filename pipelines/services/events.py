@@ -74,18 +74,18 @@ def _concerned(
     changed_files: Sequence[str],
     start_from: str,
 ) -> list[str]:
-    """The first jobs whose `sourcePaths` (or the pipeline's root directory) a change touches."""
+    """The first jobs whose `sourcePaths` (or the pipeline's root directory) a change touches;
+    none when it touches nothing under the root directory."""
     if _TAG_OR_RELEASE_RE.match(start_from):
         # A tag or release is not a change to files: Screwdriver runs its jobs regardless.
         return names
-    jobs = config.get("jobs") or {}
-    kept = [
-        name
-        for name in names
-        if source_paths.runs_for(
-            changed_files, source_paths.source_paths_of((jobs.get(name) or [{}])[0], root_dir)
+    kept = source_paths.concerned_jobs(names, config.get("jobs") or {}, root_dir, changed_files)
+    if not kept and not source_paths.touches_root_dir(changed_files, root_dir):
+        raise PipelineError(
+            f"No changed file is under the pipeline's root directory {root_dir}, so nothing "
+            "ran; change a file there, or start the job by hand.",
+            status=422,
         )
-    ]
     if not kept:
         raise PipelineError(
             f"No job that starts from {start_from} has a sourcePaths entry that the changed "

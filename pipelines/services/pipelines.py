@@ -18,7 +18,14 @@ from pipelines.config import fallback_pipeline, parse_pipeline_yaml
 from pipelines.models import Job, Pipeline, PipelinePermission
 from pipelines.services.stages import sync_stages_and_triggers
 from pipelines.template_store import database_templates
-from scm.base import RepoRef, Scm, ScmError, ScmTokenRejected
+from scm.base import (
+    RepoRef,
+    Scm,
+    ScmError,
+    ScmTokenRejected,
+    split_checkout_url,
+    with_root_dir,
+)
 from scm.clients import scm_of_context, scm_of_url
 from scm.gitlab import GitLabScm, project_path_of
 from scm.local import LocalGitScm
@@ -51,14 +58,17 @@ def scm_for(pipeline_or_url: Pipeline | str) -> Scm:
 
 
 def read_config(ref: RepoRef, sha: str) -> dict[str, Any]:
-    """Parse screwdriver.yaml at `sha`; a missing or broken file yields the failing fallback."""
+    """Parse the pipeline's screwdriver.yaml at `sha` (in its root directory, if it has one);
+    a missing or broken file yields the failing fallback."""
+    path = ref.repo_file(CONFIG_FILE)
     try:
-        raw = scm_for(ref.checkout_url).read_file(ref, sha, CONFIG_FILE)
+        raw = scm_for(ref.checkout_url).read_file(ref, sha, path)
     except ScmError as exc:
         return fallback_pipeline(f"Error: {exc}")
     if raw is None:
+        where = f"the folder {ref.root_dir}" if ref.root_dir else "the repository"
         return fallback_pipeline(
-            f"Error: {CONFIG_FILE} was not found at {sha[:12]}: add one to the repository."
+            f"Error: {path} was not found at {sha[:12]}: add a {CONFIG_FILE} to {where}."
         )
     return parse_config(raw.decode("utf-8", "replace"))
 
@@ -243,8 +253,24 @@ def _check_creator_administers(*, checkout_url: str, user: User | None) -> bool:
         raise PipelineError(str(exc)) from exc
 
 
-def create_pipeline(*, checkout_url: str, user: User) -> Pipeline:
-    """Create a pipeline from a repository URL, sync its jobs and install the push hook."""
+def _with_source_dir(checkout_url: str, root_dir: str) -> str:
+    """The checkout URL with `root_dir` as its source directory (Screwdriver's `rootDir`,
+    which wins over the URL's `:path`), refused before anything reads the repository."""
+    try:
+        checkout_url = with_root_dir(checkout_url, root_dir)
+        split_checkout_url(checkout_url)
+    except ScmError as exc:
+        raise PipelineError(str(exc)) from exc
+    return checkout_url
+
+
+def create_pipeline(*, checkout_url: str, user: User, root_dir: str = "") -> Pipeline:
+    """Create a pipeline from a repository URL, sync its jobs and install the push hook.
+
+    `root_dir` (or the URL's `#branch:path`) makes it a pipeline of one folder of the
+    repository: its screwdriver.yaml is read there and its builds start there.
+    """
+    checkout_url = _with_source_dir(checkout_url, root_dir)
     private = _check_creator_administers(checkout_url=checkout_url, user=user)
     ref, head, config = _resolve(checkout_url, user=user)
     username = user.get_username()
@@ -258,10 +284,11 @@ def create_pipeline(*, checkout_url: str, user: User) -> Pipeline:
                     "name": _pipeline_name(ref),
                     "branch": ref.branch,
                     "url": ref.checkout_url,
-                    "rootDir": "",
+                    "rootDir": ref.root_dir,
                     "private": private,
                 },
                 checkout_url=ref.checkout_url,
+                root_dir=ref.root_dir,
                 creator=user,
                 admins={username: True},
                 last_seen_sha=head,
@@ -358,13 +385,18 @@ def update_pipeline(
     state_message: str = "",
     changer: str = "",
     user: User | None = None,
+    root_dir: str = "",
 ) -> Pipeline:
     """Change what a pipeline builds, its settings and badges, or whether it is active.
 
     A new checkout URL on GitHub/GitLab needs `user` to administer that repository, as at
-    creation (the API passes the caller).
+    creation (the API passes the caller). A `root_dir` alone moves the pipeline to another
+    folder of its repository and branch; with a checkout URL it wins over the URL's `:path`.
     """
+    if checkout_url is None and root_dir:
+        checkout_url = pipeline.checkout_url
     if checkout_url is not None:
+        checkout_url = _with_source_dir(checkout_url, root_dir)
         pipeline = _repoint(pipeline=pipeline, checkout_url=checkout_url, user=user)
     fields: list[str] = []
     if settings is not None:
@@ -396,6 +428,7 @@ def _repoint(*, pipeline: Pipeline, checkout_url: str, user: User | None) -> Pip
             pipeline.scm_context = ref.scm_context
             pipeline.scm_repo = {**pipeline.scm_repo, "name": pipeline.name, "branch": ref.branch}
             pipeline.scm_repo["url"] = ref.checkout_url
+            pipeline.scm_repo["rootDir"] = pipeline.root_dir = ref.root_dir
             if ref.scm_context != "local":
                 pipeline.scm_repo["private"] = private
             pipeline.last_seen_sha = head

@@ -178,6 +178,15 @@ def start_pr_event(
     meta: dict[str, Any] = {}
     if changed_files is not None:
         meta["commit"] = {"changedFiles": ",".join(changed_files)}
+        if start_from == "~pr" and not source_paths.touches_root_dir(
+            changed_files, pipeline.root_dir
+        ):
+            # Before the file is looked at, as Screwdriver picks the pipelines a change is for.
+            raise PipelineError(
+                f"Pull request {pr_num} changes no file under the root directory "
+                f"{pipeline.root_dir} of pipeline {pipeline.pk}, so nothing ran.",
+                status=422,
+            )
         if start_from == "~pr" and not errors:
             names = source_paths.concerned_jobs(
                 names, jobs_config, pipeline.root_dir, changed_files

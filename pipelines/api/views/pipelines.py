@@ -89,7 +89,9 @@ class PipelineListView(ApiView):
         body = PipelineCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         pipeline = create_pipeline(
-            checkout_url=body.validated_data["checkoutUrl"], user=signed_in_user(request)
+            checkout_url=body.validated_data["checkoutUrl"],
+            root_dir=body.validated_data.get("rootDir", ""),
+            user=signed_in_user(request),
         )
         return Response(PipelineSerializer(pipeline).data, status=http.HTTP_201_CREATED)
 
@@ -116,6 +118,7 @@ class PipelineDetailView(ApiView):
             state_message=data.get("stateChangeMessage", ""),
             changer=request.user.get_username(),
             user=signed_in_user(request),
+            root_dir=data.get("rootDir", ""),
         )
         return Response(PipelineSerializer(pipeline).data)
 

@@ -99,6 +99,7 @@ def _checkout(build: Build, ref: RepoRef) -> dict[str, Any]:
         "branch": ref.branch,
         "sha": build.sha,
         "name": ref.name,
+        "rootDir": ref.root_dir,
     }
     if build.event.type == "pr" and build.event.pr_num:
         checkout["pr"] = {"number": build.event.pr_num, "headRef": pr_head_ref(build) or ""}
@@ -182,7 +183,11 @@ def launch_spec(build: Build) -> dict[str, Any]:
             "number": build.number,
             "jobName": build.job.name,
         },
-        "checkout": {"name": ref.name} if skips_checkout(config) else _checkout(build, ref),
+        "checkout": (
+            {"name": ref.name, "rootDir": ref.root_dir}
+            if skips_checkout(config)
+            else _checkout(build, ref)
+        ),
         "steps": steps,
         "environment": build_environment(build, config),
         "secrets": secret_values(build),

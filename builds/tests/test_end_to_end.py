@@ -146,6 +146,44 @@ def test_export_and_cd_persist_and_teardown_sees_the_failure(stack, make_repo) -
     assert step_log(build, "teardown-report") == ["teardown saw 1 in teardown-report"]
 
 
+MONOREPO_APP = """
+jobs:
+  main:
+    image: alpine
+    requires: [~commit]
+    steps:
+      - where: |
+          pwd
+          echo "$SD_SOURCE_DIR"
+          echo "$SD_CHECKOUT_DIR"
+          cat VERSION
+      - top: cat "$SD_CHECKOUT_DIR/README.md"
+"""
+
+
+def test_a_pipeline_of_a_folder_builds_in_that_folder_of_the_checkout(stack, make_repo) -> None:
+    repo = make_repo(
+        {
+            "README.md": "the monorepo",
+            "screwdriver.yaml": "jobs: {}\n",
+            "app/screwdriver.yaml": MONOREPO_APP,
+            "app/VERSION": "4.5.6",
+        },
+        "mono",
+    )
+    pipeline = create_pipeline(checkout_url=f"{repo.bare}#main:app", user=_admin())
+    event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("a", "alice"))
+    wait_until(lambda: _event_done(pipeline), timeout=60, what="the event to finish")
+
+    build = Build.objects.get(event=event)
+    assert build.status == BuildStatus.SUCCESS, {s.name: s.code for s in build.steps.all()}
+    pwd, source_dir, checkout_dir, version = step_log(build, "where")
+    assert pwd == source_dir == f"{checkout_dir}/app"
+    assert Path(checkout_dir).name == "mono"
+    assert version == "4.5.6"
+    assert step_log(build, "top") == ["the monorepo"]
+
+
 def test_a_hundred_thousand_lines_are_stored_without_a_gap_and_read_page_by_page(
     stack, make_repo
 ) -> None:

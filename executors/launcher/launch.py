@@ -336,7 +336,9 @@ def _run_steps(
     sweep = process.set_child_subreaper() and process.has_proc()
     checkout_spec = spec.get("checkout") or {}
     workspace = Workspace(
-        Path(workspace_dir).resolve(), Workspace.safe_name(checkout_spec.get("name"))
+        Path(workspace_dir).resolve(),
+        Workspace.safe_name(checkout_spec.get("name")),
+        Workspace.safe_source_dir(checkout_spec.get("rootDir")),
     )
     workspace.prepare(spec.get("meta") or {}, agent.directory if agent else None)
     meta_server = None

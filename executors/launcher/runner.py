@@ -190,7 +190,10 @@ class Runner:
             # A bigger pipe means fewer wake-ups for chatty steps.
             fcntl.fcntl(self._read_fd, _F_SETPIPE_SZ, _READ_SIZE)
         try:
-            with self.workspace.tree.directory(self.workspace.source, create=True):
+            # A clone needs an empty folder; without one the pipeline's folder is made, as
+            # Screwdriver's checkout does when it skips the clone.
+            first = self.workspace.checkout if checkout is not None else self.workspace.source
+            with self.workspace.tree.directory(first, create=True):
                 pass
             self.workspace.write_private(self._env_file, export_script(self.env))
             if checkout is not None and not self.stopping():
@@ -251,6 +254,9 @@ class Runner:
                 if argv[-1] == self._merge_target(checkout) and not self.stopping():
                     self._log(SETUP_STEP, output, self._conflict_message(checkout).encode())
                 break
+        if code == 0 and not self._has_source_dir():
+            self._log(SETUP_STEP, output, self._no_source_dir_message(target).encode())
+            code = 1
         self._log(SETUP_STEP, output, b"", finish=True)
         self.reporter.step_ended(SETUP_STEP, datetime.now(UTC), code)
         return code
@@ -269,12 +275,26 @@ class Runner:
             return "A pull request build needs its head sha or ref; the launch spec has neither."
         return ""
 
+    def _has_source_dir(self) -> bool:
+        """Whether the checkout holds the pipeline's folder (a real one, never a link)."""
+        try:
+            with self.workspace.tree.directory(self.workspace.source):
+                return True
+        except (OSError, ValueError):
+            return False
+
+    def _no_source_dir_message(self, target: str) -> str:
+        return (
+            f"The source directory {self.workspace.source_dir} is not a folder of the "
+            f"repository at {target}: add it, or change the pipeline's checkout URL.\n"
+        )
+
     def _git(self, *args: str) -> list[str]:
-        return ["git", "-c", "advice.detachedHead=false", "-C", str(self.workspace.source), *args]
+        return ["git", "-c", "advice.detachedHead=false", "-C", str(self.workspace.checkout), *args]
 
     def _commands(self, checkout: Checkout) -> list[list[str]]:
         target = checkout.sha or (f"origin/{checkout.branch}" if checkout.branch else "HEAD")
-        source = str(self.workspace.source)
+        source = str(self.workspace.checkout)
         clone = ["git", "clone", "--no-checkout", *_no_links(checkout.url), "--", checkout.url]
         clone.append(source)
         return [clone, self._git("checkout", "--detach", target)]
@@ -287,7 +307,7 @@ class Runner:
         # As Screwdriver's checkout: clone the base branch, fetch the PR's head into the local
         # branch "pr", then merge the base into it. The head is pinned to the event's sha so a
         # later push to the PR never changes what an earlier build tested.
-        source = str(self.workspace.source)
+        source = str(self.workspace.checkout)
         links = _no_links(checkout.url)
         clone = ["git", "clone", "--no-checkout", *links, "--branch", checkout.branch, "--"]
         commands = [[*clone, checkout.url, source]]

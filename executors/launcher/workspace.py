@@ -19,6 +19,8 @@ class Workspace:
 
     root: Path
     checkout_name: str = "src"
+    # The pipeline's folder of the repository (Screwdriver's rootDir), "" for its top.
+    source_dir: str = ""
 
     @staticmethod
     def safe_name(name: str | None) -> str:
@@ -26,10 +28,32 @@ class Workspace:
         cleaned = Path(name or "").name
         return cleaned if cleaned not in ("", ".", "..") else "src"
 
+    @staticmethod
+    def safe_source_dir(path: str | None) -> str:
+        """The pipeline's folder as a path below the checkout; ValueError for anything else.
+
+        The server checked it when the pipeline was saved; a spec that says otherwise is
+        refused rather than let a build start outside its checkout.
+        """
+        cleaned = (path or "").rstrip("/")
+        parts = cleaned.split("/")
+        if cleaned and (
+            cleaned.startswith("/")
+            or any(part in ("", ".", "..") for part in parts)
+            or any(ord(c) < 32 or c == "\x7f" for c in cleaned)
+        ):
+            raise ValueError(f"the source directory {path!r} is not a folder of the repository")
+        return cleaned
+
+    @property
+    def checkout(self) -> Path:
+        """Where the repository is cloned: SD_CHECKOUT_DIR."""
+        return self.root / "src" / self.checkout_name
+
     @property
     def source(self) -> Path:
-        """The checkout: SD_SOURCE_DIR and the first step's working directory."""
-        return self.root / "src" / self.checkout_name
+        """The pipeline's folder of the checkout: SD_SOURCE_DIR, where the first step starts."""
+        return self.checkout / self.source_dir if self.source_dir else self.checkout
 
     @property
     def artifacts(self) -> Path:
@@ -72,7 +96,7 @@ class Workspace:
         With `agent_dir` the steps run in a container that may have no Python, so `meta` is the
         shell client that the launcher answers through that directory.
         """
-        for directory in (self.source.parent, self.artifacts, self.meta_dir, self.bin):
+        for directory in (self.checkout.parent, self.artifacts, self.meta_dir, self.bin):
             with self.tree.directory(directory, create=True):
                 pass
         with self.tree.directory(self.state, create=True) as state:
@@ -94,7 +118,7 @@ class Workspace:
         return {
             "SD_ROOT_DIR": str(self.root),
             "SD_SOURCE_DIR": str(self.source),
-            "SD_CHECKOUT_DIR": str(self.source),
+            "SD_CHECKOUT_DIR": str(self.checkout),
             "SD_ARTIFACTS_DIR": str(self.artifacts),
             "SD_META_DIR": str(self.meta_dir),
             "SD_META_PATH": str(self.meta_path),

@@ -30,9 +30,10 @@ def make_runner(
     *,
     secrets: dict[str, str] | None = None,
     job_env: list[tuple[str, str]] | None = None,
+    source_dir: str = "",
     **kwargs: object,
 ) -> tuple[Runner, Collector]:
-    workspace = Workspace(tmp_path / "ws", "repo")
+    workspace = Workspace(tmp_path / "ws", "repo", source_dir)
     workspace.prepare({"seed": "from-parent"})
     env = build_environment(
         base={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
@@ -149,6 +150,76 @@ def test_setup_scm_clones_and_checks_out_the_sha(tmp_path: Path) -> None:
     assert result.status == "SUCCESS"
     assert out.events[:2] == [("start", "sd-setup-scm", None), ("end", "sd-setup-scm", 0)]
     assert out.text("show") == ["first", sha]
+
+
+def monorepo(tmp_path: Path) -> tuple[Path, str]:
+    """A repository with app/ (and a link to it, links/app) and the sha of its commit."""
+    repo = tmp_path / "mono.git"
+    git = ["git", "-c", "user.email=a@b", "-c", "user.name=n", "-C", str(repo)]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    (repo / "app").mkdir()
+    (repo / "app" / "VERSION").write_text("1.2.3\n")
+    (repo / "top.txt").write_text("top\n")
+    (repo / "links").mkdir()
+    (repo / "links" / "app").symlink_to("../app")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    return repo, subprocess.check_output([*git, "rev-parse", "HEAD"], text=True).strip()
+
+
+def test_a_pipelines_folder_is_where_steps_start_and_sd_source_dir_points(
+    tmp_path: Path,
+) -> None:
+    repo, sha = monorepo(tmp_path)
+    runner, out = make_runner(tmp_path, source_dir="app")
+    result = runner.run(
+        [
+            Step("where", 'pwd; cat VERSION; echo "$SD_SOURCE_DIR"; echo "$SD_CHECKOUT_DIR"'),
+            Step("root", 'echo "$SD_ROOT_DIR"; cat "$SD_CHECKOUT_DIR/top.txt"'),
+        ],
+        Checkout(str(repo), sha, "main"),
+    )
+    workspace = runner.workspace
+    assert result.status == "SUCCESS", out.events
+    assert workspace.source == workspace.checkout / "app"
+    assert out.text("where") == [
+        str(workspace.checkout / "app"),
+        "1.2.3",
+        str(workspace.checkout / "app"),
+        str(workspace.checkout),
+    ]
+    assert out.text("root") == [str(workspace.root), "top"]
+
+
+@pytest.mark.parametrize("source_dir", ["missing", "top.txt", "links/app"])
+def test_a_folder_the_commit_lacks_fails_the_checkout_and_says_so(
+    tmp_path: Path, source_dir: str
+) -> None:
+    repo, sha = monorepo(tmp_path)
+    runner, out = make_runner(tmp_path, source_dir=source_dir)
+    result = runner.run([Step("build", "echo no")], Checkout(str(repo), sha, "main"))
+    assert result.status == "FAILURE"
+    assert result.codes == {"sd-setup-scm": 1}
+    assert out.text("sd-setup-scm")[-1] == (
+        f"The source directory {source_dir} is not a folder of the repository at {sha}: "
+        "add it, or change the pipeline's checkout URL."
+    )
+
+
+def test_without_a_checkout_the_pipelines_folder_is_made_and_steps_start_there(
+    tmp_path: Path,
+) -> None:
+    runner, out = make_runner(tmp_path, source_dir="a/b")
+    assert runner.run([Step("where", "pwd")]).status == "SUCCESS"
+    assert out.text("where") == [str(runner.workspace.checkout / "a" / "b")]
+
+
+@pytest.mark.parametrize("path", ["/etc", "..", "a/../..", "a//b", "./a", "a/.", "a\nb"])
+def test_a_launch_spec_with_a_folder_outside_the_checkout_is_refused(path: str) -> None:
+    with pytest.raises(ValueError, match="is not a folder of the repository"):
+        Workspace.safe_source_dir(path)
+    assert Workspace.safe_source_dir("app/web/") == "app/web"
+    assert Workspace.safe_source_dir(None) == ""
 
 
 def test_a_failed_checkout_skips_user_steps_but_runs_teardown(tmp_path: Path) -> None:

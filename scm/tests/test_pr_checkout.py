@@ -168,6 +168,7 @@ def test_the_launch_spec_of_a_pr_build_asks_for_the_merge_and_sets_screwdrivers_
         "branch": "master",
         "sha": PR_SHA,
         "name": "Hello-World",
+        "rootDir": "",
         "pr": {"number": 7, "headRef": "refs/pull/7/head"},
     }
     env = dict(spec["environment"])

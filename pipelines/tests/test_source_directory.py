@@ -203,7 +203,7 @@ def test_a_jobs_source_paths_are_relative_to_the_repository_top_and_the_folder_m
 
 
 def test_the_rules_of_a_folder_and_of_source_paths_together() -> None:
-    jobs = {"a": [{"sourcePaths": ["lib/"]}], "b": [{}]}
+    jobs: dict[str, list[dict[str, Any]]] = {"a": [{"sourcePaths": ["lib/"]}], "b": [{}]}
     assert touches_root_dir(["x"], "")
     assert touches_root_dir(["app/x"], "app")
     assert not touches_root_dir(["app", "application/x", "lib/app/x"], "app")

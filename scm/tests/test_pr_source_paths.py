@@ -176,6 +176,33 @@ def test_a_pr_whose_files_touch_no_pr_job_builds_nothing_and_says_why(
     assert not Event.objects.exists()
 
 
+def test_a_pr_that_leaves_the_pipelines_folder_alone_builds_nothing_and_one_inside_does(
+    client: Client, router: respx.Router
+) -> None:
+    fake_github(router, (REPO,), config=b"jobs: {}\n")
+    router.get(f"https://api.github.com/repos/{REPO}/contents/app/screwdriver.yaml").mock(
+        return_value=httpx.Response(200, content=CONFIG)
+    )
+    pipeline = create_pipeline(
+        checkout_url=f"https://github.com/{REPO}.git#master:app", user=repository_admin("octo")
+    )
+    assert pipeline.root_dir == "app"
+
+    answer_files(router, pages(files("web/index.html", "application.txt")))
+    outside = open_pr(client)
+    assert outside.events == [] and not Event.objects.exists()
+    assert outside.message == (
+        f"Pull request 7 changes no file under the root directory app of pipeline {pipeline.pk}, "
+        "so nothing ran."
+    )
+
+    # Once the folder changes, sourcePaths count from the repository's top, as in Screwdriver:
+    # web/ is not under app/ and still runs `web`; `lint` has none and stands for app/.
+    answer_files(router, pages(files("app/main.py", "web/index.html")))
+    open_pr(client, action="synchronize", delivery="d-2")
+    assert jobs_of(Event.objects.get()) == ["PR-7:lint", "PR-7:web"]
+
+
 def test_a_pr_with_more_files_than_the_cap_runs_every_pr_job(
     client: Client, router: respx.Router, pipeline: Pipeline
 ) -> None:

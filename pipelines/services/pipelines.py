@@ -176,6 +176,10 @@ def _under_allowed_root(path: str) -> bool:
     )
 
 
+_SCM_URI_MAX = Pipeline._meta.get_field("scm_uri").max_length or 0
+_CHECKOUT_URL_MAX = Pipeline._meta.get_field("checkout_url").max_length or 0
+
+
 def _resolve(checkout_url: str, *, user: User | None) -> tuple[RepoRef, str, dict[str, Any]]:
     """The repository a checkout URL names, its branch head, and the config there."""
     scm = scm_for(checkout_url)
@@ -188,6 +192,11 @@ def _resolve(checkout_url: str, *, user: User | None) -> tuple[RepoRef, str, dic
     # The path was checked before git ran; a symlink swapped since then is caught here.
     if guarded and not _under_allowed_root(ref.repo_path):
         raise PipelineError(LOCAL_PATH_REFUSED)
+    if len(ref.scm_uri) > _SCM_URI_MAX or len(ref.checkout_url) > _CHECKOUT_URL_MAX:
+        raise PipelineError(
+            "The repository's path, branch and source directory together are too long to "
+            "store; use a shorter source directory or branch name."
+        )
     try:
         head = scm.head_sha(ref)
     except ScmError as exc:

@@ -142,6 +142,19 @@ def test_a_folder_outside_the_repository_is_a_bad_request(
     assert not Pipeline.objects.exists()
 
 
+def test_a_folder_too_long_to_store_with_the_repository_is_a_bad_request(
+    owner: User, mono: GitRepo
+) -> None:
+    folder = "/".join(["d" * 100] * 5)  # 504 characters: a valid folder on its own
+    response = as_user(owner).post(
+        "/v4/pipelines", {"checkoutUrl": f"{mono.bare}#main:{folder}"}, format="json"
+    )
+
+    assert response.status_code == 400, response.content
+    assert "too long to store" in response.json()["message"]
+    assert not Pipeline.objects.exists()
+
+
 def test_an_update_moves_a_pipeline_to_another_folder(owner: User, mono: GitRepo) -> None:
     pipeline = create_pipeline(checkout_url=f"{mono.bare}#main:app", user=owner)
 

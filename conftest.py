@@ -22,6 +22,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import override_settings
 
+from screwdriver_site.outputs import storage_settings
+
 GIT = [
     "git",
     "-c",
@@ -162,6 +164,59 @@ def local_repo_roots(settings: Any, tmp_path_factory: pytest.TempPathFactory) ->
     """Tests keep their repositories under pytest's temporary folder: allow it, as an operator
     allows a folder of repositories with SD_LOCAL_REPO_ROOTS."""
     settings.SD_LOCAL_REPO_ROOTS = [str(tmp_path_factory.getbasetemp())]
+
+
+_outputs_counter = iter(range(1, 1 << 62))
+
+
+@pytest.fixture(autouse=True)
+def outputs_folder(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Each test stores build outputs (artifacts, caches) in a folder of its own, made when
+    the first file is saved."""
+    folder = tmp_path_factory.getbasetemp() / "outputs" / str(next(_outputs_counter))
+    settings.STORAGES = {
+        **django_settings.STORAGES,
+        "outputs": storage_settings("", folder, {}),
+    }
+    return folder
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """An S3-compatible server (moto's) on 127.0.0.1, for the session; yields its URL."""
+    server_module = pytest.importorskip("moto.server", reason="pip install moto[server]")
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+_buckets = iter(range(1, 1 << 62))
+
+
+@pytest.fixture
+def s3_outputs(settings: Any, s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Build outputs go to a new bucket on the S3-compatible server; yields SD_STORAGE_URL."""
+    import boto3
+
+    bucket = f"sd-outputs-{os.getpid()}-{next(_buckets)}"
+    keys = {"SD_STORAGE_ACCESS_KEY": "testing", "SD_STORAGE_SECRET_KEY": "testing"}
+    boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
+    url = f"s3://{bucket}/outputs?endpoint_url={s3_server}&region=us-east-1&addressing_style=path"
+    for name, value in keys.items():
+        monkeypatch.setenv(name, value)
+    settings.STORAGES = {
+        **django_settings.STORAGES,
+        "outputs": storage_settings(url, Path("/nonexistent"), keys),
+    }
+    return url
 
 
 # --- the people of the tests ----------------------------------------------------------------

@@ -238,3 +238,32 @@ class LogBatch(models.Model):
     def unpack(self) -> list[bytes]:
         raw = zlib.decompress(bytes(self.data))
         return raw.split(b"\n") if self.line_count else []
+
+
+class Artifact(models.Model):
+    """One file a build published from $SD_ARTIFACTS_DIR; its bytes are in the outputs storage
+    under `storage_name` (builds.artifacts)."""
+
+    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="artifacts")
+    # The file's path under the artifacts folder, POSIX, relative ("reports/index.html").
+    path = models.TextField()
+    # sha256 of `path`: paths may be longer than an index may be on MariaDB.
+    path_key = models.CharField(max_length=64)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    content_type = models.CharField(max_length=255, default="application/octet-stream")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["build_id", "path"]
+        constraints = [
+            models.UniqueConstraint(fields=["build", "path_key"], name="artifact_once_per_path")
+        ]
+        indexes = [models.Index(fields=["created_at"], name="artifact_by_age")]
+
+    def __str__(self) -> str:
+        return f"{self.build_id}:{self.path}"
+
+    @property
+    def storage_name(self) -> str:
+        return f"artifacts/{self.build_id}/{self.path}"

@@ -323,12 +323,18 @@ class KubernetesExecutor(Executor):
         if pod.status.phase != "Failed":
             return message
         try:
-            tail = api.read_namespaced_pod_log(
-                pod.metadata.name, settings.SD_K8S_NAMESPACE, container="launcher", tail_lines=3
+            # The raw answer: some client versions hand back the repr of the bytes instead.
+            answer = api.read_namespaced_pod_log(
+                pod.metadata.name,
+                settings.SD_K8S_NAMESPACE,
+                container="launcher",
+                tail_lines=3,
+                _preload_content=False,
             )
+            tail = answer.data.decode(errors="replace")
         except Exception:
             return message
-        last = [line for line in str(tail or "").splitlines() if line.strip()]
+        last = [line for line in tail.splitlines() if line.strip()]
         return f"{message} The launcher said: {last[-1]}" if last else message
 
     def _delete(self, api: Any, name: str, *, grace: int) -> None:

@@ -20,6 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from screwdriver_site.data_dir import SERVER_UMASK, private_dir, private_file
 from screwdriver_site.env import env_bool, env_float, env_int, env_list, env_str
+from screwdriver_site.outputs import storage_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -220,6 +221,15 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = private_dir(SD_DATA_DIR / "static")
 WHITENOISE_USE_FINDERS = True
+
+# Build outputs (artifacts, caches): a private folder under SD_DATA_DIR, or an S3-compatible
+# store when SD_STORAGE_URL says so (docs/artifacts.md).
+SD_STORAGE_URL = env_str("SD_STORAGE_URL", "")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "outputs": storage_settings(SD_STORAGE_URL, SD_DATA_DIR / "outputs", dict(os.environ)),
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

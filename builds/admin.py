@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from builds import services
 from builds.models import (
     ACTIVE_STATUSES,
+    Artifact,
     Build,
     LogBatch,
     OutboxMessage,
@@ -126,6 +127,18 @@ class OutboxMessageAdmin(admin.ModelAdmin):
         "done_at",
         "error",
     ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Artifact)
+class ArtifactAdmin(admin.ModelAdmin):
+    """What builds published; files are written by the upload route only."""
+
+    list_display = ["build_id", "path", "size", "content_type", "created_at"]
+    search_fields = ["path"]
+    readonly_fields = ["build", "path", "path_key", "size", "sha256", "content_type"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

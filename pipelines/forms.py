@@ -6,11 +6,13 @@ from typing import Any
 
 from django import forms
 
+from scm.base import ScmError, check_root_dir
+
 ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
 
 
 class CreatePipelineForm(forms.Form):
-    """The one field of Screwdriver's create form, named as in its API."""
+    """The fields of Screwdriver's create form, named as in its API."""
 
     checkoutUrl = forms.CharField(
         label="Checkout URL",
@@ -19,6 +21,19 @@ class CreatePipelineForm(forms.Form):
             attrs={"placeholder": "/abs/path/repo.git#main", "autocomplete": "off"}
         ),
     )
+    rootDir = forms.CharField(
+        label="Source directory (optional)",
+        max_length=512,
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "app/backend", "autocomplete": "off"}),
+    )
+
+    def clean_rootDir(self) -> str:
+        value = self.cleaned_data["rootDir"].strip().lstrip("/")
+        try:
+            return check_root_dir(value) if value else ""
+        except ScmError as exc:
+            raise forms.ValidationError(str(exc)) from exc
 
 
 def parameter_default(spec: Any) -> tuple[str, list[str], str]:

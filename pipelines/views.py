@@ -86,6 +86,7 @@ def pipeline_list(request: HttpRequest) -> HttpResponse:
                 pipeline = create_pipeline(
                     checkout_url=form.cleaned_data["checkoutUrl"].strip(),
                     user=signed_in_user(request),
+                    root_dir=form.cleaned_data["rootDir"],
                 )
             except PipelineError as exc:
                 form.add_error("checkoutUrl", exc.message)

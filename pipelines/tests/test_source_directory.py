@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
 from rest_framework.test import APIClient
 
 from conftest import GitRepo
@@ -224,3 +226,22 @@ def test_the_rules_of_a_folder_and_of_source_paths_together() -> None:
     assert concerned_jobs(["a", "b"], jobs, "app", ["lib/x", "app/y"]) == ["a", "b"]
     assert concerned_jobs(["a", "b"], jobs, "app", ["app/y"]) == ["b"]
     assert concerned_jobs(["a", "b"], jobs, "", ["lib/x"]) == ["a", "b"]
+
+
+def test_the_create_form_takes_a_source_directory(admin_client: Client, mono: GitRepo) -> None:
+    page = admin_client.get(reverse("pipelines:list")).content.decode()
+    assert 'name="rootDir"' in page and "Source directory" in page
+
+    refused = admin_client.post(
+        reverse("pipelines:list"), {"checkoutUrl": f"{mono.bare}#main", "rootDir": "../etc"}
+    )
+    assert refused.status_code == 400
+    assert 'class="error"' in refused.content.decode()
+    assert not Pipeline.objects.exists()
+
+    admin_client.post(
+        reverse("pipelines:list"), {"checkoutUrl": f"{mono.bare}#main", "rootDir": "/app/"}
+    )
+    pipeline = Pipeline.objects.get()
+    assert pipeline.root_dir == "app"
+    assert sorted(pipeline.jobs.values_list("name", flat=True)) == ["app-lint", "app-test"]

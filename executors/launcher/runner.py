@@ -195,7 +195,11 @@ class Runner:
             first = self.workspace.checkout if checkout is not None else self.workspace.source
             with self.workspace.tree.directory(first, create=True):
                 pass
-            self.workspace.write_private(self._env_file, export_script(self.env))
+            # The first step starts in the source folder: $PWD says so, whatever directory
+            # the launcher (or the container's first process) was started from.
+            first_env = {k: v for k, v in self.env.items() if k not in ("PWD", "OLDPWD")}
+            first_env["PWD"] = str(self.workspace.source)
+            self.workspace.write_private(self._env_file, export_script(first_env))
             if checkout is not None and not self.stopping():
                 self._record(result, SETUP_STEP, self._setup_scm(checkout))
             if self.owner is not None:

@@ -110,6 +110,41 @@ def test_steps_run_in_the_container_in_one_shell_session_and_meta_reaches_the_ne
     wait_until(lambda: _no_container_left(settings), timeout=30, what="the containers to go")
 
 
+FOLDER_JOB = f"""
+jobs:
+  main:
+    image: {IMAGE}
+    annotations:
+      screwdriver.cd/executor: docker
+    requires: [~commit]
+    steps:
+      - where: |
+          echo "start=$(basename "$PWD") source=$(basename "$SD_SOURCE_DIR")"
+          test "$PWD" = "$SD_SOURCE_DIR" && echo "starts in the source folder"
+          test "$(dirname "$SD_SOURCE_DIR")" = "$SD_CHECKOUT_DIR" && echo "inside the checkout"
+          ls
+"""
+
+
+def test_a_folder_pipeline_runs_in_its_folder_in_the_container(
+    docker_stack, make_repo, settings
+) -> None:
+    repo = make_repo({"app/screwdriver.yaml": FOLDER_JOB, "app/main.c": "", "other/x": ""})
+    pipeline = create_pipeline(checkout_url=f"{repo.checkout_url}:app", user=_admin())
+    start_event(pipeline=pipeline, start_from="~commit", creator=Creator("a", "alice"))
+    done = wait_until(lambda: _event_done(pipeline), timeout=90, what="the event to finish")
+
+    build = Build.objects.get(event=done)
+    assert (build.executor, build.status) == ("docker", BuildStatus.SUCCESS), build.status_message
+    assert _log(build, "where") == [
+        "start=app source=app",
+        "starts in the source folder",
+        "inside the checkout",
+        "main.c",
+        "screwdriver.yaml",
+    ]
+
+
 def test_a_missing_image_fails_with_a_message_naming_it(docker_stack, make_repo, settings) -> None:
     # A registry on a closed local port: the pull is really tried, and fails at once.
     image = "127.0.0.1:9/sd-test/no-such-image:1"

@@ -31,12 +31,13 @@ def make_runner(
     secrets: dict[str, str] | None = None,
     job_env: list[tuple[str, str]] | None = None,
     source_dir: str = "",
+    base: dict[str, str] | None = None,
     **kwargs: object,
 ) -> tuple[Runner, Collector]:
     workspace = Workspace(tmp_path / "ws", "repo", source_dir)
     workspace.prepare({"seed": "from-parent"})
     env = build_environment(
-        base={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+        base={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **(base or {})},
         launcher_vars=workspace.variables("build-token"),
         bin_dir=workspace.bin,
         job_environment=job_env or [],
@@ -87,6 +88,17 @@ def test_the_first_step_runs_in_the_source_dir_with_the_build_environment(
         f"{tmp_path} {workspace.meta_path}",
         str(workspace.bin / "meta"),
     ]
+
+
+def test_the_first_steps_pwd_is_the_source_dir_wherever_the_launcher_started(
+    tmp_path: Path,
+) -> None:
+    # A container's first process, or the server, hands down PWD=/ and an OLDPWD.
+    runner, out = make_runner(tmp_path, source_dir="app", base={"PWD": "/", "OLDPWD": "/tmp"})
+    runner.run([Step("one", 'echo "$PWD ${OLDPWD:-none}"; pwd'), Step("two", 'echo "$PWD"')])
+    source = str(runner.workspace.source)
+    assert out.text("one") == [f"{source} none", source]
+    assert out.text("two") == [source]
 
 
 def test_set_e_ends_a_step_at_its_first_failing_command(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from pipelines.deploy_keys import wants_deploy_key
 from scm.base import RepoRef
 from scm.clients import scm_of_context
 from scm.models import ScmRole
@@ -127,6 +128,19 @@ class Pipeline(models.Model):
 
     def is_admin(self, user: Any) -> bool:
         return self.has_right(user, PipelinePermission.Role.ADMIN)
+
+    @property
+    def uses_deploy_key(self) -> bool:
+        """Whether its builds clone with its deploy key over SSH (docs/scm.md)."""
+        return self.scm_context != "local" and wants_deploy_key(
+            self.annotations, enabled=settings.SD_DEPLOY_KEYS
+        )
+
+    def deploy_key_in_use(self) -> DeployKey | None:
+        """The deploy key its builds clone with, when it uses one and has it."""
+        if not self.uses_deploy_key:
+            return None
+        return DeployKey.objects.filter(pipeline=self).first()
 
     def repo_ref(self) -> RepoRef:
         """Where the pipeline's code is: repository, branch and root directory."""
@@ -305,6 +319,20 @@ class Secret(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pipeline_id}:{self.name}"
+
+
+class DeployKey(models.Model):
+    """A pipeline's SSH deploy key: the public half for the repository, the private half
+    encrypted at rest like a secret, handed only to a build's launcher for its clone."""
+
+    pipeline = models.OneToOneField(Pipeline, on_delete=models.CASCADE, related_name="deploy_key")
+    public_key = models.TextField()
+    fingerprint = models.CharField(max_length=64)
+    encrypted_private_key = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.pipeline_id}:{self.fingerprint}"
 
 
 class TokenQuerySet(models.QuerySet["Token"]):

@@ -310,6 +310,12 @@ SD_GITHUB_TOKEN = env_str("SD_GITHUB_TOKEN")
 SD_GITLAB_URL = env_str("SD_GITLAB_URL", "https://gitlab.com").rstrip("/")
 SD_GITLAB_WEBHOOK_TOKEN = env_str("SD_GITLAB_WEBHOOK_TOKEN")
 SD_GITLAB_TOKEN = env_str("SD_GITLAB_TOKEN")
+# Deploy keys: a pipeline whose screwdriver.yaml says screwdriver.cd/useDeployKey: true gets
+# an SSH key pair and its builds clone over SSH with it (docs/scm.md); off unless allowed.
+SD_DEPLOY_KEYS = env_bool("SD_DEPLOY_KEYS", False)
+# A known_hosts file (read by the server, sent to the launcher) that pins the SSH host keys of
+# the SCMs; without it a deploy-key clone does not check the host key, as Screwdriver's.
+SD_SSH_KNOWN_HOSTS = env_str("SD_SSH_KNOWN_HOSTS")
 SD_WEBHOOK_MAX_BYTES = env_int("SD_WEBHOOK_MAX_BYTES", 2 * 1024 * 1024)
 
 # OAuth apps for sign-in; each provider is offered only when its id and secret are set.

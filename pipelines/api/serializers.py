@@ -233,6 +233,17 @@ class SecretSerializer(serializers.Serializer):  # type: ignore[type-arg]
     allowInPR = serializers.BooleanField(source="allow_in_pr")
 
 
+class DeployKeySerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """A pipeline's deploy key as its admins see it: the public half only."""
+
+    pipelineId = serializers.IntegerField(source="pipeline_id")
+    publicKey = serializers.CharField(source="public_key")
+    fingerprint = serializers.CharField()
+    createdAt = ScrewdriverTime(source="created_at")
+    # False when the operator or the pipeline's screwdriver.yaml no longer asks for it.
+    inUse = serializers.BooleanField(source="pipeline.uses_deploy_key")
+
+
 class SecretCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     pipelineId = id_field()
     name = serializers.RegexField(SECRET_NAME, max_length=64)

@@ -47,6 +47,11 @@ urlpatterns = [
         name="pipeline-permission",
     ),
     path(f"{P}/secrets", secrets_tokens.PipelineSecretsView.as_view(), name="pipeline-secrets"),
+    path(
+        f"{P}/deploykey",
+        secrets_tokens.PipelineDeployKeyView.as_view(),
+        name="pipeline-deploy-key",
+    ),
     path(f"{P}/tokens", secrets_tokens.PipelineTokensView.as_view(), name="pipeline-tokens"),
     path(
         f"{P}/tokens/<id:token_id>",

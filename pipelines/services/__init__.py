@@ -23,6 +23,7 @@ from pipelines.services.collections import (
     remove_from_collection,
     update_collection,
 )
+from pipelines.services.deploy_keys import ensure_deploy_key, replace_deploy_key
 from pipelines.services.events import (
     Checkout,
     Creator,
@@ -73,6 +74,7 @@ __all__ = [
     "delete_pipeline",
     "delete_secret",
     "delete_token",
+    "ensure_deploy_key",
     "event_of_delivery",
     "grant_permission",
     "install_hook",
@@ -82,6 +84,7 @@ __all__ = [
     "read_config",
     "refresh_token",
     "remove_from_collection",
+    "replace_deploy_key",
     "restart_event",
     "revoke_permission",
     "revoke_user_jwts",

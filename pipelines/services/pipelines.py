@@ -16,6 +16,7 @@ from django.utils import timezone
 from pipelines import periodic
 from pipelines.config import fallback_pipeline, parse_pipeline_yaml
 from pipelines.models import Job, Pipeline, PipelinePermission
+from pipelines.services.deploy_keys import ensure_deploy_key
 from pipelines.services.stages import sync_stages_and_triggers
 from pipelines.template_store import database_templates
 from scm.base import (
@@ -143,6 +144,8 @@ def sync_jobs(
         pipeline.annotations = config.get("annotations", {})
         pipeline.parameters = config.get("parameters", {})
         pipeline.save(update_fields=["workflow_graph", "annotations", "parameters"])
+        # `screwdriver.cd/useDeployKey: true` on the branch: the admin finds the key to add.
+        ensure_deploy_key(pipeline=pipeline)
     sync_stages_and_triggers(pipeline=pipeline, config=config, jobs=existing)
     periodic.sync_schedules(pipeline=pipeline)
     return existing

@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from pipelines.api.serializers import (
+    DeployKeySerializer,
     NewTokenSerializer,
     SecretCreateSerializer,
     SecretSerializer,
@@ -24,7 +25,7 @@ from pipelines.api.serializers import (
     TokenSerializer,
     TokenUpdateSerializer,
 )
-from pipelines.models import Secret, Token
+from pipelines.models import DeployKey, Secret, Token
 from pipelines.services import (
     NewToken,
     create_pipeline_token,
@@ -33,10 +34,12 @@ from pipelines.services import (
     delete_secret,
     delete_token,
     refresh_token,
+    replace_deploy_key,
     update_secret,
     update_token,
 )
 from screwdriver_site.api.base import PAGING_PARAMETERS, ApiView, paginate, pipeline_for
+from screwdriver_site.api.errors import error_response
 from screwdriver_site.api.permissions import ADMIN, PEOPLE, PUSH, require_right, signed_in_user
 
 
@@ -53,6 +56,38 @@ class PipelineSecretsView(ApiView):
         rows = Secret.objects.filter(pipeline=pipeline)
         page = paginate(request, rows, sort_by={"name": "name"}, default_sort="ascending")
         return Response(SecretSerializer(page, many=True).data)
+
+
+class PipelineDeployKeyView(ApiView):
+    """A pipeline's SSH deploy key: its admins read the public half (to add it to the
+    repository) and may replace the pair; the private half only reaches its builds' launchers."""
+
+    scopes = {"GET": PEOPLE, "POST": PEOPLE}
+
+    @extend_schema(responses={200: DeployKeySerializer})
+    def get(self, request: Request, pipeline_id: int) -> Response:
+        pipeline = pipeline_for(request, pipeline_id, ADMIN)
+        key = DeployKey.objects.filter(pipeline=pipeline).select_related("pipeline").first()
+        if key is None:
+            return error_response(
+                404,
+                f"Pipeline {pipeline_id} has no deploy key: add `screwdriver.cd/useDeployKey: "
+                "true` to the annotations of its screwdriver.yaml (the server must allow "
+                "deploy keys: SD_DEPLOY_KEYS=true), then sync it.",
+            )
+        return Response(DeployKeySerializer(key).data)
+
+    @extend_schema(request=None, responses={201: DeployKeySerializer})
+    def post(self, request: Request, pipeline_id: int) -> Response:
+        pipeline = pipeline_for(request, pipeline_id, ADMIN)
+        if not pipeline.uses_deploy_key:
+            return error_response(
+                409,
+                f"Pipeline {pipeline_id} does not clone with a deploy key: its screwdriver.yaml "
+                "needs `screwdriver.cd/useDeployKey: true` and the server SD_DEPLOY_KEYS=true.",
+            )
+        key = replace_deploy_key(pipeline=pipeline)
+        return Response(DeployKeySerializer(key).data, status=http.HTTP_201_CREATED)
 
 
 class SecretCreateView(ApiView):

@@ -9,7 +9,7 @@ from django.conf import settings
 
 from builds.models import Build
 from builds.secrets import secret_values
-from builds.services import SETUP_STEP, deep_merge, skips_checkout
+from builds.services import SETUP_STEP, checkout_auth, checkout_url, deep_merge, skips_checkout
 from pipelines import source_paths
 from pipelines.models import Event
 from scm.base import RepoRef
@@ -93,14 +93,23 @@ def _branch_environment(build: Build, branch: str) -> list[list[str]]:
 
 
 def _checkout(build: Build, ref: RepoRef) -> dict[str, Any]:
-    """What sd-setup-scm clones: the branch at the build's sha, or a PR merged into its base."""
+    """What sd-setup-scm clones: the branch at the build's sha, or a PR merged into its base.
+
+    `auth` names the credential the launcher asks for (`token` or `sshKey`, see
+    builds/services/credentials.py); the value itself is never in the spec, which is logged
+    and may be kept by whoever runs the launcher.
+    """
+    pipeline = build.job.pipeline
+    auth = checkout_auth(pipeline)
     checkout: dict[str, Any] = {
-        "url": ref.repo_path,
+        "url": checkout_url(pipeline, auth) if auth else ref.repo_path,
         "branch": ref.branch,
         "sha": build.sha,
         "name": ref.name,
         "rootDir": ref.root_dir,
     }
+    if auth:
+        checkout["auth"] = auth
     if build.event.type == "pr" and build.event.pr_num:
         checkout["pr"] = {"number": build.event.pr_num, "headRef": pr_head_ref(build) or ""}
     return checkout

@@ -84,6 +84,9 @@ class Build(models.Model):
     dispatched_at = models.DateTimeField(null=True, blank=True)
     # Renewed by the launcher's heartbeat; the reaper fails builds whose lease lapsed.
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # When its launcher was handed the credential to clone with: once per build (the value
+    # itself is never stored).
+    checkout_credential_at = models.DateTimeField(null=True, blank=True)
 
     objects = BuildQuerySet.as_manager()
 

@@ -10,7 +10,8 @@ from django.db.models import QuerySet
 from builds.models import Build
 from executors.launcher.masking import Masker
 from pipelines.encryption import decrypt
-from pipelines.models import Secret
+from pipelines.models import Pipeline, Secret
+from scm.clients import scm_of_context
 
 # Log batches come several a second: the masker of a build is reused this long.
 MASKER_TTL_SECONDS = 10.0
@@ -32,15 +33,31 @@ def secret_values(build: Build) -> dict[str, str]:
     return {row.name: decrypt(row.encrypted_value) for row in allowed_secrets(build)}
 
 
+def checkout_secret_values(pipeline: Pipeline) -> list[str]:
+    """Whatever credential the pipeline's builds may clone with (the SCM's token, its deploy
+    key): masked like its secrets, should a build ever print one."""
+    if pipeline.scm_context == "local":
+        return []
+    values: list[str] = []
+    credential = scm_of_context(pipeline.scm_context).clone_credential()
+    if credential is not None:
+        values.append(credential[1])
+    key = pipeline.deploy_key_in_use()
+    if key is not None:
+        values.append(decrypt(key.encrypted_private_key))
+    return values
+
+
 def masker_for(build: Build) -> Masker:
-    """A masker for the values of the build's secrets, kept for a few seconds."""
+    """A masker for the values of the build's secrets and clone credential, kept a few
+    seconds."""
     # The row's creation time is part of the key: ids come back after a rolled-back insert.
     key = (build.pk, build.created_at.isoformat())
     now = time.monotonic()
     found = _maskers.get(key)
     if found is not None and found[0] > now:
         return found[1]
-    masker = Masker(secret_values(build).values())
+    masker = Masker([*secret_values(build).values(), *checkout_secret_values(build.job.pipeline)])
     _maskers[key] = (now + MASKER_TTL_SECONDS, masker)
     _maskers.move_to_end(key)
     while len(_maskers) > _MASKERS_KEPT:

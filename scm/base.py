@@ -188,6 +188,15 @@ class Scm(ABC):
         """Return whether the repository is hidden from people without access to it."""
         return False
 
+    def clone_credential(self) -> tuple[str, str] | None:
+        """(user name, token) a build clones this SCM's repositories with over HTTPS; None
+        when it clones without one (a repository on this disk, or no token configured)."""
+        return None
+
+    def ssh_clone_url(self, ref: RepoRef) -> str | None:
+        """Where a build clones the repository over SSH (with a deploy key); None: nowhere."""
+        return None
+
     def pr_changed_files(self, ref: RepoRef, pr_num: int) -> list[str] | None:
         """Return every file a pull request changes against its base; None when unknown.
 

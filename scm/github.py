@@ -239,6 +239,14 @@ class GitHubScm(Scm):
             return True
         raise ScmError(f"GitHub refused the webhook ({response.status_code}); check the token.")
 
+    def clone_credential(self) -> tuple[str, str] | None:
+        """The server's token: GitHub takes any token as the password of `x-access-token`."""
+        return ("x-access-token", self.token) if self.token else None
+
+    def ssh_clone_url(self, ref: RepoRef) -> str | None:
+        """git@HOST:org/repo.git (GitHub's SSH, on port 22)."""
+        return f"git@{github_host()}:{full_name_of(ref)}.git"
+
     def is_private(self, ref: RepoRef) -> bool:
         """Return GitHub's `private` flag of the repository (read with the server's token)."""
         return self._json(f"/repos/{full_name_of(ref)}").get("private") is not False

@@ -280,6 +280,16 @@ class GitLabScm(Scm):
             return True
         raise ScmError(f"GitLab refused the webhook ({response.status_code}); check the token.")
 
+    def clone_credential(self) -> tuple[str, str] | None:
+        """The server's token: GitLab takes an OAuth or access token as the password of
+        `oauth2`."""
+        return ("oauth2", self.token) if self.token else None
+
+    def ssh_clone_url(self, ref: RepoRef) -> str | None:
+        """git@HOST:group/repo.git (GitLab's SSH, on port 22)."""
+        host = urlsplit(gitlab_base()).hostname or gitlab_host()
+        return f"git@{host}:{project_path_of(ref)}.git"
+
     def is_private(self, ref: RepoRef) -> bool:
         """Return whether the project is not public (GitLab's `visibility`: internal, private)."""
         return self._json(self._project(project_path_of(ref))).get("visibility") != "public"

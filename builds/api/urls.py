@@ -13,6 +13,11 @@ urlpatterns = [
     path(f"{B}/launch", views.BuildLaunchView.as_view(), name="build-launch"),
     path(f"{B}/heartbeat", views.BuildHeartbeatView.as_view(), name="build-heartbeat"),
     path(f"{B}/token", views.BuildTokenView.as_view(), name="build-token"),
+    path(
+        f"{B}/checkout-credential",
+        views.BuildCheckoutCredentialView.as_view(),
+        name="build-checkout-credential",
+    ),
     path(f"{B}/secrets", views.BuildSecretsView.as_view(), name="build-secrets"),
     path(f"{B}/steps", views.StepListView.as_view(), name="build-steps"),
     path(f"{B}/steps/<str:name>", views.StepDetailView.as_view(), name="build-step"),

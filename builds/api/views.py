@@ -143,6 +143,27 @@ class BuildHeartbeatView(ApiView):
         return Response({"status": build_services.renew_lease(build_id=build_id)})
 
 
+class BuildCheckoutCredentialView(ApiView):
+    """POST /v4/builds/{id}/checkout-credential: what the build's launcher clones with.
+
+    Only the build's own token; only while the build runs, before its own steps started, and
+    once (builds/services/credentials.py). The answer is never stored or logged.
+    """
+
+    scopes = {"POST": REPORTERS}
+
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT})
+    def post(self, request: Request, build_id: int) -> Response:
+        require_build_token(request, build_id)
+        try:
+            answer = build_services.issue_checkout_credential(build_id=build_id)
+        except build_services.CredentialRefused as exc:
+            return error_response(exc.status, str(exc))
+        response = Response(answer)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
 class BuildTokenView(ApiView):
     """POST /v4/builds/{id}/token: a temporal (or build) token for a build token of full life."""
 

@@ -22,6 +22,12 @@ from builds.services.creation import (
     skips_checkout,
     timeout_seconds_of,
 )
+from builds.services.credentials import (
+    CredentialRefused,
+    checkout_auth,
+    checkout_url,
+    issue_checkout_credential,
+)
 from builds.services.locks import lock_pipeline
 from builds.services.settle import (
     create_start_builds,
@@ -45,13 +51,17 @@ __all__ = [
     "START_GRACE",
     "START_TASK",
     "TIMEOUT_ANNOTATION",
+    "CredentialRefused",
     "TransitionError",
     "abort_build",
+    "checkout_auth",
+    "checkout_url",
     "create_build",
     "create_start_builds",
     "deep_merge",
     "fail_lost_build",
     "finish_build",
+    "issue_checkout_credential",
     "lock_pipeline",
     "mark_running",
     "permutation_count",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -17,6 +18,7 @@ from urllib.parse import quote
 from . import process
 from .agent import Agent, AgentError, control_dir, prepare_control_dir
 from .api import ApiClient, ApiError, ConflictError
+from .credentials import CredentialError
 from .environment import build_environment
 from .logs import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STEP_BYTES, Line, LogBatcher, Masker
 from .metaserver import MetaServer
@@ -370,6 +372,7 @@ def _run_steps(
             branch=str(checkout_spec.get("branch") or ""),
             pr_number=int(pr.get("number") or 0),
             pr_ref=str(pr.get("headRef") or ""),
+            auth=str(checkout_spec.get("auth") or ""),
         )
         if checkout_spec.get("url")
         else None
@@ -396,6 +399,8 @@ def _run_steps(
         sweep=sweep,
         agent=agent,
         owner=owner,
+        credentials=lambda: _checkout_credential(client, build_id),
+        launcher_env=environ,
     )
     try:
         result = runner.run(steps, checkout)
@@ -405,10 +410,31 @@ def _run_steps(
         if meta_server is not None:
             meta_server.close()
     # `meta set KEY "$SECRET"` must not carry the value to the API (which masks it again).
-    final: dict[str, Any] = {"status": result.status, "meta": masker.meta(_final_meta(workspace))}
+    # The runner's masker: it also knows the checkout's credential, when there was one.
+    final: dict[str, Any] = {
+        "status": result.status,
+        "meta": runner.masker.meta(_final_meta(workspace)),
+    }
     if result.timed_out:
         final["statusMessage"] = timeout_message(timeout)
     return final
+
+
+def _checkout_credential(client: ApiClient, build_id: int) -> Any:
+    """Ask for the checkout's credential: once, during sd-setup-scm (the API refuses it at any
+    other time); the refusal's reason is the error's message."""
+    try:
+        return client.post(f"/builds/{build_id}/checkout-credential", {})
+    except ApiError as exc:
+        raise CredentialError(_reason(exc)) from None
+
+
+def _reason(exc: ApiError) -> str:
+    try:
+        message = json.loads(exc.body).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return f"{exc} ({message})" if isinstance(message, str) and message else str(exc)
 
 
 def _final_meta(workspace: Workspace) -> dict[str, Any]:

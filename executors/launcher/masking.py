@@ -106,9 +106,10 @@ class Masker:
     """Replaces secret values and their encodings in raw output lines with `****`."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
+        self.values = tuple(secrets)
         whole: set[bytes] = set()
         split: set[bytes] = set()
-        for secret in secrets:
+        for secret in self.values:
             found = forms_of(secret)
             whole |= found
             if len(_to_bytes(secret)) >= MIN_FORM_BYTES:
@@ -125,6 +126,10 @@ class Masker:
 
     def __bool__(self) -> bool:
         return self._whole is not None
+
+    def adding(self, secrets: Iterable[str]) -> Masker:
+        """A masker of these values as well (one learned during the build: a credential)."""
+        return Masker([*self.values, *secrets])
 
     def __call__(self, raw: bytes) -> bytes:
         """One output line (no newline in it) with every secret, whole or cut, replaced."""

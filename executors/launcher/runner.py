@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 import select
 import shlex
 import subprocess
@@ -15,16 +14,26 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import process
 from .agent import Agent
+from .checkout import (
+    Checkout,
+    CheckoutError,
+    Commands,
+    conflict_message,
+    refusal,
+    shallow_of,
+)
+from .credentials import KINDS, CloneAccess, CloneCredential, CredentialError
 from .environment import export_script, without_private
 from .logs import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STEP_BYTES, Line, Masker, StepOutput
 from .sandbox import hand_over
 from .workspace import Workspace
 
 SETUP_STEP = "sd-setup-scm"
+__all__ = ["SETUP_STEP", "Checkout", "Runner", "Step"]
 TEARDOWN_PREFIX = "teardown-"
 _F_SETPIPE_SZ = 1031
 _READ_SIZE = 1 << 20
@@ -42,35 +51,6 @@ class Step:
     def is_teardown(self) -> bool:
         """Teardown steps always run, after the others."""
         return self.name.startswith(TEARDOWN_PREFIX)
-
-
-@dataclass(frozen=True)
-class Checkout:
-    """What `sd-setup-scm` clones and checks out; a PR build also merges its base branch."""
-
-    url: str
-    sha: str = ""
-    branch: str = ""
-    pr_number: int = 0
-    pr_ref: str = ""  # where the SCM keeps the PR's head, e.g. refs/pull/7/head
-
-    @property
-    def is_pr(self) -> bool:
-        """A pull request's build checks out the merge of the PR into its base branch."""
-        return self.pr_number > 0
-
-
-# Git's identity for the merge commit of a PR build, as Screwdriver's checkout configures it.
-BOT_NAME = "sd-buildbot"
-BOT_EMAIL = "dev-null@screwdriver.cd"
-_SAFE_REF = re.compile(r"refs/[A-Za-z0-9._/-]+")
-
-
-def _no_links(url: str) -> list[str]:
-    """A clone of a repository on this disk copies its objects: by default git hard-links
-    them, and a build could then rewrite the repository that later builds (and the server)
-    read. A URL's clone copies anyway."""
-    return ["--no-local"] if Path(url).is_absolute() else []
 
 
 class Reporter(Protocol):
@@ -129,6 +109,8 @@ class Runner:
         sweep: bool = False,
         agent: Agent | None = None,
         owner: tuple[int, int] | None = None,
+        credentials: Callable[[], Any] | None = None,
+        launcher_env: Mapping[str, str] | None = None,
     ) -> None:
         self.workspace = workspace
         self.env = dict(env)
@@ -147,6 +129,10 @@ class Runner:
         self.agent = agent
         # The (uid, gid) a sandbox runs the steps as, when not ours: it gets the workspace.
         self.owner = owner
+        # Asks the API for the checkout's credential (see credentials.py); None: never asked.
+        self.credentials = credentials
+        # The launcher's own environment: what git runs with when the job's must stay out.
+        self.launcher_env = os.environ if launcher_env is None else launcher_env
         self.timed_out = False
         self._stopped_at: float | None = None
         self._groups: list[int] = []
@@ -239,45 +225,111 @@ class Runner:
     # -- steps ------------------------------------------------------------------------------
 
     def _setup_scm(self, checkout: Checkout) -> int:
-        target = checkout.sha or (f"origin/{checkout.branch}" if checkout.branch else "HEAD")
-        commands = self._pr_commands(checkout) if checkout.is_pr else self._commands(checkout)
-        # Checkout runs here, never in the container: the image needs no git.
-        base = self.env if self.agent is None else without_private(os.environ)
-        env = {**base, "GIT_TERMINAL_PROMPT": "0", "GIT_MERGE_AUTOEDIT": "no"}
         output = self._output()
         self.reporter.step_started(SETUP_STEP, datetime.now(UTC))
-        code = 0
-        refused = self._refused(checkout, target)
-        if refused:
-            self._log(SETUP_STEP, output, f"{refused}\n".encode())
+        try:
+            code = self._checkout(checkout, output)
+        except CheckoutError as exc:
+            self._log(SETUP_STEP, output, f"{exc}\n".encode())
             code = 1
-        for argv in commands if code == 0 else []:
-            self._log(SETUP_STEP, output, f"$ {shlex.join(argv)}\n".encode())
-            code = self._execute(SETUP_STEP, argv, self.workspace.root, env, output, self.stopping)
-            if code != 0:
-                if argv[-1] == self._merge_target(checkout) and not self.stopping():
-                    self._log(SETUP_STEP, output, self._conflict_message(checkout).encode())
-                break
         if code == 0 and not self._has_source_dir():
-            self._log(SETUP_STEP, output, self._no_source_dir_message(target).encode())
+            self._log(SETUP_STEP, output, self._no_source_dir_message(checkout.target).encode())
             code = 1
         self._log(SETUP_STEP, output, b"", finish=True)
         self.reporter.step_ended(SETUP_STEP, datetime.now(UTC), code)
         return code
 
-    @staticmethod
-    def _refused(checkout: Checkout, target: str) -> str:
-        # Names arrive as data and go to git as single argv words, but a word that starts with
-        # "-" would still be read as an option, and a ref must look like one.
-        if target.startswith("-") or checkout.branch.startswith("-"):
-            return f"Refusing to check out {target!r} of branch {checkout.branch!r}."
-        if checkout.pr_ref and not _SAFE_REF.fullmatch(checkout.pr_ref):
-            return f"Refusing to fetch the pull request ref {checkout.pr_ref!r}."
-        if checkout.is_pr and not checkout.branch:
-            return "A pull request build needs its base branch; the launch spec has none."
-        if checkout.is_pr and not (checkout.sha or checkout.pr_ref):
-            return "A pull request build needs its head sha or ref; the launch spec has neither."
-        return ""
+    def _checkout(self, checkout: Checkout, output: StepOutput) -> int:
+        """Clone, fetch and check out; the credential (if any) lives only while git fetches."""
+        refused = refusal(checkout)
+        if refused:
+            raise CheckoutError(refused)
+        shallow = shallow_of(self.env, checkout)
+        plan = Commands(checkout, self.workspace.checkout, shallow).plan()
+        # Checkout runs here, never in the container: the image needs no git. A job's own
+        # environment reaches git only where no credential is in play (local repositories,
+        # public ones): it could name a proxy, a trace file or configuration that hands the
+        # credential to the build.
+        if self.agent is not None or checkout.auth:
+            base = without_private(self.launcher_env)
+        else:
+            base = self.env
+        env = {**base, "GIT_TERMINAL_PROMPT": "0", "GIT_MERGE_AUTOEDIT": "no"}
+        access = self._access(checkout)
+        # This step's output is masked with the credential too (it was set up before).
+        output.masker = self.masker
+        try:
+            if access.note:
+                self._log(SETUP_STEP, output, access.note.encode())
+            remote_env = access.environment(env)
+            for argv in plan.remote:
+                code = self._git_command(argv, remote_env, output, access)
+                if code != 0:
+                    return code
+            if plan.fetch_sha is not None and not self._has_commit(checkout.sha, env):
+                code = self._git_command(plan.fetch_sha, remote_env, output, access)
+                if code != 0:
+                    return code
+        finally:
+            access.close()
+        for argv in plan.local:
+            code = self._git_command(argv, env, output)
+            if code != 0:
+                if argv is plan.merge and not self.stopping():
+                    self._log(SETUP_STEP, output, conflict_message(checkout, shallow).encode())
+                return code
+        return 0
+
+    def _access(self, checkout: Checkout) -> CloneAccess:
+        """Ask the API for the checkout's credential (when it needs one) and hold it for git."""
+        if not checkout.auth:
+            return CloneAccess(None, checkout.url)
+        if checkout.auth not in KINDS or self.credentials is None:
+            raise CheckoutError(
+                f"The launch spec asks for a {checkout.auth!r} credential, which "
+                "this launcher cannot fetch."
+            )
+        try:
+            credential = CloneCredential.from_answer(self.credentials(), checkout.auth)
+        except CredentialError as exc:
+            raise CheckoutError(f"Could not get the credential to clone with: {exc}.") from None
+        except Exception as exc:
+            raise CheckoutError(f"Could not get the credential to clone with: {exc}") from None
+        # From now on the credential is masked wherever this build's output goes.
+        self.masker = self.masker.adding(credential.secrets())
+        try:
+            return CloneAccess(credential, checkout.url)
+        except CredentialError as exc:
+            raise CheckoutError(f"Could not use the credential to clone with: {exc}.") from None
+
+    def _git_command(
+        self,
+        argv: list[str],
+        env: Mapping[str, str],
+        output: StepOutput,
+        access: CloneAccess | None = None,
+    ) -> int:
+        """Run one git command of the checkout; the log shows it without the credential's
+        options."""
+        self._log(SETUP_STEP, output, f"$ {shlex.join(argv)}\n".encode())
+        real = access.argv(argv) if access is not None else argv
+        return self._execute(SETUP_STEP, real, self.workspace.root, env, output, self.stopping)
+
+    def _has_commit(self, sha: str, env: Mapping[str, str]) -> bool:
+        """Whether the clone holds the commit (a shallow one may not)."""
+        argv = ["git", "-C", str(self.workspace.checkout), "rev-parse", "-q", "--verify"]
+        try:
+            found = subprocess.run(
+                [*argv, "--end-of-options", f"{sha}^{{commit}}"],
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return found.returncode == 0
 
     def _has_source_dir(self) -> bool:
         """Whether the checkout holds the pipeline's folder (a real one, never a link)."""
@@ -291,47 +343,6 @@ class Runner:
         return (
             f"The source directory {self.workspace.source_dir} is not a folder of the "
             f"repository at {target}: add it, or change the pipeline's checkout URL.\n"
-        )
-
-    def _git(self, *args: str) -> list[str]:
-        return ["git", "-c", "advice.detachedHead=false", "-C", str(self.workspace.checkout), *args]
-
-    def _commands(self, checkout: Checkout) -> list[list[str]]:
-        target = checkout.sha or (f"origin/{checkout.branch}" if checkout.branch else "HEAD")
-        source = str(self.workspace.checkout)
-        clone = ["git", "clone", "--no-checkout", *_no_links(checkout.url), "--", checkout.url]
-        clone.append(source)
-        return [clone, self._git("checkout", "--detach", target)]
-
-    @staticmethod
-    def _merge_target(checkout: Checkout) -> str:
-        return f"refs/remotes/origin/{checkout.branch}"
-
-    def _pr_commands(self, checkout: Checkout) -> list[list[str]]:
-        # As Screwdriver's checkout: clone the base branch, fetch the PR's head into the local
-        # branch "pr", then merge the base into it. The head is pinned to the event's sha so a
-        # later push to the PR never changes what an earlier build tested.
-        source = str(self.workspace.checkout)
-        links = _no_links(checkout.url)
-        clone = ["git", "clone", "--no-checkout", *links, "--branch", checkout.branch, "--"]
-        commands = [[*clone, checkout.url, source]]
-        head = checkout.sha or "FETCH_HEAD"
-        if checkout.pr_ref:
-            commands.append(self._git("fetch", "--no-tags", "origin", checkout.pr_ref))
-        return [
-            *commands,
-            self._git("checkout", "-q", "-B", "pr", head),
-            self._git("config", "user.name", BOT_NAME),
-            self._git("config", "user.email", BOT_EMAIL),
-            self._git("merge", "--no-edit", self._merge_target(checkout)),
-        ]
-
-    @staticmethod
-    def _conflict_message(checkout: Checkout) -> str:
-        return (
-            f"Pull request {checkout.pr_number} does not merge cleanly into {checkout.branch}: "
-            f"merge {checkout.branch} into the pull request's branch (or rebase it), resolve "
-            "the conflicts and push again.\n"
         )
 
     def _shell_step(self, step: Step, teardown_code: int | None) -> int:

@@ -1,5 +1,6 @@
 """A GitHub Enterprise served from a thread on 127.0.0.1: the REST API calls the server makes,
-answered from bare repositories on disk, and the repositories over git's dumb HTTP protocol.
+answered from bare repositories on disk, and the repositories over git's HTTP protocol
+(git_http.py: a repository in `private` needs the server's token to be read or cloned).
 
 Processes the tests start (the worker, the launcher) reach it like a real GitHub.
 """
@@ -7,38 +8,30 @@ Processes the tests start (the worker, the launcher) reach it like a real GitHub
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from scm.tests.git_http import GitHost, serve, serve_git
+from scm.tests.git_http import git_run as _git
+
 
 @dataclass
-class FakeGitHub:
-    """What the fake server saw: commit statuses posted, hooks created, unknown requests."""
+class FakeGitHub(GitHost):
+    """What the fake server saw besides git requests: statuses posted, hooks created."""
 
-    repos: dict[str, Path]  # "org/name" -> bare repository
     statuses: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     hooks: list[dict[str, Any]] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)
-    git_files: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
     # While `hold` is set, reads of a file's contents wait for it to clear (a slow GitHub);
     # `held` counts the reads that waited.
     hold: threading.Event = field(default_factory=threading.Event)
     held: int = 0
-
-
-def _git(bare: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null"}
-    return subprocess.run(["git", "-C", str(bare), *args], env=env, capture_output=True)
 
 
 def handler_for(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
@@ -84,7 +77,8 @@ def handler_for(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 full_name = f"{parts[3]}/{parts[4]}"
                 bare = state.repos.get(full_name)
                 rest = parts[5:]
-                if bare is None:
+                private = full_name in state.private
+                if bare is None or (private and not self.headers.get("Authorization")):
                     self._json(404, {"message": "Not Found"})
                 elif not rest:
                     self._json(
@@ -92,7 +86,7 @@ def handler_for(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                         {
                             "full_name": full_name,
                             "default_branch": "main",
-                            "private": False,
+                            "private": private,
                             "permissions": {"admin": True, "push": True, "pull": True},
                         },
                     )
@@ -119,21 +113,12 @@ def handler_for(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 else:
                     self._unknown()
                 return
-            # git's dumb HTTP protocol: the bare repository's files, served as they are.
-            for full_name, bare in state.repos.items():
-                prefix = f"/{full_name}.git/"
-                if url.path.startswith(prefix):
-                    path = (bare / url.path.removeprefix(prefix)).resolve()
-                    with state.lock:
-                        state.git_files.append(url.path.removeprefix(prefix))
-                    if path.is_relative_to(bare) and path.is_file():
-                        self._send(200, path.read_bytes(), "application/octet-stream")
-                    else:
-                        self._send(404, b"", "text/plain")
-                    return
-            self._unknown()
+            if not serve_git(self, state):
+                self._unknown()
 
         def do_POST(self) -> None:
+            if serve_git(self, state):
+                return
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
             parts = urlsplit(self.path).path.strip("/").split("/")
@@ -160,14 +145,8 @@ def handler_for(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
 def serve_github() -> Iterator[tuple[str, FakeGitHub]]:
     """Run a fake GitHub Enterprise until the block ends: its base URL and its state."""
     state = FakeGitHub(repos={})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(state))
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-    )
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
+        with serve(handler_for(state)) as url:
+            yield url, state
     finally:
         state.hold.clear()
-        server.shutdown()
-        server.server_close()

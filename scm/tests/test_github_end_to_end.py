@@ -1,5 +1,5 @@
 """A signed GitHub delivery to a real build: a fake GitHub Enterprise serves the REST API and
-the repository over git's dumb HTTP protocol, so the launcher really clones and merges a PR."""
+the repository over git's HTTP protocol, so the launcher really clones and merges a PR."""
 
 from __future__ import annotations
 
@@ -87,7 +87,6 @@ def test_a_signed_pull_request_delivery_runs_a_real_build_on_the_merge_and_posts
     run_git("push", "-q", "origin", "HEAD:refs/pull/5/head", cwd=repo.work)
     run_git("reset", "-q", "--hard", "HEAD~1", cwd=repo.work)
     base_sha = repo.push({"main-only.txt": "landed on main\n"}, "main moves on")
-    run_git("update-server-info", cwd=repo.bare)
 
     user = repository_admin("octocat")
     pipeline = create_pipeline(checkout_url=f"https://127.0.0.1/{full_name}.git#main", user=user)
@@ -112,7 +111,9 @@ def test_a_signed_pull_request_delivery_runs_a_real_build_on_the_merge_and_posts
     assert step_log(build, "parents") == [f"{pr_sha} {base_sha}"]
     # Cloned over HTTP from the fake server, not from the disk.
     assert "info/refs" in github.git_files
-    assert f"$ git clone --no-checkout --branch main -- {base_url}/{full_name}.git" in setup
+    # Shallow by default, as Screwdriver's checkout: 50 commits of every branch.
+    clone = "$ git clone --no-checkout --depth 50 --no-single-branch --branch main --"
+    assert f"{clone} {base_url}/{full_name}.git" in setup
 
     delivery = WebhookDelivery.objects.get(delivery_id="e2e-1")
     assert (delivery.outcome, delivery.events) == (WebhookDelivery.Outcome.DONE, [build.event_id])

@@ -10,6 +10,7 @@ from builds.services import stop_event
 from pipelines import services
 from pipelines.models import (
     Collection,
+    DeployKey,
     Event,
     Job,
     Pipeline,
@@ -80,6 +81,20 @@ class SecretAdmin(admin.ModelAdmin):
     # The value is never shown back, not even encrypted; secrets are added where they get
     # encrypted (the pipeline's Secrets page or the API).
     exclude = ["encrypted_value"]
+    list_select_related = ["pipeline"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(DeployKey)
+class DeployKeyAdmin(admin.ModelAdmin):
+    list_display = ["id", "pipeline", "fingerprint", "created_at"]
+    search_fields = ["pipeline__name", "fingerprint"]
+    # The private half is never shown, not even encrypted; keys are made by syncing a
+    # pipeline that asks for one, and replaced through the API.
+    exclude = ["encrypted_private_key"]
+    readonly_fields = ["pipeline", "public_key", "fingerprint", "created_at"]
     list_select_related = ["pipeline"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -163,6 +163,9 @@ MATRIX: list[Row] = [
         kwargs=lambda ids: {**p(ids), "username": "pat"},
     ),
     Row("pipeline-secrets", "get", PUSH_PEOPLE, kwargs=p),
+    # A local pipeline has no deploy key, and cannot use one: its admin is told so.
+    Row("pipeline-deploy-key", "get", rule(ADMIN, admin=404), kwargs=p),
+    Row("pipeline-deploy-key", "post", rule(ADMIN, admin=409), kwargs=p),
     Row("pipeline-tokens", "get", ADMIN, kwargs=p),
     Row(
         "pipeline-tokens", "post", rule(ADMIN, admin=201), kwargs=p, body=lambda ids: {"name": "ci"}
@@ -295,6 +298,8 @@ MATRIX: list[Row] = [
     Row("build-launch", "get", rule(REPORT, ended=403), kwargs=b),
     Row("build-heartbeat", "post", REPORT, kwargs=b),
     Row("build-token", "post", rule(REPORT, ended=403), kwargs=b),
+    # Only the build's own launcher asks; a local repository needs no credential (a 409).
+    Row("build-checkout-credential", "post", rule(DENIED, build=409), kwargs=b),
     Row("build-secrets", "get", rule(PUSH, build=200), kwargs=b),
     Row("build-steps", "get", READ, kwargs=b),
     Row("build-step", "get", READ, kwargs=step),

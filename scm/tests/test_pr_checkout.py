@@ -170,6 +170,8 @@ def test_the_launch_spec_of_a_pr_build_asks_for_the_merge_and_sets_screwdrivers_
         "name": "Hello-World",
         "rootDir": "",
         "pr": {"number": 7, "headRef": "refs/pull/7/head"},
+        # The server has a GitHub token: the launcher asks for it to clone with.
+        "auth": "token",
     }
     env = dict(spec["environment"])
     assert env["SD_BUILD_SHA"] == PR_SHA

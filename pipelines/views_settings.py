@@ -22,7 +22,7 @@ from pipelines.forms import (
     SecretUpdateForm,
     TokenForm,
 )
-from pipelines.models import Job, Pipeline, Secret, Token
+from pipelines.models import DeployKey, Job, Pipeline, Secret, Token
 from pipelines.views import ADMIN, pipeline_with_rank, signed_in_user
 
 TOKEN_ACTIONS = frozenset({"refresh", "delete"})
@@ -67,6 +67,10 @@ def pipeline_secrets(request: HttpRequest, pipeline_id: int) -> HttpResponse:
         **_base(pipeline, "secrets"),
         "form": form,
         "secrets": Secret.objects.filter(pipeline=pipeline).defer("encrypted_value"),
+        # Its public half, to add to the repository; the private half never leaves the row.
+        "deploy_key": DeployKey.objects.filter(pipeline=pipeline)
+        .defer("encrypted_private_key")
+        .first(),
     }
     return render(request, "pipelines/secrets.html", context, status=status)
 

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
 from rest_framework.test import APIClient
 
 from pipelines.deploy_keys import new_key_pair
@@ -147,3 +149,16 @@ def test_a_pipeline_without_a_key_says_how_to_get_one(owner: User, settings: Any
     assert "screwdriver.cd/useDeployKey" in missing.json()["message"]
     refused = admin_api(owner).post(url)
     assert refused.status_code == 409 and "SD_DEPLOY_KEYS" in refused.json()["message"]
+
+
+@pytest.mark.django_db
+def test_the_secrets_page_shows_its_admin_the_public_half(owner: User) -> None:
+    pipeline = github_pipeline(owner)
+    key = DeployKey.objects.get(pipeline=pipeline)
+    page = Client()
+    page.force_login(owner)
+    html = page.get(reverse("pipelines:secrets", kwargs={"pipeline_id": pipeline.pk}))
+    assert html.status_code == 200
+    text = html.content.decode()
+    assert key.public_key in text and key.fingerprint in text
+    assert "PRIVATE KEY" not in text and key.encrypted_private_key not in text

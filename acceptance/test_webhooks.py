@@ -1,4 +1,5 @@
-"""A GitHub delivery whose worker is killed mid-way: processed later, its event made once."""
+"""A GitHub delivery whose worker is killed mid-way: processed later, its event made once;
+and a private GitHub repository, which builds with the server's token and shows it nowhere."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from acceptance.stack import Stack, git, new_stack, wait_for
+from acceptance.stack import Stack, finished, first_build, git, log_lines, new_stack, wait_for
 from scm.tests.github_server import FakeGitHub, serve_github
 
 pytestmark = pytest.mark.xdist_group("webhooks")
 
 SECRET = "acceptance-webhook-secret"
+TOKEN = "ghs_acceptanceServerToken5b1e0c7d9a"
 YAML = """
 jobs:
   main:
@@ -43,7 +45,7 @@ def github_stack(github: tuple[str, FakeGitHub]) -> Iterator[Stack]:
     stack = new_stack(
         "github",
         SD_GITHUB_API_URL=f"{base_url}/api/v3",
-        SD_GITHUB_TOKEN="server-token",
+        SD_GITHUB_TOKEN=TOKEN,
         SD_GITHUB_WEBHOOK_SECRET=SECRET,
         SD_DEMO="false",
     )
@@ -133,3 +135,39 @@ def test_a_delivery_whose_worker_was_killed_mid_way_starts_its_event_exactly_onc
     assert len(events_for_sha()) == 1, events_for_sha()
     assert len(api.get(f"/pipelines/{pipeline_id}/events").json()) == before + 1
     assert settled.endswith(f"[{events_for_sha()[0]['id']}]")
+
+
+def test_a_private_repository_builds_with_the_servers_token_and_shows_it_nowhere(
+    github_stack: Stack,
+    github: tuple[str, FakeGitHub],
+    repo: Callable[..., tuple[Path, Path]],
+) -> None:
+    stack = github_stack
+    _, fake = github
+    fake.credential = ("x-access-token", TOKEN)
+    bare, _work = repo(YAML, "hidden")
+    fake.repos["octo-org/hidden"] = bare
+    fake.private.add("octo-org/hidden")
+
+    api = stack.api()
+    created = api.post(
+        "/pipelines", json={"checkoutUrl": "https://127.0.0.1/octo-org/hidden.git#main"}
+    )
+    assert created.status_code == 201, created.text
+    pipeline = created.json()
+    assert pipeline["scmRepo"]["private"] is True
+    event = api.post("/events", json={"pipelineId": pipeline["id"], "startFrom": "main"})
+    assert event.status_code == 201, event.text
+    build_id = first_build(stack, event.json())["id"]
+    done = finished(stack, build_id, timeout=120)
+    assert done["status"] == "SUCCESS", log_lines(stack, build_id, "sd-setup-scm")
+    assert log_lines(stack, build_id, "hello") == ["hello from GitHub"]
+    # GitHub refused the anonymous clone and let the server's token in.
+    assert fake.refused and "x-access-token" in fake.git_callers
+    shown = [
+        api.get(path).text for path in (f"/builds/{build_id}", f"/events/{event.json()['id']}")
+    ]
+    shown += [" ".join(log_lines(stack, build_id, s)) for s in ("sd-setup-scm", "hello")]
+    assert not [text for text in shown if TOKEN in text]
+    # Only a build's own launcher may ask for it: a person's token is refused.
+    assert api.post(f"/builds/{build_id}/checkout-credential").status_code == 403

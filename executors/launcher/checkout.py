@@ -125,8 +125,10 @@ class Plan:
     remote: list[list[str]]
     # Commands on the clone alone, run once the credential is gone.
     local: list[list[str]]
-    # A shallow clone may lack the build's commit: fetch it by sha when it does.
+    # A shallow clone may lack the build's commit: fetch it by sha when it does, and the
+    # whole history when the server will not send a commit by its sha.
     fetch_sha: list[str] | None = None
+    unshallow: list[str] | None = None
     # The command whose failure means the PR does not merge into its base.
     merge: list[str] | None = None
 
@@ -171,13 +173,15 @@ class Commands:
         # A shallow clone takes the branch's recent history, where the build's commit is
         # expected; one that lies deeper (a restart of an old build) is fetched by its sha.
         branch = ["--branch", checkout.branch] if shallow and checkout.branch else []
-        fetch_sha = None
+        fetch_sha = unshallow = None
         if shallow and checkout.sha:
             fetch_sha = self.git("fetch", "--no-tags", *shallow.depth, "origin", checkout.sha)
+            unshallow = self.git("fetch", "--no-tags", "--unshallow", "origin")
         return Plan(
             remote=[self.clone(*branch)],
             local=[self.git("checkout", "--detach", checkout.target)],
             fetch_sha=fetch_sha,
+            unshallow=unshallow,
         )
 
     def _pr_plan(self) -> Plan:

@@ -33,7 +33,6 @@ from .sandbox import hand_over
 from .workspace import Workspace
 
 SETUP_STEP = "sd-setup-scm"
-__all__ = ["SETUP_STEP", "Checkout", "Runner", "Step"]
 TEARDOWN_PREFIX = "teardown-"
 _F_SETPIPE_SZ = 1031
 _READ_SIZE = 1 << 20
@@ -268,6 +267,11 @@ class Runner:
                     return code
             if plan.fetch_sha is not None and not self._has_commit(checkout.sha, env):
                 code = self._git_command(plan.fetch_sha, remote_env, output, access)
+                if code != 0 and plan.unshallow is not None and not self.stopping():
+                    # A server that sends no commit by its sha still sends whole branches.
+                    note = f"Fetching the whole history to find {checkout.sha}.\n"
+                    self._log(SETUP_STEP, output, note.encode())
+                    code = self._git_command(plan.unshallow, remote_env, output, access)
                 if code != 0:
                     return code
         finally:

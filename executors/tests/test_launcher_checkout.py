@@ -213,13 +213,8 @@ def _files_holding(root: Path, value: str) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink() and _holds(p, value)]
 
 
-@pytest.mark.slow
-def test_a_private_repository_is_cloned_with_the_token_no_step_log_or_file_sees(
-    tmp_path: Path,
-) -> None:
-    bare, shas = _repository(tmp_path, 3)
-    host = GitHost(repos={"org/app": bare}, private={"org/app"})
-    host.credential = ("x-access-token", TOKEN)
+def _handler(host: GitHost) -> type[BaseHTTPRequestHandler]:
+    """An HTTP server of the host's repositories and nothing else."""
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
@@ -230,6 +225,17 @@ def test_a_private_repository_is_cloned_with_the_token_no_step_log_or_file_sees(
                 self.send_error(404)
 
         do_POST = do_GET
+
+    return Handler
+
+
+@pytest.mark.slow
+def test_a_private_repository_is_cloned_with_the_token_no_step_log_or_file_sees(
+    tmp_path: Path,
+) -> None:
+    bare, shas = _repository(tmp_path, 3)
+    host = GitHost(repos={"org/app": bare}, private={"org/app"})
+    host.credential = ("x-access-token", TOKEN)
 
     # A job that tries to get the credential written down by git, or sent through its own
     # proxy (here a closed port: the clone would fail): none of it reaches git.
@@ -244,7 +250,7 @@ def test_a_private_repository_is_cloned_with_the_token_no_step_log_or_file_sees(
     ]
     answer = {"type": "token", "username": "x-access-token", "password": TOKEN}
     asked: list[int] = []
-    with serve(Handler) as base_url:
+    with serve(_handler(host)) as base_url:
         url = f"{base_url}/org/app.git"
         runner, out = _runner(tmp_path, answer, asked, job_env=job_env)
         # The build's commit is older than the depth of 1: it is fetched by its sha.
@@ -271,6 +277,22 @@ def test_a_private_repository_is_cloned_with_the_token_no_step_log_or_file_sees(
     assert not (tmp_path / "ws" / "trace").exists() and not (tmp_path / "ws" / "stored").exists()
     # Should git ever print it, the build's output masks it.
     assert runner.masker(f"url {TOKEN}".encode()) == b"url ****"
+
+
+@pytest.mark.slow
+def test_a_commit_the_server_will_not_send_by_its_sha_comes_with_the_whole_history(
+    tmp_path: Path,
+) -> None:
+    bare, shas = _repository(tmp_path, 3)
+    host = GitHost(repos={"org/app": bare}, protocol_v2=False)
+    with serve(_handler(host)) as base_url:
+        runner, out = _runner(tmp_path, {}, [], job_env=[("GIT_SHALLOW_CLONE_DEPTH", "1")])
+        checkout = Checkout(f"{base_url}/org/app.git", shas[0], "main")
+        result = runner.run([Step("show", "cat n.txt")], checkout)
+    setup = out.text("sd-setup-scm")
+    assert result.status == "SUCCESS", setup
+    assert out.text("show") == ["0"]
+    assert f"Fetching the whole history to find {shas[0]}." in setup
 
 
 @pytest.mark.slow

@@ -34,6 +34,8 @@ class GitHost:
     git_files: list[str] = field(default_factory=list)
     git_callers: list[str] = field(default_factory=list)
     refused: int = 0
+    # False: git's protocol v0 only, whose servers refuse a commit asked for by its sha.
+    protocol_v2: bool = True
     unknown: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -96,7 +98,7 @@ def serve_git(handler: BaseHTTPRequestHandler, host: GitHost) -> bool:
         "CONTENT_LENGTH": str(len(body)),
         "HTTP_CONTENT_ENCODING": handler.headers.get("Content-Encoding", ""),
         # Protocol v2, as a web server passes git's header on.
-        "GIT_PROTOCOL": handler.headers.get("Git-Protocol", ""),
+        "GIT_PROTOCOL": handler.headers.get("Git-Protocol", "") if host.protocol_v2 else "",
         "REMOTE_USER": caller,
         "REMOTE_ADDR": "127.0.0.1",
     }

@@ -102,7 +102,7 @@ def _checkout(build: Build, ref: RepoRef) -> dict[str, Any]:
     pipeline = build.job.pipeline
     auth = checkout_auth(pipeline)
     checkout: dict[str, Any] = {
-        "url": checkout_url(pipeline, auth) if auth else ref.repo_path,
+        "url": checkout_url(pipeline, ref, auth),
         "branch": ref.branch,
         "sha": build.sha,
         "name": ref.name,

@@ -19,6 +19,7 @@ from builds.models import Build, BuildStatus, Step
 from builds.services.creation import SETUP_STEP, skips_checkout
 from pipelines.encryption import decrypt
 from pipelines.models import Pipeline
+from scm.base import RepoRef
 from scm.clients import scm_of_context
 
 TOKEN = "token"  # noqa: S105 - the name of a kind of credential, not one
@@ -45,9 +46,8 @@ def checkout_auth(pipeline: Pipeline) -> str:
     return TOKEN if scm_of_context(pipeline.scm_context).clone_credential() else ""
 
 
-def checkout_url(pipeline: Pipeline, auth: str) -> str:
+def checkout_url(pipeline: Pipeline, ref: RepoRef, auth: str) -> str:
     """The URL a build clones: the SSH one with a deploy key, else the repository's."""
-    ref = pipeline.repo_ref()
     if auth == SSH_KEY:
         return scm_of_context(pipeline.scm_context).ssh_clone_url(ref) or ref.repo_path
     return ref.repo_path
@@ -83,12 +83,18 @@ def issue_checkout_credential(*, build_id: int) -> dict[str, Any]:
             "while it runs."
         )
     pipeline = build.job.pipeline
-    auth = checkout_auth(pipeline)
-    if not auth or skips_checkout(build.job_config()):
+    if pipeline.scm_context == "local":
         raise CredentialRefused(
-            f"Build {build_id} clones no repository that needs a credential "
-            f"({'its job skips the clone' if auth else 'none is configured for its SCM'})."
+            f"Build {build_id}'s repository is on this server: it is cloned without a credential."
         )
+    auth = checkout_auth(pipeline)
+    if not auth:
+        raise CredentialRefused(
+            f"The server has no token for {pipeline.scm_context}: build {build_id} clones "
+            "without a credential."
+        )
+    if skips_checkout(build.job_config()):
+        raise CredentialRefused(f"Build {build_id}'s job skips the clone: it needs no credential.")
     started = Step.objects.filter(build_id=build_id).filter(
         ~Q(name=SETUP_STEP), start_time__isnull=False
     )

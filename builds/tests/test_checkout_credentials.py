@@ -128,13 +128,15 @@ def test_a_local_pipelines_build_needs_and_gets_no_credential() -> None:
     build = make_build(url="/srv/git/app.git#main", context="local")
     answer = launcher(build).post(CREDENTIAL.format(build.pk))
     assert answer.status_code == 409
-    assert "clones no repository that needs a credential" in answer.json()["message"]
+    assert "is on this server: it is cloned without a credential" in answer.json()["message"]
     assert "auth" not in launch_spec(build)["checkout"]
 
 
 def test_a_job_that_skips_the_clone_gets_nothing() -> None:
     build = make_build(environment={"SD_SKIP_REPOSITORY_CLONE": "true"})
-    assert launcher(build).post(CREDENTIAL.format(build.pk)).status_code == 409
+    answer = launcher(build).post(CREDENTIAL.format(build.pk))
+    assert answer.status_code == 409
+    assert "skips the clone" in answer.json()["message"]
 
 
 def test_once_a_step_of_the_build_started_the_credential_is_refused() -> None:
@@ -160,7 +162,9 @@ def test_without_an_operator_token_a_github_build_clones_anonymously(settings: A
     settings.SD_GITHUB_TOKEN = ""
     build = make_build()
     assert "auth" not in launch_spec(build)["checkout"]
-    assert launcher(build).post(CREDENTIAL.format(build.pk)).status_code == 409
+    answer = launcher(build).post(CREDENTIAL.format(build.pk))
+    assert answer.status_code == 409
+    assert answer.json()["message"].startswith("The server has no token for github:")
 
 
 def test_the_server_masks_the_token_in_what_the_build_reports() -> None:

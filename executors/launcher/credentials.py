@@ -14,7 +14,7 @@ step sees, or a log line (the launcher masks it too, should git ever print it):
   repository's scheme, host and port, after `credential.helper=` has dropped every helper
   the machine's or the clone's configuration names (so none stores it);
 - a deploy key reaches ssh through GIT_SSH_COMMAND (`-i` with that path, no ssh config, no
-  agent), with the operator's known hosts when the API sends them.
+  ssh-agent), with the operator's known hosts when the API sends them.
 """
 
 from __future__ import annotations

@@ -64,6 +64,16 @@ class CommitInfo:
     url: str  # a page a browser can open; "" when the SCM has none (local git)
 
 
+@dataclass(frozen=True)
+class CommitCheck:
+    """An extra status on a commit beside the build's own (Screwdriver's meta.status.NAME)."""
+
+    context: str  # "Screwdriver/<pipelineId>/<NAME>"
+    state: str  # "SUCCESS", "FAILURE" or "PENDING"
+    description: str
+    target_url: str
+
+
 # A source directory is stored in Pipeline.root_dir and scm_repo; past this it is refused.
 MAX_ROOT_DIR_LENGTH = 512
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
@@ -204,3 +214,15 @@ class Scm(ABC):
         sourcePaths or not; an SCM that cannot answer raises ScmError.
         """
         return None
+
+    def post_check(self, ref: RepoRef, sha: str, check: CommitCheck) -> bool:
+        """Show an extra status on a commit; False when this SCM has no commit statuses."""
+        return False
+
+    def write_pr_comment(self, ref: RepoRef, pr_num: int, body: str, *, comment_id: str) -> str:
+        """Write `body` as a comment of pull request `pr_num`; return the comment's id.
+
+        With a `comment_id` the comment is edited in place (posted anew if it was deleted);
+        "" means this SCM has no pull request comments and nothing was written.
+        """
+        return ""

@@ -11,6 +11,7 @@ import httpx
 from django.conf import settings
 
 from scm.base import (
+    CommitCheck,
     CommitInfo,
     RepoRef,
     Scm,
@@ -27,6 +28,8 @@ MAX_FILE_BYTES = 512 * 1024
 # A pull request's files are read 100 a page; past this many pages they count as unknown, so
 # every ~pr job runs (GitHub itself stops listing at 3000 files).
 HOOK_EVENTS = ["push", "pull_request", "create", "release"]
+# A meta.status check's state -> GitHub's commit status state.
+_CHECK_STATES = {"SUCCESS": "success", "FAILURE": "failure", "PENDING": "pending"}
 
 _NAME = r"[A-Za-z0-9_.-]+"
 _HTTPS_RE = re.compile(rf"https://(?P<host>[^/@:]+)/(?P<owner>{_NAME})/(?P<repo>{_NAME}?)(\.git)?")
@@ -213,6 +216,40 @@ class GitHubScm(Scm):
         )
         if response.status_code >= 400:
             raise ScmError(f"GitHub refused the commit status ({response.status_code}).")
+
+    def post_check(self, ref: RepoRef, sha: str, check: CommitCheck) -> bool:
+        """Post a meta.status check as a commit status of its own context."""
+        self.post_status(
+            ref,
+            sha,
+            state=_CHECK_STATES.get(check.state, "pending"),
+            context=check.context,
+            description=check.description,
+            target_url=check.target_url,
+        )
+        return True
+
+    def write_pr_comment(self, ref: RepoRef, pr_num: int, body: str, *, comment_id: str) -> str:
+        """Edit comment `comment_id` (PATCH /repos/{o}/{r}/issues/comments/{id}), or post one
+        on the pull request (POST /repos/{o}/{r}/issues/{n}/comments) when there is none."""
+        repo = f"/repos/{full_name_of(ref)}/issues"
+        if comment_id:
+            edited = self._request(
+                "PATCH", f"{repo}/comments/{quote(comment_id, safe='')}", json={"body": body}
+            )
+            if edited.status_code < 400:
+                return str(edited.json().get("id") or comment_id)
+            if edited.status_code != 404:
+                raise ScmError(
+                    f"GitHub refused to edit comment {comment_id} ({edited.status_code})."
+                )
+            # Someone deleted it: the summary gets a new one.
+        posted = self._request("POST", f"{repo}/{pr_num}/comments", json={"body": body})
+        if posted.status_code >= 400:
+            raise ScmError(
+                f"GitHub refused a comment on pull request {pr_num} ({posted.status_code})."
+            )
+        return str(posted.json().get("id") or "")
 
     def install_hook(self, ref: RepoRef, *, notify_url: str, key: bytes) -> bool:
         """Register the repository webhook (signed with SD_GITHUB_WEBHOOK_SECRET)."""

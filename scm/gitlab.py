@@ -11,6 +11,7 @@ import httpx
 from django.conf import settings
 
 from scm.base import (
+    CommitCheck,
     CommitInfo,
     RepoRef,
     Scm,
@@ -41,6 +42,9 @@ _STATES: dict[str, tuple[str, str]] = {
     "COLLAPSED": ("canceled", "A newer build of this job ran instead."),
     "RUNNING": ("running", "The build is running."),
 }
+
+# A meta.status check's state -> GitLab's commit status state.
+_CHECK_STATES = {"SUCCESS": "success", "FAILURE": "failed", "PENDING": "pending"}
 
 # A group or project path segment as GitLab allows it; never "." or "..".
 _SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
@@ -246,6 +250,46 @@ class GitLabScm(Scm):
             return
         if response.status_code >= 400:
             raise ScmError(f"GitLab refused the commit status ({response.status_code}).")
+
+    def post_check(self, ref: RepoRef, sha: str, check: CommitCheck) -> bool:
+        """Post a meta.status check as a commit status of its own name."""
+        project = self._project(project_path_of(ref))
+        response = self._request(
+            "POST",
+            f"{project}/statuses/{sha}",
+            json={
+                "state": _CHECK_STATES.get(check.state, "pending"),
+                "name": check.context,
+                "description": check.description[:255],
+                "target_url": check.target_url,
+            },
+        )
+        # Posting the state a status already has is refused; the commit shows it all the same.
+        if response.status_code == 400 and "Cannot transition status" in response.text:
+            return True
+        if response.status_code >= 400:
+            raise ScmError(f"GitLab refused the commit status ({response.status_code}).")
+        return True
+
+    def write_pr_comment(self, ref: RepoRef, pr_num: int, body: str, *, comment_id: str) -> str:
+        """Edit note `comment_id` of merge request !pr_num, or add one when there is none
+        (PUT or POST /projects/:id/merge_requests/:iid/notes)."""
+        notes = f"{self._project(project_path_of(ref))}/merge_requests/{pr_num}/notes"
+        if comment_id:
+            edited = self._request(
+                "PUT", f"{notes}/{quote(comment_id, safe='')}", json={"body": body}
+            )
+            if edited.status_code < 400:
+                return str(edited.json().get("id") or comment_id)
+            if edited.status_code != 404:
+                raise ScmError(f"GitLab refused to edit note {comment_id} ({edited.status_code}).")
+            # Someone deleted it: the summary gets a new one.
+        posted = self._request("POST", notes, json={"body": body})
+        if posted.status_code >= 400:
+            raise ScmError(
+                f"GitLab refused a note on merge request !{pr_num} ({posted.status_code})."
+            )
+        return str(posted.json().get("id") or "")
 
     def install_hook(self, ref: RepoRef, *, notify_url: str, key: bytes) -> bool:
         """Register (or refresh) the project hook, carrying the project's own token."""

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "builds",
     "executors",
     "scm",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -419,6 +420,23 @@ SD_K8S_IMAGE_PULL_POLICY = env_str("SD_K8S_IMAGE_PULL_POLICY", "IfNotPresent")
 SD_K8S_RUN_AS_USER = env_int("SD_K8S_RUN_AS_USER", 1000)
 SD_K8S_AGENT_TIMEOUT_SECONDS = env_float("SD_K8S_AGENT_TIMEOUT_SECONDS", 600.0)
 SD_K8S_POD_GRACE_SECONDS = env_int("SD_K8S_POD_GRACE_SECONDS", 300)
+
+# Notifications (a job's `settings.email` and `settings.slack`, docs/notifications.md).
+# Email goes through Django's SMTP backend; without SD_SMTP_HOST no email is sent (the build
+# page says so). SD_SMTP_STARTTLS upgrades the connection with STARTTLS before any login.
+SD_SMTP_HOST = env_str("SD_SMTP_HOST")
+SD_SMTP_PORT = env_int("SD_SMTP_PORT", 25)
+SD_SMTP_USER = env_str("SD_SMTP_USER")
+SD_SMTP_PASSWORD = env_str("SD_SMTP_PASSWORD")
+SD_SMTP_STARTTLS = env_bool("SD_SMTP_STARTTLS", False)
+SD_SMTP_TIMEOUT_SECONDS = env_float("SD_SMTP_TIMEOUT_SECONDS", 10.0)
+SD_EMAIL_FROM = env_str("SD_EMAIL_FROM", "screwdriver@localhost")
+# Slack's Web API (chat.postMessage) with a bot token; without one no Slack message is sent.
+SD_SLACK_TOKEN = env_str("SD_SLACK_TOKEN")
+SD_SLACK_API_URL = env_str("SD_SLACK_API_URL", "https://slack.com/api").rstrip("/")
+# Also email the commit's author (pushes only, never a pull request's commit) on the statuses
+# a job's email settings watch.
+SD_NOTIFY_COMMIT_AUTHOR = env_bool("SD_NOTIFY_COMMIT_AUTHOR", False)
 
 # Local git repositories: how often to look for pushes where no hook could be installed.
 SD_SCM_POLL_MINUTES = env_int("SD_SCM_POLL_MINUTES", 1)

@@ -12,6 +12,8 @@ from typing import Any
 from builds import dispatch, live, outbox
 from builds.api.serializers import BuildSerializer
 from builds.models import Build, BuildStatus
+from notifications import feedback
+from notifications import services as notices
 from pipelines.services import triggers
 from scm import statuses
 
@@ -42,3 +44,8 @@ def connect_handlers() -> None:
     outbox.connect("remote-triggers", statuses=ENDED, run=triggers.run_remote_triggers)
     # What an ended build left on its engine is removed.
     outbox.connect("executor-cleanup", statuses=ENDED, run=dispatch.cleanup_build)
+    # Email and Slack notices of a job's `settings`: sent for the build's current status, so a
+    # row that a later change supersedes leaves the sending to the later one's run.
+    outbox.connect("notify", statuses=tuple(S), run=notices.notify_build, latest_only=True)
+    # An ended pull request build's meta.summary comment and meta.status.* commit statuses.
+    outbox.connect("pr-feedback", statuses=ENDED, run=feedback.report_pr_feedback)

@@ -120,6 +120,8 @@ def test_a_process_killed_right_after_a_builds_final_commit_loses_nothing_that_f
         assert sorted(due.values_list("handler", flat=True)) == [
             "commit-status",
             "executor-cleanup",
+            "notify",
+            "pr-feedback",
             "remote-triggers",
         ]
         assert not due.exclude(done_at__isnull=True).exists()
@@ -214,8 +216,10 @@ def test_a_nudge_runs_its_fresh_rows_whatever_the_clocks_say(
     github: respx.Router, build_of_github: Build
 ) -> None:
     row = OutboxMessage.objects.get(build=build_of_github, handler="commit-status")
-    # Written by a process whose clock runs ahead of the worker's.
-    OutboxMessage.objects.filter(pk=row.pk).update(due_at=timezone.now() + timedelta(minutes=5))
+    # Written (with the build's other rows) by a process whose clock runs ahead of the worker's.
+    OutboxMessage.objects.filter(build=build_of_github).update(
+        due_at=timezone.now() + timedelta(minutes=5)
+    )
 
     assert outbox.sweep()["ran"] == 0
     assert outbox.dispatch(ids=[row.pk]) == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 import grimp
 from django.conf import settings
 
-APPS = ("builds", "executors", "pipelines", "scm", "screwdriver_site")
+APPS = ("builds", "executors", "notifications", "pipelines", "scm", "screwdriver_site")
 
 
 def _production_graph() -> dict[str, set[str]]:

@@ -1,0 +1,21 @@
+"""`{% build_feedback build %}`: a build page's test results and notices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from builds.models import Build
+from notifications import selectors
+
+register = template.Library()
+
+
+@register.inclusion_tag("notifications/_build_feedback.html")
+def build_feedback(build: Build) -> dict[str, Any]:
+    return {
+        "build": build,
+        "tests": selectors.reported_tests(build),
+        "notices": selectors.notices_of(build),
+    }

@@ -24,10 +24,14 @@ from scm.tests.git_http import git_run as _git
 
 @dataclass
 class FakeGitHub(GitHost):
-    """What the fake server saw besides git requests: statuses posted, hooks created."""
+    """What the fake server saw besides git requests: statuses posted, hooks created, pull
+    request comments (kept as GitHub keeps them, by id)."""
 
     statuses: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     hooks: list[dict[str, Any]] = field(default_factory=list)
+    # comment id -> (pull request number, body); `comment_writes` lists ("POST"|"PATCH", id).
+    comments: dict[int, tuple[int, str]] = field(default_factory=dict)
+    comment_writes: list[tuple[str, int]] = field(default_factory=list)
     # While `hold` is set, reads of a file's contents wait for it to clear (a slow GitHub);
     # `held` counts the reads that waited.
     hold: threading.Event = field(default_factory=threading.Event)
@@ -126,10 +130,38 @@ def handler_for(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 with state.lock:
                     state.statuses.append((parts[6], body))
                 self._json(201, {"state": body.get("state")})
+            elif (
+                parts[:3] == ["api", "v3", "repos"]
+                and parts[5:6] == ["issues"]
+                and (len(parts) == 8 and parts[7] == "comments" and parts[6].isdigit())
+            ):
+                with state.lock:
+                    comment_id = len(state.comment_writes) + 1
+                    state.comments[comment_id] = (int(parts[6]), str(body.get("body")))
+                    state.comment_writes.append(("POST", comment_id))
+                self._json(201, {"id": comment_id, "body": body.get("body")})
             elif parts[:3] == ["api", "v3", "repos"] and parts[5:6] == ["hooks"]:
                 with state.lock:
                     state.hooks.append(body)
                 self._json(201, {"id": len(state.hooks)})
+            else:
+                self._unknown()
+
+        def do_PATCH(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            parts = urlsplit(self.path).path.strip("/").split("/")
+            if parts[:3] == ["api", "v3", "repos"] and parts[5:7] == ["issues", "comments"]:
+                comment_id = int(parts[7]) if parts[7:8] and parts[7].isdigit() else 0
+                with state.lock:
+                    found = state.comments.get(comment_id)
+                    if found is not None:
+                        state.comments[comment_id] = (found[0], str(body.get("body")))
+                        state.comment_writes.append(("PATCH", comment_id))
+                if found is None:
+                    self._json(404, {"message": "Not Found"})
+                else:
+                    self._json(200, {"id": comment_id, "body": body.get("body")})
             else:
                 self._unknown()
 

@@ -111,7 +111,8 @@ def email_content(facts: BuildFacts) -> dict[str, str]:
 
 
 def _link(url: str, text: str) -> str:
-    return f"<{slack_escape(url)}|{slack_escape(text)}>"
+    # Slack ends a link's address at its first `|`: one inside the address is percent-encoded.
+    return f"<{slack_escape(url.replace('|', '%7C'))}|{slack_escape(text)}>"
 
 
 def slack_content(

@@ -72,4 +72,11 @@ def test_slack_cuts_long_commit_messages_and_names_the_source_directory() -> Non
     )
     assert content["attachments"][0]["text"].startswith("x" * 150 + "... (012345)")
     assert content["text"].endswith("\n*Source Directory:* app\nline")
+    linked = messages.slack_content(
+        facts(commit_url="https://git.example.com/c?a=1|b>"),
+        minimized=False,
+        message="",
+        unfurl_links=None,
+    )
+    assert "(<https://git.example.com/c?a=1%7Cb&gt;|012345>)" in linked["attachments"][0]["text"]
     assert content["unfurl_links"] is False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from builds.api import views
+from builds.api import artifacts, views
 
 B = "builds/<id:build_id>"
 
@@ -22,4 +22,10 @@ urlpatterns = [
     path(f"{B}/steps", views.StepListView.as_view(), name="build-steps"),
     path(f"{B}/steps/<str:name>", views.StepDetailView.as_view(), name="build-step"),
     path(f"{B}/steps/<str:name>/logs", views.StepLogsView.as_view(), name="build-step-logs"),
+    path(f"{B}/artifacts", artifacts.BuildArtifactsView.as_view(), name="build-artifacts"),
+    path(
+        f"{B}/artifacts/<path:artifact_path>",
+        artifacts.BuildArtifactView.as_view(),
+        name="build-artifact",
+    ),
 ]

@@ -1,0 +1,154 @@
+"""HTTP answers for a build's artifacts: one file (whole or a byte range), or a zip of many.
+
+How a file is served is decided here and nowhere else:
+
+- `type=download`, and any file that is not safe to show: an attachment of
+  `application/octet-stream`, whatever the build recorded as its type.
+- a text file: `text/plain; charset=utf-8`, inline, so no markup in it is ever run.
+- a raster image (not SVG): its own type, inline.
+- an HTML report: `text/html`, inline, under a Content-Security-Policy whose `sandbox` runs it
+  in an opaque origin: its scripts see no cookie of ours and call our API as nobody. Only our
+  own pages may frame it.
+
+Every answer carries `X-Content-Type-Options: nosniff` and a sandboxing policy of its own.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator, Mapping
+from functools import partial
+from http import HTTPStatus
+
+from django.http import HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
+from django.utils.http import content_disposition_header, http_date
+
+from builds.artifact_reads import kind_of, stored_chunks
+from builds.models import Artifact, Build
+from screwdriver_site.streaming import (
+    ChunkedResponse,
+    RangeNotSatisfiable,
+    etag_in,
+    primed,
+    requested_range,
+)
+from screwdriver_site.zipstream import ZipMember, zip_stream
+
+# An HTML report runs its own inline scripts and styles, and may load files beside it, but in
+# an opaque origin: the `sandbox` token without allow-same-origin. Unlike our pages (see
+# screwdriver_site.csp) it needs inline code, which the sandbox makes harmless to us.
+REPORT_POLICY = (
+    "sandbox allow-scripts; default-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob:; "
+    "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+)
+# Anything else: nothing in it runs, even when a browser is sent to it directly.
+FILE_POLICY = (
+    "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
+    "frame-ancestors 'self'"
+)
+OCTET_STREAM = "application/octet-stream"
+TEXT = "text/plain; charset=utf-8"
+HTML = "text/html; charset=utf-8"
+COMPRESSIBLE = frozenset({"text", "html"})
+
+
+class ArtifactFileMissing(Exception):
+    """The row of an artifact is there, its stored file is not."""
+
+
+def _shown_as(artifact: Artifact, as_type: str) -> tuple[str, bool, str]:
+    """The Content-Type, whether inline, and the policy a file is served with."""
+    kind = kind_of(artifact.path, artifact.content_type)
+    if as_type == "download" or kind == "binary":
+        return OCTET_STREAM, False, FILE_POLICY
+    if kind == "text":
+        return TEXT, True, FILE_POLICY
+    if kind == "html":
+        return HTML, True, REPORT_POLICY
+    return artifact.content_type.split(";", 1)[0].strip().lower(), True, FILE_POLICY
+
+
+def _protect(response: HttpResponseBase, policy: str) -> HttpResponseBase:
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = policy
+    response["X-Frame-Options"] = "SAMEORIGIN"
+    response["Cache-Control"] = "private, no-cache"
+    return response
+
+
+def file_response(
+    artifact: Artifact, *, as_type: str, headers: Mapping[str, str], head: bool = False
+) -> HttpResponseBase:
+    """The artifact's bytes as `as_type` (download or preview), honouring Range and ETags.
+
+    Raises ArtifactFileMissing when the storage has lost the file, before any byte is sent.
+    """
+    content_type, inline, policy = _shown_as(artifact, as_type)
+    etag = f'"{artifact.sha256}"'
+    if etag_in(headers.get("If-None-Match"), etag):
+        not_modified = HttpResponse(status=HTTPStatus.NOT_MODIFIED)
+        not_modified["ETag"] = etag
+        return _protect(not_modified, policy)
+    wanted = headers.get("Range")
+    if_range = headers.get("If-Range")
+    if if_range is not None and if_range.strip() != etag:
+        wanted = None  # the client's copy is another version: it gets the whole new one
+    try:
+        byte_range = requested_range(wanted, artifact.size)
+    except RangeNotSatisfiable:
+        refused = JsonResponse(
+            {
+                "statusCode": 416,
+                "error": HTTPStatus(416).phrase,
+                "message": f"{artifact.path} has {artifact.size} bytes: "
+                f"the range {wanted} holds none of them.",
+            },
+            status=416,
+        )
+        refused["Content-Range"] = f"bytes */{artifact.size}"
+        return _protect(refused, policy)
+    start, end = (0, artifact.size) if byte_range is None else (byte_range.start, byte_range.end)
+    if head:
+        body: Iterator[bytes] = iter(())
+    else:
+        try:
+            body = primed(stored_chunks(artifact, start, end))
+        except FileNotFoundError:
+            raise ArtifactFileMissing(artifact.path) from None
+    response = ChunkedResponse(body, content_type=content_type)
+    if byte_range is not None:
+        response.status_code = HTTPStatus.PARTIAL_CONTENT
+        response["Content-Range"] = byte_range.content_range
+    response["Content-Length"] = str(end - start)
+    response["Accept-Ranges"] = "bytes"
+    response["ETag"] = etag
+    response["Last-Modified"] = http_date(artifact.created_at.timestamp())
+    disposition = content_disposition_header(not inline, posixpath.basename(artifact.path))
+    response["Content-Disposition"] = disposition or ("inline" if inline else "attachment")
+    return _protect(response, policy)
+
+
+def zip_response(build: Build, artifacts: list[Artifact], *, folder: str) -> HttpResponseBase:
+    """A zip of `artifacts`, streamed as it is written.
+
+    The whole build's archive is named after the build and holds the paths as they are; a
+    folder's (`dir=true`) is named after the folder and holds it as its top folder, as
+    Screwdriver's does.
+    """
+    top = posixpath.basename(folder)
+    cut = len(folder) - len(top)
+    members = [
+        ZipMember(
+            name=artifact.path[cut:],
+            size=artifact.size,
+            modified=artifact.created_at,
+            chunks=partial(stored_chunks, artifact),
+            compress=kind_of(artifact.path, artifact.content_type) in COMPRESSIBLE,
+        )
+        for artifact in artifacts
+    ]
+    response = ChunkedResponse(zip_stream(members), content_type="application/zip")
+    filename = f"{top}_dir.zip" if folder else f"build-{build.pk}-artifacts.zip"
+    response["Content-Disposition"] = content_disposition_header(True, filename)
+    return _protect(response, FILE_POLICY)

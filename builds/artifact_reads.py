@@ -206,7 +206,7 @@ class TreeRow:
     is_folder: bool
     size: int
     files: int
-    href: str
+    quoted: str  # the path as a URL's path holds it
     expanded: bool = False
     selected: bool = False
     closes: range = range(0)
@@ -216,11 +216,10 @@ class TreeRow:
 OPEN_TREE_FILES = 200
 
 
-def tree_rows(rows: list[Row], *, selected: str, link: str) -> list[TreeRow]:
+def tree_rows(rows: list[Row], *, selected: str) -> list[TreeRow]:
     """The tree of `rows` as flat lines, folders before files, each level by name.
 
-    `link` is the URL the paths are appended to (quoted); the folders on the way to
-    `selected` are open, all of them for a small build.
+    The folders on the way to `selected` are open, all of them for a small build.
     """
     root = _Node()
     for row in rows:
@@ -247,7 +246,7 @@ def tree_rows(rows: list[Row], *, selected: str, link: str) -> list[TreeRow]:
                     is_folder=True,
                     size=child.size,
                     files=child.count,
-                    href=link + quote(path),
+                    quoted=quote(path),
                     expanded=open_all or selected == path or selected.startswith(f"{path}/"),
                     selected=selected == path,
                 )
@@ -266,7 +265,7 @@ def tree_rows(rows: list[Row], *, selected: str, link: str) -> list[TreeRow]:
                     is_folder=False,
                     size=row.size,
                     files=1,
-                    href=link + quote(row.path),
+                    quoted=quote(row.path),
                     selected=selected == row.path,
                 )
             )

@@ -8,15 +8,16 @@ from builds import views
 
 app_name = "builds"
 
+B = "pipelines/<id:pipeline_id>/builds/<id:build_id>"
+J = "pipelines/<id:pipeline_id>/jobs/<str:job_name>"
+
 urlpatterns: list[URLPattern] = [
-    path(
-        "pipelines/<id:pipeline_id>/builds/<id:build_id>",
-        views.build_detail,
-        name="detail",
-    ),
-    path(
-        "pipelines/<id:pipeline_id>/builds/<id:build_id>/stop",
-        views.build_stop,
-        name="stop",
-    ),
+    path(B, views.build_detail, name="detail"),
+    path(f"{B}/stop", views.build_stop, name="stop"),
+    path(f"{B}/artifacts", views.build_artifacts, name="artifacts"),
+    path(f"{B}/artifacts/<path:artifact_path>", views.build_artifacts, name="artifact"),
+    # Permalinks: the job's latest build, and its latest successful build's artifacts.
+    path(f"{J}/latest", views.job_latest, name="job-latest"),
+    path(f"{J}/artifacts", views.job_artifact, name="job-artifacts"),
+    path(f"{J}/artifacts/<path:artifact_path>", views.job_artifact, name="job-artifact"),
 ]

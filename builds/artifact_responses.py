@@ -28,9 +28,9 @@ from builds.artifact_reads import kind_of, stored_chunks
 from builds.models import Artifact, Build
 from screwdriver_site.streaming import (
     ChunkedResponse,
+    Primed,
     RangeNotSatisfiable,
     etag_in,
-    primed,
     requested_range,
 )
 from screwdriver_site.zipstream import ZipMember, zip_stream
@@ -113,7 +113,7 @@ def file_response(
         body: Iterator[bytes] = iter(())
     else:
         try:
-            body = primed(stored_chunks(artifact, start, end))
+            body = Primed(stored_chunks(artifact, start, end))
         except FileNotFoundError:
             raise ArtifactFileMissing(artifact.path) from None
     response = ChunkedResponse(body, content_type=content_type)

@@ -7,7 +7,7 @@ download costs the server one chunk of memory whichever way the server runs.
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import re
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
@@ -33,11 +33,31 @@ class ChunkedResponse(StreamingHttpResponse):
             yield chunk
 
 
-def primed(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """`chunks`, with the first one read now: a missing file fails before any header is sent."""
-    iterator = iter(chunks)
-    first = next(iterator, None)
-    return iterator if first is None else itertools.chain([first], iterator)
+class Primed(Iterator[bytes]):
+    """`chunks`, with the first one read at once: a missing file fails before a header is sent.
+
+    Closing it closes the chunks' generator, so a download cut short releases its file or its
+    S3 connection then, not when the garbage is collected.
+    """
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._rest = iter(chunks)
+        self._first = next(self._rest, None)
+
+    def __next__(self) -> bytes:
+        if self._first is None:
+            return next(self._rest)
+        chunk, self._first = self._first, None
+        return chunk
+
+    def close(self) -> None:
+        self._first = None
+        close = getattr(self._rest, "close", None)
+        if close is None:
+            return
+        # A read still running in a worker thread (a client gone mid-chunk) ends on its own.
+        with contextlib.suppress(ValueError):
+            close()
 
 
 @dataclass(frozen=True)

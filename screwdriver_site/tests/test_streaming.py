@@ -10,7 +10,13 @@ from datetime import datetime
 
 import pytest
 
-from screwdriver_site.streaming import ByteRange, RangeNotSatisfiable, etag_in, requested_range
+from screwdriver_site.streaming import (
+    ByteRange,
+    Primed,
+    RangeNotSatisfiable,
+    etag_in,
+    requested_range,
+)
 from screwdriver_site.zipstream import ZipMember, zip_stream
 
 
@@ -114,3 +120,31 @@ def test_a_zip_leaves_as_it_is_written_not_at_the_end() -> None:
     stream = zip_stream([member("one"), member("two")])
     first = next(stream)
     assert first.startswith(b"PK\x03\x04") and sent == ["read one"]
+
+
+def test_a_primed_stream_reads_its_first_chunk_at_once_and_closes_its_source() -> None:
+    events: list[str] = []
+
+    def source() -> Iterator[bytes]:
+        try:
+            events.append("opened")
+            yield b"one"
+            yield b"two"
+        finally:
+            events.append("closed")
+
+    stream = Primed(source())
+    assert events == ["opened"]
+    assert next(stream) == b"one"
+    stream.close()
+    assert events == ["opened", "closed"]
+    assert list(Primed(source())) == [b"one", b"two"]
+
+
+def test_a_primed_stream_of_a_missing_file_fails_before_it_is_answered() -> None:
+    def missing() -> Iterator[bytes]:
+        raise FileNotFoundError("artifacts/1/a.txt")
+        yield b""
+
+    with pytest.raises(FileNotFoundError):
+        Primed(missing())

@@ -10,6 +10,7 @@ from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,7 +19,7 @@ from builds.artifact_reads import FolderEntry, artifacts_under, folder_entries, 
 from builds.artifact_responses import ArtifactFileMissing, file_response, zip_response
 from builds.artifacts import ArtifactPathError, artifact_at, check_artifact_path
 from builds.models import Build
-from pipelines.api.serializers import ScrewdriverTime
+from pipelines.api.serializers import CompactSerializer, ScrewdriverTime
 from screwdriver_site.api.base import ApiView, build_for, choice_param
 from screwdriver_site.api.permissions import PULL, READERS
 
@@ -33,8 +34,8 @@ DIR_PARAMETER = OpenApiParameter(
     OpenApiTypes.BOOL,
     description="The path is a folder: its listing (JSON), or with type=download its zip.",
 )
-BYTES = OpenApiResponse(OpenApiTypes.BINARY, description="The file, or a zip of files.")
-LISTING = OpenApiResponse(OpenApiTypes.OBJECT, description="A folder's files and folders.")
+FILE = OpenApiResponse(OpenApiTypes.BINARY, description="The file, whole or one byte range.")
+ZIP = OpenApiResponse(OpenApiTypes.BINARY, description="A zip of the files, streamed.")
 
 
 def _dir_param(request: Request) -> bool:
@@ -44,34 +45,38 @@ def _dir_param(request: Request) -> bool:
     return raw.lower() == "true"
 
 
+class ArtifactEntrySerializer(CompactSerializer):
+    """One entry of a folder's listing: a directory (with its file count) or a file."""
+
+    name = serializers.CharField()
+    path = serializers.CharField()
+    type = serializers.SerializerMethodField()
+    size = serializers.IntegerField()
+    files = serializers.SerializerMethodField()
+    contentType = serializers.CharField(source="row.content_type", default=None)
+    sha256 = serializers.CharField(source="row.sha256", default=None)
+    createTime = ScrewdriverTime(source="row.created_at", default=None)
+
+    def get_type(self, entry: FolderEntry) -> str:
+        return "directory" if entry.is_folder else "file"
+
+    def get_files(self, entry: FolderEntry) -> int | None:
+        return entry.files if entry.is_folder else None
+
+
+LISTING = OpenApiResponse(
+    ArtifactEntrySerializer(many=True),
+    description="With dir=true: a folder's folders, then its files.",
+)
+
+
 def _listing(build: Build, folder: str) -> Response:
     entries = folder_entries(rows_of(build), folder)
     if entries is None:
         if not folder:
             return Response([])
         raise NotFound(f"Build {build.pk} has no folder {folder!r} among its artifacts.")
-    return Response([_entry(entry) for entry in entries])
-
-
-def _entry(entry: FolderEntry) -> dict[str, Any]:
-    if entry.is_folder:
-        return {
-            "name": entry.name,
-            "path": entry.path,
-            "type": "directory",
-            "size": entry.size,
-            "files": entry.files,
-        }
-    assert entry.row is not None
-    return {
-        "name": entry.name,
-        "path": entry.path,
-        "type": "file",
-        "size": entry.size,
-        "contentType": entry.row.content_type,
-        "sha256": entry.row.sha256,
-        "createTime": ScrewdriverTime().to_representation(entry.row.created_at),
-    }
+    return Response(ArtifactEntrySerializer(entries, many=True).data)
 
 
 class BuildArtifactsView(ApiView):
@@ -80,7 +85,9 @@ class BuildArtifactsView(ApiView):
     scopes = {"GET": READERS}
 
     @extend_schema(
-        parameters=[DIR_PARAMETER], responses={200: BYTES}, operation_id="build_artifacts_zip"
+        parameters=[DIR_PARAMETER],
+        responses={(200, "application/zip"): ZIP, (200, "application/json"): LISTING},
+        operation_id="build_artifacts_zip",
     )
     def get(self, request: Request, build_id: int) -> Any:
         build = build_for(request, build_id, PULL)
@@ -96,7 +103,13 @@ class BuildArtifactView(ApiView):
 
     @extend_schema(
         parameters=[TYPE_PARAMETER, DIR_PARAMETER],
-        responses={200: BYTES, 206: BYTES, 416: OpenApiTypes.OBJECT},
+        responses={
+            (200, "application/octet-stream"): FILE,
+            (206, "application/octet-stream"): FILE,
+            (200, "application/zip"): ZIP,
+            (200, "application/json"): LISTING,
+            (416, "application/json"): OpenApiTypes.OBJECT,
+        },
         operation_id="build_artifact_read",
     )
     def get(self, request: Request, build_id: int, artifact_path: str) -> Any:

@@ -129,8 +129,10 @@ def file_response(
     return _protect(response, policy)
 
 
-def zip_response(build: Build, artifacts: list[Artifact], *, folder: str) -> HttpResponseBase:
-    """A zip of `artifacts`, streamed as it is written.
+def zip_response(
+    build: Build, artifacts: list[Artifact], *, folder: str, head: bool = False
+) -> HttpResponseBase:
+    """A zip of `artifacts`, streamed as it is written (for HEAD, its headers alone).
 
     The whole build's archive is named after the build and holds the paths as they are; a
     folder's (`dir=true`) is named after the folder and holds it as its top folder, as
@@ -148,7 +150,8 @@ def zip_response(build: Build, artifacts: list[Artifact], *, folder: str) -> Htt
         )
         for artifact in artifacts
     ]
-    response = ChunkedResponse(zip_stream(members), content_type="application/zip")
+    body = iter(()) if head else zip_stream(members)
+    response = ChunkedResponse(body, content_type="application/zip")
     filename = f"{top}_dir.zip" if folder else f"build-{build.pk}-artifacts.zip"
     response["Content-Disposition"] = content_disposition_header(True, filename)
     return _protect(response, FILE_POLICY)

@@ -93,7 +93,8 @@ class BuildArtifactsView(ApiView):
         build = build_for(request, build_id, PULL)
         if _dir_param(request) and request.query_params.get("type") != "download":
             return _listing(build, "")
-        return zip_response(build, artifacts_under(build, ""), folder="")
+        head = request.method == "HEAD"
+        return zip_response(build, artifacts_under(build, ""), folder="", head=head)
 
 
 class BuildArtifactView(ApiView):
@@ -125,7 +126,7 @@ class BuildArtifactView(ApiView):
             artifacts = artifacts_under(build, path)
             if not artifacts:
                 raise NotFound(f"Build {build.pk} has no folder {path!r} among its artifacts.")
-            return zip_response(build, artifacts, folder=path)
+            return zip_response(build, artifacts, folder=path, head=request.method == "HEAD")
         artifact = artifact_at(build, path)
         if artifact is None:
             hint = " (a folder: add dir=true)" if artifacts_under(build, path) else ""

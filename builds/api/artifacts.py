@@ -85,13 +85,14 @@ class BuildArtifactsView(ApiView):
     scopes = {"GET": READERS}
 
     @extend_schema(
-        parameters=[DIR_PARAMETER],
+        parameters=[DIR_PARAMETER, TYPE_PARAMETER],
         responses={(200, "application/zip"): ZIP, (200, "application/json"): LISTING},
         operation_id="build_artifacts_zip",
     )
     def get(self, request: Request, build_id: int) -> Any:
         build = build_for(request, build_id, PULL)
-        if _dir_param(request) and request.query_params.get("type") != "download":
+        as_type = choice_param(request, "type", ["download", "preview"], None)
+        if _dir_param(request) and as_type != "download":
             return _listing(build, "")
         head = request.method == "HEAD"
         return zip_response(build, artifacts_under(build, ""), folder="", head=head)

@@ -390,6 +390,7 @@ def test_missing_paths_and_bad_parameters_are_4xx_with_a_message(build: Build) -
         (url(build, "a/../../x"), 400, "may not leave"),
         (url(build, "reports/index.html", "type=raw"), 400, "type must be one of"),
         (url(build, "reports", "dir=maybe"), 400, "dir must be true or false"),
+        (url(build, query="dir=true&type=raw"), 400, "type must be one of"),
         ("/v4/builds/999999/artifacts/a.txt", 404, ""),
     ]
     for address, status, words in cases:

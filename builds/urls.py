@@ -16,7 +16,9 @@ urlpatterns: list[URLPattern] = [
     path(f"{B}/stop", views.build_stop, name="stop"),
     path(f"{B}/artifacts", views.build_artifacts, name="artifacts"),
     path(f"{B}/artifacts/<path:artifact_path>", views.build_artifacts, name="artifact"),
-    # Permalinks: the job's latest build, and its latest successful build's artifacts.
+    # Permalinks: the job's latest build (Screwdriver's UI has it at the job's own address),
+    # and its latest successful build's artifacts.
+    path(J, views.job_latest, name="job"),
     path(f"{J}/latest", views.job_latest, name="job-latest"),
     path(f"{J}/artifacts", views.job_artifact, name="job-artifacts"),
     path(f"{J}/artifacts/<path:artifact_path>", views.job_artifact, name="job-artifact"),

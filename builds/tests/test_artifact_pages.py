@@ -313,9 +313,11 @@ def test_the_latest_permalink_goes_to_the_latest_build_of_any_or_one_status(
 
     latest = admin_client.get(job_link(good, "latest"))
     success = admin_client.get(job_link(good, "latest?status=SUCCESS"))
+    screwdrivers = admin_client.get(f"/pipelines/{good.job.pipeline_id}/jobs/main?status=SUCCESS")
 
     assert latest["Location"] == reverse(detail, args=[bad.job.pipeline_id, bad.pk])
     assert success["Location"] == reverse(detail, args=[good.job.pipeline_id, good.pk])
+    assert screwdrivers["Location"] == success["Location"]
 
 
 def test_a_permalink_without_such_a_build_says_so(admin_client: Client, build: Build) -> None:

@@ -120,7 +120,7 @@ def _bearer(token: str) -> APIClient:
     return client
 
 
-def test_the_build_reads_its_own_artifacts_and_anyone_signed_in_a_public_pipelines(
+def test_a_build_token_and_anyone_signed_in_read_a_public_pipelines_artifacts(
     owner: User, member: User
 ) -> None:
     public = make_build(owner, private=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,9 +16,10 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from builds.artifact_reads import Row, tree_rows
 from builds.artifacts import path_key, store_artifact
 from builds.models import Artifact, Build, BuildStatus
-from builds.templatetags.artifact_tree import size_text
+from builds.templatetags.artifact_tree import artifact_tree, size_text
 from pipelines.tests.factories import ESCAPED, XSS, event_from_yaml, pipeline_from_yaml
 
 pytestmark = pytest.mark.django_db
@@ -342,3 +344,26 @@ def test_permalinks_of_a_private_pipeline_are_for_its_people_only(
 @pytest.mark.parametrize("size", [0, 1, 980, 1024, 2047, 10**6, 5 * 2**30, 3 * 2**50, 2**62])
 def test_the_tree_writes_sizes_as_the_rest_of_the_page_does(size: int) -> None:
     assert size_text(size) == filesizeformat(size)
+
+
+def test_the_tree_nests_folders_before_files_and_closes_each_folder_after_its_last_line() -> None:
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [
+        Row(path, size, "text/plain", "0" * 64, moment)
+        for path, size in [("a", 1), ("a/b/c.txt", 2), ("a/d.txt", 3), ("e.txt", 4)]
+    ]
+
+    tree = tree_rows(rows, selected="a/b/c.txt")
+
+    assert [(r.path, r.depth, r.is_folder, r.size, len(r.closes)) for r in tree] == [
+        ("a", 0, True, 5, 0),
+        ("a/b", 1, True, 2, 0),
+        ("a/b/c.txt", 2, False, 2, 1),  # ends b/
+        ("a/d.txt", 1, False, 3, 1),  # ends a/
+        ("a", 0, False, 1, 0),  # a file may share a folder's name
+        ("e.txt", 0, False, 4, 0),
+    ]
+    assert [r.path for r in tree if r.selected] == ["a/b/c.txt"]
+    html = artifact_tree(tree, "/p/", "/v4/")
+    assert html.count("<ul>") == html.count("</ul>") == 2
+    assert html.count("<li") == html.count("</li>") == 6

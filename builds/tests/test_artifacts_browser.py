@@ -25,7 +25,7 @@ from django.contrib.auth.models import User
 
 from builds.artifacts import store_artifact
 from builds.models import Build, BuildStatus
-from conftest import OWNER_PASSWORD, database_url
+from conftest import OWNER_PASSWORD, database_url, wait_until
 from pipelines.tests.factories import event_from_yaml, pipeline_from_yaml
 from tools.live_stack import LiveStack
 
@@ -200,8 +200,13 @@ def test_the_tab_shows_the_tree_a_text_and_an_image_and_never_loads_a_binary(
     page.get_by_role("link", name="home.png").click()
     image = page.locator("#artifact-image")
     image.wait_for()
-    page.wait_for_function("document.getElementById('artifact-image').complete")
-    assert image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [40, 30]
+    # Our pages refuse eval, so wait_for_function's string cannot run in them: poll from here.
+    size = wait_until(
+        lambda: image.evaluate("img => img.complete && [img.naturalWidth, img.naturalHeight]"),
+        timeout=10,
+        what="the image to load",
+    )
+    assert size == [40, 30]
 
     page.get_by_role("link", name="app.bin").click()
     page.wait_for_url(re.compile(r"/artifacts/dist/app\.bin$"))
@@ -223,9 +228,7 @@ def test_the_tab_shows_the_tree_a_text_and_an_image_and_never_loads_a_binary(
 
 def report_says(frame: Any) -> tuple[str, str]:
     """What the report's script found: its cookie probe and its API probe."""
-    frame.wait_for_function(
-        "document.getElementById('api') && document.getElementById('api').textContent !== 'pending'"
-    )
+    playwright_sync.expect(frame.locator("#api")).not_to_have_text("pending")
     return (
         frame.locator("#cookie").inner_text(),
         frame.locator("#api").inner_text(),

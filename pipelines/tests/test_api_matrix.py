@@ -12,6 +12,7 @@ knows and the matrix does not (or the reverse) fails the test.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,6 +25,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from builds.artifacts import store_artifact
 from builds.models import Build, BuildStatus, Step
 from conftest import GitRepo
 from pipelines.models import PipelinePermission, Secret
@@ -104,6 +106,10 @@ def p(ids: dict[str, Any]) -> dict[str, Any]:
 
 def b(ids: dict[str, Any]) -> dict[str, Any]:
     return {"build_id": ids["build"]}
+
+
+def artifact(ids: dict[str, Any]) -> dict[str, Any]:
+    return {"build_id": ids["build"], "artifact_path": "reports/summary.txt"}
 
 
 def step(ids: dict[str, Any]) -> dict[str, Any]:
@@ -305,6 +311,9 @@ MATRIX: list[Row] = [
     Row("build-step", "get", READ, kwargs=step),
     Row("build-step", "put", REPORT, kwargs=step, body=lambda ids: {"code": 0}),
     Row("build-step-logs", "get", READ, kwargs=step),
+    # A build's artifacts are read as its logs are.
+    Row("build-artifacts", "get", READ, kwargs=b),
+    Row("build-artifact", "get", READ, kwargs=artifact),
     Row(
         "build-step-logs",
         "post",
@@ -365,6 +374,7 @@ def world(make_repo: Callable[..., GitRepo], settings: Any) -> dict[str, Any]:
         user=users["outsider"],
     )
     other_build = main_build(new_event(other, "olive"))
+    store_artifact(w.build, "reports/summary.txt", io.BytesIO(b"12 passed"))
     ended = finish(main_build(w.done), status=BuildStatus.ABORTED, ago_seconds=60)
     # Stopped while its teardown still runs: the steps' ends are not reported yet.
     Step.objects.filter(build=ended).update(end_time=None, code=None)

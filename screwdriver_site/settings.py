@@ -231,6 +231,10 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     "outputs": storage_settings(SD_STORAGE_URL, SD_DATA_DIR / "outputs", dict(os.environ)),
 }
+# What a build may publish from $SD_ARTIFACTS_DIR: per file, and all its files together. An
+# upload past either cap is refused whole (413); the launcher checks both before it sends.
+SD_ARTIFACTS_MAX_FILE_BYTES = env_int("SD_ARTIFACTS_MAX_FILE_BYTES", 1024**3)
+SD_ARTIFACTS_MAX_BUILD_BYTES = env_int("SD_ARTIFACTS_MAX_BUILD_BYTES", 5 * 1024**3)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from builds.api import artifacts, views
+from builds.api import artifact_uploads, artifacts, views
 
 B = "builds/<id:build_id>"
 
@@ -24,8 +24,13 @@ urlpatterns = [
     path(f"{B}/steps/<str:name>/logs", views.StepLogsView.as_view(), name="build-step-logs"),
     path(f"{B}/artifacts", artifacts.BuildArtifactsView.as_view(), name="build-artifacts"),
     path(
+        f"{B}/artifacts.zip",
+        artifact_uploads.ArtifactZipUploadView.as_view(),
+        name="build-artifacts-zip-upload",
+    ),
+    path(
         f"{B}/artifacts/<path:artifact_path>",
-        artifacts.BuildArtifactView.as_view(),
+        artifact_uploads.ArtifactView.as_view(),
         name="build-artifact",
     ),
 ]

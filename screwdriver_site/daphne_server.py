@@ -1,10 +1,15 @@
-"""daphne, as `python -m daphne` runs it, but its access log never shows a credential, and a
-slow client slows a streamed answer down instead of piling it up in the server's memory.
+"""daphne, as `python -m daphne` runs it, but its access log never shows a credential,
+request bodies wait in a spool instead of its memory, and a slow client slows a streamed
+answer down instead of piling it up in the server's memory.
 
 daphne's access log writes each request's full address, query string included, so a client
 that passes `?api_token=X` would leave X in the server's log. `sd_serve` (`make run`) and the
 test stacks start the server with `python -m screwdriver_site.daphne_server ARGS`, which takes
 daphne's own arguments.
+
+daphne hands a request's body to the application by putting all of it on the application's
+queue at once, before the application reads any: an upload of 1 GiB (a build's artifact)
+would be 1 GiB of memory. Here the body goes to a temporary file as it arrives.
 
 daphne hands each chunk of a response to Twisted, which keeps whatever the socket cannot take
 yet: a client that reads slowly (or not at all) of a 5 GB artifact would have the server read
@@ -19,13 +24,68 @@ import asyncio
 import contextlib
 import io
 import sys
+import tempfile
 import weakref
+from functools import partial
 from typing import Any
 
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
 
 from screwdriver_site.redaction import redact_query
+
+# A body stays in memory up to this size; beyond, in a temporary file.
+SPOOL_MEMORY_BYTES = 1024 * 1024
+# The application receives a spooled body in messages of this size.
+CHUNK_BYTES = 256 * 1024
+
+
+class SpooledQueue:
+    """An application's input queue on which a request body waits in a temporary file.
+
+    daphne calls `put_nowait` with every message (the body in 8 KiB pieces, all at once) and
+    the application awaits `get`. Body messages are appended to the spool; the last one puts a
+    marker on the queue, where the body then begins: `get` hands it out in CHUNK_BYTES
+    messages as the application asks, and every other message (a disconnect, WebSocket
+    frames) in its order after it.
+    """
+
+    _BODY = {"type": "sd.spooled-body"}
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._spool: Any = None
+        self._written = 0
+        self._delivering = False
+
+    def put_nowait(self, message: dict[str, Any]) -> None:
+        if message.get("type") != "http.request":
+            self._queue.put_nowait(message)
+            return
+        if self._spool is None:
+            self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115
+        body = message.get("body") or b""
+        self._spool.seek(0, io.SEEK_END)
+        self._spool.write(body)
+        self._written += len(body)
+        if not message.get("more_body", False):
+            self._queue.put_nowait(self._BODY)
+
+    async def get(self) -> dict[str, Any]:
+        if not self._delivering:
+            message = await self._queue.get()
+            if message is not self._BODY:
+                return message
+            self._delivering = True
+            self._spool.seek(0)
+        chunk = self._spool.read(CHUNK_BYTES)
+        more = self._spool.tell() < self._written
+        if not more:
+            self._delivering = False
+            self._spool.close()
+            self._spool, self._written = None, 0
+        return {"type": "http.request", "body": chunk, "more_body": more}
+
 
 # How often a send that waits for a slow client checks whether that client went away.
 DISCONNECT_CHECK_SECONDS = 1.0
@@ -53,12 +113,30 @@ class SendWindow:
 
 
 class RedactingServer(Server):  # type: ignore[misc]
-    """daphne's server, handing its access log each address with credentials redacted, and
-    making a response's sender wait for the client."""
+    """daphne's server, handing its access log each address with credentials redacted, its
+    applications their request bodies from a spool, and making a response's sender wait for
+    the client."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.send_windows: weakref.WeakKeyDictionary[Any, SendWindow] = weakref.WeakKeyDictionary()
+
+    def create_application(self, protocol: Any, scope: dict[str, Any]) -> SpooledQueue | None:
+        # daphne's own, but for the queue.
+        assert "application_instance" not in self.connections[protocol]
+        input_queue = SpooledQueue()
+        scope.setdefault("asgi", {"version": "3.0"})
+        application_instance = self.application(
+            scope=scope,
+            receive=input_queue.get,
+            send=partial(self.handle_reply, protocol),
+        )
+        if protocol not in self.connections:
+            return None
+        self.connections[protocol]["application_instance"] = asyncio.ensure_future(
+            application_instance, loop=asyncio.get_event_loop()
+        )
+        return input_queue
 
     def log_action(self, protocol: str, action: str, details: dict[str, Any]) -> None:
         if isinstance(details.get("path"), str):

@@ -9,7 +9,14 @@ from django.conf import settings
 
 from builds.models import Build
 from builds.secrets import secret_values
-from builds.services import SETUP_STEP, checkout_auth, checkout_url, deep_merge, skips_checkout
+from builds.services import (
+    ARTIFACTS_STEP,
+    SETUP_STEP,
+    checkout_auth,
+    checkout_url,
+    deep_merge,
+    skips_checkout,
+)
 from pipelines import source_paths
 from pipelines.models import Event
 from scm.base import RepoRef
@@ -180,10 +187,10 @@ def launch_spec(build: Build) -> dict[str, Any]:
     """The launch spec the launcher fetches at start."""
     config = build.job_config()
     ref = build.job.pipeline.repo_ref()
-    steps = [
-        {"name": s.name, "command": s.command} for s in build.steps.all() if s.name != SETUP_STEP
-    ]
-    return {
+    rows = list(build.steps.all())
+    internal = {SETUP_STEP, ARTIFACTS_STEP}
+    steps = [{"name": s.name, "command": s.command} for s in rows if s.name not in internal]
+    spec: dict[str, Any] = {
         "build": {
             "id": build.pk,
             "eventId": build.event_id,
@@ -205,3 +212,11 @@ def launch_spec(build: Build) -> dict[str, Any]:
         "heartbeatSeconds": max(1.0, settings.SD_BUILD_LEASE_SECONDS / HEARTBEAT_FRACTION),
         "shell": settings.SD_STEP_SHELL,
     }
+    if any(s.name == ARTIFACTS_STEP for s in rows):
+        # Builds made before the step existed publish nothing.
+        spec["artifacts"] = {
+            "step": ARTIFACTS_STEP,
+            "maxFileBytes": settings.SD_ARTIFACTS_MAX_FILE_BYTES,
+            "maxBuildBytes": settings.SD_ARTIFACTS_MAX_BUILD_BYTES,
+        }
+    return spec

@@ -14,6 +14,7 @@ from __future__ import annotations
 from builds.lifecycle import TransitionError, refresh_event_status
 from builds.services.completion import deep_merge, skips_further
 from builds.services.creation import (
+    ARTIFACTS_STEP,
     SETUP_STEP,
     START_TASK,
     TIMEOUT_ANNOTATION,
@@ -47,6 +48,7 @@ from builds.services.transitions import (
 )
 
 __all__ = [
+    "ARTIFACTS_STEP",
     "SETUP_STEP",
     "START_GRACE",
     "START_TASK",

@@ -18,6 +18,9 @@ from pipelines.models import Event, Job
 
 TIMEOUT_ANNOTATION = "screwdriver.cd/timeout"
 SETUP_STEP = "sd-setup-scm"
+# The launcher publishes $SD_ARTIFACTS_DIR in this step, after the teardown steps (as
+# Screwdriver's artifact bookend does); like sd-setup-scm it runs the launcher's own code.
+ARTIFACTS_STEP = "sd-teardown-artifacts"
 # The worker task that starts a build on its engine (builds.dispatch.start_build).
 START_TASK = "executors.tasks.start_build"
 
@@ -76,8 +79,10 @@ def create_build(
         timeout_seconds=timeout_seconds_of(config.get("annotations") or {}),
     )
     setup = [] if skips_checkout(config) else [(SETUP_STEP, "")]
-    commands = setup + [
-        (str(c.get("name", "")), str(c.get("command", ""))) for c in config.get("commands", [])
+    commands = [
+        *setup,
+        *((str(c.get("name", "")), str(c.get("command", ""))) for c in config.get("commands", [])),
+        (ARTIFACTS_STEP, ""),
     ]
     Step.objects.bulk_create(
         Step(build=build, position=i, name=name[:64], command=command)

@@ -594,7 +594,12 @@ def test_fields_are_screwdriver_camel_case(owner: User, build: Build) -> None:
     body = as_user(owner).get(f"/v4/builds/{build.pk}").json()
 
     assert {"id", "jobId", "eventId", "number", "sha", "status", "createTime", "steps"} <= set(body)
-    assert [s["name"] for s in body["steps"]] == ["sd-setup-scm", "hello", "world"]
+    assert [s["name"] for s in body["steps"]] == [
+        "sd-setup-scm",
+        "hello",
+        "world",
+        "sd-teardown-artifacts",
+    ]
     assert body["steps"][1]["command"] == "echo hello"
 
 
@@ -611,6 +616,11 @@ def test_a_launcher_runs_a_build_through_the_api_with_its_token(
     spec = launcher.get(f"{b}/launch").json()
     assert spec["build"]["id"] == build.pk
     assert [s["name"] for s in spec["steps"]] == ["hello", "world"]
+    assert spec["artifacts"] == {
+        "step": "sd-teardown-artifacts",
+        "maxFileBytes": 1024**3,
+        "maxBuildBytes": 5 * 1024**3,
+    }
     assert ["SD_BUILD_ID", str(build.pk)] in spec["environment"]
     assert spec["checkout"]["sha"] == event.sha
 
@@ -771,7 +781,7 @@ def test_listing_an_events_builds_takes_the_same_queries_for_few_and_many(
     with django_assert_max_num_queries(small):
         response = client.get(f"/v4/events/{many_event.pk}/builds")
     assert len(response.json()) == 15
-    assert all(len(b["steps"]) == 3 for b in response.json())
+    assert all(len(b["steps"]) == 4 for b in response.json())
 
 
 def test_listing_a_jobs_builds_takes_the_same_queries_for_few_and_many(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import threading
 import time
 import urllib.parse
@@ -14,6 +15,10 @@ from typing import Any
 # Resends of a report that did not land wait this long, doubling up to MAX_BACKOFF.
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 10.0
+# An upload's socket waits this long for the server, which answers once the file is stored
+# (a zip once it is expanded).
+UPLOAD_TIMEOUT = 600.0
+UPLOAD_BLOCK_BYTES = 256 * 1024
 
 
 class ApiError(Exception):
@@ -32,6 +37,33 @@ class ApiError(Exception):
 
 class ConflictError(ApiError):
     """409: the build is no longer in a state that allows the call."""
+
+
+class BodyChanged(Exception):
+    """A file being uploaded ended before the size it was sent with: it changed meanwhile."""
+
+
+class _Exactly:
+    """The first `length` bytes of an open file, from its start, as an HTTP body.
+
+    http.client reads it in blocks; a file that turns out shorter stops the upload (the
+    server then sees a body shorter than its Content-Length and stores nothing).
+    """
+
+    def __init__(self, fd: int, length: int) -> None:
+        self.fd = fd
+        self.left = length
+        os.lseek(fd, 0, os.SEEK_SET)
+
+    def read(self, size: int = -1) -> bytes:
+        if self.left <= 0:
+            return b""
+        want = self.left if size < 0 else min(size, self.left)
+        data = os.read(self.fd, want)
+        if not data:
+            raise BodyChanged(f"the file ended {self.left} bytes before its size")
+        self.left -= len(data)
+        return data
 
 
 def token_lifetime(token: str) -> float | None:
@@ -126,6 +158,70 @@ class ApiClient:
                     on_retry(exc)
                 time.sleep(pause)
 
+    def deliver_file(
+        self,
+        path: str,
+        fd: int,
+        length: int,
+        *,
+        content_type: str = "application/octet-stream",
+        within: float | None = None,
+        on_retry: Callable[[ApiError], None] | None = None,
+    ) -> Any:
+        """PUT the first `length` bytes of the open file `fd` to `path`, streamed from disk,
+        resent as `deliver` resends a report (from the file's start each time).
+
+        BodyChanged when the file ends early: a resend would not help.
+        """
+        patience = self.seconds_left() if within is None else min(within, self.seconds_left())
+        deadline = time.monotonic() + patience
+        wait = backoff_delays()
+        while True:
+            try:
+                return self._upload_once(path, fd, length, content_type)
+            except ApiError as exc:
+                pause = wait()
+                if exc.permanent or time.monotonic() + pause > deadline:
+                    raise
+                if on_retry is not None:
+                    on_retry(exc)
+                time.sleep(pause)
+
+    def _upload_once(self, path: str, fd: int, length: int, content_type: str) -> Any:
+        # A connection of its own: big blocks, a long wait for the answer, closed after.
+        url = self.base + "/" + path.lstrip("/")
+        parts = urllib.parse.urlsplit(url)
+        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        conn = cls(
+            parts.hostname or "127.0.0.1",
+            parts.port,
+            timeout=max(self.timeout, UPLOAD_TIMEOUT),
+            blocksize=UPLOAD_BLOCK_BYTES,
+        )
+        headers = {
+            "Authorization": f"Bearer {self.token}",
+            "Accept": "application/json",
+            "Content-Type": content_type,
+            "Content-Length": str(length),
+        }
+        try:
+            try:
+                conn.request("PUT", parts.path, body=_Exactly(fd, length), headers=headers)  # type: ignore[arg-type]
+            except OSError as exc:
+                # A server may refuse before it has read the body (a 413) and close; its
+                # answer can still be waiting to be read.
+                failed: Exception | None = exc
+            else:
+                failed = None
+            try:
+                response = conn.getresponse()
+                raw = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                raise ApiError(f"PUT {url} failed: {failed or exc}") from exc
+        finally:
+            conn.close()
+        return self._answer("PUT", url, response.status, raw)
+
     def get(self, path: str, *, timeout: float | None = None) -> Any:
         """GET `path` (relative to /v4)."""
         return self.request("GET", path, timeout=timeout)
@@ -206,12 +302,14 @@ class ApiClient:
                 raise ApiError(f"{method} {url} failed: {exc}") from exc
         if response.getheader("Connection", "").lower() == "close":
             self._drop_connection()
-        if response.status >= 400:
+        return self._answer(method, url, response.status, raw)
+
+    @staticmethod
+    def _answer(method: str, url: str, status: int, raw: bytes) -> Any:
+        if status >= 400:
             text = raw.decode("utf-8", "replace")
-            kind = ConflictError if response.status == 409 else ApiError
-            raise kind(
-                f"{method} {url} answered {response.status}", status=response.status, body=text
-            )
+            kind = ConflictError if status == 409 else ApiError
+            raise kind(f"{method} {url} answered {status}", status=status, body=text)
         if not raw.strip():
             return None
         try:

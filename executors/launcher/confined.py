@@ -76,6 +76,21 @@ class Confined:
         with self.directory(self.root.joinpath(*parts[:-1])) as fd:
             yield fd, parts[-1]
 
+    def create(self, path: Path, mode: int = 0o600) -> int:
+        """A new regular file at `path` (whatever had that name is removed), open to read
+        and write; the caller closes the descriptor."""
+        with self._parent(path) as (parent, name):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=parent)
+            fd = os.open(
+                name,
+                os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                mode,
+                dir_fd=parent,
+            )
+        os.fchmod(fd, mode)  # whatever the umask
+        return fd
+
     def write(
         self, path: Path, data: bytes, mode: int = 0o600, owner: tuple[int, int] | None = None
     ) -> None:
@@ -83,17 +98,8 @@ class Confined:
 
         With `owner` (uid, gid) the file is that user's: the one a sandbox runs the steps as.
         """
-        with self._parent(path) as (parent, name):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name, dir_fd=parent)
-            fd = os.open(
-                name,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                mode,
-                dir_fd=parent,
-            )
+        fd = self.create(path, mode)
         with os.fdopen(fd, "wb") as handle:
-            os.fchmod(fd, mode)  # whatever the umask
             if owner is not None:
                 os.fchown(fd, *owner)
             handle.write(data)

@@ -18,11 +18,12 @@ from urllib.parse import quote
 from . import process
 from .agent import Agent, AgentError, control_dir, prepare_control_dir
 from .api import ApiClient, ApiError, ConflictError
+from .artifacts import Caps, Publisher, masked_environment, zip_requested
 from .credentials import CredentialError
 from .environment import build_environment
 from .logs import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STEP_BYTES, Line, LogBatcher, Masker
 from .metaserver import MetaServer
-from .runner import Checkout, Runner, Step
+from .runner import Checkout, Runner, Step, iso
 from .sandbox import Sandbox, SandboxError
 from .workspace import Workspace
 
@@ -31,11 +32,6 @@ from .workspace import Workspace
 START_PATIENCE_SECONDS = 45.0
 # However long logs take to land, this much of the token's life is kept for the final status.
 FINAL_STATUS_RESERVE_SECONDS = 300.0
-
-
-def iso(at: datetime) -> str:
-    """ISO 8601 in UTC with milliseconds and `Z`, as Screwdriver writes times."""
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
 def timeout_message(seconds: float) -> str:
@@ -386,6 +382,9 @@ def _run_steps(
     )
     reporter = ApiReporter(client, build_id, batcher)
     masker = Masker([*secrets.values(), token])
+    publisher = _publisher(
+        spec, client=client, build_id=build_id, workspace=workspace, env=env, masker=masker
+    )
     runner = Runner(
         workspace=workspace,
         env=env,
@@ -401,6 +400,7 @@ def _run_steps(
         owner=owner,
         credentials=lambda: _checkout_credential(client, build_id),
         launcher_env=environ,
+        publisher=publisher,
     )
     try:
         result = runner.run(steps, checkout)
@@ -435,6 +435,38 @@ def _reason(exc: ApiError) -> str:
     except (ValueError, AttributeError):
         message = None
     return f"{exc} ({message})" if isinstance(message, str) and message else str(exc)
+
+
+def _publisher(
+    spec: dict[str, Any],
+    *,
+    client: ApiClient,
+    build_id: int,
+    workspace: Workspace,
+    env: Mapping[str, str],
+    masker: Masker,
+) -> Publisher | None:
+    """What publishes $SD_ARTIFACTS_DIR, if the server gave this build the step that does."""
+    artifacts = spec.get("artifacts")
+    if not isinstance(artifacts, dict):
+        return None
+    # environment.json holds the build's own variables (the server's, the launcher's, the
+    # job's, its secrets), not whatever the machine running the launcher has.
+    names = [
+        *(str(name) for name, _value in spec.get("environment") or []),
+        *workspace.variables("").keys(),
+        *(str(name) for name in spec.get("secrets") or {}),
+    ]
+    hidden = {"SD_TOKEN", *(str(name) for name in spec.get("secrets") or {})}
+    return Publisher(
+        client=client,
+        build_id=build_id,
+        caps=Caps.from_spec(artifacts),
+        workspace=workspace,
+        environment=masked_environment(names, env, hidden, masker.text),
+        zip_files=zip_requested(env),
+        patience=lambda: max(1.0, client.seconds_left() - FINAL_STATUS_RESERVE_SECONDS),
+    )
 
 
 def _final_meta(workspace: Workspace) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from .sandbox import hand_over
 from .workspace import Workspace
 
 SETUP_STEP = "sd-setup-scm"
+ARTIFACTS_STEP = "sd-teardown-artifacts"
 TEARDOWN_PREFIX = "teardown-"
 _F_SETPIPE_SZ = 1031
 _READ_SIZE = 1 << 20
@@ -65,6 +66,18 @@ class Reporter(Protocol):
         """A step ended with exit code `code`."""
 
 
+class Publishing(Protocol):
+    """What publishes $SD_ARTIFACTS_DIR once the steps are over (artifacts.Publisher)."""
+
+    def publish(
+        self,
+        steps: list[dict[str, Any]],
+        log: Callable[[str], None],
+        should_stop: Callable[[], bool],
+    ) -> int:
+        """Publish the folder, saying what happens in `log`; return the step's exit code."""
+
+
 @dataclass
 class RunResult:
     """How the build went."""
@@ -74,6 +87,11 @@ class RunResult:
     first_failure: int = 0
     stopped: bool = False
     timed_out: bool = False
+
+
+def iso(at: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds and `Z`, as Screwdriver writes times."""
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
 def exit_code(returncode: int) -> int:
@@ -110,6 +128,7 @@ class Runner:
         owner: tuple[int, int] | None = None,
         credentials: Callable[[], Any] | None = None,
         launcher_env: Mapping[str, str] | None = None,
+        publisher: Publishing | None = None,
     ) -> None:
         self.workspace = workspace
         self.env = dict(env)
@@ -132,6 +151,9 @@ class Runner:
         self.credentials = credentials
         # The launcher's own environment: what git runs with when the job's must stay out.
         self.launcher_env = os.environ if launcher_env is None else launcher_env
+        self.publisher = publisher
+        # When each step started and ended, and its code, for steps.json.
+        self._times: dict[str, dict[str, Any]] = {}
         self.timed_out = False
         self._stopped_at: float | None = None
         self._groups: list[int] = []
@@ -209,11 +231,70 @@ class Runner:
             if self._write_fd >= 0:
                 os.close(self._write_fd)
         self.stopping()
+        if self.publisher is not None and not (self.stop.is_set() and not self.timed_out):
+            # Every process of the build has ended: nothing of it can change the folder while
+            # it is published. A stopped build publishes nothing (the server would refuse it);
+            # a timed-out one does, within what is left of the teardown time.
+            self._record(result, ARTIFACTS_STEP, self._publish(steps, checkout))
         result.stopped = self.stop.is_set()
         result.timed_out = self.timed_out
         ok = not result.stopped and all(code == 0 for code in result.codes.values())
         result.status = "SUCCESS" if ok else "FAILURE"
         return result
+
+    def _publish(self, steps: Sequence[Step], checkout: Checkout | None) -> int:
+        assert self.publisher is not None
+        output = self._output()
+        self._started(ARTIFACTS_STEP)
+        report = self.step_report(steps, checkout)
+
+        def log(text: str) -> None:
+            self._log(ARTIFACTS_STEP, output, f"{text}\n".encode("utf-8", "surrogateescape"))
+
+        def should_stop() -> bool:
+            return (self.stop.is_set() and not self.timed_out) or self._teardown_over()
+
+        try:
+            code = self.publisher.publish(report, log, should_stop)
+        except Exception as exc:
+            # Whatever went wrong, the step ends and says so; the build still reports.
+            log(f"Publishing the artifacts failed: {exc!r}")
+            code = 1
+        self._log(ARTIFACTS_STEP, output, b"", finish=True)
+        self._ended(ARTIFACTS_STEP, code)
+        return code
+
+    def step_report(self, steps: Sequence[Step], checkout: Checkout | None) -> list[dict[str, Any]]:
+        """Every step of the build in order, with its command, code, start and end (null for
+        what did not run or has not ended): steps.json."""
+        names = [SETUP_STEP] if checkout is not None else []
+        commands = {step.name: step.command for step in steps}
+        ordered = [s.name for s in steps if not s.is_teardown] + [
+            s.name for s in steps if s.is_teardown
+        ]
+        report = []
+        for name in [*names, *ordered, ARTIFACTS_STEP]:
+            times = self._times.get(name, {})
+            report.append(
+                {
+                    "name": name,
+                    "command": commands.get(name, ""),
+                    "code": times.get("code"),
+                    "startTime": times.get("startTime"),
+                    "endTime": times.get("endTime"),
+                }
+            )
+        return report
+
+    def _started(self, name: str) -> None:
+        at = datetime.now(UTC)
+        self._times[name] = {"startTime": iso(at)}
+        self.reporter.step_started(name, at)
+
+    def _ended(self, name: str, code: int) -> None:
+        at = datetime.now(UTC)
+        self._times.setdefault(name, {}).update(endTime=iso(at), code=code)
+        self.reporter.step_ended(name, at, code)
 
     @staticmethod
     def _record(result: RunResult, name: str, code: int) -> None:
@@ -225,7 +306,7 @@ class Runner:
 
     def _setup_scm(self, checkout: Checkout) -> int:
         output = self._output()
-        self.reporter.step_started(SETUP_STEP, datetime.now(UTC))
+        self._started(SETUP_STEP)
         try:
             code = self._checkout(checkout, output)
         except CheckoutError as exc:
@@ -235,7 +316,7 @@ class Runner:
             self._log(SETUP_STEP, output, self._no_source_dir_message(checkout.target).encode())
             code = 1
         self._log(SETUP_STEP, output, b"", finish=True)
-        self.reporter.step_ended(SETUP_STEP, datetime.now(UTC), code)
+        self._ended(SETUP_STEP, code)
         return code
 
     def _checkout(self, checkout: Checkout, output: StepOutput) -> int:
@@ -396,7 +477,7 @@ class Runner:
         env = {"SD_ROOT_DIR": self.env.get("SD_ROOT_DIR", str(self.workspace.root))}
         should_kill: Callable[[], bool] = self._teardown_over if step.is_teardown else self.stopping
         output = self._output()
-        self.reporter.step_started(step.name, datetime.now(UTC))
+        self._started(step.name)
         if self.agent is not None:
             code = self._in_container(step.name, k, wrapper, output, should_kill)
         else:
@@ -404,7 +485,7 @@ class Runner:
                 step.name, [self.shell, "-e", str(wrapper)], cwd, env, output, should_kill
             )
         self._log(step.name, output, b"", finish=True)
-        self.reporter.step_ended(step.name, datetime.now(UTC), code)
+        self._ended(step.name, code)
         # Written by the step: a link in their place is refused, never followed.
         if self.workspace.tree.is_file(env_out):
             self._env_file = env_out

@@ -246,20 +246,8 @@ def receive_artifact(*, build_id: int, path: str, body: IO[bytes], length: int |
         raise caps.file_too_large(clean, declared)
     if _stored_bytes(build_id, exclude=[clean]) + declared > caps.max_build_bytes:
         raise caps.build_too_large(clean)
-    try:
-        spooled = _spool(body, declared)
-    except _TooLarge:
-        raise ArtifactUploadError(
-            400, f"The body of {clean} is longer than its Content-Length ({declared})."
-        ) from None
-    with spooled:
-        if spooled.size != declared:
-            raise ArtifactUploadError(
-                400,
-                f"The body of {clean} ended after {spooled.size} of the {declared} bytes its "
-                "Content-Length announced: nothing was stored.",
-            )
-        _refuse_clashes(build_id, [clean])
+    _refuse_clashes(build_id, [clean])
+    with _body(body, declared, f"The body of {clean}") as spooled:
         written: list[str] = []
         with _undone_on_failure(build_id, written):
             _store(build_id, clean, spooled, written)
@@ -285,19 +273,7 @@ def receive_artifact_zip(*, build_id: int, body: IO[bytes], length: int | None) 
             "build's zip of artifacts may have (SD_ARTIFACTS_MAX_BUILD_BYTES and 1% for the "
             "zip's headers): nothing was stored.",
         )
-    try:
-        spooled = _spool(body, declared)
-    except _TooLarge:
-        raise ArtifactUploadError(
-            400, f"The zip is longer than its Content-Length ({declared})."
-        ) from None
-    with spooled:
-        if spooled.size != declared:
-            raise ArtifactUploadError(
-                400,
-                f"The zip ended after {spooled.size} of the {declared} bytes its "
-                "Content-Length announced: nothing was stored.",
-            )
+    with _body(body, declared, "The zip") as spooled:
         try:
             archive = zipfile.ZipFile(spooled.file)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
@@ -316,6 +292,24 @@ def receive_artifact_zip(*, build_id: int, body: IO[bytes], length: int | None) 
                     budget -= item.size
                 _commit(build_id, received, caps)
     return received
+
+
+def _body(body: IO[bytes], declared: int, what: str) -> _Spooled:
+    """The request's body in a temporary file, if it is as long as its Content-Length."""
+    try:
+        spooled = _spool(body, declared)
+    except _TooLarge:
+        raise ArtifactUploadError(
+            400, f"{what} is longer than its Content-Length ({declared})."
+        ) from None
+    if spooled.size != declared:
+        spooled.file.close()
+        raise ArtifactUploadError(
+            400,
+            f"{what} ended after {spooled.size} of the {declared} bytes its Content-Length "
+            "announced: nothing was stored.",
+        )
+    return spooled
 
 
 def _declared_length(length: int | None) -> int:

@@ -141,6 +141,23 @@ def find_files(dir_fd: int, log: Log) -> tuple[list[Found], int]:
     return found, problems
 
 
+def steps_report(
+    commands: Sequence[tuple[str, str]], times: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """steps.json: each step's name and command, with its code, start and end as `times` has
+    them (null for a step that did not run, or has not ended)."""
+    return [
+        {
+            "name": name,
+            "command": command,
+            "code": times.get(name, {}).get("code"),
+            "startTime": times.get(name, {}).get("startTime"),
+            "endTime": times.get(name, {}).get("endTime"),
+        }
+        for name, command in commands
+    ]
+
+
 def masked_environment(
     names: Sequence[str], env: Mapping[str, str], hidden: set[str], mask: Callable[[str], str]
 ) -> list[dict[str, str]]:
@@ -219,7 +236,7 @@ class Publisher:
             )
             chosen, problems = more + chosen, problems + refused
         if should_stop():
-            log("The build was stopped: nothing was published.")
+            log("The build was stopped or is out of time: nothing was published.")
             return 1
         if self.zip_files:
             sent, failed = self._upload_zip(chosen, log)
@@ -273,7 +290,8 @@ class Publisher:
         sent: list[Found] = []
         for index, found in enumerate(files):
             if should_stop():
-                log(f"The build was stopped: {len(files) - index} file(s) not published.")
+                left = len(files) - index
+                log(f"The build was stopped or is out of time: {left} file(s) not published.")
                 break
             try:
                 self._upload_file(found)

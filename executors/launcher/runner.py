@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from . import process
 from .agent import Agent
+from .artifacts import ARTIFACTS_STEP, steps_report
 from .checkout import (
     Checkout,
     CheckoutError,
@@ -33,7 +34,6 @@ from .sandbox import hand_over
 from .workspace import Workspace
 
 SETUP_STEP = "sd-setup-scm"
-ARTIFACTS_STEP = "sd-teardown-artifacts"
 TEARDOWN_PREFIX = "teardown-"
 _F_SETPIPE_SZ = 1031
 _READ_SIZE = 1 << 20
@@ -265,26 +265,11 @@ class Runner:
         return code
 
     def step_report(self, steps: Sequence[Step], checkout: Checkout | None) -> list[dict[str, Any]]:
-        """Every step of the build in order, with its command, code, start and end (null for
-        what did not run or has not ended): steps.json."""
-        names = [SETUP_STEP] if checkout is not None else []
-        commands = {step.name: step.command for step in steps}
-        ordered = [s.name for s in steps if not s.is_teardown] + [
-            s.name for s in steps if s.is_teardown
-        ]
-        report = []
-        for name in [*names, *ordered, ARTIFACTS_STEP]:
-            times = self._times.get(name, {})
-            report.append(
-                {
-                    "name": name,
-                    "command": commands.get(name, ""),
-                    "code": times.get("code"),
-                    "startTime": times.get("startTime"),
-                    "endTime": times.get("endTime"),
-                }
-            )
-        return report
+        """Every step of the build in the order it runs, for steps.json."""
+        ordered = [s for s in steps if not s.is_teardown] + [s for s in steps if s.is_teardown]
+        commands = [(SETUP_STEP, "")] if checkout is not None else []
+        commands += [(s.name, s.command) for s in ordered] + [(ARTIFACTS_STEP, "")]
+        return steps_report(commands, self._times)
 
     def _started(self, name: str) -> None:
         at = datetime.now(UTC)

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -415,3 +416,16 @@ def test_the_sha_of_a_big_file_survives_the_trip(api: UploadApi, workspace: Work
     (workspace.artifacts / "big.bin").write_bytes(data)
     assert publisher(api, workspace).publish([], print, lambda: False) == 0
     assert hashlib.sha256(api.files["big.bin"]).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.slow  # waits for the build's timeout
+def test_a_timed_out_build_still_publishes_what_it_left(
+    api: UploadApi, workspace: Workspace
+) -> None:
+    runner, _out = make_runner(workspace, api, deadline=time.monotonic() + 1.0, grace=0.2)
+    result = runner.run([Step("slow", 'echo partial > "$SD_ARTIFACTS_DIR/partial.txt"; sleep 30')])
+    assert result.timed_out
+    assert result.codes["sd-teardown-artifacts"] == 0
+    assert api.files["partial.txt"] == b"partial\n"
+    report = json.loads(api.files["steps.json"])
+    assert report[0]["name"] == "slow" and report[0]["code"] == 143

@@ -86,8 +86,9 @@ def test_each_event_runs_the_config_of_its_own_commit(make_repo: Callable[..., G
         build = Build.objects.get(event_id=event_id, job__name="main")
         return [s.command for s in Step.objects.filter(build=build).order_by("position")]
 
-    assert commands(old.pk) == ["", "npm test"]
-    assert commands(new.pk) == ["", "npm run test:ci"]
+    # sd-setup-scm and sd-teardown-artifacts are the launcher's own: no command.
+    assert commands(old.pk) == ["", "npm test", ""]
+    assert commands(new.pk) == ["", "npm run test:ci", ""]
     assert Build.objects.filter(event=old, job__name="lint").exists()
     assert not Build.objects.filter(event=new, job__name="lint").exists()
 
@@ -107,5 +108,6 @@ def test_a_broken_file_makes_an_event_whose_one_build_says_why_and_keeps_the_job
     build = Build.objects.get(event=event)
     assert build.job.name == "main"
     step_names = list(Step.objects.filter(build=build).values_list("name", flat=True))
-    assert step_names == ["config-parse-error"]  # no checkout for a file that cannot be read
+    # No checkout for a file that cannot be read; its artifacts are published as any build's.
+    assert step_names == ["config-parse-error", "sd-teardown-artifacts"]
     assert _jobs(pipeline.pk) == {"main": False, "lint": False}

@@ -321,6 +321,22 @@ MATRIX: list[Row] = [
         kwargs=step,
         body=lambda ids: {"seq": 0, "firstLine": 0, "lines": [{"t": 1, "m": "x"}]},
     ),
+    # Only the build's own launcher uploads, and only while its build runs: this build is
+    # QUEUED and the ended one ABORTED, so both are told 409 (docs/artifacts.md).
+    Row(
+        "build-artifact-upload",
+        "put",
+        rule(DENIED, build=409, ended=409),
+        kwargs=lambda ids: {"build_id": ids["build"], "path": "reports/index.html"},
+        body=lambda ids: {"any": "bytes"},
+    ),
+    Row(
+        "build-artifacts-zip-upload",
+        "put",
+        rule(DENIED, build=409, ended=409),
+        kwargs=b,
+        body=lambda ids: {"any": "bytes"},
+    ),
 ]
 
 

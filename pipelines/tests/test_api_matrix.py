@@ -324,10 +324,10 @@ MATRIX: list[Row] = [
     # Only the build's own launcher uploads, and only while its build runs: this build is
     # QUEUED and the ended one ABORTED, so both are told 409 (docs/artifacts.md).
     Row(
-        "build-artifact-upload",
+        "build-artifact",
         "put",
         rule(DENIED, build=409, ended=409),
-        kwargs=lambda ids: {"build_id": ids["build"], "path": "reports/index.html"},
+        kwargs=lambda ids: {"build_id": ids["build"], "artifact_path": "reports/index.html"},
         body=lambda ids: {"any": "bytes"},
     ),
     Row(

@@ -7,6 +7,8 @@ from typing import Any
 
 from django.conf import settings
 
+from builds.caches import STEPS as CACHE_STEPS
+from builds.caches import cache_spec
 from builds.models import Build
 from builds.secrets import secret_values
 from builds.services import (
@@ -188,7 +190,7 @@ def launch_spec(build: Build) -> dict[str, Any]:
     config = build.job_config()
     ref = build.job.pipeline.repo_ref()
     rows = list(build.steps.all())
-    internal = {SETUP_STEP, ARTIFACTS_STEP}
+    internal = {SETUP_STEP, ARTIFACTS_STEP, *CACHE_STEPS}
     steps = [{"name": s.name, "command": s.command} for s in rows if s.name not in internal]
     spec: dict[str, Any] = {
         "build": {
@@ -219,4 +221,7 @@ def launch_spec(build: Build) -> dict[str, Any]:
             "maxFileBytes": settings.SD_ARTIFACTS_MAX_FILE_BYTES,
             "maxBuildBytes": settings.SD_ARTIFACTS_MAX_BUILD_BYTES,
         }
+    cache = cache_spec(build)
+    if cache is not None:
+        spec["cache"] = cache
     return spec

@@ -270,3 +270,46 @@ class Artifact(models.Model):
     @property
     def storage_name(self) -> str:
         return f"artifacts/{self.build_id}/{self.path}"
+
+
+class Cache(models.Model):
+    """One cache of a pipeline (screwdriver.yaml's `cache:`): a path's files, saved by a build
+    of the pipeline, an event or a job, kept in the outputs storage (builds.caches)."""
+
+    class Scope(models.TextChoices):
+        PIPELINES = "pipelines"
+        EVENTS = "events"
+        JOBS = "jobs"
+
+    pipeline = models.ForeignKey("pipelines.Pipeline", on_delete=models.CASCADE, related_name="+")
+    scope = models.CharField(max_length=9, choices=Scope.choices)
+    # The id of the pipeline, event or job that `scope` names.
+    scope_id = models.BigIntegerField()
+    # The path as screwdriver.yaml writes it ("~/.gradle", "$SD_SOURCE_DIR/node_modules"):
+    # the same in every build, wherever its workspace is.
+    name = models.TextField()
+    # sha256 of `name`: names may be longer than an index may be on MariaDB.
+    name_key = models.CharField(max_length=64)
+    # The archive now in the outputs storage; each save writes a new one, then moves this.
+    storage_name = models.CharField(max_length=255)
+    size = models.BigIntegerField()
+    # The launcher's digest of the files (not of the archive): a build that changed nothing
+    # does not send them again.
+    digest = models.CharField(max_length=64)
+    build = models.ForeignKey(
+        Build, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField()
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["pipeline_id", "scope", "scope_id", "name_key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope", "scope_id", "name_key"], name="cache_once_per_scope_and_name"
+            )
+        ]
+        indexes = [models.Index(fields=["updated_at"], name="cache_by_age")]
+
+    def __str__(self) -> str:
+        return f"{self.scope}/{self.scope_id}:{self.name}"

@@ -390,6 +390,12 @@ SD_LOG_MAX_STEP_BYTES = env_int("SD_LOG_MAX_STEP_BYTES", 256 * 1024 * 1024)
 SD_LOG_MAX_BUILD_BYTES = env_int("SD_LOG_MAX_BUILD_BYTES", 1024 * 1024 * 1024)
 SD_STEP_SHELL = env_str("SD_STEP_SHELL", "/bin/sh")
 SD_KEEP_WORKSPACES = env_bool("SD_KEEP_WORKSPACES", False)
+# A build cache (screwdriver.yaml's `cache:`) holds at most this many bytes of files, and its
+# archive at most this many; a bigger one is not saved (docs/caches.md).
+SD_CACHE_MAX_BYTES = env_int("SD_CACHE_MAX_BYTES", 5 * 1024**3)
+# Artifacts and caches not written (nor, for caches, read) for this many days are deleted by a
+# daily task and by `manage.py sd_prune_outputs`; 0 keeps them forever.
+SD_OUTPUTS_RETENTION_DAYS = env_int("SD_OUTPUTS_RETENTION_DAYS", 30)
 
 # Containers and pods carry this label so that a server (and its reaper) only ever touches its
 # own; the default is stable per installation and differs between installations.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from builds.api import artifact_uploads, artifacts, views
+from builds.api import artifact_uploads, artifacts, caches, views
 
 B = "builds/<id:build_id>"
 
@@ -12,6 +12,14 @@ urlpatterns = [
     path(B, views.BuildDetailView.as_view(), name="build-detail"),
     path(f"{B}/launch", views.BuildLaunchView.as_view(), name="build-launch"),
     path(f"{B}/heartbeat", views.BuildHeartbeatView.as_view(), name="build-heartbeat"),
+    path(
+        f"{B}/caches/<str:scope>/<path:name>", caches.BuildCacheView.as_view(), name="build-cache"
+    ),
+    path(
+        "pipelines/<id:pipeline_id>/caches",
+        caches.PipelineCachesView.as_view(),
+        name="pipeline-caches",
+    ),
     path(f"{B}/token", views.BuildTokenView.as_view(), name="build-token"),
     path(
         f"{B}/checkout-credential",

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django_q.tasks import async_task
 
-from builds import lifecycle
+from builds import caches, lifecycle
 from builds.models import Build, BuildStatus, Step
 from pipelines import workflow
 from pipelines.models import Event, Job
@@ -79,9 +79,18 @@ def create_build(
         timeout_seconds=timeout_seconds_of(config.get("annotations") or {}),
     )
     setup = [] if skips_checkout(config) else [(SETUP_STEP, "")]
+    # Caches are restored after the checkout and saved after the user's teardown steps; the
+    # artifacts are published last.
+    restore, save = (
+        ([(caches.SETUP_STEP, "")], [(caches.TEARDOWN_STEP, "")])
+        if caches.uses_cache(config)
+        else ([], [])
+    )
     commands = [
         *setup,
+        *restore,
         *((str(c.get("name", "")), str(c.get("command", ""))) for c in config.get("commands", [])),
+        *save,
         (ARTIFACTS_STEP, ""),
     ]
     Step.objects.bulk_create(

@@ -19,11 +19,14 @@ from . import process
 from .agent import Agent, AgentError, control_dir, prepare_control_dir
 from .api import ApiClient, ApiError, ConflictError
 from .artifacts import Caps, Publisher, masked_environment, zip_requested
+from .cache import SETUP_STEP as SETUP_CACHE
+from .cache import TEARDOWN_STEP as TEARDOWN_CACHE
+from .cache import CacheApi, Caches, CacheSpec
 from .credentials import CredentialError
 from .environment import build_environment
 from .logs import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STEP_BYTES, Line, LogBatcher, Masker
 from .metaserver import MetaServer
-from .runner import Checkout, Runner, Step, iso
+from .runner import Checkout, InternalStep, Runner, Step, iso
 from .sandbox import Sandbox, SandboxError
 from .workspace import Workspace
 
@@ -385,6 +388,13 @@ def _run_steps(
     publisher = _publisher(
         spec, client=client, build_id=build_id, workspace=workspace, env=env, masker=masker
     )
+    restore: tuple[InternalStep, ...] = ()
+    save: tuple[InternalStep, ...] = ()
+    cache_spec = CacheSpec.of(spec.get("cache"))
+    if cache_spec is not None:
+        caches = Caches(cache_spec, CacheApi(client.base, token, build_id), workspace, env)
+        restore = (InternalStep(SETUP_CACHE, caches.restore),)
+        save = (InternalStep(TEARDOWN_CACHE, caches.save),)
     runner = Runner(
         workspace=workspace,
         env=env,
@@ -401,6 +411,8 @@ def _run_steps(
         credentials=lambda: _checkout_credential(client, build_id),
         launcher_env=environ,
         publisher=publisher,
+        before_steps=restore,
+        after_success=save,
     )
     try:
         result = runner.run(steps, checkout)

@@ -53,6 +53,15 @@ class Step:
         return self.name.startswith(TEARDOWN_PREFIX)
 
 
+@dataclass(frozen=True)
+class InternalStep:
+    """A step the launcher runs itself, not in the shell (`sd-setup-cache`...): `run(log,
+    should_stop)` writes the step's log a line at a time and answers its exit code."""
+
+    name: str
+    run: Callable[[Callable[[str], None], Callable[[], bool]], int]
+
+
 class Reporter(Protocol):
     """Where the runner reports progress (the API, or a list in tests)."""
 
@@ -129,6 +138,8 @@ class Runner:
         credentials: Callable[[], Any] | None = None,
         launcher_env: Mapping[str, str] | None = None,
         publisher: Publishing | None = None,
+        before_steps: Sequence[InternalStep] = (),
+        after_success: Sequence[InternalStep] = (),
     ) -> None:
         self.workspace = workspace
         self.env = dict(env)
@@ -154,6 +165,10 @@ class Runner:
         self.publisher = publisher
         # When each step started and ended, and its code, for steps.json.
         self._times: dict[str, dict[str, Any]] = {}
+        # Run after the checkout, before the user's steps (restoring caches); and once every
+        # process of a successful build has ended (saving them).
+        self.before_steps = tuple(before_steps)
+        self.after_success = tuple(after_success)
         self.timed_out = False
         self._stopped_at: float | None = None
         self._groups: list[int] = []
@@ -209,6 +224,9 @@ class Runner:
             self.workspace.write_private(self._env_file, export_script(first_env))
             if checkout is not None and not self.stopping():
                 self._record(result, SETUP_STEP, self._setup_scm(checkout))
+            for internal in self.before_steps:
+                if not result.first_failure and not self.stopping():
+                    self._record(result, internal.name, self._internal(internal))
             if self.owner is not None:
                 hand_over(self.workspace.root, self.owner)
             for step in steps:
@@ -231,6 +249,11 @@ class Runner:
             if self._write_fd >= 0:
                 os.close(self._write_fd)
         self.stopping()
+        if not self.stop.is_set() and all(code == 0 for code in result.codes.values()):
+            # Nothing of the build runs any more: what it left cannot change while it is read.
+            for internal in self.after_success:
+                if not self.stopping():
+                    self._record(result, internal.name, self._internal(internal))
         if self.publisher is not None and not (self.stop.is_set() and not self.timed_out):
             # Every process of the build has ended: nothing of it can change the folder while
             # it is published. A stopped build publishes nothing (the server would refuse it);
@@ -302,6 +325,22 @@ class Runner:
             code = 1
         self._log(SETUP_STEP, output, b"", finish=True)
         self._ended(SETUP_STEP, code)
+        return code
+
+    def _internal(self, step: InternalStep) -> int:
+        output = self._output()
+        self.reporter.step_started(step.name, datetime.now(UTC))
+
+        def log(text: str) -> None:
+            self._log(step.name, output, text.encode("utf-8", "surrogateescape") + b"\n")
+
+        try:
+            code = step.run(log, self.stopping)
+        except Exception as exc:
+            log(f"The launcher failed in {step.name}: {exc!r}")
+            code = 1
+        self._log(step.name, output, b"", finish=True)
+        self.reporter.step_ended(step.name, datetime.now(UTC), code)
         return code
 
     def _checkout(self, checkout: Checkout, output: StepOutput) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from builds import outbox
+from builds import outbox, retention
 from pipelines.services import run_remote_triggers
 
 
@@ -14,6 +14,14 @@ def dispatch_outbox(ids: list[int]) -> int:
 def sweep_outbox() -> dict[str, int]:
     """Run every outbox row whose nudge or claim was lost (every minute)."""
     return outbox.sweep()
+
+
+def prune_outputs() -> dict[str, int]:
+    """Delete artifacts and caches older than SD_OUTPUTS_RETENTION_DAYS (daily schedule)."""
+    before = retention.retention_cutoff()
+    if before is None:
+        return retention.PruneReport().as_dict()
+    return retention.prune_outputs(before=before).as_dict()
 
 
 def trigger_remote_jobs(build_id: int) -> None:

@@ -31,8 +31,8 @@ class Periodic:
 
 def periodic_tasks() -> list[Periodic]:
     """What must run on its own: the reaper (lost builds, timeouts, engine leftovers), the
-    outbox sweep, the repository poller, the webhook redelivery sweep and the delivery
-    retention."""
+    outbox sweep, the repository poller, the webhook redelivery sweep, and the retention of
+    webhook deliveries and of build outputs (artifacts, caches)."""
     return [
         Periodic("sd-reaper", "executors.tasks.reap", max(1, settings.SD_REAPER_INTERVAL_MINUTES)),
         Periodic("sd-outbox", "builds.tasks.sweep_outbox", 1),
@@ -41,6 +41,7 @@ def periodic_tasks() -> list[Periodic]:
         ),
         Periodic("sd-webhook-redeliver", "scm.tasks.redeliver_stuck", 1),
         Periodic("sd-prune-deliveries", "scm.tasks.prune_deliveries", None),
+        Periodic("sd-prune-outputs", "builds.tasks.prune_outputs", None),
     ]
 
 

@@ -22,6 +22,7 @@ EVERY_INSTALLATION = {
     "sd-scm-poll": ("executors.tasks.poll_repositories", "I"),
     "sd-webhook-redeliver": ("scm.tasks.redeliver_stuck", "I"),
     "sd-prune-deliveries": ("scm.tasks.prune_deliveries", "D"),
+    "sd-prune-outputs": ("builds.tasks.prune_outputs", "D"),
 }
 
 

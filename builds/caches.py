@@ -22,6 +22,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, Any, Protocol, cast
 
 from django.conf import settings
@@ -316,16 +317,22 @@ class CacheGroup:
 
     scope: str
     scope_id: int
-    label: str
+    label: str  # "Job main"
+    what: str  # "job main", as a sentence says it
     caches: list[Cache]
 
     @property
     def size(self) -> int:
         return sum(cache.size for cache in self.caches)
 
+    @property
+    def updated_at(self) -> datetime:
+        return max(cache.updated_at for cache in self.caches)
+
 
 def caches_of(pipeline: Pipeline) -> list[CacheGroup]:
-    """The pipeline's caches grouped by scope: the pipeline's, then each job's, then events'."""
+    """The pipeline's caches by scope: the pipeline's, each job's, then each event's, newest
+    event first."""
     rows = list(Cache.objects.filter(pipeline=pipeline).order_by("scope", "scope_id", "name"))
     jobs = dict(
         Job.objects.filter(
@@ -335,18 +342,24 @@ def caches_of(pipeline: Pipeline) -> list[CacheGroup]:
     grouped: dict[tuple[str, int], list[Cache]] = {}
     for row in rows:
         grouped.setdefault((row.scope, row.scope_id), []).append(row)
-    order: dict[str, int] = {Cache.Scope.PIPELINES: 0, Cache.Scope.JOBS: 1, Cache.Scope.EVENTS: 2}
-    groups = []
-    for (scope, scope_id), caches in sorted(
-        grouped.items(), key=lambda i: (order[i[0][0]], i[0][1])
-    ):
+
+    def order(item: tuple[tuple[str, int], list[Cache]]) -> tuple[int, int]:
+        (scope, scope_id), _caches = item
         if scope == Cache.Scope.PIPELINES:
-            label = "Pipeline"
+            return 0, scope_id
+        return (1, scope_id) if scope == Cache.Scope.JOBS else (2, -scope_id)
+
+    groups = []
+    for (scope, scope_id), found in sorted(grouped.items(), key=order):
+        if scope == Cache.Scope.PIPELINES:
+            label, what = "Pipeline", "the pipeline"
         elif scope == Cache.Scope.JOBS:
-            label = f"Job {jobs.get(scope_id, scope_id)}"
+            name = jobs.get(scope_id, str(scope_id))
+            label, what = f"Job {name}", f"job {name}"
         else:
             label = f"Event {scope_id}"
-        groups.append(CacheGroup(scope, scope_id, label, caches))
+            what = f"event {scope_id}"
+        groups.append(CacheGroup(scope, scope_id, label, what, found))
     return groups
 
 

@@ -136,3 +136,11 @@ class DeletePipelineForm(forms.Form):
     """Deleting a pipeline asks for its name, so a stray click cannot do it."""
 
     confirm = forms.CharField(label="Type the pipeline's name to confirm", max_length=128)
+
+
+class ClearCacheForm(forms.Form):
+    """Which caches to clear, as the API's DELETE names them, and a ticked confirmation."""
+
+    scope = forms.ChoiceField(choices=[(s, s) for s in ("pipelines", "events", "jobs")])
+    cacheId = forms.IntegerField(min_value=1, max_value=2**63 - 1)
+    confirm = forms.BooleanField(required=True)

@@ -41,6 +41,7 @@ urlpatterns: list[URLPattern] = [
     path(f"{P}/options/jobs/<id:job_id>", views_settings.job_state, name="job-state"),
     path(f"{P}/options/sync", views_settings.pipeline_sync, name="sync"),
     path(f"{P}/options/delete", views_settings.pipeline_delete, name="delete"),
+    path(f"{P}/options/caches", views_settings.pipeline_clear_caches, name="clear-caches"),
     path("user-settings", views_settings.user_settings, name="user-settings"),
     path(
         "user-settings/tokens/<id:token_id>/<str:action>",

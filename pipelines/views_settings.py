@@ -14,8 +14,10 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from builds import caches
 from pipelines import selectors, services
 from pipelines.forms import (
+    ClearCacheForm,
     DeletePipelineForm,
     JobStateForm,
     SecretForm,
@@ -178,8 +180,31 @@ def pipeline_options(request: HttpRequest, pipeline_id: int) -> HttpResponse:
         "badge_url": badge,
         "badge_markdown": f"[![{pipeline.name}]({badge})]({page})",
         "delete_form": DeletePipelineForm(),
+        "cache_groups": caches.caches_of(pipeline),
     }
     return render(request, "pipelines/options.html", context)
+
+
+@login_required
+@require_POST
+def pipeline_clear_caches(request: HttpRequest, pipeline_id: int) -> HttpResponseRedirect:
+    """Clear the caches of the pipeline, or of one of its jobs or events, once confirmed."""
+    pipeline, _ = pipeline_with_rank(request, pipeline_id, ADMIN)
+    form = ClearCacheForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Tick the box next to Clear to confirm.")
+        return redirect("pipelines:options", pipeline_id=pipeline.pk)
+    try:
+        count = caches.clear_scope(
+            pipeline=pipeline,
+            scope=form.cleaned_data["scope"],
+            scope_id=form.cleaned_data["cacheId"],
+        )
+    except caches.CacheError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Cleared {count} cache{'' if count == 1 else 's'}.")
+    return redirect("pipelines:options", pipeline_id=pipeline.pk)
 
 
 @login_required

@@ -202,6 +202,9 @@ def store_cache(
     complete does the row point at it (and the object it replaces is deleted), so a reader
     never sees half an archive, and a refused or broken upload leaves nothing behind.
     """
+    scope_id = check_access(build, scope, name, write=True)
+    if not DIGEST.match(digest):
+        raise CacheError("X-Cache-Digest must be the 64 hex digits of the files' sha256.", 400)
     cap = settings.SD_CACHE_MAX_BYTES
     if length > cap:
         raise CacheError(
@@ -209,12 +212,11 @@ def store_cache(
             "bytes (SD_CACHE_MAX_BYTES).",
             413,
         )
-    if not DIGEST.match(digest):
-        raise CacheError("X-Cache-Digest must be the 64 hex digits of the files' sha256.", 400)
-    scope_id = check_access(build, scope, name, write=True)
     key = name_key(name)
     storage = outputs()
-    fresh = f"{storage_prefix(scope, scope_id)}/{key}-{uuid.uuid4().hex}.tar.gz"
+    # No file extension: a storage would guess a Content-Encoding from `.gz` and a proxy might
+    # then unpack the archive on its way.
+    fresh = f"{storage_prefix(scope, scope_id)}/{key}-{uuid.uuid4().hex}"
     try:
         # File wants an IO; the storages call only read() (and seekable()) on it.
         body = cast(IO[bytes], _Body(source, length))

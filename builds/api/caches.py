@@ -60,6 +60,9 @@ def _headers(response: HttpResponseBase, cache: Cache) -> HttpResponseBase:
 
 
 class BuildCacheView(ApiView):
+    """A build's cache, for its own launcher: GET restores it, HEAD gives its digest, PUT saves
+    it (docs/launcher-protocol.md)."""
+
     scopes = {"GET": LAUNCHERS, "PUT": LAUNCHERS}
 
     @extend_schema(
@@ -91,7 +94,7 @@ class BuildCacheView(ApiView):
         return _headers(response, cache)
 
     @extend_schema(
-        request={"application/gzip": OpenApiTypes.BINARY},
+        request={"application/octet-stream": OpenApiTypes.BINARY},
         parameters=[
             OpenApiParameter(
                 DIGEST_HEADER,

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -408,8 +409,6 @@ def api() -> Iterator[FakeApi]:
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def _key(self) -> tuple[str, str]:
-            from urllib.parse import unquote
-
             *_, scope, name = self.path.split("/")
             return scope, unquote(name)
 

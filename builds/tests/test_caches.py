@@ -233,7 +233,7 @@ def test_a_cache_past_the_cap_is_refused_with_413_and_leaves_nothing(
     assert put(launcher(build), build, "pipeline", "~/.warm", b"x" * 1000).status_code == 202
 
 
-def test_a_body_shorter_than_announced_stores_nothing(build: Build, storage_kind: str) -> None:
+def test_a_body_shorter_than_announced_stores_nothing(build: Build) -> None:
     with pytest.raises(caches.CacheError, match="ended after 5 of the 10 bytes"):
         caches.store_cache(
             build=build,

@@ -135,7 +135,9 @@ def check_access(build: Build, scope: str, name: str, *, write: bool) -> int:
             "reaches only the caches its job names.",
             403,
         )
-    if write and scope != Cache.Scope.EVENTS and is_pull_request_build(build):
+    # A pull request's own event holds only its builds: that one cache it may write.
+    own_event = scope == Cache.Scope.EVENTS and build.event.is_pull_request
+    if write and not own_event and is_pull_request_build(build):
         raise CacheError(
             f"A pull request's build may read the {key} cache {name!r}, never change it.", 403
         )
@@ -374,6 +376,10 @@ def cache_spec(build: Build) -> dict[str, Any] | None:
     return {
         **paths,
         # A pull request's build saves only its own event's caches (the server refuses more).
-        "save": [key for key in paths if key == "event" or not pull_request],
+        "save": [
+            key
+            for key in paths
+            if not pull_request or (key == "event" and build.event.is_pull_request)
+        ],
         "maxBytes": settings.SD_CACHE_MAX_BYTES,
     }

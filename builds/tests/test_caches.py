@@ -133,6 +133,7 @@ def test_a_caching_job_gets_the_two_cache_steps_around_its_own(pipeline: Pipelin
         "sd-setup-cache",
         "a",
         "sd-teardown-cache",
+        "sd-teardown-artifacts",
     ]
     spec = launch_spec(main)
     assert [s["name"] for s in spec["steps"]] == ["a"]
@@ -150,7 +151,11 @@ def test_a_job_with_cache_false_caches_nothing(pipeline: Pipeline) -> None:
     main = Build.objects.get(event=event, job__name="main")
     quiet = create_build(event=event, job=Job.objects.get(pipeline=pipeline, name="quiet"))
     assert main.pk != quiet.pk
-    assert [s.name for s in quiet.steps.order_by("position")] == ["sd-setup-scm", "b"]
+    assert [s.name for s in quiet.steps.order_by("position")] == [
+        "sd-setup-scm",
+        "b",
+        "sd-teardown-artifacts",
+    ]
     assert "cache" not in launch_spec(quiet)
 
 

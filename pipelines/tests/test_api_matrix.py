@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.models import User
@@ -98,6 +99,7 @@ class Row:
     expect: dict[str, int]
     body: Callable[[dict[str, Any]], Any] | None = None
     kwargs: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda ids: {})
+    query: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 def p(ids: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +108,10 @@ def p(ids: dict[str, Any]) -> dict[str, Any]:
 
 def b(ids: dict[str, Any]) -> dict[str, Any]:
     return {"build_id": ids["build"]}
+
+
+def cache(ids: dict[str, Any]) -> dict[str, Any]:
+    return {"build_id": ids["build"], "scope": "pipeline", "name": "node_modules"}
 
 
 def artifact(ids: dict[str, Any]) -> dict[str, Any]:
@@ -330,6 +336,18 @@ MATRIX: list[Row] = [
         kwargs=lambda ids: {"build_id": ids["build"], "artifact_path": "reports/index.html"},
         body=lambda ids: {"any": "bytes"},
     ),
+    # Caches: only the build's own launcher, while its build runs, and only the names its
+    # job's `cache:` lists, which here are none: so 403 to everyone (builds/tests/test_caches).
+    Row("build-cache", "get", DENIED, kwargs=cache),
+    Row("build-cache", "put", DENIED, kwargs=cache, body=lambda ids: {"any": "bytes"}),
+    # Clearing a pipeline's caches is for its admins.
+    Row(
+        "pipeline-caches",
+        "delete",
+        rule(DENIED, admin=204),
+        kwargs=p,
+        query=lambda ids: {"scope": "pipelines", "cacheId": ids["pipeline"]},
+    ),
     Row(
         "build-artifacts-zip-upload",
         "put",
@@ -432,6 +450,8 @@ def call(row: Row, token: str | None, ids: dict[str, Any]) -> int:
     if token:
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     url = reverse(f"api:{row.name}", kwargs=row.kwargs(ids))
+    if row.query is not None:
+        url += "?" + urlencode(row.query(ids))
     body = row.body(ids) if row.body else None
     with transaction.atomic():
         if row.method == "get":

@@ -13,6 +13,7 @@ J = "pipelines/<id:pipeline_id>/jobs/<str:job_name>"
 
 urlpatterns: list[URLPattern] = [
     path(B, views.build_detail, name="detail"),
+    path(f"{B}/log.txt", views.build_log, name="log"),
     path(f"{B}/stop", views.build_stop, name="stop"),
     path(f"{B}/artifacts", views.build_artifacts, name="artifacts"),
     path(f"{B}/artifacts/<path:artifact_path>", views.build_artifacts, name="artifact"),

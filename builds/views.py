@@ -7,12 +7,12 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from builds import selectors
+from builds import selectors, whole_log
 from builds.artifact_reads import TEXT_PREVIEW_BYTES
 from builds.models import Artifact, Build, BuildStatus
 from builds.services import TransitionError, abort_build
@@ -70,6 +70,12 @@ def build_artifacts(
         "api_base": reverse("api:build-artifacts", args=[build.pk]) + "/",
     }
     return render(request, "builds/detail.html", context, status=404 if page.missing else 200)
+def build_log(request: HttpRequest, pipeline_id: int, build_id: int) -> StreamingHttpResponse:
+    """The build's whole log as one text file, for whoever may read the build page."""
+    pipeline, _ = pipeline_with_rank(request, pipeline_id)
+    return whole_log.download(
+        selectors.build_of_pipeline(pipeline_id=pipeline.pk, build_id=build_id)
+    )
 
 
 @login_required

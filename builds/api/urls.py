@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from builds.api import artifact_uploads, artifacts, caches, views
+from builds.api import artifact_uploads, artifacts, caches, log_download, views
 
 B = "builds/<id:build_id>"
 
@@ -27,6 +27,7 @@ urlpatterns = [
         name="build-checkout-credential",
     ),
     path(f"{B}/secrets", views.BuildSecretsView.as_view(), name="build-secrets"),
+    path(f"{B}/logs", log_download.BuildLogView.as_view(), name="build-logs"),
     path(f"{B}/steps", views.StepListView.as_view(), name="build-steps"),
     path(f"{B}/steps/<str:name>", views.StepDetailView.as_view(), name="build-step"),
     path(f"{B}/steps/<str:name>/logs", views.StepLogsView.as_view(), name="build-step-logs"),

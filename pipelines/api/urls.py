@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from django.urls import path
 
-from pipelines.api.views import auth, collections, jobs_events, pipelines, secrets_tokens, stages
+from pipelines.api.views import (
+    auth,
+    badges,
+    collections,
+    jobs_events,
+    pipelines,
+    secrets_tokens,
+    stages,
+)
 
 P = "pipelines/<id:pipeline_id>"
 
@@ -29,8 +37,8 @@ urlpatterns = [
         pipelines.PipelineLatestBuildView.as_view(),
         name="pipeline-latest-build",
     ),
-    path(f"{P}/badge", pipelines.PipelineBadgeView.as_view(), name="pipeline-badge"),
-    path(f"{P}/<str:job_name>/badge", pipelines.JobBadgeView.as_view(), name="job-badge"),
+    path(f"{P}/badge", badges.PipelineBadgeView.as_view(), name="pipeline-badge"),
+    path(f"{P}/<str:job_name>/badge", badges.JobBadgeView.as_view(), name="job-badge"),
     path(
         f"{P}/jobs/<str:job_name>/lastSuccessfulMeta",
         jobs_events.PipelineJobLastSuccessfulMetaView.as_view(),
@@ -64,6 +72,7 @@ urlpatterns = [
         name="pipeline-token-refresh",
     ),
     path("jobs/<id:job_id>", jobs_events.JobDetailView.as_view(), name="job-detail"),
+    path("jobs/<id:job_id>/badge", badges.JobIdBadgeView.as_view(), name="job-id-badge"),
     path("jobs/<id:job_id>/builds", jobs_events.JobBuildsView.as_view(), name="job-builds"),
     path(
         "jobs/<id:job_id>/latestBuild",

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from django.contrib.auth.models import User
 from django.db.models import Prefetch, QuerySet
-from django.http import HttpResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status as http
@@ -14,7 +12,6 @@ from rest_framework.response import Response
 
 from builds.api.serializers import BuildSerializer
 from builds.models import Build, BuildStatus
-from pipelines.api.badges import badge_svg
 from pipelines.api.serializers import (
     EventSerializer,
     JobSerializer,
@@ -214,36 +211,6 @@ class PipelineLatestBuildView(ApiView):
         if build is None:
             raise PipelineError(f"Pipeline {pipeline.pk} has no such build yet.", status=404)
         return Response(BuildSerializer(build, context={"with_steps": True}).data)
-
-
-def _svg(text: str) -> HttpResponse:
-    response = HttpResponse(text, content_type="image/svg+xml; charset=utf-8")
-    response["Cache-Control"] = "no-cache"
-    return response
-
-
-class PipelineBadgeView(ApiView):
-    scopes = {"GET": READERS}
-
-    @extend_schema(responses={(200, "image/svg+xml"): OpenApiTypes.STR})
-    def get(self, request: Request, pipeline_id: int) -> HttpResponse:
-        pipeline = pipeline_for(request, pipeline_id, PULL)
-        event = Event.objects.filter(pipeline=pipeline).order_by("-id").only("status").first()
-        return _svg(badge_svg(pipeline.name, event.status if event else "unknown"))
-
-
-class JobBadgeView(ApiView):
-    scopes = {"GET": READERS}
-
-    @extend_schema(
-        operation_id="pipelines_job_badge_retrieve",
-        responses={(200, "image/svg+xml"): OpenApiTypes.STR},
-    )
-    def get(self, request: Request, pipeline_id: int, job_name: str) -> HttpResponse:
-        pipeline = pipeline_for(request, pipeline_id, PULL)
-        job = get_object_or_404(Job, pipeline=pipeline, name=job_name)
-        build = Build.objects.filter(job=job).order_by("-id").only("status").first()
-        return _svg(badge_svg(f"{pipeline.name}:{job.name}", build.status if build else "unknown"))
 
 
 class PipelinePermissionsView(ApiView):

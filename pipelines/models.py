@@ -213,6 +213,9 @@ class Event(models.Model):
     sha = models.CharField(max_length=40)
     config_pipeline_sha = models.CharField(max_length=40, blank=True, default="")
     start_from = models.CharField(max_length=128)
+    # The jobs a restart of several jobs at once ran first (startFrom "~failed"); empty when
+    # `start_from` alone says where the event started.
+    restart_jobs = models.JSONField(default=list, blank=True)
     base_branch = models.CharField(max_length=255, blank=True, default="")
     pr_num = models.IntegerField(null=True, blank=True)
     pr = models.JSONField(default=dict, blank=True)

@@ -25,6 +25,8 @@ from pipelines.config import parse_pipeline_yaml
 from pipelines.forms import CreatePipelineForm, ParametersForm, RestartForm
 from pipelines.models import Collection, Event, Pipeline
 from pipelines.services import (
+    RESTART_FAILED,
+    RESTARTED_STATUSES,
     PipelineError,
     add_to_collection,
     create_collection,
@@ -198,6 +200,11 @@ def pipeline_detail(
         if event
         else "",
         "event_active": bool(event and _active(event, builds)),
+        # From the builds already read: the page's query count stays what it was.
+        "failed_jobs": sorted({b.job.name for b in builds if b.status in RESTARTED_STATUSES})
+        if event and not _active(event, builds)
+        else [],
+        "restart_failed": RESTART_FAILED,
         "graph": drawn,
         "events": events,
         "older": events[-1].event.pk if len(events) == selectors.RECENT_EVENTS else None,
@@ -272,17 +279,21 @@ def event_restart(request: HttpRequest, pipeline_id: int, event_id: int) -> Http
                 cause_message=f"Started from {job} by {signed_in_user(request).get_username()}",
             )
         else:
+            what = "the failed jobs" if job == RESTART_FAILED else job
             event = restart_event(
                 parent_event=parent,
                 start_from=job,
                 creator=creator_of(signed_in_user(request)),
-                cause_message=f"Restarted {job} of event {parent.pk} by "
+                cause_message=f"Restarted {what} of event {parent.pk} by "
                 f"{signed_in_user(request).get_username()}",
             )
     except PipelineError as exc:
         messages.error(request, exc.message)
         return redirect("pipelines:event", pipeline_id=pipeline.pk, event_id=parent.pk)
-    messages.success(request, f"Event {event.pk} started from {job}.")
+    if job == RESTART_FAILED:
+        messages.success(request, f"Event {event.pk} restarted {', '.join(event.restart_jobs)}.")
+    else:
+        messages.success(request, f"Event {event.pk} started from {job}.")
     return redirect("pipelines:event", pipeline_id=pipeline.pk, event_id=event.pk)
 
 

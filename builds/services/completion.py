@@ -99,8 +99,13 @@ def trigger_next(build: Build, event: Event, finished: str | None = None) -> lis
             by_job[name] = _inherited_builds(event, name)
         return lifecycle.job_result(by_job.get(name, []), expected)
 
-    will_run = (
-        workflow.downstream(event.workflow_graph, event.start_from)
+    will_run: set[str] = (
+        set().union(
+            *(
+                workflow.downstream(event.workflow_graph, start)
+                for start in (event.restart_jobs or [event.start_from])
+            )
+        )
         if event.parent_event_id
         else set()
     )

@@ -207,7 +207,12 @@ class EventCreateSerializer(serializers.Serializer):  # type: ignore[type-arg]
                 "prNum: pull-request events come from the SCM; restart a pull request's build "
                 "with buildId instead."
             )
-        if "sha" in attrs and ("parentEventId" in attrs or "buildId" in attrs):
+        restart = "parentEventId" in attrs or "buildId" in attrs
+        if attrs.get("startFrom") == "~failed" and not restart:
+            raise serializers.ValidationError(
+                "startFrom: ~failed restarts the failed jobs of an event; send its parentEventId."
+            )
+        if "sha" in attrs and restart:
             raise serializers.ValidationError(
                 "sha: a restart runs its parent event's sha; leave sha out."
             )

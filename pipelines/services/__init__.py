@@ -52,11 +52,18 @@ from pipelines.services.pipelines import (
     update_pipeline,
 )
 from pipelines.services.pull_requests import close_pr, pr_job_name, start_pr_event, stop_pr_builds
-from pipelines.services.restarts import restart_event
+from pipelines.services.restarts import (
+    RESTART_FAILED,
+    RESTARTED_STATUSES,
+    failed_jobs,
+    restart_event,
+)
 from pipelines.services.triggers import run_remote_triggers, trigger_remote_jobs
 
 __all__ = [
     "CONFIG_FILE",
+    "RESTARTED_STATUSES",
+    "RESTART_FAILED",
     "Checkout",
     "Creator",
     "NewToken",
@@ -76,6 +83,7 @@ __all__ = [
     "delete_token",
     "ensure_deploy_key",
     "event_of_delivery",
+    "failed_jobs",
     "grant_permission",
     "install_hook",
     "notice_push",

@@ -141,8 +141,12 @@ def start_event(
     meta: dict[str, Any] | None = None,
     changed_files: Sequence[str] | None = None,
     delivery_key: str | None = None,
+    job_names: Sequence[str] | None = None,
 ) -> Event:
     """Create an event at `sha` (default: the branch head); queue the jobs `start_from` selects.
+
+    `job_names`, when given, are the jobs that run first instead (a restart of several jobs at
+    once, with `start_from` naming what chose them).
 
     `changed_files` is given only for what a push or pull request started (None when the SCM
     could not say): then a first job with `sourcePaths` runs only when a changed file concerns
@@ -176,6 +180,7 @@ def start_event(
         meta=meta,
         changed_files=changed_files,
         delivery_key=delivery_key,
+        job_names=job_names,
     )
 
 
@@ -198,6 +203,7 @@ def start_event_at(
     meta: dict[str, Any] | None = None,
     changed_files: Sequence[str] | None = None,
     delivery_key: str | None = None,
+    job_names: Sequence[str] | None = None,
 ) -> Event:
     """Create the event of a commit the SCM has already been read for; see `start_event`."""
     done = event_of_delivery(pipeline=pipeline, delivery_key=delivery_key)
@@ -210,11 +216,18 @@ def start_event_at(
     if errors:
         # A broken file runs its one failing job whatever was asked, so the event says why.
         start_from = next(iter(config.get("jobs", {"main": []})))
+    chosen = list(job_names) if job_names is not None and not errors else None
     try:
-        names = workflow.start_jobs(graph, start_from)
+        if chosen is None:
+            names = workflow.start_jobs(graph, start_from)
+        else:
+            names = list(
+                dict.fromkeys(n for name in chosen for n in workflow.start_jobs(graph, name))
+            )
     except ValueError as exc:
+        what = start_from if chosen is None else ", ".join(chosen)
         raise PipelineError(
-            f"{start_from} is not a job or trigger of this pipeline.", status=404
+            f"{what} is not a job or trigger of this commit's screwdriver.yaml.", status=404
         ) from exc
     if not names:
         raise PipelineError(f"No job of this pipeline starts from {start_from}.", status=404)
@@ -235,6 +248,7 @@ def start_event_at(
                 creator=creator.as_dict(),
                 sha=checkout.sha,
                 start_from=start_from,
+                restart_jobs=names if chosen is not None else [],
                 base_branch=checkout.branch,
                 meta=_with_parameters(meta, config),
                 workflow_graph=graph,

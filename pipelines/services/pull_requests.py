@@ -141,8 +141,10 @@ def start_pr_event(
     parent_event: Event | None = None,
     changed_files: Sequence[str] | None = None,
     delivery_key: str | None = None,
+    job_names: Sequence[str] | None = None,
 ) -> Event | None:
-    """Run the ~pr jobs (or one PR-<n>:<job>) of the PR's own screwdriver.yaml at its sha.
+    """Run the ~pr jobs (or one PR-<n>:<job>, or the PR jobs `job_names`) of the PR's own
+    screwdriver.yaml at its sha.
 
     `changed_files` (the PR's whole diff against its base; None when unknown) keeps only the
     ~pr jobs whose sourcePaths it touches, as a push does for ~commit jobs. `delivery_key`
@@ -165,6 +167,8 @@ def start_pr_event(
     jobs_config: dict[str, list[dict[str, Any]]] = config.get("jobs", {})
     if errors:
         names = list(jobs_config)[:1]
+    elif job_names is not None:
+        names = [name for name in jobs_config if pr_job_name(pr_num, name) in job_names]
     elif start_from != "~pr":
         names = [name for name in jobs_config if pr_job_name(pr_num, name) == start_from]
     else:
@@ -231,6 +235,9 @@ def start_pr_event(
                 sha=sha,
                 meta=meta,
                 start_from=start_from,
+                restart_jobs=[pr_job_name(pr_num, name) for name in names]
+                if job_names is not None
+                else [],
                 base_branch=ref.branch,
                 workflow_graph=graph,
                 job_configs=pr_configs,
@@ -249,7 +256,13 @@ def start_pr_event(
     return once_per_delivery(pipeline=pipeline, delivery_key=delivery_key, create=create)
 
 
-def restart_pr(*, parent_event: Event, start_from: str, creator: Creator) -> Event:
+def restart_pr(
+    *,
+    parent_event: Event,
+    start_from: str,
+    creator: Creator,
+    job_names: Sequence[str] | None = None,
+) -> Event:
     event = start_pr_event(
         pipeline=parent_event.pipeline,
         pr_num=parent_event.pr_num or 0,
@@ -258,6 +271,7 @@ def restart_pr(*, parent_event: Event, start_from: str, creator: Creator) -> Eve
         pr=parent_event.pr,
         start_from=start_from,
         parent_event=parent_event,
+        job_names=job_names,
     )
     if event is None:
         raise PipelineError(f"{start_from} is not a job of this pull request.", status=404)

@@ -1,4 +1,4 @@
-"""Restarts: a new event from a job of an earlier one."""
+"""Restarts: a new event from a job of an earlier one, or from all of its failed jobs."""
 
 from __future__ import annotations
 
@@ -7,9 +7,27 @@ from typing import Any
 from django.db import transaction
 
 from builds import services as build_services
+from builds.models import FAILED_STATUSES, Build, BuildStatus
 from pipelines.models import Event
 from pipelines.services.events import Creator, start_event
+from pipelines.services.pipelines import PipelineError
 from pipelines.services.pull_requests import restart_pr
+
+# startFrom of a restart that runs again every job of its parent event that failed or was
+# aborted, in one new event (Screwdriver issue 3251).
+RESTART_FAILED = "~failed"
+# What "failed" means here: COLLAPSED gave way to a newer event's build and is not restarted.
+RESTARTED_STATUSES = frozenset(FAILED_STATUSES) - {BuildStatus.COLLAPSED}
+
+
+def failed_jobs(event: Event) -> list[str]:
+    """The jobs of `event` that have a FAILURE or ABORTED build, in the order they ran."""
+    names = (
+        Build.objects.filter(event=event, status__in=sorted(RESTARTED_STATUSES))
+        .order_by("id")
+        .values_list("job__name", flat=True)
+    )
+    return list(dict.fromkeys(names))
 
 
 def restart_event(
@@ -20,10 +38,20 @@ def restart_event(
     cause_message: str = "",
     meta: dict[str, Any] | None = None,
 ) -> Event:
-    """A new event from a job of an earlier one: its sha, its meta under the new, its group."""
+    """A new event from a job of an earlier one (or, from `~failed`, from every job of it that
+    failed): its sha, its meta under the new, its group."""
+    job_names: list[str] | None = None
+    if start_from == RESTART_FAILED:
+        job_names = failed_jobs(parent_event)
+        if not job_names:
+            raise PipelineError(
+                f"Event {parent_event.pk} has no failed or aborted build to restart.", status=422
+            )
     if parent_event.is_pull_request:
         # A pull request's job restarts as a PR event again, under the same secret rules.
-        return restart_pr(parent_event=parent_event, start_from=start_from, creator=creator)
+        return restart_pr(
+            parent_event=parent_event, start_from=start_from, creator=creator, job_names=job_names
+        )
     with transaction.atomic():
         event = start_event(
             pipeline=parent_event.pipeline,
@@ -33,6 +61,7 @@ def restart_event(
             cause_message=cause_message,
             parent_event=parent_event,
             meta=build_services.deep_merge(parent_event.meta, meta or {}),
+            job_names=job_names,
         )
         event.group_event_id = parent_event.group_event_id or parent_event.pk
         event.save(update_fields=["group_event"])

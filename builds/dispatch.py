@@ -108,9 +108,10 @@ def cleanup_build(*, build_id: int, attempt: int = 0) -> None:
 
 
 def reap(*, now: datetime | None = None) -> dict[str, int]:
-    """Fail builds whose launcher stopped renewing its lease; requeue lost starts."""
+    """Fail builds whose launcher stopped renewing its lease (or queue them again while their
+    job's `screwdriver.cd/retries` allows); requeue lost starts."""
     now = now or timezone.now()
-    failed = 0
+    failed = retried = 0
     for build in Build.objects.with_lapsed_lease(now).only(
         "id", "lease_expires_at", "executor", "executor_state", "status"
     ):
@@ -124,7 +125,9 @@ def reap(*, now: datetime | None = None) -> dict[str, int]:
             f"before {lapsed_at:%Y-%m-%d %H:%M:%S} UTC; the process or the machine running it "
             "died), so it was marked failed."
         )
-        if build_services.fail_lost_build(build_id=build.pk, message=message):
+        if build_services.retry_lost_build(build_id=build.pk, message=message):
+            retried += 1
+        elif build_services.fail_lost_build(build_id=build.pk, message=message):
             failed += 1
     overdue = 0
     for build in Build.objects.filter(status=BuildStatus.RUNNING, start_time__isnull=False):
@@ -139,7 +142,9 @@ def reap(*, now: datetime | None = None) -> dict[str, int]:
             ):
                 overdue += 1
     # Engines may know a build is dead before its lease says so (an image that cannot be pulled).
-    failed += _sweep_engines(now)
+    swept, swept_retried = _sweep_engines(now)
+    failed += swept
+    retried += swept_retried
     requeued = 0
     stale = Build.objects.filter(
         status=BuildStatus.QUEUED, dispatched_at__isnull=True, created_at__lt=now - REQUEUE_AFTER
@@ -147,7 +152,7 @@ def reap(*, now: datetime | None = None) -> dict[str, int]:
     for build_id in stale:
         async_task(build_services.START_TASK, build_id)
         requeued += 1
-    return {"failed": failed, "overdue": overdue, "requeued": requeued}
+    return {"failed": failed, "overdue": overdue, "requeued": requeued, "retried": retried}
 
 
 def _launcher_still_running(build: Build) -> bool:
@@ -162,15 +167,17 @@ def _launcher_still_running(build: Build) -> bool:
         return False
 
 
-def _sweep_engines(now: datetime) -> int:
-    """Let each engine in use remove what finished builds left and report dead builds."""
+def _sweep_engines(now: datetime) -> tuple[int, int]:
+    """Let each engine in use remove what finished builds left and report dead builds.
+
+    Returns how many dead builds failed and how many were queued again (retries)."""
     recent = Build.objects.filter(
         Q(end_time__isnull=True) | Q(end_time__gte=now - CLEANUP_PATIENCE)
     )
     names = set(recent.values_list("executor", flat=True).distinct()) | {settings.SD_EXECUTOR}
     names.discard("local")  # local processes end with their launcher; cleanup handles them
     keep = set(recent.values_list("pk", flat=True))
-    failed = 0
+    failed = retried = 0
     for name in sorted(names):
         active = set(
             Build.objects.filter(
@@ -185,9 +192,11 @@ def _sweep_engines(now: datetime) -> int:
             logger.warning("The %s engine could not be swept: %s", name, exc.message)
             continue
         for build_id, message in verdicts.items():
-            if build_services.fail_lost_build(build_id=build_id, message=message):
+            if build_services.retry_lost_build(build_id=build_id, message=message):
+                retried += 1
+            elif build_services.fail_lost_build(build_id=build_id, message=message):
                 failed += 1
-    return failed
+    return failed, retried
 
 
 def launch_request(build: Build, *, token: str) -> LaunchRequest:

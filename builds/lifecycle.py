@@ -28,7 +28,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     # run of the job, or stopped.
     S.BLOCKED: frozenset({S.QUEUED, S.COLLAPSED, S.ABORTED}),
     S.FROZEN: frozenset({S.QUEUED, S.COLLAPSED, S.ABORTED}),
-    S.RUNNING: frozenset({S.SUCCESS, S.FAILURE, S.UNSTABLE, S.ABORTED}),
+    # Running: it ends, or its launcher was lost with retries left and it is queued again.
+    S.RUNNING: frozenset({S.SUCCESS, S.FAILURE, S.UNSTABLE, S.ABORTED, S.QUEUED}),
     S.SUCCESS: frozenset(),
     S.FAILURE: frozenset(),
     S.ABORTED: frozenset(),

@@ -87,6 +87,9 @@ class Build(models.Model):
     # When its launcher was handed the credential to clone with: once per build (the value
     # itself is never stored).
     checkout_credential_at = models.DateTimeField(null=True, blank=True)
+    # How many times the build was queued again after the infrastructure lost it
+    # (`screwdriver.cd/retries`).
+    infra_retries = models.PositiveSmallIntegerField(default=0)
 
     objects = BuildQuerySet.as_manager()
 

@@ -30,6 +30,7 @@ from builds.services.credentials import (
     issue_checkout_credential,
 )
 from builds.services.locks import lock_pipeline
+from builds.services.retries import RETRIES_ANNOTATION, retries_of, retry_lost_build
 from builds.services.settle import (
     create_start_builds,
     release_frozen,
@@ -49,6 +50,7 @@ from builds.services.transitions import (
 
 __all__ = [
     "ARTIFACTS_STEP",
+    "RETRIES_ANNOTATION",
     "SETUP_STEP",
     "START_GRACE",
     "START_TASK",
@@ -72,6 +74,8 @@ __all__ = [
     "release_remotely_blocked",
     "remote_parent_ended",
     "renew_lease",
+    "retries_of",
+    "retry_lost_build",
     "skips_checkout",
     "skips_further",
     "stop_event",

@@ -473,7 +473,7 @@ def test_the_reaper_leaves_a_fresh_lease_alone(pipeline: Pipeline) -> None:
 
     result = reap(now=build.lease_expires_at - timedelta(seconds=1))
 
-    assert result == {"failed": 0, "overdue": 0, "requeued": 0}
+    assert result == {"failed": 0, "overdue": 0, "requeued": 0, "retried": 0}
     assert Build.objects.get(pk=build.pk).status == BuildStatus.RUNNING
 
 

@@ -36,8 +36,12 @@ RESERVED_JOB_ANNOTATIONS = frozenset(
         "jobDisabledByDefault",
         "virtualJob",
         "sdAdminBuildClusterOverride",
+        # Ours, not Screwdriver's: retries of a build lost to the infrastructure.
+        "retries",
     )
 )
+RETRIES = PREFIX + "retries"
+MAX_RETRIES = 5
 RESERVED_PIPELINE_ANNOTATIONS = frozenset(
     PREFIX + name
     for name in ("buildCluster", "restrictPR", "chainPR", "pipelineDescription", "useDeployKey")
@@ -56,6 +60,16 @@ def annotation_warnings(annotations: dict[str, Any], jobs: dict[str, Any]) -> li
         if any(key.startswith(PREFIX + "sdAdmin") for key in job_annotations):
             raise ConfigError(
                 "Annotations starting with screwdriver.cd/sdAdmin are reserved for system use only"
+            )
+        retries = job_annotations.get(RETRIES)
+        if retries is not None and (
+            isinstance(retries, bool)
+            or not isinstance(retries, int | str)
+            or not str(retries).isdigit()
+            or int(retries) > MAX_RETRIES
+        ):
+            raise ConfigError(
+                f"{RETRIES} must be a whole number from 0 to {MAX_RETRIES}, not {retries!r}"
             )
         warnings.extend(
             f"{key} is not an annotation that is reserved for Job-Level"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
@@ -14,6 +16,12 @@ from builds.whole_log import text_lines
 from pipelines.models import Event, Job, Pipeline, PipelinePermission
 
 pytestmark = pytest.mark.django_db
+
+
+def body_of(response: Any) -> str:
+    assert response.streaming, "the log is streamed, never built whole"
+    return b"".join(response.streaming_content).decode()
+
 
 T0 = 1_700_000_000_000
 
@@ -86,10 +94,9 @@ def test_the_api_streams_it_as_a_text_attachment(owner: User) -> None:
     response = client.get(f"/v4/builds/{build.pk}/logs")
 
     assert response.status_code == 200
-    assert response.streaming
     assert response["Content-Type"] == "text/plain; charset=utf-8"
     assert response["Content-Disposition"] == f'attachment; filename="build-{build.pk}.log"'
-    body = b"".join(response.streaming_content).decode()
+    body = body_of(response)
     assert body.startswith("=== step install (exit code 0) ===\nnpm ci\n")
 
 
@@ -121,6 +128,4 @@ def test_the_build_page_links_the_download(owner: User, member_client: Client) -
     assert f'href="{url}"' in page.content.decode()
     response = member_client.get(url)
     assert response.status_code == 200
-    assert (
-        b"".join(response.streaming_content).decode().endswith("=== step publish (not run) ===\n")
-    )
+    assert body_of(response).endswith("=== step publish (not run) ===\n")

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('builds', '0007_build_checkout_credential_at'),
+        ('builds', '0008_caches'),
     ]
 
     operations = [

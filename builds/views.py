@@ -70,6 +70,10 @@ def build_artifacts(
         "api_base": reverse("api:build-artifacts", args=[build.pk]) + "/",
     }
     return render(request, "builds/detail.html", context, status=404 if page.missing else 200)
+
+
+@login_required
+@require_GET
 def build_log(request: HttpRequest, pipeline_id: int, build_id: int) -> StreamingHttpResponse:
     """The build's whole log as one text file, for whoever may read the build page."""
     pipeline, _ = pipeline_with_rank(request, pipeline_id)

@@ -88,6 +88,7 @@ PEOPLE = rule(DENIED, outsider=200, pull=200, push=200, admin=200)
 OWN_TOKEN = rule(DENIED, outsider=404, pull=404, push=404, admin=200)
 REPORT = rule(DENIED, build=200, ended=200)
 PUBLIC = everyone(200)
+BADGE = rule(PUBLIC, expired=401)
 
 
 @dataclass(frozen=True)
@@ -158,8 +159,10 @@ MATRIX: list[Row] = [
     Row("pipeline-stages", "get", READ, kwargs=p),
     Row("pipeline-builds", "get", READ, kwargs=p),
     Row("pipeline-latest-build", "get", READ, kwargs=p),
-    Row("pipeline-badge", "get", READ, kwargs=p),
-    Row("job-badge", "get", READ, kwargs=lambda ids: {**p(ids), "job_name": "main"}),
+    # A public pipeline's badges need no credentials: README renderers send none.
+    Row("pipeline-badge", "get", BADGE, kwargs=p),
+    Row("job-badge", "get", BADGE, kwargs=lambda ids: {**p(ids), "job_name": "main"}),
+    Row("job-id-badge", "get", BADGE, kwargs=lambda ids: {"job_id": ids["job"]}),
     Row("pipeline-permissions", "get", PEOPLE_READ, kwargs=p),
     Row(
         "pipeline-permission",
@@ -317,6 +320,7 @@ MATRIX: list[Row] = [
     Row("build-step", "get", READ, kwargs=step),
     Row("build-step", "put", REPORT, kwargs=step, body=lambda ids: {"code": 0}),
     Row("build-step-logs", "get", READ, kwargs=step),
+    Row("build-logs", "get", READ, kwargs=b),
     # A build's artifacts are read as its logs are.
     Row("build-artifacts", "get", READ, kwargs=b),
     Row("build-artifact", "get", READ, kwargs=artifact),

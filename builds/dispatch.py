@@ -17,6 +17,7 @@ from django_q.tasks import async_task, schedule
 
 # A module import, as builds.services imports this one: either may be loaded first.
 from builds import services as build_services
+from builds import stats
 from builds.models import Build, BuildStatus
 from executors.base import BuildHandle, ExecutorError, LaunchRequest
 from executors.registry import executor_name_for, get_executor, refusal
@@ -68,7 +69,11 @@ def start_build(*, build_id: int) -> None:
         # Give the claim back so django-q's retry (or the reaper) can try again.
         Build.objects.filter(pk=build_id, status=BuildStatus.QUEUED).update(dispatched_at=None)
         raise
+    reported = stats.from_engine(state)
+    state = {key: value for key, value in state.items() if key != "stats"}
     Build.objects.filter(pk=build_id).update(executor_state=state)
+    if reported:
+        stats.record(build_id, reported)
     # A stop that came while the engine was starting found no state to act on: act now.
     if Build.objects.filter(pk=build_id, status=BuildStatus.ABORTED).exists():
         stop_build(build_id=build_id)

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from builds import outbox
+from django.utils import timezone
+
+from builds import outbox, stats
 from builds.models import FAILED_STATUSES, SUCCEEDED_STATUSES, Build, BuildStatus
 from pipelines.models import Event
 
@@ -89,6 +91,7 @@ def transition(
         status=target, **fields
     )
     if updated == 1:
+        stats.stamp(build_id, target, timezone.now())
         outbox.record(build_id=build_id, status=target)
         return True
     if not strict:
@@ -101,6 +104,7 @@ def create(*, status: str, **fields: Any) -> Build:
     """Insert a new build in one of the initial statuses, and record what follows."""
     if status not in INITIAL:
         raise ValueError(f"A build cannot start its life {status}.")
+    fields["stats"] = {**stats.initial(status, timezone.now()), **fields.get("stats", {})}
     build = Build.objects.create(status=status, **fields)
     outbox.record(build_id=build.pk, status=status)
     return build

@@ -7,9 +7,11 @@ code below the Django apps.
 
 from __future__ import annotations
 
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -46,6 +48,18 @@ class BuildHandle:
     state: Mapping[str, Any]
 
 
+def start_stats(*, image_pull_start: datetime | None = None) -> dict[str, str]:
+    """What a start on this machine reports for the build's `stats` (Screwdriver's keys)."""
+    reported = {"hostname": socket.gethostname()}
+    if image_pull_start is not None:
+        reported["imagePullStartTime"] = (
+            image_pull_start.astimezone(UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
+    return reported
+
+
 class Executor(ABC):
     """Decides where a build's launcher runs; the launcher decides what runs."""
 
@@ -53,7 +67,10 @@ class Executor(ABC):
 
     @abstractmethod
     def start(self, request: LaunchRequest) -> dict[str, Any]:
-        """Start the build's launcher; return the state needed to find it again."""
+        """Start the build's launcher; return the state needed to find it again.
+
+        A `stats` entry in it (see `start_stats`) is moved to the build's stats, not kept.
+        """
 
     @abstractmethod
     def stop(self, build: BuildHandle) -> None:

@@ -14,11 +14,12 @@ import logging
 import os
 import signal
 from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from executors.base import BuildHandle, ExecutorError, LaunchRequest
+from executors.base import BuildHandle, ExecutorError, LaunchRequest, start_stats
 from executors.launcher.agent import agent_command, control_dir, prepare_control_dir
 from executors.local import LocalExecutor, workspace_of
 from executors.resources import resources_for
@@ -75,6 +76,7 @@ class DockerExecutor(LocalExecutor):
         if not image:
             raise ExecutorError("The job has no image to run in.", permanent=True)
         engine = client()
+        pull_started = datetime.now(tz=UTC)
         self._ensure_image(engine, image)
         workspace = self.fresh_workspace(request.build_id)
         agent_dir = prepare_control_dir(control_dir(workspace))
@@ -101,6 +103,7 @@ class DockerExecutor(LocalExecutor):
             "workspace": str(workspace),
             "container": container.id,
             "image": image,
+            "stats": start_stats(image_pull_start=pull_started),
         }
 
     def stop(self, build: BuildHandle) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 
-from executors.base import BuildHandle, Executor, ExecutorError, LaunchRequest
+from executors.base import BuildHandle, Executor, ExecutorError, LaunchRequest, start_stats
 from executors.launcher.sandbox import probe
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,12 @@ class LocalExecutor(Executor):
         workspace = self.fresh_workspace(request.build_id)
         sandbox = self.sandbox_args(workspace)
         pid = self.start_launcher(request, workspace, sandbox)
-        return {"pid": pid, "workspace": str(workspace), "sandboxed": bool(sandbox)}
+        return {
+            "pid": pid,
+            "workspace": str(workspace),
+            "sandboxed": bool(sandbox),
+            "stats": start_stats(),
+        }
 
     def fresh_workspace(self, build_id: int) -> Path:
         """An empty workspace for the build."""

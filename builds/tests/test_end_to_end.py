@@ -84,6 +84,8 @@ def test_one_push_runs_main_publish_docs_then_deploy_exactly_once(stack, make_re
     }
     times = {n: (bs[0].start_time, bs[0].end_time) for n, bs in builds.items()}
     assert all(start and end for start, end in times.values())
+    # Every build says when it entered the queue and which machine ran its launcher.
+    assert all({"queueEnterTime", "hostname"} <= set(bs[0].stats) for bs in builds.values())
     main_end = times["main"][1]
     assert main_end <= times["publish"][0] and main_end <= times["docs"][0]  # type: ignore[operator]
     assert times["deploy"][0] >= max(times["publish"][1], times["docs"][1])  # type: ignore[operator,type-var]

@@ -9,6 +9,7 @@ from pipelines.api.views import (
     badges,
     collections,
     jobs_events,
+    metrics,
     pipelines,
     secrets_tokens,
     stages,
@@ -30,6 +31,7 @@ urlpatterns = [
     path(f"{P}/sync", pipelines.PipelineSyncView.as_view(), name="pipeline-sync"),
     path(f"{P}/jobs", pipelines.PipelineJobsView.as_view(), name="pipeline-jobs"),
     path(f"{P}/events", pipelines.PipelineEventsView.as_view(), name="pipeline-events"),
+    path(f"{P}/metrics", metrics.PipelineMetricsView.as_view(), name="pipeline-metrics"),
     path(f"{P}/stages", stages.PipelineStagesView.as_view(), name="pipeline-stages"),
     path(f"{P}/builds", pipelines.PipelineBuildsView.as_view(), name="pipeline-builds"),
     path(
@@ -73,6 +75,7 @@ urlpatterns = [
     ),
     path("jobs/<id:job_id>", jobs_events.JobDetailView.as_view(), name="job-detail"),
     path("jobs/<id:job_id>/badge", badges.JobIdBadgeView.as_view(), name="job-id-badge"),
+    path("jobs/<id:job_id>/metrics", metrics.JobMetricsView.as_view(), name="job-metrics"),
     path("jobs/<id:job_id>/builds", jobs_events.JobBuildsView.as_view(), name="job-builds"),
     path(
         "jobs/<id:job_id>/latestBuild",
@@ -87,6 +90,7 @@ urlpatterns = [
     path("events", jobs_events.EventCreateView.as_view(), name="event-create"),
     path("events/<id:event_id>", jobs_events.EventDetailView.as_view(), name="event-detail"),
     path("events/<id:event_id>/builds", jobs_events.EventBuildsView.as_view(), name="event-builds"),
+    path("events/<id:event_id>/metrics", metrics.EventMetricsView.as_view(), name="event-metrics"),
     path("events/<id:event_id>/stop", jobs_events.EventStopView.as_view(), name="event-stop"),
     path(
         "events/<id:event_id>/stageBuilds",

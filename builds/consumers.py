@@ -14,7 +14,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from builds import logs
-from builds.live import build_group
+from builds.live import LIVE_CONNECTIONS, build_group
 from builds.models import Build, Step
 from pipelines.models import PipelinePermission
 from scm.rights import refresh_scm_role
@@ -55,6 +55,7 @@ class BuildConsumer(AsyncJsonWebsocketConsumer):
     """Streams one build's log lines and status changes to a browser."""
 
     build_id: int
+    counted = False
 
     async def connect(self) -> None:
         self.build_id = int(self.scope["url_route"]["kwargs"]["build_id"])
@@ -69,8 +70,13 @@ class BuildConsumer(AsyncJsonWebsocketConsumer):
         # (the client drops it), never zero times.
         await self.channel_layer.group_add(build_group(self.build_id), self.channel_name)
         await self.accept()
+        LIVE_CONNECTIONS.inc()
+        self.counted = True
 
     async def disconnect(self, code: int) -> None:
+        if self.counted:
+            LIVE_CONNECTIONS.dec()
+            self.counted = False
         if getattr(self, "build_id", None) is not None:
             await self.channel_layer.group_discard(build_group(self.build_id), self.channel_name)
 

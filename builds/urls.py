@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, path
 
-from builds import views
+from builds import prometheus, views
 
 app_name = "builds"
 
@@ -23,4 +23,5 @@ urlpatterns: list[URLPattern] = [
     path(f"{J}/latest", views.job_latest, name="job-latest"),
     path(f"{J}/artifacts", views.job_artifact, name="job-artifacts"),
     path(f"{J}/artifacts/<path:artifact_path>", views.job_artifact, name="job-artifact"),
+    path("metrics", prometheus.metrics_view, name="metrics"),
 ]

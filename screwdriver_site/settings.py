@@ -305,6 +305,8 @@ else:
 SD_PORT = env_int("PORT", 8000)
 SD_API_URL = env_str("SD_API_URL", f"http://127.0.0.1:{SD_PORT}").rstrip("/")
 SD_UI_URL = env_str("SD_UI_URL", SD_API_URL).rstrip("/")
+# What Prometheus sends as a bearer token to read /metrics; unset, only superusers read it.
+SD_METRICS_TOKEN = env_str("SD_METRICS_TOKEN", "")
 
 # GitHub (GitHub Enterprise: point SD_GITHUB_API_URL at https://HOST/api/v3).
 SD_GITHUB_API_URL = env_str("SD_GITHUB_API_URL", "https://api.github.com").rstrip("/")

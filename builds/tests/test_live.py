@@ -11,6 +11,7 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import Client
+from prometheus_client import REGISTRY
 
 from builds import logs, services
 from builds.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
@@ -199,3 +200,18 @@ async def test_with_the_redis_layer_a_line_saved_in_one_process_reaches_another(
         await communicator.disconnect()
     finally:
         channel_layers.backends.clear()
+
+
+async def test_open_build_pages_are_counted_for_metrics_and_refused_ones_are_not() -> None:
+    def connections() -> float:
+        return REGISTRY.get_sample_value("sd_live_log_connections") or 0.0
+
+    build = await sync_to_async(_make_build)()
+    before = connections()
+    refused = await _connect(build, None)
+    assert not (await refused.connect())[0]
+    page = await _connect(build, await _user())
+    assert (await page.connect())[0]
+    assert connections() == before + 1
+    await page.disconnect()
+    assert connections() == before

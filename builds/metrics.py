@@ -309,3 +309,11 @@ def _aggregate(
         }
         for group in grouped(rows, interval, key=lambda r: r["createTime"])
     ]
+
+
+def latest_builds_of_job(job: Job, *, latest: int) -> list[dict[str, Any]]:
+    """The job's last ``latest`` finished builds as events' metrics list them, oldest first."""
+    builds = (
+        Build.objects.filter(job=job, end_time__isnull=False).only(*BUILD_FIELDS).order_by("-id")
+    )
+    return [build_row(b) for b in reversed(builds[:latest])]

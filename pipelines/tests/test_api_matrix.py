@@ -89,6 +89,7 @@ OWN_TOKEN = rule(DENIED, outsider=404, pull=404, push=404, admin=200)
 REPORT = rule(DENIED, build=200, ended=200)
 PUBLIC = everyone(200)
 BADGE = rule(PUBLIC, expired=401)
+METRICS = rule(READ, guest=403, build=403)
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,10 @@ MATRIX: list[Row] = [
     Row("pipeline-detail", "delete", rule(ADMIN, admin=409), kwargs=p),
     Row("pipeline-sync", "post", rule(PUSH, push=204, admin=204, pipeline=204), kwargs=p),
     Row("pipeline-jobs", "get", READ, kwargs=p),
+    # Metrics are for people and pipeline tokens with pull rights, as in Screwdriver.
+    Row("pipeline-metrics", "get", METRICS, kwargs=p),
+    Row("job-metrics", "get", METRICS, kwargs=lambda ids: {"job_id": ids["job"]}),
+    Row("event-metrics", "get", METRICS, kwargs=lambda ids: {"event_id": ids["event"]}),
     Row("pipeline-events", "get", READ, kwargs=p),
     Row("pipeline-stages", "get", READ, kwargs=p),
     Row("pipeline-builds", "get", READ, kwargs=p),

@@ -11,6 +11,7 @@ from builds.models import (
     ACTIVE_STATUSES,
     Artifact,
     Build,
+    Cache,
     LogBatch,
     OutboxMessage,
     RemoteStart,
@@ -141,4 +142,22 @@ class ArtifactAdmin(admin.ModelAdmin):
     readonly_fields = ["build", "path", "path_key", "size", "sha256", "content_type"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Cache)
+class CacheAdmin(admin.ModelAdmin):
+    """What builds saved; cleared from the pipeline's options page or the API, which delete the
+    stored archive with the row (deleting the row alone would leave the archive behind)."""
+
+    list_display = ["pipeline", "scope", "scope_id", "name", "size", "build"]
+    list_filter = ["scope"]
+    search_fields = ["name", "pipeline__name"]
+    list_select_related = ["pipeline", "build"]
+    readonly_fields = [f.name for f in Cache._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

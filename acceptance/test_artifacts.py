@@ -1,8 +1,11 @@
-"""A build's artifacts end up in the server's outputs folder, and its links do not."""
+"""A build's artifacts end up in the server's outputs folder, and its links do not; they are
+read back over HTTP as a user reads them."""
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,3 +56,20 @@ def test_a_build_publishes_its_artifacts_into_the_outputs_folder(
         "./reports/index.html",
         "./steps.json",
     ]
+
+    # Read back as a user does: one file whole and in part, a folder, and everything zipped.
+    api = stack.api()
+    whole = api.get(f"/builds/{row['id']}/artifacts/numbers.txt", params={"type": "download"})
+    assert whole.status_code == 200 and whole.content == numbers
+    assert "attachment" in whole.headers["Content-Disposition"]
+    part = api.get(f"/builds/{row['id']}/artifacts/numbers.txt", headers={"Range": "bytes=0-5"})
+    assert (part.status_code, part.content) == (206, b"1\n2\n3\n")
+    listing = api.get(f"/builds/{row['id']}/artifacts/reports", params={"dir": "true"})
+    assert listing.status_code == 200 and "index.html" in listing.text
+    everything = api.get(f"/builds/{row['id']}/artifacts")
+    assert everything.status_code == 200
+    names = set(zipfile.ZipFile(io.BytesIO(everything.content)).namelist())
+    assert {"numbers.txt", "reports/index.html", "steps.json"} <= names
+    assert "passwd" not in names
+    refused = stack.api(token="not-a-token").get(f"/builds/{row['id']}/artifacts/numbers.txt")
+    assert refused.status_code == 401

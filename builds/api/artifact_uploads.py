@@ -75,7 +75,7 @@ class ArtifactZipUploadView(ApiView):
 
     @extend_schema(
         operation_id="builds_artifacts_zip_update",
-        request={"application/zip": OpenApiTypes.BINARY},
+        request=_UPLOAD,  # the zip's bytes, whatever type the client names
         responses={201: OpenApiTypes.OBJECT},
     )
     def put(self, request: Request, build_id: int) -> Response:

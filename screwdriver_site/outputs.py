@@ -64,6 +64,13 @@ def storage_settings(url: str, default_dir: Path, env: dict[str, str]) -> dict[s
             known = ", ".join(sorted(_S3_OPTIONS))
             raise StorageUrlError(f"SD_STORAGE_URL: unknown option {key!r} (known: {known})")
         options[_S3_OPTIONS[key]] = values[-1]
+    # boto3 sends a large file in 8 MiB parts, each read into memory first, and by default
+    # keeps ten of them there: 80 MiB per upload. Two parts at a time, two in memory.
+    from boto3.s3.transfer import TransferConfig
+
+    transfer = TransferConfig(multipart_chunksize=8 * 1024 * 1024, max_concurrency=2)
+    transfer.max_in_memory_upload_chunks = 2
+    options["transfer_config"] = transfer
     if env.get("SD_STORAGE_ACCESS_KEY"):
         options["access_key"] = env["SD_STORAGE_ACCESS_KEY"]
         options["secret_key"] = env.get("SD_STORAGE_SECRET_KEY", "")

@@ -155,6 +155,8 @@ secrets_strategy = st.sampled_from(sorted(ALPHABETS)).flatmap(
 )
 
 
+# A fuzz test: it runs in `make test`, not in the quick unit part.
+@pytest.mark.slow
 @settings(
     max_examples=EXAMPLES,
     deadline=None,

@@ -544,6 +544,8 @@ def finish_at_once(build_ids: list[int]) -> list[BaseException]:
     return errors
 
 
+# Threads racing on a real transaction, ten times over: `make test` runs it, the unit part not.
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_two_parents_finishing_at_the_same_moment_queue_exactly_one_join(
     pipeline: Pipeline,

@@ -12,7 +12,8 @@ from django.urls import reverse
 from builds.models import Build, BuildStatus, StageBuild
 from pipelines.models import Event, Job, Pipeline, PipelinePermission, Stage
 
-pytestmark = pytest.mark.django_db
+# Pages over 10,000 builds: `make test` runs them, the quick unit part does not.
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
 def bulk_pipeline(name: str, *, jobs: int, events: int) -> Pipeline:

@@ -12,7 +12,7 @@ export PORT SD_DATA_DIR
 test test-unit test-postgres test-mysql acceptance: export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: run test test-unit test-postgres test-mysql test-all acceptance fresh-machine lint \
-	bench bench-ui screenshots clean venv venv-run venv-mysql
+	bench bench-ui bench-vs-buildbot screenshots clean venv venv-run venv-mysql
 
 # Stamps: what `make run` needs, what the tests add, and the MySQL driver.
 RUN_DEPS := $(VENV)/.run-installed
@@ -92,6 +92,10 @@ lint: $(TEST_DEPS)
 ## bench: time from POST /v4/events to the first log line, and per-step overhead
 bench: $(TEST_DEPS)
 	$(PY) bench/bench_build_latency.py
+
+## bench-vs-buildbot: the same builds on Buildbot 4.3 (installed in a temporary virtualenv) and here
+bench-vs-buildbot: $(TEST_DEPS)
+	$(PY) bench/bench_vs_buildbot.py
 
 ## bench-ui: a printed log line to Chromium's page, and the 200-job pipeline page's render time
 bench-ui: $(TEST_DEPS)

@@ -123,6 +123,14 @@ class Masker:
         self._haystack = b"\n".join(f for f, _ in self._split)
         self._shortest_piece = min((t for _, t in self._split), default=0)
         self._longest_split = max((len(f) for f, _ in self._split), default=0)
+        # What a block is searched for: a line holding none of these is left as it is.
+        self._seeds = _alternation(
+            whole | {f[:t] for f, t in self._split} | {f[-t:] for f, t in self._split}
+        )
+        # Every run of `_shortest_piece` bytes of a form: a line that is wholly a piece of one
+        # starts with such a run.
+        q = self._shortest_piece
+        self._grams = {f[i : i + q] for f, _ in self._split for i in range(len(f) - q + 1)}
 
     def __bool__(self) -> bool:
         return self._whole is not None
@@ -144,6 +152,49 @@ class Masker:
             if masked == raw:
                 return raw
             raw = masked
+
+    def block(self, data: bytes) -> bytes:
+        """`data`, lines joined by newlines, with each line masked as a call masks it.
+
+        Returns `data` itself when no line changed.
+        """
+        if self._whole is None or not data:
+            return data
+        suspects = self._suspect_lines(data)
+        if not suspects:
+            return data
+        lines = data.split(b"\n")
+        changed = False
+        for index in suspects:
+            masked = self(lines[index])
+            if masked != lines[index]:
+                lines[index] = masked
+                changed = True
+        return b"\n".join(lines) if changed else data
+
+    def _suspect_lines(self, data: bytes) -> list[int]:
+        """The numbers of the lines of `data` that a rule could change; the others it cannot.
+
+        A line changes only if it holds a whole form, the first or last piece of a form that a
+        cut rule looks for (no search term holds a newline, so every match lies in one line),
+        or is wholly a piece of a form.
+        """
+        found: set[int] = set()
+        assert self._seeds is not None
+        line, last = 0, 0
+        for match in self._seeds.finditer(data):
+            line += data.count(b"\n", last, match.start())
+            last = match.start()
+            found.add(line)
+        if self._grams:
+            low, high, q = self._shortest_piece, self._longest_split, self._shortest_piece
+            grams = self._grams
+            found.update(
+                index
+                for index, raw in enumerate(data.split(b"\n"))
+                if low <= len(raw) <= high and raw[:q] in grams
+            )
+        return sorted(found)
 
     def text(self, text: str) -> str:
         """`text` (any number of lines) masked line by line."""

@@ -172,3 +172,34 @@ def test_a_secret_ending_in_stars_does_not_reappear_next_to_the_mask() -> None:
     secret = "pass-word**"
     masked = Masker([secret])(b"pass-word" + secret.encode()).decode()
     assert secret not in masked and "pass-word" not in masked
+
+
+@FUZZ
+@given(
+    secret_list=st.lists(secrets(min_size=1), min_size=1, max_size=3),
+    picks=st.lists(
+        st.tuples(st.integers(0, 40), st.integers(0, 40), st.integers(0, 99)), max_size=30
+    ),
+    filler=st.text(string.ascii_letters + " *=%\n", max_size=60),
+)
+def test_a_block_of_lines_is_masked_exactly_as_each_line_alone(
+    secret_list: list[str], picks: list[tuple[int, int, int]], filler: str
+) -> None:
+    # Lines made of pieces of every form of the secrets, cut anywhere, between ordinary text:
+    # whatever the block search skips must be what a line-by-line pass leaves alone.
+    mask = Masker(secret_list)
+    forms = sorted({f for s in secret_list for f in printed(s).values()})
+    text = filler
+    for start, stop, which in picks:
+        form = forms[which % len(forms)]
+        text += form[min(start, stop) : max(start, stop)] + ("\n" if which % 3 == 0 else " ")
+    lines = text.encode().split(b"\n")
+
+    assert mask.block(b"\n".join(lines)) == b"\n".join(mask(line) for line in lines)
+
+
+def test_a_block_with_nothing_to_mask_comes_back_as_the_same_object() -> None:
+    data = b"\n".join(f"line {n}".encode() for n in range(1000))
+
+    assert Masker(["a-secret-value"]).block(data) is data
+    assert Masker([]).block(data) is data

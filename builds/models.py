@@ -221,7 +221,9 @@ class LogBatch(models.Model):
     line_count = models.PositiveIntegerField()
     # zlib of the raw line bytes joined by "\n": bytes that are not UTF-8 are kept as sent.
     data = models.BinaryField()
-    # Milliseconds since the epoch, one per line.
+    # When each line was written: runs [milliseconds since the epoch, number of lines] (lines
+    # read from a step's output together share their time); batches stored before runs hold
+    # one number per line.
     times = models.JSONField(default=list)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -238,12 +240,20 @@ class LogBatch(models.Model):
         return f"{self.step_id}#{self.seq}"
 
     @staticmethod
-    def pack(lines: list[bytes]) -> bytes:
-        return zlib.compress(b"\n".join(lines), 6)
+    def pack_block(data: bytes) -> bytes:
+        """What `data` (lines joined by "\\n") is stored as."""
+        return zlib.compress(data, 6)
 
     def unpack(self) -> list[bytes]:
         raw = zlib.decompress(bytes(self.data))
         return raw.split(b"\n") if self.line_count else []
+
+    def line_times(self) -> list[int]:
+        """The time of each line, in milliseconds since the epoch."""
+        times = self.times or []
+        if times and isinstance(times[0], list):
+            return [t for t, n in times for _ in range(n)]
+        return [int(t) for t in times]
 
 
 class Artifact(models.Model):

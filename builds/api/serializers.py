@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from pipelines.api.serializers import CompactSerializer, ScrewdriverTime
@@ -74,10 +75,41 @@ class StepUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     lines = count_field(required=False)
 
 
+@extend_schema_field(
+    {
+        "type": "array",
+        "maxItems": 1000,
+        "items": {
+            "type": "object",
+            "properties": {
+                "t": {"type": "integer"},
+                "m": {"type": "string"},
+                "b": {"type": "string"},
+            },
+        },
+    }
+)
+class LogLinesField(serializers.JSONField):
+    """`[{"t", "m" or "b"}]`, checked line by line where the batch is stored (builds.logs)."""
+
+
+@extend_schema_field(
+    {"type": "array", "items": {"type": "array", "items": {"type": "integer"}, "minItems": 2}}
+)
+class LogTimesField(serializers.JSONField):
+    """Runs `[[t, n], ...]`: n lines written at millisecond t, checked where stored."""
+
+
 class LogBatchSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """A batch of a step's log: `lines` objects, or packed as `count`, `data` and `times`."""
+
     seq = count_field()
     firstLine = count_field()
-    lines = serializers.ListField(child=serializers.DictField(), allow_empty=False, max_length=1000)
+    lines = LogLinesField(required=False)
+    count = count_field(required=False)
+    # DRF's metaclass takes declared fields out of the class: this does not hide `.data`.
+    data = serializers.CharField(required=False, trim_whitespace=False, allow_blank=True)  # type: ignore[assignment]
+    times = LogTimesField(required=False)
 
 
 class LogLineSerializer(serializers.Serializer):  # type: ignore[type-arg]

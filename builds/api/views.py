@@ -9,7 +9,6 @@ their logs, its heartbeat (which answers ABORTED) and a final status (which answ
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 from django.http import StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -272,11 +271,15 @@ class StepLogsView(ApiView):
         step = get_object_or_404(Step, build_id=build_id, name=name)
         body = LogBatchSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        given = body.validated_data
         created = logs.append_batch(
             step=step,
-            seq=body.validated_data["seq"],
-            first_line=body.validated_data["firstLine"],
-            lines=list(body.validated_data["lines"]),
+            seq=given["seq"],
+            first_line=given["firstLine"],
+            lines=given.get("lines"),
+            count=given.get("count"),
+            data=given.get("data"),
+            times=given.get("times"),
         )
         return Response(
             {"stored": created}, status=http.HTTP_201_CREATED if created else http.HTTP_200_OK
@@ -284,17 +287,7 @@ class StepLogsView(ApiView):
 
 
 def _download(step: Step) -> StreamingHttpResponse:
-    def lines() -> Iterator[str]:
-        start = 0
-        while True:
-            page = logs.read_page(step=step, start=start, pages=logs.MAX_PAGES)
-            if not page.lines:
-                return
-            for line in page.lines:
-                yield line["m"] + "\n"
-            start = page.lines[-1]["n"] + 1
-
-    response = StreamingHttpResponse(lines(), content_type="text/plain; charset=utf-8")
+    response = StreamingHttpResponse(logs.iter_text(step), content_type="text/plain; charset=utf-8")
     filename = json.dumps(f"build-{step.build_id}-{step.name}.log")
     response["Content-Disposition"] = f"attachment; filename={filename}"
     return response

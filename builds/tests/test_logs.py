@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import base64
+import zlib
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
-from builds.logs import MAX_BATCH_LINES, LogBatchConflict, LogBatchError, append_batch, read_page
+from builds.logs import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_LINES,
+    MAX_PACKED_LINES,
+    LogBatchConflict,
+    LogBatchError,
+    append_batch,
+    iter_text,
+    read_page,
+)
 from builds.models import Build, BuildStatus, LogBatch, Step
 from pipelines.models import Event, Job, Pipeline
 
@@ -40,6 +50,15 @@ def fill(step: Step, total: int, batch_size: int) -> None:
         texts = [f"line {n}" for n in range(first, min(total, first + batch_size))]
         assert append_batch(step=step, seq=seq, first_line=first, lines=lines(*texts, t=T0 + first))
     step.refresh_from_db()
+
+
+def packed(raw: list[bytes], times: list[list[int]] | None = None) -> dict[str, Any]:
+    """A batch as the launcher packs it: the lines' zlib in base64, their times as runs."""
+    return {
+        "count": len(raw),
+        "data": base64.b64encode(zlib.compress(b"\n".join(raw))).decode(),
+        "times": times if times is not None else [[T0, len(raw)]],
+    }
 
 
 def numbers(page_lines: list[dict[str, Any]]) -> list[int]:
@@ -185,6 +204,97 @@ def test_a_batch_of_exactly_the_maximum_size_is_accepted(step: Step) -> None:
 def test_a_negative_seq_or_first_line_is_refused(step: Step, seq: int, first_line: int) -> None:
     with pytest.raises(LogBatchError, match="must not be negative"):
         append_batch(step=step, seq=seq, first_line=first_line, lines=lines("x"))
+
+
+# --- packed batches -------------------------------------------------------------------------
+
+
+def test_a_packed_batch_is_stored_as_sent_and_read_back_line_by_line(step: Step) -> None:
+    body = packed([b"one", "tw\u00f6".encode(), b"\xff raw", b""], [[T0, 3], [T0 + 5, 1]])
+
+    assert append_batch(step=step, seq=0, first_line=0, **body) is True
+
+    step.refresh_from_db()
+    assert step.lines == 4 and step.log_bytes == len(b"one tw\xc3\xb6 \xff raw ") + 1
+    assert read_page(step=step).lines == [
+        {"n": 0, "t": T0, "m": "one", "s": "test"},
+        {"n": 1, "t": T0, "m": "twö", "s": "test"},
+        {"n": 2, "t": T0, "m": "\ufffd raw", "s": "test"},
+        {"n": 3, "t": T0 + 5, "m": "", "s": "test"},
+    ]
+    # Nothing in it was masked or cut: the server keeps the launcher's zlib stream.
+    stored = LogBatch.objects.get(step=step)
+    assert bytes(stored.data) == base64.b64decode(body["data"])
+    assert stored.times == [[T0, 3], [T0 + 5, 1]]
+
+
+def test_packed_and_object_batches_follow_each_other_in_one_step(step: Step) -> None:
+    append_batch(step=step, seq=0, first_line=0, lines=lines("a", "b"))
+    append_batch(step=step, seq=1, first_line=2, **packed([b"c", b"d", b"e"]))
+    append_batch(step=step, seq=2, first_line=5, lines=lines("f"))
+
+    step.refresh_from_db()
+    assert [line["m"] for line in read_page(step=step).lines] == list("abcdef")
+    assert "".join(iter_text(step)) == "a\nb\nc\nd\ne\nf\n"
+
+
+def test_a_packed_resend_must_carry_the_same_number_of_lines(step: Step) -> None:
+    append_batch(step=step, seq=0, first_line=0, **packed([b"a", b"b"]))
+
+    assert append_batch(step=step, seq=0, first_line=0, **packed([b"a", b"b"])) is False
+    with pytest.raises(LogBatchConflict, match="stored with lines 0 to 1"):
+        append_batch(step=step, seq=0, first_line=0, **packed([b"a", b"b", b"c"]))
+
+
+def test_a_page_is_read_from_the_middle_of_a_large_batch(step: Step) -> None:
+    raw = [f"line {n}".encode() for n in range(50_000)]
+    append_batch(step=step, seq=0, first_line=0, **packed(raw, [[T0, 20_000], [T0 + 1, 30_000]]))
+    append_batch(step=step, seq=1, first_line=50_000, **packed([b"after"]))
+    step.refresh_from_db()
+
+    page = read_page(step=step, start=19_950, pages=1)
+    back = read_page(step=step, start=50_000, pages=1, sort="descending")
+
+    assert numbers(page.lines) == list(range(19_950, 20_050))
+    assert [line["t"] for line in page.lines[49:51]] == [T0, T0 + 1]
+    assert page.lines[0]["m"] == "line 19950"
+    assert numbers(back.lines) == list(range(50_000, 49_900, -1))
+    assert [line["m"] for line in back.lines[:2]] == ["after", "line 49999"]
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "either as lines or packed"),
+        ({**packed([b"x"]), "lines": [{"t": T0, "m": "x"}]}, "either as lines or packed"),
+        ({**packed([b"x"]), "count": 0}, "count must be"),
+        ({**packed([b"x"]), "count": MAX_PACKED_LINES + 1}, "count must be"),
+        ({**packed([b"x"]), "count": True}, "count must be"),
+        ({**packed([b"x"]), "data": 7}, "base64 of the zlib"),
+        ({**packed([b"x"]), "data": "not base64!"}, "base64 of the zlib"),
+        ({**packed([b"x"]), "data": _b64(b"not zlib")}, "base64 of the zlib"),
+        ({**packed([b"x"]), "data": _b64(zlib.compress(b"x")[:-3])}, "one whole zlib stream"),
+        ({**packed([b"x"]), "data": _b64(zlib.compress(b"x") + b"more")}, "one whole zlib"),
+        ({**packed([b"x"]), "count": 2, "times": [[T0, 2]]}, "holds 1 lines, not count"),
+        ({**packed([b"x"]), "times": [[T0, 2]]}, "times must be runs"),
+        ({**packed([b"x"]), "times": [[T0, 0], [T0, 1]]}, "times must be runs"),
+        ({**packed([b"x"]), "times": [[T0]]}, "times must be runs"),
+        ({**packed([b"x"]), "times": [["soon", 1]]}, "times must be runs"),
+        ({**packed([b"x"]), "times": {"t": T0}}, "times must be runs"),
+        (packed([b"x" * MAX_BATCH_BYTES]), "at most"),
+    ],
+)
+def test_a_bad_packed_batch_is_refused_and_stores_nothing(
+    step: Step, body: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(LogBatchError, match=message):
+        append_batch(step=step, seq=0, first_line=0, **body)
+
+    assert not LogBatch.objects.filter(step=step).exists()
 
 
 # --- reading --------------------------------------------------------------------------------

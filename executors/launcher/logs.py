@@ -6,9 +6,13 @@ import base64
 import sys
 import threading
 import time
+import zlib
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import accumulate, groupby, repeat
+from operator import itemgetter
 from typing import Any
 
 from .masking import Masker
@@ -39,7 +43,12 @@ def _cut(raw: bytes, limit: int) -> bytes:
 
 @dataclass
 class StepOutput:
-    """Splits one step's raw output into lines, masking secrets and applying the size caps."""
+    """Splits one step's raw output into lines, masking secrets and applying the size caps.
+
+    Works on what each read brought (up to a megabyte) as one block: the checks that every line
+    needs (a trailing `\\r`, the caps, masking) are done on the block's bytes, and only the rare
+    lines they pick out are looked at one by one.
+    """
 
     masker: Masker = field(default_factory=lambda: Masker(()))
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
@@ -58,17 +67,22 @@ class StepOutput:
         """The complete lines in `data` (with what was left over from earlier chunks)."""
         if self._capped:
             return []
-        parts = data.split(b"\n")
-        tail = parts.pop()
+        end = data.rfind(b"\n")
+        if end < 0:
+            self._hold(data)
+            return []
+        block, tail = data[:end], data[end + 1 :]
+        first_overlong = self._overlong
+        if first_overlong:
+            # The held start of an overlong line stands for all of it: drop the rest.
+            cut = block.find(b"\n")
+            block = self._partial + (block[cut:] if cut >= 0 else b"")
+        elif self._partial:
+            block = self._partial + block
+        self._partial = b""
+        self._overlong = False
         out: list[Line] = []
-        if parts:
-            t = now_ms()
-            first_overlong = self._overlong
-            if self._partial:
-                parts[0] = self._partial if first_overlong else self._partial + parts[0]
-            self._partial = b""
-            self._overlong = False
-            self._emit(parts, t, out, first_overlong)
+        self._emit(block, now_ms(), out, first_overlong)
         self._hold(tail)
         return out
 
@@ -76,7 +90,7 @@ class StepOutput:
         """The last, unterminated line, if any."""
         out: list[Line] = []
         if (self._partial or self._overlong) and not self._capped:
-            self._emit([self._partial], now_ms(), out, self._overlong)
+            self._emit(self._partial, now_ms(), out, self._overlong)
         self._partial = b""
         self._overlong = False
         return out
@@ -89,59 +103,102 @@ class StepOutput:
             self._partial = self._partial[: self._keep]
             self._overlong = True
 
-    def _emit(self, parts: list[bytes], t: int, out: list[Line], first_overlong: bool) -> None:
-        mask = self.masker
-        limit = self.max_line_bytes
-        for index, raw in enumerate(parts):
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
-            # The step cap counts what the step wrote, before masking and cutting.
+    def _emit(self, block: bytes, t: int, out: list[Line], first_overlong: bool) -> None:
+        """Add the lines of `block` (lines joined by newlines) to `out`."""
+        if b"\r\n" in block or block.endswith(b"\r"):
+            # One trailing carriage return per line goes, as a terminal would show it.
+            block = block.replace(b"\r\n", b"\n")
+            block = block[:-1] if block.endswith(b"\r") else block
+        # The step cap counts what the step wrote, before masking and cutting; a newline each.
+        if self._written + len(block) + 1 <= self.max_step_bytes:
+            self._written += len(block) + 1
+            self._emit_within_caps(block, t, out, first_overlong)
+            return
+        lines = block.split(b"\n")
+        kept = 0
+        for raw in lines:
             self._written += len(raw) + 1
             if self._written > self.max_step_bytes:
-                message = f"[log truncated: this step wrote more than {self.max_step_bytes} bytes]"
-                out.append((t, message.encode()))
-                self._capped = True
-                return
-            raw = mask(raw)
-            if len(raw) > limit or (index == 0 and first_overlong):
-                raw = _cut(raw, limit) + LINE_TRUNCATED
-            out.append((t, raw))
+                break
+            kept += 1
+        if kept:
+            self._emit_within_caps(b"\n".join(lines[:kept]), t, out, first_overlong)
+        message = f"[log truncated: this step wrote more than {self.max_step_bytes} bytes]"
+        out.append((t, message.encode()))
+        self._capped = True
+
+    def _emit_within_caps(
+        self, block: bytes, t: int, out: list[Line], first_overlong: bool
+    ) -> None:
+        block = self.masker.block(block)
+        lines = block.split(b"\n")
+        limit = self.max_line_bytes
+        if first_overlong or (len(block) > limit and max(map(len, lines)) > limit):
+            for index, raw in enumerate(lines):
+                if len(raw) > limit or (index == 0 and first_overlong):
+                    lines[index] = _cut(raw, limit) + LINE_TRUNCATED
+        out.extend(zip(repeat(t), lines, strict=False))
 
 
-def encode_line(line: Line) -> dict[str, Any]:
-    """The wire form of a line: `m` for UTF-8 text, `b` (base64) for anything else."""
-    t, raw = line
-    try:
-        return {"t": t, "m": raw.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"t": t, "b": base64.b64encode(raw).decode("ascii")}
+def pack_lines(lines: list[Line]) -> dict[str, Any]:
+    """The wire form of a batch\'s lines: `count`, `data` (base64 of the zlib of the raw
+    lines joined by newlines) and `times` (runs of `[t, n]`: n lines at millisecond t)."""
+    data = b"\n".join(map(itemgetter(1), lines))
+    times = [[t, len(list(run))] for t, run in groupby(map(itemgetter(0), lines))]
+    return {
+        "count": len(lines),
+        "data": base64.b64encode(zlib.compress(data, 1)).decode("ascii"),
+        "times": times,
+    }
 
 
 @dataclass
 class _StepQueue:
-    pending: deque[Line] = field(default_factory=deque)
+    # Lines waiting, in the chunks they came in, with each chunk's size (a newline per line).
+    pending: deque[tuple[list[Line], int]] = field(default_factory=deque)
+    pending_lines: int = 0
+    pending_bytes: int = 0
     next_line: int = 0
     seq: int = 0
     failures: int = 0
-    # Lines in the batch on the wire: a resend carries exactly these, never lines queued since,
-    # because the API keeps a seq it already stored and ignores a resend of it.
-    in_flight: int = 0
+    # The batch on the wire and its payload: a resend carries exactly these lines, never lines
+    # queued since, because the API keeps a seq it already stored and ignores a resend of it.
+    in_flight: list[Line] | None = None
+    payload: dict[str, Any] | None = None
+    in_flight_bytes: int = 0
     # The batch on the wire is the line that stands for a batch the API did not take.
     lost_marker: bool = False
     # The API took neither a batch nor its marker: the step's later lines are not sent.
     abandoned: bool = False
 
 
-# send(step_name, {"seq", "firstLine", "lines"}) raises on failure; an exception with a true
-# `permanent` attribute (a 4xx) drops the batch, anything else is resent after a back-off.
+def _size(lines: list[Line]) -> int:
+    """Bytes of `lines` with a newline each, as the caps count them."""
+    return sum(map(len, map(itemgetter(1), lines))) + len(lines)
+
+
+# send(step_name, {"seq", "firstLine", "count", "data", "times"}) raises on failure; an
+# exception with a true `permanent` attribute (a 4xx) drops the batch, anything else is resent
+# after a back-off.
 Sender = Callable[[str, dict[str, Any]], None]
 
 FIRST_RETRY = 0.5
 MAX_RETRY = 10.0
+# A batch holds at most this much (a newline counted per line) and this many lines.
+MAX_BATCH_BYTES = 1 << 20
+MAX_BATCH_LINES = 50_000
+# While more than this waits to be sent, `add` holds the step back a little (see `add`).
+MAX_QUEUED_BYTES = 4 * MAX_BATCH_BYTES
+MAX_QUEUED_LINES = 4 * MAX_BATCH_LINES
 
 
 class LogBatcher:
     """Sends each step's lines in numbered batches from a background thread.
+
+    A batch goes when it is full (`max_bytes` or `max_lines`), and otherwise at the first
+    chance `interval` after the previous one started: a line waits at most about `interval`,
+    the first line after a quiet spell goes at once, and a step that prints a flood is sent in
+    full batches as fast as the API takes them, never one request per line.
 
     A batch the API does not take is resent, in order, with a doubling back-off, for as long
     as `keep_trying_for()` says there is time (the build token's life): an API restart only
@@ -155,53 +212,81 @@ class LogBatcher:
         self,
         send: Sender,
         *,
-        interval: float = 0.25,
-        max_lines: int = 1000,
+        interval: float = 0.08,
+        max_lines: int = MAX_BATCH_LINES,
+        max_bytes: int = MAX_BATCH_BYTES,
         keep_trying_for: Callable[[], float] = lambda: 3600.0,
         first_retry: float = FIRST_RETRY,
+        max_queued_bytes: int = MAX_QUEUED_BYTES,
+        max_queued_lines: int = MAX_QUEUED_LINES,
+        hold_back: float = 1.0,
     ) -> None:
         self._send = send
         self._first_retry = first_retry
         self._interval = interval
         self._max_lines = max_lines
+        self._max_bytes = max_bytes
+        self._max_queued_bytes = max_queued_bytes
+        self._max_queued_lines = max_queued_lines
+        self._hold_back = hold_back
         self._keep_trying_for = keep_trying_for
         self._steps: dict[str, _StepQueue] = {}
         self._cond = threading.Condition()
         self._closing = False
         self._busy = False
-        self._wake = False
-        self._last_send = 0.0
+        self._flushing = 0
+        self._last_send = -interval
+        self._queued_bytes = 0
+        self._queued_lines = 0
         self._thread = threading.Thread(target=self._run, name="sd-log-batcher", daemon=True)
         self._thread.start()
 
     def add(self, step: str, lines: list[Line]) -> None:
-        """Queue lines of `step`; they are numbered in the order they arrive."""
+        """Queue lines of `step`; they are numbered in the order they arrive.
+
+        While more than `max_queued_bytes` (or lines) wait to be sent, this waits up to
+        `hold_back` seconds for the API to catch up: a step printing faster than the API
+        stores its log is slowed down (its pipe fills), as a slow terminal slows a program,
+        rather than its log piling up in memory. The caller keeps control meanwhile.
+        """
         if not lines:
             return
+        size = _size(lines)
         with self._cond:
             queue = self._steps.setdefault(step, _StepQueue())
             if queue.abandoned:
                 return
-            queue.pending.extend(lines)
-            # A full batch goes at once; so does the first line after a quiet spell, so a
-            # person watching sees it now rather than at the next tick. A busy step is still
-            # sent at most once per interval.
-            idle = not self._busy and time.monotonic() - self._last_send >= self._interval
-            if len(queue.pending) >= self._max_lines or idle:
-                self._wake = True
-                self._cond.notify_all()
+            queue.pending.append((lines, size))
+            queue.pending_lines += len(lines)
+            queue.pending_bytes += size
+            self._queued_bytes += size
+            self._queued_lines += len(lines)
+            self._cond.notify_all()
+            deadline = time.monotonic() + self._hold_back
+            while (
+                self._queued_bytes > self._max_queued_bytes
+                or self._queued_lines > self._max_queued_lines
+            ) and self._thread.is_alive():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._cond.wait(remaining)
 
     def flush(self, step: str | None = None, timeout: float = 30.0) -> bool:
         """Wait until the lines of `step` (or of all steps) are sent; False on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            self._wake = True
+            # While someone waits for them, batches go as soon as they can.
+            self._flushing += 1
             self._cond.notify_all()
-            while self._has_pending(step) or self._busy:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._thread.is_alive():
-                    return False
-                self._cond.wait(remaining)
+            try:
+                while self._has_pending(step) or self._busy:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not self._thread.is_alive():
+                        return False
+                    self._cond.wait(remaining)
+            finally:
+                self._flushing -= 1
         return True
 
     def close(self, timeout: float = 30.0) -> None:
@@ -213,19 +298,31 @@ class LogBatcher:
         self._thread.join(timeout=5)
 
     def _has_pending(self, step: str | None) -> bool:
-        if step is not None:
-            queue = self._steps.get(step)
-            return bool(queue and queue.pending)
-        return any(q.pending for q in self._steps.values())
+        queues = [self._steps.get(step)] if step is not None else list(self._steps.values())
+        return any(q is not None and (q.pending or q.in_flight) for q in queues)
+
+    def _wait(self) -> float | None:
+        """Seconds until a batch is due: 0 for now, None while nothing waits."""
+        waiting = [q for q in self._steps.values() if q.pending or q.in_flight]
+        if not waiting:
+            return None
+        if self._flushing or any(
+            q.in_flight or q.pending_bytes >= self._max_bytes or q.pending_lines >= self._max_lines
+            for q in waiting
+        ):
+            return 0.0
+        return max(0.0, self._last_send + self._interval - time.monotonic())
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not self._wake and not self._closing:
-                    self._cond.wait(self._interval)
-                self._wake = False
-                if self._closing and not self._has_pending(None):
-                    return
+                while True:
+                    wait = self._wait()
+                    if wait is None and self._closing:
+                        return
+                    if wait == 0.0:
+                        break
+                    self._cond.wait(wait)
                 self._busy = True
             try:
                 retry_in = self._send_pending()
@@ -236,31 +333,60 @@ class LogBatcher:
             if retry_in:
                 time.sleep(retry_in)
 
-    def _next_batch(self) -> tuple[str, _StepQueue, list[Line]] | None:
+    def _take(self, queue: _StepQueue) -> list[Line]:
+        """Move the next batch's lines out of `queue.pending` (at least one line)."""
+        taken: list[Line] = []
+        size = 0
+        while queue.pending and len(taken) < self._max_lines:
+            chunk, chunk_size = queue.pending[0]
+            room = self._max_bytes - size
+            lines_room = self._max_lines - len(taken)
+            if chunk_size <= room and len(chunk) <= lines_room:
+                queue.pending.popleft()
+                taken += chunk
+                size += chunk_size
+                continue
+            # Part of this chunk fits: as many lines as the room holds, one at least.
+            ends = list(accumulate(map(len, map(itemgetter(1), chunk))))
+            fit = bisect_right(range(len(chunk)), room, key=lambda k: ends[k] + k + 1)
+            count = min(fit, lines_room) or (0 if taken else 1)
+            if count:
+                part = ends[count - 1] + count
+                taken += chunk[:count]
+                size += part
+                queue.pending[0] = (chunk[count:], chunk_size - part)
+            break
+        queue.pending_lines -= len(taken)
+        queue.pending_bytes -= size
+        queue.in_flight_bytes = size
+        return taken
+
+    def _next_batch(self) -> tuple[str, _StepQueue] | None:
         with self._cond:
             for name, queue in self._steps.items():
+                if queue.in_flight:
+                    return name, queue
                 if queue.pending:
-                    count = queue.in_flight or min(len(queue.pending), self._max_lines)
-                    queue.in_flight = count
-                    return name, queue, [queue.pending[i] for i in range(count)]
+                    queue.in_flight = self._take(queue)
+                    return name, queue
         return None
 
     def _send_pending(self) -> float:
-        """Send every queued batch; when one failed, how long to wait before resending it."""
+        """Send the batches that are due; when one failed, how long to wait before resending."""
         while True:
             found = self._next_batch()
             if found is None:
                 return 0.0
-            name, queue, lines = found
-            payload = {
-                "seq": queue.seq,
-                "firstLine": queue.next_line,
-                "lines": [encode_line(line) for line in lines],
-            }
+            name, queue = found
+            lines = queue.in_flight
+            assert lines is not None
+            if queue.payload is None:
+                queue.payload = {"seq": queue.seq, "firstLine": queue.next_line}
+                queue.payload.update(pack_lines(lines))
             try:
-                self._send(name, payload)
                 with self._cond:
                     self._last_send = time.monotonic()
+                self._send(name, queue.payload)
             except Exception as exc:
                 queue.failures += 1
                 permanent = bool(getattr(exc, "permanent", False))
@@ -274,31 +400,52 @@ class LogBatcher:
                 self._give_up(name, queue, len(lines), exc)
                 continue
             with self._cond:
-                for _ in lines:
-                    queue.pending.popleft()
+                self._done_with(queue, lines)
                 queue.next_line += len(lines)
                 queue.seq += 1
-                queue.failures = 0
-                queue.in_flight = 0
                 queue.lost_marker = False
+                if not self._due_now(queue):
+                    return 0.0
+
+    def _due_now(self, queue: _StepQueue) -> bool:
+        # After a send, only a full batch (or a flush) goes at once; the rest waits its turn.
+        return bool(self._flushing) or any(
+            q.in_flight or q.pending_bytes >= self._max_bytes or q.pending_lines >= self._max_lines
+            for q in self._steps.values()
+        )
+
+    def _done_with(self, queue: _StepQueue, lines: list[Line]) -> None:
+        """The batch on the wire is settled: it no longer counts as queued."""
+        self._queued_bytes -= queue.in_flight_bytes
+        self._queued_lines -= len(lines)
+        queue.in_flight = None
+        queue.payload = None
+        queue.in_flight_bytes = 0
+        queue.failures = 0
+        self._cond.notify_all()
 
     def _give_up(self, name: str, queue: _StepQueue, count: int, exc: Exception) -> None:
         """Put a line saying what was lost in place of a batch, or stop sending the step."""
         with self._cond:
-            for _ in range(count):
-                queue.pending.popleft()
-            queue.failures = 0
+            lines = queue.in_flight or []
             if queue.lost_marker:
                 sys.stderr.write(
                     f"launcher: dropped log batch {queue.seq} of {name} and the rest of its "
                     f"log: {exc}\n"
                 )
+                self._done_with(queue, lines)
+                self._queued_bytes -= queue.pending_bytes
+                self._queued_lines -= queue.pending_lines
                 queue.pending.clear()
-                queue.in_flight = 0
+                queue.pending_bytes = queue.pending_lines = 0
                 queue.abandoned = True
                 return
             sys.stderr.write(f"launcher: dropped log batch {queue.seq} of {name}: {exc}\n")
+            self._done_with(queue, lines)
             lost = f"[{count} log line{'s' if count != 1 else ''} lost: the API did not take them]"
-            queue.pending.appendleft((now_ms(), lost.encode()))
-            queue.in_flight = 1
+            marker = [(now_ms(), lost.encode())]
+            queue.in_flight = marker
+            queue.in_flight_bytes = _size(marker)
+            self._queued_bytes += queue.in_flight_bytes
+            self._queued_lines += 1
             queue.lost_marker = True

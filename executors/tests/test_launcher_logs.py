@@ -6,12 +6,13 @@ import base64
 import os
 import threading
 import time
+import zlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from executors.launcher.environment import build_environment
-from executors.launcher.logs import LogBatcher, Masker, StepOutput, encode_line
+from executors.launcher.logs import MAX_BATCH_LINES, LogBatcher, Masker, StepOutput
 from executors.launcher.runner import Runner, Step
 from executors.launcher.workspace import Workspace
 
@@ -68,12 +69,36 @@ def test_a_secret_straddling_the_line_cap_is_still_masked() -> None:
     assert line == b"xxxxx*** [line truncated]"
 
 
-def test_lines_that_are_not_utf8_travel_as_base64() -> None:
-    assert encode_line((5, "é".encode())) == {"t": 5, "m": "é"}
-    assert encode_line((6, b"\xff\xfeok")) == {
-        "t": 6,
-        "b": base64.b64encode(b"\xff\xfeok").decode(),
-    }
+def test_in_one_large_read_only_the_lines_over_the_cap_are_cut() -> None:
+    out = StepOutput(max_line_bytes=10)
+    data = b"".join(b"line %d\r\n" % n for n in range(5000)) + b"y" * 30 + b"\nend\n"
+    got = raw(out.feed(data))
+    assert got[:3] == [b"line 0", b"line 1", b"line 2"]
+    assert got[-2:] == [b"y" * 10 + b" [line truncated]", b"end"]
+    assert len(got) == 5002
+
+
+def unpacked(payload: dict[str, Any]) -> list[tuple[int, bytes]]:
+    """A packed batch's lines as (t, raw bytes), read back as the API reads them."""
+    raw = zlib.decompress(base64.b64decode(payload["data"])).split(b"\n")
+    times = [t for t, n in payload["times"] for _ in range(n)]
+    assert len(raw) == len(times) == payload["count"]
+    return list(zip(times, raw, strict=True))
+
+
+def lines_of(payload: dict[str, Any]) -> list[str]:
+    return [raw.decode() for _t, raw in unpacked(payload)]
+
+
+def test_lines_travel_packed_with_their_bytes_and_times_as_written() -> None:
+    sink = Sink()
+    batcher = LogBatcher(sink)
+    lines = [(5, "é".encode()), (5, b"\xff\xfeok"), (6, b""), (7, b"last")]
+    batcher.add("s", lines)
+    batcher.close()
+    ((_step, payload),) = sink.batches
+    assert payload["times"] == [[5, 2], [6, 1], [7, 1]]
+    assert unpacked(payload) == lines
 
 
 class Sink:
@@ -117,8 +142,8 @@ def assert_contiguous(batches: list[dict[str, Any]]) -> None:
     for seq, batch in enumerate(batches):
         assert batch["seq"] == seq
         assert batch["firstLine"] == next_line
-        assert 0 < len(batch["lines"]) <= 1000
-        next_line += len(batch["lines"])
+        assert 0 < batch["count"] <= MAX_BATCH_LINES
+        next_line += batch["count"]
 
 
 def test_a_step_printing_100000_lines_yields_them_all_numbered_without_gaps(
@@ -148,7 +173,7 @@ def test_a_step_printing_100000_lines_yields_them_all_numbered_without_gaps(
     assert result.status == "SUCCESS"
     batches = [payload for step, payload in sink.batches if step == "chatty"]
     assert_contiguous(batches)
-    texts = [line["m"] for batch in batches for line in batch["lines"]]
+    texts = [text for batch in batches for text in lines_of(batch)]
     assert len(texts) == 100_000
     # A line ending with a long enough start of the secret is masked too (see masking.py).
     cut = {"line 4", "line 42", "line 424"}
@@ -168,7 +193,7 @@ def test_a_failed_batch_is_resent_with_the_same_seq() -> None:
     batcher.add("s", [(3, b"c")])
     batcher.close()
     assert sink.attempts == 4
-    assert [(p["seq"], p["firstLine"], len(p["lines"])) for _s, p in sink.batches] == [
+    assert [(p["seq"], p["firstLine"], p["count"]) for _s, p in sink.batches] == [
         (0, 0, 2),
         (1, 2, 1),
     ]
@@ -182,7 +207,7 @@ def test_a_resend_carries_the_same_lines_even_when_more_were_queued_meanwhile() 
     more_queued = threading.Event()
 
     def api(step: str, payload: dict[str, Any]) -> None:
-        key = (payload["seq"], payload["firstLine"], len(payload["lines"]))
+        key = (payload["seq"], payload["firstLine"], payload["count"])
         if not first_try.is_set():
             stored.append(key)
             first_try.set()
@@ -215,10 +240,6 @@ def test_batches_are_resent_past_the_old_eight_tries_while_there_is_time_and_lan
         ("s", 0, 0),
         ("t", 0, 0),
     ]
-
-
-def lines_of(payload: dict[str, Any]) -> list[str]:
-    return [line["m"] for line in payload["lines"]]
 
 
 def test_a_batch_that_cannot_land_before_the_token_expires_is_replaced_by_a_lost_line() -> None:
@@ -283,4 +304,46 @@ def test_the_first_line_after_a_quiet_spell_goes_out_at_once_and_a_burst_is_batc
     time.sleep(0.3)
     assert len(sink.batches) == 1, "a burst right after a send must wait for the next tick"
     batcher.close()
-    assert sum(len(payload["lines"]) for _, payload in sink.batches) == 21
+    assert sum(payload["count"] for _, payload in sink.batches) == 21
+
+
+def test_a_flood_goes_in_batches_of_at_most_max_bytes_and_few_requests() -> None:
+    sink = Sink()
+    batcher = LogBatcher(sink, max_bytes=1000)
+    lines = [(1, b"%09d" % n) for n in range(1000)]  # ten bytes each, newline counted
+    batcher.add("s", lines[:250])
+    batcher.add("s", lines[250:])
+    batcher.close()
+    batches = [payload for _, payload in sink.batches]
+    assert [b["count"] for b in batches] == [100] * 10
+    assert [text for b in batches for text in lines_of(b)] == [raw.decode() for _, raw in lines]
+    assert_contiguous(batches)
+
+
+def test_a_line_longer_than_a_batch_goes_alone() -> None:
+    sink = Sink()
+    batcher = LogBatcher(sink, max_bytes=10)
+    batcher.add("s", [(1, b"x" * 50), (2, b"y")])
+    batcher.close()
+    assert [lines_of(p) for _, p in sink.batches] == [["x" * 50], ["y"]]
+
+
+def test_while_too_much_waits_to_be_sent_adding_holds_the_step_back() -> None:
+    release = threading.Event()
+
+    def slow_api(step: str, payload: dict[str, Any]) -> None:
+        assert release.wait(10)
+
+    batcher = LogBatcher(slow_api, max_bytes=100, max_queued_bytes=300, hold_back=0.15)
+    batcher.add("s", [(1, b"x" * 99)])  # on the wire, the API not answering yet
+    began = time.monotonic()
+    batcher.add("s", [(2, b"y" * 99)] * 2)
+    assert time.monotonic() - began < 0.1, "under the limit, adding does not wait"
+    began = time.monotonic()
+    batcher.add("s", [(3, b"z" * 99)])
+    assert time.monotonic() - began >= 0.15, "over the limit, adding waits for the API"
+    release.set()
+    began = time.monotonic()
+    batcher.add("s", [(4, b"w")])
+    batcher.close()
+    assert time.monotonic() - began < 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import os
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -521,7 +523,8 @@ def test_the_launcher_speaks_the_protocol_from_launch_to_final_status(tmp_path: 
     ]
     logs = [b for m, p, b, _a in api.calls if p == "/v4/builds/7/steps/build/logs"]
     assert logs[0]["seq"] == 0 and logs[0]["firstLine"] == 0
-    assert [line["m"] for line in logs[0]["lines"]] == ["7-x ****"]
+    text = zlib.decompress(base64.b64decode(logs[0]["data"])).decode()
+    assert (logs[0]["count"], text) == (1, "7-x ****")
     method, path, final, _auth = api.calls[-1]
     assert (method, path) == ("PUT", "/v4/builds/7")
     assert final == {"status": "SUCCESS", "meta": {"parent": "yes", "out": {"x": "1"}}}

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 from prometheus_client import Gauge
 
@@ -47,15 +47,40 @@ def build_group(build_id: int) -> str:
     return f"build-{build_id}"
 
 
-def publish_lines(*, build_id: int, step: str, lines: list[dict[str, Any]]) -> None:
-    """New log lines of a step (`[{n, t, m}]`), sent once the batch is committed."""
-    if lines:
-        _publish_on_commit(build_id, {"type": "lines", "step": step, "lines": lines})
+def publish_lines(*, build_id: int, step: str, lines: Callable[[], list[dict[str, Any]]]) -> None:
+    """New log lines of a step (`lines()` gives `[{n, t, m}]`), sent once the batch is
+    committed; they are not even made when no page watches the build."""
+
+    def send() -> None:
+        if watched(build_id) and (shown := lines()):
+            _send(build_id, {"type": "lines", "step": step, "lines": shown})
+
+    transaction.on_commit(send)
 
 
 def publish_build(*, build_id: int) -> None:
     """The build's status and steps changed; subscribers fetch nothing, it is all in the message."""
-    transaction.on_commit(lambda: _send(build_id, _build_payload(build_id)))
+
+    def send() -> None:
+        if watched(build_id):
+            _send(build_id, _build_payload(build_id))
+
+    transaction.on_commit(send)
+
+
+def watched(build_id: int) -> bool:
+    """Whether a page may watch the build: False only when the channel layer can tell nobody
+    does (the in-process layer of the embedded default; Redis cannot tell, so it is sent).
+
+    Asked after the commit: a page that joins later reads what was saved from the database
+    (the consumer joins the group before it reads), so nothing is lost by not sending.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return False
+    if isinstance(layer, InMemoryChannelLayer):
+        return build_group(build_id) in layer.groups
+    return True
 
 
 def _build_payload(build_id: int) -> dict[str, Any]:
@@ -63,10 +88,6 @@ def _build_payload(build_id: int) -> dict[str, Any]:
     if build is None:
         return {"type": "gone"}
     return {"type": "build", "build": _render(build)}
-
-
-def _publish_on_commit(build_id: int, payload: dict[str, Any]) -> None:
-    transaction.on_commit(lambda: _send(build_id, payload))
 
 
 def _send(build_id: int, payload: dict[str, Any]) -> None:

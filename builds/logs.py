@@ -191,7 +191,7 @@ def append_batch(
             live.publish_lines(
                 build_id=current.build_id,
                 step=current.name,
-                lines=_live_lines(first_line, kept, runs),
+                lines=lambda: _live_lines(first_line, kept, runs),
             )
     except IntegrityError:
         # Another request stored this seq meanwhile: the same as a resend.

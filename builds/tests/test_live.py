@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from builds import logs, services
+from builds import live, logs, services
 from builds.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
 from builds.models import Build, BuildStatus, Event, Step
 from pipelines.models import Job, Pipeline
@@ -215,3 +215,13 @@ async def test_open_build_pages_are_counted_for_metrics_and_refused_ones_are_not
     assert connections() == before + 1
     await page.disconnect()
     assert connections() == before
+
+
+async def test_only_a_build_a_page_watches_is_published_on_the_in_process_layer() -> None:
+    build = await sync_to_async(_make_build)()
+    assert not live.watched(build.pk)
+    communicator = await _connect(build, await _user())
+    connected, _ = await communicator.connect()
+    assert connected and live.watched(build.pk)
+    await communicator.disconnect()
+    assert not live.watched(build.pk)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import signal
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -54,7 +56,8 @@ class ApiReporter:
     """Reports steps with PUTs and logs through a batcher; API trouble never stops the build.
 
     Reports go out in order from a thread of their own, so a step never waits for an HTTP
-    round trip before the next one starts; `close` waits until every report is out. A report
+    round trip before the next one starts; `close` waits until every report is out. A step
+    that ended before its start went out is reported with one PUT of both. A report
     the API does not take is resent until it does, or until the build token expires: a
     restart of the API delays the reports, it never loses them.
     """
@@ -93,8 +96,22 @@ class ApiReporter:
         self._thread.join(max(1.0, self.client.seconds_left() - FINAL_STATUS_RESERVE_SECONDS))
 
     def _send_all(self) -> None:
-        while (item := self._queue.get()) is not None:
+        waiting: deque[tuple[str, str, dict[str, Any]] | None] = deque()
+        while True:
+            if not waiting:
+                waiting.append(self._queue.get())
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    waiting.append(self._queue.get_nowait())
+            item = waiting.popleft()
+            if item is None:
+                return
             kind, name, body = item
+            following = waiting[0] if waiting else None
+            if kind == "start" and following is not None and following[:2] == ("end", name):
+                # A step that ended before its start went out: one PUT says both.
+                waiting.popleft()
+                kind, body = "end", {**body, **following[2]}
             if kind == "end":
                 # The log is whole by the time a step is reported ended.
                 self.batcher.flush(name, self.client.seconds_left())

@@ -12,14 +12,16 @@ import sys
 import threading
 import time
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from executors.launcher.api import ApiClient
 from executors.launcher.environment import build_environment
-from executors.launcher.launch import timeout_message
-from executors.launcher.logs import Masker
+from executors.launcher.launch import ApiReporter, timeout_message
+from executors.launcher.logs import LogBatcher, Masker
 from executors.launcher.runner import Checkout, Runner, Step
 from executors.launcher.workspace import Workspace
 from executors.tests.reporting import Collector
@@ -420,6 +422,9 @@ class FakeApi:
         self.status = status  # what GET /v4/builds/7 says
         self.calls: list[tuple[str, str, Any, str]] = []
         self.finished = threading.Event()
+        # A request to `held_path` is answered only once `release` is set.
+        self.held_path = ""
+        self.release = threading.Event()
         api = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -439,6 +444,8 @@ class FakeApi:
                 body = json.loads(self.rfile.read(length)) if length else None
                 auth = self.headers.get("Authorization", "")
                 api.calls.append((self.command, self.path, body, auth))
+                if self.path == api.held_path:
+                    api.release.wait(10)
                 if self.path.endswith("/launch"):
                     self._answer(200, api.spec)
                 elif self.path.endswith("/heartbeat"):
@@ -498,6 +505,33 @@ def launcher(api: FakeApi, workspace: Path, *extra: str) -> list[str]:
 LAUNCHER_ENV = {"PATH": os.environ.get("PATH", ""), "SD_LAUNCHER_TOKEN": "tok-123"}
 
 
+def test_a_step_over_before_its_start_was_sent_is_reported_with_one_put() -> None:
+    api = FakeApi(launch_spec([]))
+    api.held_path = "/v4/builds/7/steps/slow"
+    client = ApiClient(api.url, "tok-123")
+    reporter = ApiReporter(client, 7, LogBatcher(lambda name, payload: None))
+    at = datetime.now(UTC)
+    try:
+        reporter.step_started("slow", at)
+        deadline = time.monotonic() + 10
+        while not api.calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # The API is still answering the first report while the next step starts and ends.
+        reporter.step_ended("slow", at, 0)
+        reporter.step_started("fast", at)
+        reporter.step_ended("fast", at, 3)
+        api.release.set()
+        reporter.close()
+    finally:
+        api.close()
+    assert [(path, sorted(body)) for _m, path, body, _a in api.calls] == [
+        ("/v4/builds/7/steps/slow", ["startTime"]),
+        ("/v4/builds/7/steps/slow", ["code", "endTime"]),
+        ("/v4/builds/7/steps/fast", ["code", "endTime", "startTime"]),
+    ]
+    assert api.calls[-1][2]["code"] == 3
+
+
 def test_the_launcher_speaks_the_protocol_from_launch_to_final_status(tmp_path: Path) -> None:
     api = FakeApi(
         launch_spec(
@@ -515,12 +549,17 @@ def test_the_launcher_speaks_the_protocol_from_launch_to_final_status(tmp_path: 
         api.close()
     assert {auth for *_rest, auth in api.calls} == {"Bearer tok-123"}
     steps = [(m, p, sorted(b)) for m, p, b, _a in api.calls if "/steps/" in p]
-    assert [s for s in steps if not s[1].endswith("/logs")] == [
-        ("PUT", "/v4/builds/7/steps/build", ["startTime"]),
-        ("PUT", "/v4/builds/7/steps/build", ["code", "endTime"]),
-        ("PUT", "/v4/builds/7/steps/teardown-t", ["startTime"]),
-        ("PUT", "/v4/builds/7/steps/teardown-t", ["code", "endTime"]),
-    ]
+    reports = [(path.rsplit("/", 1)[1], keys) for m, path, keys in steps if m == "PUT"]
+    # Each step's start, then its end; one PUT of both when the step was over before its
+    # start went out.
+    for name in ("build", "teardown-t"):
+        assert [keys for step, keys in reports if step == name] in (
+            [["startTime"], ["code", "endTime"]],
+            [["code", "endTime", "startTime"]],
+        )
+    assert [step for step, _keys in reports] == sorted(
+        (step for step, _keys in reports), key=["build", "teardown-t"].index
+    )
     logs = [b for m, p, b, _a in api.calls if p == "/v4/builds/7/steps/build/logs"]
     assert logs[0]["seq"] == 0 and logs[0]["firstLine"] == 0
     text = zlib.decompress(base64.b64decode(logs[0]["data"])).decode()

@@ -130,10 +130,9 @@ class StepOutput:
     def _emit_within_caps(
         self, block: bytes, t: int, out: list[Line], first_overlong: bool
     ) -> None:
-        block = self.masker.block(block)
-        lines = block.split(b"\n")
+        lines = self.masker.lines(block)
         limit = self.max_line_bytes
-        if first_overlong or (len(block) > limit and max(map(len, lines)) > limit):
+        if first_overlong or max(map(len, lines)) > limit:
             for index, raw in enumerate(lines):
                 if len(raw) > limit or (index == 0 and first_overlong):
                     lines[index] = _cut(raw, limit) + LINE_TRUNCATED

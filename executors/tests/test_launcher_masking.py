@@ -195,7 +195,9 @@ def test_a_block_of_lines_is_masked_exactly_as_each_line_alone(
         text += form[min(start, stop) : max(start, stop)] + ("\n" if which % 3 == 0 else " ")
     lines = text.encode().split(b"\n")
 
-    assert mask.block(b"\n".join(lines)) == b"\n".join(mask(line) for line in lines)
+    one_by_one = [mask(line) for line in lines]
+    assert mask.block(b"\n".join(lines)) == b"\n".join(one_by_one)
+    assert mask.lines(b"\n".join(lines)) == one_by_one
 
 
 def test_a_block_with_nothing_to_mask_comes_back_as_the_same_object() -> None:

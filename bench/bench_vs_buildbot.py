@@ -380,6 +380,10 @@ def running_ours(tmp: Path, lines: int, million: int) -> Iterator[Ours]:
     poll = {"SD_QUEUE_POLL_SECONDS": os.environ.get("SD_QUEUE_POLL_SECONDS", "0.1")}
     with running_stack(tmp, repo, poll) as (client, pipeline_id):
         serve = next(p for p, cmd in _tree(os.getpid()) if "sd_serve" in cmd)
+        # As Screwdriver's clients do: the API token buys a JWT, which the polls carry.
+        api_token = client.headers["Authorization"].removeprefix("Bearer ")
+        answer = client.get("/v4/auth/token", params={"api_token": api_token})
+        client.headers["Authorization"] = f"Bearer {answer.json()['token']}"
         yield Ours(client, pipeline_id, serve)
 
 

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -37,6 +38,8 @@ from .workspace import Workspace
 START_PATIENCE_SECONDS = 45.0
 # However long logs take to land, this much of the token's life is kept for the final status.
 FINAL_STATUS_RESERVE_SECONDS = 300.0
+# Reports of this many steps may be on their way at once (each step's own go in order).
+REPORTS_AT_ONCE = 3
 
 
 def timeout_message(seconds: float) -> str:
@@ -55,10 +58,11 @@ def warn(message: str) -> None:
 class ApiReporter:
     """Reports steps with PUTs and logs through a batcher; API trouble never stops the build.
 
-    Reports go out in order from a thread of their own, so a step never waits for an HTTP
-    round trip before the next one starts; `close` waits until every report is out. A step
-    that ended before its start went out is reported with one PUT of both. A report
-    the API does not take is resent until it does, or until the build token expires: a
+    Reports go out from threads of their own, so a step never waits for an HTTP round trip
+    before the next one starts; `close` waits until every report is out. Each step's reports
+    go in order (its end after its last log lines), and up to REPORTS_AT_ONCE steps' reports
+    at once. A step that ended before its start went out is reported with one PUT of both. A
+    report the API does not take is resent until it does, or until the build token expires: a
     restart of the API delays the reports, it never loses them.
     """
 
@@ -67,6 +71,16 @@ class ApiReporter:
         self.build_id = build_id
         self.batcher = batcher
         self._queue: queue.Queue[tuple[str, str, dict[str, Any]] | None] = queue.Queue()
+        # Reports ready to go, to the senders; each carries the event its step's previous
+        # report sets when it is done, and the one it sets itself.
+        self._ready: queue.Queue[_Report | None] = queue.Queue()
+        self._slots = threading.Semaphore(REPORTS_AT_ONCE)
+        self._senders = [
+            threading.Thread(target=self._send_ready, name="step-report", daemon=True)
+            for _ in range(REPORTS_AT_ONCE)
+        ]
+        for sender in self._senders:
+            sender.start()
         self._thread = threading.Thread(target=self._send_all, name="step-reports", daemon=True)
         self._thread.start()
 
@@ -97,30 +111,69 @@ class ApiReporter:
 
     def _send_all(self) -> None:
         waiting: deque[tuple[str, str, dict[str, Any]] | None] = deque()
+        last: dict[str, threading.Event] = {}
         while True:
             if not waiting:
                 waiting.append(self._queue.get())
+            # A report waits for a free sender here, where later ones can still join it.
+            self._slots.acquire()
             with contextlib.suppress(queue.Empty):
                 while True:
                     waiting.append(self._queue.get_nowait())
             item = waiting.popleft()
             if item is None:
-                return
+                break
             kind, name, body = item
             following = waiting[0] if waiting else None
             if kind == "start" and following is not None and following[:2] == ("end", name):
                 # A step that ended before its start went out: one PUT says both.
                 waiting.popleft()
                 kind, body = "end", {**body, **following[2]}
-            if kind == "end":
-                # The log is whole by the time a step is reported ended.
-                self.batcher.flush(name, self.client.seconds_left())
+            done = threading.Event()
+            self._ready.put(_Report(kind, name, body, last.get(name), done))
+            last[name] = done
+        for _sender in self._senders:
+            self._ready.put(None)
+        for sender in self._senders:
+            sender.join()
+
+    def _send_ready(self) -> None:
+        while (report := self._ready.get()) is not None:
             try:
-                self.client.deliver(
-                    "PUT", self._step_path(name), body, on_retry=_warn_once(f"the {kind} of {name}")
-                )
-            except ApiError as exc:
-                warn(f"could not report the {kind} of {name}: {exc}")
+                self._report(report)
+            finally:
+                report.done.set()
+                self._slots.release()
+
+    def _report(self, report: _Report) -> None:
+        # The step's previous report was handed out first, so a sender has it: no sender
+        # ever waits for one that waits behind it.
+        if report.after is not None:
+            report.after.wait()
+        kind, name = report.kind, report.name
+        if kind == "end":
+            # The log is whole by the time a step is reported ended.
+            self.batcher.flush(name, self.client.seconds_left())
+        try:
+            self.client.deliver(
+                "PUT",
+                self._step_path(name),
+                report.body,
+                on_retry=_warn_once(f"the {kind} of {name}"),
+            )
+        except ApiError as exc:
+            warn(f"could not report the {kind} of {name}: {exc}")
+
+
+@dataclass(frozen=True)
+class _Report:
+    """One step report for a sender: what to PUT, and the events that order a step's reports."""
+
+    kind: str
+    name: str
+    body: dict[str, Any]
+    after: threading.Event | None
+    done: threading.Event
 
 
 class Heartbeat:

@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import string
+import zlib
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -310,3 +311,24 @@ def test_three_large_batches_with_made_up_seqs_cannot_flood_a_step(settings: Any
     assert step.lines == fit + 1 and step.log_truncated
     assert step.log_bytes <= 1024 * 1024 + 100
     assert "flood-secret-value" not in json.dumps(_texts(build, "sd-setup-scm"))
+
+
+def test_a_packed_batch_is_masked_too_and_a_malformed_one_gets_a_400() -> None:
+    build = make_build(secrets={"TOKEN": "packed-secret-value"})
+    client = launcher(build)
+    raw = b"\n".join([b"before", b"the packed-secret-value here", b"cut packed-sec", b"after"])
+    body = {
+        "seq": 0,
+        "firstLine": 0,
+        "count": 4,
+        "data": base64.b64encode(zlib.compress(raw)).decode(),
+        "times": [[T0, 4]],
+    }
+    url = f"/v4/builds/{build.pk}/steps/use/logs"
+    assert client.post(url, body, format="json").status_code == 201
+    assert _texts(build, "use") == ["before", "the **** here", "cut ****", "after"]
+
+    for bad in ({"data": 7}, {"times": "soon"}, {"count": 5}):
+        answer = client.post(url, {**body, "seq": 1, "firstLine": 4, **bad}, format="json")
+        assert answer.status_code == 400, answer.content
+        assert answer.json()["message"]

@@ -185,10 +185,10 @@ FIRST_RETRY = 0.5
 MAX_RETRY = 10.0
 # A batch holds at most this much (a newline counted per line) and this many lines.
 MAX_BATCH_BYTES = 1 << 20
-MAX_BATCH_LINES = 50_000
+MAX_BATCH_LINES = 100_000
 # While more than this waits to be sent, `add` holds the step back a little (see `add`).
 MAX_QUEUED_BYTES = 4 * MAX_BATCH_BYTES
-MAX_QUEUED_LINES = 4 * MAX_BATCH_LINES
+MAX_QUEUED_LINES = 2 * MAX_BATCH_LINES
 
 
 class LogBatcher:

@@ -4,6 +4,8 @@ Runs the real stack (daphne + a django-q2 worker + SQLite, as `make run` does) i
 data dir, opens the build page in Debian's Chromium before the build starts, and records when
 each line appears (a MutationObserver on the log). Each line carries the time the step printed
 it (`date +%s%3N`); browser and step share the machine's clock.
+Then the same build again with no page open. For both it counts the log batches the launcher
+sent (one request each) per second of the step.
 Usage: `python bench/bench_live_logs.py [--lines 200] [--gap 0.05]`.
 """
 
@@ -100,6 +102,19 @@ def main() -> None:
                 seen = [float(v) for v in page.evaluate("window.__seen")]
                 live = page.locator("#build").get_attribute("data-live")
                 browser.close()
+            watched_rate = batches_per_second(build.pk)
+            unwatched = Build.objects.get(
+                event=services.start_event(
+                    pipeline=pipeline,
+                    start_from="~commit",
+                    creator=services.Creator(name="bench", username="bench"),
+                )
+            )
+            deadline = time.monotonic() + 60 + args.lines * args.gap * 2
+            while time.monotonic() < deadline and not unwatched.is_finished:
+                time.sleep(0.2)
+                unwatched.refresh_from_db()
+            unwatched_rate = batches_per_second(unwatched.pk)
         finally:
             stack.stop()
     if not seen:
@@ -110,6 +125,20 @@ def main() -> None:
         f"p95 {percentile(seen, 95):.0f} ms, p99 {percentile(seen, 99):.0f} ms, "
         f"min {min(seen):.0f} ms, max {max(seen):.0f} ms"
     )
+    print(
+        f"log requests from the step: {watched_rate:.1f}/s with the page open, "
+        f"{unwatched_rate:.1f}/s with none"
+    )
+
+
+def batches_per_second(build_id: int) -> float:
+    """Log batches the launcher sent for the step `ticks`, per second the step ran."""
+    from builds.models import LogBatch, Step
+
+    step = Step.objects.get(build_id=build_id, name="ticks")
+    assert step.start_time is not None and step.end_time is not None
+    batches = LogBatch.objects.filter(step=step).count()
+    return batches / (step.end_time - step.start_time).total_seconds()
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from builds import logs
+from builds import live, logs
 from builds import services as build_services
 from builds.api.serializers import (
     BuildSecretSerializer,
@@ -281,8 +281,10 @@ class StepLogsView(ApiView):
             data=given.get("data"),
             times=given.get("times"),
         )
+        # `live` tells the launcher to send lines sooner: a page watches (or may watch) them.
         return Response(
-            {"stored": created}, status=http.HTTP_201_CREATED if created else http.HTTP_200_OK
+            {"stored": created, "live": live.watched(build_id)},
+            status=http.HTTP_201_CREATED if created else http.HTTP_200_OK,
         )
 
 

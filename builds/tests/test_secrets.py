@@ -237,7 +237,7 @@ def test_a_batch_out_of_order_is_refused_with_a_409_saying_what_comes_next() -> 
     assert "expects batch 1 starting at line 2" in gap.json()["message"]
     assert post(client, build, "use", 1, 7, ["x"]).status_code == 409
     resend = post(client, build, "use", 0, 0, ["a", "b"])
-    assert resend.status_code == 200 and resend.json() == {"stored": False}
+    assert resend.status_code == 200 and resend.json()["stored"] is False
     assert post(client, build, "use", 1, 2, ["c"]).status_code == 201
 
 
@@ -269,7 +269,7 @@ def test_past_the_step_cap_the_batch_is_cut_with_one_line_and_later_ones_store_n
     cut = post(client, build, "use", 0, 0, ["0123456789", "0123456789", "more"])
     assert cut.status_code == 201
     later = post(client, build, "use", 1, 3, ["still more"])
-    assert later.status_code == 200 and later.json() == {"stored": False}
+    assert later.status_code == 200 and later.json()["stored"] is False
     resent = post(client, build, "use", 0, 0, ["0123456789", "0123456789", "more"])
     assert resent.status_code == 200
 
@@ -325,7 +325,9 @@ def test_a_packed_batch_is_masked_too_and_a_malformed_one_gets_a_400() -> None:
         "times": [[T0, 4]],
     }
     url = f"/v4/builds/{build.pk}/steps/use/logs"
-    assert client.post(url, body, format="json").status_code == 201
+    stored = client.post(url, body, format="json")
+    # No page watches the build: the launcher may take its time.
+    assert (stored.status_code, stored.json()) == (201, {"stored": True, "live": False})
     assert _texts(build, "use") == ["before", "the **** here", "cut ****", "after"]
 
     for bad in ({"data": 7}, {"times": "soon"}, {"count": 5}):

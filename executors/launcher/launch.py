@@ -99,9 +99,9 @@ class ApiReporter:
         """Queue the PUT of the end, sent once the step's last lines are out."""
         self._queue.put(("end", name, {"endTime": iso(at), "code": code}))
 
-    def send_batch(self, name: str, payload: dict[str, Any]) -> None:
+    def send_batch(self, name: str, payload: dict[str, Any]) -> Any:
         """The batcher's sender (the batcher resends what fails, in order)."""
-        self.client.request("POST", self._step_path(name) + "/logs", payload, retries=0)
+        return self.client.request("POST", self._step_path(name) + "/logs", payload, retries=0)
 
     def close(self) -> None:
         """Wait until every queued report has been sent (or given up on), keeping time for

@@ -176,10 +176,10 @@ def _size(lines: list[Line]) -> int:
     return sum(map(len, map(itemgetter(1), lines))) + len(lines)
 
 
-# send(step_name, {"seq", "firstLine", "count", "data", "times"}) raises on failure; an
-# exception with a true `permanent` attribute (a 4xx) drops the batch, anything else is resent
-# after a back-off.
-Sender = Callable[[str, dict[str, Any]], None]
+# send(step_name, {"seq", "firstLine", "count", "data", "times"}) returns the API's answer
+# and raises on failure; an exception with a true `permanent` attribute (a 4xx) drops the
+# batch, anything else is resent after a back-off.
+Sender = Callable[[str, dict[str, Any]], Any]
 
 FIRST_RETRY = 0.5
 MAX_RETRY = 10.0
@@ -195,9 +195,10 @@ class LogBatcher:
     """Sends each step's lines in numbered batches from a background thread.
 
     A batch goes when it is full (`max_bytes` or `max_lines`), and otherwise at the first
-    chance `interval` after the previous one started: a line waits at most about `interval`,
-    the first line after a quiet spell goes at once, and a step that prints a flood is sent in
-    full batches as fast as the API takes them, never one request per line.
+    chance `interval` after the previous one started (`live_interval` while the API answers
+    that a page watches the build live): a line waits at most about that long, the first line
+    after a quiet spell goes at once, and a step that prints a flood is sent in full batches as
+    fast as the API takes them, never one request per line.
 
     A batch the API does not take is resent, in order, with a doubling back-off, for as long
     as `keep_trying_for()` says there is time (the build token's life): an API restart only
@@ -211,7 +212,8 @@ class LogBatcher:
         self,
         send: Sender,
         *,
-        interval: float = 0.08,
+        interval: float = 0.25,
+        live_interval: float = 0.08,
         max_lines: int = MAX_BATCH_LINES,
         max_bytes: int = MAX_BATCH_BYTES,
         keep_trying_for: Callable[[], float] = lambda: 3600.0,
@@ -223,6 +225,9 @@ class LogBatcher:
         self._send = send
         self._first_retry = first_retry
         self._interval = interval
+        self._live_interval = min(interval, live_interval)
+        # Whether the API's last answer said a page watches the build.
+        self._live = False
         self._max_lines = max_lines
         self._max_bytes = max_bytes
         self._max_queued_bytes = max_queued_bytes
@@ -310,7 +315,8 @@ class LogBatcher:
             for q in waiting
         ):
             return 0.0
-        return max(0.0, self._last_send + self._interval - time.monotonic())
+        interval = self._live_interval if self._live else self._interval
+        return max(0.0, self._last_send + interval - time.monotonic())
 
     def _run(self) -> None:
         while True:
@@ -385,7 +391,7 @@ class LogBatcher:
             try:
                 with self._cond:
                     self._last_send = time.monotonic()
-                self._send(name, queue.payload)
+                answer = self._send(name, queue.payload)
             except Exception as exc:
                 queue.failures += 1
                 permanent = bool(getattr(exc, "permanent", False))
@@ -399,6 +405,7 @@ class LogBatcher:
                 self._give_up(name, queue, len(lines), exc)
                 continue
             with self._cond:
+                self._live = isinstance(answer, dict) and answer.get("live") is True
                 self._done_with(queue, lines)
                 queue.next_line += len(lines)
                 queue.seq += 1

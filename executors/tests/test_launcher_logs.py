@@ -347,3 +347,26 @@ def test_while_too_much_waits_to_be_sent_adding_holds_the_step_back() -> None:
     batcher.add("s", [(4, b"w")])
     batcher.close()
     assert time.monotonic() - began < 5
+
+
+def test_lines_go_sooner_while_the_api_says_a_page_watches_them() -> None:
+    for live in (False, True):
+        sent: list[float] = []
+
+        def api(
+            step: str, payload: dict[str, Any], live: bool = live, sent: list[float] = sent
+        ) -> dict[str, Any]:
+            sent.append(time.monotonic())
+            return {"stored": True, "live": live}
+
+        batcher = LogBatcher(api, interval=0.15, live_interval=0.01)
+        batcher.add("s", [(1, b"first")])  # after a quiet spell: at once
+        deadline = time.monotonic() + 5
+        while not sent and time.monotonic() < deadline:
+            time.sleep(0.002)
+        batcher.add("s", [(2, b"second")])
+        time.sleep(0.05)
+        # Watched, the second line goes 10 ms after the first; unwatched, it waits 150 ms.
+        assert len(sent) == (2 if live else 1), live
+        batcher.close()
+        assert len(sent) == 2

@@ -559,15 +559,12 @@ def test_the_launcher_speaks_the_protocol_from_launch_to_final_status(tmp_path: 
     steps = [(m, p, sorted(b)) for m, p, b, _a in api.calls if "/steps/" in p]
     reports = [(path.rsplit("/", 1)[1], keys) for m, path, keys in steps if m == "PUT"]
     # Each step's start, then its end; one PUT of both when the step was over before its
-    # start went out.
+    # start went out. Two steps' reports may interleave; the final status comes after all.
     for name in ("build", "teardown-t"):
         assert [keys for step, keys in reports if step == name] in (
             [["startTime"], ["code", "endTime"]],
             [["code", "endTime", "startTime"]],
         )
-    assert [step for step, _keys in reports] == sorted(
-        (step for step, _keys in reports), key=["build", "teardown-t"].index
-    )
     logs = [b for m, p, b, _a in api.calls if p == "/v4/builds/7/steps/build/logs"]
     assert logs[0]["seq"] == 0 and logs[0]["firstLine"] == 0
     text = zlib.decompress(base64.b64decode(logs[0]["data"])).decode()

@@ -208,6 +208,9 @@ class ApiClient:
             try:
                 conn.request("PUT", parts.path, body=_Exactly(fd, length), headers=headers)  # type: ignore[arg-type]
             except OSError as exc:
+                if conn.sock is None:
+                    # Never connected (the API is down or restarting): resent like any report.
+                    raise ApiError(f"PUT {url} failed: {exc}") from exc
                 # A server may refuse before it has read the body (a 413) and close; its
                 # answer can still be waiting to be read.
                 failed: Exception | None = exc

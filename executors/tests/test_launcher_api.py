@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -100,3 +101,20 @@ def test_resending_stops_when_the_token_would_have_expired() -> None:
     with pytest.raises(ApiError):
         client.deliver("PUT", "/builds/1", {"status": "SUCCESS"})
     assert time.monotonic() - started < 5
+
+
+def test_a_file_upload_to_an_api_that_is_down_is_resent_and_then_gives_up(tmp_path: Any) -> None:
+    # Nothing listens on port 9: every try is refused before a byte is sent.
+    client = ApiClient("http://127.0.0.1:9", "t", give_up_at=time.time() + 60)
+    source = tmp_path / "a.txt"
+    source.write_bytes(b"abc")
+    retried: list[ApiError] = []
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        with pytest.raises(ApiError, match=r"PUT .* failed"):
+            client.deliver_file(
+                "/builds/1/artifacts/a.txt", fd, 3, within=0.8, on_retry=retried.append
+            )
+    finally:
+        os.close(fd)
+    assert retried, "a refused connection is worth a resend"

@@ -130,6 +130,7 @@ def test_a_signed_pull_request_delivery_runs_a_real_build_on_the_merge_and_posts
     with github.lock:
         posted = [body for sha, body in github.statuses if sha == pr_sha]
     assert {body["context"] for body in posted} == {context}
-    assert posted[0]["description"] == "The build is queued."
+    # A queued status still waiting when the build starts gives way to the running one.
+    assert posted[0]["description"] in {"The build is queued.", "The build is running."}
     assert posted[-1]["target_url"].endswith(f"/pipelines/{pipeline.pk}/builds/{build.pk}")
     assert github.unknown == []

@@ -68,9 +68,10 @@ def pr_comments(build: Build, build_url: str) -> list[Comment]:
     summary = own.get("summary")
     if not isinstance(summary, dict):
         return []
+    # By key: PostgreSQL's jsonb does not keep the order in which the build wrote the meta.
     lines = {
         str(key): f"__{key}__ - {text}"
-        for key, value in summary.items()
+        for key, value in sorted(summary.items(), key=lambda item: str(item[0]))
         if (text := _summary_value(value)) is not None
     }
     if not lines:
@@ -96,7 +97,7 @@ def commit_checks(build: Build, *, pipeline_id: int, build_url: str) -> list[Com
     if not isinstance(statuses, dict):
         return []
     checks = []
-    for name, value in list(statuses.items())[:MAX_CHECKS]:
+    for name, value in sorted(statuses.items(), key=lambda item: str(item[0]))[:MAX_CHECKS]:
         check = value
         if isinstance(check, str):
             try:

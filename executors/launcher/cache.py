@@ -281,16 +281,7 @@ class Caches:
 
     def restore(self, log: Log, should_stop: ShouldStop) -> int:
         """Restore every cache path, pipeline then event then job; always 0."""
-        for key, path in self._each():
-            if should_stop():
-                log("The build was stopped: no more caches are restored.")
-                break
-            try:
-                self._restore_one(key, path, log, should_stop)
-            except Stopped:
-                log(f"The build was stopped while the {key} cache {path} was restored.")
-                break
-        return 0
+        return self._every_path("restored", self._restore_one, log, should_stop)
 
     def _restore_one(self, key: str, path: str, log: Log, should_stop: ShouldStop) -> None:
         try:
@@ -330,24 +321,15 @@ class Caches:
 
     def save(self, log: Log, should_stop: ShouldStop) -> int:
         """Save every cache path this build may save; always 0."""
-        for key, path in self._each():
-            if should_stop():
-                log("The build was stopped: no more caches are saved.")
-                break
-            if key not in self.spec.save:
-                log(
-                    f"Not saving the {key} cache {path}: a pull request's build does not "
-                    f"change its pipeline's or its job's caches."
-                )
-                continue
-            try:
-                self._save_one(key, path, log, should_stop)
-            except Stopped:
-                log(f"The build was stopped while the {key} cache {path} was saved.")
-                break
-        return 0
+        return self._every_path("saved", self._save_one, log, should_stop)
 
     def _save_one(self, key: str, path: str, log: Log, should_stop: ShouldStop) -> None:
+        if key not in self.spec.save:
+            log(
+                f"Not saving the {key} cache {path}: a pull request's build does not "
+                f"change its pipeline's or its job's caches."
+            )
+            return
         try:
             parts = self.target(path)
         except CachePathError as exc:
@@ -395,6 +377,25 @@ class Caches:
             f"{human_bytes(files.bytes)} ({human_bytes(size)} compressed), "
             f"in {self.clock() - started:.1f} s."
         )
+
+    def _every_path(
+        self,
+        done: str,
+        one: Callable[[str, str, Log, ShouldStop], None],
+        log: Log,
+        should_stop: ShouldStop,
+    ) -> int:
+        """Run `one` on each cache path in order until the build is stopped; always 0."""
+        for key, path in self._each():
+            if should_stop():
+                log(f"The build was stopped: no more caches are {done}.")
+                break
+            try:
+                one(key, path, log, should_stop)
+            except Stopped:
+                log(f"The build was stopped while the {key} cache {path} was {done}.")
+                break
+        return 0
 
     def _each(self) -> list[tuple[str, str]]:
         return [(key, path) for key in KEYS for path in self.spec.paths.get(key, [])]

@@ -11,6 +11,12 @@ How a file is served is decided here and nowhere else:
   own pages may frame it.
 
 Every answer carries `X-Content-Type-Options: nosniff` and a sandboxing policy of its own.
+
+Under a capability address (builds.artifact_links), where a report loads the files beside it,
+a stylesheet, a script, a font, SVG or JSON is served as its real type, chosen from its name
+(REPORT_FILE_TYPES), so a browser that honours nosniff applies it; the rest as above, and HTML
+only for a name that is HTML's. Those answers are never stored by the browser and send no
+Referer, so the capability stays in the frame's address.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header, http_date
 
 from builds.artifact_reads import kind_of, stored_chunks
+from builds.artifacts import content_type_of
 from builds.models import Artifact, Build
 from screwdriver_site.streaming import (
     ChunkedResponse,
@@ -47,6 +54,21 @@ FILE_POLICY = (
     "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
     "frame-ancestors 'self'"
 )
+# What a report may load from beside it, by its name's extension: each as its real type, so a
+# browser that honours nosniff applies the style, runs the script or uses the font. None is HTML,
+# and none runs anything when opened on its own (FILE_POLICY's sandbox, without allow-scripts).
+REPORT_FILE_TYPES = {
+    "css": "text/css; charset=utf-8",
+    "js": "text/javascript; charset=utf-8",
+    "mjs": "text/javascript; charset=utf-8",
+    "json": "application/json",
+    "map": "application/json",
+    "svg": "image/svg+xml",
+    "woff": "font/woff",
+    "woff2": "font/woff2",
+    "ttf": "font/ttf",
+    "otf": "font/otf",
+}
 OCTET_STREAM = "application/octet-stream"
 TEXT = "text/plain; charset=utf-8"
 HTML = "text/html; charset=utf-8"
@@ -69,6 +91,25 @@ def _shown_as(artifact: Artifact, as_type: str) -> tuple[str, bool, str]:
     return artifact.content_type.split(";", 1)[0].strip().lower(), True, FILE_POLICY
 
 
+def _shown_in_report(artifact: Artifact) -> tuple[str, bool, str]:
+    """The Content-Type, whether inline, and the policy of a file under a capability address.
+
+    Decided from the file's name alone: its extension in REPORT_FILE_TYPES, else as a preview.
+    """
+    name = posixpath.basename(artifact.path).lower()
+    _stem, dot, extension = name.rpartition(".")
+    if dot and extension in REPORT_FILE_TYPES:
+        return REPORT_FILE_TYPES[extension], True, FILE_POLICY
+    kind = kind_of(artifact.path, content_type_of(artifact.path))
+    if kind == "binary":
+        return OCTET_STREAM, False, FILE_POLICY
+    if kind == "text":
+        return TEXT, True, FILE_POLICY
+    if kind == "html":
+        return HTML, True, REPORT_POLICY
+    return content_type_of(artifact.path), True, FILE_POLICY
+
+
 def _protect(response: HttpResponseBase, policy: str) -> HttpResponseBase:
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = policy
@@ -77,19 +118,45 @@ def _protect(response: HttpResponseBase, policy: str) -> HttpResponseBase:
     return response
 
 
+def protect_view(response: HttpResponseBase, policy: str = FILE_POLICY) -> HttpResponseBase:
+    """The headers of every answer under a capability address (builds.artifact_links).
+
+    Nothing is kept by the browser, and no Referer leaves with the capability in it. A report
+    runs in an opaque origin, to which every file beside it is another origin's: fonts and
+    module scripts load only with CORS, which `*` without credentials allows. It adds nothing
+    to what the address alone gives, and no cookie of ours is ever taken on this route.
+    """
+    _protect(response, policy)
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
 def file_response(
-    artifact: Artifact, *, as_type: str, headers: Mapping[str, str], head: bool = False
+    artifact: Artifact,
+    *,
+    as_type: str,
+    headers: Mapping[str, str],
+    head: bool = False,
+    in_report: bool = False,
 ) -> HttpResponseBase:
-    """The artifact's bytes as `as_type` (download or preview), honouring Range and ETags.
+    """The artifact's bytes as `as_type` (download or preview), honouring Range and ETags;
+    `in_report` serves it under a capability address, as a report loads it.
 
     Raises ArtifactFileMissing when the storage has lost the file, before any byte is sent.
     """
-    content_type, inline, policy = _shown_as(artifact, as_type)
+    if in_report:
+        content_type, inline, policy = _shown_in_report(artifact)
+        protect = protect_view
+    else:
+        content_type, inline, policy = _shown_as(artifact, as_type)
+        protect = _protect
     etag = f'"{artifact.sha256}"'
     if etag_in(headers.get("If-None-Match"), etag):
         not_modified = HttpResponse(status=HTTPStatus.NOT_MODIFIED)
         not_modified["ETag"] = etag
-        return _protect(not_modified, policy)
+        return protect(not_modified, policy)
     wanted = headers.get("Range")
     if_range = headers.get("If-Range")
     if if_range is not None and if_range.strip() != etag:
@@ -107,7 +174,7 @@ def file_response(
             status=416,
         )
         refused["Content-Range"] = f"bytes */{artifact.size}"
-        return _protect(refused, policy)
+        return protect(refused, policy)
     start, end = (0, artifact.size) if byte_range is None else (byte_range.start, byte_range.end)
     if head:
         body: Iterator[bytes] = iter(())
@@ -126,7 +193,7 @@ def file_response(
     response["Last-Modified"] = http_date(artifact.created_at.timestamp())
     disposition = content_disposition_header(not inline, posixpath.basename(artifact.path))
     response["Content-Disposition"] = disposition or ("inline" if inline else "attachment")
-    return _protect(response, policy)
+    return protect(response, policy)
 
 
 def zip_response(

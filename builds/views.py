@@ -4,6 +4,7 @@ job permalinks to a job's latest build and its artifacts, as Screwdriver's UI ha
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -13,12 +14,15 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from builds import selectors, whole_log
-from builds.artifact_reads import TEXT_PREVIEW_BYTES
+from builds.artifact_links import sign_view_token
+from builds.artifact_reads import TEXT_PREVIEW_BYTES, kind_of
+from builds.artifacts import artifact_at
 from builds.models import Artifact, Build, BuildStatus
 from builds.services import TransitionError, abort_build
 from pipelines.models import Pipeline
 from pipelines.selectors import branch_of, duration_text, first_line, siblings_of
 from pipelines.views import ADMIN, PUSH, pipeline_with_rank
+from screwdriver_site.tokens import generation_of
 
 
 def _build_context(pipeline: Pipeline, rank: int, build: Build) -> dict[str, Any]:
@@ -33,6 +37,15 @@ def _build_context(pipeline: Pipeline, rank: int, build: Build) -> dict[str, Any
         "can_push": rank >= PUSH,
         "is_admin": rank >= ADMIN,
     }
+
+
+def _view_base(request: HttpRequest, build: Build) -> str:
+    """The signed-in person's capability address of the build's artifacts, to append a quoted
+    path to: a report framed from it loads the files beside it (builds.artifact_links)."""
+    token = sign_view_token(
+        build_id=build.pk, viewer_id=request.user.pk, generation=generation_of(request.user)
+    )
+    return reverse("api:build-artifact-view-index", args=[build.pk, token])
 
 
 @login_required
@@ -58,6 +71,7 @@ def build_artifacts(
     pipeline, rank = pipeline_with_rank(request, pipeline_id)
     build = selectors.build_of_pipeline(pipeline_id=pipeline.pk, build_id=build_id)
     page = selectors.artifacts_page(build, artifact_path)
+    shows_report = page.file is not None and page.file.kind == "html"
     context = {
         **_build_context(pipeline, rank, build),
         "tab": "artifacts",
@@ -68,6 +82,8 @@ def build_artifacts(
         # Quoted paths are appended to these.
         "page_base": reverse("builds:artifacts", args=[pipeline.pk, build.pk]) + "/",
         "api_base": reverse("api:build-artifacts", args=[build.pk]) + "/",
+        # Made only when a report is shown: it is the one that loads files beside it.
+        "view_base": _view_base(request, build) if shows_report else "",
     }
     return render(request, "builds/detail.html", context, status=404 if page.missing else 200)
 
@@ -140,6 +156,11 @@ def job_artifact(
     if isinstance(build, HttpResponse):
         return build
     as_type = request.GET.get("type")
+    if artifact_path and as_type == "preview":
+        artifact = artifact_at(build, artifact_path)
+        if artifact is not None and kind_of(artifact.path, artifact.content_type) == "html":
+            # A report, at an address under which the files beside it load too.
+            return redirect(_view_base(request, build) + quote(artifact.path))
     if artifact_path and as_type in ("download", "preview"):
         address = reverse("api:build-artifact", args=[build.pk, artifact_path])
         return redirect(f"{address}?type={as_type}")

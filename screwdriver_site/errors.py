@@ -87,6 +87,17 @@ class WithoutTraceback(logging.Filter):
         return True
 
 
+class WithoutCredentials(logging.Filter):
+    """A request's address in a log line (Django's `Not Found: /v4/...`) shows no credential."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_query(arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
+
+
 def _api_error(status: int, message: str) -> JsonResponse:
     return JsonResponse(
         {"statusCode": status, "error": HTTPStatus(status).phrase, "message": message},

@@ -2,7 +2,9 @@
 
 Screwdriver's clients pass API tokens as `api_token`; OAuth sends its one-time `code` back in
 the callback's query. Every log line and error report that shows a request's address goes
-through `redact_query`, which keeps the parameter's name and replaces its value.
+through `redact_query`, which keeps the parameter's name and replaces its value. The token of
+a capability address of a build's artifacts (`/artifacts-view/TOKEN/`) is in the path instead:
+it is replaced too.
 """
 
 from __future__ import annotations
@@ -35,12 +37,22 @@ def redact_query_string(query: str) -> str:
     return "&".join(fields)
 
 
+# The capability segment of a build's artifacts address (builds.artifact_links).
+_CAPABILITY = re.compile(r"(?<=/artifacts-view/)[^/?#]+")
+
+
+def redact_path(path: str) -> str:
+    """The path with the token of a capability address of artifacts replaced by `[redacted]`."""
+    return _CAPABILITY.sub(REDACTED, path)
+
+
 def redact_query(uri: str) -> str:
-    """The address with the value of every credential parameter replaced by `[redacted]`."""
+    """The address with every credential in it (a query parameter's value, the token of a
+    capability address) replaced by `[redacted]`."""
     path, question, query = uri.partition("?")
     if not question:
-        return uri
-    return f"{path}?{redact_query_string(query)}"
+        return redact_path(uri)
+    return f"{redact_path(path)}?{redact_query_string(query)}"
 
 
 # A `name=value` pair of a query string inside any text: a repr, a rendered page (`&amp;`).
@@ -48,11 +60,11 @@ _PAIR_IN_TEXT = re.compile(r"(?<=[?&;])(?P<name>[\w.%+-]+)=(?P<value>[^&\s'\"<>#
 
 
 def redact_text(text: str) -> str:
-    """Any text with the value of every credential parameter of an address in it redacted."""
+    """Any text with every credential of an address in it redacted (see redact_query)."""
 
     def replace(match: re.Match[str]) -> str:
         if not is_credential(unquote_plus(match["name"])):
             return match[0]
         return f"{match['name']}={REDACTED}"
 
-    return _PAIR_IN_TEXT.sub(replace, text)
+    return redact_path(_PAIR_IN_TEXT.sub(replace, text))

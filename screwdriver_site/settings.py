@@ -465,7 +465,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"one_line": {"()": "screwdriver_site.errors.WithoutTraceback"}},
+    "filters": {
+        "one_line": {"()": "screwdriver_site.errors.WithoutTraceback"},
+        "without_credentials": {"()": "screwdriver_site.errors.WithoutCredentials"},
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
         "refusals": {
@@ -481,6 +484,8 @@ LOGGING = {
         "axes": {"level": "WARNING"},
         # Scanners send bad Host headers all day: one line each, not a traceback.
         "django.security": {"handlers": ["refusals"], "propagate": False},
+        # A refused or missing file of a report is logged with its address: not its capability.
+        "django.request": {"filters": ["without_credentials"]},
     },
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from builds.api import artifact_uploads, artifacts, caches, log_download, views
+from builds.api import artifact_uploads, artifact_view, artifacts, caches, log_download, views
 
 B = "builds/<id:build_id>"
 
@@ -41,5 +41,16 @@ urlpatterns = [
         f"{B}/artifacts/<path:artifact_path>",
         artifact_uploads.ArtifactView.as_view(),
         name="build-artifact",
+    ),
+    # A capability address: the token, not the caller, grants (builds.artifact_links).
+    path(
+        f"{B}/artifacts-view/<str:token>/",
+        artifact_view.ArtifactCapabilityView.as_view(),
+        name="build-artifact-view-index",
+    ),
+    path(
+        f"{B}/artifacts-view/<str:token>/<path:artifact_path>",
+        artifact_view.ArtifactCapabilityView.as_view(),
+        name="build-artifact-view",
     ),
 ]

@@ -26,6 +26,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from builds.artifact_links import sign_view_token
 from builds.artifacts import store_artifact
 from builds.models import Build, BuildStatus, Step
 from conftest import GitRepo
@@ -40,7 +41,7 @@ from pipelines.services import (
 )
 from pipelines.tests.api_fixtures import CHAIN, finish, main_build, make_world, new_event
 from screwdriver_site.api.tokens import issue_user_token
-from screwdriver_site.tokens import issue_build_token, issue_guest_token
+from screwdriver_site.tokens import generation_of, issue_build_token, issue_guest_token
 
 pytestmark = pytest.mark.django_db
 
@@ -114,6 +115,11 @@ def b(ids: dict[str, Any]) -> dict[str, Any]:
 
 def cache(ids: dict[str, Any]) -> dict[str, Any]:
     return {"build_id": ids["build"], "scope": "pipeline", "name": "node_modules"}
+
+
+def view(ids: dict[str, Any]) -> dict[str, Any]:
+    """A capability address of the build's artifacts, made for the pull person."""
+    return {"build_id": ids["build"], "token": ids["view_token"]}
 
 
 def artifact(ids: dict[str, Any]) -> dict[str, Any]:
@@ -329,6 +335,16 @@ MATRIX: list[Row] = [
     # A build's artifacts are read as its logs are.
     Row("build-artifacts", "get", READ, kwargs=b),
     Row("build-artifact", "get", READ, kwargs=artifact),
+    # A capability address: its token (here the pull person's) grants, whoever calls and with
+    # whatever Authorization header (builds/tests/test_artifact_view.py refuses the others).
+    # The ended persona asks with its own build's id, for which that token was not made.
+    Row(
+        "build-artifact-view",
+        "get",
+        rule(PUBLIC, ended=403),
+        kwargs=lambda ids: {**artifact(ids), **view(ids)},
+    ),
+    Row("build-artifact-view-index", "get", rule(PUBLIC, ended=403), kwargs=view),
     Row(
         "build-step-logs",
         "post",
@@ -418,6 +434,7 @@ def world(make_repo: Callable[..., GitRepo], settings: Any) -> dict[str, Any]:
     )
     other_build = main_build(new_event(other, "olive"))
     store_artifact(w.build, "reports/summary.txt", io.BytesIO(b"12 passed"))
+    store_artifact(w.build, "index.html", io.BytesIO(b"<h1>12 passed</h1>"))
     ended = finish(main_build(w.done), status=BuildStatus.ABORTED, ago_seconds=60)
     # Stopped while its teardown still runs: the steps' ends are not reported yet.
     Step.objects.filter(build=ended).update(end_time=None, code=None)
@@ -438,6 +455,9 @@ def world(make_repo: Callable[..., GitRepo], settings: Any) -> dict[str, Any]:
     }
     ids = {
         **w.ids(),
+        "view_token": sign_view_token(
+            build_id=w.build.pk, viewer_id=users["pull"].pk, generation=generation_of(users["pull"])
+        ),
         "url": repo.checkout_url,
         "spare_url": make_repo({"screwdriver.yaml": CHAIN}, "spare").checkout_url,
         "secret": secret.pk,

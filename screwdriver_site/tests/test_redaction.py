@@ -41,6 +41,15 @@ SECRET = "SECRETVALUE"
             "/x?sort=ascending&sortBy=name&search=token",
         ),
         ("/v4/status", "/v4/status"),
+        # The token of a capability address of a build's artifacts is in the path.
+        (
+            "/v4/builds/3/artifacts-view/3.2.0.17.aB-_9/report/style.css",
+            "/v4/builds/3/artifacts-view/[redacted]/report/style.css",
+        ),
+        (
+            "/v4/builds/3/artifacts-view/3.2.0.17.aB?api_token=x",
+            "/v4/builds/3/artifacts-view/[redacted]?api_token=[redacted]",
+        ),
     ],
 )
 def test_it_redacts_the_value_of_every_credential_parameter_only(uri: str, expected: str) -> None:
@@ -52,6 +61,8 @@ def test_it_redacts_an_address_inside_text_even_html_escaped() -> None:
     assert redact_text(text) == (
         "<ASGIRequest: GET '/v4/auth/token?page=1&amp;api_token=[redacted]'> and ?token=[redacted]"
     )
+    view = "<ASGIRequest: GET '/v4/builds/3/artifacts-view/3.2.0.17.aB/x.css'>"
+    assert redact_text(view) == "<ASGIRequest: GET '/v4/builds/3/artifacts-view/[redacted]/x.css'>"
 
 
 def test_the_debug_page_shows_no_credential_from_the_query_string() -> None:
@@ -97,6 +108,7 @@ def test_a_token_in_the_query_string_reaches_no_server_log(live: LiveStack) -> N
     assert _get(f"{live.url}/v4/auth/token?api_token={SECRET}") == 401
     assert _get(f"{live.url}/v4/pipelines?page=1&token={SECRET}1&access_token={SECRET}2") == 401
     assert _get(f"{live.url}/no/such/page?api_token={SECRET}3") == 404
+    assert _get(f"{live.url}/v4/builds/1/artifacts-view/{SECRET}4/x.css") == 403
 
     log = live.data_dir / "server.log"
     wait_until(lambda: "/no/such/page?" in log.read_text(), what="the access log line")
@@ -110,6 +122,8 @@ def test_a_token_in_the_query_string_reaches_no_server_log(live: LiveStack) -> N
     assert '"GET /no/such/page?api_token=[redacted]" 404' in text, text
     # Django's own request log names the path only.
     assert "Not Found: /no/such/page" in text, text
+    assert '"GET /v4/builds/1/artifacts-view/[redacted]/x.css" 403' in text, text
+    assert "Forbidden: /v4/builds/1/artifacts-view/[redacted]/x.css" in text, text
 
 
 def test_error_responses_never_echo_the_query_string(client: Any, db: None) -> None:

@@ -22,7 +22,7 @@ Referer, so the capability stays in the frame's address.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from http import HTTPStatus
 
@@ -146,6 +146,7 @@ def file_response(
 
     Raises ArtifactFileMissing when the storage has lost the file, before any byte is sent.
     """
+    protect: Callable[[HttpResponseBase, str], HttpResponseBase]
     if in_report:
         content_type, inline, policy = _shown_in_report(artifact)
         protect = protect_view

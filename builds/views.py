@@ -21,7 +21,7 @@ from builds.models import Artifact, Build, BuildStatus
 from builds.services import TransitionError, abort_build
 from pipelines.models import Pipeline
 from pipelines.selectors import branch_of, duration_text, first_line, siblings_of
-from pipelines.views import ADMIN, PUSH, pipeline_with_rank
+from pipelines.views import ADMIN, PUSH, pipeline_with_rank, signed_in_user
 from screwdriver_site.tokens import generation_of
 
 
@@ -42,8 +42,9 @@ def _build_context(pipeline: Pipeline, rank: int, build: Build) -> dict[str, Any
 def _view_base(request: HttpRequest, build: Build) -> str:
     """The signed-in person's capability address of the build's artifacts, to append a quoted
     path to: a report framed from it loads the files beside it (builds.artifact_links)."""
+    viewer = signed_in_user(request)
     token = sign_view_token(
-        build_id=build.pk, viewer_id=request.user.pk, generation=generation_of(request.user)
+        build_id=build.pk, viewer_id=viewer.pk, generation=generation_of(viewer)
     )
     return reverse("api:build-artifact-view-index", args=[build.pk, token])
 

@@ -1,6 +1,8 @@
 """In Chromium: the Artifacts tab of a build page shows its tree, a text file and an image,
 never loads a binary, and runs an HTML report where its script can neither read the viewer's
-cookies nor call the API as the viewer.
+cookies nor call the API as the viewer. A report that a real build of a private pipeline
+published with its style, module script and image beside it loads them all through its
+capability address (builds.artifact_links), and still learns nothing of the viewer.
 
 The report's script tries both and writes what it got into its own page; the test reads that
 through the frame. A control run strips the sandbox (the frame's attribute and the answer's
@@ -10,6 +12,7 @@ probe would see a missing sandbox.
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import re
@@ -23,9 +26,12 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 
-from builds.artifacts import store_artifact
+from builds.artifacts import artifacts_of, store_artifact
 from builds.models import Build, BuildStatus
+from builds.tests.step_logs import step_log
 from conftest import OWNER_PASSWORD, database_url, wait_until
+from pipelines.models import Pipeline
+from pipelines.services import Creator, create_pipeline, start_event
 from pipelines.tests.factories import event_from_yaml, pipeline_from_yaml
 from tools.live_stack import LiveStack
 
@@ -248,7 +254,11 @@ def strip_sandbox(page: Any, *, attribute: bool) -> None:
         }
         route.fulfill(response=answer, headers=headers)
 
-    page.route(re.compile(r".*/v4/builds/\d+/artifacts/report/index\.html.*"), without_policy)
+    # The API's preview and the capability address the build page frames.
+    page.route(
+        re.compile(r".*/v4/builds/\d+/artifacts(-view/[^/]+)?/report/index\.html.*"),
+        without_policy,
+    )
     if not attribute:
         return
 
@@ -283,9 +293,14 @@ def test_a_report_runs_but_learns_nothing_of_the_viewer(
     frame = page.frame_locator("#artifact-frame")
     frame.locator("h1", has_text="Test report").wait_for()
     assert_learned_nothing(report_says(page.frames[1]), build)
+    capability = page.locator("#artifact-frame").get_attribute("src")
+    assert capability is not None and "/artifacts-view/" in capability
 
     # Opened on its own in a tab: the answer's header alone sandboxes it.
     page.goto(f"/v4/builds/{build.pk}/artifacts/report/index.html?type=preview")
+    assert_learned_nothing(report_says(page.main_frame), build)
+    # So does it at its capability address, where the viewer's cookies go along.
+    page.goto(capability)
     assert_learned_nothing(report_says(page.main_frame), build)
 
 
@@ -315,3 +330,140 @@ def test_without_its_sandbox_the_same_report_would_read_the_cookie_and_call_the_
     assert "csrftoken=" in cookie
     assert api.startswith("status:200")
     assert f'"id":{build.pk}' in api.replace(" ", "")
+
+
+# --- a report of several files, published by a real build -------------------------------
+
+REPORT_YAML = """\
+jobs:
+  main:
+    image: alpine
+    requires: [~commit]
+    steps:
+      - publish: |
+          mkdir -p "$SD_ARTIFACTS_DIR/report/img"
+          cp report/index.html report/style.css "$SD_ARTIFACTS_DIR/report/"
+          sed "s/BUILD_ID/$SD_BUILD_ID/" report/app.js > "$SD_ARTIFACTS_DIR/report/app.js"
+          base64 -d report/logo.b64 > "$SD_ARTIFACTS_DIR/report/img/logo.png"
+"""
+SPLIT_REPORT = """\
+<!doctype html>
+<html><head>
+<link rel="stylesheet" href="style.css">
+<script type="module" src="app.js"></script>
+</head><body>
+<h1>Split report</h1>
+<img id="logo" src="img/logo.png" alt="logo">
+<p id="script">pending</p>
+<p id="cookie">pending</p>
+<p id="api">pending</p>
+</body></html>
+"""
+SPLIT_STYLE = "h1 { color: rgb(1, 2, 3); }\n"
+# A module script: from the report's opaque origin it loads only with CORS.
+SPLIT_SCRIPT = """\
+function show(id, text) { document.getElementById(id).textContent = text; }
+const logo = document.getElementById("logo");
+const sized = () => show("script", "ran:" + logo.naturalWidth + "x" + logo.naturalHeight);
+if (logo.complete) { sized(); } else { logo.addEventListener("load", sized); }
+try { show("cookie", "cookie:" + document.cookie); }
+catch (error) { show("cookie", "threw:" + error.name); }
+fetch("/v4/builds/BUILD_ID", { credentials: "include" })
+  .then((answer) => answer.text().then((text) => {
+    show("api", "status:" + answer.status + " " + text);
+  }))
+  .catch((error) => show("api", "failed:" + error.name));
+"""
+
+
+@pytest.fixture
+def live_builds(
+    transactional_db: None, tmp_path: Path, outputs_folder: Path, settings: Any
+) -> Iterator[LiveStack]:
+    """The ASGI server and a worker that runs builds, storing where this test reads."""
+    stack = LiveStack.start(
+        database_url=database_url(),
+        data_dir=tmp_path / "sd-data",
+        secret_key=django_settings.SECRET_KEY,
+        extra_env={
+            "SD_STORAGE_URL": f"file://{outputs_folder}",
+            "SD_LOCAL_REPO_ROOTS": ",".join(settings.SD_LOCAL_REPO_ROOTS),
+        },
+    )
+    settings.SD_API_URL = stack.url
+    settings.SD_UI_URL = stack.url
+    yield stack
+    stack.stop()
+
+
+def _finished(pipeline: Pipeline) -> Build | None:
+    build = Build.objects.filter(job__pipeline=pipeline).order_by("-id").first()
+    return build if build is not None and build.is_finished else None
+
+
+def test_a_private_report_loads_the_files_beside_it_and_still_learns_nothing(
+    browser: Any, live_builds: LiveStack, make_repo: Any, owner: User
+) -> None:
+    repo = make_repo(
+        {
+            "screwdriver.yaml": REPORT_YAML,
+            "report/index.html": SPLIT_REPORT,
+            "report/style.css": SPLIT_STYLE,
+            "report/app.js": SPLIT_SCRIPT,
+            "report/logo.b64": base64.b64encode(png(24, 16)).decode() + "\n",
+        },
+        "split-report",
+    )
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner)
+    Pipeline.objects.filter(pk=pipeline.pk).update(settings={"public": False})
+    pipeline.refresh_from_db()
+    assert not pipeline.is_public
+    start_event(pipeline=pipeline, start_from="~commit", creator=Creator("alice", "alice"))
+    build = wait_until(lambda: _finished(pipeline), timeout=180, what="the build to finish")
+    assert build.status == BuildStatus.SUCCESS, step_log(build, "publish")
+    assert sorted(artifact.path for artifact in artifacts_of(build)) == [
+        "environment.json",
+        "manifest.txt",
+        "report/app.js",
+        "report/img/logo.png",
+        "report/index.html",
+        "report/style.css",
+        "steps.json",
+    ]
+
+    context = browser.new_context(base_url=live_builds.url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    loads: list[Any] = []
+    page.on(
+        "request",
+        lambda request: loads.append(request) if "/artifacts-view/" in request.url else None,
+    )
+    try:
+        sign_in(page)
+        page.goto(tab_url(build, "report/index.html"))
+        frame_element = page.locator("#artifact-frame")
+        assert frame_element.get_attribute("sandbox") == "allow-scripts"
+        frame = page.frame_locator("#artifact-frame")
+        frame.locator("h1", has_text="Split report").wait_for()
+
+        # The style applied, the module script ran, and it saw the image load.
+        playwright_sync.expect(frame.locator("#script")).to_have_text("ran:24x16")
+        color = frame.locator("h1").evaluate("h1 => getComputedStyle(h1).color")
+        assert color == "rgb(1, 2, 3)"
+        # And still: no cookie of the viewer's, no API as the viewer.
+        assert_learned_nothing(report_says(page.frames[1]), build)
+
+        siblings = {
+            request.url.rsplit("/artifacts-view/", 1)[1].split("/", 1)[1] for request in loads
+        }
+        assert {"report/style.css", "report/app.js", "report/img/logo.png"} <= siblings
+        for request in loads:
+            headers = request.all_headers()
+            # The report's own requests carry no session (the frame's navigation, made by our
+            # page, may: that route takes none), and the capability leaves in no Referer.
+            if not request.is_navigation_request():
+                assert "cookie" not in headers, request.url
+            assert "artifacts-view" not in headers.get("referer", ""), request.url
+    finally:
+        context.close()

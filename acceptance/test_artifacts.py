@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from acceptance.stack import Stack, finished, first_build, log_lines, start
 
 pytestmark = pytest.mark.xdist_group("builds")
 
+REPORT = b'<link rel="stylesheet" href="style.css"><h1>ok</h1>'
 PUBLISHER = """
 jobs:
   main:
@@ -24,7 +27,8 @@ jobs:
       - write: |
           cd "$SD_ARTIFACTS_DIR"
           mkdir -p reports
-          printf '<h1>ok</h1>' > reports/index.html
+          printf '<link rel="stylesheet" href="style.css"><h1>ok</h1>' > reports/index.html
+          printf 'h1 { color: green; }' > reports/style.css
           seq 1 200000 > numbers.txt
           ln -s /etc/passwd passwd
 """
@@ -34,7 +38,8 @@ def test_a_build_publishes_its_artifacts_into_the_outputs_folder(
     stack: Stack, repo: Callable[..., tuple[Path, Path]]
 ) -> None:
     bare, _ = repo(PUBLISHER, name="publisher")
-    row = first_build(stack, start(stack, bare))
+    event = start(stack, bare)
+    row = first_build(stack, event)
     ended = finished(stack, row["id"], timeout=120)
     publishing = log_lines(stack, row["id"], "sd-teardown-artifacts")
     assert ended["status"] == "SUCCESS", publishing
@@ -44,7 +49,7 @@ def test_a_build_publishes_its_artifacts_into_the_outputs_folder(
 
     # `make run` keeps outputs in SD_DATA_DIR/outputs unless SD_STORAGE_URL says otherwise.
     folder = stack.data_dir / "outputs" / "artifacts" / str(row["id"])
-    assert (folder / "reports" / "index.html").read_bytes() == b"<h1>ok</h1>"
+    assert (folder / "reports" / "index.html").read_bytes() == REPORT
     numbers = "".join(f"{i}\n" for i in range(1, 200001)).encode()
     assert (folder / "numbers.txt").read_bytes() == numbers
     assert not (folder / "passwd").exists()
@@ -54,6 +59,7 @@ def test_a_build_publishes_its_artifacts_into_the_outputs_folder(
         "./manifest.txt",
         "./numbers.txt",
         "./reports/index.html",
+        "./reports/style.css",
         "./steps.json",
     ]
 
@@ -73,3 +79,32 @@ def test_a_build_publishes_its_artifacts_into_the_outputs_folder(
     assert "passwd" not in names
     refused = stack.api(token="not-a-token").get(f"/builds/{row['id']}/artifacts/numbers.txt")
     assert refused.status_code == 401
+
+    # On the build page the report is framed at a capability address: it and the style beside
+    # it load without a cookie, the style as a style, and a made-up token opens nothing.
+    signed_in = httpx.Client(base_url=stack.url, timeout=30)
+    signed_in.get("/login/")
+    password = (stack.data_dir / "admin-password").read_text().strip()
+    login = signed_in.post(
+        "/login/",
+        data={
+            "username": "admin",
+            "password": password,
+            "csrfmiddlewaretoken": signed_in.cookies["csrftoken"],
+        },
+    )
+    assert login.status_code == 302, login.text
+    tab = signed_in.get(
+        f"/pipelines/{event['pipelineId']}/builds/{row['id']}/artifacts/reports/index.html"
+    )
+    frame = re.search(r'<iframe[^>]* src="([^"]+)"', tab.text)
+    assert frame is not None, tab.text
+    cookieless = httpx.Client(base_url=stack.url, timeout=30)
+    report = cookieless.get(frame[1])
+    style = cookieless.get(frame[1].replace("index.html", "style.css"))
+    assert (report.status_code, report.content) == (200, REPORT)
+    assert "sandbox allow-scripts" in report.headers["Content-Security-Policy"]
+    assert (style.status_code, style.headers["Content-Type"]) == (200, "text/css; charset=utf-8")
+    assert style.headers["Referrer-Policy"] == "no-referrer"
+    forged = cookieless.get(f"/v4/builds/{row['id']}/artifacts-view/1.2.3.4.x/reports/style.css")
+    assert forged.status_code == 403

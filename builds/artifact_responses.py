@@ -69,6 +69,8 @@ REPORT_FILE_TYPES = {
     "ttf": "font/ttf",
     "otf": "font/otf",
 }
+# The only names served as HTML under a capability address.
+REPORT_HTML = frozenset({"html", "htm", "xhtml"})
 OCTET_STREAM = "application/octet-stream"
 TEXT = "text/plain; charset=utf-8"
 HTML = "text/html; charset=utf-8"
@@ -101,13 +103,14 @@ def _shown_in_report(artifact: Artifact) -> tuple[str, bool, str]:
     if dot and extension in REPORT_FILE_TYPES:
         return REPORT_FILE_TYPES[extension], True, FILE_POLICY
     kind = kind_of(artifact.path, content_type_of(artifact.path))
-    if kind == "binary":
-        return OCTET_STREAM, False, FILE_POLICY
-    if kind == "text":
-        return TEXT, True, FILE_POLICY
-    if kind == "html":
+    if kind == "html" and extension in REPORT_HTML:
         return HTML, True, REPORT_POLICY
-    return content_type_of(artifact.path), True, FILE_POLICY
+    if kind in ("text", "html"):
+        # HTML by the platform's type table only (`.shtml`): shown as the text it is.
+        return TEXT, True, FILE_POLICY
+    if kind == "image":
+        return content_type_of(artifact.path), True, FILE_POLICY
+    return OCTET_STREAM, False, FILE_POLICY
 
 
 def _protect(response: HttpResponseBase, policy: str) -> HttpResponseBase:

@@ -49,6 +49,8 @@ FILES = {
     "report/dist.tar.gz": b"\x1f\x8b\x08",
     # Named as a style, holding markup: it is still a style, never HTML.
     "report/evil.css": b"<script>alert(1)</script>",
+    # HTML in the platform's type table (/etc/mime.types), not in ours: text.
+    "report/page.shtml": b"<script>alert(1)</script>",
     "index.html": b"<p>top</p>",
 }
 
@@ -136,6 +138,16 @@ def test_a_file_is_served_inline_as_its_real_type_under_a_sandbox_of_its_own(
     assert response["Access-Control-Allow-Origin"] == "*"
     assert "Access-Control-Allow-Credentials" not in response
     assert not response.cookies
+
+
+def test_only_an_html_name_of_ours_is_ever_served_as_html(
+    client: Client, build: Build, owner: User
+) -> None:
+    # `.shtml` is HTML in many platforms' type tables (/etc/mime.types): text or a download here.
+    response = client.get(view_base(build, owner) + "report/page.shtml")
+
+    assert response["Content-Type"] in ("text/plain; charset=utf-8", "application/octet-stream")
+    assert response["Content-Security-Policy"] == FILE_POLICY
 
 
 def test_a_file_of_no_known_type_is_only_offered_for_download(

@@ -11,6 +11,7 @@ import contextlib
 import re
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.http import StreamingHttpResponse
@@ -19,7 +20,16 @@ _SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
 class ChunkedResponse(StreamingHttpResponse):
-    """A StreamingHttpResponse of a plain iterator that ASGI servers also stream chunk by chunk."""
+    """A StreamingHttpResponse of a plain iterator that ASGI servers also stream chunk by chunk.
+
+    `reads_database`: the iterator queries the database (a log read page by page), so each
+    chunk is read in the request's own thread, whose connection Django closes when the
+    response ends; otherwise (storage reads) any thread will do.
+    """
+
+    def __init__(self, *args: Any, reads_database: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reads_database = reads_database
 
     async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
         chunks = iter(self.streaming_content)  # type: ignore[arg-type]
@@ -27,8 +37,7 @@ class ChunkedResponse(StreamingHttpResponse):
         def pull() -> bytes | None:
             return next(chunks, None)
 
-        # Storage reads block on disk or network, never on the database: any thread will do.
-        pull_elsewhere = sync_to_async(pull, thread_sensitive=False)
+        pull_elsewhere = sync_to_async(pull, thread_sensitive=self.reads_database)
         while (chunk := await pull_elsewhere()) is not None:
             yield chunk
 

@@ -58,6 +58,7 @@ from screwdriver_site.api.permissions import (
     is_build,
     require_build_token,
 )
+from screwdriver_site.streaming import ChunkedResponse
 from screwdriver_site.tokens import issue_build_token
 
 # A launcher may still report teardown steps and logs this long after its build ended.
@@ -289,7 +290,10 @@ class StepLogsView(ApiView):
 
 
 def _download(step: Step) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(logs.iter_text(step), content_type="text/plain; charset=utf-8")
+    # A batch per chunk, read as it is sent under ASGI too.
+    response = ChunkedResponse(
+        logs.iter_text(step), content_type="text/plain; charset=utf-8", reads_database=True
+    )
     filename = json.dumps(f"build-{step.build_id}-{step.name}.log")
     response["Content-Disposition"] = f"attachment; filename={filename}"
     return response

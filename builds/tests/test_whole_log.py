@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.models import User
+from django.core.handlers.asgi import ASGIHandler
 from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
 from builds import logs
 from builds.models import Build, BuildStatus, Step
-from builds.whole_log import text_lines
+from builds.whole_log import text_chunks
 from pipelines.models import Event, Job, Pipeline, PipelinePermission
+from pipelines.services import create_user_token
 
 pytestmark = pytest.mark.django_db
 
@@ -56,7 +60,7 @@ def write(step: Step, texts: list[str]) -> None:
 def test_every_step_comes_in_order_under_its_header(owner: User) -> None:
     build = make_build(owner)
 
-    assert "".join(text_lines(build)) == (
+    assert "".join(text_chunks(build)) == (
         "=== step install (exit code 0) ===\n"
         "npm ci\n"
         "added 3 packages\n"
@@ -80,10 +84,15 @@ def test_a_log_longer_than_one_read_is_read_page_after_page(owner: User) -> None
             lines=[{"t": T0, "m": f"line {n}"} for n in range(first, first + count)],
         )
 
-    lines = list(text_lines(build))
+    chunks = list(text_chunks(build))
+    lines = "".join(chunks).splitlines(keepends=True)
 
     published = lines[lines.index("=== step publish (not run) ===\n") + 1 :]
     assert published == [f"line {n}\n" for n in range(total)]
+    assert chunks[-2:] == [
+        "=== step publish (not run) ===\n" + "".join(published[:-5]),
+        "".join(published[-5:]),
+    ]
 
 
 def test_the_api_streams_it_as_a_text_attachment(owner: User) -> None:
@@ -129,3 +138,92 @@ def test_the_build_page_links_the_download(owner: User, member_client: Client) -
     response = member_client.get(url)
     assert response.status_code == 200
     assert body_of(response).endswith("=== step publish (not run) ===\n")
+
+
+async def asgi_get(path: str, token: str, on_first_chunk: Any) -> tuple[int, bytes, int]:
+    """GET `path` through Django's ASGI handler; return the status, the body and its chunks.
+
+    `on_first_chunk` is awaited when the first piece of the body reaches the client.
+    """
+    path, _, query = path.partition("?")
+    sent: list[dict[str, Any]] = []
+    never, asked = asyncio.Event(), []
+
+    async def receive() -> dict[str, Any]:
+        if not asked:
+            asked.append(True)
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await never.wait()  # the client stays: Django listens for a disconnect meanwhile
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        bodies = [m for m in sent if m["type"] == "http.response.body"]
+        if len(bodies) == 1 and message["type"] == "http.response.body":
+            await on_first_chunk()
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"authorization", f"Bearer {token}".encode())],
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 80),
+    }
+    await ASGIHandler()(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    bodies = [m["body"] for m in sent if m["type"] == "http.response.body" and m.get("body")]
+    return start["status"], b"".join(bodies), len(bodies)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.filterwarnings("error")
+def test_under_asgi_the_log_is_sent_while_it_is_still_being_read(owner: User) -> None:
+    build = make_build(owner)
+    install = Step.objects.get(build=build, name="install")
+    total = logs.MAX_PAGES * logs.LINES_PER_PAGE * 2
+    for seq, first in enumerate(range(2, total, logs.MAX_BATCH_LINES), start=1):
+        count = min(logs.MAX_BATCH_LINES, total - first)
+        lines = [{"t": T0, "m": f"line {n}"} for n in range(first, first + count)]
+        logs.append_batch(step=install, seq=seq, first_line=first, lines=lines)
+
+    def publish_writes() -> None:
+        # The last step writes a line after the download began: a server that had read the
+        # whole log before sending its first byte could not have it.
+        write(Step.objects.get(build=build, name="publish"), ["written later"])
+
+    token = create_user_token(user=owner, name="download").value
+    status, body, chunks = async_to_sync(asgi_get)(
+        f"/v4/builds/{build.pk}/logs", token, sync_to_async(publish_writes)
+    )
+
+    assert status == 200
+    text = body.decode()
+    assert text.endswith("=== step publish (not run) ===\nwritten later\n")
+    assert f"line {total - 1}\n" in text
+    assert chunks > 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.filterwarnings("error")
+def test_under_asgi_a_steps_log_download_is_sent_batch_by_batch(owner: User) -> None:
+    build = make_build(owner)
+    step = Step.objects.get(build=build, name="publish")
+    write(step, ["first batch"])
+    logs.append_batch(step=step, seq=1, first_line=1, lines=[{"t": T0, "m": "second batch"}])
+
+    async def nothing() -> None:
+        return None
+
+    token = create_user_token(user=owner, name="download").value
+    status, body, chunks = async_to_sync(asgi_get)(
+        f"/v4/builds/{build.pk}/steps/publish/logs?type=download", token, nothing
+    )
+
+    assert (status, body, chunks) == (200, b"first batch\nsecond batch\n", 2)

@@ -1,10 +1,11 @@
 """A pull request build's feedback on its pull request, as Screwdriver gives it.
 
-When a PR build ends, `meta.summary` (the meta key `meta`, then `summary`) becomes a comment
-on the pull request, one per job, edited in place by later builds of that job (its id is
-remembered); `meta.splitComments` makes one comment per summary key. Each `meta.status.NAME`
-(an object, or a JSON string, with `status` SUCCESS/FAILURE/PENDING, `message` and `url`)
-becomes a commit status `Screwdriver/<pipelineId>/NAME` on the build's commit.
+When a PR build ends, its summary (`meta.summary.KEY`, `summary.KEY` or a plain `summary`:
+`pr_meta` reads them) becomes a comment on the pull request, one per job, edited in place by
+later builds of that job (its id is remembered); `meta.splitComments` makes one comment per
+summary line. Each `meta.status.NAME` or `status.NAME` (an object, or a JSON string, with
+`status` SUCCESS/FAILURE/PENDING, `message` and `url`) becomes a commit status
+`Screwdriver/<pipelineId>/NAME` on the build's commit.
 `report_pr_feedback` is the outbox handler; everything it does can be done twice.
 """
 
@@ -14,13 +15,13 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
 from builds.models import Build
+from notifications import pr_meta
 from notifications.models import PullRequestComment
 from pipelines.models import Pipeline
 from scm.base import CommitCheck, RepoRef, Scm, ScmError
@@ -50,30 +51,9 @@ class Comment:
     body: str
 
 
-def _own_meta(build: Build) -> dict[str, Any]:
-    meta = build.meta if isinstance(build.meta, dict) else {}
-    own = meta.get("meta")
-    return own if isinstance(own, dict) else {}
-
-
-def _summary_value(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return None
-    return str(value)
-
-
 def pr_comments(build: Build, build_url: str) -> list[Comment]:
-    """The comments `meta.summary` asks for, in Screwdriver's layout (values are markdown)."""
-    own = _own_meta(build)
-    summary = own.get("summary")
-    if not isinstance(summary, dict):
-        return []
-    # By key: PostgreSQL's jsonb does not keep the order in which the build wrote the meta.
-    lines = {
-        str(key): f"__{key}__ - {text}"
-        for key, value in sorted(summary.items(), key=lambda item: str(item[0]))
-        if (text := _summary_value(value)) is not None
-    }
+    """The comments the build's summary asks for, in Screwdriver's layout (values are markdown)."""
+    lines = pr_meta.summary_lines(build.meta)
     if not lines:
         return []
     head = (
@@ -86,18 +66,15 @@ def pr_comments(build: Build, build_url: str) -> list[Comment]:
             text = text[:MAX_COMMENT] + "\n\n(The summary was cut here: it is too long.)"
         return f"{head}\n{text}\n\n{SUFFIX}"
 
-    if own.get("splitComments"):
+    if pr_meta.splits_comments(build.meta):
         return [Comment(keyword=key[:200], body=body(line)) for key, line in lines.items()]
-    return [Comment(keyword="", body=body("\n".join(lines.values())))]
+    return [Comment(keyword=pr_meta.PLAIN, body=body("\n".join(lines.values())))]
 
 
 def commit_checks(build: Build, *, pipeline_id: int, build_url: str) -> list[CommitCheck]:
     """The extra commit statuses `meta.status.NAME` asks for; malformed ones are skipped."""
-    statuses = _own_meta(build).get("status")
-    if not isinstance(statuses, dict):
-        return []
     checks = []
-    for name, value in sorted(statuses.items(), key=lambda item: str(item[0]))[:MAX_CHECKS]:
+    for name, value in list(pr_meta.check_values(build.meta).items())[:MAX_CHECKS]:
         check = value
         if isinstance(check, str):
             try:

@@ -167,3 +167,30 @@ def test_a_branch_build_with_a_summary_comments_nowhere(
     outbox.dispatch()
     assert github.created == []
     assert not any(body["context"].endswith("/lint") for _, body in github.statuses)
+
+
+def test_a_plain_summary_and_top_level_statuses_are_posted_as_the_documented_forms_are(
+    github: GitHubSeen, github_pipeline: Pipeline, pr_build: StartPr
+) -> None:
+    # `meta set summary "..."`, `meta set summary.KEY ...` and `meta set status.lint '{...}'`.
+    lint = json.dumps({"status": "SUCCESS", "message": "No issues."})
+    first = finish(
+        pr_build(PR_SHA),
+        {"summary": {"tests": 42}, "status": {"lint": lint}, "meta": {"summary": "All *green*"}},
+    )
+    outbox.dispatch()
+
+    assert github.created == ["1001"]
+    assert github.comments["1001"].split("\n")[3:6] == ["All *green*", "__tests__ - 42", ""]
+    assert [
+        (body["state"], body["description"])
+        for sha, body in github.statuses
+        if sha == PR_SHA and body["context"] == f"Screwdriver/{github_pipeline.pk}/lint"
+    ] == [("success", "No issues.")]
+
+    # Its restart: the same comment, edited.
+    again = finish(pr_build(PR_SHA), {"summary": "Still green"})
+    outbox.dispatch()
+    assert github.created == ["1001"] and github.edited == ["1001"]
+    assert f"[#{again.pk}]" in github.comments["1001"] and first.pk != again.pk
+    assert github.comments["1001"].split("\n")[3:5] == ["Still green", ""]

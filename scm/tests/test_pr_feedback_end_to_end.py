@@ -1,5 +1,7 @@
-"""A real pull request build that sets meta.summary and meta.status.lint: one comment on the
-pull request, edited by the build of its next push, and one extra commit status each time.
+"""A real pull request build that runs `meta set summary "..."` and
+`meta set status.lint '{...}'` (the short forms; `meta.summary.KEY` and `meta.status.NAME` are
+read too): one comment on the pull request, edited by the build of its next push, and one
+extra commit status each time.
 
 A fake GitHub Enterprise (a thread of the test) serves the REST API and the repository; the
 server, its worker and the launcher run as they do in production.
@@ -34,8 +36,8 @@ jobs:
     requires: [~pr]
     steps:
       - report: |
-          meta set meta.summary.coverage "Coverage is $(cat coverage.txt)"
-          meta set meta.status.lint '{"status":"FAILURE","message":"3 issues found."}'
+          meta set summary "Coverage is $(cat coverage.txt)"
+          meta set status.lint '{"status":"SUCCESS","message":"No lint issues."}'
 """
 
 
@@ -69,6 +71,7 @@ def test_a_pr_builds_summary_is_one_comment_that_its_next_push_edits(
         checkout_url=f"https://127.0.0.1/{full_name}.git#main", user=repository_admin("octocat")
     )
     lint = f"Screwdriver/{pipeline.pk}/lint"
+    own = f"Screwdriver/{pipeline.pk}/PR-5:test"
 
     def push_to_pr(coverage: str) -> str:
         sha = repo.commit({"coverage.txt": f"{coverage}\n"}, f"coverage {coverage}")
@@ -104,11 +107,15 @@ def test_a_pr_builds_summary_is_one_comment_that_its_next_push_edits(
     with github.lock:
         assert github.comment_writes == [("POST", 1)]
         pr_num, body = github.comments[1]
-        checks = [b for s, b in github.statuses if s == first_sha and b["context"] == lint]
+        checks = [
+            (b["context"], b["state"], b["description"])
+            for s, b in github.statuses
+            if s == first_sha and b["context"] != own
+        ]
     assert pr_num == 5
     assert body.startswith(f"### SD Build [#{first.pk}](")
-    assert "__coverage__ - Coverage is 81%" in body
-    assert [(c["state"], c["description"]) for c in checks] == [("failure", "3 issues found.")]
+    assert "\n- - - -\nCoverage is 81%\n\n###### ~" in body
+    assert checks == [(lint, "success", "No lint issues.")]
 
     second_sha = push_to_pr("90%")
     response = post_delivery(
@@ -124,5 +131,9 @@ def test_a_pr_builds_summary_is_one_comment_that_its_next_push_edits(
         assert github.comment_writes == [("POST", 1), ("PATCH", 1)]
         assert list(github.comments) == [1]
         body = github.comments[1][1]
-    assert f"[#{second.pk}]" in body and "__coverage__ - Coverage is 90%" in body
+        extra = [
+            b["context"] for s, b in github.statuses if s == second_sha and b["context"] != own
+        ]
+    assert f"[#{second.pk}]" in body and "\nCoverage is 90%\n" in body
+    assert extra == [lint]
     assert github.unknown == []

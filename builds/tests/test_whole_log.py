@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -146,8 +147,9 @@ async def asgi_get(path: str, token: str, on_first_chunk: Any) -> tuple[int, byt
     `on_first_chunk` is awaited when the first piece of the body reaches the client.
     """
     path, _, query = path.partition("?")
-    sent: list[dict[str, Any]] = []
-    never, asked = asyncio.Event(), []
+    sent: list[Mapping[str, Any]] = []
+    asked: list[bool] = []
+    never = asyncio.Event()
 
     async def receive() -> dict[str, Any]:
         if not asked:
@@ -156,7 +158,7 @@ async def asgi_get(path: str, token: str, on_first_chunk: Any) -> tuple[int, byt
         await never.wait()  # the client stays: Django listens for a disconnect meanwhile
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Mapping[str, Any]) -> None:
         sent.append(message)
         bodies = [m for m in sent if m["type"] == "http.response.body"]
         if len(bodies) == 1 and message["type"] == "http.response.body":

@@ -1,4 +1,5 @@
-"""`{% build_feedback build %}`: a build page's test results and notices."""
+"""`{% build_feedback build %}`: a build page's test results and notices;
+`{% build_tests build %}`: the same test results alone, where other pages list builds."""
 
 from __future__ import annotations
 
@@ -19,3 +20,9 @@ def build_feedback(build: Build) -> dict[str, Any]:
         "tests": selectors.reported_tests(build),
         "notices": selectors.notices_of(build),
     }
+
+
+@register.inclusion_tag("notifications/_reported_tests.html")
+def build_tests(build: Build) -> dict[str, Any]:
+    """The test results the build's meta reports, as its page shows them; nothing if none."""
+    return {"tests": selectors.reported_tests(build)}

@@ -92,7 +92,9 @@ class EventRow:
 
     @property
     def pr_url(self) -> str:
-        return str((self.event.pr or {}).get("url", "")) if isinstance(self.event.pr, dict) else ""
+        """The pull request's web page; anything but an http(s) link is not followed."""
+        url = self.event.pr.get("url") if isinstance(self.event.pr, dict) else None
+        return url if isinstance(url, str) and url.startswith(("https://", "http://")) else ""
 
     @property
     def is_active(self) -> bool:
@@ -154,12 +156,19 @@ def graph_order(graph: dict[str, Any], names: Iterable[str]) -> list[str]:
 
 
 def event_rows(
-    pipeline: Pipeline, *, limit: int = RECENT_EVENTS, before: int | None = None
+    pipeline: Pipeline,
+    *,
+    limit: int = RECENT_EVENTS,
+    before: int | None = None,
+    pr_num: int | None = None,
 ) -> list[EventRow]:
-    """The pipeline's most recent events (older than `before`), builds counted per status."""
+    """The pipeline's most recent events (older than `before`; of one pull request with
+    `pr_num`), builds counted per status."""
     events_qs = Event.objects.filter(pipeline=pipeline).defer(
         "workflow_graph", "job_configs", "meta"
     )
+    if pr_num is not None:
+        events_qs = events_qs.filter(type=Event.Type.PR, pr_num=pr_num)
     if before is not None:
         events_qs = events_qs.filter(pk__lt=before)
     events = list(events_qs.order_by("-id")[:limit])

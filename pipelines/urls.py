@@ -6,7 +6,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, path
 from django.views.generic import RedirectView
 
-from pipelines import views, views_badges, views_metrics, views_settings
+from pipelines import views, views_badges, views_metrics, views_pulls, views_settings
 
 app_name = "pipelines"
 
@@ -30,6 +30,8 @@ urlpatterns: list[URLPattern] = [
     path(f"{P}/jobs", views.pipeline_jobs, name="jobs"),
     path(f"{P}/badge", views_badges.pipeline_badge, name="badge"),
     path(f"{P}/metrics", views_metrics.pipeline_metrics, name="metrics"),
+    path(f"{P}/pulls", views_pulls.pipeline_pulls, name="pulls"),
+    path(f"{P}/pulls/<id:pr_num>", views_pulls.pipeline_pull, name="pull"),
     path(f"{P}/<str:job_name>/badge", views_badges.job_badge, name="job-badge"),
     path(f"{P}/secrets", views_settings.pipeline_secrets, name="secrets"),
     path(f"{P}/secrets/<id:secret_id>", views_settings.secret_update, name="secret-update"),

@@ -29,7 +29,12 @@ def git(cwd: Path, *args: str) -> str:
 
 def test_anonymous_users_are_sent_to_the_sign_in_page(client: Client) -> None:
     pipeline = make_pipeline()
-    for url in (reverse("pipelines:list"), reverse("pipelines:detail", args=[pipeline.pk])):
+    for url in (
+        reverse("pipelines:list"),
+        reverse("pipelines:detail", args=[pipeline.pk]),
+        reverse("pipelines:pulls", args=[pipeline.pk]),
+        reverse("pipelines:pull", args=[pipeline.pk, 1]),
+    ):
         response = client.get(url)
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("login"))

@@ -65,7 +65,7 @@ def test_an_outsider_neither_lists_nor_opens_a_private_pipeline(member_client: C
     secret = make_pipeline(name="secret/repo")
     Pipeline.objects.filter(pk=secret.pk).update(scm_repo={"branch": "main", "private": True})
     assert "secret/repo" not in page_of(member_client, "pipelines:list")
-    for name in ("pipelines:detail", "pipelines:jobs"):
+    for name in ("pipelines:detail", "pipelines:jobs", "pipelines:pulls", "pipelines:metrics"):
         assert member_client.get(reverse(name, args=[secret.pk])).status_code == 404
 
 

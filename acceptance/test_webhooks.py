@@ -1,5 +1,6 @@
 """A GitHub delivery whose worker is killed mid-way: processed later, its event made once;
-and a private GitHub repository, which builds with the server's token and shows it nowhere."""
+a private GitHub repository, which builds with the server's token and shows it nowhere; and a
+pull request whose build's summary reaches the pull request and the Pull Requests tab."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -53,14 +55,14 @@ def github_stack(github: tuple[str, FakeGitHub]) -> Iterator[Stack]:
     stack.kill()
 
 
-def _deliver(stack: Stack, delivery: str, body: bytes) -> httpx.Response:
+def _deliver(stack: Stack, delivery: str, body: bytes, event: str = "push") -> httpx.Response:
     signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     return httpx.post(
         f"{stack.url}/v4/webhooks",
         content=body,
         headers={
             "Content-Type": "application/json",
-            "X-GitHub-Event": "push",
+            "X-GitHub-Event": event,
             "X-GitHub-Delivery": delivery,
             "X-Hub-Signature-256": signature,
         },
@@ -171,3 +173,95 @@ def test_a_private_repository_builds_with_the_servers_token_and_shows_it_nowhere
     assert not [text for text in shown if TOKEN in text]
     # Only a build's own launcher may ask for it: a person's token is refused.
     assert api.post(f"/builds/{build_id}/checkout-credential").status_code == 403
+
+
+PR_YAML = """
+jobs:
+  main:
+    image: buildpack-deps
+    requires: [~commit]
+    steps:
+      - hello: echo hello
+  test:
+    image: buildpack-deps
+    requires: [~pr]
+    steps:
+      - report: |
+          meta set summary "Coverage is <81%>"
+          meta set tests.coverage 81
+          meta set tests.results 10/12
+"""
+
+
+def test_a_pull_requests_summary_is_commented_and_shown_on_the_pull_requests_tab(
+    github_stack: Stack,
+    github: tuple[str, FakeGitHub],
+    repo: Callable[..., tuple[Path, Path]],
+) -> None:
+    stack = github_stack
+    _, fake = github
+    bare, work = repo(PR_YAML, name="prs")
+    fake.repos["octo-org/prs"] = bare
+    subprocess.run(["git", "update-server-info"], cwd=bare, check=True)
+    api = stack.api()
+    created = api.post(
+        "/pipelines", json={"checkoutUrl": "https://127.0.0.1/octo-org/prs.git#main"}
+    )
+    assert created.status_code == 201, created.text
+    pipeline_id = created.json()["id"]
+
+    (work / "feature.txt").write_text("more tests\n")
+    git("add", "-A", cwd=work)
+    git("commit", "--quiet", "-m", "more tests", cwd=work)
+    git("push", "--quiet", "origin", "HEAD:refs/pull/5/head", cwd=work)
+    subprocess.run(["git", "update-server-info"], cwd=bare, check=True)
+    sha = git("rev-parse", "HEAD", cwd=work)
+    payload = {
+        "action": "opened",
+        "number": 5,
+        "pull_request": {
+            "number": 5,
+            "title": "Add <more> tests",
+            "html_url": "https://127.0.0.1/octo-org/prs/pull/5",
+            "head": {"sha": sha, "ref": "feature", "repo": {"full_name": "octo-org/prs"}},
+            "base": {"ref": "main", "repo": {"full_name": "octo-org/prs"}},
+        },
+        "repository": {"full_name": "octo-org/prs", "default_branch": "main"},
+        "sender": {"login": "octocat"},
+    }
+    answer = _deliver(stack, "pr-5-opened", json.dumps(payload).encode(), "pull_request")
+    assert answer.status_code == 202, answer.text
+
+    def pr_event() -> dict[str, object] | None:
+        events = api.get(f"/pipelines/{pipeline_id}/events").json()
+        return next((e for e in events if e.get("prNum") == 5), None)
+
+    event = wait_for(pr_event, timeout=120, what="the pull request's event")
+    build_id = first_build(stack, event)["id"]
+    done = finished(stack, build_id, timeout=180)
+    assert done["status"] == "SUCCESS", log_lines(stack, build_id, "report")
+
+    def commented() -> str | None:
+        with fake.lock:
+            return next((b for n, b in fake.comments.values() if n == 5), None)
+
+    comment = wait_for(commented, timeout=120, what="the summary comment")
+    assert f"[#{build_id}]" in comment and "Coverage is <81%>" in comment
+
+    # The tab, as a person signed in to the UI reads it.
+    password = (stack.data_dir / "admin-password").read_text().strip()
+    with httpx.Client(base_url=stack.url, timeout=30) as browser:
+        form = browser.get("/login/").text
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
+        assert csrf is not None
+        signed_in = browser.post(
+            "/login/",
+            data={"username": "admin", "password": password, "csrfmiddlewaretoken": csrf[1]},
+        )
+        assert signed_in.status_code == 302, signed_in.text[:500]
+        tab = browser.get(f"/pipelines/{pipeline_id}/pulls")
+    assert tab.status_code == 200
+    assert "Add &lt;more&gt; tests" in tab.text and "by octocat" in tab.text
+    assert f"/pipelines/{pipeline_id}/builds/{build_id}" in tab.text
+    assert "Coverage is &lt;81%&gt;" in tab.text and "81%</a>" not in tab.text
+    assert ">81%<" in tab.text and ">10/12<" in tab.text

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -34,6 +34,7 @@ from screwdriver_site.api.permissions import (
     require_right,
 )
 from screwdriver_site.outputs import read_chunks
+from screwdriver_site.streaming import ChunkedResponse
 
 DIGEST_HEADER = "X-Cache-Digest"
 LAUNCHERS = frozenset({BUILD})
@@ -90,7 +91,8 @@ class BuildCacheView(ApiView):
                 return error_response(404, f"There is no {scope} cache {name!r} yet.")
             raise
         caches.mark_read(cache)
-        response = StreamingHttpResponse(_then(first, chunks), content_type="application/gzip")
+        # ChunkedResponse: under ASGI a plain StreamingHttpResponse is read whole first.
+        response = ChunkedResponse(_then(first, chunks), content_type="application/gzip")
         return _headers(response, cache)
 
     @extend_schema(

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
@@ -21,6 +22,7 @@ from builds import caches
 from builds.launch import launch_spec
 from builds.models import Build, BuildStatus, Cache
 from builds.services import create_build
+from builds.tests.asgi_client import asgi_get
 from pipelines.models import Event, Job, Pipeline
 from pipelines.tests.factories import event_from_yaml, pipeline_from_yaml
 from screwdriver_site.outputs import outputs
@@ -386,3 +388,20 @@ def test_clearing_checks_the_scope_and_that_the_id_is_the_pipelines(
     assert other_job is not None
     assert clear(alice, pipeline, "jobs", other_job.pk).status_code == 404
     assert alice.delete(f"/v4/pipelines/{pipeline.pk}/caches").status_code == 400
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.filterwarnings("error")
+def test_under_asgi_a_cache_is_sent_chunk_by_chunk_not_read_whole_first(build: Build) -> None:
+    big = bytes(range(256)) * 4096 * 3  # three storage chunks
+    assert put(launcher(build), build, "pipeline", "~/.warm", big).status_code == 202
+    status, body, chunks = async_to_sync(asgi_get)(
+        url(build, "pipeline", "~/.warm"), issue_build_token(build), on_first_chunk=nothing
+    )
+    assert status == 200
+    assert body == big
+    assert chunks >= 3
+
+
+async def nothing() -> None:
+    pass

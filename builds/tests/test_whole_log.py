@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.models import User
-from django.core.handlers.asgi import ASGIHandler
 from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
 from builds import logs
 from builds.models import Build, BuildStatus, Step
+from builds.tests.asgi_client import asgi_get
 from builds.whole_log import text_chunks
 from pipelines.models import Event, Job, Pipeline, PipelinePermission
 from pipelines.services import create_user_token
@@ -139,49 +137,6 @@ def test_the_build_page_links_the_download(owner: User, member_client: Client) -
     response = member_client.get(url)
     assert response.status_code == 200
     assert body_of(response).endswith("=== step publish (not run) ===\n")
-
-
-async def asgi_get(path: str, token: str, on_first_chunk: Any) -> tuple[int, bytes, int]:
-    """GET `path` through Django's ASGI handler; return the status, the body and its chunks.
-
-    `on_first_chunk` is awaited when the first piece of the body reaches the client.
-    """
-    path, _, query = path.partition("?")
-    sent: list[Mapping[str, Any]] = []
-    asked: list[bool] = []
-    never = asyncio.Event()
-
-    async def receive() -> dict[str, Any]:
-        if not asked:
-            asked.append(True)
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await never.wait()  # the client stays: Django listens for a disconnect meanwhile
-        return {"type": "http.disconnect"}
-
-    async def send(message: Mapping[str, Any]) -> None:
-        sent.append(message)
-        bodies = [m for m in sent if m["type"] == "http.response.body"]
-        if len(bodies) == 1 and message["type"] == "http.response.body":
-            await on_first_chunk()
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [(b"host", b"testserver"), (b"authorization", f"Bearer {token}".encode())],
-        "client": ("127.0.0.1", 40000),
-        "server": ("testserver", 80),
-    }
-    await ASGIHandler()(scope, receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    bodies = [m["body"] for m in sent if m["type"] == "http.response.body" and m.get("body")]
-    return start["status"], b"".join(bodies), len(bodies)
 
 
 @pytest.mark.django_db(transaction=True)

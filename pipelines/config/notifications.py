@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import unicodedata
+import pathlib
 from typing import Any
 
 from .schema import Alt, Arr, Bool, Messages, Obj, Path, Report, Schema, Str, label, validate
@@ -23,25 +25,64 @@ _ATEXT = re.compile(r"^[\w!#$%&'*+\-/=?^`{|}~]+$", re.ASCII)
 _DOMAIN_SEGMENT = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?$")
 _TLD_SEGMENT = re.compile(r"^[a-zA-Z](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?$")
 _DOMAIN_CONTROL = re.compile(r"[\x00-\x20@:/\\#!$&'()*+,;=?]")
+# IANA's list of top-level domains, at the version the reference's Joi ships (its header
+# line says which): Joi refuses an address whose last domain label is not on it.
+TLDS_FILE = pathlib.Path(__file__).with_name("tlds-alpha-by-domain.txt")
+TOP_LEVEL_DOMAINS = frozenset(
+    line.strip().lower()
+    for line in TLDS_FILE.read_text(encoding="ascii").splitlines()
+    if line.strip() and not line.startswith("#")
+)
+
+
+def _js_length(text: str) -> int:
+    """Return the length JavaScript gives a string (UTF-16 code units)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _ascii_host(domain: str) -> str | None:
+    """Return the domain as a URL's host writes it (IDNA labels), or None where it cannot be.
+
+    The reference converts a non-ASCII domain through a URL host and keeps it unchanged when
+    that fails, which then always fails the ASCII label rules; so a failure is a refusal.
+    """
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
 
 
 def is_email(value: str) -> bool:
-    """Return whether value is an address Joi's string().email() accepts (ASCII addresses).
+    """Return whether value is an address Joi's ``string().email()`` accepts.
 
-    Joi also checks the top-level domain against IANA's list; we accept any well-formed one.
+    Its rules as the reference pins them: a dot-atom local part (any non-ASCII character
+    allowed), at most 254 characters and a local part of at most 64 UTF-8 bytes, a domain
+    of at least two labels whose last one is on IANA's list of top-level domains.
     """
-    if not value.isascii() or len(value) > 254:
+    if not value:
         return False
+    if not value.isascii():
+        value = unicodedata.normalize("NFC", value)
     parts = value.split("@")
-    if len(parts) != 2 or not parts[0] or len(parts[0]) > 64:
+    if len(parts) != 2 or not parts[0]:
         return False
     local, domain = parts
-    if not all(segment and _ATEXT.match(segment) for segment in local.split(".")):
+    if _js_length(value) > 254 or len(local.encode("utf-8", "surrogatepass")) > 64:
         return False
-    if not domain or len(domain) > 256 or _DOMAIN_CONTROL.search(domain):
+    for segment in local.split("."):
+        if not segment or not all(char >= "\x80" or _ATEXT.match(char) for char in segment):
+            return False
+    if not domain or _js_length(domain) > 256 or _DOMAIN_CONTROL.search(domain):
         return False
-    segments = domain.lower().split(".")
-    if len(segments) < 2 or any(not segment or len(segment) > 63 for segment in segments):
+    host = _ascii_host(domain)
+    if host is None:
+        return False
+    segments = host.split(".")
+    if len(segments) < 2 or segments[-1].lower() not in TOP_LEVEL_DOMAINS:
+        return False
+    if any(not segment or len(segment) > 63 for segment in segments):
         return False
     return all(_DOMAIN_SEGMENT.match(segment) for segment in segments[:-1]) and bool(
         _TLD_SEGMENT.match(segments[-1])

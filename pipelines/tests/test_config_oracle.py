@@ -14,6 +14,7 @@ import pytest
 
 from conftest import install_npm_packages
 from pipelines.config import parse_pipeline_yaml, resolve_template
+from pipelines.config.notifications import TLDS_FILE, TOP_LEVEL_DOMAINS
 from pipelines.tests.config_generator import generated_configs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,17 +28,83 @@ GENERATED_COUNT = 600
 # Cases whose error text differs on purpose: only "it is an error" is compared.
 ERRORS_ONLY_MARK = "# oracle: errors-only"
 
+# Addresses for ``settings.email``: the reference's Joi checks the top-level domain against
+# IANA's list, after writing an international domain in ASCII as a URL host does.
+ADDRESSES = [
+    "a@example.com",
+    "a@example.dev",
+    "a@example.museum",
+    "a@example.photography",
+    "a@shop.amazon",
+    "a@example.co.uk",
+    "a@example.xn--p1ai",
+    "a@EXAMPLE.XN--P1AI",
+    "a@пример.рф",
+    "a@例子.中国",
+    "a@bücher.de",
+    "a@xn--bcher-kva.de",
+    "a@xn--zz.com",
+    "a@☃.com",
+    "a@faß.de",
+    "a@example。com",
+    "ü@example.com",
+    "A@EXAMPLE.COM",
+    "First.Last+tag@Example.Dev",
+    "x@y.z",
+    "a@example.c",
+    "a@example.comm",
+    "a@example.invalid",
+    "a@example.local",
+    "a@example.test",
+    "a@example.xn--zz",
+    "a@пример.испытание",
+    "a@example.com.",
+    "a@example.dev.",
+    "a@example.123",
+    "a@1.2.3.4",
+    "a@2130706433",
+    "a@localhost",
+    "a@COM",
+    "a@.com",
+    "a@example..com",
+    "a@-example.com",
+    "a@example-.com",
+    "a@" + "l" * 64 + ".com",
+    "a.@example.com",
+    "a b@example.com",
+    "a@example.com@example.com",
+    "a@exa%41mple.com",
+    "a@[127.0.0.1]",
+]
+EMAIL_SHAPES = [
+    "{address}",
+    "[{address}]",
+    "[a@example.org, {address}]",
+    "{{addresses: [{address}], statuses: [FAILURE]}}",
+]
+
+
+def email_config(index: int, address: str) -> str:
+    """A one-job file that sends to the address, in each of the shapes ``settings.email`` takes."""
+    quoted = json.dumps(address, ensure_ascii=False)
+    email = EMAIL_SHAPES[index % len(EMAIL_SHAPES)].format(address=quoted)
+    return f"jobs:\n  main:\n    image: node:20\n    steps: [{{test: npm test}}]\n    settings:\n      email: {email}\n"
+
+
 # Named at collection; the files are generated when a test first asks (not when a run that
 # deselects the oracle collects this module).
-CASE_NAMES = [path.stem for path in FIXTURES] + [
-    f"generated-{i:03d}" for i in range(GENERATED_COUNT)
-]
+CASE_NAMES = (
+    [path.stem for path in FIXTURES]
+    + [f"generated-{i:03d}" for i in range(GENERATED_COUNT)]
+    + [f"email-{i:02d}" for i in range(len(ADDRESSES))]
+)
 
 
 @functools.cache
 def cases() -> dict[str, str]:
     """Every case's screwdriver.yaml by name: the fixtures, then the generated files."""
     texts = [path.read_text() for path in FIXTURES] + generated_configs(GENERATED_COUNT)
+    texts += [email_config(index, address) for index, address in enumerate(ADDRESSES)]
     return dict(zip(CASE_NAMES, texts, strict=True))
 
 
@@ -132,3 +199,28 @@ def test_the_corpus_covers_valid_and_broken_files_and_enough_generated_ones(
     assert GENERATED_COUNT >= 500
     # A generator whose files all fail would test only the error path.
     assert sum("errors" not in result for result in generated_results) >= 100
+
+
+def test_the_email_cases_cover_accepted_and_refused_addresses(
+    reference: dict[str, dict[str, Any]],
+) -> None:
+    results = [reference[f"email-{index:02d}"] for index in range(len(ADDRESSES))]
+
+    assert sum("errors" in result for result in results) >= 15
+    assert sum("errors" not in result for result in results) >= 15
+
+
+def test_our_top_level_domains_are_the_ones_the_reference_checks(oracle: Path) -> None:
+    script = (
+        "const fs = require('fs');"
+        "const path = require.resolve('@sideway/address/lib/tlds');"
+        "const version = fs.readFileSync(path, 'utf8').match(/# (Version .*)/)[1];"
+        "console.log(JSON.stringify({version, tlds: [...require(path)]}));"
+    )
+    completed = subprocess.run(
+        ["node", "-e", script], cwd=oracle, capture_output=True, text=True, check=True, timeout=60
+    )
+    theirs = json.loads(completed.stdout)
+
+    assert TLDS_FILE.read_text().splitlines()[0] == f"# {theirs['version']}"
+    assert frozenset(theirs["tlds"]) == TOP_LEVEL_DOMAINS

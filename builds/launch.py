@@ -51,7 +51,7 @@ def build_environment(build: Build, config: dict[str, Any]) -> list[list[str]]:
         ["SD_UI_URL", f"{settings.SD_UI_URL}/"],
         ["SD_BUILD_URL", f"{api}builds/{build.pk}"],
         ["GIT_URL", ref.checkout_url.split("#", 1)[0]],
-        *_branch_environment(build, ref.branch),
+        *_branch_environment(build, _build_branch(build, ref)),
     ]
     source = _matched_source_path(build, config)
     if source:
@@ -85,6 +85,12 @@ def pr_head_ref(build: Build) -> str | None:
     return None
 
 
+def _build_branch(build: Build, ref: RepoRef) -> str:
+    """The branch a build checks out: its event's (a PR's base, the branch a ~commit:branch
+    push went to), else the pipeline's."""
+    return build.event.base_branch or ref.branch
+
+
 def _branch_environment(build: Build, branch: str) -> list[list[str]]:
     # Screwdriver's checkout sets these: a PR build is on its local branch "pr", fetched from
     # the PR's head ref, and is told both branch names.
@@ -112,7 +118,7 @@ def _checkout(build: Build, ref: RepoRef) -> dict[str, Any]:
     auth = checkout_auth(pipeline)
     checkout: dict[str, Any] = {
         "url": checkout_url(pipeline, ref, auth),
-        "branch": ref.branch,
+        "branch": _build_branch(build, ref),
         "sha": build.sha,
         "name": ref.name,
         "rootDir": ref.root_dir,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -117,7 +117,8 @@ def once_per_delivery(
 
 @dataclass(frozen=True)
 class Checkout:
-    """What the SCM said of one commit of a pipeline's branch: the commit and the config there.
+    """What the SCM said of one commit of a pipeline's branch (or of the branch a ~commit:branch
+    event is for): the commit and the config that speaks for it.
 
     ``at_head`` is whether the commit is the branch head: only the head's file may change the
     pipeline's jobs, stages and settings.
@@ -142,11 +143,16 @@ def start_event(
     changed_files: Sequence[str] | None = None,
     delivery_key: str | None = None,
     job_names: Sequence[str] | None = None,
+    branch: str | None = None,
 ) -> Event:
     """Create an event at `sha` (default: the branch head); queue the jobs `start_from` selects.
 
     `job_names`, when given, are the jobs that run first instead (a restart of several jobs at
     once, with `start_from` naming what chose them).
+
+    `branch`, when it is not the pipeline's own, is the branch `sha` was pushed to (an event
+    `~commit:branch` started): as in Screwdriver, the jobs and the workflow come from the
+    screwdriver.yaml at the pipeline's branch head, and the builds check out `branch` at `sha`.
 
     `changed_files` is given only for what a push or pull request started (None when the SCM
     could not say): then a first job with `sourcePaths` runs only when a changed file concerns
@@ -160,15 +166,25 @@ def start_event(
     scm = scm_for(pipeline)
     # The branch head as last noticed; a start without a sha reads the head afresh.
     head = Pipeline.objects.filter(pk=pipeline.pk).values_list("last_seen_sha", flat=True).first()
-    at_head = sha is None or sha == head
     try:
         ref = pipeline.repo_ref()
-        sha = sha or scm.head_sha(ref)
+        other = branch if branch and branch != ref.branch else None
+        if other is None:
+            at_head = sha is None or sha == head
+            sha = config_sha = sha or scm.head_sha(ref)
+        else:
+            config_sha = scm.head_sha(ref)
+            at_head = config_sha == head
+            sha = sha or scm.head_sha(replace(ref, branch=other))
         commit = scm.commit_info(ref, sha)
     except ScmError as exc:
         raise PipelineError(str(exc), status=422) from exc
     checkout = Checkout(
-        sha=sha, branch=ref.branch, commit=commit, config=read_config(ref, sha), at_head=at_head
+        sha=sha,
+        branch=other or ref.branch,
+        commit=commit,
+        config=read_config(ref, config_sha),
+        at_head=at_head,
     )
     return start_event_at(
         pipeline=pipeline,

@@ -142,9 +142,14 @@ def start_pr_event(
     changed_files: Sequence[str] | None = None,
     delivery_key: str | None = None,
     job_names: Sequence[str] | None = None,
+    base_branch: str | None = None,
 ) -> Event | None:
     """Run the ~pr jobs (or one PR-<n>:<job>, or the PR jobs `job_names`) of the PR's own
     screwdriver.yaml at its sha.
+
+    `base_branch` is the branch the PR is into (default: the pipeline's). Into another branch,
+    `~pr` runs the jobs that ask for `~pr:<base>` (by name or regex), as Screwdriver's
+    `requires: [~pr:staging]` does on a pipeline of main; the PR is merged into its base.
 
     `changed_files` (the PR's whole diff against its base; None when unknown) keeps only the
     ~pr jobs whose sourcePaths it touches, as a push does for ~commit jobs. `delivery_key`
@@ -157,6 +162,11 @@ def start_pr_event(
         return None
     scm = scm_for(pipeline)
     ref = pipeline.repo_ref()
+    base = base_branch or ref.branch
+    if start_from == "~pr" and base != ref.branch:
+        start_from = f"~pr:{base}"
+    # What a pull request itself starts, not a restart of one of its jobs.
+    from_trigger = start_from == "~pr" or start_from.startswith("~pr:")
     try:
         commit = scm.commit_info(ref, sha)
     except ScmError as exc:
@@ -169,29 +179,29 @@ def start_pr_event(
         names = list(jobs_config)[:1]
     elif job_names is not None:
         names = [name for name in jobs_config if pr_job_name(pr_num, name) in job_names]
-    elif start_from != "~pr":
-        names = [name for name in jobs_config if pr_job_name(pr_num, name) == start_from]
-    else:
+    elif start_from == "~pr":
         names = list(
             dict.fromkeys(
                 workflow.start_jobs(graph, "~pr") + workflow.start_jobs(graph, f"~pr:{ref.branch}")
             )
         )
+    elif from_trigger:
+        names = workflow.start_jobs(graph, start_from)
+    else:
+        names = [name for name in jobs_config if pr_job_name(pr_num, name) == start_from]
     if not names:
         return None
     meta: dict[str, Any] = {}
     if changed_files is not None:
         meta["commit"] = {"changedFiles": ",".join(changed_files)}
-        if start_from == "~pr" and not source_paths.touches_root_dir(
-            changed_files, pipeline.root_dir
-        ):
+        if from_trigger and not source_paths.touches_root_dir(changed_files, pipeline.root_dir):
             # Before the file is looked at, as Screwdriver picks the pipelines a change is for.
             raise PipelineError(
                 f"Pull request {pr_num} changes no file under the root directory "
                 f"{pipeline.root_dir} of pipeline {pipeline.pk}, so nothing ran.",
                 status=422,
             )
-        if start_from == "~pr" and not errors:
+        if from_trigger and not errors:
             names = source_paths.concerned_jobs(
                 names, jobs_config, pipeline.root_dir, changed_files
             )
@@ -238,7 +248,7 @@ def start_pr_event(
                 restart_jobs=[pr_job_name(pr_num, name) for name in names]
                 if job_names is not None
                 else [],
-                base_branch=ref.branch,
+                base_branch=base,
                 workflow_graph=graph,
                 job_configs=pr_configs,
                 config_errors=errors,
@@ -272,6 +282,7 @@ def restart_pr(
         start_from=start_from,
         parent_event=parent_event,
         job_names=job_names,
+        base_branch=parent_event.base_branch or None,
     )
     if event is None:
         raise PipelineError(f"{start_from} is not a job of this pull request.", status=404)
@@ -289,19 +300,27 @@ def stop_pr_builds(*, pipeline: Pipeline, pr_num: int, message: str) -> int:
 
 
 def close_pr(
-    *, pipeline: Pipeline, pr_num: int, creator: Creator, delivery_key: str | None = None
+    *,
+    pipeline: Pipeline,
+    pr_num: int,
+    creator: Creator,
+    delivery_key: str | None = None,
+    base_branch: str | None = None,
 ) -> Event | None:
-    """A closed pull request: stop its builds, archive its jobs, run ~pr-closed if asked for."""
+    """A closed pull request: stop its builds, archive its jobs, run ~pr-closed if asked for
+    (``~pr-closed:<base>`` when the PR was into another branch than the pipeline's)."""
     done = event_of_delivery(pipeline=pipeline, delivery_key=delivery_key)
     if done is not None:
         return done
     stop_pr_builds(pipeline=pipeline, pr_num=pr_num, message=f"Pull request {pr_num} was closed")
     Job.objects.filter(pipeline=pipeline, name__startswith=f"PR-{pr_num}:").update(archived=True)
-    if not workflow.start_jobs(pipeline.workflow_graph, "~pr-closed"):
+    base = base_branch or pipeline.repo_ref().branch
+    trigger = "~pr-closed" if base == pipeline.repo_ref().branch else f"~pr-closed:{base}"
+    if not workflow.start_jobs(pipeline.workflow_graph, trigger):
         return None
     return start_event(
         pipeline=pipeline,
-        start_from="~pr-closed",
+        start_from=trigger,
         creator=creator,
         cause_message=f"Pull request {pr_num} closed by {creator.username}",
         delivery_key=delivery_key,

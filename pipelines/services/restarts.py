@@ -62,6 +62,8 @@ def restart_event(
             parent_event=parent_event,
             meta=build_services.deep_merge(parent_event.meta, meta or {}),
             job_names=job_names,
+            # A ~commit:branch event restarts on its branch, with the pipeline's jobs.
+            branch=parent_event.base_branch or None,
         )
         event.group_event_id = parent_event.group_event_id or parent_event.pk
         event.save(update_fields=["group_event"])

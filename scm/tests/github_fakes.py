@@ -91,7 +91,8 @@ def fake_github(router: respx.Router, repos: tuple[str, ...], config: bytes = CO
                 },
             )
         )
-        router.get(f"{base}/contents/screwdriver.yaml").mock(
+        # Named, so a test may serve another file under the same name.
+        router.get(f"{base}/contents/screwdriver.yaml", name=f"config:{full_name}").mock(
             return_value=httpx.Response(200, content=config)
         )
         router.post(f"{base}/hooks").mock(return_value=httpx.Response(201, json={"id": 1}))

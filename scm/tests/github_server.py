@@ -36,6 +36,8 @@ class FakeGitHub(GitHost):
     # `held` counts the reads that waited.
     hold: threading.Event = field(default_factory=threading.Event)
     held: int = 0
+    # Pull request number -> its base branch, for the files it changes; "main" if not listed.
+    pull_bases: dict[int, str] = field(default_factory=dict)
 
 
 def handler_for(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
@@ -111,7 +113,8 @@ def handler_for(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 elif rest[0] == "pulls" and rest[2:] == ["files"]:
                     # The pull request's whole diff against the base, as GitHub lists it.
                     head, page = f"refs/pull/{rest[1]}/head", parse_qs(url.query).get("page")
-                    diff = _git(bare, "diff", "--name-only", f"main...{head}")
+                    base = state.pull_bases.get(int(rest[1]), "main")
+                    diff = _git(bare, "diff", "--name-only", f"{base}...{head}")
                     names = diff.stdout.decode().split() if page in (None, ["1"]) else []
                     self._json(200, [{"filename": name} for name in names])
                 else:

@@ -21,7 +21,16 @@ from pipelines.services import create_pipeline, set_secret
 from scm.deliveries import CLAIM_LEASE
 from scm.models import WebhookDelivery
 from scm.tasks import process_delivery
-from scm.tests.github_fakes import HEAD_SHA, SECRET, TAG_SHA, deliver, fake_github, signature
+from scm.tests.github_fakes import (
+    API,
+    CONFIG,
+    HEAD_SHA,
+    SECRET,
+    TAG_SHA,
+    deliver,
+    fake_github,
+    signature,
+)
 from scm.tests.scm_people import repository_admin
 
 PUSH_SHA = "c" * 40
@@ -352,6 +361,33 @@ def test_a_pull_request_into_another_branch_runs_nothing_here(
     payload = pull_request("opened", sha=PUSH_SHA, base="release")
     assert work(deliver(client, "pull_request", payload, delivery="d-1")).events == []
     assert not Event.objects.exists()
+
+
+def test_a_pull_request_into_staging_runs_the_jobs_that_ask_for_it_on_the_master_pipeline(
+    client: Client, github: respx.Router
+) -> None:
+    staging_pr = (
+        b"  staging-pr:\n    image: node:20\n    requires: [~pr:staging]\n    steps: [t: x]\n"
+    )
+    config_url = f"{API}/repos/Codertocat/Hello-World/contents/screwdriver.yaml"
+    github.get(config_url, name="config:Codertocat/Hello-World").mock(
+        return_value=httpx.Response(200, content=CONFIG + staging_pr)
+    )
+    a = create_pipeline(
+        checkout_url="https://github.com/Codertocat/Hello-World.git#master",
+        user=repository_admin("octo"),
+    )
+    into_master = {**pull_request("opened", sha=PUSH_SHA), "number": 8}
+    work(deliver(client, "pull_request", into_master, delivery="d-1"))
+    payload = pull_request("opened", sha=PUSH_SHA, base="staging")
+    work(deliver(client, "pull_request", payload, delivery="d-2"))
+    into_staging = Event.objects.get(pr_num=7)
+    assert (into_staging.pipeline, into_staging.start_from) == (a, "~pr:staging")
+    build = into_staging.builds.select_related("job").get()
+    assert build.job.name == "PR-7:staging-pr"
+    assert launch_spec(build)["checkout"]["branch"] == "staging"
+    into_master_jobs = Build.objects.filter(event__pr_num=8).values_list("job__name", flat=True)
+    assert list(into_master_jobs) == ["PR-8:test"]
 
 
 def test_a_push_to_the_branch_keeps_open_pull_request_jobs(

@@ -148,6 +148,19 @@ def _on_branch(repository: Repository, branch: str) -> list[Pipeline]:
     return [p for p in _pipelines_of(repository) if p.repo_ref().branch == branch]
 
 
+def _for_pr_into(repository: Repository, base: str) -> list[Pipeline]:
+    """The pipelines a pull request into `base` runs in: those of that branch, then those of
+    other branches whose jobs ask for ``~pr:<base>`` (by name or regex), as in Screwdriver."""
+    pipelines = _pipelines_of(repository)
+    own = [p for p in pipelines if p.repo_ref().branch == base]
+    others = [
+        p
+        for p in pipelines
+        if p.repo_ref().branch != base and workflow.start_jobs(p.workflow_graph, f"~pr:{base}")
+    ]
+    return own + others
+
+
 def _creator(username: str) -> Creator:
     return Creator(name=username, username=username)
 
@@ -161,6 +174,7 @@ def _start(
     cause: str,
     delivery_key: str,
     changed_files: list[str] | None = None,
+    branch: str | None = None,
 ) -> Event | None:
     try:
         return start_event(
@@ -171,6 +185,7 @@ def _start(
             cause_message=cause,
             changed_files=changed_files,
             delivery_key=delivery_key,
+            branch=branch,
         )
     except PipelineError as exc:
         logger.info("%s on pipeline %s started nothing: %s", start_from, pipeline.pk, exc.message)
@@ -212,6 +227,7 @@ def _push(push: Push, delivery_key: str) -> Handled:
                 cause=cause,
                 delivery_key=delivery_key,
                 changed_files=push.changed_files,
+                branch=push.branch,
             )
         if event is not None:
             events.append(event)
@@ -237,7 +253,8 @@ def _ref_created(ref: RefCreated, delivery_key: str) -> Handled:
 
 
 def _pr_updated(request: PullRequestUpdated, delivery_key: str) -> Handled:
-    """Stop the request's builds and run its ~pr jobs anew, once per pipeline of its base.
+    """Stop the request's builds and run its ~pr jobs anew, once per pipeline of its base
+    (and its ~pr:<base> jobs on the pipelines of other branches that have them).
 
     A pipeline where this delivery already started its event (a worker died after) is left
     as it is.
@@ -245,7 +262,7 @@ def _pr_updated(request: PullRequestUpdated, delivery_key: str) -> Handled:
     events = Handled()
     number = request.number
     changed: tuple[list[str] | None, str] | None = None
-    for pipeline in _on_branch(request.repository, request.base_branch):
+    for pipeline in _for_pr_into(request.repository, request.base_branch):
         done = event_of_delivery(pipeline=pipeline, delivery_key=delivery_key)
         if done is not None:
             events.append(done)
@@ -270,6 +287,7 @@ def _pr_updated(request: PullRequestUpdated, delivery_key: str) -> Handled:
                 pr=request.pr_info(),
                 changed_files=changed[0],
                 delivery_key=delivery_key,
+                base_branch=request.base_branch,
             )
         except PipelineError as exc:
             logger.info("%s on pipeline %s started nothing: %s", request.label, pipeline.pk, exc)
@@ -281,15 +299,24 @@ def _pr_updated(request: PullRequestUpdated, delivery_key: str) -> Handled:
 
 
 def _pr_closed(request: PullRequestClosed, delivery_key: str) -> Handled:
-    """Abort the request's builds, archive its jobs, run ~pr-closed."""
+    """Abort the request's builds, archive its jobs, run ~pr-closed (or ~pr-closed:<base> on
+    the pipelines of other branches)."""
     events = Handled()
-    for pipeline in _on_branch(request.repository, request.base_branch):
+    base = request.base_branch
+    for pipeline in _pipelines_of(request.repository):
+        graph = pipeline.workflow_graph
+        if pipeline.repo_ref().branch != base and not (
+            workflow.start_jobs(graph, f"~pr:{base}")
+            or workflow.start_jobs(graph, f"~pr-closed:{base}")
+        ):
+            continue
         try:
             event = close_pr(
                 pipeline=pipeline,
                 pr_num=request.number,
                 creator=_creator(request.creator),
                 delivery_key=delivery_key,
+                base_branch=base,
             )
         except PipelineError as exc:
             logger.info("~pr-closed on pipeline %s started nothing: %s", pipeline.pk, exc)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import pathlib
 import re
 import unicodedata
-import pathlib
 from typing import Any
 
 from .schema import Alt, Arr, Bool, Messages, Obj, Path, Report, Schema, Str, label, validate

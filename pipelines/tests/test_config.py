@@ -294,15 +294,16 @@ def test_a_lone_surrogate_escape_becomes_a_config_error_no_datastore_would_refus
     result["jobs"]["main"][0]["commands"][0]["command"].encode("utf-8")
 
 
+EMAIL_JOB = (
+    "jobs:\n  main:\n    image: a\n    steps: [{{t: x}}]\n    settings: {{email: {address}}}\n"
+)
+
+
 @pytest.mark.parametrize(
     "address", ["a@example.dev", "a@example.museum", "A@EXAMPLE.XN--P1AI", "a@пример.рф"]
 )
 def test_it_accepts_an_address_whose_top_level_domain_iana_lists(address: str) -> None:
-    settings = only_job(
-        parse_ok(
-            f"jobs:\n  main:\n    image: a\n    steps: [{{t: x}}]\n    settings:\n      email: {address}\n"
-        )
-    )["settings"]
+    settings = only_job(parse_ok(EMAIL_JOB.format(address=address)))["settings"]
 
     assert settings == {"email": address}
 
@@ -311,8 +312,6 @@ def test_it_accepts_an_address_whose_top_level_domain_iana_lists(address: str) -
     "address", ["x@y.z", "a@example.test", "a@example.com.", "a@example.123", "a@localhost"]
 )
 def test_it_refuses_an_address_whose_top_level_domain_is_not_a_real_one(address: str) -> None:
-    result = parse_pipeline_yaml(
-        f"jobs:\n  main:\n    image: a\n    steps: [{{t: x}}]\n    settings:\n      email: {address}\n"
-    )
+    result = parse_pipeline_yaml(EMAIL_JOB.format(address=address))
 
     assert result["errors"] == ['Error: main "email" must be a valid email']

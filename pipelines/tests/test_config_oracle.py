@@ -88,7 +88,8 @@ def email_config(index: int, address: str) -> str:
     """A one-job file that sends to the address, in each of the shapes ``settings.email`` takes."""
     quoted = json.dumps(address, ensure_ascii=False)
     email = EMAIL_SHAPES[index % len(EMAIL_SHAPES)].format(address=quoted)
-    return f"jobs:\n  main:\n    image: node:20\n    steps: [{{test: npm test}}]\n    settings:\n      email: {email}\n"
+    job = "  main:\n    image: node:20\n    steps: [{test: npm test}]\n"
+    return f"jobs:\n{job}    settings:\n      email: {email}\n"
 
 
 # Named at collection; the files are generated when a test first asks (not when a run that

@@ -50,7 +50,15 @@ _DROPPED_PREFIXES = ("GIT_TRACE", "GIT_REDACT", "GIT_CONFIG_KEY_", "GIT_CONFIG_V
 
 
 class CredentialError(Exception):
-    """The API's answer is no usable credential; the message says why."""
+    """The API's answer is no usable credential; the message says why.
+
+    `reason` is the API's own sentence when it refused (the SCM would not issue one, say):
+    the build's status message.
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True, repr=False)

@@ -497,6 +497,8 @@ def _run_steps(
         "status": result.status,
         "meta": runner.masker.meta(_final_meta(workspace)),
     }
+    if result.message:
+        final["statusMessage"] = result.message
     if result.timed_out:
         final["statusMessage"] = timeout_message(timeout)
     return final
@@ -508,15 +510,16 @@ def _checkout_credential(client: ApiClient, build_id: int) -> Any:
     try:
         return client.post(f"/builds/{build_id}/checkout-credential", {})
     except ApiError as exc:
-        raise CredentialError(_reason(exc)) from None
+        message = _api_message(exc)
+        raise CredentialError(f"{exc} ({message})" if message else str(exc), message) from None
 
 
-def _reason(exc: ApiError) -> str:
+def _api_message(exc: ApiError) -> str:
     try:
         message = json.loads(exc.body).get("message")
     except (ValueError, AttributeError):
         message = None
-    return f"{exc} ({message})" if isinstance(message, str) and message else str(exc)
+    return message if isinstance(message, str) else ""
 
 
 def _publisher(

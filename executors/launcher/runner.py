@@ -96,6 +96,8 @@ class RunResult:
     first_failure: int = 0
     stopped: bool = False
     timed_out: bool = False
+    # Why it failed, in one sentence, where the steps' logs alone would leave it unsaid.
+    message: str = ""
 
 
 def iso(at: datetime) -> str:
@@ -170,6 +172,8 @@ class Runner:
         self.before_steps = tuple(before_steps)
         self.after_success = tuple(after_success)
         self.timed_out = False
+        # The API's reason for refusing the checkout's credential: the build's status message.
+        self._refusal = ""
         self._stopped_at: float | None = None
         self._groups: list[int] = []
         self._counter = 0
@@ -261,6 +265,7 @@ class Runner:
             self._record(result, ARTIFACTS_STEP, self._publish(steps, checkout))
         result.stopped = self.stop.is_set()
         result.timed_out = self.timed_out
+        result.message = self._refusal
         ok = not result.stopped and all(code == 0 for code in result.codes.values())
         result.status = "SUCCESS" if ok else "FAILURE"
         return result
@@ -401,6 +406,7 @@ class Runner:
         try:
             credential = CloneCredential.from_answer(self.credentials(), checkout.auth)
         except CredentialError as exc:
+            self._refusal = exc.reason
             raise CheckoutError(f"Could not get the credential to clone with: {exc}.") from None
         except Exception as exc:
             raise CheckoutError(f"Could not get the credential to clone with: {exc}") from None

@@ -353,9 +353,12 @@ def test_a_deploy_key_reaches_ssh_as_a_private_file_that_is_gone_after_the_clone
 def test_a_refused_credential_fails_the_checkout_with_the_apis_reason(tmp_path: Path) -> None:
     workspace = Workspace(tmp_path / "ws", "app")
     workspace.prepare({})
+    reason = "The GitHub App 7 is not installed on o/app: install it on the repository."
 
     def refused() -> Any:
-        raise CredentialError("POST /v4/builds/7/checkout-credential answered 409 (handed out)")
+        raise CredentialError(
+            f"POST /v4/builds/7/checkout-credential answered 409 ({reason})", reason
+        )
 
     reporter = Collector()
     runner = Runner(
@@ -368,5 +371,7 @@ def test_a_refused_credential_fails_the_checkout_with_the_apis_reason(tmp_path: 
     assert result.codes == {"sd-setup-scm": 1}
     assert reporter.text("sd-setup-scm") == [
         "Could not get the credential to clone with: POST /v4/builds/7/checkout-credential "
-        "answered 409 (handed out)."
+        f"answered 409 ({reason})."
     ]
+    # The API's sentence is the build's status message too.
+    assert (result.status, result.message) == ("FAILURE", reason)

@@ -34,6 +34,24 @@ class ScmTokenRejected(ScmError):
     """The SCM answered 401 to a person's own token: it expired or was revoked."""
 
 
+class ScmUnavailable(ScmError):
+    """The SCM did not answer, or failed on its side (5xx): the same call may work later."""
+
+
+@dataclass(frozen=True, repr=False)
+class MintedCredential:
+    """A credential an SCM issued for one build's clone: short-lived, one repository, read."""
+
+    username: str
+    password: str
+    expires_at: datetime | None
+    # The SCM's id of it (a GitLab deploy token's), "" when it has none.
+    token_id: str = ""
+
+    def __repr__(self) -> str:
+        return f"MintedCredential({self.username}, expires {self.expires_at})"
+
+
 def paged_file_names(
     fetch_page: Callable[[int, int], Any], *, key: str, error: str
 ) -> list[str] | None:
@@ -202,6 +220,24 @@ class Scm(ABC):
         """(user name, token) a build clones this SCM's repositories with over HTTPS; None
         when it clones without one (a repository on this disk, or no token configured)."""
         return None
+
+    def mints_clone_credentials(self) -> bool:
+        """Whether each build gets a credential of its own (`mint_clone_credential`) instead
+        of the server's token (`clone_credential`)."""
+        return False
+
+    def mint_clone_credential(self, ref: RepoRef, *, name: str) -> MintedCredential:
+        """Issue a short-lived credential that reads the one repository, called `name` where
+        the SCM names them; ScmUnavailable when a retry may succeed, ScmError otherwise."""
+        raise ScmError(f"{type(self).__name__} issues no credential of its own to a build.")
+
+    def revoke_clone_credential(self, ref: RepoRef, credential: MintedCredential) -> None:
+        """Revoke one credential `mint_clone_credential` issued (and nobody received)."""
+        raise ScmError(f"{type(self).__name__} issues no credential of its own to a build.")
+
+    def revoke_clone_credentials_named(self, ref: RepoRef, *, name: str) -> int:
+        """Revoke every credential of the repository called `name`; return how many."""
+        return 0
 
     def ssh_clone_url(self, ref: RepoRef) -> str | None:
         """Where a build clones the repository over SSH (with a deploy key); None: nowhere."""

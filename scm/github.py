@@ -13,15 +13,18 @@ from django.conf import settings
 from scm.base import (
     CommitCheck,
     CommitInfo,
+    MintedCredential,
     RepoRef,
     Scm,
     ScmError,
     ScmTokenRejected,
+    ScmUnavailable,
     branch_with_root,
     paged_file_names,
     split_checkout_url,
     tls_context,
 )
+from scm.github_app import app_configured, app_jwt
 
 TIMEOUT_SECONDS = 10.0
 MAX_FILE_BYTES = 512 * 1024
@@ -95,7 +98,7 @@ class GitHubScm(Scm):
                 **kwargs,
             )
         except httpx.HTTPError as exc:
-            raise ScmError(f"GitHub did not answer ({exc}); retry later.") from exc
+            raise ScmUnavailable(f"GitHub did not answer ({exc}); retry later.") from exc
 
     def _json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         response = self._request("GET", path, params=params)
@@ -280,6 +283,51 @@ class GitHubScm(Scm):
         """The server's token: GitHub takes any token as the password of `x-access-token`."""
         return ("x-access-token", self.token) if self.token else None
 
+    def mints_clone_credentials(self) -> bool:
+        """With a GitHub App, each build clones with an installation token of its own."""
+        return app_configured()
+
+    def mint_clone_credential(self, ref: RepoRef, *, name: str) -> MintedCredential:
+        """An installation token of the GitHub App that reads this one repository's contents
+        and nothing else, for an hour (GitHub names none: `name` is unused).
+
+        GET /repos/{o}/{r}/installation, then POST /app/installations/{id}/access_tokens,
+        both as the app (its JWT).
+        """
+        full_name = full_name_of(ref)
+        app = GitHubScm(app_jwt())
+        found = app._request("GET", f"/repos/{full_name}/installation")
+        if found.status_code == 404:
+            raise ScmError(
+                f"The GitHub App {settings.SD_GITHUB_APP_ID} is not installed on {full_name}: "
+                "install it on the repository (or its organization) for builds to clone it."
+            )
+        installation = _app_answer(found, f"its installation on {full_name}").get("id")
+        if not isinstance(installation, int):
+            raise ScmUnavailable(f"GitHub answered without the app's installation on {full_name}.")
+        issued = app._request(
+            "POST",
+            f"/app/installations/{installation}/access_tokens",
+            json={
+                "repositories": [full_name.split("/", 1)[1]],
+                "permissions": {"contents": "read"},
+            },
+        )
+        answer = _app_answer(issued, f"a token to read {full_name}")
+        token = answer.get("token")
+        if not isinstance(token, str) or not token:
+            raise ScmUnavailable(f"GitHub answered without a token to read {full_name}.")
+        return MintedCredential(
+            username="x-access-token", password=token, expires_at=_when(answer.get("expires_at"))
+        )
+
+    def revoke_clone_credential(self, ref: RepoRef, credential: MintedCredential) -> None:
+        """Revoke an installation token nobody received (DELETE /installation/token, as it)."""
+        response = GitHubScm(credential.password)._request("DELETE", "/installation/token")
+        # 401: it was revoked or expired already.
+        if response.status_code not in (204, 401):
+            raise ScmError(f"GitHub refused to revoke a token ({response.status_code}).")
+
     def ssh_clone_url(self, ref: RepoRef) -> str | None:
         """git@HOST:org/repo.git (GitHub's SSH, on port 22)."""
         return f"git@{github_host()}:{full_name_of(ref)}.git"
@@ -315,4 +363,35 @@ class GitHubScm(Scm):
         # would override a pipeline admin's settings.public = false.
         if permissions.get("pull") and repository.get("private") is True:
             return "pull"
+        return None
+
+
+def _app_answer(response: httpx.Response, what: str) -> dict[str, Any]:
+    """The JSON object of an answer to the GitHub App, or a one-sentence ScmError."""
+    if response.status_code >= 500:
+        raise ScmUnavailable(f"GitHub failed to give {what} ({response.status_code}); retry later.")
+    if response.status_code in (401, 403):
+        raise ScmError(
+            f"GitHub refused to give the GitHub App {settings.SD_GITHUB_APP_ID} {what} "
+            f"({response.status_code}): check SD_GITHUB_APP_ID, its private key, and that the "
+            "app may read the repository's contents."
+        )
+    if response.status_code >= 400:
+        raise ScmError(
+            f"GitHub refused to give the GitHub App {settings.SD_GITHUB_APP_ID} {what} "
+            f"({response.status_code})."
+        )
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise ScmUnavailable(f"GitHub answered something other than JSON for {what}.")
+    return data
+
+
+def _when(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
         return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -13,10 +13,12 @@ from django.conf import settings
 from scm.base import (
     CommitCheck,
     CommitInfo,
+    MintedCredential,
     RepoRef,
     Scm,
     ScmError,
     ScmTokenRejected,
+    ScmUnavailable,
     branch_with_root,
     paged_file_names,
     split_checkout_url,
@@ -42,6 +44,12 @@ _STATES: dict[str, tuple[str, str]] = {
     "COLLAPSED": ("canceled", "A newer build of this job ran instead."),
     "RUNNING": ("running", "The build is running."),
 }
+
+# How long a build's deploy token lives at most: it is revoked when the build ends, and this
+# is the backstop should that never happen.
+DEPLOY_TOKEN_LIFETIME = timedelta(hours=1)
+# A project's deploy tokens are listed 100 a page, this many pages at most, to find one by name.
+MAX_DEPLOY_TOKEN_PAGES = 20
 
 # A meta.status check's state -> GitLab's commit status state.
 _CHECK_STATES = {"SUCCESS": "success", "FAILURE": "failed", "PENDING": "pending"}
@@ -121,7 +129,7 @@ class GitLabScm(Scm):
                 **kwargs,
             )
         except httpx.HTTPError as exc:
-            raise ScmError(f"GitLab did not answer ({exc}); retry later.") from exc
+            raise ScmUnavailable(f"GitLab did not answer ({exc}); retry later.") from exc
 
     def _json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         response = self._request("GET", path, params=params)
@@ -328,6 +336,94 @@ class GitLabScm(Scm):
         """The server's token: GitLab takes an OAuth or access token as the password of
         `oauth2`."""
         return ("oauth2", self.token) if self.token else None
+
+    def mints_clone_credentials(self) -> bool:
+        """Unless the operator chose SD_GITLAB_CLONE_CREDENTIAL=operator-token, each build
+        clones with a deploy token of its own, made with the server's token."""
+        return bool(self.token) and settings.SD_GITLAB_CLONE_CREDENTIAL == "deploy-token"
+
+    def mint_clone_credential(self, ref: RepoRef, *, name: str) -> MintedCredential:
+        """A deploy token called `name` that reads the project's repository for an hour
+        (POST /projects/:id/deploy_tokens, which needs the Maintainer role)."""
+        path = project_path_of(ref)
+        expires_at = datetime.now(UTC).replace(microsecond=0) + DEPLOY_TOKEN_LIFETIME
+        response = self._request(
+            "POST",
+            f"{self._project(path)}/deploy_tokens",
+            json={
+                "name": name,
+                "scopes": ["read_repository"],
+                "expires_at": expires_at.isoformat().replace("+00:00", "Z"),
+            },
+        )
+        if response.status_code >= 500:
+            raise ScmUnavailable(
+                f"GitLab failed to make a deploy token for {path} ({response.status_code}); "
+                "retry later."
+            )
+        if response.status_code in (401, 403, 404):
+            raise ScmError(
+                f"GitLab refused a deploy token for {path} ({response.status_code}): "
+                "SD_GITLAB_TOKEN needs the Maintainer role on the project, or the operator "
+                "may set SD_GITLAB_CLONE_CREDENTIAL=operator-token to clone with it instead."
+            )
+        if response.status_code >= 400:
+            raise ScmError(f"GitLab refused a deploy token for {path} ({response.status_code}).")
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        token = data.get("token") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(token, str) or not token:
+            raise ScmUnavailable(f"GitLab answered without the deploy token for {path}.")
+        return MintedCredential(
+            username=str(data.get("username") or ""),
+            password=token,
+            expires_at=expires_at,
+            token_id=str(data.get("id") or ""),
+        )
+
+    def revoke_clone_credential(self, ref: RepoRef, credential: MintedCredential) -> None:
+        """Revoke one deploy token by its id (DELETE /projects/:id/deploy_tokens/:token_id)."""
+        project = self._project(project_path_of(ref))
+        token_id = quote(credential.token_id, safe="")
+        response = self._request("DELETE", f"{project}/deploy_tokens/{token_id}")
+        # 404: it is gone already.
+        if response.status_code not in (204, 404):
+            raise ScmError(
+                f"GitLab refused to revoke deploy token {credential.token_id} of "
+                f"{project_path_of(ref)} ({response.status_code})."
+            )
+
+    def revoke_clone_credentials_named(self, ref: RepoRef, *, name: str) -> int:
+        """Revoke the project's deploy tokens called `name`, found by listing them (so no id
+        needs to be kept); return how many."""
+        path = project_path_of(ref)
+        listed = f"{self._project(path)}/deploy_tokens"
+        found: list[str] = []
+        for page in range(1, MAX_DEPLOY_TOKEN_PAGES + 1):
+            response = self._request("GET", listed, params={"per_page": 100, "page": page})
+            if response.status_code >= 400:
+                kind = ScmUnavailable if response.status_code >= 500 else ScmError
+                raise kind(
+                    f"GitLab refused to list the deploy tokens of {path} "
+                    f"({response.status_code}); the token needs Maintainer rights."
+                )
+            tokens = response.json()
+            if not isinstance(tokens, list):
+                raise ScmUnavailable(f"GitLab answered the deploy tokens of {path} oddly.")
+            found += [
+                str(t.get("id"))
+                for t in tokens
+                if isinstance(t, dict) and t.get("name") == name and not t.get("revoked")
+            ]
+            if len(tokens) < 100:
+                break
+        for token_id in found:
+            self.revoke_clone_credential(
+                ref, MintedCredential(username="", password="", expires_at=None, token_id=token_id)
+            )
+        return len(found)
 
     def ssh_clone_url(self, ref: RepoRef) -> str | None:
         """git@HOST:group/repo.git (GitLab's SSH, on port 22)."""

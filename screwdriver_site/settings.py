@@ -313,10 +313,23 @@ SD_GITHUB_API_URL = env_str("SD_GITHUB_API_URL", "https://api.github.com").rstri
 SD_GITHUB_WEBHOOK_SECRET = env_str("SD_GITHUB_WEBHOOK_SECRET")
 # The server's own token for GitHub's REST API until sign-in brings each user's token.
 SD_GITHUB_TOKEN = env_str("SD_GITHUB_TOKEN")
+# A GitHub App (its id and the PEM file of its private key): when both are set, each build of
+# a private repository clones with an installation token of its own, read-only, for that one
+# repository, that expires within the hour (docs/scm.md), not with SD_GITHUB_TOKEN.
+SD_GITHUB_APP_ID = env_str("SD_GITHUB_APP_ID")
+SD_GITHUB_APP_PRIVATE_KEY_FILE = env_str("SD_GITHUB_APP_PRIVATE_KEY_FILE")
 # GitLab (self-managed: point SD_GITLAB_URL at https://HOST); no token, no GitLab deliveries.
 SD_GITLAB_URL = env_str("SD_GITLAB_URL", "https://gitlab.com").rstrip("/")
 SD_GITLAB_WEBHOOK_TOKEN = env_str("SD_GITLAB_WEBHOOK_TOKEN")
 SD_GITLAB_TOKEN = env_str("SD_GITLAB_TOKEN")
+# What builds of private GitLab projects clone with: a deploy token of their own, made with
+# SD_GITLAB_TOKEN (Maintainer) and revoked when the build ends, or the server's token itself.
+SD_GITLAB_CLONE_CREDENTIAL = env_str("SD_GITLAB_CLONE_CREDENTIAL", "deploy-token")
+if SD_GITLAB_CLONE_CREDENTIAL not in ("deploy-token", "operator-token"):
+    raise ImproperlyConfigured(
+        "SD_GITLAB_CLONE_CREDENTIAL must be 'deploy-token' or 'operator-token', "
+        f"got {SD_GITLAB_CLONE_CREDENTIAL!r}."
+    )
 # Deploy keys: a pipeline whose screwdriver.yaml says screwdriver.cd/useDeployKey: true gets
 # an SSH key pair and its builds clone over SSH with it (docs/scm.md); off unless allowed.
 SD_DEPLOY_KEYS = env_bool("SD_DEPLOY_KEYS", False)

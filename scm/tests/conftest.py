@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from conftest import Stack
 from scm.tests.github_fakes import SECRET
@@ -15,6 +18,13 @@ from scm.tests.gitlab_server import FakeGitLab, serve_gitlab
 # The servers' tokens: long and unlike anything else, so a search for them means something.
 GITHUB_TOKEN = "ghs_FakeServerToken7f3a9c1e5b2d8a4f6c0e"
 GITLAB_TOKEN = "glpat-FakeServerToken4d2b8e6a0c9f1e3b"
+GITHUB_APP_ID = "4242"
+
+
+@pytest.fixture(scope="session")
+def github_app_key() -> rsa.RSAPrivateKey:
+    """The GitHub App's RSA key, made once: making one takes a while."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 @pytest.fixture
@@ -26,6 +36,35 @@ def github_server() -> Iterator[tuple[str, FakeGitHub]]:
     with serve_github() as served:
         served[1].credential = ("x-access-token", GITHUB_TOKEN)
         yield served
+
+
+@pytest.fixture
+def github_app(
+    settings: Any,
+    tmp_path: Path,
+    github_app_key: rsa.RSAPrivateKey,
+    github_server: tuple[str, FakeGitHub],
+) -> FakeGitHub:
+    """The server is a GitHub App of that GitHub (its key in a PEM file), and the GitHub's
+    git no longer takes the server's token: only installation tokens clone."""
+    pem = tmp_path / "github-app.pem"
+    pem.write_bytes(
+        github_app_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    pem.chmod(0o600)
+    settings.SD_GITHUB_APP_ID = GITHUB_APP_ID
+    settings.SD_GITHUB_APP_PRIVATE_KEY_FILE = str(pem)
+    github = github_server[1]
+    github.app_id = GITHUB_APP_ID
+    github.app_public_key = github_app_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    github.credential_clones = False
+    return github
 
 
 @pytest.fixture

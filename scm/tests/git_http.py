@@ -3,7 +3,9 @@
 The fake SCMs (github_server.py, gitlab_server.py) hand every request for `/<path>.git/...`
 to `serve_git`, which runs git's own CGI program (`git http-backend`), so clones may be
 shallow and fetch a commit by its sha. A repository marked private answers 401 to a request
-without the accepted user name and token (HTTP Basic), as the real ones do.
+without an accepted user name and token (HTTP Basic), as the real ones do: the host's own
+`credential` (while `credential_clones`), or a token the fake SCM issued (`issued`: a GitHub
+App installation token, a GitLab deploy token) for that repository, until it expires.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +25,15 @@ from urllib.parse import urlsplit
 ANONYMOUS = "-"
 
 
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token the fake SCM issued: who presents it, what it opens, until when (epoch s)."""
+
+    username: str
+    repos: frozenset[str]
+    expires_at: float
+
+
 @dataclass
 class GitHost:
     """The repositories a fake SCM serves, the credential it accepts, and what it saw."""
@@ -30,6 +42,11 @@ class GitHost:
     # Repositories that refuse anonymous requests; `credential` (user, token) opens them.
     private: set[str] = field(default_factory=set)
     credential: tuple[str, str] = ("", "")
+    # False: `credential` opens the REST API only, never a clone (the server must clone with
+    # a token issued for the build).
+    credential_clones: bool = True
+    # Issued tokens by value; an SCM's revocation removes them.
+    issued: dict[str, IssuedToken] = field(default_factory=dict)
     # Each git request: the repository's file asked for, and who asked (ANONYMOUS or a user).
     git_files: list[str] = field(default_factory=list)
     git_callers: list[str] = field(default_factory=list)
@@ -39,8 +56,9 @@ class GitHost:
     unknown: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def caller(self, authorization: str) -> str:
-        """Who an Authorization header names: ANONYMOUS, or the user whose token matched."""
+    def caller(self, authorization: str, repo: str) -> str:
+        """Who an Authorization header names to `repo`: ANONYMOUS, or the user whose token
+        opens it."""
         scheme, _, encoded = authorization.partition(" ")
         if scheme.lower() != "basic":
             return ANONYMOUS
@@ -48,7 +66,18 @@ class GitHost:
             user, _, token = base64.b64decode(encoded).decode().partition(":")
         except ValueError:
             return ANONYMOUS
-        return user if (user, token) == self.credential else ANONYMOUS
+        if self.credential_clones and (user, token) == self.credential:
+            return user
+        with self.lock:
+            issued = self.issued.get(token)
+        if (
+            issued is not None
+            and issued.username == user
+            and repo in issued.repos
+            and issued.expires_at > time.time()
+        ):
+            return user
+        return ANONYMOUS
 
 
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
@@ -73,7 +102,7 @@ def serve_git(handler: BaseHTTPRequestHandler, host: GitHost) -> bool:
         return False
     name, bare = found[0]
     rest = url.path.removeprefix(f"/{name}.git/")
-    caller = host.caller(handler.headers.get("Authorization", ""))
+    caller = host.caller(handler.headers.get("Authorization", ""), name)
     with host.lock:
         host.git_files.append(rest)
         host.git_callers.append(caller)

@@ -2,12 +2,18 @@
 answered from bare repositories on disk, and the repositories over git's HTTP protocol
 (git_http.py: a repository in `private` needs the server's token to be read or cloned).
 
+It is also GitHub App territory: given the app's id and public key, it checks the app's JWT
+(RS256, issued by the app, for 10 minutes at most) on `GET /repos/{o}/{r}/installation` and
+`POST /app/installations/{id}/access_tokens`, and issues installation tokens that open the
+repositories asked for, for an hour, until `DELETE /installation/token` revokes one.
+
 Processes the tests start (the worker, the launcher) reach it like a real GitHub.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +24,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from scm.tests.git_http import GitHost, serve, serve_git
+import jwt
+
+from scm.tests.git_http import GitHost, IssuedToken, serve, serve_git
 from scm.tests.git_http import git_run as _git
 
 
@@ -38,6 +46,59 @@ class FakeGitHub(GitHost):
     held: int = 0
     # Pull request number -> its base branch, for the files it changes; "main" if not listed.
     pull_bases: dict[int, str] = field(default_factory=dict)
+    # The GitHub App: its id, the PEM of its public key, and where it is installed
+    # ("org/repo" -> installation id).
+    app_id: str = ""
+    app_public_key: bytes = b""
+    installations: dict[str, int] = field(default_factory=dict)
+    # Each request the app made ("GET path" or "POST path", its JSON body), the claims of its
+    # JWTs, and the installation tokens revoked.
+    app_requests: list[tuple[str, Any]] = field(default_factory=list)
+    app_claims: list[dict[str, Any]] = field(default_factory=list)
+    revoked: list[str] = field(default_factory=list)
+
+    def app_caller(self, authorization: str) -> bool:
+        """Whether the header carries a valid JWT of the app (recording its claims)."""
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not self.app_public_key:
+            return False
+        try:
+            claims = jwt.decode(
+                token,
+                self.app_public_key,
+                algorithms=["RS256"],
+                options={"require": ["iat", "exp", "iss"]},
+            )
+        except jwt.PyJWTError:
+            return False
+        with self.lock:
+            self.app_claims.append(claims)
+        # GitHub refuses a JWT that lives longer than 10 minutes.
+        return claims["iss"] == self.app_id and claims["exp"] - claims["iat"] <= 600
+
+    def issue_token(self, installation: int, body: Any) -> dict[str, Any] | None:
+        """An installation token for the repositories asked for (all the installation's
+        when none are named); None when one is not part of the installation."""
+        installed = {name for name, i in self.installations.items() if i == installation}
+        owners = {name.split("/")[0] for name in installed}
+        asked = body.get("repositories") if isinstance(body, dict) else None
+        repos = (
+            {f"{owner}/{name}" for owner in owners for name in asked}
+            if isinstance(asked, list)
+            else installed
+        )
+        if not repos or not repos <= installed:
+            return None
+        token = "ghs_" + secrets.token_hex(18)
+        expires = time.time() + 3600
+        with self.lock:
+            self.issued[token] = IssuedToken("x-access-token", frozenset(repos), expires)
+        return {
+            "token": token,
+            "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
+            "permissions": body.get("permissions") or {"contents": "read"},
+            "repositories": [{"full_name": name} for name in sorted(repos)],
+        }
 
 
 def handler_for(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
@@ -86,6 +147,8 @@ def handler_for(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 private = full_name in state.private
                 if bare is None or (private and not self.headers.get("Authorization")):
                     self._json(404, {"message": "Not Found"})
+                elif rest == ["installation"]:
+                    self._installation(full_name)
                 elif not rest:
                     self._json(
                         200,
@@ -123,13 +186,57 @@ def handler_for(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             if not serve_git(self, state):
                 self._unknown()
 
+        def _installation(self, full_name: str) -> None:
+            with state.lock:
+                state.app_requests.append((f"GET /repos/{full_name}/installation", None))
+            if not state.app_caller(self.headers.get("Authorization", "")):
+                self._json(401, {"message": "A JSON web token could not be decoded"})
+            elif full_name not in state.installations:
+                self._json(404, {"message": "Not Found"})
+            else:
+                installation = state.installations[full_name]
+                owner = full_name.split("/")[0]
+                self._json(200, {"id": installation, "account": {"login": owner}})
+
+        def _access_token(self, installation: str, body: Any) -> None:
+            with state.lock:
+                path = f"/app/installations/{installation}/access_tokens"
+                state.app_requests.append((f"POST {path}", body))
+            if not state.app_caller(self.headers.get("Authorization", "")):
+                self._json(401, {"message": "A JSON web token could not be decoded"})
+                return
+            issued = state.issue_token(int(installation), body) if installation.isdigit() else None
+            if issued is None:
+                self._json(422, {"message": "There is at least one repository that does not exist"})
+            else:
+                self._json(201, issued)
+
+        def do_DELETE(self) -> None:
+            parts = urlsplit(self.path).path.strip("/").split("/")
+            if parts != ["api", "v3", "installation", "token"]:
+                self._unknown()
+                return
+            scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+            with state.lock:
+                found = state.issued.pop(token, None) if scheme.lower() == "bearer" else None
+                if found is not None:
+                    state.revoked.append(token)
+            if found is None:
+                self._json(401, {"message": "Bad credentials"})
+            else:
+                self._send(204, b"")
+
         def do_POST(self) -> None:
             if serve_git(self, state):
                 return
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
             parts = urlsplit(self.path).path.strip("/").split("/")
-            if parts[:3] == ["api", "v3", "repos"] and parts[5:6] == ["statuses"]:
+            if parts[:4] == ["api", "v3", "app", "installations"] and parts[5:] == [
+                "access_tokens"
+            ]:
+                self._access_token(parts[4], body)
+            elif parts[:3] == ["api", "v3", "repos"] and parts[5:6] == ["statuses"]:
                 with state.lock:
                     state.statuses.append((parts[6], body))
                 self._json(201, {"state": body.get("state")})

@@ -2,21 +2,28 @@
 makes, answered from bare repositories on disk, and the repositories over git's HTTP protocol
 (git_http.py: a project in `private` needs the server's token to be read or cloned).
 
+It issues project deploy tokens to the server's token (`POST /projects/:id/deploy_tokens`,
+refused with 403 while `deploy_token_rights` is off, as for a token below Maintainer), lists
+them without their values, and revokes them (`DELETE /projects/:id/deploy_tokens/:id`); one
+with `read_repository` opens that project's repository until it expires or is revoked.
+
 Processes the tests start (the worker, the launcher) reach it like a real GitLab.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from scm.tests.git_http import GitHost, git_run, serve, serve_git
+from scm.tests.git_http import GitHost, IssuedToken, git_run, serve, serve_git
 
 
 @dataclass
@@ -24,6 +31,53 @@ class FakeGitLab(GitHost):
     """What the fake server saw besides git requests: the commit statuses posted."""
 
     statuses: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # Deploy tokens by id, as GitLab lists them plus "project", "token" and "revoked"; the
+    # bodies of the requests that made them.
+    deploy_tokens: dict[int, dict[str, Any]] = field(default_factory=dict)
+    deploy_token_requests: list[dict[str, Any]] = field(default_factory=list)
+    deploy_token_rights: bool = True
+
+    def make_deploy_token(self, project: str, body: Any, authorization: str) -> dict[str, Any]:
+        """A deploy token as POST answers it; {} when the caller may not make one."""
+        with self.lock:
+            self.deploy_token_requests.append(body)
+        if not self.deploy_token_rights or authorization != f"Bearer {self.credential[1]}":
+            return {}
+        expires = datetime.fromisoformat(str(body["expires_at"]).replace("Z", "+00:00"))
+        with self.lock:
+            token_id = len(self.deploy_tokens) + 1
+            row = {
+                "id": token_id,
+                "name": str(body["name"]),
+                "username": f"gitlab+deploy-token-{token_id}",
+                "expires_at": body["expires_at"],
+                "scopes": list(body["scopes"]),
+                "revoked": False,
+                "expired": False,
+                "project": project,
+                "token": "gldt-" + secrets.token_hex(10),
+            }
+            self.deploy_tokens[token_id] = row
+            if "read_repository" in row["scopes"]:
+                self.issued[row["token"]] = IssuedToken(
+                    row["username"], frozenset({project}), expires.timestamp()
+                )
+        return row
+
+    def revoke_deploy_token(self, project: str, token_id: str) -> bool:
+        with self.lock:
+            row = self.deploy_tokens.get(int(token_id)) if token_id.isdigit() else None
+            if row is None or row["project"] != project or row["revoked"]:
+                return False
+            row["revoked"] = True
+            self.issued.pop(row["token"], None)
+        return True
+
+    def listed_deploy_tokens(self, project: str) -> list[dict[str, Any]]:
+        hidden = ("project", "token")
+        with self.lock:
+            rows = [r for r in self.deploy_tokens.values() if r["project"] == project]
+        return [{k: v for k, v in r.items() if k not in hidden} for r in rows]
 
 
 def handler_for(state: FakeGitLab) -> type[BaseHTTPRequestHandler]:
@@ -94,6 +148,11 @@ def handler_for(state: FakeGitLab) -> type[BaseHTTPRequestHandler]:
                         "permissions": {"project_access": {"access_level": 50}},
                     },
                 )
+            elif rest == ["deploy_tokens"]:
+                query = parse_qs(urlsplit(self.path).query)
+                page, per_page = int(query["page"][0]), int(query["per_page"][0])
+                rows = state.listed_deploy_tokens(path)
+                self._json(200, rows[(page - 1) * per_page : page * per_page])
             elif rest[:2] == ["repository", "commits"] and len(rest) == 3:
                 self._commit(bare, rest[2], path)
             elif rest[:2] == ["repository", "files"] and rest[-1:] == ["raw"]:
@@ -114,11 +173,30 @@ def handler_for(state: FakeGitLab) -> type[BaseHTTPRequestHandler]:
             found = self._project()
             if found is None:
                 return
-            _path, _bare, rest = found
+            path, _bare, rest = found
             if rest[:1] == ["statuses"] and len(rest) == 2:
                 with state.lock:
                     state.statuses.append((rest[1], body))
                 self._json(201, {"status": body.get("state")})
+            elif rest == ["deploy_tokens"]:
+                made = state.make_deploy_token(path, body, self.headers.get("Authorization", ""))
+                if made:
+                    self._json(201, {k: v for k, v in made.items() if k != "project"})
+                else:
+                    self._json(403, {"message": "403 Forbidden"})
+            else:
+                self._unknown()
+
+        def do_DELETE(self) -> None:
+            found = self._project()
+            if found is None:
+                return
+            path, _bare, rest = found
+            if rest[:1] == ["deploy_tokens"] and len(rest) == 2:
+                if state.revoke_deploy_token(path, rest[1]):
+                    self._send(204, b"")
+                else:
+                    self._json(404, {"message": "404 Not Found"})
             else:
                 self._unknown()
 

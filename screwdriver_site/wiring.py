@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from builds import dispatch, live, outbox
+from builds import services as build_services
 from builds.api.serializers import BuildSerializer
 from builds.models import Build, BuildStatus
 from notifications import feedback
@@ -42,6 +43,12 @@ def connect_handlers() -> None:
     )
     # Other pipelines' jobs that follow this one, their joins, and builds it blocked there.
     outbox.connect("remote-triggers", statuses=ENDED, run=triggers.run_remote_triggers)
+    # The deploy token GitLab issued for an ended build's clone is revoked (docs/security.md).
+    outbox.connect(
+        "clone-credential-revoke",
+        statuses=ENDED,
+        run=build_services.revoke_checkout_credential,
+    )
     # What an ended build left on its engine is removed.
     outbox.connect("executor-cleanup", statuses=ENDED, run=dispatch.cleanup_build)
     # Email and Slack notices of a job's `settings`: sent for the build's current status, so a

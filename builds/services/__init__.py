@@ -27,7 +27,9 @@ from builds.services.credentials import (
     CredentialRefused,
     checkout_auth,
     checkout_url,
+    clone_credential_name,
     issue_checkout_credential,
+    revoke_checkout_credential,
 )
 from builds.services.locks import lock_pipeline
 from builds.services.retries import RETRIES_ANNOTATION, retries_of, retry_lost_build
@@ -60,6 +62,7 @@ __all__ = [
     "abort_build",
     "checkout_auth",
     "checkout_url",
+    "clone_credential_name",
     "create_build",
     "create_start_builds",
     "deep_merge",
@@ -76,6 +79,7 @@ __all__ = [
     "renew_lease",
     "retries_of",
     "retry_lost_build",
+    "revoke_checkout_credential",
     "skips_checkout",
     "skips_further",
     "stop_event",

@@ -2,14 +2,20 @@
 
 The launch spec only says which kind the checkout needs (`checkout.auth`); the value is
 answered by `issue_checkout_credential`, to the build's own launcher, once, while the build
-runs and before any of its own steps has started. It is never stored: the operator's SCM
-token is read from the settings, the deploy key decrypted from its row, for each answer.
+runs and before any of its own steps has started. It is never stored: a GitHub App's
+installation token or a GitLab deploy token is issued for the build at that moment (one
+repository, read-only, an hour at most), the operator's SCM token (where the operator chose
+it) read from the settings, the deploy key decrypted from its row, for each answer. A GitLab
+deploy token is revoked when the build ends (`revoke_checkout_credential`, from the outbox),
+found by its name, which the build's id gives.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db.models import Q
@@ -19,8 +25,10 @@ from builds.models import Build, BuildStatus, Step
 from builds.services.creation import SETUP_STEP, skips_checkout
 from pipelines.encryption import decrypt
 from pipelines.models import Pipeline
-from scm.base import RepoRef
+from scm.base import RepoRef, Scm, ScmError, ScmUnavailable
 from scm.clients import scm_of_context
+
+logger = logging.getLogger(__name__)
 
 TOKEN = "token"  # noqa: S105 - the name of a kind of credential, not one
 SSH_KEY = "sshKey"
@@ -43,7 +51,18 @@ def checkout_auth(pipeline: Pipeline) -> str:
         return ""
     if pipeline.deploy_key_in_use() is not None:
         return SSH_KEY
-    return TOKEN if scm_of_context(pipeline.scm_context).clone_credential() else ""
+    scm = scm_of_context(pipeline.scm_context)
+    if scm.mints_clone_credentials():
+        # Nothing is issued for a public repository: it is cloned without a credential.
+        return TOKEN if (pipeline.scm_repo or {}).get("private") is not False else ""
+    return TOKEN if scm.clone_credential() else ""
+
+
+def clone_credential_name(build_id: int) -> str:
+    """What a credential issued for the build is called at the SCM (a GitLab deploy token):
+    the server's host keeps two servers' builds of one number apart."""
+    host = urlsplit(str(settings.SD_UI_URL)).netloc or "screwdriver"
+    return f"screwdriver-build-{build_id} ({host})"
 
 
 def checkout_url(pipeline: Pipeline, ref: RepoRef, auth: str) -> str:
@@ -90,8 +109,8 @@ def issue_checkout_credential(*, build_id: int) -> dict[str, Any]:
     auth = checkout_auth(pipeline)
     if not auth:
         raise CredentialRefused(
-            f"The server has no token for {pipeline.scm_context}: build {build_id} clones "
-            "without a credential."
+            f"The server has no token for {pipeline.scm_context}, or the repository is public: "
+            f"build {build_id} clones without a credential."
         )
     if skips_checkout(build.job_config()):
         raise CredentialRefused(f"Build {build_id}'s job skips the clone: it needs no credential.")
@@ -103,18 +122,73 @@ def issue_checkout_credential(*, build_id: int) -> dict[str, Any]:
             f"Build {build_id} has started its own steps: the checkout credential is handed "
             "out only before them."
         )
+    if build.checkout_credential_at is not None:
+        raise _handed_out(build_id)
+    scm = scm_of_context(pipeline.scm_context)
+    if auth == TOKEN and scm.mints_clone_credentials():
+        return _minted(build_id, scm, pipeline.repo_ref())
     answer = _answer(pipeline, auth)
+    if not _take(build_id):
+        raise _handed_out(build_id)
+    return answer
+
+
+def _take(build_id: int) -> bool:
     # Once per build, recorded before it is answered: a step that holds the build token
     # (SD_TOKEN) can never be the second to ask.
     taken = Build.objects.filter(
         pk=build_id, status=BuildStatus.RUNNING, checkout_credential_at__isnull=True
     ).update(checkout_credential_at=timezone.now())
-    if taken != 1:
-        raise CredentialRefused(
-            f"The checkout credential of build {build_id} was handed out already: its "
-            "launcher gets it once."
-        )
-    return answer
+    return taken == 1
+
+
+def _handed_out(build_id: int) -> CredentialRefused:
+    return CredentialRefused(
+        f"The checkout credential of build {build_id} was handed out already: its "
+        "launcher gets it once."
+    )
+
+
+def _minted(build_id: int, scm: Scm, ref: RepoRef) -> dict[str, Any]:
+    """A credential the SCM issues for this build alone; a refusal is final for the build."""
+    try:
+        minted = scm.mint_clone_credential(ref, name=clone_credential_name(build_id))
+    except ScmUnavailable as exc:
+        # The launcher asks again (a 5xx): nothing was handed out yet.
+        raise CredentialRefused(str(exc), status=503) from None
+    except ScmError as exc:
+        # Refused for good: there is nothing left for anyone to ask for.
+        _take(build_id)
+        raise CredentialRefused(str(exc)) from None
+    if not _take(build_id):
+        # Another request of this build won the race: what this one got goes unused.
+        try:
+            scm.revoke_clone_credential(ref, minted)
+        except ScmError as exc:
+            logger.warning(
+                "An unused clone credential of build %s stays until it expires: %s", build_id, exc
+            )
+        raise _handed_out(build_id)
+    return {"type": TOKEN, "username": minted.username, "password": minted.password}
+
+
+def revoke_checkout_credential(*, build_id: int) -> int:
+    """After the build ended, revoke what its SCM issued for its clone (a GitLab deploy token,
+    found by its name); return how many were revoked. A GitHub installation token expires
+    within the hour by itself."""
+    build = Build.objects.select_related("job__pipeline").filter(pk=build_id).first()
+    if build is None or build.checkout_credential_at is None:
+        return 0
+    pipeline = build.job.pipeline
+    if pipeline.scm_context == "local" or pipeline.deploy_key_in_use() is not None:
+        return 0
+    scm = scm_of_context(pipeline.scm_context)
+    if not scm.mints_clone_credentials():
+        return 0
+    # An ScmError is raised: the outbox tries again later (the token expires meanwhile).
+    return scm.revoke_clone_credentials_named(
+        pipeline.repo_ref(), name=clone_credential_name(build_id)
+    )
 
 
 def _answer(pipeline: Pipeline, auth: str) -> dict[str, Any]:

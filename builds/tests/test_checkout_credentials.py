@@ -32,6 +32,10 @@ def operator_tokens(settings: Any) -> None:
     settings.SD_GITHUB_TOKEN = TOKEN
     settings.SD_GITLAB_URL = "https://gitlab.example.com"
     settings.SD_GITLAB_TOKEN = "glpat-operatorTokenForClones"
+    # The operator's own tokens, as chosen here; the short-lived ones are in
+    # scm/tests/test_clone_credentials.py.
+    settings.SD_GITHUB_APP_ID = ""
+    settings.SD_GITLAB_CLONE_CREDENTIAL = "operator-token"
 
 
 def make_build(
@@ -88,7 +92,7 @@ def test_the_builds_own_launcher_gets_the_operators_token_once() -> None:
     assert TOKEN not in again.content.decode()
 
 
-def test_a_gitlab_build_gets_the_token_as_oauth2() -> None:
+def test_a_gitlab_build_chosen_to_clone_with_the_operators_token_gets_it_as_oauth2() -> None:
     build = make_build(url="https://gitlab.example.com/group/app.git#main", context="gitlab:x")
     answer = launcher(build).post(CREDENTIAL.format(build.pk)).json()
     assert answer == {

@@ -118,6 +118,7 @@ def test_a_process_killed_right_after_a_builds_final_commit_loses_nothing_that_f
         assert Build.objects.get(pk=build.pk).status == BuildStatus.SUCCESS
         due = OutboxMessage.objects.filter(build=build, status=BuildStatus.SUCCESS)
         assert sorted(due.values_list("handler", flat=True)) == [
+            "clone-credential-revoke",
             "commit-status",
             "executor-cleanup",
             "notify",

@@ -2,8 +2,10 @@
 shows nowhere: not in a log line, a step's environment, an API answer or a file.
 
 The fake SCMs (github_server.py, gitlab_server.py) refuse anonymous git requests to a
-private repository with 401 and take the server's token; the deploy-key build reaches its
-repository through a fake `ssh` on the launcher's PATH that records how git called it.
+private repository with 401 and take the server's token, or only the token they issued for
+the build (a GitHub App's installation token, a GitLab deploy token); the deploy-key build
+reaches its repository through a fake `ssh` on the launcher's PATH that records how git
+called it.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from builds.models import FINISHED_STATUSES, Build, BuildStatus, Step
+from builds.services import clone_credential_name
 from builds.tests.step_logs import step_log
 from conftest import GitRepo, Stack, wait_until
 from pipelines.encryption import decrypt
 from pipelines.models import DeployKey, Pipeline
 from pipelines.services import create_pipeline, creator_of, start_event
-from scm.tests.git_http import GitHost
+from scm.tests.git_http import ANONYMOUS, GitHost
+from scm.tests.github_server import FakeGitHub
 from scm.tests.scm_people import repository_admin
 
 YAML = """
@@ -141,39 +145,71 @@ def _private(fake: GitHost, path: str, repo: GitRepo) -> None:
     fake.private.add(path)
 
 
+def _issued(fake: GitHost) -> list[str]:
+    """Every token the fake SCM issued, revoked or not (GitLab keeps its deploy tokens' rows)."""
+    rows = getattr(fake, "deploy_tokens", {}).values()
+    return sorted({*fake.issued, *(str(row["token"]) for row in rows)})
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("scm", ["github", "gitlab"])
+@pytest.mark.parametrize("scm", ["github", "github-app", "gitlab", "gitlab-deploy-token"])
 def test_a_private_repository_builds_and_the_token_it_cloned_with_shows_nowhere(
     scm: str,
     request: pytest.FixtureRequest,
     settings: Any,
     make_repo: Callable[..., GitRepo],
 ) -> None:
-    stack, fake = request.getfixturevalue(f"{scm}_stack")
+    site = scm.split("-")[0]
+    stack, fake = request.getfixturevalue(f"{site}_stack")
     repo = make_repo({"screwdriver.yaml": YAML}, name="app")
     repo.push({"second.txt": "more history than the depth of 1\n"}, "second")
-    if scm == "github":
+    if site == "github":
         path, token = "octo-org/app", settings.SD_GITHUB_TOKEN
         url = f"https://127.0.0.1/{path}.git#main"
         clone_url = settings.SD_GITHUB_API_URL.removesuffix("/api/v3") + f"/{path}.git"
     else:
         path, token = "group/sub/app", settings.SD_GITLAB_TOKEN
         url = clone_url = f"{settings.SD_GITLAB_URL}/{path}.git"
+    if scm == "github-app":
+        # The fake's git now refuses the server's token: only an installation token clones.
+        request.getfixturevalue("github_app").installations[path] = 3
+    elif scm == "gitlab":
+        settings.SD_GITLAB_CLONE_CREDENTIAL = "operator-token"
+    elif scm == "gitlab-deploy-token":
+        fake.credential_clones = False
     _private(fake, path, repo)
-    user = repository_admin("octocat", provider=scm)
+    user = repository_admin("octocat", provider=site)
     pipeline = create_pipeline(checkout_url=url, user=user)
     assert pipeline.scm_repo["private"] is True
 
     build = _build(pipeline, user)
     setup = "\n".join(step_log(build, "sd-setup-scm"))
     assert build.status == BuildStatus.SUCCESS, setup
-    # Refused without the token, let in with it (as x-access-token or oauth2).
-    assert fake.refused >= 1 and fake.credential[0] in fake.git_callers
+    # Refused without a credential, let in with one: the server's token (as x-access-token or
+    # oauth2), or the one issued for this build alone.
+    callers = set(fake.git_callers) - {ANONYMOUS}
+    assert fake.refused >= 1
+    assert (
+        callers
+        == {
+            "github": {"x-access-token"},
+            "github-app": {"x-access-token"},
+            "gitlab": {"oauth2"},
+            "gitlab-deploy-token": {"gitlab+deploy-token-1"},
+        }[scm]
+    )
+    issued = _issued(fake)
+    assert len(issued) == (0 if scm in ("github", "gitlab") else 1)
     assert step_log(build, "clone") == ["true", "no credential helper", clone_url]
     # A step holds the build token, yet cannot get the credential with it.
     (asked,) = step_log(build, "ask")
     assert asked.endswith(" 409") and "checkout credential" in asked
+    if scm == "gitlab-deploy-token":
+        # Revoked once the build ended, by the worker.
+        wait_until(lambda: not fake.issued, timeout=30, what="the deploy token's revocation")
+        (row,) = fake.deploy_tokens.values()
+        assert row["revoked"] and row["name"] == clone_credential_name(build.pk)
 
     workspace = Path(settings.SD_WORKSPACES_DIR) / f"build-{build.pk}"
     dumped = (workspace / "artifacts" / "env.txt").read_text()
@@ -182,9 +218,33 @@ def test_a_private_repository_builds_and_the_token_it_cloned_with_shows_nowhere(
         and (workspace / "artifacts" / "self.environ").stat().st_size
     )
     everything = _everything_stored_and_shown(build, user, stack.data_dir)
-    assert not [part for part in everything if token.encode() in part]
+    for value in (token, *issued):
+        assert not [part for part in everything if value.encode() in part]
     # Nothing needed masking: the token never reached the output at all.
     assert not any(b"****" in part for part in _logs(build))
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_github_app_not_installed_on_the_repository_fails_the_build_saying_so(
+    github_stack: tuple[Stack, Any],
+    github_app: FakeGitHub,
+    make_repo: Callable[..., GitRepo],
+) -> None:
+    _private(github_app, "octo-org/app", make_repo({"screwdriver.yaml": YAML}, name="app"))
+    user = repository_admin("octocat")
+    pipeline = create_pipeline(checkout_url="https://127.0.0.1/octo-org/app.git#main", user=user)
+
+    build = _build(pipeline, user)
+    reason = (
+        f"The GitHub App {github_app.app_id} is not installed on octo-org/app: install it on "
+        "the repository (or its organization) for builds to clone it."
+    )
+    assert (build.status, build.status_message) == (BuildStatus.FAILURE, reason)
+    assert reason in "\n".join(step_log(build, "sd-setup-scm"))
+    # Nothing was cloned, and no user step ran.
+    assert github_app.git_files == [] and github_app.issued == {}
+    assert not Step.objects.filter(build=build, name="dump", start_time__isnull=False).exists()
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """A GitHub delivery whose worker is killed mid-way: processed later, its event made once;
-a private GitHub repository, which builds with the server's token and shows it nowhere; and a
-pull request whose build's summary reaches the pull request and the Pull Requests tab."""
+a private GitHub repository, which builds with the server's token, or with a GitHub App's
+installation token issued for the build, and shows it nowhere; and a pull request whose
+build's summary reaches the pull request and the Pull Requests tab."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from acceptance.stack import Stack, finished, first_build, git, log_lines, new_stack, wait_for
 from scm.tests.github_server import FakeGitHub, serve_github
@@ -25,6 +28,7 @@ pytestmark = pytest.mark.xdist_group("webhooks")
 
 SECRET = "acceptance-webhook-secret"
 TOKEN = "ghs_acceptanceServerToken5b1e0c7d9a"
+APP_ID = "31337"
 YAML = """
 jobs:
   main:
@@ -265,3 +269,76 @@ def test_a_pull_requests_summary_is_commented_and_shown_on_the_pull_requests_tab
     assert f"/pipelines/{pipeline_id}/builds/{build_id}" in tab.text
     assert "Coverage is &lt;81%&gt;" in tab.text and "81%</a>" not in tab.text
     assert ">81%<" in tab.text and ">10/12<" in tab.text
+
+
+@pytest.fixture(scope="module")
+def github_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, FakeGitHub]]:
+    """A stack that is a GitHub App of a GitHub whose git takes only the app's tokens."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path_factory.mktemp("app") / "app.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    pem.chmod(0o600)
+    with serve_github() as (base_url, fake):
+        fake.credential = ("x-access-token", TOKEN)
+        fake.credential_clones = False
+        fake.app_id = APP_ID
+        fake.app_public_key = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        stack = new_stack(
+            "github-app",
+            SD_GITHUB_API_URL=f"{base_url}/api/v3",
+            SD_GITHUB_TOKEN=TOKEN,
+            SD_GITHUB_APP_ID=APP_ID,
+            SD_GITHUB_APP_PRIVATE_KEY_FILE=str(pem),
+            SD_DEMO="false",
+        )
+        yield stack, fake
+        stack.kill()
+
+
+def test_a_github_app_build_clones_with_a_token_of_its_own_that_shows_nowhere(
+    github_app: tuple[Stack, FakeGitHub],
+    repo: Callable[..., tuple[Path, Path]],
+) -> None:
+    stack, fake = github_app
+    bare, _work = repo(YAML, "secret")
+    fake.repos["octo-org/secret"] = bare
+    fake.private.add("octo-org/secret")
+    fake.installations["octo-org/secret"] = 11
+
+    api = stack.api()
+    created = api.post(
+        "/pipelines", json={"checkoutUrl": "https://127.0.0.1/octo-org/secret.git#main"}
+    )
+    assert created.status_code == 201, created.text
+    event = api.post("/events", json={"pipelineId": created.json()["id"], "startFrom": "main"})
+    assert event.status_code == 201, event.text
+    build_id = first_build(stack, event.json())["id"]
+    done = finished(stack, build_id, timeout=120)
+    assert done["status"] == "SUCCESS", log_lines(stack, build_id, "sd-setup-scm")
+    # The server's token no longer clones here: the app's token for this repository did.
+    (issued,) = fake.issued
+    assert fake.refused and "x-access-token" in fake.git_callers
+    assert fake.app_requests[-1] == (
+        "POST /app/installations/11/access_tokens",
+        {"repositories": ["secret"], "permissions": {"contents": "read"}},
+    )
+    shown = [
+        api.get(path).text for path in (f"/builds/{build_id}", f"/events/{event.json()['id']}")
+    ]
+    shown += [" ".join(log_lines(stack, build_id, s)) for s in ("sd-setup-scm", "hello")]
+    assert not [text for text in shown if issued in text or TOKEN in text]
+
+    # Without the app on the repository, the build fails and says why.
+    fake.installations.clear()
+    again = api.post("/events", json={"pipelineId": created.json()["id"], "startFrom": "main"})
+    failed = finished(stack, first_build(stack, again.json())["id"], timeout=120)
+    assert failed["status"] == "FAILURE"
+    assert failed["statusMessage"].startswith(f"The GitHub App {APP_ID} is not installed on")

@@ -112,6 +112,7 @@ def ask(build: Build) -> Any:
 def test_an_installation_token_is_asked_for_one_repository_read_only(github: FakeGitHub) -> None:
     before = time.time()
     minted = GitHubScm().mint_clone_credential(github_ref(), name="unused")
+    after = time.time()
     assert github.app_requests == [
         ("GET /repos/octo-org/app/installation", None),
         (
@@ -123,7 +124,7 @@ def test_an_installation_token_is_asked_for_one_repository_read_only(github: Fak
     assert len(github.app_claims) == 2
     for claims in github.app_claims:
         assert claims["iss"] == GITHUB_APP_ID
-        assert before - 61 <= claims["iat"] <= before - 59
+        assert before - 61 <= claims["iat"] <= after - 59
         assert claims["exp"] - claims["iat"] == 600
     assert minted.username == "x-access-token"
     issued = github.issued[minted.password]
@@ -144,7 +145,7 @@ def test_an_app_not_installed_on_the_repository_is_said_plainly(github: FakeGitH
     assert not github.issued
 
 
-def test_a_jwt_signed_with_another_key_is_refused(github: FakeGitHub, settings: Any) -> None:
+def test_a_jwt_of_another_app_is_refused(github: FakeGitHub, settings: Any) -> None:
     settings.SD_GITHUB_APP_ID = "999"
     with pytest.raises(ScmError) as refused:
         GitHubScm().mint_clone_credential(github_ref(), name="unused")

@@ -26,7 +26,6 @@ from pipelines.models import Event, Job, Pipeline, PipelinePermission
 from scm.base import ScmError
 from scm.github import GitHubScm
 from scm.gitlab import GitLabScm
-from scm.tests.conftest import GITHUB_APP_ID, GITHUB_TOKEN, GITLAB_TOKEN
 from scm.tests.github_server import FakeGitHub
 from scm.tests.gitlab_server import FakeGitLab
 from screwdriver_site.tokens import issue_build_token
@@ -34,6 +33,7 @@ from screwdriver_site.tokens import issue_build_token
 pytestmark = pytest.mark.django_db
 
 CREDENTIAL = "/v4/builds/{}/checkout-credential"
+GITHUB_TOKEN = "ghp_operatorTokenNotForClones5e8d1c"
 _names = itertools.count()
 
 
@@ -60,7 +60,8 @@ def gitlab(
     """A GitLab whose private project group/app the server's token maintains."""
     base, fake = gitlab_server
     settings.SD_GITLAB_URL = base
-    settings.SD_GITLAB_TOKEN = GITLAB_TOKEN
+    # The token the fake GitLab takes for its API (gitlab_server).
+    settings.SD_GITLAB_TOKEN = fake.credential[1]
     fake.repos["group/app"] = tmp_path
     fake.private.add("group/app")
     fake.credential_clones = False
@@ -123,7 +124,7 @@ def test_an_installation_token_is_asked_for_one_repository_read_only(github: Fak
     # Both requests carried the app's JWT: issued a minute ago, for ten minutes.
     assert len(github.app_claims) == 2
     for claims in github.app_claims:
-        assert claims["iss"] == GITHUB_APP_ID
+        assert claims["iss"] == github.app_id
         assert before - 61 <= claims["iat"] <= after - 59
         assert claims["exp"] - claims["iat"] == 600
     assert minted.username == "x-access-token"
@@ -139,7 +140,7 @@ def test_an_app_not_installed_on_the_repository_is_said_plainly(github: FakeGitH
     with pytest.raises(ScmError) as refused:
         GitHubScm().mint_clone_credential(github_ref(), name="unused")
     assert str(refused.value) == (
-        f"The GitHub App {GITHUB_APP_ID} is not installed on octo-org/app: install it on the "
+        f"The GitHub App {github.app_id} is not installed on octo-org/app: install it on the "
         "repository (or its organization) for builds to clone it."
     )
     assert not github.issued
@@ -210,7 +211,7 @@ def test_a_refused_installation_refuses_the_build_for_good(github: FakeGitHub) -
     answer = ask(build)
     assert answer.status_code == 409
     assert answer.json()["message"].startswith(
-        f"The GitHub App {GITHUB_APP_ID} is not installed on octo-org/app"
+        f"The GitHub App {github.app_id} is not installed on octo-org/app"
     )
     # Nothing is left to ask for: a teardown step holding the build token gets nothing more.
     assert "handed out already" in ask(build).json()["message"]
@@ -282,7 +283,7 @@ def test_a_gitlab_build_gets_a_deploy_token_revoked_when_it_ends(
         "username": "gitlab+deploy-token-1",
         "password": row["token"],
     }
-    assert GITLAB_TOKEN not in answer.content.decode()
+    assert fake.credential[1] not in answer.content.decode()
     Build.objects.filter(pk=build.pk).update(status=BuildStatus.SUCCESS)
     assert revoke_checkout_credential(build_id=build.pk) == 1
     assert row["revoked"] is True and not fake.issued
@@ -313,5 +314,5 @@ def test_the_operator_may_choose_the_operator_token_for_gitlab(
     settings.SD_GITLAB_CLONE_CREDENTIAL = "operator-token"
     build = make_build(f"{base}/group/app.git#main", "gitlab:x")
     answer = ask(build)
-    assert answer.json() == {"type": "token", "username": "oauth2", "password": GITLAB_TOKEN}
+    assert answer.json() == {"type": "token", "username": "oauth2", "password": fake.credential[1]}
     assert fake.deploy_token_requests == []

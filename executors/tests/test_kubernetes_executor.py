@@ -1,19 +1,12 @@
-"""The Kubernetes executor at its HTTP boundary: the official client against a fake API server.
-
-The fake server is a real HTTP server on 127.0.0.1 that records every request, keeps the pods
-and secrets it is given, filters lists by label selector, and answers with the pod statuses
-and logs a test sets.
-"""
+"""The Kubernetes executor at its HTTP boundary: the official client against a fake API server
+(kube_cluster.py) that records what it is asked and answers with the pod statuses and logs a
+test sets; no pod runs here (test_kubernetes_builds.py runs them)."""
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth.models import User
@@ -24,6 +17,7 @@ from conftest import GitRepo
 from executors.base import ExecutorError
 from executors.kubernetes_engine import KubernetesExecutor, pod_name
 from executors.launcher.agent import AGENT_SH
+from executors.tests.kube_cluster import FakeCluster, serve
 from pipelines.services import Creator, create_pipeline, start_event
 
 pytestmark = pytest.mark.django_db
@@ -43,105 +37,16 @@ jobs:
 """
 
 
-@dataclass
-class FakeCluster:
-    """What the fake API server holds and what it was asked."""
-
-    requests: list[tuple[str, str, dict[str, list[str]], Any]] = field(default_factory=list)
-    pods: dict[str, dict[str, Any]] = field(default_factory=dict)
-    secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
-    logs: dict[str, str] = field(default_factory=dict)
-    refuse: int = 0
-    url: str = ""
-
-    def calls(self, method: str) -> list[tuple[str, dict[str, list[str]], Any]]:
-        return [(p, q, b) for m, p, q, b in self.requests if m == method]
-
-
-def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def _answer(self, code: int, body: Any, content_type: str = "application/json") -> None:
-            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _record(self) -> tuple[list[str], dict[str, list[str]], Any]:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length)) if length else None
-            query = parse_qs(parts.query)
-            cluster.requests.append((self.command, parts.path, query, body))
-            return parts.path.strip("/").split("/"), query, body
-
-        def _missing(self) -> None:
-            self._answer(404, {"kind": "Status", "status": "Failure", "code": 404})
-
-        def do_POST(self) -> None:
-            path, _query, body = self._record()
-            if cluster.refuse:
-                self._answer(cluster.refuse, {"kind": "Status", "code": cluster.refuse})
-                return
-            store = cluster.pods if path[-1] == "pods" else cluster.secrets
-            store[body["metadata"]["name"]] = body
-            self._answer(201, body)
-
-        def do_GET(self) -> None:
-            path, query, _body = self._record()
-            if path[-1] == "pods":
-                wanted = dict(
-                    s.split("=", 1) for s in query.get("labelSelector", [""])[0].split(",")
-                )
-                items = [
-                    p
-                    for p in cluster.pods.values()
-                    if all(p["metadata"]["labels"].get(k) == v for k, v in wanted.items())
-                ]
-                self._answer(200, {"kind": "PodList", "apiVersion": "v1", "items": items})
-            elif path[-1] == "log":
-                self._answer(200, cluster.logs.get(path[-2], ""), "text/plain")
-            elif path[-1] in cluster.pods:
-                self._answer(200, cluster.pods[path[-1]])
-            else:
-                self._missing()
-
-        def do_DELETE(self) -> None:
-            path, _query, _body = self._record()
-            store = cluster.pods if path[-2] == "pods" else cluster.secrets
-            gone = store.pop(path[-1], None)
-            if gone is None:
-                self._missing()
-            elif store is cluster.pods:
-                self._answer(200, gone)  # a deleted pod comes back, as the real API does
-            else:
-                self._answer(200, {"kind": "Status", "status": "Success"})
-
-    return Handler
-
-
 @pytest.fixture
 def cluster(settings: Any) -> Iterator[FakeCluster]:
-    state = FakeCluster()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-    )
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_port}"
-    settings.SD_K8S_API_URL = state.url
-    settings.SD_K8S_TOKEN = "cluster-token"
-    settings.SD_K8S_NAMESPACE = "builds"
-    settings.SD_K8S_LAUNCHER_IMAGE = "registry.example/screwdriver-py:1.0"
-    settings.SD_INSTANCE = "sd-test"
-    settings.SD_API_URL = "http://sd.example:8000"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serve(FakeCluster()) as state:
+        settings.SD_K8S_API_URL = state.url
+        settings.SD_K8S_TOKEN = "cluster-token"
+        settings.SD_K8S_NAMESPACE = "builds"
+        settings.SD_K8S_LAUNCHER_IMAGE = "registry.example/screwdriver-py:1.0"
+        settings.SD_INSTANCE = "sd-test"
+        settings.SD_API_URL = "http://sd.example:8000"
+        yield state
 
 
 @pytest.fixture

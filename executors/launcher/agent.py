@@ -227,6 +227,10 @@ class Agent:
         self.ready = False
         self.gone = False
 
+    def writer(self) -> int:
+        """A new descriptor of our writing end of `out`, for processes of the launcher's own."""
+        return os.dup(self._out_writer)
+
     def connect(self, timeout: float, should_give_up: Callable[[], bool] = lambda: False) -> None:
         """Wait until the agent has opened its end and said it is ready."""
         deadline = time.monotonic() + timeout

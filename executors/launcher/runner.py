@@ -208,7 +208,9 @@ class Runner:
         result = RunResult(status="FAILURE")
         if self.agent is not None:
             # The container's processes write to the agent's `out` FIFO: one stream, as here.
-            self._read_fd, self._write_fd = os.dup(self.agent.out_fd), -1
+            # So do the launcher's own (git, for the checkout): without a descriptor of their
+            # own they would get a pipe that no one reads, and their errors would be lost.
+            self._read_fd, self._write_fd = os.dup(self.agent.out_fd), self.agent.writer()
         else:
             self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._read_fd, False)

@@ -281,6 +281,7 @@ class _HostProcess(_Container):
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                umask=0o022,  # a container's, whatever the test's own is
             )
 
     def poll(self) -> int | None:
@@ -542,6 +543,7 @@ class _PodRun:
             "HOME": "/tmp",  # noqa: S108 - the launcher image's user has no home of its own
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
+            **self.kubelet.launcher_env,
             **env,
         }
         return _HostProcess(spec, log, [*argv, "--", *command], env)
@@ -660,6 +662,7 @@ class _PodRun:
                 del cluster.pods[self.name]
         for container in self.containers.values():
             container.remove()
+        self.kubelet.gone[self.name] = {name: self.log(name) for name in self.containers}
         self.kubelet.forget(self)
         shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -674,14 +677,19 @@ class Kubelet:
         launcher_image: str,
         engine: Any,
         node_dir: Path,
+        launcher_env: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
     ) -> None:
         self.cluster = cluster
         self.launcher_image = launcher_image
+        # The launcher image's own environment (its ENV lines), under the container's env.
+        self.launcher_env = launcher_env or {}
         self.engine = engine
         self.node_dir = node_dir
         self.labels = labels or {}
         self.closing = threading.Event()
+        # The logs of the pods that are gone, by pod and container: for failure messages.
+        self.gone: dict[str, dict[str, str]] = {}
         self._runs: dict[str, _PodRun] = {}
         self._lock = threading.Lock()
         cluster.kubelet = self
@@ -707,6 +715,13 @@ class Kubelet:
         with self._lock:
             runs = [r for r in self._runs.values() if r.name == name and not r.removed]
         return runs[-1].log(container) if runs else ""
+
+    def all_logs(self) -> dict[str, dict[str, str]]:
+        """Every pod's logs, by pod and container, whether it is gone or still here."""
+        with self._lock:
+            runs = list(self._runs.values())
+        here = {run.name: {name: run.log(name) for name in run.containers} for run in runs}
+        return {**self.gone, **here}
 
     def forget(self, run: _PodRun) -> None:
         with self._lock:

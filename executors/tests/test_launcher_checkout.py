@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from executors.launcher.agent import Agent, control_dir, prepare_control_dir
 from executors.launcher.checkout import Checkout, CheckoutError, Commands, Shallow, shallow_of
 from executors.launcher.credentials import (
     CloneAccess,
@@ -375,3 +376,22 @@ def test_a_refused_credential_fails_the_checkout_with_the_apis_reason(tmp_path: 
     ]
     # The API's sentence is the build's status message too.
     assert (result.status, result.message) == ("FAILURE", reason)
+
+
+def test_a_checkout_beside_a_build_container_logs_what_git_said(tmp_path: Path) -> None:
+    """With an agent (Docker, Kubernetes, the sandbox) git writes into the agent's output
+    stream, as the steps do: a failed clone says why."""
+    workspace = Workspace(tmp_path / "ws", "app")
+    workspace.prepare({})
+    agent = Agent(prepare_control_dir(control_dir(workspace.root)))
+    reporter = Collector()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    runner = Runner(
+        workspace=workspace, env=env, reporter=reporter, agent=agent, launcher_env=env
+    )
+    missing = tmp_path / "missing.git"
+
+    result = runner.run([Step("build", "echo never")], Checkout(str(missing)))
+
+    assert result.codes == {"sd-setup-scm": 128}
+    assert reporter.text("sd-setup-scm")[-1] == f"fatal: repository '{missing}' does not exist"

@@ -169,7 +169,9 @@ def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
                     return
                 grace = query.get("gracePeriodSeconds", [""])[0]
                 seconds = (
-                    int(grace) if grace.isdigit() else found["spec"]["terminationGracePeriodSeconds"]
+                    int(grace)
+                    if grace.isdigit()
+                    else found["spec"]["terminationGracePeriodSeconds"]
                 )
                 kubelet = cluster.kubelet
                 if kubelet is None or not kubelet.runs(found) or seconds == 0:
@@ -540,7 +542,7 @@ class _PodRun:
             )
         env = {
             "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": "/tmp",  # noqa: S108 - the launcher image's user has no home of its own
+            "HOME": "/tmp",  # the launcher image's user has no home of its own
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
             **self.kubelet.launcher_env,

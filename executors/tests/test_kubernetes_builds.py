@@ -163,6 +163,7 @@ def test_a_pod_build_publishes_its_artifacts_for_the_api_to_list_and_serve(
     pipeline = pipeline_of(ARTIFACTS, pod_repo)
     build = finished(start_event(pipeline=pipeline, start_from="~commit", creator=ALICE), kube)
 
+    assert pipeline.creator is not None
     client = Client()
     client.force_login(pipeline.creator)
     base = f"/v4/builds/{build.pk}/artifacts"

@@ -386,9 +386,7 @@ def test_a_checkout_beside_a_build_container_logs_what_git_said(tmp_path: Path) 
     agent = Agent(prepare_control_dir(control_dir(workspace.root)))
     reporter = Collector()
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
-    runner = Runner(
-        workspace=workspace, env=env, reporter=reporter, agent=agent, launcher_env=env
-    )
+    runner = Runner(workspace=workspace, env=env, reporter=reporter, agent=agent, launcher_env=env)
     missing = tmp_path / "missing.git"
 
     result = runner.run([Step("build", "echo never")], Checkout(str(missing)))

@@ -21,10 +21,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from builds.dispatch import handle
 from builds.models import Build, BuildStatus, Step
 from builds.tests.step_logs import step_log
 from conftest import GitRepo, wait_until
-from executors.kubernetes_engine import WORKSPACE
+from executors.kubernetes_engine import WORKSPACE, KubernetesExecutor
 from executors.tests.docker_engine import docker_engine
 from executors.tests.kube_cluster import (
     FakeCluster,
@@ -81,9 +82,10 @@ def kube(busybox_image: str, tmp_path: Path, repos: Path) -> Iterator[FakeCluste
 
 
 @pytest.fixture
-def stack_env(kube: FakeCluster) -> dict[str, str]:
-    """The worker runs `k8s` jobs in the fake cluster, under an instance label of its own."""
-    return {
+def stack_env(kube: FakeCluster, settings: Any) -> dict[str, str]:
+    """The worker runs `k8s` jobs in the fake cluster, under an instance label of its own;
+    so does this process."""
+    env = {
         "SD_EXECUTORS": "k8s",
         "SD_INSTANCE": f"sdtest-{uuid.uuid4().hex[:10]}",
         "SD_K8S_API_URL": kube.url,
@@ -92,6 +94,13 @@ def stack_env(kube: FakeCluster) -> dict[str, str]:
         "SD_K8S_RUN_AS_USER": str(POD_USER),
         "SD_K8S_AGENT_TIMEOUT_SECONDS": "60",
     }
+    settings.SD_EXECUTORS = ["k8s"]
+    settings.SD_INSTANCE = env["SD_INSTANCE"]
+    settings.SD_K8S_API_URL = kube.url
+    settings.SD_K8S_NAMESPACE = "builds"
+    settings.SD_K8S_LAUNCHER_IMAGE = LAUNCHER_IMAGE
+    settings.SD_K8S_RUN_AS_USER = POD_USER
+    return env
 
 
 @pytest.fixture
@@ -114,7 +123,7 @@ def pod_repo(
     return make
 
 
-def finished(event: Event, kube: FakeCluster) -> Build:
+def finished(event: Event, kube: FakeCluster, status: str = BuildStatus.SUCCESS) -> Build:
     def done() -> Build | None:
         build = Build.objects.filter(event=event).first()
         return build if build is not None and build.is_finished else None
@@ -123,7 +132,7 @@ def finished(event: Event, kube: FakeCluster) -> Build:
     steps = {s.name: (s.code, step_log(build, s.name)) for s in Step.objects.filter(build=build)}
     assert kube.kubelet is not None
     logs = kube.kubelet.all_logs()
-    assert build.status == BuildStatus.SUCCESS, (build.status_message, steps, logs)
+    assert build.status == status, (build.status_message, steps, logs)
     assert build.executor == "k8s"
     return build
 
@@ -219,3 +228,38 @@ def test_a_pipeline_cache_saved_by_one_pod_is_restored_in_the_next(
     second = finished(start_event(pipeline=pipeline, start_from="~commit", creator=ALICE), kube)
     assert step_log(second, "show") == [f"from event {first.event_id}"]
     assert step_log(second, "sd-setup-cache")[0].startswith("Restored the pipeline cache warm")
+
+
+STOPPED = """
+jobs:
+  main:
+    image: sd-test-busybox:1
+    requires: [~commit]
+    annotations:
+      screwdriver.cd/executor: k8s
+    steps:
+      - wait: sleep 60
+      - teardown-say: echo "teardown ran after $SD_STEP_EXIT_CODE"
+"""
+
+
+def test_a_deleted_pod_gets_sigterm_and_its_grace_for_teardown(
+    stack: Any, kube: FakeCluster, pod_repo: Callable[[dict[str, str]], GitRepo]
+) -> None:
+    pipeline = pipeline_of(STOPPED, pod_repo)
+    event = start_event(pipeline=pipeline, start_from="~commit", creator=ALICE)
+
+    def waiting() -> Build | None:
+        build = Build.objects.filter(event=event).first()
+        started = Step.objects.filter(build=build, name="wait", start_time__isnull=False)
+        return build if build is not None and started.exists() else None
+
+    # A node drained, or `kubectl delete pod`: the executor's stop deletes the pod the same way.
+    KubernetesExecutor().stop(handle(wait_until(waiting, timeout=120, what="the step to start")))
+
+    build = finished(event, kube, BuildStatus.ABORTED)
+    assert build.status_message.startswith("Stopped by SIGTERM on the machine running it")
+    assert Step.objects.get(build=build, name="teardown-say").code == 0
+    assert step_log(build, "teardown-say")[0].startswith("teardown ran after ")
+    deletes = [q for path, q, _b in kube.calls("DELETE") if "/pods/" in path]
+    assert deletes[1]["gracePeriodSeconds"] == ["90"]  # the first cleared the way at start

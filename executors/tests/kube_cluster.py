@@ -722,7 +722,7 @@ class Kubelet:
         """Every pod's logs, by pod and container, whether it is gone or still here."""
         with self._lock:
             runs = list(self._runs.values())
-        here = {run.name: {name: run.log(name) for name in run.containers} for run in runs}
+        here = {run.name: {name: run.log(name) for name in list(run.containers)} for run in runs}
         return {**self.gone, **here}
 
     def forget(self, run: _PodRun) -> None:

@@ -445,6 +445,16 @@ class Template(models.Model):
     # The template's job config: image(s), steps, environment, secrets, order, ...
     config = models.JSONField(default=dict)
     images = models.JSONField(default=dict, blank=True)
+    labels = models.JSONField(default=list, blank=True)
+    # The pipeline whose builds publish it: the first publisher's pipeline owns the name.
+    # Templates added in admin have none; only a server admin manages those.
+    pipeline = models.ForeignKey(
+        Pipeline, null=True, blank=True, on_delete=models.SET_NULL, related_name="templates"
+    )
+    # Set by a server admin on the latest version; later versions inherit it (Screwdriver).
+    trusted = models.BooleanField(default=False)
+    # The version published most recently at the highest major.minor (Screwdriver's `latest`).
+    latest = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -458,6 +468,11 @@ class Template(models.Model):
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}@{self.version}"
 
+    @property
+    def full_name(self) -> str:
+        """``namespace/name``, as a path and a screwdriver.yaml name it."""
+        return f"{self.namespace}/{self.name}"
+
 
 class TemplateTag(models.Model):
     """A named pointer (`latest`, `stable`) to one version of a template."""
@@ -466,6 +481,7 @@ class TemplateTag(models.Model):
     name = models.CharField(max_length=64)
     tag = models.CharField(max_length=30)
     version = models.CharField(max_length=16)
+    created_at = models.DateTimeField(auto_now_add=True, null=True)
 
     class Meta:
         ordering = ["namespace", "name", "tag"]

@@ -364,3 +364,49 @@ class StageBuildSerializer(CompactSerializer):
     stageId = serializers.IntegerField(source="stage_id")
     eventId = serializers.IntegerField(source="event_id")
     status = serializers.CharField()
+
+
+class TemplateSerializer(CompactSerializer):
+    """A published job template version, with Screwdriver's template fields."""
+
+    id = serializers.IntegerField()
+    namespace = serializers.CharField()
+    name = serializers.CharField()
+    version = serializers.CharField()
+    description = serializers.CharField()
+    maintainer = serializers.CharField()
+    labels = serializers.JSONField()
+    config = serializers.JSONField()
+    images = serializers.SerializerMethodField()
+    pipelineId = serializers.IntegerField(source="pipeline_id", allow_null=True)
+    createTime = ScrewdriverTime(source="created_at")
+    trusted = serializers.BooleanField()
+    latest = serializers.BooleanField()
+
+    def get_images(self, template: Any) -> dict[str, Any] | None:
+        return template.images or None
+
+
+class TemplateTagSerializer(CompactSerializer):
+    id = serializers.IntegerField()
+    createTime = ScrewdriverTime(source="created_at", allow_null=True)
+    namespace = serializers.CharField()
+    name = serializers.CharField()
+    tag = serializers.CharField()
+    version = serializers.CharField()
+    templateType = serializers.SerializerMethodField()
+
+    def get_templateType(self, tag: Any) -> str:
+        return "JOB"
+
+
+class TemplateYamlSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    yaml = serializers.CharField(max_length=512 * 1024, trim_whitespace=False)
+
+
+class TemplateTagVersionSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    version = serializers.RegexField(r"^\d+\.\d+\.\d+\Z", max_length=16)
+
+
+class TemplateTrustedSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    trusted = serializers.BooleanField()

@@ -13,6 +13,7 @@ from pipelines.api.views import (
     pipelines,
     secrets_tokens,
     stages,
+    templates,
 )
 
 P = "pipelines/<id:pipeline_id>"
@@ -26,6 +27,33 @@ urlpatterns = [
     path("auth/logout", auth.AuthLogoutView.as_view(), name="auth-logout"),
     path("auth/contexts", auth.AuthContextsView.as_view(), name="auth-contexts"),
     path("validator", auth.ValidatorView.as_view(), name="validator"),
+    path(
+        "validator/template",
+        templates.TemplateValidatorView.as_view(),
+        name="validator-template",
+    ),
+    path("templates", templates.TemplateListView.as_view(), name="template-list"),
+    path("templates/<template:name>", templates.TemplateVersionsView.as_view(), name="template"),
+    path(
+        "templates/<template:name>/tags",
+        templates.TemplateTagsView.as_view(),
+        name="template-tags",
+    ),
+    path(
+        "templates/<template:name>/tags/<str:tag>",
+        templates.TemplateTagView.as_view(),
+        name="template-tag",
+    ),
+    path(
+        "templates/<template:name>/trusted",
+        templates.TemplateTrustedView.as_view(),
+        name="template-trusted",
+    ),
+    path(
+        "templates/<template:name>/<str:version_or_tag>",
+        templates.TemplateDetailView.as_view(),
+        name="template-version",
+    ),
     path("pipelines", pipelines.PipelineListView.as_view(), name="pipeline-list"),
     path(P, pipelines.PipelineDetailView.as_view(), name="pipeline-detail"),
     path(f"{P}/sync", pipelines.PipelineSyncView.as_view(), name="pipeline-sync"),

@@ -30,7 +30,7 @@ from builds.artifact_links import sign_view_token
 from builds.artifacts import store_artifact
 from builds.models import Build, BuildStatus, Step
 from conftest import GitRepo
-from pipelines.models import PipelinePermission, Secret
+from pipelines.models import PipelinePermission, Secret, Template, TemplateTag
 from pipelines.services import (
     create_collection,
     create_pipeline,
@@ -91,6 +91,15 @@ REPORT = rule(DENIED, build=200, ended=200)
 PUBLIC = everyone(200)
 BADGE = rule(PUBLIC, expired=401)
 METRICS = rule(READ, guest=403, build=403)
+# Templates are shared: people, pipelines and builds read them; only the owner's builds change them.
+TEMPLATE_READ = rule(
+    DENIED,
+    **dict.fromkeys(["outsider", "pull", "push", "admin"], 200),
+    pipeline=200,
+    other_pipeline=200,
+    build=200,
+    other_build=200,
+)
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,16 @@ def view(ids: dict[str, Any]) -> dict[str, Any]:
 
 def artifact(ids: dict[str, Any]) -> dict[str, Any]:
     return {"build_id": ids["build"], "artifact_path": "reports/summary.txt"}
+
+
+def tpl(ids: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "ns/tpl"}
+
+
+TEMPLATE_YAML = (
+    "namespace: ns\nname: tpl\nversion: '1.0'\ndescription: d\nmaintainer: a@b.example\n"
+    "config:\n  image: alpine\n  steps:\n    - hi: echo hi\n"
+)
 
 
 def step(ids: dict[str, Any]) -> dict[str, Any]:
@@ -380,6 +399,45 @@ MATRIX: list[Row] = [
         kwargs=b,
         body=lambda ids: {"any": "bytes"},
     ),
+    Row("template-list", "get", TEMPLATE_READ),
+    # Only a build of the pipeline that owns the name publishes (the world's pipeline does).
+    Row(
+        "template-list",
+        "post",
+        rule(DENIED, build=201),
+        body=lambda ids: {"yaml": TEMPLATE_YAML},
+    ),
+    Row("template", "get", TEMPLATE_READ, kwargs=tpl),
+    # The owner pipeline's admins and its builds remove it.
+    Row("template", "delete", rule(DENIED, admin=204, build=204), kwargs=tpl),
+    Row("template-tags", "get", TEMPLATE_READ, kwargs=tpl),
+    Row(
+        "template-tag",
+        "put",
+        rule(DENIED, build=200),
+        kwargs=lambda ids: {"name": "ns/tpl", "tag": "stable"},
+        body=lambda ids: {"version": "1.0.0"},
+    ),
+    Row(
+        "template-tag",
+        "delete",
+        rule(DENIED, build=204),
+        kwargs=lambda ids: {"name": "ns/tpl", "tag": "stable"},
+    ),
+    # Only a server admin, and no persona here is one.
+    Row("template-trusted", "put", DENIED, kwargs=tpl, body=lambda ids: {"trusted": True}),
+    Row(
+        "template-version",
+        "get",
+        TEMPLATE_READ,
+        kwargs=lambda ids: {"name": "ns/tpl", "version_or_tag": "stable"},
+    ),
+    Row(
+        "validator-template",
+        "post",
+        TEMPLATE_READ,
+        body=lambda ids: {"yaml": TEMPLATE_YAML},
+    ),
 ]
 
 
@@ -467,6 +525,15 @@ def world(make_repo: Callable[..., GitRepo], settings: Any) -> dict[str, Any]:
             user=users["admin"], name="favourites", pipeline_ids=[pipeline.pk]
         ).pk,
     }
+    Template.objects.create(
+        namespace="ns",
+        name="tpl",
+        version="1.0.0",
+        pipeline=pipeline,
+        latest=True,
+        config={"image": "alpine", "steps": [{"hi": "echo hi"}]},
+    )
+    TemplateTag.objects.create(namespace="ns", name="tpl", tag="stable", version="1.0.0")
     assert PipelinePermission.objects.filter(pipeline=pipeline).count() == 3
     assert Secret.objects.count() == 1
     return {"tokens": tokens, "ids": ids, "ended_ids": {**ids, "build": ended.pk}}

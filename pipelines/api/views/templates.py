@@ -1,0 +1,232 @@
+"""/v4/templates and /v4/validator/template: job templates that builds publish."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions
+from rest_framework import status as http
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from builds.models import Build
+from pipelines.api.serializers import (
+    TemplateSerializer,
+    TemplateTagSerializer,
+    TemplateTagVersionSerializer,
+    TemplateTrustedSerializer,
+    TemplateYamlSerializer,
+)
+from pipelines.config import ConfigError
+from pipelines.config.job_template import TAG, VERSION, validate_template
+from pipelines.models import Pipeline, Template
+from pipelines.services import (
+    PipelineError,
+    Publisher,
+    TemplateInvalid,
+    publish_template,
+    remove_template,
+    remove_template_tag,
+    set_template_trusted,
+    split_name,
+    tag_template,
+)
+from pipelines.template_selectors import pick_version, search_templates, tags_of, versions_of
+from screwdriver_site.api.authentication import BuildPrincipal
+from screwdriver_site.api.base import ApiView, choice_param, paginate
+from screwdriver_site.api.errors import error_response
+from screwdriver_site.api.permissions import (
+    ADMIN,
+    BUILD,
+    PEOPLE,
+    PIPELINE,
+    USER,
+    has_right,
+    kind_of,
+)
+
+BUILDS = frozenset({BUILD})
+# Screwdriver lets people and builds read templates; a pipeline's own token may as well.
+TEMPLATE_READERS = frozenset({USER, PIPELINE, BUILD})
+
+
+def _publisher(request: Request) -> Publisher:
+    """The calling build's pipeline, and whether the build belongs to a pull request."""
+    user = request.user
+    if not isinstance(user, BuildPrincipal):
+        raise exceptions.PermissionDenied("Only a build's token can publish or tag templates.")
+    build = Build.objects.select_related("event", "job__pipeline").get(pk=user.claims.build_id)
+    return Publisher(pipeline=build.job.pipeline, is_pr=build.event.is_pull_request)
+
+
+def _versions(name: str) -> QuerySet[Template]:
+    return versions_of(*split_name(name)).select_related("pipeline")
+
+
+def _valid(serializer_class: type, request: Request) -> dict[str, object]:
+    body = serializer_class(data=request.data)
+    body.is_valid(raise_exception=True)
+    return dict(body.validated_data)
+
+
+class TemplateListView(ApiView):
+    scopes = {"GET": TEMPLATE_READERS, "POST": BUILDS}
+
+    @extend_schema(responses={200: TemplateSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        compact = choice_param(request, "compact", ["", "true", "false"], "") == "true"
+        rows = search_templates(
+            namespace=request.query_params.get("namespace") or None,
+            search=request.query_params.get("search") or None,
+            compact=compact,
+        )
+        page = paginate(request, rows, sort_by={"name": "name", "namespace": "namespace"})
+        data = TemplateSerializer(page, many=True).data
+        if compact:
+            for row in data:
+                row.pop("config", None)
+        return Response(data)
+
+    @extend_schema(request=TemplateYamlSerializer, responses={201: TemplateSerializer})
+    def post(self, request: Request) -> Response:
+        text = str(_valid(TemplateYamlSerializer, request)["yaml"])
+        try:
+            template = publish_template(publisher=_publisher(request), text=text)
+        except TemplateInvalid as exc:
+            response = error_response(400, exc.message)
+            response.data["errors"] = exc.errors
+            return response
+        response = Response(TemplateSerializer(template).data, status=http.HTTP_201_CREATED)
+        response["Location"] = request.build_absolute_uri(f"/v4/templates/{template.pk}")
+        return response
+
+
+class TemplateVersionsView(ApiView):
+    scopes = {"GET": TEMPLATE_READERS, "DELETE": frozenset({USER, BUILD})}
+
+    @extend_schema(responses={200: TemplateSerializer(many=True)})
+    def get(self, request: Request, name: str) -> Response:
+        rows = paginate(request, _versions(name))
+        data = TemplateSerializer(rows, many=True).data
+        if not data:
+            return error_response(404, f"Template {name} does not exist.")
+        return Response(data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, name: str) -> Response:
+        newest = _versions(name).first()
+        if newest is None:
+            return error_response(404, f"Template {name} does not exist.")
+        _require_remover(request, newest)
+        remove_template(namespace=newest.namespace, name=newest.name)
+        return Response(status=http.HTTP_204_NO_CONTENT)
+
+
+def _require_remover(request: Request, template: Template) -> None:
+    """A server admin, an admin of the owner pipeline, or a non-PR build of that pipeline."""
+    user = request.user
+    if kind_of(request) == USER and user.is_superuser:
+        return
+    owner: Pipeline | None = template.pipeline
+    if owner is None:
+        raise exceptions.PermissionDenied(
+            f"Template {template.full_name} has no owner pipeline: "
+            "only a server admin may remove it."
+        )
+    if kind_of(request) == BUILD:
+        publisher = _publisher(request)
+        if publisher.pipeline.pk == owner.pk and not publisher.is_pr:
+            return
+        raise exceptions.PermissionDenied("Not allowed to remove this template.")
+    if not has_right(request, owner, ADMIN):
+        raise exceptions.PermissionDenied(
+            f"You need admin rights on pipeline {owner.pk}, which owns template "
+            f"{template.full_name}, to remove it."
+        )
+
+
+class TemplateDetailView(ApiView):
+    scopes = {"GET": TEMPLATE_READERS}
+
+    @extend_schema(responses={200: TemplateSerializer})
+    def get(self, request: Request, name: str, version_or_tag: str) -> Response:
+        if not (VERSION.test(version_or_tag) or TAG.test(version_or_tag)):
+            return error_response(
+                400, f"{version_or_tag} is neither a version (1, 1.2, 1.2.3) nor a tag name."
+            )
+        template = pick_version(*split_name(name), version_or_tag)
+        if template is None:
+            return error_response(404, f"Template {name}@{version_or_tag} does not exist.")
+        return Response(TemplateSerializer(template).data)
+
+
+class TemplateTagsView(ApiView):
+    scopes = {"GET": TEMPLATE_READERS}
+
+    @extend_schema(responses={200: TemplateTagSerializer(many=True)})
+    def get(self, request: Request, name: str) -> Response:
+        rows = paginate(request, tags_of(*split_name(name)))
+        return Response(TemplateTagSerializer(rows, many=True).data)
+
+
+class TemplateTagView(ApiView):
+    scopes = {"PUT": BUILDS, "DELETE": BUILDS}
+
+    @extend_schema(request=TemplateTagVersionSerializer, responses={200: TemplateTagSerializer})
+    def put(self, request: Request, name: str, tag: str) -> Response:
+        if not TAG.test(tag) or len(tag) > 30:
+            return error_response(400, f"{tag} is not a tag name: start with a letter.")
+        version = str(_valid(TemplateTagVersionSerializer, request)["version"])
+        namespace, short = split_name(name)
+        row, created = tag_template(
+            publisher=_publisher(request), namespace=namespace, name=short, tag=tag, version=version
+        )
+        data = TemplateTagSerializer(row).data
+        return Response(data, status=http.HTTP_201_CREATED if created else http.HTTP_200_OK)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, name: str, tag: str) -> Response:
+        namespace, short = split_name(name)
+        remove_template_tag(publisher=_publisher(request), namespace=namespace, name=short, tag=tag)
+        return Response(status=http.HTTP_204_NO_CONTENT)
+
+
+class TemplateTrustedView(ApiView):
+    scopes = {"PUT": PEOPLE}
+
+    @extend_schema(request=TemplateTrustedSerializer, responses={204: None})
+    def put(self, request: Request, name: str) -> Response:
+        if not request.user.is_superuser:
+            raise exceptions.PermissionDenied("Only a server admin can mark a template trusted.")
+        trusted = bool(_valid(TemplateTrustedSerializer, request)["trusted"])
+        namespace, short = split_name(name)
+        set_template_trusted(namespace=namespace, name=short, trusted=trusted)
+        return Response(status=http.HTTP_204_NO_CONTENT)
+
+
+class TemplateValidatorView(ApiView):
+    scopes = {"POST": TEMPLATE_READERS}
+
+    @extend_schema(request=TemplateYamlSerializer, responses={200: OpenApiTypes.OBJECT})
+    def post(self, request: Request) -> Response:
+        text = str(_valid(TemplateYamlSerializer, request)["yaml"])
+        try:
+            result = validate_template(text)
+        except ConfigError as exc:
+            raise PipelineError(f"Template is not valid YAML: {exc.message}.") from None
+        template = result["template"]
+        config = template.get("config") if isinstance(template, dict) else None
+        if not result["errors"] and isinstance(config, dict) and config.get("template"):
+            # A template built on another one: that one must exist (Screwdriver merges them).
+            parent = str(config["template"])
+            base, _, wanted = parent.partition("@")
+            if pick_version(*split_name(base), wanted or None) is None:
+                result["errors"].append(
+                    {
+                        "message": f"Template {parent} does not exist",
+                        "path": ["config", "template"],
+                        "type": "any.invalid",
+                    }
+                )
+        return Response(result)

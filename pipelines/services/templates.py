@@ -1,0 +1,165 @@
+"""Job templates that builds publish, tag and remove, with Screwdriver's versions and owners."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+
+from pipelines.config import ConfigError
+from pipelines.config.job_template import identity_of, validate_template, version_key
+from pipelines.config.templates import DEFAULT_NAMESPACE
+from pipelines.models import Pipeline, Template, TemplateTag
+from pipelines.services.pipelines import PipelineError
+
+PR_REFUSAL = (
+    "A pull request's build cannot publish or tag templates: "
+    "publish from a build of the pipeline's own branch."
+)
+
+
+class TemplateInvalid(PipelineError):
+    """An sd-template.yaml with schema errors; `errors` holds them as Screwdriver lists them."""
+
+    def __init__(self, errors: list[dict[str, object]]) -> None:
+        super().__init__(f"Template has invalid format: {len(errors)} error(s).", status=400)
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """The build asking: its pipeline and whether it belongs to a pull request."""
+
+    pipeline: Pipeline
+    is_pr: bool
+
+
+def split_name(full_name: str) -> tuple[str, str]:
+    """``ns/name`` to (ns, name); a name without a slash is in the ``default`` namespace."""
+    namespace, slash, name = full_name.partition("/")
+    return (namespace, name) if slash else (DEFAULT_NAMESPACE, full_name)
+
+
+def _owner_check(publisher: Publisher, owner_id: int | None, what: str) -> None:
+    if publisher.is_pr:
+        raise PipelineError(PR_REFUSAL, status=403)
+    if owner_id != publisher.pipeline.pk:
+        raise PipelineError(
+            f"Not allowed to {what} this template: only builds of the pipeline that first "
+            "published it may.",
+            status=403,
+        )
+
+
+@transaction.atomic
+def publish_template(*, publisher: Publisher, text: str) -> Template:
+    """Store a new version of the template an sd-template.yaml describes.
+
+    The first publisher's pipeline owns the name. The patch number is assigned: one more than
+    the highest published ``major.minor`` that the yaml's version names, or 0.
+    """
+    try:
+        result = validate_template(text)
+    except ConfigError as exc:
+        raise PipelineError(f"Template is not valid YAML: {exc.message}.") from None
+    if result["errors"]:
+        raise TemplateInvalid(result["errors"])
+    data = result["template"]
+    who = identity_of(data)
+    # Lock the name's versions so two publishers cannot both take the next patch number.
+    versions = list(
+        Template.objects.select_for_update()
+        .filter(namespace=who.namespace, name=who.name)
+        .order_by("-id")
+    )
+    _owner_check(
+        publisher, versions[0].pipeline_id if versions else publisher.pipeline.pk, "publish"
+    )
+    prefix = f"{who.major}" if who.minor is None else f"{who.major}.{who.minor}"
+    matching = [t for t in versions if f"{t.version}.".startswith(f"{prefix}.")]
+    if matching:
+        target = max(matching, key=lambda t: version_key(t.version))
+        major, minor, patch = (*version_key(target.version), 0, 0, 0)[:3]
+        version = f"{major}.{minor}.{patch + 1}"
+    else:
+        version = f"{who.major}.{who.minor or 0}.0"
+    latest = next((t for t in versions if t.latest), None)
+    is_latest = latest is None or version_key(version)[:2] >= version_key(latest.version)[:2]
+    if latest is not None and is_latest:
+        Template.objects.filter(pk=latest.pk).update(latest=False)
+    try:
+        with transaction.atomic():
+            return Template.objects.create(
+                namespace=who.namespace,
+                name=who.name,
+                version=version,
+                description=data.get("description", ""),
+                maintainer=data.get("maintainer", ""),
+                config=data.get("config") or {},
+                images=data.get("images") or {},
+                labels=list(data.get("labels") or []),
+                pipeline=publisher.pipeline,
+                trusted=bool(latest and latest.trusted),
+                latest=is_latest,
+            )
+    except IntegrityError:
+        raise PipelineError(
+            f"{who.namespace}/{who.name}@{version} was published at the same time: publish again.",
+            status=409,
+        ) from None
+
+
+@transaction.atomic
+def tag_template(
+    *, publisher: Publisher, namespace: str, name: str, tag: str, version: str
+) -> tuple[TemplateTag, bool]:
+    """Point `tag` at an exact published version; return the tag and whether it is new."""
+    template = Template.objects.filter(namespace=namespace, name=name, version=version).first()
+    if template is None:
+        raise PipelineError(f"Template {namespace}/{name}@{version} not found.", status=404)
+    _owner_check(publisher, template.pipeline_id, "tag")
+    row, created = TemplateTag.objects.select_for_update().get_or_create(
+        namespace=namespace, name=name, tag=tag, defaults={"version": version}
+    )
+    if not created and row.version != version:
+        row.version = version
+        row.save(update_fields=["version"])
+    return row, created
+
+
+@transaction.atomic
+def remove_template_tag(*, publisher: Publisher, namespace: str, name: str, tag: str) -> None:
+    """Delete a tag (not the version it points at)."""
+    row = TemplateTag.objects.filter(namespace=namespace, name=name, tag=tag).first()
+    if row is None:
+        raise PipelineError(f"Template tag {namespace}/{name}@{tag} does not exist.", status=404)
+    owner = (
+        Template.objects.filter(namespace=namespace, name=name)
+        .order_by("-id")
+        .values_list("pipeline_id", flat=True)
+        .first()
+    )
+    _owner_check(publisher, owner, "remove a tag of")
+    row.delete()
+
+
+@transaction.atomic
+def remove_template(*, namespace: str, name: str) -> int:
+    """Delete every version and tag of a template (the caller's rights are checked already)."""
+    TemplateTag.objects.filter(namespace=namespace, name=name).delete()
+    deleted, _ = Template.objects.filter(namespace=namespace, name=name).delete()
+    return deleted
+
+
+@transaction.atomic
+def set_template_trusted(*, namespace: str, name: str, trusted: bool) -> Template:
+    """Mark the latest version trusted (or not); later versions inherit the mark."""
+    versions = Template.objects.select_for_update().filter(namespace=namespace, name=name)
+    template = (
+        versions.filter(latest=True).order_by("-id").first() or versions.order_by("-id").first()
+    )
+    if template is None:
+        raise PipelineError(f"Template {namespace}/{name} does not exist.", status=404)
+    template.trusted = trusted
+    template.save(update_fields=["trusted"])
+    return template

@@ -1,0 +1,91 @@
+"""Reads of published job templates: lists, versions, tags and the pipelines that use them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Max, Q, QuerySet
+
+from pipelines.config import resolve_template
+from pipelines.config.job_template import version_key
+from pipelines.models import Job, Pipeline, Template, TemplateTag
+
+
+def versions_of(namespace: str, name: str) -> QuerySet[Template]:
+    """Every published version of one template, newest first."""
+    return Template.objects.filter(namespace=namespace, name=name).order_by("-id")
+
+
+def tags_of(namespace: str, name: str) -> QuerySet[TemplateTag]:
+    """One template's tags, by name."""
+    return TemplateTag.objects.filter(namespace=namespace, name=name).order_by("tag")
+
+
+def pick_version(namespace: str, name: str, version_or_tag: str | None) -> Template | None:
+    """The version a ``name@versionOrTag`` reference picks, as the config parser picks it."""
+    rows = list(versions_of(namespace, name).values("id", "version"))
+    tags = dict(tags_of(namespace, name).values_list("tag", "version"))
+    picked = resolve_template(rows, tags, version_or_tag)
+    return None if picked is None else Template.objects.get(pk=picked["id"])
+
+
+def search_templates(
+    *, namespace: str | None = None, search: str | None = None, compact: bool = False
+) -> QuerySet[Template]:
+    """Templates filtered as ``GET /v4/templates`` filters them.
+
+    `compact` keeps one row per template (its latest version), as Screwdriver's compact list.
+    """
+    rows = Template.objects.select_related("pipeline")
+    if namespace:
+        rows = rows.filter(namespace=namespace)
+    if search:
+        words = Q(name__icontains=search) | Q(description__icontains=search)
+        if not namespace:
+            words |= Q(namespace__icontains=search)
+        rows = rows.filter(words)
+    if compact:
+        newest = rows.values("namespace", "name").annotate(newest=Max("id")).values("newest")
+        rows = rows.filter(pk__in=[row["newest"] for row in newest]).defer("config")
+    return rows
+
+
+@dataclass(frozen=True)
+class TemplateSummary:
+    """One template on the list page: its newest version and how many versions it has."""
+
+    template: Template
+    versions: int
+
+
+def template_summaries() -> list[TemplateSummary]:
+    """Every template once (its newest version), by namespace and name; two queries."""
+    counts = {
+        (row["namespace"], row["name"]): (row["newest"], row["n"])
+        for row in Template.objects.values("namespace", "name").annotate(
+            newest=Max("id"), n=Count("id")
+        )
+    }
+    newest = Template.objects.filter(pk__in=[pk for pk, _ in counts.values()]).defer("config")
+    return sorted(
+        (TemplateSummary(t, counts[(t.namespace, t.name)][1]) for t in newest),
+        key=lambda s: (s.template.namespace, s.template.name),
+    )
+
+
+def sorted_versions(templates: list[Template]) -> list[Template]:
+    """Versions from the highest to the lowest."""
+    return sorted(templates, key=lambda t: (version_key(t.version), t.pk), reverse=True)
+
+
+def pipelines_using(template_ids: list[int], readable: QuerySet[Pipeline]) -> list[Pipeline]:
+    """The pipelines, among those the reader may see, whose jobs use these template versions.
+
+    A job's parsed config keeps the id of the version it was merged from (``templateId``), as
+    Screwdriver's job row does; every permutation of a job has the same one.
+    """
+    if not template_ids:
+        return []
+    jobs = Job.objects.filter(archived=False, permutations__0__templateId__in=template_ids)
+    pipeline_ids = set(jobs.values_list("pipeline_id", flat=True))
+    return list(readable.filter(pk__in=pipeline_ids).order_by("id"))

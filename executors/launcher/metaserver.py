@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import meta
+from . import meta, template_commands
 from .confined import Confined
 
 META_SH = """#!/bin/sh
@@ -144,8 +144,15 @@ class MetaServer:
             raw = self._control.read(self.control / "meta.req", MAX_REQUEST_BYTES)
             args = [os.fsdecode(a) for a in raw.split(b"\0")[:-1]]
             environ = {**self.environ, "SD_API_URL": self.api_url, "SD_TOKEN": self.token}
-            with self.tree.directory(self.meta_path.parent) as meta_dir:
-                code, out, err = meta.run(args, self.meta_path, environ, meta_dir)
+            if args[:1] == [template_commands.MARKER] and len(args) >= 5:
+                # A template command's client: it sent the file it read, the launcher calls the API.
+                command, path, readable, text = args[1:5]
+                code, out, err = template_commands.run(
+                    command, args[5:], environ, text if readable == "1" else None, path
+                )
+            else:
+                with self.tree.directory(self.meta_path.parent) as meta_dir:
+                    code, out, err = meta.run(args, self.meta_path, environ, meta_dir)
         except (OSError, ValueError) as exc:
             code, out, err = 1, "", f"meta: {exc}\n"
         payload = f"{code}\n{out if code == 0 else err}".encode("utf-8", "surrogateescape")

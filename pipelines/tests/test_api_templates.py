@@ -1,0 +1,246 @@
+"""/v4/templates and /v4/validator/template: publishing, versions, tags, owners and removal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from builds.models import Build
+from pipelines.models import Event, Pipeline, Template, TemplateTag
+from pipelines.tests.factories import event_from_yaml, pipeline_from_yaml
+from screwdriver_site.encoded_paths import routed_path
+from screwdriver_site.tokens import issue_build_token
+
+pytestmark = pytest.mark.django_db
+
+YAML = "jobs:\n  main:\n    image: alpine\n    requires: [~commit]\n    steps:\n      - a: echo a\n"
+
+
+def sd_template(version: str = "1.0", name: str = "tpl", step: str = "echo hi") -> str:
+    return (
+        f"namespace: ns\nname: {name}\nversion: '{version}'\ndescription: d\n"
+        f"maintainer: a@b.example\nconfig:\n  image: alpine\n  steps:\n    - hi: {step}\n"
+    )
+
+
+def build_client(pipeline: Pipeline, *, pr_num: int | None = None) -> APIClient:
+    event = event_from_yaml(pipeline, YAML)
+    if pr_num is not None:
+        # A pull request's event, as the PR service stores one (its builds run the same way).
+        Event.objects.filter(pk=event.pk).update(type=Event.Type.PR, pr_num=pr_num)
+    built = Build.objects.filter(event=event).first()
+    assert built is not None
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_build_token(built)}")
+    return client
+
+
+def raw(client: APIClient, method: str, path: str, body: Any = None) -> Any:
+    """A request as a WSGI server hands it over: the path decoded, the sent one in REQUEST_URI."""
+    return getattr(client, method)(path, body, format="json", REQUEST_URI=path)
+
+
+@pytest.fixture
+def owner_pipeline(owner: User) -> Pipeline:
+    return pipeline_from_yaml(YAML, owner=owner, name="local/templates")
+
+
+def test_a_build_publishes_versions_with_patch_numbers_the_server_assigns(
+    owner_pipeline: Pipeline,
+) -> None:
+    client = build_client(owner_pipeline)
+
+    versions = [
+        client.post("/v4/templates", {"yaml": sd_template(v)}, format="json").json()["version"]
+        for v in ["1.0", "1.0", "1", "2", "1.0.7"]
+    ]
+
+    assert versions == ["1.0.0", "1.0.1", "1.0.2", "2.0.0", "1.0.3"]
+    latest = Template.objects.filter(namespace="ns", name="tpl", latest=True)
+    assert [t.version for t in latest] == ["2.0.0"]
+    first = client.post("/v4/templates", {"yaml": sd_template("3")}, format="json")
+    assert first.status_code == 201
+    assert first["Location"].endswith(f"/v4/templates/{first.json()['id']}")
+    assert first.json() | {"id": 0, "createTime": ""} == {
+        "id": 0,
+        "namespace": "ns",
+        "name": "tpl",
+        "version": "3.0.0",
+        "description": "d",
+        "maintainer": "a@b.example",
+        "labels": [],
+        "config": {"image": "alpine", "steps": [{"hi": "echo hi"}]},
+        "pipelineId": owner_pipeline.pk,
+        "createTime": "",
+        "trusted": False,
+        "latest": True,
+    }
+
+
+def test_only_the_first_publishers_pipeline_publishes_and_never_from_a_pull_request(
+    owner_pipeline: Pipeline, outsider: User
+) -> None:
+    assert (
+        build_client(owner_pipeline)
+        .post("/v4/templates", {"yaml": sd_template()}, format="json")
+        .status_code
+        == 201
+    )
+    other = pipeline_from_yaml(YAML, owner=outsider, name="local/other")
+
+    stranger = build_client(other).post("/v4/templates", {"yaml": sd_template()}, format="json")
+    pull = build_client(owner_pipeline, pr_num=4).post(
+        "/v4/templates", {"yaml": sd_template()}, format="json"
+    )
+
+    assert stranger.status_code == 403
+    assert "pipeline that first published it" in stranger.json()["message"]
+    assert pull.status_code == 403, pull.json()
+    assert pull.json()["message"].startswith("A pull request's build cannot publish")
+    assert Template.objects.count() == 1
+
+
+def test_people_cannot_publish_and_an_invalid_template_lists_its_errors(
+    owner_pipeline: Pipeline, admin_client: APIClient
+) -> None:
+    assert (
+        admin_client.post("/v4/templates", {"yaml": sd_template()}, format="json").status_code
+        == 403
+    )
+    bad = build_client(owner_pipeline).post(
+        "/v4/templates", {"yaml": "name: x\nversion: 1.2.3\nconfig: {image: 1}\n"}, format="json"
+    )
+    assert bad.status_code == 400
+    assert bad.json()["message"] == "Template has invalid format: 4 error(s)."
+    assert [e["path"] for e in bad.json()["errors"]] == [
+        ["description"],
+        ["maintainer"],
+        ["config", "image"],
+        ["config"],
+    ]
+
+
+def test_the_validator_answers_errors_and_the_template_as_screwdriver_does(
+    admin_client: APIClient,
+) -> None:
+    good = admin_client.post("/v4/validator/template", {"yaml": sd_template()}, format="json")
+    missing = admin_client.post(
+        "/v4/validator/template",
+        {"yaml": sd_template().replace("description: d\n", "")},
+        format="json",
+    )
+    broken = admin_client.post("/v4/validator/template", {"yaml": "a: [b"}, format="json")
+
+    assert good.status_code == 200
+    assert good.json()["errors"] == []
+    assert good.json()["template"]["name"] == "tpl"
+    assert missing.json()["errors"] == [
+        {
+            "context": {"key": "description", "label": "description"},
+            "message": '"description" is required',
+            "path": ["description"],
+            "type": "any.required",
+        }
+    ]
+    assert broken.status_code == 400
+    assert broken.json()["message"].startswith("Template is not valid YAML")
+
+
+def test_a_namespaced_name_routes_by_its_encoded_slash(
+    owner_pipeline: Pipeline, admin_client: APIClient
+) -> None:
+    client = build_client(owner_pipeline)
+    for version in ["1.0", "1.0", "1.1"]:
+        client.post("/v4/templates", {"yaml": sd_template(version)}, format="json")
+
+    tagged = raw(client, "put", "/v4/templates/ns%2Ftpl/tags/stable", {"version": "1.0.1"})
+    moved = raw(client, "put", "/v4/templates/ns%2Ftpl/tags/stable", {"version": "1.0.0"})
+    versions = raw(admin_client, "get", "/v4/templates/ns%2Ftpl")
+    by_tag = raw(admin_client, "get", "/v4/templates/ns%2Ftpl/stable")
+    by_range = raw(admin_client, "get", "/v4/templates/ns%2Ftpl/1.0")
+    tags = raw(admin_client, "get", "/v4/templates/ns%2Ftpl/tags")
+
+    assert (tagged.status_code, moved.status_code) == (201, 200)
+    assert [v["version"] for v in versions.json()] == ["1.1.0", "1.0.1", "1.0.0"]
+    assert by_tag.json()["version"] == "1.0.0"
+    assert by_range.json()["version"] == "1.0.1"
+    assert [(t["tag"], t["version"], t["templateType"]) for t in tags.json()] == [
+        ("stable", "1.0.0", "JOB")
+    ]
+    assert raw(admin_client, "get", "/v4/templates/ns%2Ftpl/9").status_code == 404
+    assert raw(admin_client, "get", "/v4/templates/ns%2Fnone").status_code == 404
+
+
+def test_routing_keeps_only_the_slashes_the_client_encoded() -> None:
+    assert routed_path("/v4/templates/ns/tpl/tags", "/v4/templates/ns%2Ftpl/tags") == (
+        "/v4/templates/ns%2Ftpl/tags"
+    )
+    assert routed_path("/v4/templates/ns/tpl", "/v4/templates/ns/tpl") == "/v4/templates/ns/tpl"
+    assert routed_path("/v4/templates/ns/tpl", None) == "/v4/templates/ns/tpl"
+    # A raw path that is not this request's (a proxy rewrote it) changes nothing.
+    assert routed_path("/v4/templates/a/b", "/x/templates/ns%2Ftpl") == "/v4/templates/a/b"
+
+
+def test_tags_and_removal_belong_to_the_owner_pipeline(
+    owner_pipeline: Pipeline, outsider: User, admin_client: APIClient, member_client: APIClient
+) -> None:
+    client = build_client(owner_pipeline)
+    client.post("/v4/templates", {"yaml": sd_template()}, format="json")
+    stranger = build_client(pipeline_from_yaml(YAML, owner=outsider, name="local/other"))
+
+    refused_tag = raw(stranger, "put", "/v4/templates/ns%2Ftpl/tags/stable", {"version": "1.0.0"})
+    raw(client, "put", "/v4/templates/ns%2Ftpl/tags/stable", {"version": "1.0.0"})
+    refused_untag = raw(stranger, "delete", "/v4/templates/ns%2Ftpl/tags/stable")
+    refused_remove = raw(member_client, "delete", "/v4/templates/ns%2Ftpl")
+
+    assert refused_tag.status_code == 403
+    assert refused_untag.status_code == 403
+    assert refused_remove.status_code == 403
+    assert raw(client, "delete", "/v4/templates/ns%2Ftpl/tags/stable").status_code == 204
+    assert raw(admin_client, "delete", "/v4/templates/ns%2Ftpl").status_code == 204
+    assert not Template.objects.exists() and not TemplateTag.objects.exists()
+
+
+def test_only_a_server_admin_marks_a_template_trusted_and_new_versions_inherit_it(
+    owner_pipeline: Pipeline, admin_client: APIClient
+) -> None:
+    client = build_client(owner_pipeline)
+    client.post("/v4/templates", {"yaml": sd_template()}, format="json")
+    root = User.objects.create_superuser(username="root")
+    superuser = APIClient()
+    superuser.force_authenticate(root)
+
+    refused = raw(admin_client, "put", "/v4/templates/ns%2Ftpl/trusted", {"trusted": True})
+    done = raw(superuser, "put", "/v4/templates/ns%2Ftpl/trusted", {"trusted": True})
+    newer = client.post("/v4/templates", {"yaml": sd_template("1.0")}, format="json")
+
+    assert (refused.status_code, done.status_code) == (403, 204)
+    assert newer.json()["trusted"] is True
+
+
+def test_the_list_filters_and_compacts_in_a_constant_number_of_queries(
+    owner_pipeline: Pipeline, admin_client: APIClient
+) -> None:
+    client = build_client(owner_pipeline)
+    for name in ["tpl", "other", "third"]:
+        for version in ["1.0", "1.1"]:
+            client.post("/v4/templates", {"yaml": sd_template(version, name)}, format="json")
+
+    with CaptureQueriesContext(connection) as queries:
+        compact = admin_client.get("/v4/templates?compact=true&sortBy=name&sort=ascending")
+    searched = admin_client.get("/v4/templates?search=thi&namespace=ns")
+
+    assert [(t["name"], t["version"]) for t in compact.json()] == [
+        ("other", "1.1.0"),
+        ("third", "1.1.0"),
+        ("tpl", "1.1.0"),
+    ]
+    assert all("config" not in t for t in compact.json())
+    assert len(queries) <= 6
+    assert {t["name"] for t in searched.json()} == {"third"}
+    assert Event.objects.count() == 1  # one build published them all

@@ -6,7 +6,14 @@ from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, path
 from django.views.generic import RedirectView
 
-from pipelines import views, views_badges, views_metrics, views_pulls, views_settings
+from pipelines import (
+    views,
+    views_badges,
+    views_metrics,
+    views_pulls,
+    views_settings,
+    views_templates,
+)
 
 app_name = "pipelines"
 
@@ -72,3 +79,11 @@ auth_urlpatterns: list[URLPattern] = [
 
 # Paste a screwdriver.yaml and see what the parser makes of it.
 urlpatterns.append(path("validator", views.validator, name="validator"))
+urlpatterns += [
+    path("templates", views_templates.template_list, name="templates"),
+    path(
+        "templates/<slug:namespace>/<slug:name>",
+        views_templates.template_detail,
+        name="template",
+    ),
+]

@@ -106,7 +106,7 @@ def test_a_build_publishes_a_template_that_another_pipeline_runs_and_a_pr_cannot
             "Content-Type": "application/json",
         },
     )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - our server
+    with urllib.request.urlopen(request, timeout=30) as response:
         validated = json.loads(response.read())
     assert "errors" not in validated
     assert validated["jobs"]["main"][0]["templateId"] == template.pk

@@ -127,6 +127,7 @@ def test_a_build_publishes_a_template_that_another_pipeline_runs_and_a_pr_cannot
         creator=Creator("Mallory", "mallory"),
         pr={"fork": False, "title": "t", "ref": "feature", "url": ""},
     )
+    assert pr_event is not None
     refused = _wait(pr_event, "PR-3:publish")
     assert refused.status == BuildStatus.FAILURE
     assert step_log(refused, "publish") == [

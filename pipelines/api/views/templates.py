@@ -56,7 +56,9 @@ def _publisher(request: Request) -> Publisher:
     user = request.user
     if not isinstance(user, BuildPrincipal):
         raise exceptions.PermissionDenied("Only a build's token can publish or tag templates.")
-    build = Build.objects.select_related("event", "job__pipeline").get(pk=user.claims.build_id)
+    build = Build.objects.select_related("event", "job__pipeline").get(
+        pk=int(user.claims.build_id or 0)
+    )
     return Publisher(pipeline=build.job.pipeline, is_pr=build.event.is_pull_request)
 
 

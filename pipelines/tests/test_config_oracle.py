@@ -15,7 +15,11 @@ import pytest
 from conftest import install_npm_packages
 from pipelines.config import parse_pipeline_yaml, resolve_template
 from pipelines.config.notifications import TLDS_FILE, TOP_LEVEL_DOMAINS
+from pipelines.models import Template, TemplateTag
+from pipelines.services import Publisher, publish_template, tag_template
+from pipelines.template_store import database_templates
 from pipelines.tests.config_generator import generated_configs
+from pipelines.tests.factories import pipeline_from_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 ORACLE = ROOT / "oracle"
@@ -225,3 +229,82 @@ def test_our_top_level_domains_are_the_ones_the_reference_checks(oracle: Path) -
 
     assert TLDS_FILE.read_text().splitlines()[0] == f"# {theirs['version']}"
     assert frozenset(theirs["tlds"]) == TOP_LEVEL_DOMAINS
+
+
+PUBLISHED_USER = """
+jobs:
+  stable:
+    requires: [~commit]
+    template: ns/tpl@stable
+  latest:
+    requires: [stable]
+    template: ns/tpl@latest
+  major:
+    requires: [stable]
+    template: ns/tpl@1
+  minor:
+    requires: [stable]
+    template: ns/tpl@1.0
+    steps:
+      - pregreet: echo before
+  exact:
+    requires: [stable]
+    template: ns/tpl@2.0.0
+  newest:
+    requires: [stable]
+    template: ns/tpl
+  missing:
+    requires: [stable]
+    template: ns/tpl@1.7
+"""
+
+
+@pytest.mark.django_db
+def test_versions_builds_published_resolve_as_the_reference_resolves_them(
+    oracle: Path, owner: Any
+) -> None:
+    """Publish through the service, then parse with the database store and with the reference
+    fed the same rows: tags, `latest`, version ranges and the newest version agree."""
+    publisher = Publisher(pipeline=pipeline_from_yaml("jobs: {}", owner=owner), is_pr=False)
+    for version, step in [("1.0", "a"), ("1.0", "b"), ("1.1", "c"), ("2", "d")]:
+        sd_template = (
+            f"namespace: ns\nname: tpl\nversion: '{version}'\ndescription: d\n"
+            f"maintainer: a@b.example\nconfig:\n  image: alpine\n"
+            f"  steps:\n    - greet: echo {step}\n"
+        )
+        publish_template(publisher=publisher, text=sd_template)
+    tag_template(publisher=publisher, namespace="ns", name="tpl", tag="stable", version="1.0.1")
+    tag_template(publisher=publisher, namespace="ns", name="tpl", tag="latest", version="2.0.0")
+    store = {
+        "templates": list(
+            Template.objects.values("id", "namespace", "name", "version", "config", "images")
+        ),
+        "tags": list(TemplateTag.objects.values("namespace", "name", "tag", "version")),
+    }
+    # Every job but `missing` names a version that exists: take it out for the valid half.
+    valid = PUBLISHED_USER.split("  missing:")[0]
+    completed = subprocess.run(
+        ["node", str(oracle / "parse.js")],
+        input=json.dumps([{"yaml": text, **store} for text in (valid, PUBLISHED_USER)]),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    reference_valid, reference_missing = json.loads(completed.stdout)
+
+    ours_valid = parse_pipeline_yaml(valid, templates=database_templates)
+    ours_missing = parse_pipeline_yaml(PUBLISHED_USER, templates=database_templates)
+
+    assert "errors" not in ours_valid
+    assert normalised(ours_valid) == normalised(reference_valid)
+    assert normalised(ours_missing) == normalised(reference_missing)
+    picked = {name: jobs[0]["commands"][-1]["command"] for name, jobs in ours_valid["jobs"].items()}
+    assert picked == {
+        "stable": "echo b",
+        "latest": "echo d",
+        "major": "echo c",
+        "minor": "echo b",
+        "exact": "echo d",
+        "newest": "echo d",
+    }

@@ -151,14 +151,26 @@ class CollectionAdmin(admin.ModelAdmin):
     filter_horizontal = ["pipelines"]
 
 
-# Job templates: created here until builds can publish them.
+# Job templates: builds publish them (/v4/templates); a row added here has no owner pipeline.
 from pipelines.models import Stage, Template, TemplateTag, Trigger  # noqa: E402
 
 
 @admin.register(Template)
 class TemplateAdmin(admin.ModelAdmin):
-    list_display = ["id", "namespace", "name", "version", "maintainer", "created_at"]
-    list_filter = ["namespace"]
+    list_display = [
+        "id",
+        "namespace",
+        "name",
+        "version",
+        "pipeline",
+        "latest",
+        "trusted",
+        "maintainer",
+        "created_at",
+    ]
+    list_filter = ["namespace", "trusted", "latest"]
+    list_select_related = ["pipeline"]
+    raw_id_fields = ["pipeline"]
     search_fields = ["namespace", "name", "description"]
 
 

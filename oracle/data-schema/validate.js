@@ -16,7 +16,9 @@ process.stdin.on('end', () => {
         if (!models[model]) {
             return `unknown model ${model}`;
         }
-        const { error } = models[model].get.validate(object, { allowUnknown: true });
+        // A model without a `get` (templateTag) is checked against its `base`.
+        const schema = models[model].get || models[model].base;
+        const { error } = schema.validate(object, { allowUnknown: true });
         return error ? error.message : null;
     });
     process.stdout.write(JSON.stringify(results));

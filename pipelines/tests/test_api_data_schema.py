@@ -10,8 +10,9 @@ import pytest
 from django.contrib.auth.models import User
 
 from conftest import GitRepo, verdicts
-from pipelines.services import create_secret
+from pipelines.services import Publisher, create_secret, publish_template, tag_template
 from pipelines.tests.api_fixtures import CHAIN, SECRET_VALUE, make_world, with_bearer
+from pipelines.tests.factories import pipeline_from_yaml
 from screwdriver_site.api.tokens import issue_user_token
 
 pytestmark = [pytest.mark.oracle, pytest.mark.django_db]
@@ -81,3 +82,32 @@ def test_the_oracle_refuses_what_screwdriver_would_refuse(data_schema: Path) -> 
     verdict = verdicts(data_schema, [("build", {"id": "x"}), ("step", {"name": "ok"})])
 
     assert verdict[0] is not None and verdict[1] is None
+
+
+def test_published_templates_and_their_tags_pass_screwdrivers_models(
+    data_schema: Path, owner: User
+) -> None:
+    publisher = Publisher(pipeline=pipeline_from_yaml("jobs: {}", owner=owner), is_pr=False)
+    publish_template(
+        publisher=publisher,
+        text="namespace: ns\nname: tpl\nversion: '1.2'\ndescription: d\nmaintainer: a@example.com\n"
+        "images:\n  lts: node:lts\nconfig:\n  image: lts\n  steps:\n    - a: echo a\n"
+        "  environment:\n    FOO: bar\n",
+    )
+    tag_template(publisher=publisher, namespace="ns", name="tpl", tag="stable", version="1.2.0")
+    client = with_bearer(issue_user_token(username=owner.username, is_admin=False))
+
+    def get(url: str) -> Any:
+        response = client.get(url, REQUEST_URI=url)
+        assert response.status_code == 200, (url, response.content)
+        return response.json()
+
+    items: list[tuple[str, Any]] = [
+        *[("template", x) for x in get("/v4/templates")],
+        *[("template", x) for x in get("/v4/templates/ns%2Ftpl")],
+        ("template", get("/v4/templates/ns%2Ftpl/stable")),
+        *[("templateTag", x) for x in get("/v4/templates/ns%2Ftpl/tags")],
+    ]
+
+    assert len(items) == 4
+    assert verdicts(data_schema, items) == [None] * 4

@@ -37,9 +37,8 @@ def template_detail(request: HttpRequest, namespace: str, name: str) -> HttpResp
         else Pipeline.objects.readable_by(request.user)
     )
     context = {
-        "template": versions[0]
-        if not any(v.latest for v in versions)
-        else next(v for v in versions if v.latest),
+        # What the page describes: the latest version, as Screwdriver's template page does.
+        "template": next((v for v in versions if v.latest), versions[0]),
         "versions": versions,
         "tags": list(tags_of(namespace, name)),
         "users": pipelines_using([v.pk for v in versions], readable),

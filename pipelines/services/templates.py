@@ -12,6 +12,8 @@ from pipelines.config.templates import DEFAULT_NAMESPACE
 from pipelines.models import Pipeline, Template, TemplateTag
 from pipelines.services.pipelines import PipelineError
 
+# The column's width, as Screwdriver's schema sets it.
+VERSION_MAX = 16
 PR_REFUSAL = (
     "A pull request's build cannot publish or tag templates: "
     "publish from a build of the pipeline's own branch."
@@ -83,6 +85,10 @@ def publish_template(*, publisher: Publisher, text: str) -> Template:
         version = f"{major}.{minor}.{patch + 1}"
     else:
         version = f"{who.major}.{who.minor or 0}.0"
+    if len(version) > VERSION_MAX:
+        raise PipelineError(
+            f"Version {version} would be longer than {VERSION_MAX} characters: use a smaller one."
+        )
     latest = next((t for t in versions if t.latest), None)
     is_latest = latest is None or version_key(version)[:2] >= version_key(latest.version)[:2]
     if latest is not None and is_latest:

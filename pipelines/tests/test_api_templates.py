@@ -117,6 +117,11 @@ def test_people_cannot_publish_and_an_invalid_template_lists_its_errors(
     )
     assert bad.status_code == 400
     assert bad.json()["message"] == "Template has invalid format: 4 error(s)."
+    too_long = build_client(owner_pipeline).post(
+        "/v4/templates", {"yaml": sd_template("12345678.1234567")}, format="json"
+    )
+    assert too_long.status_code == 400
+    assert too_long.json()["message"].startswith("Version 12345678.1234567.0 would be longer")
     assert [e["path"] for e in bad.json()["errors"]] == [
         ["description"],
         ["maintainer"],

@@ -16,8 +16,9 @@ from django.contrib.auth.models import User
 from builds.models import Build, BuildStatus
 from builds.tests.step_logs import step_log
 from conftest import GitRepo, database_url, run_git, wait_until
-from pipelines.models import Event, Template, TemplateTag
+from pipelines.models import Event, Pipeline, Template, TemplateTag
 from pipelines.services import Creator, create_pipeline, start_event, start_pr_event
+from pipelines.template_selectors import pipelines_using
 from screwdriver_site.api.tokens import issue_user_token
 from tools.live_stack import LiveStack
 
@@ -130,6 +131,8 @@ def test_a_build_publishes_a_template_that_another_pipeline_runs_and_a_pr_cannot
     main = _wait(start_event(pipeline=user, start_from="~commit", creator=ALICE), "main")
     assert main.status == BuildStatus.SUCCESS, main.status_message
     assert step_log(main, "greet") == ["hello from ns/tpl@1.0.0"]
+    # The job remembers the version it was built from: the template's page lists the pipeline.
+    assert pipelines_using([template.pk], Pipeline.objects.all()) == [user]
 
     # A pull request's build runs the same steps; the server refuses its publish.
     sha = source.commit({"README.md": "a pull request"}, "the pull request's commit")

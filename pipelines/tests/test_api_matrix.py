@@ -140,7 +140,7 @@ def tpl(ids: dict[str, Any]) -> dict[str, Any]:
 
 
 TEMPLATE_YAML = (
-    "namespace: ns\nname: tpl\nversion: '1.0'\ndescription: d\nmaintainer: a@b.example\n"
+    "namespace: ns\nname: tpl\nversion: '1.0'\ndescription: d\nmaintainer: a@b.example.com\n"
     "config:\n  image: alpine\n  steps:\n    - hi: echo hi\n"
 )
 

@@ -24,7 +24,7 @@ YAML = "jobs:\n  main:\n    image: alpine\n    requires: [~commit]\n    steps:\n
 def sd_template(version: str = "1.0", name: str = "tpl", step: str = "echo hi") -> str:
     return (
         f"namespace: ns\nname: {name}\nversion: '{version}'\ndescription: d\n"
-        f"maintainer: a@b.example\nconfig:\n  image: alpine\n  steps:\n    - hi: {step}\n"
+        f"maintainer: a@b.example.com\nconfig:\n  image: alpine\n  steps:\n    - hi: {step}\n"
     )
 
 
@@ -72,7 +72,7 @@ def test_a_build_publishes_versions_with_patch_numbers_the_server_assigns(
         "name": "tpl",
         "version": "3.0.0",
         "description": "d",
-        "maintainer": "a@b.example",
+        "maintainer": "a@b.example.com",
         "labels": [],
         "config": {"image": "alpine", "steps": [{"hi": "echo hi"}]},
         "pipelineId": owner_pipeline.pk,

@@ -269,7 +269,7 @@ def test_versions_builds_published_resolve_as_the_reference_resolves_them(
     for version, step in [("1.0", "a"), ("1.0", "b"), ("1.1", "c"), ("2", "d")]:
         sd_template = (
             f"namespace: ns\nname: tpl\nversion: '{version}'\ndescription: d\n"
-            f"maintainer: a@b.example\nconfig:\n  image: alpine\n"
+            f"maintainer: a@b.example.com\nconfig:\n  image: alpine\n"
             f"  steps:\n    - greet: echo {step}\n"
         )
         publish_template(publisher=publisher, text=sd_template)

@@ -230,4 +230,7 @@ def launch_spec(build: Build) -> dict[str, Any]:
     cache = cache_spec(build)
     if cache is not None:
         spec["cache"] = cache
+    if settings.SD_LOG_SOCKET:
+        # Where the launcher streams log batches while a page watches (builds/consumers.py).
+        spec["logSocket"] = f"/builds/{build.pk}/logs/socket"
     return spec

@@ -18,6 +18,7 @@ from django.db.models import F, Sum
 from builds import live
 from builds.models import LogBatch, Step
 from builds.secrets import masker_for
+from screwdriver_site.ids import MAX_INT
 
 # A batch sent as `lines` objects holds at most this many; a packed one (count, data, times)
 # at most MAX_PACKED_LINES lines and MAX_BATCH_BYTES bytes once unpacked, newlines counted.
@@ -201,6 +202,51 @@ def append_batch(
         _check_resend(step, stored, first_line, batch.count)
         return False
     return True
+
+
+def append_frame(*, build_id: int, frame: Any) -> dict[str, Any]:
+    """Store one batch a launcher sent over its log socket, exactly as the log POST stores it
+    (`append_batch`); the answer to send back, `stored` or an `error` with the HTTP status
+    the POST would have answered."""
+    if not isinstance(frame, dict):
+        return _frame_error(None, None, 400, "A frame must be a JSON object: a step's log batch.")
+    step_name, seq, first_line = frame.get("step"), frame.get("seq"), frame.get("firstLine")
+    if not isinstance(step_name, str) or not step_name:
+        return _frame_error(None, seq, 400, "A frame needs the name of its step in step.")
+    if not (_is_count(seq) and _is_count(first_line)):
+        return _frame_error(
+            step_name, None, 400, f"seq and firstLine must be whole numbers from 0 to {MAX_INT}."
+        )
+    step = Step.objects.filter(build_id=build_id, name=step_name).first()
+    if step is None:
+        return _frame_error(step_name, seq, 404, f"Build {build_id} has no step {step_name}.")
+    try:
+        created = append_batch(
+            step=step,
+            seq=seq,
+            first_line=first_line,
+            lines=frame.get("lines"),
+            count=frame.get("count"),
+            data=frame.get("data"),
+            times=frame.get("times"),
+        )
+    except LogBatchError as exc:
+        return _frame_error(step_name, seq, exc.status, str(exc))
+    return {
+        "type": "stored",
+        "step": step_name,
+        "seq": seq,
+        "stored": created,
+        "live": live.watched(build_id),
+    }
+
+
+def _is_count(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT
+
+
+def _frame_error(step: str | None, seq: Any, status: int, message: str) -> dict[str, Any]:
+    return {"type": "error", "step": step, "seq": seq, "status": status, "message": message}
 
 
 def _live_lines(first_line: int, data: bytes, runs: Runs) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The ASGI application: Django over HTTP, and the build page's WebSocket."""
+"""The ASGI application: Django over HTTP, the build page's and the launcher's WebSockets."""
 
 from __future__ import annotations
 
@@ -11,17 +11,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "screwdriver_site.settings")
 django_asgi = get_asgi_application()
 
 # These import models, so they come after Django is set up.
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from builds.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # Each route guards itself (builds/routing.py): a session and an origin for the page,
+        # the build token for the launcher.
+        "websocket": URLRouter(websocket_urlpatterns),
     }
 )

@@ -16,6 +16,9 @@ yet: a client that reads slowly (or not at all) of a 5 GB artifact would have th
 the whole file into that buffer. Here the application's `send` of a chunk waits while Twisted
 says the connection's send buffer is full (its producer protocol), so the application reads
 its next chunk only when the client has taken the last ones.
+
+daphne closes a WebSocket with the application's close code but drops its reason; here the
+reason goes too (the launcher's log socket says why it refused a token).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
+from daphne.ws_protocol import WebSocketProtocol
 
 from screwdriver_site.redaction import redact_query
 
@@ -112,6 +116,26 @@ class SendWindow:
         self.opened.set()
 
 
+# A close frame holds a code (2 bytes) and at most 123 bytes of reason.
+MAX_CLOSE_REASON_BYTES = 123
+
+
+class ReasonedWebSocketProtocol(WebSocketProtocol):  # type: ignore[misc]
+    """daphne's WebSocket protocol, closing with the application's reason as well as its code."""
+
+    def handle_reply(self, message: dict[str, Any]) -> None:
+        reason = message.get("reason")
+        if (
+            message.get("type") != "websocket.close"
+            or self.state == self.STATE_CONNECTING
+            or not isinstance(reason, str)
+        ):
+            super().handle_reply(message)
+            return
+        cut = reason.encode("utf-8")[:MAX_CLOSE_REASON_BYTES].decode("utf-8", "ignore")
+        self.sendClose(code=message.get("code") or 1000, reason=cut)
+
+
 class RedactingServer(Server):  # type: ignore[misc]
     """daphne's server, handing its access log each address with credentials redacted, its
     applications their request bodies from a spool, and making a response's sender wait for
@@ -120,6 +144,16 @@ class RedactingServer(Server):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.send_windows: weakref.WeakKeyDictionary[Any, SendWindow] = weakref.WeakKeyDictionary()
+
+    @property
+    def ws_factory(self) -> Any:
+        return self.__dict__["ws_factory"]
+
+    @ws_factory.setter
+    def ws_factory(self, factory: Any) -> None:
+        # daphne makes its factory as it starts serving; its sockets then close with a reason.
+        factory.protocol = ReasonedWebSocketProtocol
+        self.__dict__["ws_factory"] = factory
 
     def create_application(self, protocol: Any, scope: dict[str, Any]) -> SpooledQueue | None:
         # daphne's own, but for the queue.

@@ -13,7 +13,6 @@ import json
 from django.http import StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status as http
@@ -56,28 +55,20 @@ from screwdriver_site.api.permissions import (
     READERS,
     TEMPORAL,
     is_build,
+    reporting_refusal,
     require_build_token,
 )
 from screwdriver_site.streaming import ChunkedResponse
 from screwdriver_site.tokens import issue_build_token
 
-# A launcher may still report teardown steps and logs this long after its build ended.
-REPORT_GRACE_SECONDS = 300
 REPORTERS = frozenset({BUILD})
 
 
 def _reporting_build(request: Request, build_id: int) -> None:
     """Check a launcher's report: its own build, and not long after that build ended."""
-    require_build_token(request, build_id)
-    principal = request.user
-    assert isinstance(principal, BuildPrincipal)
-    if principal.ended and principal.end_time is not None:
-        age = (timezone.now() - principal.end_time).total_seconds()
-        if age > REPORT_GRACE_SECONDS:
-            raise PermissionDenied(
-                f"Build {build_id} ended over {REPORT_GRACE_SECONDS // 60} minutes ago: "
-                "its token can no longer report."
-            )
+    refusal = reporting_refusal(request.user, build_id)
+    if refusal is not None:
+        raise PermissionDenied(refusal)
 
 
 class BuildDetailView(ApiView):

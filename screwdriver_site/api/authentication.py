@@ -86,7 +86,12 @@ class BearerAuthentication(authentication.BaseAuthentication):
         keyword, _, value = header.partition(" ")
         if keyword.lower() != self.keyword.lower():
             return None
-        value = value.strip()
+        return self.authenticate_token(value.strip())
+
+    def authenticate_token(self, value: str) -> tuple[Any, Any]:
+        """The caller a bearer token stands for, and its claims (or API token row); a token
+        that stands for nobody is AuthenticationFailed. The launcher's log socket
+        (builds/consumers.py) checks its handshake's header with this too."""
         if not value:
             raise exceptions.AuthenticationFailed(
                 "The Authorization header has no token after Bearer."

@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
+from django.utils import timezone
 from rest_framework import exceptions, permissions
 from rest_framework.request import Request
 
@@ -24,6 +25,8 @@ READERS = frozenset({USER, GUEST, PIPELINE, BUILD})
 PEOPLE_AND_PIPELINES = frozenset({USER, PIPELINE})
 PEOPLE = frozenset({USER})
 PULL, PUSH, ADMIN = "pull", "push", "admin"
+# A launcher may still report teardown steps and logs this long after its build ended.
+REPORT_GRACE_SECONDS = 300
 
 
 def kind_of(request: Request) -> str | None:
@@ -133,3 +136,21 @@ def require_build_token(request: Request, build_id: int) -> None:
     if kind_of(request) != BUILD:
         raise exceptions.PermissionDenied("Only the build's own launcher may call this.")
     require_own_build(request, build_id)
+
+
+def reporting_refusal(user: Any, build_id: int) -> str | None:
+    """Why `user` may not report on build `build_id` as its launcher, or None when it may:
+    only the build's own token, and not long after that build ended (its teardown steps,
+    their logs and its final status still come in after a stop)."""
+    if not isinstance(user, BuildPrincipal) or user.kind != BUILD:
+        return "Only the build's own launcher may call this."
+    if user.claims.build_id != build_id:
+        return "A build token can only act on its own build."
+    if user.ended and user.end_time is not None:
+        age = (timezone.now() - user.end_time).total_seconds()
+        if age > REPORT_GRACE_SECONDS:
+            return (
+                f"Build {build_id} ended over {REPORT_GRACE_SECONDS // 60} minutes ago: "
+                "its token can no longer report."
+            )
+    return None

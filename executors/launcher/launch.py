@@ -27,6 +27,7 @@ from .cache import TEARDOWN_STEP as TEARDOWN_CACHE
 from .cache import CacheApi, Caches, CacheSpec
 from .credentials import CredentialError
 from .environment import build_environment
+from .livesocket import LogTransport, socket_url
 from .logs import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STEP_BYTES, Line, LogBatcher, Masker
 from .metaserver import MetaServer
 from .runner import Checkout, InternalStep, Runner, Step, iso
@@ -449,9 +450,14 @@ def _run_steps(
     steps = [Step(str(s["name"]), str(s.get("command") or "")) for s in spec.get("steps") or []]
     timeout = float(spec.get("timeoutSeconds") or 90 * 60)
     reporter: ApiReporter
-    batcher = LogBatcher(
+    socket_path = spec.get("logSocket")
+    transport = LogTransport(
         lambda name, payload: reporter.send_batch(name, payload),
-        keep_trying_for=client.seconds_left,
+        url=socket_url(client.base, socket_path) if isinstance(socket_path, str) else None,
+        token=token,
+    )
+    batcher = LogBatcher(
+        transport.send, keep_trying_for=client.seconds_left, fast=transport.streaming
     )
     reporter = ApiReporter(client, build_id, batcher)
     masker = Masker([*secrets.values(), token])
@@ -489,6 +495,7 @@ def _run_steps(
     finally:
         reporter.close()
         batcher.close(max(1.0, client.seconds_left() - FINAL_STATUS_RESERVE_SECONDS))
+        transport.close()
         if meta_server is not None:
             meta_server.close()
     # `meta set KEY "$SECRET"` must not carry the value to the API (which masks it again).

@@ -195,10 +195,11 @@ class LogBatcher:
     """Sends each step's lines in numbered batches from a background thread.
 
     A batch goes when it is full (`max_bytes` or `max_lines`), and otherwise at the first
-    chance `interval` after the previous one started (`live_interval` while the API answers
-    that a page watches the build live): a line waits at most about that long, the first line
-    after a quiet spell goes at once, and a step that prints a flood is sent in full batches as
-    fast as the API takes them, never one request per line.
+    chance `interval` after the previous one started (`live_interval` while `fast()` says so:
+    the log socket is open because a page watches the build): a line waits at most about that
+    long, the first line after a quiet spell goes at once, and a step that prints a flood is
+    sent in full batches as fast as the API takes them, never one request per line. One batch
+    is on its way at a time: what arrives meanwhile goes in the next one.
 
     A batch the API does not take is resent, in order, with a doubling back-off, for as long
     as `keep_trying_for()` says there is time (the build token's life): an API restart only
@@ -213,7 +214,8 @@ class LogBatcher:
         send: Sender,
         *,
         interval: float = 0.25,
-        live_interval: float = 0.08,
+        live_interval: float = 0.05,
+        fast: Callable[[], bool] = lambda: False,
         max_lines: int = MAX_BATCH_LINES,
         max_bytes: int = MAX_BATCH_BYTES,
         keep_trying_for: Callable[[], float] = lambda: 3600.0,
@@ -226,8 +228,7 @@ class LogBatcher:
         self._first_retry = first_retry
         self._interval = interval
         self._live_interval = min(interval, live_interval)
-        # Whether the API's last answer said a page watches the build.
-        self._live = False
+        self._fast = fast
         self._max_lines = max_lines
         self._max_bytes = max_bytes
         self._max_queued_bytes = max_queued_bytes
@@ -315,7 +316,7 @@ class LogBatcher:
             for q in waiting
         ):
             return 0.0
-        interval = self._live_interval if self._live else self._interval
+        interval = self._live_interval if self._fast() else self._interval
         return max(0.0, self._last_send + interval - time.monotonic())
 
     def _run(self) -> None:
@@ -391,7 +392,7 @@ class LogBatcher:
             try:
                 with self._cond:
                     self._last_send = time.monotonic()
-                answer = self._send(name, queue.payload)
+                self._send(name, queue.payload)
             except Exception as exc:
                 queue.failures += 1
                 permanent = bool(getattr(exc, "permanent", False))
@@ -405,7 +406,6 @@ class LogBatcher:
                 self._give_up(name, queue, len(lines), exc)
                 continue
             with self._cond:
-                self._live = isinstance(answer, dict) and answer.get("live") is True
                 self._done_with(queue, lines)
                 queue.next_line += len(lines)
                 queue.seq += 1

@@ -10,6 +10,7 @@ lost and nothing repeats (it also drops any line numbered below what it has).
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -31,6 +32,9 @@ CLOSE_TOO_BIG = 1009
 # The most a launcher's frame may hold, as daphne's own limit (a launcher sends a batch that
 # packs bigger over HTTP).
 MAX_FRAME_BYTES = 1024 * 1024
+# The launcher's token is checked again with the first frame this long after the last check
+# (a frame every few milliseconds need not cost a query each).
+RECHECK_SECONDS = 1.0
 
 
 @database_sync_to_async
@@ -134,10 +138,10 @@ def _check(header: str, build_id: int) -> tuple[int, str] | None:
 
 
 @database_sync_to_async
-def _store(header: str, build_id: int, text: str) -> tuple[int, str] | dict[str, Any]:
-    # The token is checked again on every frame: it expires, and the build ends, while the
-    # socket is open.
-    refusal = _launcher_refusal(header, build_id)
+def _store(recheck: str | None, build_id: int, text: str) -> tuple[int, str] | dict[str, Any]:
+    # The token is checked again (when `recheck` holds the header): it expires, and the build
+    # ends, while the socket is open.
+    refusal = None if recheck is None else _launcher_refusal(recheck, build_id)
     if refusal is not None:
         return refusal
     try:
@@ -154,16 +158,19 @@ class LauncherLogConsumer(AsyncWebsocketConsumer):
     (append-only, once per seq, masked, capped, in order), published after commit, and
     answered with `{"type": "stored", step, seq, stored, live}`, or `{"type": "error", step,
     seq, status, message}` with the status the POST would have answered. A token that may not
-    report on the build closes the socket with 4401 or 4403 and the reason.
+    report on the build closes the socket with 4401 or 4403 and the reason, at the handshake
+    or with a frame (checked again once RECHECK_SECONDS have passed).
     """
 
     build_id: int
     header = ""
+    checked_at = 0.0
 
     async def connect(self) -> None:
         self.build_id = int(self.scope["url_route"]["kwargs"]["build_id"])
         self.header = _authorization(self.scope)
         refusal = await _check(self.header, self.build_id)
+        self.checked_at = time.monotonic()
         # Accepted before being refused, so the launcher reads a close code and a reason rather
         # than a bare HTTP 403.
         await self.accept()
@@ -180,7 +187,10 @@ class LauncherLogConsumer(AsyncWebsocketConsumer):
                 reason=f"A frame holds at most {MAX_FRAME_BYTES} bytes: send bigger ones by HTTP.",
             )
             return
-        answer = await _store(self.header, self.build_id, text)
+        recheck = time.monotonic() - self.checked_at >= RECHECK_SECONDS
+        if recheck:
+            self.checked_at = time.monotonic()
+        answer = await _store(self.header if recheck else None, self.build_id, text)
         if isinstance(answer, tuple):
             await self.close(code=answer[0], reason=answer[1])
             return

@@ -217,7 +217,7 @@ def append_frame(*, build_id: int, frame: Any) -> dict[str, Any]:
         return _frame_error(
             step_name, None, 400, f"seq and firstLine must be whole numbers from 0 to {MAX_INT}."
         )
-    step = Step.objects.filter(build_id=build_id, name=step_name).first()
+    step = Step.objects.select_related("build").filter(build_id=build_id, name=step_name).first()
     if step is None:
         return _frame_error(step_name, seq, 404, f"Build {build_id} has no step {step_name}.")
     try:

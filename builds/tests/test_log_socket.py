@@ -16,6 +16,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from builds import consumers
 from builds.consumers import (
     CLOSE_FORBIDDEN,
     CLOSE_TOO_BIG,
@@ -196,18 +197,35 @@ async def test_a_page_session_alone_is_refused() -> None:
     assert (await _refusal(socket))[0] == CLOSE_UNAUTHENTICATED
 
 
-async def test_a_build_that_ended_long_ago_is_refused_frame_by_frame() -> None:
+class Clock:
+    """The consumer's clock (`time.monotonic`), moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+async def test_a_build_that_ended_long_ago_is_refused_with_a_later_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(consumers, "time", clock)
     build = await sync_to_async(_make_build)()
     socket = await _connected(build)
     assert (await _send(socket, _frame(0, 0, ["while it runs"])))["stored"] is True
     await sync_to_async(Build.objects.filter(pk=build.pk).update)(
         status=BuildStatus.ABORTED, end_time=timezone.now() - timedelta(hours=1)
     )
-    await socket.send_to(text_data=json.dumps(_frame(1, 1, ["too late"])))
+    # Within a second of the last check, the token is not looked at again.
+    assert (await _send(socket, _frame(1, 1, ["just after"])))["stored"] is True
+    clock.now += consumers.RECHECK_SECONDS
+    await socket.send_to(text_data=json.dumps(_frame(2, 2, ["too late"])))
     closed = await socket.receive_output(timeout=5)
     assert (closed["type"], closed["code"]) == ("websocket.close", CLOSE_FORBIDDEN)
     assert "can no longer report" in closed["reason"]
-    assert await sync_to_async(_texts)(build) == ["while it runs"]
+    assert await sync_to_async(_texts)(build) == ["while it runs", "just after"]
 
 
 async def test_a_watching_page_gets_the_lines_after_they_are_saved_and_is_told_live() -> None:

@@ -23,7 +23,7 @@ jobs:
     image: buildpack-deps
     requires: [~commit]
     steps:
-      - count: sleep 1; for i in $(seq 1 {LINES}); do echo "line $i"; sleep 0.03; done
+      - count: sleep 3; for i in $(seq 1 {LINES}); do echo "line $i"; sleep 0.03; done
 """
 SIGN_IN = (
     "from django.contrib.auth.models import User; from django.test import Client; "
@@ -35,9 +35,10 @@ SIGN_IN = (
 def test_a_watched_build_streams_its_log_to_the_page_over_the_launchers_socket(
     stack: Stack, repo: Callable[..., tuple[Path, Path]]
 ) -> None:
+    # Signed in first: the page opens as soon as the build exists, before its step prints.
+    session = stack.shell(SIGN_IN)
     bare, _ = repo(TICKER, name="watched")
     row = first_build(stack, start(stack, bare))
-    session = stack.shell(SIGN_IN)
     seen: list[str] = []
     with connect(
         f"ws://127.0.0.1:{stack.port}/ws/builds/{row['id']}/",

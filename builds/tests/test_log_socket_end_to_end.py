@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 LINES = 200
 YAML = (
     "jobs:\n  main:\n    image: alpine\n    requires: [~commit]\n    steps:\n"
-    f'      - count: sleep 1; i=1; while [ $i -le {LINES} ]; do echo "line $i"; '
+    f'      - count: sleep 2; i=1; while [ $i -le {LINES} ]; do echo "line $i"; '
     "i=$((i+1)); sleep 0.02; done\n"
 )
 
@@ -149,7 +149,8 @@ def test_a_watched_build_streams_every_line_in_order_over_the_log_socket(
     counted = re.search(r"count (\d+) by HTTP and (\d+) on the socket", summary)
     assert counted is not None, summary
     http, over_socket = int(counted[1]), int(counted[2])
-    assert over_socket > 10 * http, summary
+    # Before the socket opens, and for a back-off after the cut, batches go by HTTP.
+    assert over_socket > (http if cut else 5 * http), summary
     if cut:
         assert "the log socket failed" in told
         assert "(2 socket(s) opened)" in summary or "(3 socket(s) opened)" in summary, summary

@@ -214,7 +214,7 @@ class LogBatcher:
         send: Sender,
         *,
         interval: float = 0.25,
-        live_interval: float = 0.05,
+        live_interval: float = 0.025,
         fast: Callable[[], bool] = lambda: False,
         max_lines: int = MAX_BATCH_LINES,
         max_bytes: int = MAX_BATCH_BYTES,

@@ -117,7 +117,8 @@ class LocalExecutor(Executor):
         argv = [
             sys.executable,
             # The launcher needs the standard library only: skipping site-packages saves
-            # 10 ms or more of every build's start.
+            # 10 ms or more of every build's start (its log socket adds them when a page
+            # first watches the build: executors/launcher/livesocket.py).
             "-S",
             "-m",
             "executors.launcher",

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from typing import Any
 from django.conf import settings
 
 from executors.base import BuildHandle, Executor, ExecutorError, LaunchRequest, start_stats
+from executors.launcher import forkserver
 from executors.launcher.sandbox import probe
 
 logger = logging.getLogger(__name__)
@@ -73,6 +77,109 @@ def sandbox_status() -> tuple[bool, str]:
     return (True, "") if reason is None else (False, reason)
 
 
+def launcher_environment() -> dict[str, str]:
+    """The environment of every launcher before its build's own variables (its token)."""
+    env = {key: os.environ[key] for key in _PASSED_THROUGH if key in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env["PYTHONPATH"] = str(settings.BASE_DIR)
+    return env
+
+
+class ForkServer:
+    """This process's launcher fork server (executors/launcher/forkserver.py).
+
+    Started on first use; started again when it died or the launchers' environment changed.
+    When it cannot be used, `launch` answers None and the caller starts a launcher of its own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._env: dict[str, str] = {}
+        self._owner = 0
+
+    def launch(
+        self, env: dict[str, str], options: list[str], variables: dict[str, str], log_fd: int
+    ) -> int | None:
+        """Fork a launcher with `options`, `variables` added to its environment and its stderr
+        on `log_fd`; its pid, 0 when it did not start, None when there is no fork server."""
+        with self._lock:
+            for _attempt in range(2):
+                sock = self._running(env)
+                if sock is None:
+                    return None
+                try:
+                    self._send(sock, options, variables, log_fd)
+                except OSError:
+                    # It died since the last build: nothing reached it, so ask a new one.
+                    self._stop()
+                    continue
+                try:
+                    answer = sock.recv(64)
+                except OSError as exc:
+                    # The launcher may have started: never start a second one for the build.
+                    self._stop()
+                    raise ExecutorError(f"The launcher fork server did not answer: {exc}") from exc
+                return int(answer) if answer.isdigit() else 0
+            return None
+
+    def _send(
+        self, sock: socket.socket, options: list[str], variables: dict[str, str], log_fd: int
+    ) -> None:
+        # The token goes through a pipe that only the build's own launcher reads.
+        read_fd, write_fd = os.pipe()
+        try:
+            try:
+                os.write(write_fd, json.dumps(variables).encode())
+            finally:
+                os.close(write_fd)
+            socket.send_fds(sock, [json.dumps(options).encode()], [log_fd, read_fd])
+        finally:
+            os.close(read_fd)
+
+    def _running(self, env: dict[str, str]) -> socket.socket | None:
+        alive = self._proc is not None and self._proc.poll() is None
+        if alive and self._sock is not None and self._owner == os.getpid() and self._env == env:
+            return self._sock
+        self._stop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-S", "-m", "executors.launcher.forkserver", str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                env=env,
+                cwd=str(settings.BASE_DIR),
+                pass_fds=(theirs.fileno(),),
+                # The server keeps its own files private (umask 077); a build's files are
+                # made as on any machine, in a workspace only this user can enter.
+                umask=BUILD_UMASK,
+            )
+        except OSError as exc:
+            logger.warning("The launcher fork server could not start: %s", exc)
+            ours.close()
+            return None
+        finally:
+            theirs.close()
+        ours.settimeout(30)
+        self._sock, self._env, self._owner = ours, env, os.getpid()
+        return ours
+
+    def _stop(self) -> None:
+        if self._sock is not None and self._owner == os.getpid():
+            self._sock.close()  # it exits when its end of the socket closes
+        if self._proc is not None and self._owner == os.getpid():
+            with contextlib.suppress(OSError):
+                self._proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=5)
+        self._proc = self._sock = None
+
+
+_FORK_SERVER = ForkServer()
+
+
 def hidden_from_builds() -> list[Path]:
     """The server's own folders, covered in the sandbox besides the system's usual places."""
     paths = [Path(settings.SD_DATA_DIR), Path(settings.BASE_DIR), Path.home()]
@@ -101,6 +208,7 @@ class LocalExecutor(Executor):
         if workspace.exists():
             # A retried start after a crash: never let a new run see an old run's files.
             shutil.rmtree(workspace, ignore_errors=True)
+        forkserver.pid_file(workspace).unlink(missing_ok=True)
         workspace.mkdir(parents=True, exist_ok=False)
         return workspace
 
@@ -108,12 +216,29 @@ class LocalExecutor(Executor):
         self, request: LaunchRequest, workspace: Path, extra_args: tuple[str, ...] = ()
     ) -> int:
         """Start the build's detached launcher; return its pid (also its group id)."""
-        env = {key: os.environ[key] for key in _PASSED_THROUGH if key in os.environ}
-        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-        env["PYTHONPATH"] = str(settings.BASE_DIR)
-        env["SD_LAUNCHER_TOKEN"] = request.token
-        env["SD_LOG_MAX_LINE_BYTES"] = str(settings.SD_LOG_MAX_LINE_BYTES)
-        env["SD_LOG_MAX_STEP_BYTES"] = str(settings.SD_LOG_MAX_STEP_BYTES)
+        env = launcher_environment()
+        options = [
+            "--api-url",
+            request.api_url,
+            "--build-id",
+            str(request.build_id),
+            "--workspace",
+            str(workspace),
+            *extra_args,
+        ]
+        variables = {
+            "SD_LAUNCHER_TOKEN": request.token,
+            "SD_LOG_MAX_LINE_BYTES": str(settings.SD_LOG_MAX_LINE_BYTES),
+            "SD_LOG_MAX_STEP_BYTES": str(settings.SD_LOG_MAX_STEP_BYTES),
+        }
+        log_path = workspace.parent / f"build-{request.build_id}.launcher.log"
+        with open(log_path, "ab") as log:
+            pid = _FORK_SERVER.launch(env, options, variables, log.fileno())
+        if pid == 0:
+            raise ExecutorError(f"The launcher did not start; see {log_path.name}.")
+        if pid is not None:
+            forkserver.record(workspace, pid)
+            return pid
         argv = [
             sys.executable,
             # The launcher needs the standard library only: skipping site-packages saves
@@ -122,16 +247,9 @@ class LocalExecutor(Executor):
             "-S",
             "-m",
             "executors.launcher",
-            "--api-url",
-            request.api_url,
-            "--build-id",
-            str(request.build_id),
-            "--workspace",
-            str(workspace),
+            *options,
             "--detach",
-            *extra_args,
         ]
-        log_path = workspace.parent / f"build-{request.build_id}.launcher.log"
         # The detaching parent prints the child's pid and exits; a file (not a pipe) receives it
         # so the long-lived child never holds a pipe we wait on.
         with tempfile.TemporaryFile() as out, open(log_path, "ab") as log:
@@ -141,12 +259,10 @@ class LocalExecutor(Executor):
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=log,
-                    env=env,
+                    env={**env, **variables},
                     cwd=str(settings.BASE_DIR),
                     timeout=30,
                     check=False,
-                    # The server keeps its own files private (umask 077); a build's files
-                    # are made as on any machine, in a workspace only this user can enter.
                     umask=BUILD_UMASK,
                 )
             except (OSError, subprocess.TimeoutExpired) as exc:
@@ -206,8 +322,9 @@ class LocalExecutor(Executor):
                 _signal_group(stray, signal.SIGKILL)
                 _signal(stray, signal.SIGKILL)
             time.sleep(0.1)
+        workspace = workspace_of(build.build_id)
+        forkserver.pid_file(workspace).unlink(missing_ok=True)
         if not settings.SD_KEEP_WORKSPACES:
-            workspace = workspace_of(build.build_id)
             shutil.rmtree(workspace, ignore_errors=True)
 
     def _launcher_pid(self, build: BuildHandle) -> int | None:
@@ -219,10 +336,11 @@ class LocalExecutor(Executor):
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return None
-        if (
-            b"executors.launcher" in cmdline
-            and str(workspace_of(build.build_id)).encode() in cmdline
-        ):
+        if not any(arg.startswith(b"executors.launcher") for arg in cmdline):
+            return None
+        workspace = workspace_of(build.build_id)
+        # A launcher the fork server started has its command line: its pid file names it.
+        if str(workspace).encode() in cmdline or forkserver.recorded_launcher(workspace) == pid:
             return pid
         return None
 

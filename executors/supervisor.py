@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from executors.launcher import process
+from executors.launcher import forkserver, process
 
 logger = logging.getLogger("sd_serve")
 
@@ -108,6 +108,12 @@ def launchers_of(workspaces: Path) -> dict[int, int]:
         build_id = args[args.index("--build-id") + 1]
         if workspace.startswith(prefix + os.sep) and build_id.isdigit():
             found[info.pid] = int(build_id)
+    # Launchers forked by a worker's fork server have its command line: their pid files say.
+    for path in workspaces.glob("build-*.launcher.pid"):
+        name = path.name.removesuffix(".launcher.pid")
+        pid = forkserver.recorded_launcher(workspaces / name)
+        if pid is not None and name.removeprefix("build-").isdigit():
+            found[pid] = int(name.removeprefix("build-"))
     return found
 
 

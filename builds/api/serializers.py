@@ -56,6 +56,19 @@ class BuildSerializer(CompactSerializer):
         return data
 
 
+class StepUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    startTime = serializers.DateTimeField(required=False)
+    endTime = serializers.DateTimeField(required=False)
+    code = serializers.IntegerField(required=False, min_value=-255, max_value=255)
+    lines = count_field(required=False)
+
+
+class StepReportSerializer(StepUpdateSerializer):
+    """A step's report that a launcher sends with its build's final status."""
+
+    name = serializers.CharField(max_length=64)
+
+
 class BuildUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     status = serializers.ChoiceField(
         choices=["RUNNING", "SUCCESS", "FAILURE", "UNSTABLE", "ABORTED"]
@@ -66,13 +79,8 @@ class BuildUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     )
     # From a launcher whose host stopped it: the signal (the server words the message).
     signal = serializers.ChoiceField(choices=["SIGTERM", "SIGINT", "SIGHUP"], required=False)
-
-
-class StepUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    startTime = serializers.DateTimeField(required=False)
-    endTime = serializers.DateTimeField(required=False)
-    code = serializers.IntegerField(required=False, min_value=-255, max_value=255)
-    lines = count_field(required=False)
+    # From a launcher: the reports of steps it had not sent yet, recorded before the status.
+    steps = serializers.ListField(child=StepReportSerializer(), required=False, max_length=1000)
 
 
 @extend_schema_field(

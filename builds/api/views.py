@@ -9,6 +9,7 @@ their logs, its heartbeat (which answers ABORTED) and a final status (which answ
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.http import StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -71,6 +72,19 @@ def _reporting_build(request: Request, build_id: int) -> None:
         raise PermissionDenied(refusal)
 
 
+def _step_fields(report: dict[str, Any]) -> dict[str, Any]:
+    """The Step fields a launcher's step report sets."""
+    return {
+        model_field: report[api_field]
+        for api_field, model_field in (
+            ("startTime", "start_time"),
+            ("endTime", "end_time"),
+            ("code", "code"),
+        )
+        if api_field in report
+    }
+
+
 class BuildDetailView(ApiView):
     scopes = {"GET": READERS, "PUT": PEOPLE_AND_PIPELINES | REPORTERS}
     teardown_reporting = frozenset({"PUT"})
@@ -88,6 +102,16 @@ class BuildDetailView(ApiView):
         body = BuildUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         target = body.validated_data["status"]
+        reports = body.validated_data.get("steps")
+        if reports and not is_build(request):
+            return error_response(403, "Only the build's launcher reports its steps.")
+        if reports:
+            # Recorded whatever becomes of the status: a stopped build's final status is
+            # refused (409), its teardown steps' reports are not.
+            build_services.update_steps(
+                build_id=build.pk,
+                reports=[(report["name"], _step_fields(report)) for report in reports],
+            )
         if target == "ABORTED":
             # A launcher says which signal its host stopped it with; a person's abort names
             # the person. The words are the server's: a build's own steps hold its token.
@@ -212,15 +236,7 @@ class StepDetailView(ApiView):
         _reporting_build(request, build_id)
         body = StepUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        fields = {
-            model_field: body.validated_data[api_field]
-            for api_field, model_field in (
-                ("startTime", "start_time"),
-                ("endTime", "end_time"),
-                ("code", "code"),
-            )
-            if api_field in body.validated_data
-        }
+        fields = _step_fields(body.validated_data)
         step = get_object_or_404(Step, build_id=build_id, name=name)
         if fields:
             step = build_services.update_step(step=step, **fields)

@@ -48,6 +48,7 @@ from builds.services.transitions import (
     renew_lease,
     stop_event,
     update_step,
+    update_steps,
 )
 
 __all__ = [
@@ -85,4 +86,5 @@ __all__ = [
     "stop_event",
     "timeout_seconds_of",
     "update_step",
+    "update_steps",
 ]

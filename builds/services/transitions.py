@@ -140,3 +140,23 @@ def update_step(*, step: Step, **fields: Any) -> Step:
     # The build page shows step starts, exit codes and durations as they happen.
     live.publish_build(build_id=step.build_id)
     return step
+
+
+@transaction.atomic
+def update_steps(*, build_id: int, reports: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    """Record several steps' reports at once, in order (a launcher's last ones, sent with its
+    final status); a name the build has no step of records nothing, as a resend may name
+    nothing new."""
+    reports = [(name, fields) for name, fields in reports if fields]
+    steps = {
+        step.name: step
+        for step in Step.objects.filter(build_id=build_id, name__in={n for n, _ in reports})
+    }
+    for name, fields in reports:
+        step = steps.get(name)
+        if step is not None:
+            for attr, value in fields.items():
+                setattr(step, attr, value)
+            step.save(update_fields=list(fields))
+    if steps:
+        live.publish_build(build_id=build_id)

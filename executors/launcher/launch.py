@@ -60,11 +60,13 @@ class ApiReporter:
     """Reports steps with PUTs and logs through a batcher; API trouble never stops the build.
 
     Reports go out from threads of their own, so a step never waits for an HTTP round trip
-    before the next one starts; `close` waits until every report is out. Each step's reports
-    go in order (its end after its last log lines), and up to REPORTS_AT_ONCE steps' reports
-    at once. A step that ended before its start went out is reported with one PUT of both. A
-    report the API does not take is resent until it does, or until the build token expires: a
-    restart of the API delays the reports, it never loses them.
+    before the next one starts. Each step's reports go in order (its end after its last log
+    lines), and up to REPORTS_AT_ONCE steps' reports at once. A step that ended before its
+    start went out is reported with one PUT of both. A report the API does not take is resent
+    until it does, or until the build token expires: a restart of the API delays the reports,
+    it never loses them. `close` waits for the reports on their way and hands back those not
+    sent yet, one per step, for the final status to carry: the last quick steps' reports then
+    cost no request of their own.
     """
 
     def __init__(self, client: ApiClient, build_id: int, batcher: LogBatcher) -> None:
@@ -72,6 +74,8 @@ class ApiReporter:
         self.build_id = build_id
         self.batcher = batcher
         self._queue: queue.Queue[tuple[str, str, dict[str, Any]] | None] = queue.Queue()
+        self._closing = threading.Event()
+        self._unsent: list[tuple[str, str, dict[str, Any]]] = []
         # Reports ready to go, to the senders; each carries the event its step's previous
         # report sets when it is done, and the one it sets itself.
         self._ready: queue.Queue[_Report | None] = queue.Queue()
@@ -104,11 +108,23 @@ class ApiReporter:
         """The batcher's sender (the batcher resends what fails, in order)."""
         return self.client.request("POST", self._step_path(name) + "/logs", payload, retries=0)
 
-    def close(self) -> None:
-        """Wait until every queued report has been sent (or given up on), keeping time for
-        the final status."""
+    def close(self) -> list[dict[str, Any]]:
+        """Wait until the reports on their way are sent (or given up on), keeping time for the
+        final status; return the others, `{"name", ...}` for each step in order, unsent."""
+        self._closing.set()
         self._queue.put(None)
         self._thread.join(max(1.0, self.client.seconds_left() - FINAL_STATUS_RESERVE_SECONDS))
+        unsent: dict[str, dict[str, Any]] = {}
+        for _kind, name, body in self._unsent:
+            unsent[name] = {**unsent.get(name, {"name": name}), **body}
+        return list(unsent.values())
+
+    def send(self, reports: list[dict[str, Any]]) -> None:
+        """PUT reports that `close` handed back and no final status will carry."""
+        for report in reports:
+            body = {key: value for key, value in report.items() if key != "name"}
+            kind = "end" if "endTime" in body else "start"
+            self._report(_Report(kind, report["name"], body, None, threading.Event()))
 
     def _send_all(self) -> None:
         waiting: deque[tuple[str, str, dict[str, Any]] | None] = deque()
@@ -121,6 +137,11 @@ class ApiReporter:
             with contextlib.suppress(queue.Empty):
                 while True:
                     waiting.append(self._queue.get_nowait())
+            if self._closing.is_set():
+                # The steps are over: what has not gone yet goes with the final status, after
+                # the reports on their way (the senders finish those below).
+                self._unsent = [item for item in waiting if item is not None]
+                break
             item = waiting.popleft()
             if item is None:
                 break
@@ -490,10 +511,16 @@ def _run_steps(
         before_steps=restore,
         after_success=save,
     )
+    ran = False
     try:
         result = runner.run(steps, checkout)
+        ran = True
     finally:
-        reporter.close()
+        unsent = reporter.close()
+        if not ran:
+            reporter.send(unsent)  # no final status of ours will carry them
+            unsent = []
+        # Every log line is out before the final status says its step ended.
         batcher.close(max(1.0, client.seconds_left() - FINAL_STATUS_RESERVE_SECONDS))
         transport.close()
         if meta_server is not None:
@@ -508,6 +535,8 @@ def _run_steps(
         final["statusMessage"] = result.message
     if result.timed_out:
         final["statusMessage"] = timeout_message(timeout)
+    if unsent:
+        final["steps"] = unsent
     return final
 
 

@@ -422,7 +422,7 @@ class FakeApi:
         self.status = status  # what GET /v4/builds/7 says
         self.calls: list[tuple[str, str, Any, str]] = []
         self.finished = threading.Event()
-        # A request to `held_path` is answered only once `release` is set.
+        # A request to `held_path` (or below it) is answered only once `release` is set.
         self.held_path = ""
         self.release = threading.Event()
         api = self
@@ -444,7 +444,7 @@ class FakeApi:
                 body = json.loads(self.rfile.read(length)) if length else None
                 auth = self.headers.get("Authorization", "")
                 api.calls.append((self.command, self.path, body, auth))
-                if self.path == api.held_path:
+                if api.held_path and self.path.startswith(api.held_path):
                     api.release.wait(10)
                 if self.path.endswith("/launch"):
                     self._answer(200, api.spec)
@@ -540,6 +540,39 @@ def test_steps_report_side_by_side_and_one_over_before_its_start_went_out_with_o
     ]
 
 
+def test_reports_not_sent_when_the_steps_are_over_are_handed_back_one_per_step() -> None:
+    api = FakeApi(launch_spec([]))
+    api.held_path = "/v4/builds/7/steps/"
+    client = ApiClient(api.url, "tok-123")
+    reporter = ApiReporter(client, 7, LogBatcher(lambda name, payload: None))
+    at = datetime.now(UTC)
+    try:
+        reporter.step_started("a", at)
+        deadline = time.monotonic() + 10
+        while not api.calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # The three senders hold `a`'s start and `b`'s start (the API holds them) and `a`'s
+        # end (behind its start); `b`'s end and `c`'s reports wait for a free sender.
+        reporter.step_ended("a", at, 0)
+        reporter.step_started("b", at)
+        deadline = time.monotonic() + 10
+        while len(api.calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        reporter.step_ended("b", at, 1)
+        reporter.step_started("c", at)
+        reporter.step_ended("c", at, 2)
+        threading.Timer(0.2, api.release.set).start()
+        unsent = reporter.close()
+    finally:
+        api.close()
+    sent = [(path.rsplit("/", 1)[1], sorted(body)) for _m, path, body, _a in api.calls]
+    assert sent == [("a", ["startTime"]), ("b", ["startTime"]), ("a", ["code", "endTime"])]
+    assert unsent == [
+        {"name": "b", "endTime": iso(at), "code": 1},
+        {"name": "c", "startTime": iso(at), "endTime": iso(at), "code": 2},
+    ]
+
+
 def test_the_launcher_speaks_the_protocol_from_launch_to_final_status(tmp_path: Path) -> None:
     api = FakeApi(
         launch_spec(
@@ -556,9 +589,15 @@ def test_the_launcher_speaks_the_protocol_from_launch_to_final_status(tmp_path: 
     finally:
         api.close()
     assert {auth for *_rest, auth in api.calls} == {"Bearer tok-123"}
+    method, path, final, _auth = api.calls[-1]
+    assert (method, path) == ("PUT", "/v4/builds/7")
+    carried = final.pop("steps", [])
+    assert final == {"status": "SUCCESS", "meta": {"parent": "yes", "out": {"x": "1"}}}
     steps = [(m, p, sorted(b)) for m, p, b, _a in api.calls if "/steps/" in p]
     reports = [(path.rsplit("/", 1)[1], keys) for m, path, keys in steps if m == "PUT"]
-    # Each step's start, then its end; one PUT of both when the step was over before its
+    # What had not gone when the steps were over goes with the final status, one per step.
+    reports += [(report.pop("name"), sorted(report)) for report in carried]
+    # Each step's start, then its end; one report of both when the step was over before its
     # start went out. Two steps' reports may interleave; the final status comes after all.
     for name in ("build", "teardown-t"):
         assert [keys for step, keys in reports if step == name] in (
@@ -569,9 +608,6 @@ def test_the_launcher_speaks_the_protocol_from_launch_to_final_status(tmp_path: 
     assert logs[0]["seq"] == 0 and logs[0]["firstLine"] == 0
     text = zlib.decompress(base64.b64decode(logs[0]["data"])).decode()
     assert (logs[0]["count"], text) == (1, "7-x ****")
-    method, path, final, _auth = api.calls[-1]
-    assert (method, path) == ("PUT", "/v4/builds/7")
-    assert final == {"status": "SUCCESS", "meta": {"parent": "yes", "out": {"x": "1"}}}
 
 
 def test_a_detached_launcher_stops_when_the_heartbeat_says_aborted(tmp_path: Path) -> None:
@@ -605,6 +641,7 @@ def test_a_detached_launcher_stops_when_the_heartbeat_says_aborted(tmp_path: Pat
     final = api.calls[-1][2]
     assert final["status"] == "FAILURE"
     ended = [b["code"] for m, p, b, _a in api.calls if m == "PUT" and "code" in (b or {})]
+    ended += [report["code"] for report in final.get("steps", []) if "code" in report]
     assert ended == [128 + signal.SIGTERM, 0]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt as pyjwt
@@ -678,6 +678,46 @@ def test_a_launcher_cannot_finish_a_build_it_never_started(build: Build) -> None
 
     body = assert_error(response, 409)
     assert "QUEUED" in body["message"]
+
+
+def test_a_launchers_final_status_records_the_steps_it_carries_even_when_refused(
+    build: Build,
+) -> None:
+    launcher = as_build(build)
+    b = f"/v4/builds/{build.pk}"
+    steps = [
+        {"name": "hello", "startTime": "2024-05-01T10:00:00Z"},
+        {"name": "no-such-step", "code": 1},
+        {"name": "hello", "endTime": "2024-05-01T10:00:05Z", "code": 3},
+    ]
+
+    # Not started yet: the status is refused, the steps' reports are not.
+    refused = launcher.put(b, {"status": "SUCCESS", "steps": steps}, format="json")
+    assert_error(refused, 409)
+    hello = Step.objects.get(build=build, name="hello")
+    assert (hello.code, hello.end_time) == (3, datetime(2024, 5, 1, 10, 0, 5, tzinfo=UTC))
+    assert hello.start_time == datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+
+    assert launcher.put(b, {"status": "RUNNING"}, format="json").status_code == 200
+    steps = [{"name": "world", "endTime": "2024-05-01T10:00:06Z", "code": 0}]
+    done = launcher.put(b, {"status": "FAILURE", "steps": steps}, format="json")
+    assert done.status_code == 200
+    assert [(s["name"], s.get("code")) for s in done.json()["steps"]][1:3] == [
+        ("hello", 3),
+        ("world", 0),
+    ]
+
+
+def test_only_a_launcher_reports_steps_with_a_status(owner: User, build: Build) -> None:
+    steps = [{"name": "hello", "code": 0}]
+
+    response = as_user(owner).put(
+        f"/v4/builds/{build.pk}", {"status": "ABORTED", "steps": steps}, format="json"
+    )
+
+    assert_error(response, 403)
+    assert Step.objects.get(build=build, name="hello").code is None
+    assert Build.objects.get(pk=build.pk).status == BuildStatus.QUEUED
 
 
 def test_a_launcher_may_abort_its_own_build(build: Build) -> None:

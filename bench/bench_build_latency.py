@@ -160,7 +160,9 @@ def running_stack(
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
         )
-        for _ in range(100):
+        # As long as the Buildbot side waits for its master: a busy machine starts slowly.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
             try:
                 if client.get("/v4/status").status_code == 200:
                     break

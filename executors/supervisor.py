@@ -37,7 +37,7 @@ RESTART_MAX = 30.0
 # A child that ran this long was healthy: its next death restarts it after RESTART_FIRST.
 HEALTHY_AFTER = 60.0
 LAUNCHER_GRACE = 5.0
-STOP_BUDGET = 8.0
+STOP_BUDGET = 7.0
 TICK = 0.2
 
 # A child that dies this many times in a row without ever having run HEALTHY_AFTER seconds

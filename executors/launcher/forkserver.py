@@ -14,14 +14,16 @@ read end of a pipe where the worker wrote the variables the launcher's environme
 this build (its token among them). Only the forked launcher reads that pipe. The answer is
 the launcher's pid, as `--detach` prints it, or nothing when it did not start.
 
-A forked launcher's command line is the server's, so it is known by the pid file the executor
-writes beside the workspace (`pid_file`): its pid and start time, which together name one
-process for good, where a pid alone may come back as another's.
+A forked launcher shows the command line a launcher started on its own would have (`ps`
+names its build), written over the server's, which is started with room for it (`TITLE_ROOM`).
+The executor also writes a pid file beside the workspace (`pid_file`): its pid and start time,
+which together name one process for good, where a pid alone may come back as another's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import socket
@@ -33,6 +35,31 @@ from .__main__ import main
 
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_ENVIRONMENT_BYTES = 1 << 20
+# Bytes of blank command line the server is started with, for its forks to write theirs on.
+TITLE_ROOM = 1024
+
+
+def server_command(fd: int) -> list[str]:
+    """The fork server's command line: its socket, then the room its launchers' titles take."""
+    return [sys.executable, "-S", "-m", "executors.launcher.forkserver", str(fd), " " * TITLE_ROOM]
+
+
+def retitle(argv: list[str]) -> None:
+    """Show `argv` as this process's command line (`ps`, /proc/PID/cmdline), written over the
+    one it was started with and cut to its length; nothing where /proc does not say where."""
+    try:
+        # Fields after the command's closing parenthesis start at field 3 (state);
+        # arg_start and arg_end are fields 48 and 49 (proc(5)).
+        fields = Path("/proc/self/stat").read_bytes().rsplit(b")", 1)[1].split()
+        start, end = int(fields[48 - 3]), int(fields[49 - 3])
+    except (OSError, IndexError, ValueError):
+        return
+    room = end - start
+    if room <= 1:
+        return
+    # Arguments are NUL-separated; the last byte stays NUL so the kernel shows the whole area.
+    title = b"\0".join(arg.encode(errors="replace") for arg in argv)[: room - 1]
+    ctypes.memmove(start, title + b"\0" * (room - len(title)), room)
 
 
 def pid_file(workspace: Path) -> Path:
@@ -137,6 +164,7 @@ def _run_child(
         with os.fdopen(environment_fd, "rb") as pipe:
             variables = json.loads(pipe.read(MAX_ENVIRONMENT_BYTES))
         os.environ.update({str(k): str(v) for k, v in variables.items()})
+        retitle([sys.executable, "-m", "executors.launcher", *options])
         code = main([*options, "--detach"])
     except BaseException:
         with contextlib.suppress(Exception):

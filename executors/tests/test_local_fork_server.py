@@ -104,8 +104,14 @@ def test_a_forked_launcher_gets_its_token_its_log_and_a_session_and_is_found_by_
 
     wait_until(lambda: api.seen, timeout=20)
     assert api.seen == ["/v4/builds/7/launch Bearer token-of-build-7"]
-    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    assert b"executors.launcher.forkserver" in cmdline  # forked, not started anew
+    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    # Forked, not started anew: it has the server's room for a command line, and shows a
+    # launcher's, as `ps` would show one started on its own.
+    assert len(raw) > forkserver.TITLE_ROOM
+    shown = [arg for arg in raw.split(b"\0") if arg]
+    assert shown[1:3] == [b"-m", b"executors.launcher"]
+    assert shown[shown.index(b"--build-id") + 1] == b"7"
+    assert b"token-of-build-7" not in raw
     assert os.getsid(pid) == pid
     handle = BuildHandle(build_id=7, state={"pid": pid})
     assert executor.is_alive(handle)

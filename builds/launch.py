@@ -50,6 +50,14 @@ def build_environment(build: Build, config: dict[str, Any]) -> list[list[str]]:
         ["SD_API_URL", api],
         ["SD_UI_URL", f"{settings.SD_UI_URL}/"],
         ["SD_BUILD_URL", f"{api}builds/{build.pk}"],
+        ["SD_UI_BUILD_URL", f"{settings.SD_UI_URL}/pipelines/{pipeline.pk}/builds/{build.pk}"],
+        # Artifacts, caches and commands are served by this API, not by a separate store.
+        ["SD_STORE_URL", api],
+        ["SD_PARENT_EVENT_ID", str(build.event.parent_event_id or "")],
+        ["SD_SCHEDULED_BUILD", _true_false(build.event.is_scheduled)],
+        ["SD_PRIVATE_PIPELINE", _true_false(not pipeline.is_public)],
+        # The job's environment may name another shell (Screwdriver's way); see user_shell().
+        ["USER_SHELL_BIN", settings.SD_STEP_SHELL],
         ["GIT_URL", ref.checkout_url.split("#", 1)[0]],
         *_branch_environment(build, _build_branch(build, ref)),
     ]
@@ -59,6 +67,16 @@ def build_environment(build: Build, config: dict[str, Any]) -> list[list[str]]:
     for name, value in (config.get("environment") or {}).items():
         env.append([str(name), value if isinstance(value, str) else json.dumps(value)])
     return env
+
+
+def _true_false(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def user_shell(config: dict[str, Any]) -> str:
+    """The shell the steps run in: the job's `USER_SHELL_BIN` if it sets one, else ours."""
+    chosen = (config.get("environment") or {}).get("USER_SHELL_BIN")
+    return chosen.strip() if isinstance(chosen, str) and chosen.strip() else settings.SD_STEP_SHELL
 
 
 def _matched_source_path(build: Build, config: dict[str, Any]) -> str | None:
@@ -218,7 +236,7 @@ def launch_spec(build: Build) -> dict[str, Any]:
         "meta": _initial_meta(build),
         "timeoutSeconds": build.timeout_seconds,
         "heartbeatSeconds": max(1.0, settings.SD_BUILD_LEASE_SECONDS / HEARTBEAT_FRACTION),
-        "shell": settings.SD_STEP_SHELL,
+        "shell": user_shell(config),
     }
     if any(s.name == ARTIFACTS_STEP for s in rows):
         # Builds made before the step existed publish nothing.

@@ -183,6 +183,10 @@ class Job(models.Model):
         return f"{self.pipeline_id}:{self.name}"
 
 
+# Who the periodic build scheduler's events say created them, as Screwdriver names it.
+SCHEDULER_USERNAME = "sd:scheduler"
+
+
 class Event(models.Model):
     """One trigger of a pipeline: a sha, a snapshot of its workflow graph and job configs."""
 
@@ -254,6 +258,11 @@ class Event(models.Model):
     def is_pull_request(self) -> bool:
         """Whether this is a pull request's event, restarted under the pull request rules."""
         return self.type == self.Type.PR and bool(self.pr_num)
+
+    @property
+    def is_scheduled(self) -> bool:
+        """Whether the periodic build scheduler started this event."""
+        return (self.creator or {}).get("username") == SCHEDULER_USERNAME
 
 
 class Stage(models.Model):

@@ -22,7 +22,6 @@ logger = logging.getLogger(__name__)
 PERIODIC_ANNOTATION = "screwdriver.cd/buildPeriodically"
 START_TASK = "pipelines.tasks.start_periodic_build"
 SCHEDULER_NAME = "Screwdriver scheduler"
-SCHEDULER_USERNAME = "sd:scheduler"
 CAUSE_MESSAGE = "Started by periodic build scheduler"
 
 _PR_JOB = re.compile(r"PR-\d+:")

@@ -7,7 +7,7 @@ import logging
 from django_q.models import Schedule
 
 from pipelines import periodic
-from pipelines.models import Event, Job, Pipeline
+from pipelines.models import SCHEDULER_USERNAME, Event, Job, Pipeline
 from pipelines.services.events import Creator, start_event
 from pipelines.services.pipelines import PipelineError
 
@@ -38,7 +38,7 @@ def start_periodic_build(*, job_id: int) -> Event | None:
         return start_event(
             pipeline=job.pipeline,
             start_from=job.name,
-            creator=Creator(name=periodic.SCHEDULER_NAME, username=periodic.SCHEDULER_USERNAME),
+            creator=Creator(name=periodic.SCHEDULER_NAME, username=SCHEDULER_USERNAME),
             cause_message=periodic.CAUSE_MESSAGE,
         )
     except PipelineError as exc:

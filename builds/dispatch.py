@@ -21,6 +21,7 @@ from builds import stats
 from builds.models import Build, BuildStatus
 from executors.base import BuildHandle, ExecutorError, LaunchRequest
 from executors.registry import executor_name_for, get_executor, refusal
+from executors.resources import docker_enabled
 from screwdriver_site.tokens import issue_build_token
 
 logger = logging.getLogger(__name__)
@@ -40,12 +41,14 @@ def start_build(*, build_id: int) -> None:
     build = Build.objects.select_related("job", "event").filter(pk=build_id).first()
     if build is None or build.status != BuildStatus.QUEUED:
         return
-    name = executor_name_for(build.job_config().get("annotations") or {})
+    annotations = build.job_config().get("annotations") or {}
+    name = executor_name_for(annotations)
     event = build.event
     refused = refusal(
         name,
         pull_request=event.type == event.Type.PR,
         fork=bool((event.pr or {}).get("fork")),
+        docker=docker_enabled(annotations),
     )
     if refused:
         build_services.fail_lost_build(build_id=build_id, message=refused)

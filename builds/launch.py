@@ -19,6 +19,7 @@ from builds.services import (
     deep_merge,
     skips_checkout,
 )
+from executors.resources import termination_grace_seconds
 from pipelines import source_paths
 from pipelines.models import Event
 from scm.base import RepoRef
@@ -235,6 +236,10 @@ def launch_spec(build: Build) -> dict[str, Any]:
         "secrets": secret_values(build),
         "meta": _initial_meta(build),
         "timeoutSeconds": build.timeout_seconds,
+        # How long the teardown steps of a stopped or timed-out build may run.
+        "teardownSeconds": termination_grace_seconds(
+            config.get("annotations") or {}, most=settings.SD_MAX_TERMINATION_GRACE_SECONDS
+        ),
         "heartbeatSeconds": max(1.0, settings.SD_BUILD_LEASE_SECONDS / HEARTBEAT_FRACTION),
         "shell": user_shell(config),
     }

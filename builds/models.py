@@ -118,6 +118,20 @@ class Build(models.Model):
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
 
+    @property
+    def warnings(self) -> list[str] | None:
+        """Screwdriver's `build.warning` meta: None when unset or false, else its messages
+        (`true` marks the build without one; an object gives one per key, in its order)."""
+        own = self.meta.get("build") if isinstance(self.meta, dict) else None
+        value = own.get("warning") if isinstance(own, dict) else None
+        if value is None or value is False or str(value).strip().lower() in ("", "false"):
+            return None
+        if value is True or str(value).strip().lower() == "true":
+            return []
+        if isinstance(value, dict):
+            return [str(v) for v in value.values() if v not in (None, "", False)]
+        return [str(value)]
+
 
 class StageBuild(models.Model):
     """One run of a stage within one event; its status follows its jobs' builds."""

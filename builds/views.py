@@ -19,6 +19,7 @@ from builds.artifact_reads import TEXT_PREVIEW_BYTES, kind_of
 from builds.artifacts import artifact_at
 from builds.models import Artifact, Build, BuildStatus
 from builds.services import TransitionError, abort_build
+from pipelines.config.annotations import starts_by_hand
 from pipelines.models import Pipeline
 from pipelines.selectors import branch_of, duration_text, first_line, siblings_of
 from pipelines.views import ADMIN, PUSH, pipeline_with_rank, signed_in_user
@@ -36,6 +37,7 @@ def _build_context(pipeline: Pipeline, rank: int, build: Build) -> dict[str, Any
         "duration": duration_text(build.start_time, build.end_time),
         "can_push": rank >= PUSH,
         "is_admin": rank >= ADMIN,
+        "starts_by_hand": starts_by_hand(build.job_config()),
     }
 
 

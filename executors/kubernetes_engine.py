@@ -18,7 +18,7 @@ from django.conf import settings
 
 from executors.base import BuildHandle, Executor, ExecutorError, LaunchRequest
 from executors.launcher.agent import CONTROL_DIR_NAME, agent_command
-from executors.resources import resources_for
+from executors.resources import DEFAULT_GRACE_SECONDS, resources_for, termination_grace_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +26,20 @@ WORKSPACE = "/sd/workspace"
 AGENT_DIR = f"{WORKSPACE}/{CONTROL_DIR_NAME}"
 BUILD_LABEL = "screwdriver.cd/build"
 INSTANCE_LABEL = "screwdriver.cd/instance"
-# The stop grace must cover the launcher's teardown budget (60 s) and its last reports.
-TERMINATION_GRACE_SECONDS = 90
+# The stop grace covers the launcher's teardown budget (terminationGracePeriodSeconds, 60 s
+# unless the job asks otherwise) and this much more for its last reports.
+REPORT_GRACE_SECONDS = 30
+TERMINATION_GRACE_SECONDS = DEFAULT_GRACE_SECONDS + REPORT_GRACE_SECONDS
+
+
+def termination_grace(request: LaunchRequest) -> int:
+    """The pod's terminationGracePeriodSeconds: the job's teardown grace and the reports'."""
+    teardown = termination_grace_seconds(
+        request.annotations, most=settings.SD_MAX_TERMINATION_GRACE_SECONDS
+    )
+    return teardown + REPORT_GRACE_SECONDS
+
+
 PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 START_FAILURES = {
     "CreateContainerConfigError",
@@ -134,7 +146,7 @@ def pod_manifest(request: LaunchRequest) -> dict[str, Any]:
             "enableServiceLinks": False,
             "activeDeadlineSeconds": int(request.timeout_seconds)
             + settings.SD_K8S_POD_GRACE_SECONDS,
-            "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+            "terminationGracePeriodSeconds": termination_grace(request),
             "securityContext": {
                 "runAsNonRoot": True,
                 "runAsUser": uid,
@@ -261,13 +273,16 @@ class KubernetesExecutor(Executor):
             ) from exc
         except Exception as exc:  # connection errors: worth a retry
             raise ExecutorError(f"Cannot reach the Kubernetes API: {exc}") from exc
-        return {"pod": name, "namespace": namespace, "image": image}
+        grace = manifest["spec"]["terminationGracePeriodSeconds"]
+        return {"pod": name, "namespace": namespace, "image": image, "grace": grace}
 
     def stop(self, build: BuildHandle) -> None:
         # Deleting the pod sends SIGTERM to the launcher, which runs teardown within the grace.
         name = build.state.get("pod")
         if name:
-            self._delete(core_api(), str(name), grace=TERMINATION_GRACE_SECONDS)
+            grace = build.state.get("grace")
+            grace = grace if isinstance(grace, int) else TERMINATION_GRACE_SECONDS
+            self._delete(core_api(), str(name), grace=grace)
 
     def is_alive(self, build: BuildHandle) -> bool:
         name = build.state.get("pod")

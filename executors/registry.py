@@ -28,14 +28,26 @@ def allowed_executors() -> list[str]:
     return list(dict.fromkeys([str(settings.SD_EXECUTOR), *settings.SD_EXECUTORS]))
 
 
-def refusal(name: str, *, pull_request: bool = False, fork: bool = False) -> str | None:
-    """Why a build may not run on executor `name` here, or None when it may."""
+def refusal(
+    name: str, *, pull_request: bool = False, fork: bool = False, docker: bool = False
+) -> str | None:
+    """Why a build may not run on executor `name` here, or None when it may.
+
+    `docker` says the job asks for Docker-in-Docker, which none of our engines offers: it
+    would need a privileged container beside the build (see docs/kubernetes.md).
+    """
     allowed = allowed_executors()
     if name not in allowed:
         return (
             f"This job asks for the {name!r} executor ({EXECUTOR_ANNOTATION}), which this server "
             f"does not allow; it allows: {', '.join(allowed)}. Change the annotation or remove "
             "it to use the default."
+        )
+    if docker:
+        return (
+            f"This job asks for Docker-in-Docker (screwdriver.cd/dockerEnabled), which the "
+            f"{name!r} executor of this server does not offer; remove the annotation, or build "
+            "images without a Docker daemon (kaniko, buildah). Nothing of the job ran."
         )
     if name != "local" or not pull_request:
         return None

@@ -74,3 +74,21 @@ def resources_for(annotations: Mapping[str, object]) -> Resources:
         cpu_cores=_pick(annotation(annotations, "cpu"), CPU_CORES, MAX_CPU_CORES),
         ram_gb=_pick(annotation(annotations, "ram"), RAM_GB, MAX_RAM_GB),
     )
+
+
+# Screwdriver's default teardown grace for a stopped build; operators bound it (their 120 s).
+DEFAULT_GRACE_SECONDS = 60
+
+
+def termination_grace_seconds(annotations: Mapping[str, object], *, most: int) -> int:
+    """The seconds a stopped build's teardown gets (`screwdriver.cd/terminationGracePeriodSeconds`),
+    60 unless it names a whole number, at most `most`."""
+    number = _whole_number(annotation(annotations, "terminationGracePeriodSeconds"))
+    chosen = number if number is not None and number > 0 else DEFAULT_GRACE_SECONDS
+    return max(1, min(chosen, most))
+
+
+def docker_enabled(annotations: Mapping[str, object]) -> bool:
+    """Whether the job asks for Docker-in-Docker (`screwdriver.cd/dockerEnabled: true`)."""
+    value = annotation(annotations, "dockerEnabled")
+    return value is True or str(value).strip().lower() == "true"

@@ -260,6 +260,14 @@ class Event(models.Model):
         return self.type == self.Type.PR and bool(self.pr_num)
 
     @property
+    def label(self) -> str:
+        """The `label` its builds set in meta (Screwdriver shows it on the event), or ""."""
+        value = (self.meta or {}).get("label")
+        if value is None or isinstance(value, dict | list):
+            return ""
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    @property
     def is_scheduled(self) -> bool:
         """Whether the periodic build scheduler started this event."""
         return (self.creator or {}).get("username") == SCHEDULER_USERNAME

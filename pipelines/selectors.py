@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import Count, F, Max, Min, Q, QuerySet, Window
+from django.db.models.fields.json import KT
 from django.db.models.functions import RowNumber
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -71,6 +72,11 @@ class EventRow:
     @property
     def short_sha(self) -> str:
         return self.event.sha[:7]
+
+    @property
+    def label(self) -> str:
+        """The label its builds set in meta (`meta set label ...`), or ""."""
+        return str(getattr(self.event, "meta_label", None) or "")
 
     @property
     def message(self) -> str:
@@ -164,8 +170,11 @@ def event_rows(
 ) -> list[EventRow]:
     """The pipeline's most recent events (older than `before`; of one pull request with
     `pr_num`), builds counted per status."""
-    events_qs = Event.objects.filter(pipeline=pipeline).defer(
-        "workflow_graph", "job_configs", "meta"
+    events_qs = (
+        Event.objects.filter(pipeline=pipeline)
+        .defer("workflow_graph", "job_configs", "meta")
+        # The one key of the (deferred, maybe large) meta the list shows.
+        .annotate(meta_label=KT("meta__label"))
     )
     if pr_num is not None:
         events_qs = events_qs.filter(type=Event.Type.PR, pr_num=pr_num)

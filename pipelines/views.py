@@ -33,6 +33,8 @@ from pipelines.services import (
     create_pipeline,
     creator_of,
     delete_collection,
+    jobs_started_by_hand,
+    manual_start_refusal,
     remove_from_collection,
     restart_event,
     start_event,
@@ -187,6 +189,18 @@ def pipeline_detail(
         },
     )
     job_names = [n.name for n in drawn.nodes if n.kind == "job"]
+    # From the builds already read: the page's query count stays what it was.
+    failed = (
+        sorted({b.job.name for b in builds if b.status in RESTARTED_STATUSES})
+        if event and not _active(event, builds)
+        else []
+    )
+    if event is not None:
+        # A job whose manualStartEnabled is false is not offered to start by hand, nor a
+        # restart of failed jobs that include it.
+        job_names = jobs_started_by_hand(pipeline=pipeline, names=job_names, event=event)
+        if jobs_started_by_hand(pipeline=pipeline, names=failed, event=event) != failed:
+            failed = []
     context = {
         "pipeline": pipeline,
         "branch": selectors.branch_of(pipeline),
@@ -200,10 +214,7 @@ def pipeline_detail(
         if event
         else "",
         "event_active": bool(event and _active(event, builds)),
-        # From the builds already read: the page's query count stays what it was.
-        "failed_jobs": sorted({b.job.name for b in builds if b.status in RESTARTED_STATUSES})
-        if event and not _active(event, builds)
-        else [],
+        "failed_jobs": failed,
         "restart_failed": RESTART_FAILED,
         "graph": drawn,
         "events": events,
@@ -270,8 +281,15 @@ def event_restart(request: HttpRequest, pipeline_id: int, event_id: int) -> Http
         messages.error(request, "Choose the job to restart from.")
         return redirect("pipelines:event", pipeline_id=pipeline.pk, event_id=parent.pk)
     job = form.cleaned_data["start_from"]
+    fresh = form.cleaned_data["mode"] == "fresh"
+    refusal = manual_start_refusal(
+        pipeline=pipeline, start_from=job, parent_event=None if fresh else parent
+    )
+    if refusal:
+        messages.error(request, refusal)
+        return redirect("pipelines:event", pipeline_id=pipeline.pk, event_id=parent.pk)
     try:
-        if form.cleaned_data["mode"] == "fresh":
+        if fresh:
             event = start_event(
                 pipeline=pipeline,
                 start_from=job,

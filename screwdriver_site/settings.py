@@ -406,6 +406,8 @@ SD_LOG_MAX_STEP_BYTES = env_int("SD_LOG_MAX_STEP_BYTES", 256 * 1024 * 1024)
 # The server's own cap on all the log lines of one build (the step cap above applies too).
 SD_LOG_MAX_BUILD_BYTES = env_int("SD_LOG_MAX_BUILD_BYTES", 1024 * 1024 * 1024)
 SD_STEP_SHELL = env_str("SD_STEP_SHELL", "/bin/sh")
+# The most seconds a stopped build's teardown may ask for (terminationGracePeriodSeconds).
+SD_MAX_TERMINATION_GRACE_SECONDS = env_int("SD_MAX_TERMINATION_GRACE_SECONDS", 120)
 # While a page watches a build, its launcher sends log lines over one WebSocket (false: HTTP only).
 SD_LOG_SOCKET = env_bool("SD_LOG_SOCKET", True)
 SD_KEEP_WORKSPACES = env_bool("SD_KEEP_WORKSPACES", False)

@@ -41,6 +41,8 @@ START_PATIENCE_SECONDS = 45.0
 FINAL_STATUS_RESERVE_SECONDS = 300.0
 # Reports of this many steps may be on their way at once (each step's own go in order).
 REPORTS_AT_ONCE = 3
+# The teardown budget of a spec that names none (a server older than the field).
+DEFAULT_TEARDOWN_SECONDS = 60.0
 
 
 def timeout_message(seconds: float) -> str:
@@ -256,6 +258,13 @@ def _warn_once(what: str) -> Callable[[ApiError], None]:
             said = True
 
     return note
+
+
+def _positive(value: object, default: float) -> float:
+    """A spec's number of seconds, or `default` when it is missing or not above zero."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return default
+    return float(value)
 
 
 def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -502,6 +511,7 @@ def _run_steps(
         max_step_bytes=_int_env(environ, "SD_LOG_MAX_STEP_BYTES", DEFAULT_MAX_STEP_BYTES),
         stop=stop,
         deadline=started + timeout,
+        teardown_budget=_positive(spec.get("teardownSeconds"), DEFAULT_TEARDOWN_SECONDS),
         sweep=sweep,
         agent=agent,
         owner=owner,

@@ -15,7 +15,7 @@ from builds.dispatch import handle, launch_request, reap
 from builds.models import Build, BuildStatus
 from conftest import GitRepo
 from executors.base import ExecutorError
-from executors.kubernetes_engine import KubernetesExecutor, pod_name
+from executors.kubernetes_engine import KubernetesExecutor, pod_manifest, pod_name
 from executors.launcher.agent import AGENT_SH
 from executors.tests.kube_cluster import FakeCluster, serve
 from pipelines.services import Creator, create_pipeline, start_event
@@ -73,7 +73,7 @@ def test_start_creates_a_token_secret_and_then_one_restricted_pod_for_the_build(
 ) -> None:
     state = KubernetesExecutor().start(launch_request(build, token="build-jwt"))
     name = f"sd-test-build-{build.pk}"
-    assert state == {"pod": name, "namespace": "builds", "image": "node:22"}
+    assert state == {"pod": name, "namespace": "builds", "image": "node:22", "grace": 90}
 
     posts = cluster.calls("POST")
     assert [path for path, _q, _b in posts] == [
@@ -184,6 +184,29 @@ def test_stop_deletes_the_pod_with_a_grace_for_teardown(build: Build, cluster: F
     assert path == f"/api/v1/namespaces/builds/pods/{pod_name(build.pk)}"
     assert query["gracePeriodSeconds"] == ["90"]
     assert not executor.is_alive(handle(build))
+
+
+def test_a_jobs_termination_grace_sets_the_pods_bounded_by_the_operator(
+    build: Build, cluster: FakeCluster, settings: Any
+) -> None:
+    settings.SD_MAX_TERMINATION_GRACE_SECONDS = 100
+    configs = build.event.job_configs
+    configs["main"][0]["annotations"]["screwdriver.cd/terminationGracePeriodSeconds"] = 80
+    type(build.event).objects.filter(pk=build.event_id).update(job_configs=configs)
+    build.refresh_from_db()
+    request = launch_request(build, token="build-jwt")
+    assert pod_manifest(request)["spec"]["terminationGracePeriodSeconds"] == 80 + 30
+
+    build = _started(build, cluster)
+    KubernetesExecutor().stop(handle(build))
+    pod_deletes = [q for p, q, _b in cluster.calls("DELETE") if "/pods/" in p]
+    assert pod_deletes[-1]["gracePeriodSeconds"] == ["110"]
+
+    configs["main"][0]["annotations"]["screwdriver.cd/terminationGracePeriodSeconds"] = 900
+    type(build.event).objects.filter(pk=build.event_id).update(job_configs=configs)
+    build.refresh_from_db()
+    request = launch_request(build, token="build-jwt")
+    assert pod_manifest(request)["spec"]["terminationGracePeriodSeconds"] == 100 + 30
 
 
 def test_cleanup_deletes_the_pod_and_its_token_secret(build: Build, cluster: FakeCluster) -> None:

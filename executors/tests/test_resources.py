@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from executors.resources import resources_for
+from executors.resources import docker_enabled, resources_for, termination_grace_seconds
 
 
 @pytest.mark.parametrize(
@@ -46,3 +46,23 @@ def test_the_beta_prefix_still_works_and_quantities_read_as_kubernetes_writes_th
     wanted = resources_for({"beta.screwdriver.cd/cpu": "MICRO", "beta.screwdriver.cd/ram": "HIGH"})
     assert (wanted.k8s_cpu, wanted.k8s_memory) == ("500m", "12Gi")
     assert wanted.memory_bytes == 12 * 1024**3
+
+
+@pytest.mark.parametrize(
+    ("grace", "seconds"),
+    [(None, 60), (30, 30), ("45", 45), (500, 120), (0, 60), ("soon", 60), (True, 60)],
+)
+def test_the_teardown_grace_is_sixty_seconds_unless_asked_and_at_most_the_operators(
+    grace: object, seconds: int
+) -> None:
+    annotations = {} if grace is None else {"screwdriver.cd/terminationGracePeriodSeconds": grace}
+    assert termination_grace_seconds(annotations, most=120) == seconds
+
+
+@pytest.mark.parametrize(
+    ("value", "wanted"),
+    [(None, False), (True, True), ("true", True), (False, False), ("false", False)],
+)
+def test_docker_in_docker_is_asked_for_by_true(value: object, wanted: bool) -> None:
+    annotations = {} if value is None else {"beta.screwdriver.cd/dockerEnabled": value}
+    assert docker_enabled(annotations) is wanted

@@ -41,11 +41,19 @@ RESERVED_JOB_ANNOTATIONS = frozenset(
     )
 )
 RETRIES = PREFIX + "retries"
+MANUAL_START_ENABLED = PREFIX + "manualStartEnabled"
 MAX_RETRIES = 5
 RESERVED_PIPELINE_ANNOTATIONS = frozenset(
     PREFIX + name
     for name in ("buildCluster", "restrictPR", "chainPR", "pipelineDescription", "useDeployKey")
 )
+
+
+def starts_by_hand(job_config: dict[str, Any]) -> bool:
+    """Whether people may start the job (`screwdriver.cd/manualStartEnabled`, true unless
+    false); its triggers start it either way."""
+    value = (job_config.get("annotations") or {}).get(MANUAL_START_ENABLED)
+    return value is not False and str(value).strip().lower() != "false"
 
 
 def annotation_warnings(annotations: dict[str, Any], jobs: dict[str, Any]) -> list[str]:

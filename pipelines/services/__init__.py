@@ -56,6 +56,8 @@ from pipelines.services.restarts import (
     RESTART_FAILED,
     RESTARTED_STATUSES,
     failed_jobs,
+    jobs_started_by_hand,
+    manual_start_refusal,
     restart_event,
 )
 from pipelines.services.templates import (
@@ -100,6 +102,8 @@ __all__ = [
     "failed_jobs",
     "grant_permission",
     "install_hook",
+    "jobs_started_by_hand",
+    "manual_start_refusal",
     "notice_push",
     "parse_config",
     "pr_job_name",

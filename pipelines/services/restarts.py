@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.db import transaction
 
 from builds import services as build_services
 from builds.models import FAILED_STATUSES, Build, BuildStatus
-from pipelines.models import Event
+from pipelines.config.annotations import starts_by_hand
+from pipelines.models import Event, Pipeline
 from pipelines.services.events import Creator, start_event
 from pipelines.services.pipelines import PipelineError
 from pipelines.services.pull_requests import restart_pr
@@ -28,6 +30,56 @@ def failed_jobs(event: Event) -> list[str]:
         .values_list("job__name", flat=True)
     )
     return list(dict.fromkeys(names))
+
+
+_PR_PREFIX = re.compile(r"PR-[0-9]+:")
+
+
+def _first_configs(
+    pipeline: Pipeline, names: list[str], event: Event | None
+) -> dict[str, dict[str, Any]]:
+    """Each job's first permutation: as `event` ran it, else as the pipeline has it now (one
+    query for all the jobs the event does not hold)."""
+    snapshot = event.job_configs if event is not None else {}
+    configs = {n: (snapshot.get(n) or [{}])[0] for n in names if n in snapshot}
+    missing = [n for n in names if n not in configs]
+    if missing:
+        for name, permutations in pipeline.jobs.filter(name__in=missing).values_list(
+            "name", "permutations"
+        ):
+            configs[name] = (permutations or [{}])[0]
+    return configs
+
+
+def jobs_started_by_hand(*, pipeline: Pipeline, names: list[str], event: Event | None) -> list[str]:
+    """The jobs of `names` that people may start (`manualStartEnabled` is not false)."""
+    bare = {name: _PR_PREFIX.sub("", name, count=1) for name in names}
+    configs = _first_configs(pipeline, sorted(set(bare.values())), event)
+    return [name for name in names if starts_by_hand(configs.get(bare[name], {}))]
+
+
+def manual_start_refusal(
+    *, pipeline: Pipeline, start_from: str, parent_event: Event | None = None
+) -> str | None:
+    """Why a person may not start `start_from` (a job whose `manualStartEnabled` is false, or
+    a restart of failed jobs that include one), or None.
+
+    A restart reads the job as its event ran it; a new start, as the pipeline has it now.
+    """
+    if start_from == RESTART_FAILED:
+        names = failed_jobs(parent_event) if parent_event is not None else []
+    elif start_from.startswith("~"):
+        return None  # a trigger starts what it starts, as it would without a person
+    else:
+        names = [start_from]
+    allowed = jobs_started_by_hand(pipeline=pipeline, names=names, event=parent_event)
+    for name in names:
+        if name not in allowed:
+            return (
+                f"Job {name} cannot be started by hand: its screwdriver.cd/manualStartEnabled "
+                "annotation is false, so only its triggers start it."
+            )
+    return None
 
 
 def restart_event(

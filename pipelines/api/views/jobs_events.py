@@ -23,7 +23,14 @@ from pipelines.api.serializers import (
 )
 from pipelines.api.views.pipelines import BUILD_STATUSES, with_status_param
 from pipelines.models import Event, Job, Pipeline
-from pipelines.services import PipelineError, creator_of, restart_event, set_job_state, start_event
+from pipelines.services import (
+    PipelineError,
+    creator_of,
+    manual_start_refusal,
+    restart_event,
+    set_job_state,
+    start_event,
+)
 from pipelines.services.pull_requests import pr_restart_refusal
 from screwdriver_site.api.base import PAGING_PARAMETERS, ApiView, event_for, job_for, paginate
 from screwdriver_site.api.permissions import (
@@ -190,6 +197,13 @@ class EventCreateView(ApiView):
                 raise PermissionDenied(refusal)
         else:
             require_right(request, pipeline, PUSH)
+        refusal = manual_start_refusal(
+            pipeline=pipeline,
+            start_from=start_from or (parent.start_from if parent else "~commit"),
+            parent_event=parent,
+        )
+        if refusal:
+            raise PermissionDenied(refusal)
         if "parameters" in data:
             data["meta"] = build_services.deep_merge(
                 data["meta"], {"parameters": data["parameters"]}

@@ -149,6 +149,9 @@ def reap(*, now: datetime | None = None) -> dict[str, int]:
                 ),
             ):
                 overdue += 1
+    # A build blocked by a running build of its job (blockedBySameJob: false) may start once
+    # that one has run for blockedBySameJobWaitTime, which no build's end announces.
+    build_services.release_after_waits()
     # Engines may know a build is dead before its lease says so (an image that cannot be pulled).
     swept, swept_retried = _sweep_engines(now)
     failed += swept

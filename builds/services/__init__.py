@@ -35,6 +35,7 @@ from builds.services.locks import lock_pipeline
 from builds.services.retries import RETRIES_ANNOTATION, retries_of, retry_lost_build
 from builds.services.settle import (
     create_start_builds,
+    release_after_waits,
     release_frozen,
     release_remotely_blocked,
     remote_parent_ended,
@@ -74,6 +75,7 @@ __all__ = [
     "mark_running",
     "permutation_count",
     "refresh_event_status",
+    "release_after_waits",
     "release_frozen",
     "release_remotely_blocked",
     "remote_parent_ended",

@@ -6,6 +6,7 @@ The caller holds the pipeline's row lock.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import Q
@@ -17,12 +18,24 @@ from builds.services.locks import lock_pipeline
 from pipelines import workflow
 
 BLOCKED_BY_SAME_JOB = "screwdriver.cd/blockedBySameJob"
+BLOCKED_BY_SAME_JOB_WAIT_TIME = "screwdriver.cd/blockedBySameJobWaitTime"
+# Screwdriver's queue: without blockedBySameJob, builds of a job start this many minutes apart.
+DEFAULT_SAME_JOB_WAIT_MINUTES = 5
 COLLAPSE_BUILDS = "screwdriver.cd/collapseBuilds"
 
 
 def _annotation_on(config: dict[str, Any], name: str) -> bool:
     # Screwdriver's blocking annotations default to on; only an explicit false turns them off.
     return str((config.get("annotations") or {}).get(name, True)).lower() not in {"false", "0"}
+
+
+def same_job_wait(config: dict[str, Any]) -> timedelta:
+    """How long a build of the job runs before another of it may start beside it
+    (`blockedBySameJobWaitTime` minutes, 5 unless a whole number is given)."""
+    value = (config.get("annotations") or {}).get(BLOCKED_BY_SAME_JOB_WAIT_TIME)
+    text = str(value).strip() if value is not None and not isinstance(value, bool) else ""
+    minutes = int(text) if text.isdigit() else DEFAULT_SAME_JOB_WAIT_MINUTES
+    return timedelta(minutes=minutes)
 
 
 def _blockers(build: Build) -> BuildQuerySet:
@@ -34,6 +47,13 @@ def _blockers(build: Build) -> BuildQuerySet:
     if same_job:
         names.add(build.job.name)
     which = Q(job__pipeline_id=build.job.pipeline_id, job__name__in=names)
+    if not same_job:
+        # As Screwdriver's queue does: the job's builds may run side by side, but each waits
+        # until the one before it has run for the wait time (one not started yet blocks).
+        started_after = timezone.now() - same_job_wait(config)
+        which |= Q(job_id=build.job_id) & (
+            Q(start_time__isnull=True) | Q(start_time__gt=started_after)
+        )
     for name in declared:
         remote = workflow.remote_job(name)
         if remote is not None:

@@ -223,3 +223,19 @@ def release_remotely_blocked(*, build_id: int) -> None:
             settlement = Settlement()
             settlement.release(other)
             settlement.run()
+
+
+def release_after_waits() -> int:
+    """Let BLOCKED builds run whose blockers went away without ending: a build of their job
+    that has now run for `blockedBySameJobWaitTime` (the reaper calls this each round)."""
+    pipeline_ids = list(
+        Build.objects.filter(status=BuildStatus.BLOCKED)
+        .values_list("job__pipeline_id", flat=True)
+        .distinct()
+    )
+    for pipeline_id in pipeline_ids:
+        with transaction.atomic():
+            settlement = Settlement()
+            settlement.release(pipeline_id)
+            settlement.run()
+    return len(pipeline_ids)

@@ -99,3 +99,20 @@ def test_a_job_that_names_a_user_shell_runs_its_steps_in_it(pipeline: Pipeline) 
     assert spec["shell"] == "bash"
     # The job's value comes after ours, so the steps see the shell they run in.
     assert [v for k, v in spec["environment"] if k == "USER_SHELL_BIN"][-1] == "bash"
+
+
+def test_the_spec_gives_teardown_the_jobs_grace_bounded_by_the_operator(
+    pipeline: Pipeline, settings: Any
+) -> None:
+    settings.SD_MAX_TERMINATION_GRACE_SECONDS = 100
+    event = start_event(pipeline=pipeline, start_from="main", creator=Creator("A", "alice"))
+    build = Build.objects.get(event=event)
+    assert launch_spec(build)["teardownSeconds"] == 60
+
+    job = event.job_configs["main"][0]
+    for asked, given in ((30, 30), (500, 100)):
+        annotations = {"screwdriver.cd/terminationGracePeriodSeconds": asked}
+        configs = {"main": [{**job, "annotations": annotations}]}
+        type(event).objects.filter(pk=event.pk).update(job_configs=configs)
+        build.event.refresh_from_db()
+        assert launch_spec(build)["teardownSeconds"] == given

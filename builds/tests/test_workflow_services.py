@@ -9,10 +9,12 @@ report what a launcher would (`mark_running`, `finish_build`) and look at what w
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 
 from builds import services
 from builds.launch import launch_spec
@@ -518,18 +520,42 @@ def test_a_build_waits_for_the_running_build_of_its_own_job_in_another_event() -
     assert second_main.status == BuildStatus.QUEUED
 
 
-def test_blocked_by_the_same_job_can_be_turned_off() -> None:
-    yaml = BLOCKING.replace(
+def _same_job_unblocked(wait: str = "") -> str:
+    return BLOCKING.replace(
         "  main:\n    requires: [~commit]\n",
         "  main:\n    requires: [~commit]\n    annotations:\n"
-        "      screwdriver.cd/blockedBySameJob: false\n",
+        "      screwdriver.cd/blockedBySameJob: false\n"
+        + (f"      screwdriver.cd/blockedBySameJobWaitTime: {wait}\n" if wait else ""),
     )
+
+
+def test_blocked_by_the_same_job_can_be_turned_off() -> None:
+    yaml = _same_job_unblocked("0")
     pipeline = pipeline_of(yaml)
     services.mark_running(build_id=builds_of(new_event(pipeline, yaml), "main")[0].pk)
 
     second = new_event(pipeline, yaml)
 
     assert builds_of(second, "main")[0].status == BuildStatus.QUEUED
+
+
+def test_without_blocked_by_the_same_job_builds_of_a_job_start_the_wait_time_apart() -> None:
+    yaml = _same_job_unblocked()  # Screwdriver's default wait: 5 minutes
+    pipeline = pipeline_of(yaml)
+    (first,) = builds_of(new_event(pipeline, yaml), "main")
+    services.mark_running(build_id=first.pk)
+    (second,) = builds_of(new_event(pipeline, yaml), "main")
+    assert second.status == BuildStatus.BLOCKED
+
+    services.release_after_waits()
+    second.refresh_from_db()
+    assert second.status == BuildStatus.BLOCKED  # the first has not run 5 minutes yet
+
+    Build.objects.filter(pk=first.pk).update(start_time=timezone.now() - timedelta(minutes=6))
+    services.release_after_waits()
+    second.refresh_from_db()
+    assert second.status == BuildStatus.QUEUED
+    assert Build.objects.get(pk=first.pk).status == BuildStatus.RUNNING  # side by side
 
 
 def test_a_newer_waiting_build_collapses_the_older_waiting_one() -> None:

@@ -260,10 +260,12 @@ def _warn_once(what: str) -> Callable[[ApiError], None]:
     return note
 
 
-def _positive(value: object, default: float) -> float:
-    """A spec's number of seconds, or `default` when it is missing or not above zero."""
+def teardown_seconds(spec: Mapping[str, Any]) -> float:
+    """How long the teardown steps of a stopped or timed-out build may run: the spec's
+    `teardownSeconds` (the job's terminationGracePeriodSeconds), else 60."""
+    value = spec.get("teardownSeconds")
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        return default
+        return DEFAULT_TEARDOWN_SECONDS
     return float(value)
 
 
@@ -511,7 +513,7 @@ def _run_steps(
         max_step_bytes=_int_env(environ, "SD_LOG_MAX_STEP_BYTES", DEFAULT_MAX_STEP_BYTES),
         stop=stop,
         deadline=started + timeout,
-        teardown_budget=_positive(spec.get("teardownSeconds"), DEFAULT_TEARDOWN_SECONDS),
+        teardown_budget=teardown_seconds(spec),
         sweep=sweep,
         agent=agent,
         owner=owner,

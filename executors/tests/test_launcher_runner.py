@@ -20,7 +20,7 @@ import pytest
 
 from executors.launcher.api import ApiClient
 from executors.launcher.environment import build_environment
-from executors.launcher.launch import ApiReporter, iso, timeout_message
+from executors.launcher.launch import ApiReporter, iso, teardown_seconds, timeout_message
 from executors.launcher.logs import LogBatcher, Masker
 from executors.launcher.runner import Checkout, Runner, Step
 from executors.launcher.workspace import Workspace
@@ -679,3 +679,19 @@ def test_a_409_to_a_resent_running_report_the_server_had_taken_still_runs_the_bu
     final = [b for m, p, b, _a in api.calls if m == "PUT" and p == "/v4/builds/7"][-1]
     assert final["status"] == "SUCCESS"
     assert list((tmp_path / "ws").rglob("ran"))
+
+
+@pytest.mark.parametrize(
+    ("spec", "seconds"),
+    [
+        ({}, 60.0),
+        ({"teardownSeconds": 90}, 90.0),
+        ({"teardownSeconds": 0}, 60.0),
+        ({"teardownSeconds": True}, 60.0),
+        ({"teardownSeconds": "90"}, 60.0),
+    ],
+)
+def test_the_teardown_budget_is_the_specs_grace_else_sixty_seconds(
+    spec: dict[str, object], seconds: float
+) -> None:
+    assert teardown_seconds(spec) == seconds

@@ -60,8 +60,10 @@ def our_config(lines: int, million: int) -> str:
     return (
         "shared:\n  image: buildpack-deps\njobs:\n"
         f"  ten:\n    steps:\n{ten}\n"
-        # The same job, but its builds run side by side rather than one after the other.
+        # The same job, but its builds run side by side rather than one after the other, all
+        # at once rather than Screwdriver's default 5 minutes apart.
         "  fifty:\n    annotations:\n      screwdriver.cd/blockedBySameJob: false\n"
+        "      screwdriver.cd/blockedBySameJobWaitTime: 0\n"
         f"      screwdriver.cd/collapseBuilds: false\n    steps:\n{ten}\n"
         f'  lines:\n    steps:\n      - print: "{print_command(lines)}"\n'
         f'  million:\n    steps:\n      - print: "{print_command(million)}"\n'

@@ -18,7 +18,12 @@ from django.conf import settings
 
 from executors.base import BuildHandle, Executor, ExecutorError, LaunchRequest
 from executors.launcher.agent import CONTROL_DIR_NAME, agent_command
-from executors.resources import DEFAULT_GRACE_SECONDS, resources_for, termination_grace_seconds
+from executors.resources import (
+    DEFAULT_GRACE_SECONDS,
+    disk_class,
+    resources_for,
+    termination_grace_seconds,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +118,19 @@ def _restricted() -> dict[str, Any]:
     }
 
 
+def _disk(request: LaunchRequest) -> dict[str, str]:
+    """The build's ephemeral storage for its `screwdriver.cd/disk` class, as the operator sized
+    it (`SD_K8S_DISK_LOW`, `SD_K8S_DISK_HIGH`); nothing when the operator did not."""
+    wanted = disk_class(request.annotations)
+    size = str(settings.SD_K8S_DISK_HIGH if wanted == "HIGH" else settings.SD_K8S_DISK_LOW)
+    return {"ephemeral-storage": size.strip()} if size.strip() else {}
+
+
 def pod_manifest(request: LaunchRequest) -> dict[str, Any]:
     """The pod that runs the build: launcher and agent containers over one workspace."""
     name = pod_name(request.build_id)
     wanted = resources_for(request.annotations)
+    disk = _disk(request)
     mount = [{"name": "workspace", "mountPath": WORKSPACE}]
     launcher_image = settings.SD_K8S_LAUNCHER_IMAGE
     policy = settings.SD_K8S_IMAGE_PULL_POLICY
@@ -154,7 +168,12 @@ def pod_manifest(request: LaunchRequest) -> dict[str, Any]:
                 "fsGroup": uid,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
-            "volumes": [{"name": "workspace", "emptyDir": {}}],
+            # The workspace is where a build writes most: it counts against the same disk.
+            "volumes": [
+                {"name": "workspace", "emptyDir": {"sizeLimit": disk["ephemeral-storage"]}}
+                if disk
+                else {"name": "workspace", "emptyDir": {}}
+            ],
             "initContainers": [
                 {
                     "name": "sd-prepare",
@@ -202,8 +221,8 @@ def pod_manifest(request: LaunchRequest) -> dict[str, Any]:
                     "securityContext": _restricted(),
                     "volumeMounts": mount,
                     "resources": {
-                        "requests": {"cpu": wanted.k8s_cpu, "memory": wanted.k8s_memory},
-                        "limits": {"cpu": wanted.k8s_cpu, "memory": wanted.k8s_memory},
+                        "requests": {"cpu": wanted.k8s_cpu, "memory": wanted.k8s_memory, **disk},
+                        "limits": {"cpu": wanted.k8s_cpu, "memory": wanted.k8s_memory, **disk},
                     },
                 },
             ],

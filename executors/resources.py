@@ -92,3 +92,9 @@ def docker_enabled(annotations: Mapping[str, object]) -> bool:
     """Whether the job asks for Docker-in-Docker (`screwdriver.cd/dockerEnabled: true`)."""
     value = annotation(annotations, "dockerEnabled")
     return value is True or str(value).strip().lower() == "true"
+
+
+def disk_class(annotations: Mapping[str, object]) -> str:
+    """`HIGH` or `LOW` (the default), as `screwdriver.cd/disk` asks."""
+    value = annotation(annotations, "disk")
+    return "HIGH" if str(value).strip().upper() == "HIGH" else "LOW"

@@ -451,6 +451,10 @@ SD_K8S_IMAGE_PULL_POLICY = env_str("SD_K8S_IMAGE_PULL_POLICY", "IfNotPresent")
 SD_K8S_RUN_AS_USER = env_int("SD_K8S_RUN_AS_USER", 1000)
 SD_K8S_AGENT_TIMEOUT_SECONDS = env_float("SD_K8S_AGENT_TIMEOUT_SECONDS", 600.0)
 SD_K8S_POD_GRACE_SECONDS = env_int("SD_K8S_POD_GRACE_SECONDS", 300)
+# The ephemeral storage (a quantity, "100Gi") of a build asking screwdriver.cd/disk: LOW (the
+# default) or HIGH; empty: no request or limit, the node's disk as it comes.
+SD_K8S_DISK_LOW = env_str("SD_K8S_DISK_LOW")
+SD_K8S_DISK_HIGH = env_str("SD_K8S_DISK_HIGH")
 
 # Notifications (a job's `settings.email` and `settings.slack`, docs/notifications.md).
 # Email goes through Django's SMTP backend; without SD_SMTP_HOST no email is sent (the build

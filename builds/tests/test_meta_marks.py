@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -13,7 +15,7 @@ from pipelines.tests.factories import ESCAPED, XSS, make_pipeline
 pytestmark = pytest.mark.django_db
 
 
-def _build(meta: dict[str, object]) -> Build:
+def _build(meta: dict[str, Any]) -> Build:
     return Build(meta=meta, status=BuildStatus.SUCCESS)
 
 

@@ -209,6 +209,28 @@ def test_a_jobs_termination_grace_sets_the_pods_bounded_by_the_operator(
     assert pod_manifest(request)["spec"]["terminationGracePeriodSeconds"] == 100 + 30
 
 
+def test_a_disk_class_asks_for_the_ephemeral_storage_the_operator_gave_it(
+    build: Build, cluster: FakeCluster, settings: Any
+) -> None:
+    request = launch_request(build, token="build-jwt")
+    pod = pod_manifest(request)["spec"]
+    (container,) = [c for c in pod["containers"] if c["name"] == "build"]
+    assert "ephemeral-storage" not in container["resources"]["limits"]
+    assert pod["volumes"] == [{"name": "workspace", "emptyDir": {}}]
+
+    settings.SD_K8S_DISK_LOW = "20Gi"
+    settings.SD_K8S_DISK_HIGH = "100Gi"
+    configs = build.event.job_configs
+    configs["main"][0]["annotations"]["screwdriver.cd/disk"] = "high"
+    type(build.event).objects.filter(pk=build.event_id).update(job_configs=configs)
+    build.refresh_from_db()
+    pod = pod_manifest(launch_request(build, token="build-jwt"))["spec"]
+    (container,) = [c for c in pod["containers"] if c["name"] == "build"]
+    assert container["resources"]["requests"]["ephemeral-storage"] == "100Gi"
+    assert container["resources"]["limits"]["ephemeral-storage"] == "100Gi"
+    assert pod["volumes"] == [{"name": "workspace", "emptyDir": {"sizeLimit": "100Gi"}}]
+
+
 def test_cleanup_deletes_the_pod_and_its_token_secret(build: Build, cluster: FakeCluster) -> None:
     build = _started(build, cluster)
     KubernetesExecutor().cleanup(handle(build))

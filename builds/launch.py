@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from django.conf import settings
@@ -74,10 +75,15 @@ def _true_false(value: bool) -> str:
     return "true" if value else "false"
 
 
+# A program name or path: it is one word of the container agent's line protocol.
+_SHELL_NAME = re.compile(r"[A-Za-z0-9_./+-]{1,200}\Z")
+
+
 def user_shell(config: dict[str, Any]) -> str:
-    """The shell the steps run in: the job's `USER_SHELL_BIN` if it sets one, else ours."""
+    """The shell the steps run in: the job's `USER_SHELL_BIN` if it names one, else ours."""
     chosen = (config.get("environment") or {}).get("USER_SHELL_BIN")
-    return chosen.strip() if isinstance(chosen, str) and chosen.strip() else settings.SD_STEP_SHELL
+    chosen = chosen.strip() if isinstance(chosen, str) else ""
+    return chosen if _SHELL_NAME.match(chosen) else settings.SD_STEP_SHELL
 
 
 def _matched_source_path(build: Build, config: dict[str, Any]) -> str | None:

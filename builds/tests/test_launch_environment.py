@@ -116,3 +116,17 @@ def test_the_spec_gives_teardown_the_jobs_grace_bounded_by_the_operator(
         type(event).objects.filter(pk=event.pk).update(job_configs=configs)
         build.event.refresh_from_db()
         assert launch_spec(build)["teardownSeconds"] == given
+
+
+@pytest.mark.parametrize("named", ["", "bash -x", "bash\nquit", "$(id)"])
+def test_a_user_shell_that_is_not_one_program_name_leaves_ours(
+    pipeline: Pipeline, named: str
+) -> None:
+    event = start_event(pipeline=pipeline, start_from="main", creator=Creator("A", "alice"))
+    build = Build.objects.get(event=event)
+    job = event.job_configs["main"][0]
+    configs = {"main": [{**job, "environment": {"USER_SHELL_BIN": named}}]}
+    type(event).objects.filter(pk=event.pk).update(job_configs=configs)
+    build.event.refresh_from_db()
+
+    assert launch_spec(build)["shell"] == "/bin/sh"

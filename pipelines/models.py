@@ -79,6 +79,17 @@ class Pipeline(models.Model):
     # a conditional update, so one push makes one event.
     last_seen_sha = models.CharField(max_length=40, blank=True, default="")
     hook_installed = models.BooleanField(default=False)
+    # External config (Screwdriver's configPipelineId): a child pipeline runs the jobs of its
+    # parent's screwdriver.yaml on its own repository; the parent's `childPipelines` list
+    # creates, updates and deactivates it.
+    config_pipeline = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_pipelines"
+    )
+    # The parent's `childPipelines` at its last sync at the branch head (Screwdriver's field).
+    child_pipelines_config = models.JSONField(default=dict, blank=True)
+    # `subscribe.scmUrls` resolved: [{"scmUri": ..., "actions": ["commit", "pr"]}]; a push to
+    # one of those repositories starts this pipeline's `~subscribe` jobs.
+    subscribed_scm_urls = models.JSONField(default=list, blank=True)
 
     objects = PipelineQuerySet.as_manager()
 
@@ -235,6 +246,11 @@ class Event(models.Model):
         "builds.Build", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     parent_builds = models.JSONField(default=dict, blank=True)
+    # An event a push to a subscribed repository started (`~subscribe`): that commit's sha and
+    # page, as Screwdriver's subscribedConfigSha and subscribedSourceUrl.
+    subscribed_event = models.BooleanField(default=False)
+    subscribed_config_sha = models.CharField(max_length=40, blank=True, default="")
+    subscribed_source_url = models.CharField(max_length=1024, blank=True, default="")
     # The webhook delivery that started it ("github:<delivery id>"): a delivery handled again
     # after its worker died finds this event instead of starting a second one.
     # NULL rather than "": events that no delivery started never meet in the constraint.

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 
-from pipelines.models import Pipeline
-from pipelines.services import notice_push, scm_for
+from pipelines.models import Event, Pipeline
+from pipelines.services import notice_push, scm_for, start_subscribers
+from pipelines.services.fan_out import subscribers_of
 from scm.base import ScmError
 from scm.signing import repository_key, verify
 
@@ -64,7 +66,34 @@ def handle_local_hook(*, body: bytes, signature: str | None) -> HookOutcome:
             event = notice_push(pipeline=pipeline, sha=head)
             if event is not None:
                 events.append(event.pk)
+    events += [e.pk for e in _start_subscribers(repository, refs)]
     return HookOutcome(events=events)
+
+
+def _start_subscribers(repository: str, refs: list[Any]) -> list[Event]:
+    """`~subscribe` on the pipelines that subscribe to a pushed branch of this repository."""
+    started: list[Event] = []
+    prefix = f"local:{repository}:"
+    for pushed in refs:
+        name = str(pushed.get("ref", "")) if isinstance(pushed, dict) else ""
+        if not name.startswith("refs/heads/"):
+            continue
+        branch = name.removeprefix("refs/heads/")
+        if not subscribers_of(uri_prefix=prefix, branch=branch, action="commit"):
+            continue
+        # As for the repository's own pipelines: the head as it is now, not the body's sha.
+        try:
+            scm = scm_for(repository)
+            head = scm.head_sha(scm.parse_url(f"{repository}#{branch}"))
+        except ScmError as exc:
+            logger.warning("Cannot read %s of %s for its subscribers: %s", branch, repository, exc)
+            continue
+        if head != str(pushed.get("after", "")):
+            continue
+        started += start_subscribers(
+            uri_prefix=prefix, branch=branch, sha=head, source_url="", pusher=""
+        )
+    return started
 
 
 def poll_all() -> int:

@@ -52,14 +52,18 @@ class PipelineSerializer(CompactSerializer):
     stateChangeMessage = serializers.CharField(source="state_change_message")
     settings = serializers.JSONField()
     badges = serializers.JSONField()
+    configPipelineId = serializers.IntegerField(source="config_pipeline_id")
+    childPipelines = serializers.JSONField(source="child_pipelines_config")
+    subscribedScmUrlsWithActions = serializers.JSONField(source="subscribed_scm_urls")
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         data = super().to_representation(instance)
         for key in ("stateChanger", "stateChangeMessage"):
             if data.get(key) == "":
                 data.pop(key)
-        if not data.get("badges"):
-            data.pop("badges", None)
+        for key in ("badges", "childPipelines", "subscribedScmUrlsWithActions"):
+            if not data.get(key):
+                data.pop(key, None)
         return data
 
     def get_scmContext(self, pipeline: Any) -> str:
@@ -171,6 +175,19 @@ class EventSerializer(CompactSerializer):
     meta = serializers.JSONField()
     workflowGraph = serializers.JSONField(source="workflow_graph")
     status = serializers.CharField()
+    configPipelineSha = serializers.CharField(source="config_pipeline_sha")
+    subscribedEvent = serializers.BooleanField(source="subscribed_event")
+    subscribedConfigSha = serializers.CharField(source="subscribed_config_sha")
+    subscribedSourceUrl = serializers.CharField(source="subscribed_source_url")
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        for key in ("configPipelineSha", "subscribedConfigSha", "subscribedSourceUrl"):
+            if data.get(key) == "":
+                data.pop(key)
+        if not data.get("subscribedEvent"):
+            data.pop("subscribedEvent", None)
+        return data
 
     def get_commit(self, event: Any) -> dict[str, Any]:
         # Screwdriver requires a link to the commit; a local repository has no web page for

@@ -57,6 +57,7 @@ urlpatterns = [
     path("pipelines", pipelines.PipelineListView.as_view(), name="pipeline-list"),
     path(P, pipelines.PipelineDetailView.as_view(), name="pipeline-detail"),
     path(f"{P}/sync", pipelines.PipelineSyncView.as_view(), name="pipeline-sync"),
+    path(f"{P}/startall", pipelines.PipelineStartAllView.as_view(), name="pipeline-startall"),
     path(f"{P}/jobs", pipelines.PipelineJobsView.as_view(), name="pipeline-jobs"),
     path(f"{P}/events", pipelines.PipelineEventsView.as_view(), name="pipeline-events"),
     path(f"{P}/metrics", metrics.PipelineMetricsView.as_view(), name="pipeline-metrics"),

@@ -38,6 +38,21 @@ CHECKOUT_URL = JsRegex(
     # The reference writes the ideographic space itself, and error messages show its source.
     .replace("\\u3000", "\u3000")
 )
+
+
+class _CheckoutOrLocalUrl(JsRegex):
+    """Screwdriver's CHECKOUT_URL, which also accepts a local repository's URL
+    (`file:///abs/repo.git#branch[:path]` or `/abs/repo.git#branch[:path]`), as pipelines do
+    here; messages name Screwdriver's pattern, so other files read as its parser reads them."""
+
+    _LOCAL = re.compile(r"^(?:file://)?/[^\s#]+(?:#[^:\s]+(?::[^\s]+)?)?\Z")
+
+    def test(self, text: str) -> bool:
+        return super().test(text) or self._LOCAL.match(text) is not None
+
+
+# childPipelines and subscribe name repositories that may be local ones on this server.
+REPOSITORY_URL = _CheckoutOrLocalUrl(CHECKOUT_URL.source)
 WEBHOOK_EVENT = JsRegex(r"^~([\w-]+)$")
 STAGE_NAME = JsRegex(r"^[\w-]+$")
 FULL_TEMPLATE_NAME = JsRegex(
@@ -274,12 +289,14 @@ STAGE = Obj(
 )
 SUBSCRIBE = Obj(
     keys={
-        "scmUrls": Arr(items=Obj(patterns=[(CHECKOUT_URL, Arr(items=Str(pattern=WEBHOOK_EVENT)))]))
+        "scmUrls": Arr(
+            items=Obj(patterns=[(REPOSITORY_URL, Arr(items=Str(pattern=WEBHOOK_EVENT)))])
+        )
     }
 )
 CHILD_PIPELINES = Obj(
     keys={
-        "scmUrls": Arr(items=Str(pattern=CHECKOUT_URL), min=1, required=True),
+        "scmUrls": Arr(items=Str(pattern=REPOSITORY_URL), min=1, required=True),
         "startAll": Bool(),
     }
 )

@@ -16,6 +16,7 @@ from pipelines.services.access import (
     update_secret,
     update_token,
 )
+from pipelines.services.children import sync_child_pipelines
 from pipelines.services.collections import (
     add_to_collection,
     create_collection,
@@ -27,6 +28,7 @@ from pipelines.services.deploy_keys import ensure_deploy_key, replace_deploy_key
 from pipelines.services.events import (
     Checkout,
     Creator,
+    Subscribed,
     commit_json,
     creator_of,
     event_of_delivery,
@@ -34,6 +36,7 @@ from pipelines.services.events import (
     start_event,
     start_event_at,
 )
+from pipelines.services.fan_out import start_all_children, start_subscribers
 from pipelines.services.periodic import start_periodic_build
 from pipelines.services.pipelines import (
     CONFIG_FILE,
@@ -83,6 +86,7 @@ __all__ = [
     "NewToken",
     "PipelineError",
     "Publisher",
+    "Subscribed",
     "TemplateInvalid",
     "add_to_collection",
     "close_pr",
@@ -123,11 +127,14 @@ __all__ = [
     "set_secret",
     "set_template_trusted",
     "split_name",
+    "start_all_children",
     "start_event",
     "start_event_at",
     "start_periodic_build",
     "start_pr_event",
+    "start_subscribers",
     "stop_pr_builds",
+    "sync_child_pipelines",
     "sync_jobs",
     "sync_pipeline",
     "tag_template",

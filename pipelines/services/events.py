@@ -15,7 +15,14 @@ from django.db import IntegrityError, transaction
 from builds import services as build_services
 from pipelines import source_paths, workflow
 from pipelines.models import Event, Job, Pipeline
-from pipelines.services.pipelines import PipelineError, read_config, scm_for, sync_jobs
+from pipelines.services.children import has_children, sync_child_pipelines
+from pipelines.services.pipelines import (
+    PipelineError,
+    config_source,
+    read_config,
+    scm_for,
+    sync_jobs,
+)
 from scm.base import CommitInfo, ScmError
 from scm.local import LocalGitScm
 
@@ -129,6 +136,16 @@ class Checkout:
     commit: CommitInfo
     config: dict[str, Any]
     at_head: bool
+    # A child pipeline's config comes from its parent: the parent's sha it was read at.
+    config_pipeline_sha: str = ""
+
+
+@dataclass(frozen=True)
+class Subscribed:
+    """The commit of a subscribed repository that started a `~subscribe` event."""
+
+    sha: str
+    source_url: str
 
 
 def start_event(
@@ -144,6 +161,7 @@ def start_event(
     delivery_key: str | None = None,
     job_names: Sequence[str] | None = None,
     branch: str | None = None,
+    subscribed: Subscribed | None = None,
 ) -> Event:
     """Create an event at `sha` (default: the branch head); queue the jobs `start_from` selects.
 
@@ -179,12 +197,18 @@ def start_event(
         commit = scm.commit_info(ref, sha)
     except ScmError as exc:
         raise PipelineError(str(exc), status=422) from exc
+    config_ref, parent_sha = ref, ""
+    if pipeline.config_pipeline_id:
+        # A child runs the jobs of its parent's file at the parent's branch head.
+        config_ref, config_sha = config_source(pipeline)
+        parent_sha = config_sha
     checkout = Checkout(
         sha=sha,
         branch=other or ref.branch,
         commit=commit,
-        config=read_config(ref, config_sha),
+        config=read_config(config_ref, config_sha),
         at_head=at_head,
+        config_pipeline_sha=parent_sha,
     )
     return start_event_at(
         pipeline=pipeline,
@@ -197,6 +221,7 @@ def start_event(
         changed_files=changed_files,
         delivery_key=delivery_key,
         job_names=job_names,
+        subscribed=subscribed,
     )
 
 
@@ -220,6 +245,7 @@ def start_event_at(
     changed_files: Sequence[str] | None = None,
     delivery_key: str | None = None,
     job_names: Sequence[str] | None = None,
+    subscribed: Subscribed | None = None,
 ) -> Event:
     """Create the event of a commit the SCM has already been read for; see `start_event`."""
     done = event_of_delivery(pipeline=pipeline, delivery_key=delivery_key)
@@ -263,6 +289,10 @@ def start_event_at(
                 commit=commit_json(checkout.commit),
                 creator=creator.as_dict(),
                 sha=checkout.sha,
+                config_pipeline_sha=checkout.config_pipeline_sha,
+                subscribed_event=subscribed is not None,
+                subscribed_config_sha=subscribed.sha if subscribed else "",
+                subscribed_source_url=(subscribed.source_url if subscribed else "")[:1024],
                 start_from=start_from,
                 restart_jobs=names if chosen is not None else [],
                 base_branch=checkout.branch,
@@ -293,7 +323,11 @@ def start_event_at(
             Pipeline.objects.filter(pk=pipeline.pk).update(last_event=event)
         return event
 
-    return once_per_delivery(pipeline=pipeline, delivery_key=delivery_key, create=create)
+    event = once_per_delivery(pipeline=pipeline, delivery_key=delivery_key, create=create)
+    if checkout.at_head and has_children(pipeline):
+        # The parent's file at its head speaks for its children too (Screwdriver syncs them).
+        sync_child_pipelines(parent=pipeline)
+    return event
 
 
 def notice_push(

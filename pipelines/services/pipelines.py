@@ -74,6 +74,32 @@ def read_config(ref: RepoRef, sha: str) -> dict[str, Any]:
     return parse_config(raw.decode("utf-8", "replace"))
 
 
+def config_source(pipeline: Pipeline) -> tuple[RepoRef, str]:
+    """Where a pipeline's jobs are defined and the sha to read them at: its own branch head,
+    or for a child pipeline (external config) its parent's branch head, as in Screwdriver."""
+    source = pipeline.config_pipeline or pipeline
+    ref = source.repo_ref()
+    try:
+        return ref, scm_for(source).head_sha(ref)
+    except ScmError as exc:
+        raise PipelineError(str(exc), status=422) from exc
+
+
+def _subscribed_scm_urls(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """`subscribe.scmUrls` as the scm_uris and actions (without `~`) a push is matched on."""
+    found: list[dict[str, Any]] = []
+    for entry in (config.get("subscribe") or {}).get("scmUrls") or []:
+        for url, actions in (entry or {}).items():
+            try:
+                scm_uri = scm_for(url).parse_url(url).scm_uri
+            except ScmError as exc:
+                logger.warning("Cannot subscribe to %s: %s", url, exc)
+                continue
+            wanted = sorted({str(a).lstrip("~") for a in actions or []})
+            found.append({"scmUri": scm_uri, "actions": wanted})
+    return found
+
+
 def parse_config(text: str) -> dict[str, Any]:
     """A screwdriver.yaml's text as the pipeline's config, templates read from this server."""
     return parse_pipeline_yaml(text, templates=database_templates)
@@ -143,7 +169,19 @@ def sync_jobs(
         pipeline.workflow_graph = config.get("workflowGraph", {})
         pipeline.annotations = config.get("annotations", {})
         pipeline.parameters = config.get("parameters", {})
-        pipeline.save(update_fields=["workflow_graph", "annotations", "parameters"])
+        # A child runs its parent's file but never has children of its own.
+        children = {} if pipeline.config_pipeline_id else config.get("childPipelines") or {}
+        pipeline.child_pipelines_config = children
+        pipeline.subscribed_scm_urls = _subscribed_scm_urls(config)
+        pipeline.save(
+            update_fields=[
+                "workflow_graph",
+                "annotations",
+                "parameters",
+                "child_pipelines_config",
+                "subscribed_scm_urls",
+            ]
+        )
         # `screwdriver.cd/useDeployKey: true` on the branch: the admin finds the key to add.
         ensure_deploy_key(pipeline=pipeline)
     sync_stages_and_triggers(pipeline=pipeline, config=config, jobs=existing)
@@ -276,15 +314,25 @@ def _with_source_dir(checkout_url: str, root_dir: str) -> str:
     return checkout_url
 
 
-def create_pipeline(*, checkout_url: str, user: User, root_dir: str = "") -> Pipeline:
+def create_pipeline(
+    *,
+    checkout_url: str,
+    user: User,
+    root_dir: str = "",
+    config_pipeline: Pipeline | None = None,
+) -> Pipeline:
     """Create a pipeline from a repository URL, sync its jobs and install the push hook.
 
     `root_dir` (or the URL's `#branch:path`) makes it a pipeline of one folder of the
     repository: its screwdriver.yaml is read there and its builds start there.
+    `config_pipeline` makes it that pipeline's child: its jobs come from the parent's file.
     """
     checkout_url = _with_source_dir(checkout_url, root_dir)
     private = _check_creator_administers(checkout_url=checkout_url, user=user)
     ref, head, config = _resolve(checkout_url, user=user)
+    if config_pipeline is not None:
+        source, source_sha = config_source(config_pipeline)
+        config = read_config(source, source_sha)
     username = user.get_username()
     try:
         with transaction.atomic():
@@ -304,6 +352,7 @@ def create_pipeline(*, checkout_url: str, user: User, root_dir: str = "") -> Pip
                 creator=user,
                 admins={username: True},
                 last_seen_sha=head,
+                config_pipeline=config_pipeline,
             )
             # The creator of a local pipeline is its admin and grants others rights.
             PipelinePermission.objects.create(
@@ -377,12 +426,10 @@ def revoke_permission(*, pipeline: Pipeline, user: User) -> None:
 
 
 def sync_pipeline(*, pipeline: Pipeline) -> Pipeline:
-    """Re-read screwdriver.yaml at the branch head and make the jobs match it."""
-    try:
-        head = scm_for(pipeline).head_sha(pipeline.repo_ref())
-    except ScmError as exc:
-        raise PipelineError(str(exc), status=422) from exc
-    sync_jobs(pipeline=pipeline, config=read_config(pipeline.repo_ref(), head))
+    """Re-read screwdriver.yaml at the branch head (a child: its parent's) and make the jobs
+    match it."""
+    ref, head = config_source(pipeline)
+    sync_jobs(pipeline=pipeline, config=read_config(ref, head))
     pipeline.refresh_from_db()
     return pipeline
 
@@ -407,6 +454,12 @@ def update_pipeline(
     """
     if checkout_url is None and root_dir:
         checkout_url = pipeline.checkout_url
+    if checkout_url is not None and pipeline.config_pipeline_id:
+        raise PipelineError(
+            f"Pipeline {pipeline.pk} is a child of pipeline {pipeline.config_pipeline_id}: "
+            "change its repository in the parent's childPipelines instead.",
+            status=403,
+        )
     if checkout_url is not None:
         checkout_url = _with_source_dir(checkout_url, root_dir)
         pipeline = _repoint(pipeline=pipeline, checkout_url=checkout_url, user=user)
@@ -459,6 +512,12 @@ def delete_pipeline(*, pipeline: Pipeline) -> None:
     """Delete a pipeline and everything in it; refused while any of its builds is active."""
     from builds.models import Build
 
+    if pipeline.config_pipeline_id and pipeline.state == Pipeline.State.ACTIVE:
+        raise PipelineError(
+            f"Pipeline {pipeline.pk} is a child of pipeline {pipeline.config_pipeline_id}: "
+            "remove it from the parent's childPipelines first.",
+            status=403,
+        )
     if Build.objects.filter(job__pipeline=pipeline).active().exists():
         raise PipelineError(
             f"Pipeline {pipeline.pk} has builds running: stop its events first.", status=409

@@ -23,6 +23,7 @@ from pipelines.services import (
     scm_for,
     start_event,
     start_pr_event,
+    start_subscribers,
     stop_pr_builds,
 )
 from pipelines.services.pull_requests import changed_files_of_pr, restricted_pr_message
@@ -47,6 +48,8 @@ class Push:
     sha: str
     pusher: str
     changed_files: list[str] | None
+    # The head commit's web page, when the SCM gave it (a subscriber's event links it).
+    url: str = ""
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,14 @@ def _push(push: Push, delivery_key: str) -> Handled:
             )
         if event is not None:
             events.append(event)
+    events += start_subscribers(
+        uri_prefix=push.repository.uri_prefix,
+        branch=push.branch,
+        sha=push.sha,
+        source_url=push.url,
+        pusher=creator.username,
+        delivery_key=delivery_key,
+    )
     return events
 
 

@@ -121,6 +121,7 @@ def translate_push(payload: dict[str, Any]) -> Action | None:
         sha=sha,
         pusher=_sender(payload),
         changed_files=changed,
+        url=str((payload.get("head_commit") or {}).get("url") or ""),
     )
 
 

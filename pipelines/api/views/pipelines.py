@@ -25,9 +25,12 @@ from pipelines.models import Event, Job, Pipeline, PipelinePermission
 from pipelines.services import (
     PipelineError,
     create_pipeline,
+    creator_of,
     delete_pipeline,
     grant_permission,
     revoke_permission,
+    start_all_children,
+    sync_child_pipelines,
     sync_pipeline,
     update_pipeline,
 )
@@ -90,6 +93,7 @@ class PipelineListView(ApiView):
             root_dir=body.validated_data.get("rootDir", ""),
             user=signed_in_user(request),
         )
+        sync_child_pipelines(parent=pipeline)
         return Response(PipelineSerializer(pipeline).data, status=http.HTTP_201_CREATED)
 
 
@@ -130,8 +134,21 @@ class PipelineSyncView(ApiView):
 
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request, pipeline_id: int) -> Response:
-        sync_pipeline(pipeline=pipeline_for(request, pipeline_id, PUSH))
+        pipeline = sync_pipeline(pipeline=pipeline_for(request, pipeline_id, PUSH))
+        sync_child_pipelines(parent=pipeline)
         return Response(status=http.HTTP_204_NO_CONTENT)
+
+
+class PipelineStartAllView(ApiView):
+    """Screwdriver's startAll: `~commit` on every active child pipeline of this parent."""
+
+    scopes = {"POST": PEOPLE}
+
+    @extend_schema(request=None, responses={201: None})
+    def post(self, request: Request, pipeline_id: int) -> Response:
+        parent = pipeline_for(request, pipeline_id, ADMIN)
+        start_all_children(parent=parent, creator=creator_of(request.user))
+        return Response(status=http.HTTP_201_CREATED)
 
 
 class PipelineJobsView(ApiView):

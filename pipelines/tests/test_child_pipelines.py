@@ -1,0 +1,369 @@
+"""Child pipelines (external config), startAll and `~subscribe`, on real git repositories.
+
+A parent's screwdriver.yaml lists its children in `childPipelines.scmUrls`; a sync of the parent
+at its branch head creates, updates and deactivates them. The slow test runs the children's
+builds for real through the worker and the launcher.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.test import APIClient
+
+from builds.models import Build, BuildStatus
+from conftest import GitRepo, wait_until
+from pipelines.models import Event, Job, Pipeline
+from pipelines.services import (
+    Creator,
+    PipelineError,
+    create_pipeline,
+    delete_pipeline,
+    grant_permission,
+    start_event,
+    sync_child_pipelines,
+    update_pipeline,
+)
+from scm.signing import SIGNATURE_HEADER, repository_key, sign
+
+MakeRepo = Callable[..., GitRepo]
+
+PARENT = """
+childPipelines:
+  scmUrls:
+{urls}
+jobs:
+  main:
+    image: alpine
+    requires: [~commit]
+    steps:
+      - hello: echo "child $SD_PIPELINE_ID"
+"""
+
+CHILD_OWN = """
+jobs:
+  own:
+    image: alpine
+    requires: [~commit]
+    steps:
+      - own: echo own
+"""
+
+SUBSCRIBER = """
+subscribe:
+  scmUrls:
+    - {url}: ['~commit']
+jobs:
+  main:
+    image: alpine
+    requires: [~commit]
+    steps:
+      - main: echo main
+  watch:
+    image: alpine
+    requires: [~subscribe]
+    steps:
+      - watch: echo watched
+"""
+
+
+@pytest.fixture(autouse=True)
+def _no_hook_delivery(settings: Any) -> None:
+    # Installed hooks post to SD_API_URL; a closed port keeps pushes from reaching any server.
+    settings.SD_API_URL = "http://127.0.0.1:9"
+
+
+def parent_yaml(*repos: GitRepo) -> str:
+    return PARENT.format(urls="\n".join(f"    - {r.checkout_url}" for r in repos))
+
+
+def family(make_repo: MakeRepo, owner: User) -> tuple[GitRepo, GitRepo, GitRepo, Pipeline]:
+    one = make_repo({"screwdriver.yaml": CHILD_OWN}, name="one")
+    two = make_repo({"README.md": "no file of its own"}, name="two")
+    parent_repo = make_repo({"screwdriver.yaml": parent_yaml(one, two)}, name="parent")
+    parent = create_pipeline(checkout_url=parent_repo.checkout_url, user=owner)
+    sync_child_pipelines(parent=parent)
+    return parent_repo, one, two, parent
+
+
+def children_of(parent: Pipeline) -> dict[str, Pipeline]:
+    """The parent's children by the checkout URL the parent lists them with."""
+    return {
+        p.checkout_url.removeprefix("file://"): p
+        for p in Pipeline.objects.filter(config_pipeline=parent)
+    }
+
+
+@pytest.mark.django_db
+def test_a_parent_listing_two_repositories_creates_both_children_with_its_jobs(
+    make_repo: MakeRepo, owner: User, member: User
+) -> None:
+    one = make_repo({"screwdriver.yaml": CHILD_OWN}, name="one")
+    two = make_repo({"README.md": "no file of its own"}, name="two")
+    parent_repo = make_repo({"screwdriver.yaml": parent_yaml(one, two)}, name="parent")
+    parent = create_pipeline(checkout_url=parent_repo.checkout_url, user=owner)
+    grant_permission(pipeline=parent, user=member, role="admin", granted_by="owner")
+
+    sync_child_pipelines(parent=parent)
+
+    children = children_of(parent)
+    assert sorted(children) == sorted([one.checkout_url, two.checkout_url])
+    for child in children.values():
+        assert child.state == Pipeline.State.ACTIVE
+        # The parent's file defines the child's jobs, never the child's own.
+        assert list(Job.objects.filter(pipeline=child).values_list("name", flat=True)) == ["main"]
+        assert child.child_pipelines_config == {}
+        assert child.is_admin(member) and child.is_admin(owner)
+        assert child.admins == {owner.username: True, member.username: True}
+    parent.refresh_from_db()
+    assert parent.child_pipelines_config["scmUrls"] == [one.checkout_url, two.checkout_url]
+
+
+@pytest.mark.django_db
+def test_dropping_a_child_from_the_list_deactivates_it_and_nothing_starts_it(
+    make_repo: MakeRepo, owner: User
+) -> None:
+    parent_repo, one, two, parent = family(make_repo, owner)
+
+    parent_repo.push({"screwdriver.yaml": parent_yaml(one)}, "drop two")
+    start_event(pipeline=parent, start_from="~commit", creator=Creator("Owner", "owner"))
+
+    children = children_of(parent)
+    assert children[one.checkout_url].state == Pipeline.State.ACTIVE
+    dropped = children[two.checkout_url]
+    assert dropped.state == Pipeline.State.INACTIVE
+    assert dropped.state_changer == f"sd:pipeline:{parent.pk}"
+    with pytest.raises(PipelineError, match="inactive"):
+        start_event(pipeline=dropped, start_from="~commit", creator=Creator("Owner", "owner"))
+
+    # Listed again, it comes back.
+    parent_repo.push({"screwdriver.yaml": parent_yaml(one, two)}, "add two back")
+    start_event(pipeline=parent, start_from="~commit", creator=Creator("Owner", "owner"))
+    assert children_of(parent)[two.checkout_url].state == Pipeline.State.ACTIVE
+
+
+@pytest.mark.django_db
+def test_a_childs_event_runs_the_parents_file_at_the_parents_head(
+    make_repo: MakeRepo, owner: User
+) -> None:
+    parent_repo, one, _, parent = family(make_repo, owner)
+    child = children_of(parent)[one.checkout_url]
+    parent_head = parent_repo.push(
+        {
+            "screwdriver.yaml": parent_yaml(*[one]) + "  second:\n    image: alpine\n"
+            "    requires: [main]\n    steps:\n      - s: echo s\n"
+        },
+        "add a job",
+    )
+
+    event = start_event(pipeline=child, start_from="~commit", creator=Creator("Owner", "owner"))
+
+    assert event.sha == one.pushes[-1]
+    assert event.config_pipeline_sha == parent_head
+    assert sorted(event.job_configs) == ["main", "second"]
+    body = APIClient()
+    body.force_authenticate(owner)
+    assert body.get(f"/v4/events/{event.pk}").json()["configPipelineSha"] == parent_head
+    got = body.get(f"/v4/pipelines/{child.pk}").json()
+    assert got["configPipelineId"] == parent.pk
+
+
+@pytest.mark.django_db
+def test_a_repository_with_a_pipeline_of_its_own_is_not_taken_as_a_child(
+    make_repo: MakeRepo, owner: User
+) -> None:
+    one = make_repo({"screwdriver.yaml": CHILD_OWN}, name="one")
+    own = create_pipeline(checkout_url=one.checkout_url, user=owner)
+    parent_repo = make_repo({"screwdriver.yaml": parent_yaml(one)}, name="parent")
+    parent = create_pipeline(checkout_url=parent_repo.checkout_url, user=owner)
+
+    assert sync_child_pipelines(parent=parent) == []
+
+    own.refresh_from_db()
+    assert own.config_pipeline_id is None
+    assert list(Job.objects.filter(pipeline=own).values_list("name", flat=True)) == ["own"]
+
+
+@pytest.mark.django_db
+def test_a_child_repository_outside_the_allowed_folders_is_not_created(
+    make_repo: MakeRepo, settings: Any, tmp_path: Any
+) -> None:
+    creator = User.objects.create_user("carol")
+    one = make_repo({"screwdriver.yaml": CHILD_OWN}, name="one")
+    parent_repo = make_repo({"screwdriver.yaml": parent_yaml(one)}, name="parent")
+    parent = create_pipeline(checkout_url=parent_repo.checkout_url, user=creator)
+    settings.SD_LOCAL_REPO_ROOTS = [str(tmp_path / "elsewhere")]
+
+    assert sync_child_pipelines(parent=parent) == []
+    assert not Pipeline.objects.filter(config_pipeline=parent).exists()
+
+
+@pytest.mark.django_db
+def test_an_active_child_cannot_be_deleted_or_repointed_but_an_inactive_one_can_be_deleted(
+    make_repo: MakeRepo, owner: User
+) -> None:
+    _, one, two, parent = family(make_repo, owner)
+    child = children_of(parent)[two.checkout_url]
+
+    with pytest.raises(PipelineError, match="childPipelines"):
+        delete_pipeline(pipeline=child)
+    with pytest.raises(PipelineError, match="childPipelines"):
+        update_pipeline(pipeline=child, checkout_url=one.checkout_url, user=owner)
+
+    update_pipeline(pipeline=child, state="INACTIVE")
+    delete_pipeline(pipeline=child)
+    assert not Pipeline.objects.filter(pk=child.pk).exists()
+
+
+# --- startAll -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_startall_starts_commit_on_every_active_child(make_repo: MakeRepo, owner: User) -> None:
+    _, _, _, parent = family(make_repo, owner)
+    client = APIClient()
+    client.force_authenticate(owner)
+
+    response = client.post(f"/v4/pipelines/{parent.pk}/startall")
+
+    assert response.status_code == 201, response.content
+    for child in children_of(parent).values():
+        event = Event.objects.get(pipeline=child)
+        assert event.start_from == "~commit"
+        assert event.cause_message == f"Started by {owner.username}"
+        assert [b.job.name for b in Build.objects.filter(event=event)] == ["main"]
+    assert not Event.objects.filter(pipeline=parent).exists()
+
+
+@pytest.mark.django_db
+def test_startall_skips_an_inactive_child(make_repo: MakeRepo, owner: User) -> None:
+    _, one, two, parent = family(make_repo, owner)
+    update_pipeline(pipeline=children_of(parent)[two.checkout_url], state="INACTIVE")
+    client = APIClient()
+    client.force_authenticate(owner)
+
+    assert client.post(f"/v4/pipelines/{parent.pk}/startall").status_code == 201
+
+    assert Event.objects.filter(pipeline__config_pipeline=parent).count() == 1
+    started = Event.objects.get(pipeline__config_pipeline=parent).pipeline
+    assert started == children_of(parent)[one.checkout_url]
+
+
+@pytest.mark.django_db
+def test_an_outsider_cannot_startall(make_repo: MakeRepo, owner: User, outsider: User) -> None:
+    _, _, _, parent = family(make_repo, owner)
+    client = APIClient()
+    client.force_authenticate(outsider)
+
+    response = client.post(f"/v4/pipelines/{parent.pk}/startall")
+
+    assert response.status_code in (403, 404)
+    assert not Event.objects.exists()
+
+
+# --- ~subscribe -----------------------------------------------------------------------------
+
+
+def deliver_push(repo: GitRepo, sha: str) -> Any:
+    path = os.path.realpath(repo.bare)
+    refs = [{"before": "0" * 40, "after": sha, "ref": f"refs/heads/{repo.branch}"}]
+    body = json.dumps({"repository": path, "refs": refs}).encode()
+    signature = sign(body, repository_key(path))
+    return APIClient().post(
+        "/v4/webhooks/local",
+        body,
+        content_type="application/json",
+        headers={SIGNATURE_HEADER: signature},
+    )
+
+
+@pytest.mark.django_db
+def test_a_push_to_a_subscribed_repository_starts_the_subscribers_subscribe_job(
+    make_repo: MakeRepo, owner: User
+) -> None:
+    watched = make_repo({"README.md": "watched"}, name="watched")
+    subscriber_repo = make_repo(
+        {"screwdriver.yaml": SUBSCRIBER.format(url=watched.checkout_url)}, name="subscriber"
+    )
+    subscriber = create_pipeline(checkout_url=subscriber_repo.checkout_url, user=owner)
+    assert subscriber.subscribed_scm_urls == [
+        {"scmUri": f"local:{os.path.realpath(watched.bare)}:main", "actions": ["commit"]}
+    ]
+
+    sha = watched.push({"README.md": "v2"}, "watched change")
+    response = deliver_push(watched, sha)
+
+    assert response.status_code == 202, response.content
+    event = Event.objects.get(pipeline=subscriber)
+    assert response.json() == {"events": [event.pk]}
+    assert event.start_from == "~subscribe"
+    assert event.subscribed_event and event.subscribed_config_sha == sha
+    # The subscriber runs its own branch head, as in Screwdriver.
+    assert event.sha == subscriber_repo.pushes[-1]
+    assert [b.job.name for b in Build.objects.filter(event=event)] == ["watch"]
+    client = APIClient()
+    client.force_authenticate(owner)
+    shown = client.get(f"/v4/events/{event.pk}").json()
+    assert shown["subscribedEvent"] is True and shown["subscribedConfigSha"] == sha
+
+
+@pytest.mark.django_db
+def test_a_push_to_another_branch_of_the_subscribed_repository_starts_nothing(
+    make_repo: MakeRepo, owner: User
+) -> None:
+    watched = make_repo({"README.md": "watched"}, name="watched")
+    subscriber_repo = make_repo(
+        {"screwdriver.yaml": SUBSCRIBER.format(url=watched.checkout_url)}, name="subscriber"
+    )
+    create_pipeline(checkout_url=subscriber_repo.checkout_url, user=owner)
+    watched.branch = "other"
+    sha = watched.push({"README.md": "v2"}, "elsewhere")
+
+    response = deliver_push(watched, sha)
+
+    assert response.json() == {"events": []}
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_subscriber_asking_only_for_pull_requests_is_not_started_by_a_push(
+    make_repo: MakeRepo, owner: User
+) -> None:
+    watched = make_repo({"README.md": "watched"}, name="watched")
+    yaml = SUBSCRIBER.format(url=watched.checkout_url).replace("['~commit']", "['~pr']")
+    subscriber_repo = make_repo({"screwdriver.yaml": yaml}, name="subscriber")
+    create_pipeline(checkout_url=subscriber_repo.checkout_url, user=owner)
+
+    deliver_push(watched, watched.push({"README.md": "v2"}, "change"))
+
+    assert not Event.objects.exists()
+
+
+# --- real builds ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_startall_really_runs_both_childrens_builds(
+    stack: Any, make_repo: MakeRepo, owner: User
+) -> None:
+    _, _, _, parent = family(make_repo, owner)
+    children = list(children_of(parent).values())
+    client = APIClient()
+    client.force_authenticate(owner)
+
+    assert client.post(f"/v4/pipelines/{parent.pk}/startall").status_code == 201
+
+    def all_done() -> list[Build] | None:
+        builds = list(Build.objects.filter(job__pipeline__config_pipeline=parent))
+        done = len(builds) == 2 and all(b.is_finished for b in builds)
+        return builds if done else None
+
+    builds = wait_until(all_done, timeout=120, what="both children's builds to finish")
+    assert {b.status for b in builds} == {BuildStatus.SUCCESS}
+    assert {b.job.pipeline_id for b in builds} == {c.pk for c in children}

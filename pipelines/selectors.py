@@ -462,6 +462,13 @@ def readable_pipelines(user: Any) -> QuerySet[Pipeline]:
     return Pipeline.objects.readable_by(user)
 
 
+def children_of(pipeline: Pipeline, user: Any) -> list[Pipeline]:
+    """The child pipelines the person may read; none asked for when its file lists none."""
+    if not pipeline.child_pipelines_config:
+        return []
+    return list(readable_pipelines(user).filter(config_pipeline=pipeline).order_by("name", "id"))
+
+
 def collections_of(user: Any, pipeline: Pipeline) -> list[tuple[Collection, bool]]:
     """The person's collections, each with whether it holds `pipeline`."""
     holding = set(pipeline.collections.filter(user=user).values_list("pk", flat=True))

@@ -34,6 +34,7 @@ urlpatterns: list[URLPattern] = [
     path(f"{P}/events/<id:event_id>/restart", views.event_restart, name="event-restart"),
     path(f"{P}/events/<id:event_id>/stop", views.event_stop, name="event-stop"),
     path(f"{P}/start", views.pipeline_start, name="start"),
+    path(f"{P}/startall", views.pipeline_start_all, name="start-all"),
     path(f"{P}/jobs", views.pipeline_jobs, name="jobs"),
     path(f"{P}/badge", views_badges.pipeline_badge, name="badge"),
     path(f"{P}/metrics", views_metrics.pipeline_metrics, name="metrics"),

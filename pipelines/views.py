@@ -37,7 +37,9 @@ from pipelines.services import (
     manual_start_refusal,
     remove_from_collection,
     restart_event,
+    start_all_children,
     start_event,
+    sync_child_pipelines,
 )
 from pipelines.services.pull_requests import pr_restart_refusal
 from pipelines.template_store import database_templates
@@ -95,6 +97,7 @@ def pipeline_list(request: HttpRequest) -> HttpResponse:
             except PipelineError as exc:
                 form.add_error("checkoutUrl", exc.message)
             else:
+                sync_child_pipelines(parent=pipeline)
                 messages.success(request, f"Pipeline {pipeline.name} created.")
                 return redirect("pipelines:detail", pipeline_id=pipeline.pk)
         status = 400
@@ -227,6 +230,7 @@ def pipeline_detail(
         "job_names": job_names,
         "tab": "events",
         "collections": selectors.collections_of(signed_in_user(request), pipeline),
+        "children": selectors.children_of(pipeline, request.user),
     }
     return render(request, "pipelines/detail.html", context)
 
@@ -256,6 +260,16 @@ def pipeline_start(request: HttpRequest, pipeline_id: int) -> HttpResponseRedire
         return redirect("pipelines:detail", pipeline_id=pipeline.pk)
     messages.success(request, f"Event {event.pk} started.")
     return redirect("pipelines:event", pipeline_id=pipeline.pk, event_id=event.pk)
+
+
+@login_required
+@require_POST
+def pipeline_start_all(request: HttpRequest, pipeline_id: int) -> HttpResponseRedirect:
+    """Start ~commit on every active child pipeline (Screwdriver's startAll); admins only."""
+    pipeline, _ = pipeline_with_rank(request, pipeline_id, ADMIN)
+    events = start_all_children(parent=pipeline, creator=creator_of(signed_in_user(request)))
+    messages.success(request, f"Started {len(events)} child pipeline(s).")
+    return redirect("pipelines:detail", pipeline_id=pipeline.pk)
 
 
 @login_required

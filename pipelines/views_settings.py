@@ -235,6 +235,7 @@ def pipeline_sync(request: HttpRequest, pipeline_id: int) -> HttpResponseRedirec
     pipeline, _ = pipeline_with_rank(request, pipeline_id, ADMIN)
     try:
         services.sync_pipeline(pipeline=pipeline)
+        services.sync_child_pipelines(parent=pipeline)
     except services.PipelineError as exc:
         messages.error(request, exc.message)
     else:

@@ -180,6 +180,8 @@ MATRIX: list[Row] = [
     # The admin may delete, but not while a build runs: a 409 says to stop it first.
     Row("pipeline-detail", "delete", rule(ADMIN, admin=409), kwargs=p),
     Row("pipeline-sync", "post", rule(PUSH, push=204, admin=204, pipeline=204), kwargs=p),
+    # The parent's admins start its children (it has none here: nothing starts, still 201).
+    Row("pipeline-startall", "post", rule(ADMIN, admin=201), kwargs=p),
     Row("pipeline-jobs", "get", READ, kwargs=p),
     # Metrics are for people and pipeline tokens with pull rights, as in Screwdriver.
     Row("pipeline-metrics", "get", METRICS, kwargs=p),

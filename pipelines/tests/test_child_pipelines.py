@@ -255,14 +255,20 @@ def test_startall_skips_an_inactive_child(make_repo: MakeRepo, owner: User) -> N
 
 
 @pytest.mark.django_db
-def test_an_outsider_cannot_startall(make_repo: MakeRepo, owner: User, outsider: User) -> None:
+def test_neither_an_outsider_nor_a_pusher_may_startall(
+    make_repo: MakeRepo, owner: User, member: User
+) -> None:
     _, _, _, parent = family(make_repo, owner)
     client = APIClient()
-    client.force_authenticate(outsider)
+    client.force_authenticate(member)
+    # A local repository's pipeline is public: anyone signed in reads it, only admins start.
+    assert client.post(f"/v4/pipelines/{parent.pk}/startall").status_code == 403
 
+    grant_permission(pipeline=parent, user=member, role="push", granted_by="owner")
     response = client.post(f"/v4/pipelines/{parent.pk}/startall")
 
-    assert response.status_code in (403, 404)
+    assert response.status_code == 403
+    assert "admin" in response.json()["message"]
     assert not Event.objects.exists()
 
 
@@ -367,3 +373,40 @@ def test_startall_really_runs_both_childrens_builds(
     builds = wait_until(all_done, timeout=120, what="both children's builds to finish")
     assert {b.status for b in builds} == {BuildStatus.SUCCESS}
     assert {b.job.pipeline_id for b in builds} == {c.pk for c in children}
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_parents_page_lists_its_children_and_a_childs_page_links_its_parent(
+    make_repo: MakeRepo, owner: User, client: Any
+) -> None:
+    _, one, _, parent = family(make_repo, owner)
+    children = children_of(parent)
+    client.force_login(owner)
+
+    page = client.get(f"/pipelines/{parent.pk}").content.decode()
+    child_page = client.get(f"/pipelines/{children[one.checkout_url].pk}").content.decode()
+
+    assert "Child pipelines" in page and 'id="start-all-button"' in page
+    for child in children.values():
+        assert f'href="/pipelines/{child.pk}"' in page
+    assert f'<a href="/pipelines/{parent.pk}" data-parent-pipeline>' in child_page
+    assert "Child pipelines" not in child_page
+
+
+@pytest.mark.django_db
+def test_start_all_on_the_page_starts_the_children_and_is_refused_to_a_non_admin(
+    make_repo: MakeRepo, owner: User, member: User, client: Any
+) -> None:
+    _, _, _, parent = family(make_repo, owner)
+    client.force_login(member)
+    assert client.post(f"/pipelines/{parent.pk}/startall").status_code in (403, 404)
+    assert not Event.objects.exists()
+
+    client.force_login(owner)
+    response = client.post(f"/pipelines/{parent.pk}/startall")
+
+    assert response.status_code == 302
+    assert Event.objects.filter(pipeline__config_pipeline=parent).count() == 2

@@ -14,12 +14,14 @@ from django.contrib.auth.models import User
 from pipelines.models import Pipeline, PipelinePermission
 from pipelines.services.pipelines import (
     PipelineError,
+    check_local_path,
     create_pipeline,
     scm_for,
     sync_pipeline,
     update_pipeline,
 )
 from scm.base import ScmError
+from scm.local import LocalGitScm
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +74,16 @@ def _create_or_update(*, parent: Pipeline, url: str) -> Pipeline | None:
         logger.warning("Pipeline %s has no creator to create child %s with", parent.pk, url)
         return None
     try:
-        scm_uri = scm_for(url).parse_url(url).scm_uri
+        scm = scm_for(url)
+        if isinstance(scm, LocalGitScm):
+            # Before git runs: the parent's file must not probe the server's disk.
+            check_local_path(checkout_url=url, user=creator)
+        scm_uri = scm.parse_url(url).scm_uri
     except ScmError as exc:
         logger.warning("Pipeline %s: child pipeline %s: %s", parent.pk, url, exc)
+        return None
+    except PipelineError as exc:
+        logger.warning("Pipeline %s: child pipeline %s: %s", parent.pk, url, exc.message)
         return None
     child = Pipeline.objects.filter(scm_uri=scm_uri).first()
     try:

@@ -86,12 +86,22 @@ def config_source(pipeline: Pipeline) -> tuple[RepoRef, str]:
 
 
 def _subscribed_scm_urls(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """`subscribe.scmUrls` as the scm_uris and actions (without `~`) a push is matched on."""
+    """`subscribe.scmUrls` as the scm_uris and actions (without `~`) a push is matched on.
+
+    A local repository counts only under SD_LOCAL_REPO_ROOTS, checked before git runs: a file
+    must not learn which paths of the server's disk hold repositories.
+    """
     found: list[dict[str, Any]] = []
     for entry in (config.get("subscribe") or {}).get("scmUrls") or []:
         for url, actions in (entry or {}).items():
             try:
-                scm_uri = scm_for(url).parse_url(url).scm_uri
+                scm = scm_for(url)
+                if isinstance(scm, LocalGitScm) and not _under_allowed_root(
+                    LocalGitScm.location_of(url)
+                ):
+                    logger.warning("Not subscribing to %s: not under SD_LOCAL_REPO_ROOTS", url)
+                    continue
+                scm_uri = scm.parse_url(url).scm_uri
             except ScmError as exc:
                 logger.warning("Cannot subscribe to %s: %s", url, exc)
                 continue
@@ -243,6 +253,11 @@ def _resolve(checkout_url: str, *, user: User | None) -> tuple[RepoRef, str, dic
     except ScmError as exc:
         raise PipelineError(str(exc)) from exc
     return ref, head, read_config(ref, head)
+
+
+def check_local_path(*, checkout_url: str, user: User | None) -> None:
+    """Refuse (PipelineError) a local repository `user` may not build from; see below."""
+    _check_local_path(checkout_url=checkout_url, user=user)
 
 
 def _check_local_path(*, checkout_url: str, user: User | None) -> None:

@@ -27,6 +27,7 @@ from pipelines.services import (
     grant_permission,
     start_event,
     sync_child_pipelines,
+    sync_pipeline,
     update_pipeline,
 )
 from scm.signing import SIGNATURE_HEADER, repository_key, sign
@@ -410,3 +411,20 @@ def test_start_all_on_the_page_starts_the_children_and_is_refused_to_a_non_admin
 
     assert response.status_code == 302
     assert Event.objects.filter(pipeline__config_pipeline=parent).count() == 2
+
+
+@pytest.mark.django_db
+def test_a_subscription_to_a_local_repository_outside_the_allowed_folders_is_not_kept(
+    make_repo: MakeRepo, owner: User, settings: Any, tmp_path: Any
+) -> None:
+    watched = make_repo({"README.md": "watched"}, name="watched")
+    subscriber_repo = make_repo(
+        {"screwdriver.yaml": SUBSCRIBER.format(url=watched.checkout_url)}, name="subscriber"
+    )
+    subscriber = create_pipeline(checkout_url=subscriber_repo.checkout_url, user=owner)
+    assert subscriber.subscribed_scm_urls
+    settings.SD_LOCAL_REPO_ROOTS = [str(subscriber_repo.bare.parent / "nowhere")]
+
+    subscriber = sync_pipeline(pipeline=subscriber)
+
+    assert subscriber.subscribed_scm_urls == []

@@ -30,7 +30,10 @@ from pipelines.services import (
     sync_pipeline,
     update_pipeline,
 )
+from scm.github import repo_prefix
 from scm.signing import SIGNATURE_HEADER, repository_key, sign
+from scm.webhooks.actions import perform
+from scm.webhooks.github import translate_push
 
 MakeRepo = Callable[..., GitRepo]
 
@@ -428,3 +431,40 @@ def test_a_subscription_to_a_local_repository_outside_the_allowed_folders_is_not
     subscriber = sync_pipeline(pipeline=subscriber)
 
     assert subscriber.subscribed_scm_urls == []
+
+
+@pytest.mark.django_db
+def test_a_github_push_to_a_subscribed_repository_starts_subscribe_with_its_commit_page(
+    make_repo: MakeRepo, owner: User
+) -> None:
+
+    subscriber_repo = make_repo(
+        {"screwdriver.yaml": SUBSCRIBER.format(url="git@github.com:acme/lib.git#main")},
+        name="subscriber",
+    )
+    subscriber = create_pipeline(checkout_url=subscriber_repo.checkout_url, user=owner)
+    # Resolving a GitHub URL asks GitHub; here the resolved form is written as a sync would.
+    Pipeline.objects.filter(pk=subscriber.pk).update(
+        subscribed_scm_urls=[{"scmUri": f"{repo_prefix('acme/lib')}main", "actions": ["commit"]}]
+    )
+    sha = "c" * 40
+    payload = {
+        "ref": "refs/heads/main",
+        "after": sha,
+        "repository": {"full_name": "acme/lib"},
+        "sender": {"login": "octocat"},
+        "head_commit": {
+            "message": "lib change",
+            "url": f"https://github.com/acme/lib/commit/{sha}",
+        },
+        "commits": [{"modified": ["lib.py"]}],
+    }
+
+    events = perform(translate_push(payload), delivery_key="github:1")
+
+    event = Event.objects.get(pipeline=subscriber)
+    assert list(events) == [event]
+    assert event.start_from == "~subscribe" and event.delivery_key == "github:1"
+    assert event.subscribed_config_sha == sha
+    assert event.subscribed_source_url == f"https://github.com/acme/lib/commit/{sha}"
+    assert [b.job.name for b in Build.objects.filter(event=event)] == ["watch"]

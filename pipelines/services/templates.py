@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.db import IntegrityError, transaction
 
 from pipelines.config import ConfigError
-from pipelines.config.job_template import identity_of, validate_template, version_key
+from pipelines.config.job_template import identity_of, validate_template
 from pipelines.config.templates import DEFAULT_NAMESPACE
-from pipelines.models import Pipeline, Template, TemplateTag
+from pipelines.models import Template, TemplateTag
 from pipelines.services.pipelines import PipelineError
-
-# The column's width, as Screwdriver's schema sets it.
-VERSION_MAX = 16
-PR_REFUSAL = (
-    "A pull request's build cannot publish or tag templates: "
-    "publish from a build of the pipeline's own branch."
+from pipelines.services.publishing import (
+    Publisher,
+    becomes_latest,
+    check_owner,
+    next_version,
+    pr_refusal,
 )
+
+PR_REFUSAL = pr_refusal("template")
 
 
 class TemplateInvalid(PipelineError):
@@ -28,29 +28,14 @@ class TemplateInvalid(PipelineError):
         self.errors = errors
 
 
-@dataclass(frozen=True)
-class Publisher:
-    """The build asking: its pipeline and whether it belongs to a pull request."""
-
-    pipeline: Pipeline
-    is_pr: bool
-
-
 def split_name(full_name: str) -> tuple[str, str]:
     """``ns/name`` to (ns, name); a name without a slash is in the ``default`` namespace."""
     namespace, slash, name = full_name.partition("/")
     return (namespace, name) if slash else (DEFAULT_NAMESPACE, full_name)
 
 
-def _owner_check(publisher: Publisher, owner_id: int | None, what: str) -> None:
-    if publisher.is_pr:
-        raise PipelineError(PR_REFUSAL, status=403)
-    if owner_id != publisher.pipeline.pk:
-        raise PipelineError(
-            f"Not allowed to {what} this template: only builds of the pipeline that first "
-            "published it may.",
-            status=403,
-        )
+def _owner_check(publisher: Publisher, owner_id: int | None, action: str) -> None:
+    check_owner(publisher, owner_id, action, "template")
 
 
 @transaction.atomic
@@ -77,20 +62,9 @@ def publish_template(*, publisher: Publisher, text: str) -> Template:
     _owner_check(
         publisher, versions[0].pipeline_id if versions else publisher.pipeline.pk, "publish"
     )
-    prefix = f"{who.major}" if who.minor is None else f"{who.major}.{who.minor}"
-    matching = [t for t in versions if f"{t.version}.".startswith(f"{prefix}.")]
-    if matching:
-        target = max(matching, key=lambda t: version_key(t.version))
-        major, minor, patch = (*version_key(target.version), 0, 0, 0)[:3]
-        version = f"{major}.{minor}.{patch + 1}"
-    else:
-        version = f"{who.major}.{who.minor or 0}.0"
-    if len(version) > VERSION_MAX:
-        raise PipelineError(
-            f"Version {version} would be longer than {VERSION_MAX} characters: use a smaller one."
-        )
+    version = next_version([t.version for t in versions], who.major, who.minor)
     latest = next((t for t in versions if t.latest), None)
-    is_latest = latest is None or version_key(version)[:2] >= version_key(latest.version)[:2]
+    is_latest = becomes_latest(version, latest.version if latest else None)
     if latest is not None and is_latest:
         Template.objects.filter(pk=latest.pk).update(latest=False)
     try:

@@ -526,6 +526,71 @@ class TemplateTag(models.Model):
         return f"{self.namespace}/{self.name}@{self.tag} -> {self.version}"
 
 
+class Command(models.Model):
+    """One published version of a build command (`namespace/name@version`), run by `sd-cmd`."""
+
+    class Format(models.TextChoices):
+        BINARY = "binary"
+        HABITAT = "habitat"
+        DOCKER = "docker"
+
+    namespace = models.CharField(max_length=64)
+    name = models.CharField(max_length=64)
+    version = models.CharField(max_length=16)
+    description = models.CharField(max_length=256, blank=True, default="")
+    maintainer = models.CharField(max_length=256, blank=True, default="")
+    format = models.CharField(max_length=16, choices=Format.choices)
+    # The format's section of the spec: {"file"} for binary, {"mode", "package", "command",
+    # "file"?} for habitat, {"image", "command"?} for docker.
+    spec = models.JSONField(default=dict, blank=True)
+    usage = models.CharField(max_length=4096, blank=True, default="")
+    # Where the uploaded binary lives in the outputs storage (empty for docker and remote habitat).
+    binary_name = models.CharField(max_length=300, blank=True, default="")
+    binary_size = models.BigIntegerField(default=0)
+    # The first publisher's pipeline owns the name, as for templates.
+    pipeline = models.ForeignKey(
+        Pipeline, null=True, blank=True, on_delete=models.SET_NULL, related_name="commands"
+    )
+    trusted = models.BooleanField(default=False)
+    latest = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["namespace", "name", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["namespace", "name", "version"], name="command_version_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}@{self.version}"
+
+    @property
+    def full_name(self) -> str:
+        """``namespace/name``, as `sd-cmd exec` names it."""
+        return f"{self.namespace}/{self.name}"
+
+
+class CommandTag(models.Model):
+    """A named pointer (`latest`, `stable`) to one version of a command."""
+
+    namespace = models.CharField(max_length=64)
+    name = models.CharField(max_length=64)
+    tag = models.CharField(max_length=30)
+    version = models.CharField(max_length=16)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["namespace", "name", "tag"]
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "name", "tag"], name="command_tag_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}@{self.tag} -> {self.version}"
+
+
 class Collection(models.Model):
     """A person's named list of pipelines, shown as a tab of the home page."""
 

@@ -427,3 +427,51 @@ class TemplateTagVersionSerializer(serializers.Serializer):  # type: ignore[type
 
 class TemplateTrustedSerializer(serializers.Serializer):  # type: ignore[type-arg]
     trusted = serializers.BooleanField()
+
+
+class CommandSerializer(CompactSerializer):
+    """A published command version, with Screwdriver's command fields."""
+
+    id = serializers.IntegerField()
+    namespace = serializers.CharField()
+    name = serializers.CharField()
+    version = serializers.CharField()
+    description = serializers.CharField()
+    maintainer = serializers.CharField()
+    format = serializers.CharField()
+    usage = serializers.CharField()
+    binary = serializers.SerializerMethodField()
+    habitat = serializers.SerializerMethodField()
+    docker = serializers.SerializerMethodField()
+    pipelineId = serializers.IntegerField(source="pipeline_id", allow_null=True)
+    createTime = ScrewdriverTime(source="created_at")
+    trusted = serializers.BooleanField()
+    latest = serializers.BooleanField()
+
+    def _section(self, command: Any, form: str) -> dict[str, Any] | None:
+        return dict(command.spec) if command.format == form else None
+
+    def get_binary(self, command: Any) -> dict[str, Any] | None:
+        return self._section(command, "binary")
+
+    def get_habitat(self, command: Any) -> dict[str, Any] | None:
+        return self._section(command, "habitat")
+
+    def get_docker(self, command: Any) -> dict[str, Any] | None:
+        return self._section(command, "docker")
+
+
+class CommandTagSerializer(CompactSerializer):
+    id = serializers.IntegerField()
+    createTime = ScrewdriverTime(source="created_at")
+    namespace = serializers.CharField()
+    name = serializers.CharField()
+    tag = serializers.CharField()
+    version = serializers.CharField()
+
+
+class CommandPublishSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """`spec` is the sd-command.yaml as JSON (or YAML); `file` the binary, where one is needed."""
+
+    spec = serializers.CharField(max_length=64 * 1024, trim_whitespace=False)
+    file = serializers.FileField(required=False, allow_empty_file=True)

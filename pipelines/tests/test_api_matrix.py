@@ -30,7 +30,7 @@ from builds.artifact_links import sign_view_token
 from builds.artifacts import store_artifact
 from builds.models import Build, BuildStatus, Step
 from conftest import GitRepo
-from pipelines.models import PipelinePermission, Secret, Template, TemplateTag
+from pipelines.models import Command, CommandTag, PipelinePermission, Secret, Template, TemplateTag
 from pipelines.services import (
     create_collection,
     create_pipeline,
@@ -41,6 +41,7 @@ from pipelines.services import (
 )
 from pipelines.tests.api_fixtures import CHAIN, finish, main_build, make_world, new_event
 from screwdriver_site.api.tokens import issue_user_token
+from screwdriver_site.outputs import outputs
 from screwdriver_site.tokens import generation_of, issue_build_token, issue_guest_token
 
 pytestmark = pytest.mark.django_db
@@ -142,6 +143,16 @@ def tpl(ids: dict[str, Any]) -> dict[str, Any]:
 TEMPLATE_YAML = (
     "namespace: ns\nname: tpl\nversion: '1.0'\ndescription: d\nmaintainer: a@b.example.com\n"
     "config:\n  image: alpine\n  steps:\n    - hi: echo hi\n"
+)
+
+
+def cmd(ids: dict[str, Any]) -> dict[str, Any]:
+    return {"namespace": "ns", "name": "cmd"}
+
+
+COMMAND_SPEC = (
+    '{"namespace": "ns", "name": "cmd", "version": "1.0", "description": "d", '
+    '"maintainer": "a@b.example.com", "format": "docker", "docker": {"image": "alpine"}}'
 )
 
 
@@ -440,6 +451,39 @@ MATRIX: list[Row] = [
         TEMPLATE_READ,
         body=lambda ids: {"yaml": TEMPLATE_YAML},
     ),
+    # Commands follow the same rules as templates.
+    Row("command-list", "get", TEMPLATE_READ),
+    Row("command-list", "post", rule(DENIED, build=201), body=lambda ids: {"spec": COMMAND_SPEC}),
+    Row("command", "get", TEMPLATE_READ, kwargs=cmd),
+    Row("command", "delete", rule(DENIED, admin=204, build=204), kwargs=cmd),
+    Row("command-tags", "get", TEMPLATE_READ, kwargs=cmd),
+    Row(
+        "command-tag",
+        "put",
+        rule(DENIED, build=200),
+        kwargs=lambda ids: {**cmd(ids), "tag": "stable"},
+        body=lambda ids: {"version": "1.0.0"},
+    ),
+    Row(
+        "command-tag",
+        "delete",
+        rule(DENIED, build=204),
+        kwargs=lambda ids: {**cmd(ids), "tag": "stable"},
+    ),
+    Row("command-trusted", "put", DENIED, kwargs=cmd, body=lambda ids: {"trusted": True}),
+    Row(
+        "command-version",
+        "get",
+        TEMPLATE_READ,
+        kwargs=lambda ids: {**cmd(ids), "version_or_tag": "stable"},
+    ),
+    Row(
+        "command-binary",
+        "get",
+        TEMPLATE_READ,
+        kwargs=lambda ids: {**cmd(ids), "version_or_tag": "stable"},
+    ),
+    Row("validator-command", "post", TEMPLATE_READ, body=lambda ids: {"yaml": COMMAND_SPEC}),
 ]
 
 
@@ -536,6 +580,18 @@ def world(make_repo: Callable[..., GitRepo], settings: Any) -> dict[str, Any]:
         config={"image": "alpine", "steps": [{"hi": "echo hi"}]},
     )
     TemplateTag.objects.create(namespace="ns", name="tpl", tag="stable", version="1.0.0")
+    Command.objects.create(
+        namespace="ns",
+        name="cmd",
+        version="1.0.0",
+        format="binary",
+        spec={"file": "cmd.sh"},
+        binary_name=outputs().save("commands/ns/cmd/1.0.0/cmd.sh", io.BytesIO(b"echo hi")),
+        binary_size=7,
+        pipeline=pipeline,
+        latest=True,
+    )
+    CommandTag.objects.create(namespace="ns", name="cmd", tag="stable", version="1.0.0")
     assert PipelinePermission.objects.filter(pipeline=pipeline).count() == 3
     assert Secret.objects.count() == 1
     return {"tokens": tokens, "ids": ids, "ended_ids": {**ids, "build": ended.pk}}

@@ -10,7 +10,6 @@ from rest_framework import status as http
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from builds.models import Build
 from pipelines.api.serializers import (
     TemplateSerializer,
     TemplateTagSerializer,
@@ -18,9 +17,10 @@ from pipelines.api.serializers import (
     TemplateTrustedSerializer,
     TemplateYamlSerializer,
 )
+from pipelines.api.views.publishers import publisher_of, require_remover
 from pipelines.config import ConfigError
 from pipelines.config.job_template import TAG, VERSION, validate_template
-from pipelines.models import Pipeline, Template
+from pipelines.models import Template
 from pipelines.services import (
     PipelineError,
     Publisher,
@@ -33,18 +33,9 @@ from pipelines.services import (
     tag_template,
 )
 from pipelines.template_selectors import pick_version, search_templates, tags_of, versions_of
-from screwdriver_site.api.authentication import BuildPrincipal
 from screwdriver_site.api.base import ApiView, choice_param, paginate
 from screwdriver_site.api.errors import error_response
-from screwdriver_site.api.permissions import (
-    ADMIN,
-    BUILD,
-    PEOPLE,
-    PIPELINE,
-    USER,
-    has_right,
-    kind_of,
-)
+from screwdriver_site.api.permissions import BUILD, PEOPLE, PIPELINE, USER
 
 BUILDS = frozenset({BUILD})
 # Screwdriver lets people and builds read templates; a pipeline's own token may as well.
@@ -52,14 +43,7 @@ TEMPLATE_READERS = frozenset({USER, PIPELINE, BUILD})
 
 
 def _publisher(request: Request) -> Publisher:
-    """The calling build's pipeline, and whether the build belongs to a pull request."""
-    user = request.user
-    if not isinstance(user, BuildPrincipal):
-        raise exceptions.PermissionDenied("Only a build's token can publish or tag templates.")
-    build = Build.objects.select_related("event", "job__pipeline").get(
-        pk=int(user.claims.build_id or 0)
-    )
-    return Publisher(pipeline=build.job.pipeline, is_pr=build.event.is_pull_request)
+    return publisher_of(request, "template")
 
 
 def _versions(name: str) -> QuerySet[Template]:
@@ -126,26 +110,7 @@ class TemplateVersionsView(ApiView):
 
 
 def _require_remover(request: Request, template: Template) -> None:
-    """A server admin, an admin of the owner pipeline, or a non-PR build of that pipeline."""
-    user = request.user
-    if kind_of(request) == USER and user.is_superuser:
-        return
-    owner: Pipeline | None = template.pipeline
-    if owner is None:
-        raise exceptions.PermissionDenied(
-            f"Template {template.full_name} has no owner pipeline: "
-            "only a server admin may remove it."
-        )
-    if kind_of(request) == BUILD:
-        publisher = _publisher(request)
-        if publisher.pipeline.pk == owner.pk and not publisher.is_pr:
-            return
-        raise exceptions.PermissionDenied("Not allowed to remove this template.")
-    if not has_right(request, owner, ADMIN):
-        raise exceptions.PermissionDenied(
-            f"You need admin rights on pipeline {owner.pk}, which owns template "
-            f"{template.full_name}, to remove it."
-        )
+    require_remover(request, template.pipeline, template.full_name, "template")
 
 
 class TemplateDetailView(ApiView):

@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import meta, template_commands
+from . import meta, sd_cmd, template_commands
 from .confined import Confined
 
 META_SH = """#!/bin/sh
@@ -150,6 +150,8 @@ class MetaServer:
                 code, out, err = template_commands.run(
                     command, args[5:], environ, text if readable == "1" else None, path
                 )
+            elif args[:1] == [sd_cmd.MARKER] and len(args) >= 2:
+                code, out, err = self._sd_cmd(Path(args[1]), args[2:], environ)
             else:
                 with self.tree.directory(self.meta_path.parent) as meta_dir:
                     code, out, err = meta.run(args, self.meta_path, environ, meta_dir)
@@ -169,6 +171,25 @@ class MetaServer:
             self._release()
         finally:
             os.close(fd)
+
+    def _sd_cmd(
+        self, cwd: Path, argv: list[str], environ: Mapping[str, str]
+    ) -> tuple[int, str, str]:
+        """A container's `sd-cmd`: fetch a binary into the workspace, or call the API."""
+        if argv[:1] != ["exec"]:
+            return sd_cmd.run(argv, environ, sd_cmd.ReadFile(cwd, self.tree))
+        root = self.tree.root
+        logs = root / "artifacts" / ".sd" / "commands"
+        place = sd_cmd.Place(self.tree, root / ".sd-cmd", self.tree, logs)
+        name = argv[1].partition("@")[0] if len(argv) > 1 else ""
+        lines: list[str] = []
+        try:
+            path, lines = sd_cmd.prepare(argv[1] if len(argv) > 1 else "", environ, place)
+        except sd_cmd.CommandError as exc:
+            sd_cmd.write_log(place, name, [*lines, f"error: {exc}"])
+            return 1, "", f"sd-cmd: {exc}\n"
+        sd_cmd.write_log(place, name, [*lines, f"the step runs {path}"])
+        return 0, f"{path}\n", ""
 
     def _open_response(self) -> int | None:
         deadline = time.monotonic() + 5

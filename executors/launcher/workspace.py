@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from . import meta, metaserver, template_commands
+from . import meta, metaserver, sd_cmd, template_commands
 from .confined import Confined
 
 
@@ -107,12 +107,15 @@ class Workspace:
             # No step has run yet and none runs in a container that started before us.
             meta.install(self.bin)
             template_commands.install(self.bin)
+            sd_cmd.install(self.bin)
         else:
             client = metaserver.client(agent_dir)
             self.tree.write(self.bin / "meta", client, 0o755)
             for command in template_commands.COMMANDS:
                 text = template_commands.shell_client(command, client.decode("utf-8"))
                 self.tree.write(self.bin / command, text.encode("utf-8"), 0o755)
+            text = sd_cmd.shell_client(client.decode("utf-8"))
+            self.tree.write(self.bin / sd_cmd.COMMAND, text.encode("utf-8"), 0o755)
 
     def write_private(self, path: Path, text: str, owner: tuple[int, int] | None = None) -> None:
         """Write a file of the workspace that only its owner may read (it may hold secrets)."""

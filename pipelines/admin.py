@@ -181,6 +181,37 @@ class TemplateTagAdmin(admin.ModelAdmin):
     search_fields = ["namespace", "name", "tag"]
 
 
+# Commands: builds publish them (/v4/commands, sd-cmd); their binaries live in the outputs storage.
+from pipelines.models import Command, CommandTag  # noqa: E402
+
+
+@admin.register(Command)
+class CommandAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "namespace",
+        "name",
+        "version",
+        "format",
+        "pipeline",
+        "latest",
+        "trusted",
+        "created_at",
+    ]
+    list_filter = ["namespace", "format", "trusted", "latest"]
+    list_select_related = ["pipeline"]
+    raw_id_fields = ["pipeline"]
+    search_fields = ["namespace", "name", "description"]
+    readonly_fields = ["binary_name", "binary_size"]
+
+
+@admin.register(CommandTag)
+class CommandTagAdmin(admin.ModelAdmin):
+    list_display = ["id", "namespace", "name", "tag", "version"]
+    list_filter = ["namespace"]
+    search_fields = ["namespace", "name", "tag"]
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Rows the job sync owns: shown, never edited by hand."""
 

@@ -9,6 +9,7 @@ from django.views.generic import RedirectView
 from pipelines import (
     views,
     views_badges,
+    views_commands,
     views_metrics,
     views_pulls,
     views_settings,
@@ -81,6 +82,8 @@ auth_urlpatterns: list[URLPattern] = [
 # Paste a screwdriver.yaml and see what the parser makes of it.
 urlpatterns.append(path("validator", views.validator, name="validator"))
 urlpatterns += [
+    path("commands", views_commands.command_list, name="commands"),
+    path("commands/<slug:namespace>/<slug:name>", views_commands.command_detail, name="command"),
     path("templates", views_templates.template_list, name="templates"),
     path(
         "templates/<slug:namespace>/<slug:name>",

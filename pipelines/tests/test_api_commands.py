@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -44,7 +46,7 @@ def build_client(pipeline: Pipeline, *, pr_num: int | None = None) -> APIClient:
     return client
 
 
-def publish(client: APIClient, text: str, binary: bytes | None = BINARY) -> object:
+def publish(client: APIClient, text: str, binary: bytes | None = BINARY) -> Any:
     body: dict[str, object] = {"spec": text}
     if binary is not None:
         body["file"] = SimpleUploadedFile("file", binary)
@@ -63,7 +65,7 @@ def test_a_build_publishes_versions_and_the_binary_streams_back(
 
     versions = [publish(client, spec(v)).json()["version"] for v in ["1.0", "1.0", "1", "2"]]
     first = publish(client, spec("3"))
-    binary = admin_client.get("/v4/commands/ns/cmd/1.0/binary")
+    binary: Any = admin_client.get("/v4/commands/ns/cmd/1.0/binary")
 
     assert versions == ["1.0.0", "1.0.1", "1.0.2", "2.0.0"]
     assert first.status_code == 201

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,15 @@ import pytest
 from django.contrib.auth.models import User
 
 from conftest import GitRepo, verdicts
-from pipelines.services import Publisher, create_secret, publish_template, tag_template
+from pipelines.config.command_spec import parse_spec
+from pipelines.services import (
+    Publisher,
+    create_secret,
+    publish_command,
+    publish_template,
+    tag_command,
+    tag_template,
+)
 from pipelines.tests.api_fixtures import CHAIN, SECRET_VALUE, make_world, with_bearer
 from pipelines.tests.factories import pipeline_from_yaml
 from screwdriver_site.api.tokens import issue_user_token
@@ -111,3 +120,45 @@ def test_published_templates_and_their_tags_pass_screwdrivers_models(
 
     assert len(items) == 4
     assert verdicts(data_schema, items) == [None] * 4
+
+
+def test_published_commands_and_their_tags_pass_screwdrivers_models(
+    data_schema: Path, owner: User
+) -> None:
+    publisher = Publisher(pipeline=pipeline_from_yaml("jobs: {}", owner=owner), is_pr=False)
+    head = "namespace: ns\nversion: '1.2'\ndescription: d\nmaintainer: a@example.com\n"
+    publish_command(
+        publisher=publisher,
+        spec=parse_spec(f"{head}name: bin\nformat: binary\nbinary:\n  file: ./run.sh\n"),
+        binary=io.BytesIO(b"#!/bin/sh\necho hi\n"),
+    )
+    publish_command(
+        publisher=publisher,
+        spec=parse_spec(f"{head}name: box\nformat: docker\ndocker:\n  image: alpine:3\n"),
+        binary=None,
+    )
+    publish_command(
+        publisher=publisher,
+        spec=parse_spec(
+            f"{head}name: hab\nformat: habitat\nhabitat:\n  mode: remote\n"
+            "  package: core/git\n  command: git\n"
+        ),
+        binary=None,
+    )
+    tag_command(publisher=publisher, namespace="ns", name="bin", tag="stable", version="1.2.0")
+    client = with_bearer(issue_user_token(username=owner.username, is_admin=False))
+
+    def get(url: str) -> Any:
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.content)
+        return response.json()
+
+    items: list[tuple[str, Any]] = [
+        *[("command", x) for x in get("/v4/commands")],
+        *[("command", x) for x in get("/v4/commands/ns/bin")],
+        ("command", get("/v4/commands/ns/bin/stable")),
+        *[("commandTag", x) for x in get("/v4/commands/ns/bin/tags")],
+    ]
+
+    assert len(items) == 6
+    assert verdicts(data_schema, items) == [None] * 6

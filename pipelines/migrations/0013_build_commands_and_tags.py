@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pipelines', '0011_template_owner_trust_and_labels'),
+        ('pipelines', '0012_pipeline_child_pipelines_and_subscriptions'),
     ]
 
     operations = [

@@ -140,12 +140,22 @@ class BuildDetailView(ApiView):
 
 
 class BuildLaunchView(ApiView):
-    scopes = {"GET": REPORTERS}
+    scopes = {"GET": REPORTERS, "POST": REPORTERS}
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request, build_id: int) -> Response:
         require_build_token(request, build_id)
         return Response(launch_spec(build_for(request, build_id, PULL)))
+
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT})
+    def post(self, request: Request, build_id: int) -> Response:
+        """The launcher starts: the spec and the RUNNING transition in one round trip. The
+        transition is the PUT's (409 unless QUEUED); the spec is read first, so a build
+        whose spec cannot be made is not left RUNNING by it."""
+        require_build_token(request, build_id)
+        spec = launch_spec(build_for(request, build_id, PULL))
+        build_services.mark_running(build_id=build_id)
+        return Response(spec)
 
 
 class BuildHeartbeatView(ApiView):

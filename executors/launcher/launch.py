@@ -305,21 +305,21 @@ def run_build(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    launch = f"/builds/{build_id}/launch"
     try:
-        spec = client.deliver("GET", f"/builds/{build_id}/launch", within=START_PATIENCE_SECONDS)
-    except ApiError as exc:
-        warn(f"could not fetch what to run: {exc}")
-        return 1
-    try:
-        client.deliver(
-            "PUT", f"/builds/{build_id}", {"status": "RUNNING"}, within=START_PATIENCE_SECONDS
-        )
+        # What to run, and the build marked RUNNING, in one round trip.
+        spec = client.deliver("POST", launch, {}, within=START_PATIENCE_SECONDS)
     except ConflictError:
         # Stopped before it ran, or a resend of ours that the server had taken already.
         if not _is_running(client, build_id):
             return 0
+        try:
+            spec = client.deliver("GET", launch, within=START_PATIENCE_SECONDS)
+        except ApiError as exc:
+            warn(f"could not fetch what to run: {exc}")
+            return 1
     except ApiError as exc:
-        warn(f"could not mark the build running: {exc}")
+        warn(f"could not fetch what to run: {exc}")
         return 1
 
     try:

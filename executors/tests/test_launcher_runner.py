@@ -446,7 +446,9 @@ class FakeApi:
                 api.calls.append((self.command, self.path, body, auth))
                 if api.held_path and self.path.startswith(api.held_path):
                     api.release.wait(10)
-                if self.path.endswith("/launch"):
+                if self.path.endswith("/launch") and self.command == "POST":
+                    self._answer(api.running, api.spec if api.running == 200 else {})
+                elif self.path.endswith("/launch"):
                     self._answer(200, api.spec)
                 elif self.path.endswith("/heartbeat"):
                     self._answer(200, {"status": api.heartbeat})
@@ -656,8 +658,7 @@ def test_a_build_aborted_before_it_started_runs_nothing(tmp_path: Path) -> None:
     assert result.returncode == 0
     # The 409 could answer a resend of its own: it asks how the build stands, then stops.
     assert [(m, p) for m, p, _b, _a in api.calls] == [
-        ("GET", "/v4/builds/7/launch"),
-        ("PUT", "/v4/builds/7"),
+        ("POST", "/v4/builds/7/launch"),
         ("GET", "/v4/builds/7"),
     ]
     assert not list((tmp_path / "ws").rglob("ran"))
@@ -679,6 +680,12 @@ def test_a_409_to_a_resent_running_report_the_server_had_taken_still_runs_the_bu
     final = [b for m, p, b, _a in api.calls if m == "PUT" and p == "/v4/builds/7"][-1]
     assert final["status"] == "SUCCESS"
     assert list((tmp_path / "ws").rglob("ran"))
+    # Its first start had landed: it reads the spec again rather than starting twice.
+    assert [(m, p) for m, p, _b, _a in api.calls][:3] == [
+        ("POST", "/v4/builds/7/launch"),
+        ("GET", "/v4/builds/7"),
+        ("GET", "/v4/builds/7/launch"),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,8 @@ def api() -> Iterator[FakeApi]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
+        do_POST = do_GET
+
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     fake.url = f"http://127.0.0.1:{server.server_address[1]}"

@@ -157,6 +157,7 @@ def endpoints(
         ("get", b, {}),
         ("put", b, {"status": "ABORTED"}),
         ("get", f"{b}/launch", {}),
+        ("post", f"{b}/launch", {}),
         ("post", f"{b}/heartbeat", {}),
         ("get", f"{b}/steps", {}),
         ("get", step, {}),
@@ -294,6 +295,7 @@ def test_a_build_token_cannot_touch_another_build(build: Build, other_build: Bui
         ("put", b, {"status": "RUNNING"}),
         ("put", b, {"status": "ABORTED"}),
         ("get", f"{b}/launch", {}),
+        ("post", f"{b}/launch", {}),
         ("post", f"{b}/heartbeat", {}),
         ("get", f"{b}/steps", {}),
         ("get", f"{b}/steps/hello", {}),
@@ -671,6 +673,34 @@ def test_a_launcher_runs_a_build_through_the_api_with_its_token(
         ("QUEUED", build.pk),
     ]
     assert people.get(f"/v4/events/{event.pk}").json()["meta"] == {"version": "7"}
+
+
+def test_a_launchers_post_of_its_launch_marks_it_running_once_and_returns_the_spec(
+    owner: User, build: Build
+) -> None:
+    launcher = as_build(build)
+    b = f"/v4/builds/{build.pk}"
+
+    started = launcher.post(f"{b}/launch", {}, format="json")
+
+    assert started.status_code == 200, started.content
+    assert started.json() == launcher.get(f"{b}/launch").json()
+    build.refresh_from_db()
+    assert build.status == BuildStatus.RUNNING
+    assert build.start_time is not None and build.lease_expires_at is not None
+    # A second start (a resend that had landed, or a build stopped meanwhile) is refused.
+    assert (
+        "RUNNING" in assert_error(launcher.post(f"{b}/launch", {}, format="json"), 409)["message"]
+    )
+    assert_error(as_user(owner).post(f"{b}/launch", {}, format="json"), 403)
+
+
+def test_a_launcher_cannot_start_a_build_stopped_before_it_ran(build: Build) -> None:
+    as_build(build).put(f"/v4/builds/{build.pk}", {"status": "ABORTED"}, format="json")
+
+    # Its token may only report teardown now, as for the spec's GET.
+    assert_error(as_build(build).post(f"/v4/builds/{build.pk}/launch", {}, format="json"), 403)
+    assert Build.objects.get(pk=build.pk).status == BuildStatus.ABORTED
 
 
 def test_a_launcher_cannot_finish_a_build_it_never_started(build: Build) -> None:

@@ -354,6 +354,8 @@ MATRIX: list[Row] = [
         body=lambda ids: {"status": "ABORTED"},
     ),
     Row("build-launch", "get", rule(REPORT, ended=403), kwargs=b),
+    # The build is QUEUED: its own launcher starts it.
+    Row("build-launch", "post", rule(DENIED, build=200), kwargs=b),
     Row("build-heartbeat", "post", REPORT, kwargs=b),
     Row("build-token", "post", rule(REPORT, ended=403), kwargs=b),
     # Only the build's own launcher asks; a local repository needs no credential (a 409).

@@ -4,15 +4,15 @@
 //
 //   node parse.js < cases.json > results.json
 //
-// Input: a JSON list of {"yaml": "...", "templates": [...], "tags": [...]} (templates and tags
-// optional). Output: a JSON list with parsePipelineYaml's result for each case, in order.
+// Input: a JSON list of {"yaml": "...", "templates": [...], "tags": [...],
+// "pipelineTemplates": [...], "pipelineTemplateTags": [...]} (all but yaml optional). Output: a JSON list with parsePipelineYaml's result for each case, in order.
 // A bare screwdriver.yaml on stdin (not starting with "[") is parsed alone, for quick checks.
 //
 // Templates are served by a small in-memory stand-in for the templateFactory interface the
 // parser calls (getFullNameAndVersion and getTemplate), with the lookup rules of Screwdriver's
 // template store as our server implements them: exact version, tag, version prefix (highest
 // match) or, with no version, the most recently published one.
-const { parsePipelineYaml } = require('screwdriver-config-parser');
+const { parsePipelineYaml, parsePipelineTemplate } = require('screwdriver-config-parser');
 
 const NAME = /^([\w/-]+)(?:@((?:(?:\d+)(?:\.\d+)?(?:\.\d+)?)|(?:[a-zA-Z][\w-.]+)))?$/;
 const EXACT_VERSION = /^(\d+)\.(\d+)\.(\d+)$/;
@@ -83,10 +83,53 @@ function templateFactory(templates, tags) {
     };
 }
 
+// Pipeline templates: the three factories the parser's merge phase calls, over rows of
+// {id, namespace, name, version, config} and tags {namespace, name, tag, version}. The parser
+// looks the tag up itself; the version may then be exact, a prefix, or absent (the newest).
+function pipelineTemplateFactories(rows, tags) {
+    return {
+        pipelineTemplateTagFactory: {
+            async get({ namespace, name, tag }) {
+                return tags.find(t => t.namespace === namespace && t.name === name && t.tag === tag) || null;
+            }
+        },
+        pipelineTemplateVersionFactory: {
+            async getWithMetadata({ namespace, name, version }) {
+                const same = rows.filter(t => t.namespace === namespace && t.name === name);
+
+                if (!version) {
+                    return JSON.parse(JSON.stringify(same.reduce((best, t) => (!best || t.id > best.id ? t : best), null)));
+                }
+                if (!VERSION.exec(version)) {
+                    return null;
+                }
+                const matching = same.filter(t => `${t.version}.`.startsWith(`${version}.`));
+
+                matching.sort((a, b) => compareVersions(b.version, a.version) || b.id - a.id);
+
+                return JSON.parse(JSON.stringify(matching[0] || null));
+            }
+        },
+        pipelineTemplateFactory: {}
+    };
+}
+
 async function parseOne(item) {
+    // {"pipelineTemplateYaml": "..."}: what publishing stores of a pipeline template.
+    if (item.pipelineTemplateYaml !== undefined) {
+        try {
+            return await parsePipelineTemplate({ yaml: item.pipelineTemplateYaml });
+        } catch (err) {
+            return { errors: (err.details || [{ message: String(err) }]).map(d => d.message) };
+        }
+    }
     const templates = item.templates || [];
     const tags = item.tags || [];
-    const result = await parsePipelineYaml({ yaml: item.yaml, templateFactory: templateFactory(templates, tags) });
+    const result = await parsePipelineYaml({
+        yaml: item.yaml,
+        templateFactory: templateFactory(templates, tags),
+        ...pipelineTemplateFactories(item.pipelineTemplates || [], item.pipelineTemplateTags || [])
+    });
 
     // A YAML timestamp that the parser deep-copied is no longer a working Date, so its result
     // cannot even be written as JSON; say so instead of failing the whole batch.

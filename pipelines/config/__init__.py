@@ -7,7 +7,7 @@ import shlex
 from typing import Any
 
 from .annotations import annotation_warnings
-from .definitions import CONFIG, CONFIG_WITH_TEMPLATE
+from .definitions import CONFIG, CONFIG_AFTER_TEMPLATE, CONFIG_WITH_TEMPLATE
 from .errors import ConfigError, SchemaError
 from .flatten import check_additional_rules, flatten_cache, flatten_shared_into_jobs, flatten_stages
 from .graph import build_workflow_graph, has_cycle
@@ -22,11 +22,13 @@ from .jobs import (
 from .jsvalues import holds_lone_surrogate
 from .loader import load_document
 from .notifications import notification_errors
+from .pipeline_template import PipelineTemplateLookup, merge_pipeline_template
 from .schema import validate
 from .templates import TemplateLookup, flatten_templates, resolve_template, version_warnings
 
 __all__ = [
     "ConfigError",
+    "PipelineTemplateLookup",
     "TemplateLookup",
     "fallback_pipeline",
     "parse_pipeline_yaml",
@@ -39,13 +41,19 @@ FALLBACK_IMAGE = "node:18"
 FALLBACK_JOB = "main"
 
 
-def parse_pipeline_yaml(text: str, *, templates: TemplateLookup | None = None) -> dict[str, Any]:
+def parse_pipeline_yaml(
+    text: str,
+    *,
+    templates: TemplateLookup | None = None,
+    pipeline_templates: PipelineTemplateLookup | None = None,
+) -> dict[str, Any]:
     """Parse screwdriver.yaml text; on any error return the failing fallback pipeline.
 
-    ``templates`` finds the job templates the file names; without it, none exist.
+    ``templates`` finds the job templates the file names, ``pipeline_templates`` the pipeline
+    template a top-level ``template:`` names; without them, none exist.
     """
     try:
-        result = _parse(text, templates)
+        result = _parse(text, templates, pipeline_templates)
     except ConfigError as exc:
         return fallback_pipeline(exc.render())
     except Exception:  # the contract is "never raises"; a bug here must not break callers
@@ -97,20 +105,27 @@ def fallback_pipeline(error: str) -> dict[str, Any]:
     }
 
 
-def _parse(text: str, templates: TemplateLookup | None) -> dict[str, Any]:
+def _schema_error(reports: list[Any]) -> SchemaError:
+    # Joi says each distinct message once.
+    return SchemaError(". ".join(dict.fromkeys(report.message for report in reports)))
+
+
+def _parse(
+    text: str, templates: TemplateLookup | None, pipeline_templates: PipelineTemplateLookup | None
+) -> dict[str, Any]:
     """Run the phases in the reference's order; each raises ConfigError on a user error."""
     document = load_document(text)
     with_template = isinstance(document, dict) and "template" in document
     data, reports = validate(CONFIG_WITH_TEMPLATE if with_template else CONFIG, document)
     if reports:
-        # Joi says each distinct message once.
-        raise SchemaError(". ".join(dict.fromkeys(report.message for report in reports)))
+        raise _schema_error(reports)
+    template_version_id = None
     if data.get("template"):
-        # Pipeline templates need a pipeline-template store this server does not have yet.
-        raise ConfigError(
-            f"Pipeline template {data['template']} is not supported by this Screwdriver "
-            "server yet; copy its jobs into screwdriver.yaml instead"
-        )
+        merged = merge_pipeline_template(data, pipeline_templates)
+        data, reports = validate(CONFIG_AFTER_TEMPLATE, merged)
+        if reports:
+            raise _schema_error(reports)
+        template_version_id = data.get("templateVersionId")
     check_additional_rules(data)
     shared: dict[str, Any] = data.get("shared") or {}
     warnings = version_warnings(data)
@@ -149,4 +164,6 @@ def _parse(text: str, templates: TemplateLookup | None) -> dict[str, Any]:
         result["childPipelines"] = data["childPipelines"]
     if stages:
         result["stages"] = stages
+    if template_version_id:
+        result["templateVersionId"] = template_version_id
     return result

@@ -331,3 +331,10 @@ CONFIG_WITH_TEMPLATE = Obj(
         ),
     }
 )
+# What the merged document must satisfy once a pipeline template is laid under the file.
+CONFIG_AFTER_TEMPLATE = Obj(
+    keys={
+        **{key: schema for key, schema in _CONFIG_KEYS.items() if key != "template"},
+        "templateVersionId": Num(integer=True, positive=True),
+    }
+)

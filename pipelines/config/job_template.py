@@ -23,7 +23,7 @@ IMAGE_ALIAS = JsRegex(r"^[\w-.:]+$")
 _VERSION_PARTS = re.compile(r"^(\d+)(?:\.(\d+))?(?:\.(\d+))?$", re.ASCII)
 
 
-def _email(value: str, path: Path, messages: Messages) -> Report | None:
+def email_rule(value: str, path: Path, messages: Messages) -> Report | None:
     return (
         None
         if is_email(value)
@@ -40,7 +40,7 @@ def _schema(with_namespace: bool) -> Obj:
             "name": Str(pattern=name, max=64, required=True),
             "version": Str(pattern=VERSION, max=16, required=True),
             "description": Str(max=256, required=True),
-            "maintainer": Str(rule=_email, max=64, required=True),
+            "maintainer": Str(rule=email_rule, max=64, required=True),
             "config": Obj(
                 keys=JOB.keys, patterns=JOB.patterns, required=True, any_of=("image", "template")
             ),
@@ -56,7 +56,7 @@ def _schema(with_namespace: bool) -> Obj:
     )
 
 
-def _error(report: Report) -> dict[str, Any]:
+def template_error(report: Report) -> dict[str, Any]:
     """One Joi error detail, the shape Screwdriver's validator answers with."""
     key = report.path[-1] if report.path else ""
     return {
@@ -90,7 +90,7 @@ def validate_template(text: str) -> dict[str, Any]:
                 '"config" must contain at least one of [steps, template]',
             )
         )
-    return {"errors": [_error(r) for r in reports], "template": template}
+    return {"errors": [template_error(r) for r in reports], "template": template}
 
 
 @dataclass(frozen=True)

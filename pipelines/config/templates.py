@@ -111,7 +111,7 @@ def _explicit(full_name: str) -> bool:
     return name.is_version or name.is_tag
 
 
-def _merge_shared_steps(shared: dict[str, Any], job: dict[str, Any]) -> None:
+def merge_shared_steps(shared: dict[str, Any], job: dict[str, Any]) -> None:
     """Append shared steps the job lacks when the job asks for it (mergeSharedSteps)."""
     shared_steps = shared.get("steps")
     annotations = job.get("annotations")
@@ -151,7 +151,7 @@ def _merge_into(
         }
     )
     new_job["environment"] = environment
-    _merge_shared_steps(shared, job)
+    merge_shared_steps(shared, job)
     if "parameters" in new_job:
         parameters = job.get("parameters") or {}
         for key, value in new_job["parameters"].items():

@@ -215,14 +215,72 @@ def test_it_refuses_tags_outside_the_safe_schema(text: str) -> None:
     assert parse_pipeline_yaml(text)["errors"][0].startswith("YAMLException:")
 
 
-def test_it_refuses_pipeline_templates_with_a_clear_error() -> None:
+PIPELINE_TEMPLATE = {
+    "id": 12,
+    "namespace": "acme",
+    "name": "pipe",
+    "version": "1.0.2",
+    "config": {
+        "parameters": {},
+        "jobs": {
+            "main": {
+                "image": "alpine",
+                "requires": ["~commit"],
+                "steps": [{"test": "make test"}],
+                "environment": {"A": "template"},
+                "settings": {},
+                "annotations": {},
+                "secrets": [],
+                "sourcePaths": [],
+            }
+        },
+    },
+}
+
+
+def pipeline_templates(namespace: str, name: str, version_or_tag: str | None) -> Any:
+    return PIPELINE_TEMPLATE if (namespace, name, version_or_tag) == ("acme", "pipe", "1") else None
+
+
+def test_it_says_which_pipeline_template_does_not_exist() -> None:
     result = parse_pipeline_yaml(
-        "template: acme/pipeline@1\njobs:\n  main: {requires: [~commit]}\n"
+        "template: acme/pipeline@1\njobs:\n  main: {requires: [~commit]}\n",
+        pipeline_templates=pipeline_templates,
+    )
+
+    assert result["errors"] == ["Error: Pipeline template acme/pipeline@1 does not exist"]
+
+
+def test_a_pipeline_template_gives_its_jobs_and_names_itself_in_their_environment() -> None:
+    result = parse_pipeline_yaml(
+        "template: acme/pipe@1\nshared: {environment: {B: mine}}\n"
+        "jobs:\n  main: {image: node:22, environment: {A: mine}}\n",
+        pipeline_templates=pipeline_templates,
+    )
+
+    [main] = result["jobs"]["main"]
+    assert main["image"] == "node:22"
+    assert main["commands"] == [{"name": "test", "command": "make test"}]
+    assert main["environment"] == {
+        "SD_PIPELINE_TEMPLATE_FULLNAME": "acme/pipe",
+        "SD_PIPELINE_TEMPLATE_NAME": "pipe",
+        "SD_PIPELINE_TEMPLATE_NAMESPACE": "acme",
+        "SD_PIPELINE_TEMPLATE_VERSION": "1.0.2",
+        "B": "mine",
+        "A": "mine",
+    }
+    assert result["templateVersionId"] == 12
+
+
+def test_a_file_cannot_replace_the_steps_of_a_pipeline_templates_job() -> None:
+    result = parse_pipeline_yaml(
+        "template: acme/pipe@1\njobs:\n  main: {steps: [{test: echo skipped}]}\n",
+        pipeline_templates=pipeline_templates,
     )
 
     assert result["errors"] == [
-        "Error: Pipeline template acme/pipeline@1 is not supported by this Screwdriver server "
-        "yet; copy its jobs into screwdriver.yaml instead"
+        'Error: Job "main" has unsupported fields in user yaml. '
+        "Can only set settings,requires,image,environment,annotations,sourcePaths."
     ]
 
 

@@ -15,6 +15,7 @@ import pytest
 from conftest import install_npm_packages
 from pipelines.config import parse_pipeline_yaml, resolve_template
 from pipelines.config.notifications import TLDS_FILE, TOP_LEVEL_DOMAINS
+from pipelines.config.pipeline_template import validate_pipeline_template
 from pipelines.models import Template, TemplateTag
 from pipelines.services import Publisher, publish_template, tag_template
 from pipelines.template_store import database_templates
@@ -308,3 +309,206 @@ def test_versions_builds_published_resolve_as_the_reference_resolves_them(
         "exact": "echo d",
         "newest": "echo d",
     }
+
+
+PIPELINE_TEMPLATES = [
+    # (id, sd-template.yaml); each version is published as its exact version
+    (
+        7,
+        """
+namespace: acme
+name: node
+version: '1.0.0'
+description: Test and publish a node package
+maintainer: a@example.com
+config:
+  shared:
+    image: node:20
+    environment: {NODE_ENV: test}
+    steps: [{setup: npm ci}]
+  parameters:
+    region: {value: us, description: Where to deploy}
+    size: small
+  annotations: {screwdriver.cd/restrictPR: fork}
+  cache:
+    pipeline: [node_modules]
+    job: {test: [.cache]}
+  subscribe:
+    scmUrls: [{'git@github.com:acme/lib.git': [~commit]}]
+  jobs:
+    test:
+      requires: [~pr, ~commit]
+      annotations: {screwdriver.cd/mergeSharedSteps: true}
+      steps: [{test: npm test}]
+      sourcePaths: [src/]
+    publish:
+      requires: [test]
+      image: node:18
+      environment: {TAG: latest}
+      settings: {email: [a@example.com]}
+      steps: [{publish: npm publish}]
+""",
+    ),
+    (
+        8,
+        """
+namespace: acme
+name: node
+version: '1.1.0'
+description: Test a node package
+maintainer: a@example.com
+config:
+  jobs:
+    main:
+      image: node:22
+      requires: [~commit]
+      steps: [{test: npm test}]
+""",
+    ),
+]
+PIPELINE_TEMPLATE_TAGS = [
+    {"namespace": "acme", "name": "node", "tag": "stable", "version": "1.0.0"}
+]
+PIPELINE_TEMPLATE_USERS = {
+    "bare": "template: acme/node@1.0.0\n",
+    "tag": "template: acme/node@stable\n",
+    "prefix": "template: acme/node@1\n",
+    "newest": "template: acme/node\n",
+    "missing": "template: acme/node@2\n",
+    "missing-tag": "template: acme/node@beta\n",
+    "no-namespace": "template: node@1.0.0\n",
+    "shared": """
+template: acme/node@1.0.0
+shared:
+  image: node:22
+  environment: {NODE_ENV: ci, EXTRA: x}
+  settings: {email: [b@example.com]}
+  sourcePaths: [lib/]
+  requires: [~commit]
+""",
+    "shared-empty-settings": "template: acme/node@stable\nshared: {settings: {}}\n",
+    "shared-steps-refused": "template: acme/node@1.0.0\nshared: {steps: [{x: echo}]}\n",
+    "job-overrides": """
+template: acme/node@1.0.0
+jobs:
+  test:
+    image: node:22
+    requires: [~commit]
+    environment: {EXTRA: x}
+    annotations: {screwdriver.cd/timeout: 30}
+    sourcePaths: [src/, lib/]
+    settings: {email: [b@example.com]}
+  publish:
+    settings: {}
+""",
+    "job-added": """
+template: acme/node@1.0.0
+jobs:
+  deploy:
+    image: alpine
+    requires: [publish]
+    steps: [{deploy: ./deploy.sh}]
+""",
+    "job-steps-refused": """
+template: acme/node@1.0.0
+jobs:
+  test:
+    steps: [{test: echo mine}]
+""",
+    "job-secrets-refused": "template: acme/node@1.0.0\njobs:\n  publish: {secrets: [NPM]}\n",
+    "pipeline-level": """
+template: acme/node@1.0.0
+annotations: {screwdriver.cd/restrictPR: all, mine: x}
+parameters:
+  region: eu
+  extra: {value: x, description: mine}
+cache:
+  pipeline: [dist]
+  job: {publish: [out]}
+subscribe:
+  scmUrls: [{'git@github.com:acme/lib.git': [~pr]}, {'git@github.com:acme/other.git': [~commit]}]
+childPipelines:
+  scmUrls: ['git@github.com:acme/child.git']
+""",
+    "stages-dropped": """
+template: acme/node@1.1.0
+stages:
+  ci: {jobs: [main]}
+""",
+    "user-env-wins": """
+template: acme/node@1.1.0
+shared:
+  environment: {SD_PIPELINE_TEMPLATE_VERSION: mine}
+""",
+}
+
+
+def _reference_run(oracle: Path, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    completed = subprocess.run(
+        ["node", str(oracle / "parse.js")],
+        input=json.dumps(items),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return json.loads(completed.stdout)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _our_pipeline_template_rows() -> list[dict[str, Any]]:
+    rows = []
+    for row_id, text in PIPELINE_TEMPLATES:
+        result = validate_pipeline_template(text)
+        assert result["errors"] == []
+        template = result["template"]
+        rows.append({"id": row_id, **{k: template[k] for k in ("namespace", "name", "version")}})
+        rows[-1]["config"] = template["config"]
+    return rows
+
+
+def our_pipeline_templates(
+    namespace: str, name: str, version_or_tag: str | None
+) -> Mapping[str, Any] | None:
+    """Serve the rows our publishing made, with the job-template picking rules."""
+    versions = [
+        r for r in _our_pipeline_template_rows() if (r["namespace"], r["name"]) == (namespace, name)
+    ]
+    tags = {
+        t["tag"]: t["version"]
+        for t in PIPELINE_TEMPLATE_TAGS
+        if (t["namespace"], t["name"]) == (namespace, name)
+    }
+    return resolve_template(versions, tags, version_or_tag)
+
+
+def test_a_published_pipeline_template_is_stored_as_the_reference_stores_it(oracle: Path) -> None:
+    theirs = _reference_run(
+        oracle, [{"pipelineTemplateYaml": text} for _, text in PIPELINE_TEMPLATES]
+    )
+    for (_, text), reference_template in zip(PIPELINE_TEMPLATES, theirs, strict=True):
+        ours = validate_pipeline_template(text)["template"]
+        assert ours == reference_template
+
+
+@pytest.mark.parametrize("case", list(PIPELINE_TEMPLATE_USERS))
+def test_a_file_using_a_pipeline_template_parses_as_the_reference_parses_it(
+    oracle: Path, case: str
+) -> None:
+    text = PIPELINE_TEMPLATE_USERS[case]
+    [theirs] = _reference_run(
+        oracle,
+        [
+            {
+                "yaml": text,
+                "pipelineTemplates": _our_pipeline_template_rows(),
+                "pipelineTemplateTags": PIPELINE_TEMPLATE_TAGS,
+            }
+        ],
+    )
+
+    ours = parse_pipeline_yaml(text, pipeline_templates=our_pipeline_templates)
+
+    assert normalised(ours) == normalised(theirs)
+    refused = case.endswith("refused") or case.startswith("missing") or case == "no-namespace"
+    assert ("errors" in ours) is refused

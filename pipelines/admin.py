@@ -212,6 +212,39 @@ class CommandTagAdmin(admin.ModelAdmin):
     search_fields = ["namespace", "name", "tag"]
 
 
+# Pipeline templates: builds publish them (/v4/pipeline/template).
+from pipelines.models import (  # noqa: E402
+    PipelineTemplate,
+    PipelineTemplateTag,
+    PipelineTemplateVersion,
+)
+
+
+@admin.register(PipelineTemplate)
+class PipelineTemplateAdmin(admin.ModelAdmin):
+    list_display = ["id", "namespace", "name", "pipeline", "latest_version", "maintainer"]
+    list_filter = ["namespace"]
+    list_select_related = ["pipeline"]
+    raw_id_fields = ["pipeline"]
+    search_fields = ["namespace", "name"]
+
+
+@admin.register(PipelineTemplateVersion)
+class PipelineTemplateVersionAdmin(admin.ModelAdmin):
+    list_display = ["id", "template", "version", "description", "created_at"]
+    list_select_related = ["template"]
+    raw_id_fields = ["template"]
+    search_fields = ["template__namespace", "template__name", "description"]
+
+
+@admin.register(PipelineTemplateTag)
+class PipelineTemplateTagAdmin(admin.ModelAdmin):
+    list_display = ["id", "template", "tag", "version"]
+    list_select_related = ["template"]
+    raw_id_fields = ["template"]
+    search_fields = ["template__namespace", "template__name", "tag"]
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Rows the job sync owns: shown, never edited by hand."""
 

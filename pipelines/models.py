@@ -591,6 +591,80 @@ class CommandTag(models.Model):
         return f"{self.namespace}/{self.name}@{self.tag} -> {self.version}"
 
 
+class PipelineTemplate(models.Model):
+    """A pipeline template's name and owner (Screwdriver's templateMeta of type PIPELINE)."""
+
+    namespace = models.CharField(max_length=64)
+    name = models.CharField(max_length=64)
+    maintainer = models.CharField(max_length=64, blank=True, default="")
+    # The pipeline whose builds publish it: the first publisher's pipeline owns the name.
+    pipeline = models.ForeignKey(
+        Pipeline,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="pipeline_templates",
+    )
+    latest_version = models.CharField(max_length=16, blank=True, default="")
+    trusted_since_version = models.CharField(max_length=16, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["namespace", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["namespace", "name"], name="pipeline_template_name_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class PipelineTemplateVersion(models.Model):
+    """One published version of a pipeline template: its whole config and workflow graph."""
+
+    template = models.ForeignKey(
+        PipelineTemplate, on_delete=models.CASCADE, related_name="versions"
+    )
+    version = models.CharField(max_length=16)
+    description = models.CharField(max_length=256, blank=True, default="")
+    # Stored as publishing parses it: `shared` laid into every job.
+    config = models.JSONField(default=dict)
+    workflow_graph = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["template_id", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["template", "version"], name="pipeline_template_version_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template}@{self.version}"
+
+
+class PipelineTemplateTag(models.Model):
+    """A named pointer (`latest`, `stable`) to one version of a pipeline template."""
+
+    template = models.ForeignKey(PipelineTemplate, on_delete=models.CASCADE, related_name="tags")
+    tag = models.CharField(max_length=30)
+    version = models.CharField(max_length=16)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["template_id", "tag"]
+        constraints = [
+            models.UniqueConstraint(fields=["template", "tag"], name="pipeline_template_tag_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template}@{self.tag} -> {self.version}"
+
+
 class Collection(models.Model):
     """A person's named list of pipelines, shown as a tab of the home page."""
 

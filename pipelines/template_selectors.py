@@ -8,7 +8,14 @@ from django.db.models import Count, Max, Q, QuerySet
 
 from pipelines.config import resolve_template
 from pipelines.config.job_template import version_key
-from pipelines.models import Job, Pipeline, Template, TemplateTag
+from pipelines.models import (
+    Job,
+    Pipeline,
+    PipelineTemplate,
+    PipelineTemplateVersion,
+    Template,
+    TemplateTag,
+)
 
 
 def versions_of(namespace: str, name: str) -> QuerySet[Template]:
@@ -89,3 +96,28 @@ def pipelines_using(template_ids: list[int], readable: QuerySet[Pipeline]) -> li
     jobs = Job.objects.filter(archived=False, permutations__0__templateId__in=template_ids)
     pipeline_ids = set(jobs.values_list("pipeline_id", flat=True))
     return list(readable.filter(pk__in=pipeline_ids).order_by("id"))
+
+
+def search_pipeline_templates(
+    *, namespace: str | None = None, search: str | None = None
+) -> QuerySet[PipelineTemplate]:
+    """Pipeline templates filtered as ``GET /v4/pipeline/templates`` filters them."""
+    rows = PipelineTemplate.objects.all()
+    if namespace:
+        rows = rows.filter(namespace=namespace)
+    if search:
+        words = Q(name__icontains=search) | Q(maintainer__icontains=search)
+        if not namespace:
+            words |= Q(namespace__icontains=search)
+        rows = rows.filter(words)
+    return rows
+
+
+def pick_pipeline_template_version(
+    template: PipelineTemplate, version_or_tag: str | None
+) -> PipelineTemplateVersion | None:
+    """The version a ``namespace/name@versionOrTag`` reference picks, as the parser picks it."""
+    rows = list(template.versions.values("id", "version"))
+    tags = dict(template.tags.values_list("tag", "version"))
+    picked = resolve_template(rows, tags, version_or_tag)
+    return None if picked is None else template.versions.get(pk=picked["id"])

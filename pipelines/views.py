@@ -42,7 +42,7 @@ from pipelines.services import (
     sync_child_pipelines,
 )
 from pipelines.services.pull_requests import pr_restart_refusal
-from pipelines.template_store import database_templates
+from pipelines.template_store import database_pipeline_templates, database_templates
 from scm.rights import expired_sign_in_message, refresh_scm_role
 from screwdriver_site.ids import parse_id
 
@@ -366,7 +366,9 @@ def validator(request: HttpRequest) -> HttpResponse:
     text = request.POST.get("yaml", "") if request.method == "POST" else ""
     context: dict[str, Any] = {"yaml": text, "result": None}
     if request.method == "POST":
-        result = parse_pipeline_yaml(text, templates=database_templates)
+        result = parse_pipeline_yaml(
+            text, templates=database_templates, pipeline_templates=database_pipeline_templates
+        )
         context.update(
             result=result,
             errors=result.get("errors", []),

@@ -475,3 +475,51 @@ class CommandPublishSerializer(serializers.Serializer):  # type: ignore[type-arg
 
     spec = serializers.CharField(max_length=64 * 1024, trim_whitespace=False)
     file = serializers.FileField(required=False, allow_empty_file=True)
+
+
+class PipelineTemplateSerializer(CompactSerializer):
+    """A pipeline template's name and owner: Screwdriver's templateMeta of type PIPELINE."""
+
+    id = serializers.IntegerField()
+    pipelineId = serializers.IntegerField(source="pipeline_id", allow_null=True)
+    namespace = serializers.CharField()
+    name = serializers.CharField()
+    maintainer = serializers.CharField()
+    trustedSinceVersion = serializers.CharField(source="trusted_since_version")
+    latestVersion = serializers.CharField(source="latest_version")
+    createTime = ScrewdriverTime(source="created_at")
+    updateTime = ScrewdriverTime(source="updated_at")
+    templateType = serializers.SerializerMethodField()
+
+    def get_templateType(self, template: Any) -> str:
+        return "PIPELINE"
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        # An unset version is stored empty and left out, as Screwdriver leaves it out.
+        data = super().to_representation(instance)
+        return {key: value for key, value in data.items() if value != ""}
+
+
+class PipelineTemplateVersionSerializer(CompactSerializer):
+    """One version of a pipeline template (Screwdriver's pipelineTemplateVersions)."""
+
+    id = serializers.IntegerField()
+    templateId = serializers.IntegerField(source="template_id")
+    description = serializers.CharField()
+    version = serializers.CharField()
+    config = serializers.JSONField()
+    createTime = ScrewdriverTime(source="created_at")
+    workflowGraph = serializers.JSONField(source="workflow_graph")
+
+
+class PipelineTemplateTagSerializer(CompactSerializer):
+    id = serializers.IntegerField()
+    createTime = ScrewdriverTime(source="created_at")
+    namespace = serializers.CharField(source="template.namespace")
+    name = serializers.CharField(source="template.name")
+    tag = serializers.CharField()
+    version = serializers.CharField()
+    templateType = serializers.SerializerMethodField()
+
+    def get_templateType(self, tag: Any) -> str:
+        return "PIPELINE"

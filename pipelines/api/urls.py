@@ -11,6 +11,7 @@ from pipelines.api.views import (
     commands,
     jobs_events,
     metrics,
+    pipeline_templates,
     pipelines,
     secrets_tokens,
     stages,
@@ -18,6 +19,7 @@ from pipelines.api.views import (
 )
 
 P = "pipelines/<id:pipeline_id>"
+PT = "pipeline/template/<str:namespace>/<str:name>"
 
 urlpatterns = [
     path("status", auth.StatusView.as_view(), name="status"),
@@ -86,6 +88,51 @@ urlpatterns = [
         "templates/<template:name>/<str:version_or_tag>",
         templates.TemplateDetailView.as_view(),
         name="template-version",
+    ),
+    path(
+        "pipeline/template",
+        pipeline_templates.PipelineTemplateCreateView.as_view(),
+        name="pipeline-template-create",
+    ),
+    path(
+        "pipeline/template/validate",
+        pipeline_templates.PipelineTemplateValidateView.as_view(),
+        name="pipeline-template-validate",
+    ),
+    path(
+        "pipeline/templates",
+        pipeline_templates.PipelineTemplateListView.as_view(),
+        name="pipeline-template-list",
+    ),
+    path(
+        "pipeline/template/<id:template_id>",
+        pipeline_templates.PipelineTemplateByIdView.as_view(),
+        name="pipeline-template-by-id",
+    ),
+    path(
+        f"{PT}",
+        pipeline_templates.PipelineTemplateView.as_view(),
+        name="pipeline-template",
+    ),
+    path(
+        f"{PT}/versions",
+        pipeline_templates.PipelineTemplateVersionsView.as_view(),
+        name="pipeline-template-versions",
+    ),
+    path(
+        f"{PT}/tags",
+        pipeline_templates.PipelineTemplateTagsView.as_view(),
+        name="pipeline-template-tags",
+    ),
+    path(
+        f"{PT}/tags/<str:tag>",
+        pipeline_templates.PipelineTemplateTagView.as_view(),
+        name="pipeline-template-tag",
+    ),
+    path(
+        f"{PT}/<str:version_or_tag>",
+        pipeline_templates.PipelineTemplateVersionView.as_view(),
+        name="pipeline-template-version",
     ),
     path("pipelines", pipelines.PipelineListView.as_view(), name="pipeline-list"),
     path(P, pipelines.PipelineDetailView.as_view(), name="pipeline-detail"),

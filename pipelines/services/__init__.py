@@ -47,6 +47,12 @@ from pipelines.services.events import (
 )
 from pipelines.services.fan_out import start_all_children, start_subscribers
 from pipelines.services.periodic import start_periodic_build
+from pipelines.services.pipeline_templates import (
+    publish_pipeline_template,
+    remove_pipeline_template,
+    remove_pipeline_template_tag,
+    tag_pipeline_template,
+)
 from pipelines.services.pipelines import (
     CONFIG_FILE,
     PipelineError,
@@ -123,12 +129,15 @@ __all__ = [
     "parse_config",
     "pr_job_name",
     "publish_command",
+    "publish_pipeline_template",
     "publish_template",
     "read_config",
     "refresh_token",
     "remove_command",
     "remove_command_tag",
     "remove_from_collection",
+    "remove_pipeline_template",
+    "remove_pipeline_template_tag",
     "remove_template",
     "remove_template_tag",
     "replace_deploy_key",
@@ -153,6 +162,7 @@ __all__ = [
     "sync_jobs",
     "sync_pipeline",
     "tag_command",
+    "tag_pipeline_template",
     "tag_template",
     "touch_token",
     "trigger_remote_jobs",

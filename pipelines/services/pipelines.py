@@ -18,7 +18,7 @@ from pipelines.config import fallback_pipeline, parse_pipeline_yaml
 from pipelines.models import Job, Pipeline, PipelinePermission
 from pipelines.services.deploy_keys import ensure_deploy_key
 from pipelines.services.stages import sync_stages_and_triggers
-from pipelines.template_store import database_templates
+from pipelines.template_store import database_pipeline_templates, database_templates
 from scm.base import (
     RepoRef,
     Scm,
@@ -112,7 +112,9 @@ def _subscribed_scm_urls(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 def parse_config(text: str) -> dict[str, Any]:
     """A screwdriver.yaml's text as the pipeline's config, templates read from this server."""
-    return parse_pipeline_yaml(text, templates=database_templates)
+    return parse_pipeline_yaml(
+        text, templates=database_templates, pipeline_templates=database_pipeline_templates
+    )
 
 
 _DISABLED_BY_DEFAULT_MESSAGE = (

@@ -30,7 +30,17 @@ from builds.artifact_links import sign_view_token
 from builds.artifacts import store_artifact
 from builds.models import Build, BuildStatus, Step
 from conftest import GitRepo
-from pipelines.models import Command, CommandTag, PipelinePermission, Secret, Template, TemplateTag
+from pipelines.models import (
+    Command,
+    CommandTag,
+    PipelinePermission,
+    PipelineTemplate,
+    PipelineTemplateTag,
+    PipelineTemplateVersion,
+    Secret,
+    Template,
+    TemplateTag,
+)
 from pipelines.services import (
     create_collection,
     create_pipeline,
@@ -153,6 +163,17 @@ def cmd(ids: dict[str, Any]) -> dict[str, Any]:
 COMMAND_SPEC = (
     '{"namespace": "ns", "name": "cmd", "version": "1.0", "description": "d", '
     '"maintainer": "a@b.example.com", "format": "docker", "docker": {"image": "alpine"}}'
+)
+
+
+def ptpl(ids: dict[str, Any]) -> dict[str, Any]:
+    return {"namespace": "ns", "name": "pipe"}
+
+
+PIPELINE_TEMPLATE_YAML = (
+    "namespace: ns\nname: pipe\nversion: '1.0'\ndescription: d\nmaintainer: a@b.example.com\n"
+    "config:\n  jobs:\n    main:\n      image: alpine\n      requires: [~commit]\n"
+    "      steps:\n        - hi: echo hi\n"
 )
 
 
@@ -486,6 +507,49 @@ MATRIX: list[Row] = [
         kwargs=lambda ids: {**cmd(ids), "version_or_tag": "stable"},
     ),
     Row("validator-command", "post", TEMPLATE_READ, body=lambda ids: {"yaml": COMMAND_SPEC}),
+    # Pipeline templates: the rules of job templates.
+    Row(
+        "pipeline-template-create",
+        "post",
+        rule(DENIED, build=201),
+        body=lambda ids: {"yaml": PIPELINE_TEMPLATE_YAML},
+    ),
+    Row(
+        "pipeline-template-validate",
+        "post",
+        TEMPLATE_READ,
+        body=lambda ids: {"yaml": PIPELINE_TEMPLATE_YAML},
+    ),
+    Row("pipeline-template-list", "get", TEMPLATE_READ),
+    Row(
+        "pipeline-template-by-id",
+        "get",
+        TEMPLATE_READ,
+        kwargs=lambda ids: {"template_id": ids["pipeline_template"]},
+    ),
+    Row("pipeline-template", "get", TEMPLATE_READ, kwargs=ptpl),
+    Row("pipeline-template", "delete", rule(DENIED, admin=204, build=204), kwargs=ptpl),
+    Row("pipeline-template-versions", "get", TEMPLATE_READ, kwargs=ptpl),
+    Row("pipeline-template-tags", "get", TEMPLATE_READ, kwargs=ptpl),
+    Row(
+        "pipeline-template-tag",
+        "put",
+        rule(DENIED, build=200),
+        kwargs=lambda ids: {**ptpl(ids), "tag": "stable"},
+        body=lambda ids: {"version": "1.0.0"},
+    ),
+    Row(
+        "pipeline-template-tag",
+        "delete",
+        rule(DENIED, build=204),
+        kwargs=lambda ids: {**ptpl(ids), "tag": "stable"},
+    ),
+    Row(
+        "pipeline-template-version",
+        "get",
+        TEMPLATE_READ,
+        kwargs=lambda ids: {**ptpl(ids), "version_or_tag": "stable"},
+    ),
 ]
 
 
@@ -594,6 +658,14 @@ def world(make_repo: Callable[..., GitRepo], settings: Any) -> dict[str, Any]:
         latest=True,
     )
     CommandTag.objects.create(namespace="ns", name="cmd", tag="stable", version="1.0.0")
+    pipeline_template = PipelineTemplate.objects.create(
+        namespace="ns", name="pipe", pipeline=pipeline, latest_version="1.0.0"
+    )
+    PipelineTemplateVersion.objects.create(
+        template=pipeline_template, version="1.0.0", config={"jobs": {}}
+    )
+    PipelineTemplateTag.objects.create(template=pipeline_template, tag="stable", version="1.0.0")
+    ids["pipeline_template"] = pipeline_template.pk
     assert PipelinePermission.objects.filter(pipeline=pipeline).count() == 3
     assert Secret.objects.count() == 1
     return {"tokens": tokens, "ids": ids, "ended_ids": {**ids, "build": ended.pk}}

@@ -24,7 +24,7 @@ from pipelines.config import parse_pipeline_yaml
 from pipelines.config.jsvalues import holds_lone_surrogate
 from pipelines.models import Token
 from pipelines.services import touch_token
-from pipelines.template_store import database_templates
+from pipelines.template_store import database_pipeline_templates, database_templates
 from screwdriver_site.api.authentication import GuestPrincipal, PipelinePrincipal
 from screwdriver_site.api.base import ApiView
 from screwdriver_site.api.errors import error_response
@@ -207,7 +207,9 @@ class ValidatorView(ApiView):
             return error_response(400, "Send the file as a string in the yaml field.")
         if holds_lone_surrogate(yaml_text):
             return error_response(400, "The file is not valid Unicode: fix its encoding.")
-        result = parse_pipeline_yaml(yaml_text, templates=database_templates)
+        result = parse_pipeline_yaml(
+            yaml_text, templates=database_templates, pipeline_templates=database_pipeline_templates
+        )
         # A YAML escape like "\ud800" parses to text no response can carry.
         if holds_lone_surrogate(result):
             return error_response(

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pipelines.config import parse_pipeline_yaml
-from pipelines.template_store import database_templates
+from pipelines.template_store import database_pipeline_templates, database_templates
 
 
 class Command(BaseCommand):
@@ -25,7 +25,9 @@ class Command(BaseCommand):
             text = sys.stdin.read() if path == "-" else Path(path).read_text(errors="replace")
         except OSError as exc:
             raise CommandError(f"Cannot read {path}: {exc.strerror}.") from exc
-        result = parse_pipeline_yaml(text, templates=database_templates)
+        result = parse_pipeline_yaml(
+            text, templates=database_templates, pipeline_templates=database_pipeline_templates
+        )
         self.stdout.write(json.dumps(result, indent=2))
         if result.get("errors"):
             sys.exit(1)

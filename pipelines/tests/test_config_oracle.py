@@ -16,9 +16,15 @@ from conftest import install_npm_packages
 from pipelines.config import parse_pipeline_yaml, resolve_template
 from pipelines.config.notifications import TLDS_FILE, TOP_LEVEL_DOMAINS
 from pipelines.config.pipeline_template import validate_pipeline_template
-from pipelines.models import Template, TemplateTag
-from pipelines.services import Publisher, publish_template, tag_template
-from pipelines.template_store import database_templates
+from pipelines.models import PipelineTemplateTag, PipelineTemplateVersion, Template, TemplateTag
+from pipelines.services import (
+    Publisher,
+    publish_pipeline_template,
+    publish_template,
+    tag_pipeline_template,
+    tag_template,
+)
+from pipelines.template_store import database_pipeline_templates, database_templates
 from pipelines.tests.config_generator import generated_configs
 from pipelines.tests.factories import pipeline_from_yaml
 
@@ -512,3 +518,41 @@ def test_a_file_using_a_pipeline_template_parses_as_the_reference_parses_it(
     assert normalised(ours) == normalised(theirs)
     refused = case.endswith("refused") or case.startswith("missing") or case == "no-namespace"
     assert ("errors" in ours) is refused
+
+
+@pytest.mark.django_db
+def test_pipeline_templates_builds_published_merge_as_the_reference_merges_them(
+    oracle: Path, owner: Any
+) -> None:
+    """Publish through the service, then parse with the database store and with the reference
+    fed the same rows: versions, tags and the merge agree, refused overrides included."""
+    publisher = Publisher(pipeline=pipeline_from_yaml("jobs: {}", owner=owner), is_pr=False)
+    for version in ["1.0", "1.0", "2"]:
+        publish_pipeline_template(publisher=publisher, text=PIPELINE_TEMPLATES[0][1])
+        publish_pipeline_template(
+            publisher=publisher, text=PIPELINE_TEMPLATES[1][1].replace("1.1.0", version)
+        )
+    tag_pipeline_template(
+        publisher=publisher, namespace="acme", name="node", tag="stable", version="1.0.1"
+    )
+    rows = [
+        {**row, "namespace": "acme", "name": "node"}
+        for row in PipelineTemplateVersion.objects.values("id", "version", "config")
+    ]
+    tags = [
+        {"namespace": "acme", "name": "node", "tag": tag, "version": version}
+        for tag, version in PipelineTemplateTag.objects.values_list("tag", "version")
+    ]
+    texts = [
+        text.replace("@1.0.0", "@1").replace("@1.1.0", "@stable")
+        for text in PIPELINE_TEMPLATE_USERS.values()
+    ]
+    theirs = _reference_run(
+        oracle,
+        [{"yaml": t, "pipelineTemplates": rows, "pipelineTemplateTags": tags} for t in texts],
+    )
+
+    ours = [parse_pipeline_yaml(t, pipeline_templates=database_pipeline_templates) for t in texts]
+
+    assert [normalised(result) for result in ours] == [normalised(result) for result in theirs]
+    assert sum("errors" not in result for result in ours) >= 8

@@ -1,4 +1,4 @@
-"""The template-* commands a build finds on its PATH (validate, publish, tag, remove).
+"""The template-* and pipeline-template-* commands a build finds on its PATH.
 
 The commands Screwdriver's template images provide, on a build's PATH: they read
 `./sd-template.yaml` (or `$SD_TEMPLATE_PATH`) and call the API with the build's token. This file
@@ -24,6 +24,11 @@ COMMANDS = (
     "template-tag",
     "template-remove-tag",
     "template-remove",
+    "pipeline-template-validate",
+    "pipeline-template-publish",
+    "pipeline-template-tag",
+    "pipeline-template-remove-tag",
+    "pipeline-template-remove",
 )
 DEFAULT_PATH = "./sd-template.yaml"
 # What the shell client sends first, so the launcher tells it from a `meta` request.
@@ -34,6 +39,14 @@ USAGE = {
     "template-tag": "usage: template-tag --name NAME --tag TAG [--version X.Y.Z] [--json]",
     "template-remove-tag": "usage: template-remove-tag --name NAME --tag TAG [--json]",
     "template-remove": "usage: template-remove --name NAME [--json]",
+    "pipeline-template-validate": "usage: pipeline-template-validate [--json]",
+    "pipeline-template-publish": "usage: pipeline-template-publish [--tag TAG] [--json]",
+    "pipeline-template-tag": "usage: pipeline-template-tag --namespace NS --name NAME --tag TAG "
+    "[--version X.Y.Z] [--json]",
+    "pipeline-template-remove-tag": "usage: pipeline-template-remove-tag --namespace NS "
+    "--name NAME --tag TAG [--json]",
+    "pipeline-template-remove": "usage: pipeline-template-remove --namespace NS --name NAME "
+    "[--json]",
 }
 
 
@@ -57,20 +70,14 @@ def run(
     path: str,
 ) -> tuple[int, str, str]:
     """Run one template command; `yaml_text` is the template file's text (None if unreadable)."""
+    if command.startswith("pipeline-"):
+        return _run_pipeline_command(command, argv, environ, yaml_text, path)
     try:
         if command == "template-validate":
             options = _options(argv, {"json"})
             text = _require(yaml_text, path)
             result = call(environ, "POST", "/validator/template", {"yaml": text})
-            errors = result.get("errors") or []
-            if errors:
-                lines = [f"  {e.get('message')}" for e in errors]
-                return (
-                    1,
-                    "",
-                    "Template is not valid for the following reasons:\n" + "\n".join(lines) + "\n",
-                )
-            return 0, out(result, "Template is valid", options), ""
+            return _validate_errors(result) or (0, out(result, "Template is valid", options), "")
         if command == "template-publish":
             options = _options(argv, {"json", "tag"})
             text = _require(yaml_text, path)
@@ -120,6 +127,80 @@ def run(
     except CommandError as exc:
         return 1, "", f"{command}: {exc}\n"
     return 2, "", f"unknown template command {command}\n"
+
+
+def _validate_errors(result: Mapping[str, Any]) -> tuple[int, str, str] | None:
+    errors = result.get("errors") or []
+    if not errors:
+        return None
+    lines = [f"  {e.get('message')}" for e in errors]
+    return 1, "", "Template is not valid for the following reasons:\n" + "\n".join(lines) + "\n"
+
+
+def _run_pipeline_command(
+    command: str, argv: list[str], environ: Mapping[str, str], yaml_text: str | None, path: str
+) -> tuple[int, str, str]:
+    """The pipeline-template-* commands: the same, under /pipeline/template(s)."""
+    try:
+        if command == "pipeline-template-validate":
+            options = _options(argv, {"json"})
+            text = _require(yaml_text, path)
+            result = call(environ, "POST", "/pipeline/template/validate", {"yaml": text})
+            return _validate_errors(result) or (
+                0,
+                out(result, "Pipeline template is valid", options),
+                "",
+            )
+        if command == "pipeline-template-publish":
+            options = _options(argv, {"json", "tag"})
+            text = _require(yaml_text, path)
+            published = call(environ, "POST", "/pipeline/template", {"yaml": text})
+            template = call(environ, "GET", f"/pipeline/template/{int(published['templateId'])}")
+            namespace, name = str(template["namespace"]), str(template["name"])
+            version, tag = str(published["version"]), options.get("tag", "latest")
+            call(
+                environ,
+                "PUT",
+                f"{_pipeline_path(namespace, name)}/tags/{segment(tag)}",
+                {"version": version},
+            )
+            full = f"{namespace}/{name}"
+            result = {"namespace": namespace, "name": name, "version": version, "tag": tag}
+            message = (
+                f"Pipeline template {full}@{version} was successfully published and tagged as {tag}"
+            )
+            return 0, out(result, message, options), ""
+        options = _options(argv, {"json", "namespace", "name", "tag", "version"})
+        namespace, name = _required(options, "namespace"), _required(options, "name")
+        base, full = _pipeline_path(namespace, name), f"{namespace}/{name}"
+        if command == "pipeline-template-tag":
+            tag = _required(options, "tag")
+            version = options.get("version")
+            if not version:
+                # No version: the most recently published one, as Screwdriver's tool does.
+                version = str(call(environ, "GET", f"{base}/versions?count=1")[0]["version"])
+            call(environ, "PUT", f"{base}/tags/{segment(tag)}", {"version": version})
+            result = {"namespace": namespace, "name": name, "version": version, "tag": tag}
+            message = f"Pipeline template {full}@{version} was successfully tagged as {tag}"
+            return 0, out(result, message, options), ""
+        if command == "pipeline-template-remove-tag":
+            tag = _required(options, "tag")
+            call(environ, "DELETE", f"{base}/tags/{segment(tag)}")
+            result = {"namespace": namespace, "name": name, "tag": tag}
+            return 0, out(result, f"Tag {tag} was successfully removed from {full}", options), ""
+        if command == "pipeline-template-remove":
+            call(environ, "DELETE", base)
+            message = f"Pipeline template {full} was successfully removed"
+            return 0, out({"namespace": namespace, "name": name}, message, options), ""
+    except ValueError:
+        return 2, "", USAGE.get(command, "unknown template command") + "\n"
+    except CommandError as exc:
+        return 1, "", f"{command}: {exc}\n"
+    return 2, "", f"unknown template command {command}\n"
+
+
+def _pipeline_path(namespace: str, name: str) -> str:
+    return f"/pipeline/template/{segment(namespace)}/{segment(name)}"
 
 
 def _require(yaml_text: str | None, path: str) -> str:

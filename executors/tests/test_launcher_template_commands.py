@@ -61,13 +61,22 @@ class FakeApi:
             return 403, {"statusCode": 403, "message": "Not allowed to publish this template"}
         if (method, path) == ("POST", "/v4/templates"):
             return 201, {"namespace": "ns", "name": "tpl", "version": "1.0.4"}
-        if (method, path) == ("POST", "/v4/validator/template"):
+        if (method, path) in {
+            ("POST", "/v4/validator/template"),
+            ("POST", "/v4/pipeline/template/validate"),
+        }:
             errors = (
                 [] if "maintainer" in body["yaml"] else [{"message": '"maintainer" is required'}]
             )
             return 200, {"errors": errors, "template": {}}
         if method == "GET" and path.startswith("/v4/templates/ns%2Ftpl?"):
             return 200, [{"version": "1.0.4"}, {"version": "1.0.3"}]
+        if (method, path) == ("POST", "/v4/pipeline/template"):
+            return 201, {"id": 31, "templateId": 9, "version": "2.1.0"}
+        if (method, path) == ("GET", "/v4/pipeline/template/9"):
+            return 200, {"id": 9, "namespace": "acme", "name": "node"}
+        if method == "GET" and path.startswith("/v4/pipeline/template/acme/node/versions?"):
+            return 200, [{"version": "2.1.0"}, {"version": "2.0.0"}]
         return 200, {}
 
 
@@ -123,14 +132,61 @@ def test_tag_without_a_version_takes_the_newest_and_json_says_what_it_did(
     ]
 
 
+def test_a_local_build_publishes_and_tags_a_pipeline_template(tmp_path: Path, api: FakeApi) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    template_commands.install(bin_dir, sys.executable)
+    (tmp_path / "sd-template.yaml").write_text(SD_TEMPLATE)
+
+    published = run_local(bin_dir, tmp_path, api, "pipeline-template-publish")
+    environ = {"SD_API_URL": api.url, "SD_TOKEN": "build-token"}
+    tag_argv = ["--namespace", "acme", "-n", "node", "--tag", "stable", "--json"]
+    tagged = template_commands.run("pipeline-template-tag", tag_argv, environ, None, "f")
+    removed = template_commands.run(
+        "pipeline-template-remove", ["--namespace=acme", "--name=node"], environ, None, "f"
+    )
+    usage = template_commands.run(
+        "pipeline-template-remove-tag", ["--name", "node"], environ, None, "f"
+    )
+
+    assert (published.returncode, published.stderr) == (0, "")
+    assert published.stdout == (
+        "Pipeline template acme/node@2.1.0 was successfully published and tagged as latest\n"
+    )
+    assert json.loads(tagged[1]) == {
+        "namespace": "acme",
+        "name": "node",
+        "version": "2.1.0",
+        "tag": "stable",
+    }
+    assert removed == (0, "Pipeline template acme/node was successfully removed\n", "")
+    assert usage[0] == 2
+    assert usage[2].startswith("usage: pipeline-template-remove-tag --namespace NS")
+    assert [r[:2] for r in api.requests] == [
+        ("POST", "/v4/pipeline/template"),
+        ("GET", "/v4/pipeline/template/9"),
+        ("PUT", "/v4/pipeline/template/acme/node/tags/latest"),
+        ("GET", "/v4/pipeline/template/acme/node/versions?count=1"),
+        ("PUT", "/v4/pipeline/template/acme/node/tags/stable"),
+        ("DELETE", "/v4/pipeline/template/acme/node"),
+    ]
+    assert api.requests[0][2:] == ("Bearer build-token", {"yaml": SD_TEMPLATE})
+
+
 def test_errors_say_what_went_wrong_and_exit_non_zero(tmp_path: Path, api: FakeApi) -> None:
     environ = {"SD_API_URL": api.url, "SD_TOKEN": "t"}
 
     missing = template_commands.run("template-publish", [], environ, None, "./sd-template.yaml")
     usage = template_commands.run("template-tag", ["--name", "x"], environ, "", "f")
     invalid = template_commands.run("template-validate", [], environ, "name: x\n", "f")
+    pipeline_invalid = template_commands.run(
+        "pipeline-template-validate", [], environ, "name: x\n", "f"
+    )
     api.refuse = True
     refused = template_commands.run("template-publish", [], environ, SD_TEMPLATE, "f")
+    pipeline_refused = template_commands.run(
+        "pipeline-template-publish", [], environ, SD_TEMPLATE, "f"
+    )
 
     assert missing == (
         1,
@@ -147,6 +203,14 @@ def test_errors_say_what_went_wrong_and_exit_non_zero(tmp_path: Path, api: FakeA
         1,
         "",
         "template-publish: 403 (Forbidden): Not allowed to publish this template\n",
+    )
+    assert pipeline_invalid == (
+        1,
+        "",
+        'Template is not valid for the following reasons:\n  "maintainer" is required\n',
+    )
+    assert pipeline_refused[2] == (
+        "pipeline-template-publish: 403 (Forbidden): Not allowed to publish this template\n"
     )
     assert template_commands.run("template-remove", ["--name", "x"], {}, None, "f")[2] == (
         "template-remove: SD_API_URL and SD_TOKEN must be set: run this in a build.\n"

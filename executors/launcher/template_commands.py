@@ -175,10 +175,10 @@ def _run_pipeline_command(
         base, full = _pipeline_path(namespace, name), f"{namespace}/{name}"
         if command == "pipeline-template-tag":
             tag = _required(options, "tag")
-            version = options.get("version")
-            if not version:
-                # No version: the most recently published one, as Screwdriver's tool does.
-                version = str(call(environ, "GET", f"{base}/versions?count=1")[0]["version"])
+            # No version: the most recently published one, as Screwdriver's tool does.
+            version = options.get("version") or str(
+                call(environ, "GET", f"{base}/versions?count=1")[0]["version"]
+            )
             call(environ, "PUT", f"{base}/tags/{segment(tag)}", {"version": version})
             result = {"namespace": namespace, "name": name, "version": version, "tag": tag}
             message = f"Pipeline template {full}@{version} was successfully tagged as {tag}"

@@ -16,8 +16,10 @@ from pipelines.services import (
     Publisher,
     create_secret,
     publish_command,
+    publish_pipeline_template,
     publish_template,
     tag_command,
+    tag_pipeline_template,
     tag_template,
 )
 from pipelines.tests.api_fixtures import CHAIN, SECRET_VALUE, make_world, with_bearer
@@ -158,6 +160,40 @@ def test_published_commands_and_their_tags_pass_screwdrivers_models(
         *[("command", x) for x in get("/v4/commands/ns/bin")],
         ("command", get("/v4/commands/ns/bin/stable")),
         *[("commandTag", x) for x in get("/v4/commands/ns/bin/tags")],
+    ]
+
+    assert len(items) == 6
+    assert verdicts(data_schema, items) == [None] * 6
+
+
+def test_published_pipeline_templates_pass_screwdrivers_models(
+    data_schema: Path, owner: User
+) -> None:
+    publisher = Publisher(pipeline=pipeline_from_yaml("jobs: {}", owner=owner), is_pr=False)
+    version = publish_pipeline_template(
+        publisher=publisher,
+        text="namespace: acme\nname: node\nversion: '1.2'\ndescription: d\n"
+        "maintainer: a@example.com\nconfig:\n  shared: {image: node:20}\n  jobs:\n"
+        "    main:\n      requires: [~commit]\n      steps:\n        - a: echo a\n",
+    )
+    tag_pipeline_template(
+        publisher=publisher, namespace="acme", name="node", tag="stable", version="1.2.0"
+    )
+    client = with_bearer(issue_user_token(username=owner.username, is_admin=False))
+
+    def get(url: str) -> Any:
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.content)
+        return response.json()
+
+    base = "/v4/pipeline/template/acme/node"
+    items: list[tuple[str, Any]] = [
+        *[("templateMeta", x) for x in get("/v4/pipeline/templates")],
+        ("templateMeta", get(base)),
+        ("templateMeta", get(f"/v4/pipeline/template/{version.template_id}")),
+        *[("pipelineTemplateVersions", x) for x in get(f"{base}/versions")],
+        ("pipelineTemplateVersions", get(f"{base}/stable")),
+        *[("templateTag", x) for x in get(f"{base}/tags")],
     ]
 
     assert len(items) == 6

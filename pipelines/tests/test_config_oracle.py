@@ -497,25 +497,29 @@ def test_a_published_pipeline_template_is_stored_as_the_reference_stores_it(orac
         assert ours == reference_template
 
 
+@pytest.fixture(scope="session")
+def pipeline_template_reference(oracle: Path) -> dict[str, dict[str, Any]]:
+    """The reference's result for every file using a pipeline template, from one node run."""
+    items = [
+        {
+            "yaml": text,
+            "pipelineTemplates": _our_pipeline_template_rows(),
+            "pipelineTemplateTags": PIPELINE_TEMPLATE_TAGS,
+        }
+        for text in PIPELINE_TEMPLATE_USERS.values()
+    ]
+    return dict(zip(PIPELINE_TEMPLATE_USERS, _reference_run(oracle, items), strict=True))
+
+
 @pytest.mark.parametrize("case", list(PIPELINE_TEMPLATE_USERS))
 def test_a_file_using_a_pipeline_template_parses_as_the_reference_parses_it(
-    oracle: Path, case: str
+    pipeline_template_reference: dict[str, dict[str, Any]], case: str
 ) -> None:
     text = PIPELINE_TEMPLATE_USERS[case]
-    [theirs] = _reference_run(
-        oracle,
-        [
-            {
-                "yaml": text,
-                "pipelineTemplates": _our_pipeline_template_rows(),
-                "pipelineTemplateTags": PIPELINE_TEMPLATE_TAGS,
-            }
-        ],
-    )
 
     ours = parse_pipeline_yaml(text, pipeline_templates=our_pipeline_templates)
 
-    assert normalised(ours) == normalised(theirs)
+    assert normalised(ours) == normalised(pipeline_template_reference[case])
     refused = case.endswith("refused") or case.startswith("missing") or case == "no-namespace"
     assert ("errors" in ours) is refused
 

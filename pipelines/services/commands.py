@@ -17,6 +17,8 @@ from pipelines.services.publishing import (
     becomes_latest,
     check_owner,
     next_version,
+    remove_tag,
+    tag_version,
 )
 from screwdriver_site.outputs import check_name, delete_prefix, outputs
 
@@ -117,40 +119,35 @@ def publish_command(
         ) from None
 
 
-@transaction.atomic
 def tag_command(
     *, publisher: Publisher, namespace: str, name: str, tag: str, version: str
 ) -> tuple[CommandTag, bool]:
     """Point `tag` at an exact published version (`sd-cmd promote`); return it and if it is new."""
     if not TAG.match(tag):
         raise PipelineError(f"{tag} is not a tag name: start with a letter, at most 30 characters.")
-    command = Command.objects.filter(namespace=namespace, name=name, version=version).first()
-    if command is None:
-        raise PipelineError(f"Command {namespace}/{name}@{version} not found.", status=404)
-    check_owner(publisher, command.pipeline_id, "tag", "command")
-    row, created = CommandTag.objects.select_for_update().get_or_create(
-        namespace=namespace, name=name, tag=tag, defaults={"version": version}
+    return tag_version(
+        publisher=publisher,
+        version_model=Command,
+        tag_model=CommandTag,
+        kind="command",
+        namespace=namespace,
+        name=name,
+        tag=tag,
+        version=version,
     )
-    if not created and row.version != version:
-        row.version = version
-        row.save(update_fields=["version"])
-    return row, created
 
 
-@transaction.atomic
 def remove_command_tag(*, publisher: Publisher, namespace: str, name: str, tag: str) -> None:
     """Delete a tag (not the version it points at)."""
-    row = CommandTag.objects.filter(namespace=namespace, name=name, tag=tag).first()
-    if row is None:
-        raise PipelineError(f"Command tag {namespace}/{name}@{tag} does not exist.", status=404)
-    owner = (
-        Command.objects.filter(namespace=namespace, name=name)
-        .order_by("-id")
-        .values_list("pipeline_id", flat=True)
-        .first()
+    remove_tag(
+        publisher=publisher,
+        version_model=Command,
+        tag_model=CommandTag,
+        kind="command",
+        namespace=namespace,
+        name=name,
+        tag=tag,
     )
-    check_owner(publisher, owner, "remove a tag of", "command")
-    row.delete()
 
 
 def remove_command(*, namespace: str, name: str) -> int:

@@ -9,7 +9,13 @@ from pipelines.config.job_template import identity_of
 from pipelines.config.pipeline_template import validate_pipeline_template
 from pipelines.models import PipelineTemplate, PipelineTemplateTag, PipelineTemplateVersion
 from pipelines.services.pipelines import PipelineError
-from pipelines.services.publishing import Publisher, becomes_latest, check_owner, next_version
+from pipelines.services.publishing import (
+    Publisher,
+    becomes_latest,
+    check_owner,
+    next_version,
+    point_tag,
+)
 from pipelines.services.templates import TemplateInvalid
 
 KIND = "pipeline template"
@@ -75,13 +81,7 @@ def tag_pipeline_template(
             f"Pipeline template {namespace}/{name}@{version} not found.", status=404
         )
     check_owner(publisher, template.pipeline_id, "tag", KIND)
-    row, created = PipelineTemplateTag.objects.select_for_update().get_or_create(
-        template=template, tag=tag, defaults={"version": version}
-    )
-    if not created and row.version != version:
-        row.version = version
-        row.save(update_fields=["version"])
-    return row, created
+    return point_tag(PipelineTemplateTag, {"template": template}, tag, version)
 
 
 @transaction.atomic

@@ -15,6 +15,8 @@ from pipelines.services.publishing import (
     check_owner,
     next_version,
     pr_refusal,
+    remove_tag,
+    tag_version,
 )
 
 PR_REFUSAL = pr_refusal("template")
@@ -89,38 +91,33 @@ def publish_template(*, publisher: Publisher, text: str) -> Template:
         ) from None
 
 
-@transaction.atomic
 def tag_template(
     *, publisher: Publisher, namespace: str, name: str, tag: str, version: str
 ) -> tuple[TemplateTag, bool]:
     """Point `tag` at an exact published version; return the tag and whether it is new."""
-    template = Template.objects.filter(namespace=namespace, name=name, version=version).first()
-    if template is None:
-        raise PipelineError(f"Template {namespace}/{name}@{version} not found.", status=404)
-    _owner_check(publisher, template.pipeline_id, "tag")
-    row, created = TemplateTag.objects.select_for_update().get_or_create(
-        namespace=namespace, name=name, tag=tag, defaults={"version": version}
+    return tag_version(
+        publisher=publisher,
+        version_model=Template,
+        tag_model=TemplateTag,
+        kind="template",
+        namespace=namespace,
+        name=name,
+        tag=tag,
+        version=version,
     )
-    if not created and row.version != version:
-        row.version = version
-        row.save(update_fields=["version"])
-    return row, created
 
 
-@transaction.atomic
 def remove_template_tag(*, publisher: Publisher, namespace: str, name: str, tag: str) -> None:
     """Delete a tag (not the version it points at)."""
-    row = TemplateTag.objects.filter(namespace=namespace, name=name, tag=tag).first()
-    if row is None:
-        raise PipelineError(f"Template tag {namespace}/{name}@{tag} does not exist.", status=404)
-    owner = (
-        Template.objects.filter(namespace=namespace, name=name)
-        .order_by("-id")
-        .values_list("pipeline_id", flat=True)
-        .first()
+    remove_tag(
+        publisher=publisher,
+        version_model=Template,
+        tag_model=TemplateTag,
+        kind="template",
+        namespace=namespace,
+        name=name,
+        tag=tag,
     )
-    _owner_check(publisher, owner, "remove a tag of")
-    row.delete()
 
 
 @transaction.atomic

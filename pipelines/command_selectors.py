@@ -6,27 +6,24 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Max, Q, QuerySet
 
-from pipelines.config import resolve_template
 from pipelines.config.job_template import version_key
 from pipelines.models import Command, CommandTag
+from pipelines.template_selectors import pick_published, published_tags, published_versions
 
 
 def command_versions(namespace: str, name: str) -> QuerySet[Command]:
     """Every published version of one command, newest first."""
-    return Command.objects.filter(namespace=namespace, name=name).order_by("-id")
+    return published_versions(Command, namespace, name)
 
 
 def command_tags(namespace: str, name: str) -> QuerySet[CommandTag]:
     """One command's tags, by name."""
-    return CommandTag.objects.filter(namespace=namespace, name=name).order_by("tag")
+    return published_tags(CommandTag, namespace, name)
 
 
 def pick_command(namespace: str, name: str, version_or_tag: str | None) -> Command | None:
     """The version ``ns/name@versionOrTag`` picks: a tag, ``1``/``1.2`` (highest), or exact."""
-    rows = list(command_versions(namespace, name).values("id", "version"))
-    tags = dict(command_tags(namespace, name).values_list("tag", "version"))
-    picked = resolve_template(rows, tags, version_or_tag)
-    return None if picked is None else Command.objects.get(pk=picked["id"])
+    return pick_published(Command, CommandTag, namespace, name, version_or_tag)
 
 
 def search_commands(

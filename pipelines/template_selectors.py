@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.db.models import Count, Max, Q, QuerySet
 
 from pipelines.config import resolve_template
 from pipelines.config.job_template import version_key
 from pipelines.models import (
+    Command,
+    CommandTag,
     Job,
     Pipeline,
     PipelineTemplate,
@@ -17,23 +20,50 @@ from pipelines.models import (
     TemplateTag,
 )
 
+# The kinds whose versions and tags are rows keyed by namespace and name (commands use these too).
+Published = TypeVar("Published", Template, Command)
+PublishedTag = TypeVar("PublishedTag", TemplateTag, CommandTag)
+
+
+def published_versions(model: type[Published], namespace: str, name: str) -> QuerySet[Published]:
+    """Every published version of one template or command, newest first."""
+    return model.objects.filter(namespace=namespace, name=name).order_by("-id")
+
+
+def published_tags(
+    tag_model: type[PublishedTag], namespace: str, name: str
+) -> QuerySet[PublishedTag]:
+    """One template's or command's tags, by name."""
+    return tag_model.objects.filter(namespace=namespace, name=name).order_by("tag")
+
+
+def pick_published(
+    model: type[Published],
+    tag_model: type[PublishedTag],
+    namespace: str,
+    name: str,
+    version_or_tag: str | None,
+) -> Published | None:
+    """The version ``ns/name@versionOrTag`` picks: a tag, ``1``/``1.2`` (highest), or exact."""
+    rows = list(published_versions(model, namespace, name).values("id", "version"))
+    tags = dict(published_tags(tag_model, namespace, name).values_list("tag", "version"))
+    picked = resolve_template(rows, tags, version_or_tag)
+    return None if picked is None else model.objects.get(pk=picked["id"])
+
 
 def versions_of(namespace: str, name: str) -> QuerySet[Template]:
     """Every published version of one template, newest first."""
-    return Template.objects.filter(namespace=namespace, name=name).order_by("-id")
+    return published_versions(Template, namespace, name)
 
 
 def tags_of(namespace: str, name: str) -> QuerySet[TemplateTag]:
     """One template's tags, by name."""
-    return TemplateTag.objects.filter(namespace=namespace, name=name).order_by("tag")
+    return published_tags(TemplateTag, namespace, name)
 
 
 def pick_version(namespace: str, name: str, version_or_tag: str | None) -> Template | None:
     """The version a ``name@versionOrTag`` reference picks, as the config parser picks it."""
-    rows = list(versions_of(namespace, name).values("id", "version"))
-    tags = dict(tags_of(namespace, name).values_list("tag", "version"))
-    picked = resolve_template(rows, tags, version_or_tag)
-    return None if picked is None else Template.objects.get(pk=picked["id"])
+    return pick_published(Template, TemplateTag, namespace, name, version_or_tag)
 
 
 def search_templates(

@@ -9,8 +9,16 @@ from django.conf import settings
 from django.core.validators import URLValidator
 from rest_framework import serializers
 
+from pipelines.config.jsvalues import holds_lone_surrogate
 from scm.base import ScmError, check_root_dir
 from screwdriver_site.ids import count_field, id_field
+
+
+def unicode_text(value: str) -> None:
+    """Refuse text holding a lone UTF-16 surrogate (a JSON "\\ud800"): no parser or answer can
+    carry it, so it is a 400 here rather than a 500 later."""
+    if holds_lone_surrogate(value):
+        raise serializers.ValidationError("The text is not valid Unicode: fix its encoding.")
 
 
 class ScrewdriverTime(serializers.DateTimeField):
@@ -418,7 +426,9 @@ class TemplateTagSerializer(CompactSerializer):
 
 
 class TemplateYamlSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    yaml = serializers.CharField(max_length=512 * 1024, trim_whitespace=False)
+    yaml = serializers.CharField(
+        max_length=512 * 1024, trim_whitespace=False, validators=[unicode_text]
+    )
 
 
 class TemplateTagVersionSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -473,7 +483,9 @@ class CommandTagSerializer(CompactSerializer):
 class CommandPublishSerializer(serializers.Serializer):  # type: ignore[type-arg]
     """`spec` is the sd-command.yaml as JSON (or YAML); `file` the binary, where one is needed."""
 
-    spec = serializers.CharField(max_length=64 * 1024, trim_whitespace=False)
+    spec = serializers.CharField(
+        max_length=64 * 1024, trim_whitespace=False, validators=[unicode_text]
+    )
     file = serializers.FileField(required=False, allow_empty_file=True)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
-from .loader import load_document
+from .loader import load_spec_document
 from .notifications import is_email
 
 NAME = re.compile(r"^[\w-]{1,64}\Z", re.ASCII)
@@ -118,7 +118,7 @@ def check_spec(spec: Any) -> list[dict[str, Any]]:
 
 def parse_spec(text: str) -> dict[str, Any]:
     """The sd-command.yaml's document; ConfigError when it is not YAML."""
-    return load_document(text) or {}
+    return load_spec_document(text) or {}
 
 
 def identity_of(spec: dict[str, Any]) -> CommandIdentity:

@@ -8,7 +8,7 @@ from typing import Any
 
 from .definitions import IMAGE, JOB
 from .errors import ConfigError
-from .loader import load_document
+from .loader import load_spec_document
 from .notifications import is_email
 from .schema import JsRegex, Messages, Obj, Path, Report, Str, label, validate
 from .templates import DEFAULT_NAMESPACE
@@ -72,7 +72,7 @@ def validate_template(text: str) -> dict[str, Any]:
 
     Raises ConfigError when the text is not YAML at all (the API answers 400, as Screwdriver).
     """
-    document = load_document(text)
+    document = load_spec_document(text)
     if not isinstance(document, dict):
         raise ConfigError("an sd-template.yaml must be a mapping with name, version and config")
     template, reports = validate(_schema("namespace" in document), document)

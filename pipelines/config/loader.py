@@ -13,7 +13,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import BaseResolver
 
 from .errors import ConfigError, YamlError
-from .jsvalues import JsDate, js_key, js_order
+from .jsvalues import JsDate, holds_lone_surrogate, js_key, js_order
 
 MAX_BYTES = 512 * 1024
 # js-yaml refuses the same depth with the same words: "nesting exceeded maxDepth (100)".
@@ -255,3 +255,14 @@ def _mark_of(exc: yaml.MarkedYAMLError) -> str:
     """Return the ``(line:column)`` suffix of a PyYAML error."""
     mark = exc.problem_mark or exc.context_mark
     return f"({mark.line + 1}:{mark.column + 1})" if mark else ""
+
+
+def load_spec_document(text: str) -> Any:
+    """Load a published spec (a template's or a command's): as `load_document`, and refused
+    when it holds a lone UTF-16 surrogate, which no database or answer can carry."""
+    if holds_lone_surrogate(text):
+        raise YamlError("the file is not valid Unicode: fix its encoding")
+    document = load_document(text)
+    if holds_lone_surrogate(document):
+        raise YamlError("the file spells a lone UTF-16 surrogate (like \\ud800): remove it")
+    return document

@@ -16,7 +16,7 @@ from .flatten import flatten_shared_into_jobs, merge
 from .graph import build_workflow_graph
 from .job_template import NAME_NO_SLASH, NAMESPACE, VERSION, email_rule, template_error
 from .jsvalues import truthy
-from .loader import load_document
+from .loader import load_spec_document
 from .schema import Obj, Str, validate
 from .templates import merge_shared_steps
 
@@ -211,7 +211,7 @@ def validate_pipeline_template(text: str) -> dict[str, Any]:
     (with ``screwdriver.cd/mergeSharedSteps``), plus its ``workflowGraph``. Raises ConfigError
     when the text is not YAML at all.
     """
-    document = load_document(text)
+    document = load_spec_document(text)
     if not isinstance(document, dict):
         raise ConfigError("an sd-template.yaml must be a mapping with name, version and config")
     template, reports = validate(_template_schema(), document)

@@ -249,3 +249,18 @@ def test_the_list_filters_and_compacts_in_a_constant_number_of_queries(
     assert len(queries) <= 6
     assert {t["name"] for t in searched.json()} == {"third"}
     assert Event.objects.count() == 1  # one build published them all
+
+
+@pytest.mark.parametrize(
+    "path", ["/v4/validator/template", "/v4/validator/command", "/v4/pipeline/template/validate"]
+)
+def test_a_spec_holding_a_lone_surrogate_is_a_400_not_a_server_error(
+    admin_client: APIClient, path: str
+) -> None:
+    # Raw in the JSON body (what a fuzzer sends), and spelled as a YAML escape.
+    raw = admin_client.post(path, '{"yaml": "name: \\ud800\\n"}', content_type="application/json")
+    escaped = admin_client.post(path, {"yaml": 'name: "\\ud800"\n'}, format="json")
+
+    assert raw.status_code == 400, raw.content
+    assert escaped.status_code == 400, escaped.content
+    assert "surrogate" in escaped.json()["message"]

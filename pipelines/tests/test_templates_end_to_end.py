@@ -15,7 +15,7 @@ from django.contrib.auth.models import User
 
 from builds.models import Build, BuildStatus
 from builds.tests.step_logs import step_log
-from conftest import GitRepo, database_url, run_git, wait_until
+from conftest import GitRepo, database_url, needs_sandbox, run_git, wait_until
 from pipelines.models import Event, Pipeline, Template, TemplateTag
 from pipelines.services import Creator, create_pipeline, start_event, start_pr_event
 from pipelines.template_selectors import pipelines_using
@@ -92,6 +92,8 @@ def _wait(event: Event, job: str) -> Build:
     return wait_until(lambda: _finished(event, job), timeout=120, what=f"{job} to finish")
 
 
+# Its pull request's build runs only where a sandbox can start (docs/security.md).
+@needs_sandbox
 def test_a_build_publishes_a_template_that_another_pipeline_runs_and_a_pr_cannot(
     server: LiveStack, make_repo: Callable[..., GitRepo]
 ) -> None:

@@ -283,7 +283,7 @@ Q_CLUSTER = {
     "timeout": 60,
     "retry": 90,
     "max_attempts": 3,
-    "poll": env_float("SD_QUEUE_POLL_SECONDS", 0.02),
+    "poll": env_float("SD_QUEUE_POLL_SECONDS", 0.05),
     "catch_up": False,
     "save_limit": 1000,
     "ack_failures": True,

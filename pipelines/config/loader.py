@@ -216,7 +216,10 @@ def load_document(text: str) -> Any:
         raise YamlError(
             f"screwdriver.yaml is larger than {MAX_BYTES // 1024} KiB; split it or shorten it"
         )
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:  # the reader refuses control characters before parsing
+        raise YamlError(str(exc).replace("\n", " ")) from exc
     documents: list[Any] = []
     try:
         while loader.check_node():

@@ -261,6 +261,10 @@ def test_a_spec_holding_a_lone_surrogate_is_a_400_not_a_server_error(
     raw = admin_client.post(path, '{"yaml": "name: \\ud800\\n"}', content_type="application/json")
     escaped = admin_client.post(path, {"yaml": 'name: "\\ud800"\n'}, format="json")
 
+    # A control character, which the YAML reader refuses before it parses anything.
+    control = admin_client.post(path, {"yaml": "a\x03b: c\n"}, format="json")
+
     assert raw.status_code == 400, raw.content
     assert escaped.status_code == 400, escaped.content
     assert "surrogate" in escaped.json()["message"]
+    assert control.status_code == 400, control.content

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -133,10 +134,15 @@ def _everything_stored_and_shown(build: Build, user: User, data_dir: Path) -> li
         assert answer.status_code == 200, url
         found.append(answer.content)
     files = [p for p in data_dir.rglob("*") if p.is_file() and not p.is_symlink()]
+    found += [path.read_bytes() for path in files]
     if connection.vendor == "sqlite":
         database = str(connection.settings_dict["NAME"])
-        files += [Path(database + end) for end in ("", "-wal") if Path(database + end).is_file()]
-    found += [path.read_bytes() for path in files]
+        # Read by another process: a close() of any descriptor of the database file in this
+        # one drops every POSIX lock its SQLite connections hold, and the worker's last
+        # connection would then delete the write-ahead log this process still writes to.
+        for end in ("", "-wal"):
+            if Path(database + end).is_file():
+                found.append(subprocess.run(["cat", database + end], capture_output=True).stdout)
     return found
 
 

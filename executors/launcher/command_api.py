@@ -18,7 +18,7 @@ from typing import Any
 
 # The modules a build's bin/ gets, as the package below.
 PACKAGE = "sd_build_commands"
-MODULES = ("command_api", "confined", "template_commands", "sd_cmd")
+MODULES = ("command_api", "command_formats", "confined", "template_commands", "sd_cmd")
 
 
 class CommandError(Exception):

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from . import meta, sd_cmd, template_commands
+from .command_formats import container_habitat, container_refusal
 from .confined import Confined
 
 META_SH = """#!/bin/sh
@@ -184,12 +185,19 @@ class MetaServer:
         name = argv[1].partition("@")[0] if len(argv) > 1 else ""
         lines: list[str] = []
         try:
-            path, lines = sd_cmd.prepare(argv[1] if len(argv) > 1 else "", environ, place)
+            prepared = sd_cmd.prepare(argv[1] if len(argv) > 1 else "", environ, place)
+            lines = prepared.log
+            if prepared.form == "docker":
+                raise sd_cmd.CommandError(container_refusal(prepared.name, prepared.command))
+            if prepared.form == "habitat":
+                answer = container_habitat(prepared.name, prepared.command, prepared.path)
+                sd_cmd.write_log(place, name, [*lines, "the step runs hab pkg install and exec"])
+                return 0, answer, ""
         except sd_cmd.CommandError as exc:
             sd_cmd.write_log(place, name, [*lines, f"error: {exc}"])
             return 1, "", f"sd-cmd: {exc}\n"
-        sd_cmd.write_log(place, name, [*lines, f"the step runs {path}"])
-        return 0, f"{path}\n", ""
+        sd_cmd.write_log(place, name, [*lines, f"the step runs {prepared.path}"])
+        return 0, f"{prepared.path}\n", ""
 
     def _open_response(self) -> int | None:
         deadline = time.monotonic() + 5

@@ -12,15 +12,18 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .command_api import CommandError, call, download, out, parse_options, post_multipart, segment
 from .command_api import install as install_commands
+from .command_formats import docker_argv, find_docker, find_hab, habitat_plan
 from .confined import Confined
 
 COMMAND = "sd-cmd"
@@ -59,31 +62,40 @@ def _reference(text: str) -> tuple[str, str, str]:
     return match.group(1), match.group(2), match.group(3)
 
 
-def prepare(reference: str, environ: Mapping[str, str], place: Place) -> tuple[Path, list[str]]:
-    """The local path of the binary `reference` picks (fetched once per build) and a log of it."""
+@dataclass(frozen=True)
+class Prepared:
+    """What `exec` found: the API's answer, the file it fetched (if any) and a log of it."""
+
+    name: str
+    command: dict[str, Any]
+    path: Path | None
+    log: list[str]
+
+    @property
+    def form(self) -> str:
+        return str(self.command.get("format"))
+
+
+def prepare(reference: str, environ: Mapping[str, str], place: Place) -> Prepared:
+    """The command `reference` picks, with its file fetched once per build when it has one."""
     namespace, name, wanted = _reference(reference)
     where = f"/commands/{segment(namespace)}/{segment(name)}/{segment(wanted)}"
     command = call(environ, "GET", where)
     version, form = str(command["version"]), str(command.get("format"))
     log = [f"sd-cmd exec {namespace}/{name}@{wanted}: version {version}, format {form}"]
-    if form == "habitat":
-        raise CommandError(
-            f"{namespace}/{name} is a habitat command, which this server cannot run: "
-            "publish it as a binary."
-        )
-    if form == "docker":
-        image = (command.get("docker") or {}).get("image")
-        raise CommandError(
-            f"{namespace}/{name} is a docker command (image {image}), and a build cannot start "
-            "containers here: publish it as a binary."
-        )
-    base = posixpath.basename(str((command.get("binary") or {}).get("file") or "")) or name
+    full = f"{namespace}/{name}"
+    section = command.get(form) or {}
+    if form == "docker" or (form == "habitat" and section.get("mode") != "local"):
+        return Prepared(full, command, None, log)
+    if form not in ("binary", "habitat"):
+        raise CommandError(f"{full} has the format {form!r}, which sd-cmd cannot run.")
+    base = posixpath.basename(str(section.get("file") or "")) or name
     if base in ("", ".", ".."):
         base = name
     target = place.binaries_dir / namespace / name / version / base
     if place.binaries.is_file(target):
-        log.append(f"binary already in the workspace at {target}")
-        return target, log
+        log.append(f"file already in the workspace at {target}")
+        return Prepared(full, command, target, log)
     with place.binaries.directory(target.parent, create=True):
         pass
     fd = place.binaries.create(target, 0o755)
@@ -100,7 +112,30 @@ def prepare(reference: str, environ: Mapping[str, str], place: Place) -> tuple[P
     finally:
         os.close(fd)
     log.append(f"fetched {size} bytes to {target}")
-    return target, log
+    return Prepared(full, command, target, log)
+
+
+def execute(prepared: Prepared, args: list[str], environ: Mapping[str, str]) -> tuple[int, str]:
+    """Run a prepared command in this process's step; its exit status and a line for the log."""
+    if prepared.form == "habitat":
+        hab = find_hab(prepared.name, prepared.command, environ)
+        install, run_it = habitat_plan(prepared.name, prepared.command, prepared.path)
+        code = subprocess.run([hab, *install], check=False).returncode
+        if code != 0:
+            return code, f"ran {hab} {shlex.join(install)}: exit {code}"
+        argv = [hab, *run_it, *args]
+    elif prepared.form == "docker":
+        docker = find_docker(prepared.name, prepared.command, environ)
+        root = Path(environ.get("SD_ROOT_DIR") or Path.cwd())
+        argv = docker_argv(prepared.command, args, environ, Path.cwd(), root)
+        argv[0] = docker
+    elif prepared.path is not None:
+        argv = [str(prepared.path), *args]
+    else:
+        raise CommandError(f"{prepared.name} has no file to run.")
+    code = subprocess.run(argv, check=False).returncode
+    shown = shlex.join(argv[: len(argv) - len(args)])
+    return code, f"ran {shown} with {len(args)} argument(s): exit {code}"
 
 
 def write_log(place: Place, namespace_name: str, lines: list[str]) -> None:
@@ -228,16 +263,15 @@ def main(command: str, argv: list[str]) -> int:
         lines: list[str] = []
         name = argv[1].partition("@")[0]
         try:
-            path, lines = prepare(argv[1], os.environ, place)
+            prepared = prepare(argv[1], os.environ, place)
+            lines = prepared.log
+            sys.stdout.flush()
+            code, ran = execute(prepared, argv[2:], os.environ)
         except CommandError as exc:
             write_log(place, name, [*lines, f"error: {exc}"])
             sys.stderr.write(f"sd-cmd: {exc}\n")
             return 1
-        sys.stdout.flush()
-        code = subprocess.run([str(path), *argv[2:]], check=False).returncode
-        write_log(
-            place, name, [*lines, f"ran {path} with {len(argv) - 2} argument(s): exit {code}"]
-        )
+        write_log(place, name, [*lines, ran])
     return code
 
 
@@ -248,13 +282,26 @@ def install(bin_dir: Path, python: str | None = None) -> list[Path]:
 
 SHELL_CLIENT = """#!/bin/sh
 # sd-cmd: the launcher fetches a command's binary or calls the API (see docs/commands.md);
-# this client runs the binary in the step, so its output is the step's log.
+# this client runs the binary (or `hab`) in the step, so its output is the step's log.
 _sd_ask() (
 %(ask)s)
 if [ "$1" = exec ] && [ $# -ge 2 ]; then
   _sd_bin=$(_sd_ask %(marker)s "$PWD" exec "$2") || exit "$?"
   shift 2
-  exec "$_sd_bin" "$@"
+  case $_sd_bin in
+  /*) exec "$_sd_bin" "$@" ;;
+  esac
+  # A habitat command: five lines (see command_formats.container_habitat), never evaluated.
+  { IFS= read -r _ ; IFS= read -r _sd_install; IFS= read -r _sd_package
+    IFS= read -r _sd_command; IFS= read -r _sd_missing; } <<_SD_EOF
+$_sd_bin
+_SD_EOF
+  if ! command -v hab >/dev/null 2>&1; then
+    printf 'sd-cmd: %%s\n' "$_sd_missing" >&2
+    exit 1
+  fi
+  hab pkg install "$_sd_install" || exit "$?"
+  exec hab pkg exec "$_sd_package" "$_sd_command" "$@"
 fi
 _sd_ask %(marker)s "$PWD" "$@"
 """

@@ -113,6 +113,7 @@ def check_spec(spec: Any) -> list[dict[str, Any]]:
         )
     else:
         _string(section, "image", errors, path=["docker"], required=True)
+        _string(section, "command", errors, path=["docker"])
     return errors
 
 

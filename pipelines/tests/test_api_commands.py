@@ -254,3 +254,25 @@ def test_the_list_filters_and_takes_a_fixed_number_of_queries(
     assert sorted(r["name"] for r in rows) == ["alpha", "beta", "gamma"]
     assert [r["name"] for r in searched] == ["beta"]
     assert len(queries) <= 6
+
+
+def test_the_validator_refuses_a_docker_command_that_is_not_a_string(
+    admin_client: APIClient,
+) -> None:
+    good = spec(form="docker") + "  command: knife\n"
+    bad = spec(form="docker") + "  command: [knife]\n"
+
+    answers = [
+        admin_client.post("/v4/validator/command", {"yaml": text}, format="json").json()
+        for text in (good, bad)
+    ]
+
+    assert answers[0]["errors"] == []
+    assert answers[0]["command"]["docker"] == {"image": "alpine:3", "command": "knife"}
+    assert answers[1]["errors"] == [
+        {
+            "message": '"docker.command" must be a string',
+            "path": ["docker", "command"],
+            "type": "string.base",
+        }
+    ]

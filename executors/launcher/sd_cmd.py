@@ -3,8 +3,9 @@
 `sd-cmd exec NS/NAME@VERSION ARGS...` asks the API which version the reference picks, fetches
 its binary once per build into the workspace (`.sd-cmd/NS/NAME/VERSION/`), runs it with ARGS in
 the step (its output is the step's log) and writes what it did to a debug log under
-`$SD_ARTIFACTS_DIR/.sd/commands/NS/NAME/`. In a container the shell client asks the launcher
-to fetch the binary (see metaserver.py) and runs it itself, so the image needs only /bin/sh.
+`$SD_ARTIFACTS_DIR/.sd/commands/NS/NAME/`; habitat and docker commands run through `hab` and
+`docker` (command_formats.py). In a container the shell client asks the launcher to fetch the
+binary (see metaserver.py) and runs it itself, so the image needs only /bin/sh.
 """
 
 from __future__ import annotations

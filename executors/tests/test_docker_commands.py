@@ -1,6 +1,7 @@
 """Commands in containers with nothing but /bin/sh, through the real ASGI server: a build
-publishes a binary command with `sd-cmd publish`, another pipeline's step runs it with
-`sd-cmd exec`; the launcher fetches the binary, the step runs it."""
+publishes binary, habitat and docker commands with `sd-cmd publish`, another pipeline's steps
+run them with `sd-cmd exec`; the launcher fetches the binary (or names the habitat package), the
+step runs it. `hab` is an outside program: the user's step writes a stand-in for it."""
 
 from __future__ import annotations
 
@@ -44,7 +45,31 @@ jobs:
     steps:
       - validate: sd-cmd validate
       - publish: sd-cmd publish -t stable
+      - others: sd-cmd publish -f hab.yaml && sd-cmd publish -f docker.yaml
 """
+HAB = """\
+namespace: ns
+name: hab
+version: '1'
+description: Git from the Habitat depot
+maintainer: alice@example.com
+format: habitat
+habitat:
+  mode: remote
+  package: core/git
+  command: git
+"""
+DOCKER = """\
+namespace: ns
+name: box
+version: '1'
+description: A tool in an image
+maintainer: alice@example.com
+format: docker
+docker:
+  image: alpine:3
+"""
+FAKE_HAB = '#!/bin/sh\nfor a in "$@"; do echo "hab: $a"; done\n'
 USER_YAML = """\
 jobs:
   main:
@@ -56,6 +81,12 @@ jobs:
       - run: sd-cmd exec ns/cmd@1 arg
       - again: sd-cmd exec ns/cmd@stable "two words"
       - logs: ls "$SD_ARTIFACTS_DIR/.sd/commands/ns/cmd" | wc -l
+      - nohab: sd-cmd exec ns/hab@1 --version || echo "exit $?"
+      - hab: |
+          mkdir -p "$SD_ROOT_DIR/tools" && cp tools/hab "$SD_ROOT_DIR/tools/hab"
+          chmod +x "$SD_ROOT_DIR/tools/hab" && export PATH="$SD_ROOT_DIR/tools:$PATH"
+          sd-cmd exec ns/hab@1 "two words" -v
+      - docker: sd-cmd exec ns/box@1 || echo "exit $?"
 """
 
 
@@ -98,6 +129,8 @@ def test_a_container_publishes_a_binary_command_that_another_containers_step_run
             "screwdriver.yaml": PUBLISHER.format(image=busybox_image),
             "sd-command.yaml": SD_COMMAND,
             "greet.sh": GREET,
+            "hab.yaml": HAB,
+            "docker.yaml": DOCKER,
         },
         "box",
     )
@@ -115,7 +148,8 @@ def test_a_container_publishes_a_binary_command_that_another_containers_step_run
 
     user = create_pipeline(
         checkout_url=make_repo(
-            {"screwdriver.yaml": USER_YAML.format(image=busybox_image)}, "user"
+            {"screwdriver.yaml": USER_YAML.format(image=busybox_image), "tools/hab": FAKE_HAB},
+            "user",
         ).checkout_url,
         user=alice,
     )
@@ -126,3 +160,25 @@ def test_a_container_publishes_a_binary_command_that_another_containers_step_run
     assert step_log(main, "run") == ["hello arg from ns/cmd in Linux"]
     assert step_log(main, "again") == ["hello two words from ns/cmd in Linux"]
     assert [line.strip() for line in step_log(main, "logs")] == ["2"]
+    assert step_log(main, "nohab") == [
+        "sd-cmd: ns/hab is a habitat command (package core/git), but this build has no `hab` "
+        "on its PATH: use a job image with Habitat installed, or publish the command as a binary.",
+        "exit 1",
+    ]
+    assert step_log(main, "hab") == [
+        "hab: pkg",
+        "hab: install",
+        "hab: core/git",
+        "hab: pkg",
+        "hab: exec",
+        "hab: core/git",
+        "hab: git",
+        "hab: two words",
+        "hab: -v",
+    ]
+    assert step_log(main, "docker") == [
+        "sd-cmd: ns/box is a docker command (image alpine:3), but this build runs in a container "
+        "or a sandbox, which cannot reach a Docker engine: publish the command as a binary, or "
+        "use the image as the job's image.",
+        "exit 1",
+    ]

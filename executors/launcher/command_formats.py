@@ -38,6 +38,9 @@ def habitat_plan(name: str, command: Mapping[str, Any], archive: Path | None) ->
     package, executable = _text(section, "package"), _text(section, "command")
     if not package or not executable:
         raise CommandError(f"{name} is a habitat command without a package and a command.")
+    if package.startswith("-") or executable.startswith("-"):
+        # hab would read them as its own options.
+        raise CommandError(f"{name}'s habitat package and command may not start with '-'.")
     if section.get("mode") == "local":
         if archive is None:
             raise CommandError(f"{name} is a local habitat command without its package file.")

@@ -7,6 +7,7 @@ import logging
 from pipelines.models import Event, Pipeline
 from pipelines.services.events import Creator, Subscribed, start_event
 from pipelines.services.pipelines import PipelineError
+from pipelines.services.pull_requests import restricted_pr_message
 
 logger = logging.getLogger(__name__)
 
@@ -64,21 +65,34 @@ def start_subscribers(
     pusher: str,
     action: str = "commit",
     delivery_key: str | None = None,
+    cause_message: str = "",
+    fork: bool = False,
 ) -> list[Event]:
-    """A commit to a subscribed repository: start `~subscribe` on each subscriber.
+    """A commit (or a pull request) of a subscribed repository: start `~subscribe` on each
+    pipeline whose subscription lists that action.
 
     As in Screwdriver the subscriber's event runs its own branch head; the subscribed commit
-    is recorded as the event's subscribedConfigSha and subscribedSourceUrl.
+    is recorded as the event's subscribedConfigSha and subscribedSourceUrl. A pull request
+    (`action="pr"`, `branch` its base) is taken for a commit: its event is an ordinary
+    `~subscribe` event, not a PR event of the subscriber, and the pull request's code is not
+    checked out. A subscriber whose restrictPR refuses pull requests from a fork (or a branch)
+    is not started by one.
     """
     events = []
+    cause = cause_message or f"Commit {sha[:7]} pushed to a subscribed repository"
     for pipeline in subscribers_of(uri_prefix=uri_prefix, branch=branch, action=action):
+        if action == "pr":
+            refused = restricted_pr_message(pipeline=pipeline, fork=fork)
+            if refused:
+                logger.info("~subscribe on pipeline %s: %s", pipeline.pk, refused)
+                continue
         try:
             events.append(
                 start_event(
                     pipeline=pipeline,
                     start_from="~subscribe",
                     creator=Creator(name=pusher or "git push", username=pusher or "sd:scm"),
-                    cause_message=f"Commit {sha[:7]} pushed to a subscribed repository",
+                    cause_message=cause,
                     delivery_key=delivery_key,
                     subscribed=Subscribed(sha=sha, source_url=source_url),
                 )

@@ -306,6 +306,18 @@ def _pr_updated(request: PullRequestUpdated, delivery_key: str) -> Handled:
             continue
         if event is not None:
             events.append(event)
+    # Subscribers asking for ~pr run their ~subscribe jobs, as on a commit (Screwdriver).
+    events += start_subscribers(
+        uri_prefix=request.repository.uri_prefix,
+        branch=request.base_branch,
+        sha=request.sha,
+        source_url=request.url,
+        pusher=request.creator,
+        action="pr",
+        delivery_key=delivery_key,
+        cause_message=f"{request.label} into {request.base_branch} of a subscribed repository",
+        fork=request.fork,
+    )
     return events
 
 

@@ -155,6 +155,21 @@ def _checkout(build: Build, ref: RepoRef) -> dict[str, Any]:
     return checkout
 
 
+def _config_checkout(build: Build) -> dict[str, Any] | None:
+    """A child pipeline's parent repository at the sha the event read the file at, which the
+    launcher clones into $SD_CONFIG_DIR (Screwdriver's external config).
+
+    Only a parent that clones without a credential (a repository on this disk, a public one)
+    is given: the build's credential is issued for its own repository alone.
+    """
+    parent = build.job.pipeline.config_pipeline
+    sha = build.event.config_pipeline_sha
+    if parent is None or not sha or checkout_auth(parent):
+        return None
+    ref = parent.repo_ref()
+    return {"url": checkout_url(parent, ref, ""), "branch": ref.branch, "sha": sha}
+
+
 def _commit_meta(event: Event) -> dict[str, Any]:
     """Screwdriver's `commit.*` and `event.*` keys, under whatever the event's meta says."""
     commit = event.commit or {}
@@ -256,6 +271,9 @@ def launch_spec(build: Build) -> dict[str, Any]:
             "maxFileBytes": settings.SD_ARTIFACTS_MAX_FILE_BYTES,
             "maxBuildBytes": settings.SD_ARTIFACTS_MAX_BUILD_BYTES,
         }
+    config_checkout = None if skips_checkout(config) else _config_checkout(build)
+    if config_checkout is not None:
+        spec["configCheckout"] = config_checkout
     cache = cache_spec(build)
     if cache is not None:
         spec["cache"] = cache

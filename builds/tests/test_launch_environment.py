@@ -12,7 +12,7 @@ from builds.launch import launch_spec
 from builds.models import Build
 from conftest import GitRepo
 from pipelines.models import Pipeline
-from pipelines.services import Creator, create_pipeline, start_event
+from pipelines.services import Creator, create_pipeline, start_event, sync_child_pipelines
 
 pytestmark = pytest.mark.django_db
 
@@ -130,3 +130,32 @@ def test_a_user_shell_that_is_not_one_program_name_leaves_ours(
     build.event.refresh_from_db()
 
     assert launch_spec(build)["shell"] == "/bin/sh"
+
+
+def test_a_childs_build_is_given_its_parents_repository_at_the_events_parent_sha(
+    make_repo: Callable[..., GitRepo], settings: Any
+) -> None:
+    settings.SD_API_URL = "http://127.0.0.1:9"  # the parent's hook posts nowhere
+    child_repo = make_repo({"README.md": "child"}, name="child")
+    parent_file = f"childPipelines:\n  scmUrls:\n    - {child_repo.checkout_url}\n{CONFIG.lstrip()}"
+    parent_repo = make_repo({"screwdriver.yaml": parent_file}, name="parent")
+    parent = create_pipeline(
+        checkout_url=parent_repo.checkout_url, user=User.objects.create_user("alice")
+    )
+    sync_child_pipelines(parent=parent)
+    child = Pipeline.objects.get(config_pipeline=parent)
+    event = start_event(pipeline=child, start_from="main", creator=Creator("A", "alice"))
+    build = Build.objects.get(event=event)
+
+    spec = launch_spec(build)
+
+    ref = parent.repo_ref()
+    assert spec["configCheckout"] == {
+        "url": ref.repo_path,
+        "branch": ref.branch,
+        "sha": parent_repo.pushes[-1],
+    }
+    assert event.config_pipeline_sha == parent_repo.pushes[-1]
+    # The parent's own builds have no parent to clone.
+    own = start_event(pipeline=parent, start_from="main", creator=Creator("A", "alice"))
+    assert "configCheckout" not in launch_spec(Build.objects.get(event=own))

@@ -457,9 +457,10 @@ def _run_steps(
         )
         meta_server.start()
     secrets = {str(k): str(v) for k, v in (spec.get("secrets") or {}).items()}
+    config_checkout = _config_checkout(spec)
     env = build_environment(
         base=base,
-        launcher_vars=workspace.variables(token),
+        launcher_vars=workspace.variables(token, config=config_checkout is not None),
         bin_dir=workspace.bin,
         job_environment=[(str(k), str(v)) for k, v in spec.get("environment") or []],
         secrets=secrets,
@@ -525,7 +526,7 @@ def _run_steps(
     )
     ran = False
     try:
-        result = runner.run(steps, checkout)
+        result = runner.run(steps, checkout, config_checkout)
         ran = True
     finally:
         unsent = reporter.close()
@@ -550,6 +551,18 @@ def _run_steps(
     if unsent:
         final["steps"] = unsent
     return final
+
+
+def _config_checkout(spec: dict[str, Any]) -> Checkout | None:
+    """A child pipeline's parent repository, at the sha its event read the file at."""
+    config = spec.get("configCheckout")
+    if not isinstance(config, dict) or not config.get("url"):
+        return None
+    return Checkout(
+        url=str(config["url"]),
+        sha=str(config.get("sha") or ""),
+        branch=str(config.get("branch") or ""),
+    )
 
 
 def _checkout_credential(client: ApiClient, build_id: int) -> Any:

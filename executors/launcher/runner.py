@@ -203,8 +203,17 @@ class Runner:
 
     # -- the build --------------------------------------------------------------------------
 
-    def run(self, steps: Sequence[Step], checkout: Checkout | None = None) -> RunResult:
-        """Run checkout, the steps and the teardown steps; end every process left behind."""
+    def run(
+        self,
+        steps: Sequence[Step],
+        checkout: Checkout | None = None,
+        config_checkout: Checkout | None = None,
+    ) -> RunResult:
+        """Run checkout, the steps and the teardown steps; end every process left behind.
+
+        `config_checkout` is a child pipeline's parent repository, cloned into
+        $SD_CONFIG_DIR after the build's own checkout, as Screwdriver's sd-setup-scm does.
+        """
         result = RunResult(status="FAILURE")
         if self.agent is not None:
             # The container's processes write to the agent's `out` FIFO: one stream, as here.
@@ -229,7 +238,7 @@ class Runner:
             first_env["PWD"] = str(self.workspace.source)
             self.workspace.write_private(self._env_file, export_script(first_env))
             if checkout is not None and not self.stopping():
-                self._record(result, SETUP_STEP, self._setup_scm(checkout))
+                self._record(result, SETUP_STEP, self._setup_scm(checkout, config_checkout))
             for internal in self.before_steps:
                 if not result.first_failure and not self.stopping():
                     self._record(result, internal.name, self._internal(internal))
@@ -319,7 +328,7 @@ class Runner:
 
     # -- steps ------------------------------------------------------------------------------
 
-    def _setup_scm(self, checkout: Checkout) -> int:
+    def _setup_scm(self, checkout: Checkout, config_checkout: Checkout | None = None) -> int:
         output = self._output()
         self._started(SETUP_STEP)
         try:
@@ -330,6 +339,14 @@ class Runner:
         if code == 0 and not self._has_source_dir():
             self._log(SETUP_STEP, output, self._no_source_dir_message(checkout.target).encode())
             code = 1
+        if code == 0 and config_checkout is not None and not self.stopping():
+            note = f"Cloning the parent pipeline's repository into {self.workspace.config}\n"
+            self._log(SETUP_STEP, output, note.encode())
+            try:
+                code = self._checkout(config_checkout, output, self.workspace.config)
+            except CheckoutError as exc:
+                self._log(SETUP_STEP, output, f"{exc}\n".encode())
+                code = 1
         self._log(SETUP_STEP, output, b"", finish=True)
         self._ended(SETUP_STEP, code)
         return code
@@ -350,13 +367,17 @@ class Runner:
         self.reporter.step_ended(step.name, datetime.now(UTC), code)
         return code
 
-    def _checkout(self, checkout: Checkout, output: StepOutput) -> int:
-        """Clone, fetch and check out; the credential (if any) lives only while git fetches."""
+    def _checkout(
+        self, checkout: Checkout, output: StepOutput, directory: Path | None = None
+    ) -> int:
+        """Clone, fetch and check out (into the build's checkout folder unless `directory`
+        says otherwise); the credential (if any) lives only while git fetches."""
         refused = refusal(checkout)
         if refused:
             raise CheckoutError(refused)
+        directory = directory or self.workspace.checkout
         shallow = shallow_of(self.env, checkout)
-        plan = Commands(checkout, self.workspace.checkout, shallow).plan()
+        plan = Commands(checkout, directory, shallow).plan()
         # Checkout runs here, never in the container: the image needs no git. A job's own
         # environment reaches git only where no credential is in play (local repositories,
         # public ones): it could name a proxy, a trace file or configuration that hands the
@@ -377,7 +398,7 @@ class Runner:
                 code = self._git_command(argv, remote_env, output, access)
                 if code != 0:
                     return code
-            if plan.fetch_sha is not None and not self._has_commit(checkout.sha, env):
+            if plan.fetch_sha is not None and not self._has_commit(checkout.sha, env, directory):
                 code = self._git_command(plan.fetch_sha, remote_env, output, access)
                 if code != 0 and plan.unshallow is not None and not self.stopping():
                     # A server that sends no commit by its sha still sends whole branches.
@@ -432,9 +453,9 @@ class Runner:
         real = access.argv(argv) if access is not None else argv
         return self._execute(SETUP_STEP, real, self.workspace.root, env, output, self.stopping)
 
-    def _has_commit(self, sha: str, env: Mapping[str, str]) -> bool:
+    def _has_commit(self, sha: str, env: Mapping[str, str], directory: Path) -> bool:
         """Whether the clone holds the commit (a shallow one may not)."""
-        argv = ["git", "-C", str(self.workspace.checkout), "rev-parse", "-q", "--verify"]
+        argv = ["git", "-C", str(directory), "rev-parse", "-q", "--verify"]
         try:
             found = subprocess.run(
                 [*argv, "--end-of-options", f"{sha}^{{commit}}"],

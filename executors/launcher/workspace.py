@@ -56,6 +56,11 @@ class Workspace:
         return self.checkout / self.source_dir if self.source_dir else self.checkout
 
     @property
+    def config(self) -> Path:
+        """Where a child pipeline's build finds its parent's repository: SD_CONFIG_DIR."""
+        return self.root / "config"
+
+    @property
     def artifacts(self) -> Path:
         """SD_ARTIFACTS_DIR."""
         return self.root / "artifacts"
@@ -121,9 +126,12 @@ class Workspace:
         """Write a file of the workspace that only its owner may read (it may hold secrets)."""
         self.tree.write(path, text.encode("utf-8", "surrogateescape"), 0o600, owner)
 
-    def variables(self, token: str) -> dict[str, str]:
-        """The SD_* variables that depend on where the launcher runs."""
+    def variables(self, token: str, *, config: bool = False) -> dict[str, str]:
+        """The SD_* variables that depend on where the launcher runs; SD_CONFIG_DIR only for
+        a child pipeline's build, which gets its parent's repository there."""
+        extra = {"SD_CONFIG_DIR": str(self.config)} if config else {}
         return {
+            **extra,
             "SD_ROOT_DIR": str(self.root),
             "SD_SOURCE_DIR": str(self.source),
             "SD_CHECKOUT_DIR": str(self.checkout),

@@ -17,6 +17,7 @@ from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from builds.models import Build, BuildStatus
+from builds.tests.step_logs import step_log
 from conftest import GitRepo, wait_until
 from pipelines.models import Event, Job, Pipeline
 from pipelines.services import (
@@ -377,6 +378,56 @@ def test_startall_really_runs_both_childrens_builds(
     builds = wait_until(all_done, timeout=120, what="both children's builds to finish")
     assert {b.status for b in builds} == {BuildStatus.SUCCESS}
     assert {b.job.pipeline_id for b in builds} == {c.pk for c in children}
+
+
+CONFIG_READER = """
+childPipelines:
+  scmUrls:
+    - {url}
+jobs:
+  main:
+    image: alpine
+    requires: [~commit]
+    steps:
+      - where: echo "$SD_CONFIG_DIR"
+      - shared: cat "$SD_CONFIG_DIR/shared.txt"
+      - own: cat README.md
+      - head: git -C "$SD_CONFIG_DIR" rev-parse HEAD
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_childs_build_reads_its_parents_repository_in_sd_config_dir(
+    stack: Any, make_repo: MakeRepo, owner: User
+) -> None:
+    child_repo = make_repo({"README.md": "the child's own file"}, name="reader")
+    parent_repo = make_repo(
+        {
+            "screwdriver.yaml": CONFIG_READER.format(url=child_repo.checkout_url),
+            "shared.txt": "kept in the parent",
+        },
+        name="config",
+    )
+    parent = create_pipeline(checkout_url=parent_repo.checkout_url, user=owner)
+    sync_child_pipelines(parent=parent)
+    # The parent moves on after the child's event read it: the build gets what it read.
+    child = Pipeline.objects.get(config_pipeline=parent)
+    event = start_event(pipeline=child, start_from="~commit", creator=Creator("A", "alice"))
+    read_at = parent_repo.pushes[-1]
+    parent_repo.push({"shared.txt": "changed later"}, "later")
+
+    def done() -> Build | None:
+        build = Build.objects.filter(event=event).first()
+        return build if build and build.is_finished else None
+
+    build = wait_until(done, timeout=120, what="the child's build to finish")
+    assert build.status == BuildStatus.SUCCESS, step_log(build, "sd-setup-scm")
+    (config_dir,) = step_log(build, "where")
+    assert config_dir.endswith("/config") and config_dir != ""
+    assert step_log(build, "shared") == ["kept in the parent"]
+    assert step_log(build, "own") == ["the child's own file"]
+    assert step_log(build, "head") == [read_at]
 
 
 # --- pages ----------------------------------------------------------------------------------

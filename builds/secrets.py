@@ -20,9 +20,24 @@ _maskers: OrderedDict[tuple[int, str], tuple[float, Masker]] = OrderedDict()
 
 
 def allowed_secrets(build: Build) -> QuerySet[Secret]:
-    """The secrets the build's job lists, less those a pull request may not see."""
+    """The secrets the build's job lists, less those a pull request may not see.
+
+    A child pipeline (`childPipelines`) inherits its parent's secrets, as in Screwdriver: a
+    name the child has a secret of its own for is the child's, any other the parent's. The
+    pull request rule is then the chosen row's own `allowInPR` (the child's row wins even when
+    it keeps the value from pull requests and the parent's would not).
+    """
     wanted = [str(name) for name in build.job_config().get("secrets") or []]
-    rows = Secret.objects.filter(pipeline_id=build.job.pipeline_id, name__in=wanted)
+    pipeline = build.job.pipeline
+    rows = Secret.objects.filter(pipeline_id=pipeline.pk, name__in=wanted)
+    if pipeline.config_pipeline_id:
+        own = set(rows.values_list("name", flat=True))
+        inherited = Secret.objects.filter(
+            pipeline_id=pipeline.config_pipeline_id, name__in=set(wanted) - own
+        )
+        rows = Secret.objects.filter(
+            pk__in=[*rows.values_list("pk", flat=True), *inherited.values_list("pk", flat=True)]
+        )
     if build.event.type == "pr":
         rows = rows.filter(allow_in_pr=True)
     return rows

@@ -17,6 +17,7 @@ from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from builds.models import Build, BuildStatus
+from builds.secrets import allowed_secrets, secret_values
 from builds.tests.step_logs import step_log
 from conftest import GitRepo, wait_until
 from pipelines.models import Event, Job, Pipeline
@@ -26,6 +27,7 @@ from pipelines.services import (
     create_pipeline,
     delete_pipeline,
     grant_permission,
+    set_secret,
     start_event,
     sync_child_pipelines,
     sync_pipeline,
@@ -428,6 +430,82 @@ def test_a_childs_build_reads_its_parents_repository_in_sd_config_dir(
     assert step_log(build, "shared") == ["kept in the parent"]
     assert step_log(build, "own") == ["the child's own file"]
     assert step_log(build, "head") == [read_at]
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+SECRETS_PARENT = """
+childPipelines:
+  scmUrls:
+    - {url}
+jobs:
+  main:
+    image: alpine
+    requires: [~commit]
+    secrets: [SHARED, OVERRIDDEN, PARENT_PR_ONLY]
+    steps:
+      - shared: test "$SHARED" = "parent-shared-7f3a" && echo "shared is $SHARED"
+      - overridden: test "$OVERRIDDEN" = "child-own-9c1e" && echo "overridden is $OVERRIDDEN"
+"""
+
+
+def secret_family(make_repo: MakeRepo, owner: User) -> tuple[Pipeline, Pipeline]:
+    child_repo = make_repo({"README.md": "child"}, name="secretive")
+    parent_repo = make_repo(
+        {"screwdriver.yaml": SECRETS_PARENT.format(url=child_repo.checkout_url)}, name="keeper"
+    )
+    parent = create_pipeline(checkout_url=parent_repo.checkout_url, user=owner)
+    sync_child_pipelines(parent=parent)
+    child = Pipeline.objects.get(config_pipeline=parent)
+    set_secret(pipeline=parent, name="SHARED", value="parent-shared-7f3a")
+    set_secret(pipeline=parent, name="OVERRIDDEN", value="parent-loses-2b8d", allow_in_pr=True)
+    set_secret(pipeline=parent, name="PARENT_PR_ONLY", value="parent-pr-5e0a", allow_in_pr=True)
+    set_secret(pipeline=child, name="OVERRIDDEN", value="child-own-9c1e")
+    set_secret(pipeline=parent, name="UNLISTED", value="parent-unlisted-1d4c")
+    return parent, child
+
+
+@pytest.mark.django_db
+def test_a_child_inherits_its_parents_secrets_and_its_own_of_a_name_wins(
+    make_repo: MakeRepo, owner: User
+) -> None:
+    parent, child = secret_family(make_repo, owner)
+    event = start_event(pipeline=child, start_from="~commit", creator=Creator("A", "alice"))
+    build = Build.objects.get(event=event)
+
+    assert secret_values(build) == {
+        "SHARED": "parent-shared-7f3a",
+        "OVERRIDDEN": "child-own-9c1e",
+        "PARENT_PR_ONLY": "parent-pr-5e0a",
+    }
+    # A pull request sees what the chosen row allows: the child's OVERRIDDEN keeps it out,
+    # though the parent's row of that name would let it in.
+    Event.objects.filter(pk=event.pk).update(type=Event.Type.PR, pr_num=1)
+    build = Build.objects.get(pk=build.pk)
+    assert {(s.name, s.pipeline_id) for s in allowed_secrets(build)} == {
+        ("PARENT_PR_ONLY", parent.pk)
+    }
+    # The parent's own builds keep the parent's value.
+    own = start_event(pipeline=parent, start_from="~commit", creator=Creator("A", "alice"))
+    assert secret_values(Build.objects.get(event=own))["OVERRIDDEN"] == "parent-loses-2b8d"
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_childs_real_build_gets_the_inherited_secrets_and_its_log_masks_them(
+    stack: Any, make_repo: MakeRepo, owner: User
+) -> None:
+    _, child = secret_family(make_repo, owner)
+    event = start_event(pipeline=child, start_from="~commit", creator=Creator("A", "alice"))
+
+    def done() -> Build | None:
+        build = Build.objects.filter(event=event).first()
+        return build if build and build.is_finished else None
+
+    build = wait_until(done, timeout=120, what="the child's build to finish")
+    assert build.status == BuildStatus.SUCCESS, step_log(build, "shared")
+    assert step_log(build, "shared") == ["shared is ****"]
+    assert step_log(build, "overridden") == ["overridden is ****"]
 
 
 # --- pages ----------------------------------------------------------------------------------

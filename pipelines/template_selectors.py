@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeVar
 
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 
 from pipelines.config import resolve_template
 from pipelines.config.job_template import version_key
@@ -151,3 +151,46 @@ def pick_pipeline_template_version(
     tags = dict(template.tags.values_list("tag", "version"))
     picked = resolve_template(rows, tags, version_or_tag)
     return None if picked is None else template.versions.get(pk=picked["id"])
+
+
+def pipeline_template_summaries() -> QuerySet[PipelineTemplate]:
+    """Every pipeline template with its number of versions and its latest version's
+    description (``versions_count``, ``description``); one query."""
+    latest = PipelineTemplateVersion.objects.filter(
+        template=OuterRef("pk"), version=OuterRef("latest_version")
+    ).values("description")[:1]
+    return (
+        PipelineTemplate.objects.annotate(
+            versions_count=Count("versions", distinct=True), description=Subquery(latest)
+        )
+        .select_related("pipeline")
+        .order_by("namespace", "name")
+    )
+
+
+def trusts(template: PipelineTemplate, version: str) -> bool:
+    """Whether this version of the template is trusted: it is at or above the version the
+    template was trusted since (Screwdriver's trustedSinceVersion)."""
+    since = template.trusted_since_version
+    return bool(since) and version_key(version) >= version_key(since)
+
+
+def pipelines_using_pipeline_template(
+    template: PipelineTemplate, readable: QuerySet[Pipeline]
+) -> list[tuple[Pipeline, str]]:
+    """The pipelines, among those the reader may see, whose file names this pipeline
+    template, each with the version it uses now.
+
+    Every job of such a pipeline carries SD_PIPELINE_TEMPLATE_FULLNAME and _VERSION in its
+    environment, as Screwdriver's merge puts them there.
+    """
+    full_name = f"{template.namespace}/{template.name}"
+    jobs = Job.objects.filter(
+        archived=False, permutations__0__environment__SD_PIPELINE_TEMPLATE_FULLNAME=full_name
+    ).only("pipeline_id", "permutations")
+    versions: dict[int, str] = {}
+    for job in jobs:
+        environment = (job.permutations[0] or {}).get("environment") or {}
+        versions.setdefault(job.pipeline_id, str(environment.get("SD_PIPELINE_TEMPLATE_VERSION")))
+    found = readable.filter(pk__in=list(versions)).order_by("id")
+    return [(pipeline, versions[pipeline.pk]) for pipeline in found]

@@ -90,4 +90,19 @@ urlpatterns += [
         views_templates.template_detail,
         name="template",
     ),
+    path(
+        "pipeline-templates",
+        views_templates.pipeline_template_list,
+        name="pipeline-templates",
+    ),
+    path(
+        "pipeline-templates/<str:namespace>/<str:name>",
+        views_templates.pipeline_template_detail,
+        name="pipeline-template",
+    ),
+    path(
+        "pipeline-templates/<str:namespace>/<str:name>/trusted",
+        views_templates.pipeline_template_trusted,
+        name="pipeline-template-trusted",
+    ),
 ]

@@ -110,6 +110,11 @@ urlpatterns = [
         name="pipeline-template-by-id",
     ),
     path(
+        "pipeline/templates/<str:namespace>/<str:name>/trusted",
+        pipeline_templates.PipelineTemplateTrustedView.as_view(),
+        name="pipeline-template-trusted",
+    ),
+    path(
         f"{PT}",
         pipeline_templates.PipelineTemplateView.as_view(),
         name="pipeline-template",

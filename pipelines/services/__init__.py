@@ -51,6 +51,7 @@ from pipelines.services.pipeline_templates import (
     publish_pipeline_template,
     remove_pipeline_template,
     remove_pipeline_template_tag,
+    set_pipeline_template_trusted,
     tag_pipeline_template,
 )
 from pipelines.services.pipelines import (
@@ -148,6 +149,7 @@ __all__ = [
     "scm_for",
     "set_command_trusted",
     "set_job_state",
+    "set_pipeline_template_trusted",
     "set_secret",
     "set_template_trusted",
     "split_name",

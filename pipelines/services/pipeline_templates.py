@@ -103,3 +103,21 @@ def remove_pipeline_template_tag(
 def remove_pipeline_template(*, template: PipelineTemplate) -> None:
     """Delete a pipeline template with its versions and tags (rights are checked already)."""
     template.delete()
+
+
+@transaction.atomic
+def set_pipeline_template_trusted(*, namespace: str, name: str, trusted: bool) -> PipelineTemplate:
+    """Trust a pipeline template from its latest version on (versions published later are
+    trusted too), or trust it no more, as Screwdriver's trustedSinceVersion does: marking a
+    template that is trusted already keeps the version it was trusted since."""
+    template = (
+        PipelineTemplate.objects.select_for_update().filter(namespace=namespace, name=name).first()
+    )
+    if template is None:
+        raise PipelineError(f"Pipeline template {namespace}/{name} does not exist.", status=404)
+    if not trusted:
+        template.trusted_since_version = ""
+    elif not template.trusted_since_version:
+        template.trusted_since_version = template.latest_version
+    template.save(update_fields=["trusted_since_version", "updated_at"])
+    return template

@@ -530,6 +530,14 @@ MATRIX: list[Row] = [
     Row("pipeline-template", "get", TEMPLATE_READ, kwargs=ptpl),
     Row("pipeline-template", "delete", rule(DENIED, admin=204, build=204), kwargs=ptpl),
     Row("pipeline-template-versions", "get", TEMPLATE_READ, kwargs=ptpl),
+    # Only a server admin, and no persona here is one.
+    Row(
+        "pipeline-template-trusted",
+        "put",
+        DENIED,
+        kwargs=ptpl,
+        body=lambda ids: {"trusted": True},
+    ),
     Row("pipeline-template-tags", "get", TEMPLATE_READ, kwargs=ptpl),
     Row(
         "pipeline-template-tag",

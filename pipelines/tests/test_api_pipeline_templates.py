@@ -211,6 +211,41 @@ def test_the_owners_admin_or_build_removes_a_template_and_others_cannot(
     assert admin_client.get("/v4/pipeline/template/acme/node").status_code == 404
 
 
+def test_only_a_server_admin_trusts_a_pipeline_template_from_its_latest_version_on(
+    owner_pipeline: Pipeline, admin_client: APIClient
+) -> None:
+    client = build_client(owner_pipeline)
+    publish(client, "1.0")
+    publish(client, "1.1")
+    root = APIClient()
+    root.force_authenticate(User.objects.create_superuser(username="root"))
+    url = "/v4/pipeline/templates/acme/node/trusted"
+
+    refused = admin_client.put(url, {"trusted": True}, format="json")
+    by_build = client.put(url, {"trusted": True}, format="json")
+    done = root.put(url, {"trusted": True}, format="json")
+
+    assert (refused.status_code, by_build.status_code, done.status_code) == (403, 403, 204)
+    assert "server admin" in refused.json()["message"]
+    shown = admin_client.get("/v4/pipeline/template/acme/node").json()
+    assert shown["trustedSinceVersion"] == "1.1.0"
+    # Marking it again keeps the version it was trusted since; later versions are trusted too.
+    publish(client, "2.0")
+    assert root.put(url, {"trusted": True}, format="json").status_code == 204
+    assert PipelineTemplate.objects.get().trusted_since_version == "1.1.0"
+    assert root.put(url, {"trusted": False}, format="json").status_code == 204
+    assert PipelineTemplate.objects.get().trusted_since_version == ""
+    assert root.put(url, {"trusted": "maybe"}, format="json").status_code == 400
+    missing = root.put("/v4/pipeline/templates/acme/none/trusted", {"trusted": True}, format="json")
+    assert missing.status_code == 404
+    assert (
+        root.put(
+            "/v4/pipeline/templates/ac%20me/node/trusted", {"trusted": True}, format="json"
+        ).status_code
+        == 400
+    )
+
+
 def test_a_file_naming_a_published_template_gets_its_jobs(owner_pipeline: Pipeline) -> None:
     client = build_client(owner_pipeline)
     publish(client, "1.0", step="npm test")

@@ -6,6 +6,7 @@ from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions
 from rest_framework import status as http
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,6 +16,7 @@ from pipelines.api.serializers import (
     PipelineTemplateTagSerializer,
     PipelineTemplateVersionSerializer,
     TemplateTagVersionSerializer,
+    TemplateTrustedSerializer,
     TemplateYamlSerializer,
 )
 from pipelines.api.views.publishers import publisher_of, require_remover
@@ -30,6 +32,7 @@ from pipelines.services import (
     publish_pipeline_template,
     remove_pipeline_template,
     remove_pipeline_template_tag,
+    set_pipeline_template_trusted,
     tag_pipeline_template,
 )
 from pipelines.template_selectors import (
@@ -38,7 +41,7 @@ from pipelines.template_selectors import (
 )
 from screwdriver_site.api.base import ApiView, paginate
 from screwdriver_site.api.errors import error_response
-from screwdriver_site.api.permissions import BUILD, USER
+from screwdriver_site.api.permissions import BUILD, PEOPLE, USER
 
 KIND = "pipeline template"
 
@@ -215,3 +218,25 @@ class PipelineTemplateVersionView(ApiView):
                 404, f"Pipeline template {template}@{version_or_tag} does not exist."
             )
         return Response(with_metadata(template, version))
+
+
+class PipelineTemplateTrustedView(ApiView):
+    """PUT /v4/pipeline/templates/{namespace}/{name}/trusted: a server admin's mark."""
+
+    scopes = {"PUT": PEOPLE}
+
+    @extend_schema(request=TemplateTrustedSerializer, responses={204: None})
+    def put(self, request: Request, namespace: str, name: str) -> Response:
+        if not request.user.is_superuser:
+            raise exceptions.PermissionDenied(
+                "Only a server admin can mark a pipeline template trusted."
+            )
+        body = TemplateTrustedSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        template = _template(namespace, name)
+        set_pipeline_template_trusted(
+            namespace=template.namespace,
+            name=template.name,
+            trusted=bool(body.validated_data["trusted"]),
+        )
+        return Response(status=http.HTTP_204_NO_CONTENT)

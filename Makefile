@@ -63,15 +63,15 @@ test-unit: $(TEST_DEPS)
 
 ## test-postgres / test-mysql: the suite against the servers named by these URLs, but for
 ## the tests that do not depend on the database engine (browser, containers, Screwdriver's
-## parser; make test runs them), and the API fuzzer with a smaller budget (SD_FUZZ_EXAMPLES=10)
+## parser; make test runs them), and the API fuzzer with a smaller budget (SD_FUZZ_EXAMPLES=5)
 DB_ONLY := -m "not browser and not docker and not oracle"
 test-postgres: $(TEST_DEPS)
 	DATABASE_URL=$${SD_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test} \
-	SD_FUZZ_EXAMPLES=$${SD_FUZZ_EXAMPLES:-10} $(PY) -m pytest -n 2 --dist loadgroup $(DB_ONLY)
+	SD_FUZZ_EXAMPLES=$${SD_FUZZ_EXAMPLES:-5} $(PY) -m pytest -n 2 --dist loadgroup $(DB_ONLY)
 
 test-mysql: $(TEST_DEPS) $(MYSQL_DEPS)
 	DATABASE_URL=$${SD_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test} \
-	SD_FUZZ_EXAMPLES=$${SD_FUZZ_EXAMPLES:-10} $(PY) -m pytest -n 2 --dist loadgroup $(DB_ONLY)
+	SD_FUZZ_EXAMPLES=$${SD_FUZZ_EXAMPLES:-5} $(PY) -m pytest -n 2 --dist loadgroup $(DB_ONLY)
 
 test-all: test test-postgres test-mysql
 

@@ -424,3 +424,45 @@ def stack(
     yield s
     s.stop_worker()
     s.kill_leftovers()
+
+
+REDIS_URL = os.environ.get("SD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _redis_reachable() -> bool:
+    import redis
+
+    try:
+        return bool(redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture
+def redis_queue(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """django-q2 on its Redis broker, under a queue name of this test's own.
+
+    This process enqueues into Redis; the returned environment (SD_REDIS_URL, SD_QUEUE_NAME)
+    makes a worker we start read the same list. Parallel tests share the Redis server and
+    never each other's keys, which are all deleted afterwards.
+    """
+    if not _redis_reachable():
+        pytest.skip(f"no Redis at {REDIS_URL} for the Redis broker tests: start redis-server")
+    import redis
+    from django_q.conf import Conf
+
+    name = f"sd-test-{os.getpid()}-{time.monotonic_ns()}"
+    settings.REDIS_URL = REDIS_URL
+    settings.SD_QUEUE_BROKER = "redis"
+    settings.SD_QUEUE_NAME = name
+    # django-q2 reads its settings once, into Conf: the switch a worker makes at start.
+    monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "REDIS", REDIS_URL)
+    monkeypatch.setattr(Conf, "PREFIX", name)
+    monkeypatch.setattr(Conf, "CLUSTER_NAME", name)
+    yield {"SD_REDIS_URL": REDIS_URL, "SD_QUEUE_NAME": name}
+    client = redis.from_url(REDIS_URL)
+    for pattern in (f"django_q:{name}:*", f"{name}:*"):
+        keys = list(client.scan_iter(match=pattern))
+        if keys:
+            client.delete(*keys)

@@ -2,7 +2,9 @@
 
 Build counts, the queue, build durations and the outbox are read from the database at scrape
 time (`DatabaseCollector`), so every server process answers the same and nothing is lost when
-a process restarts. Live log connections are counted by the process that holds them.
+a process restarts. The task queue's depth is asked of django-q2's broker (`QueueCollector`),
+the database's table or Redis's list alike. Live log connections are counted by the process
+that holds them.
 
 Who may read it: with `SD_METRICS_TOKEN` set, a request that sends it as
 `Authorization: Bearer <token>`; without it, only a signed-in superuser (the page names
@@ -12,6 +14,7 @@ pipelines nowhere, but queue depth and build counts are still the operator's bus
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,12 +24,15 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q,
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
+from django_q.brokers import get_broker
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from builds.models import Build, BuildStatus, OutboxMessage
+
+logger = logging.getLogger(__name__)
 
 # Upper bounds of the duration buckets, in seconds: from a quick check to a long release.
 DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
@@ -136,7 +142,27 @@ class DatabaseCollector(Collector):
         )
 
 
+class QueueCollector(Collector):
+    """The depth of django-q2's task queue, asked of whichever broker the settings chose."""
+
+    help = "Tasks (build starts and stops, webhooks, periodic work) waiting for a worker."
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("sd_task_queue_depth", self.help)
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("sd_task_queue_depth", self.help)
+        try:
+            family.add_metric([], get_broker().queue_size())
+        except Exception as exc:
+            # A broker that cannot answer (Redis down) leaves the gauge empty; the rest of the
+            # page is still worth having.
+            logger.warning("The task queue's depth is unknown: %s", exc)
+        yield family
+
+
 REGISTRY.register(DatabaseCollector())
+REGISTRY.register(QueueCollector())
 
 
 def allowed(request: HttpRequest) -> bool:

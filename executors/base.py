@@ -7,12 +7,13 @@ code below the Django apps.
 
 from __future__ import annotations
 
-import socket
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from django.conf import settings
 
 
 class ExecutorError(Exception):
@@ -50,7 +51,7 @@ class BuildHandle:
 
 def start_stats(*, image_pull_start: datetime | None = None) -> dict[str, str]:
     """What a start on this machine reports for the build's `stats` (Screwdriver's keys)."""
-    reported = {"hostname": socket.gethostname()}
+    reported = {"hostname": settings.SD_HOSTNAME}
     if image_pull_start is not None:
         reported["imagePullStartTime"] = (
             image_pull_start.astimezone(UTC)

@@ -34,7 +34,8 @@ class CleansingFilter(SafeExceptionReporterFilter):
     """Django's filter, also hiding database, Redis and other connection URLs and DSNs."""
 
     hidden_settings = re.compile(
-        SafeExceptionReporterFilter.hidden_settings.pattern + "|DATABASE|REDIS|_URL|DSN|CREDENTIAL",
+        SafeExceptionReporterFilter.hidden_settings.pattern
+        + "|DATABASE|REDIS|_URL|DSN|CREDENTIAL|CHANNEL_LAYERS",
         flags=re.IGNORECASE,
     )
 

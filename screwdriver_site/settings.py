@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import socket
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -276,9 +277,19 @@ SD_GUEST_ACCESS = env_bool("SD_GUEST_ACCESS", False)
 
 # Workers between the API and the engines: short tasks only (a build is a process with a
 # lease, not a task), so timeout < retry and a finite number of attempts.
-Q_CLUSTER = {
-    "name": "screwdriver",
-    "orm": "default",
+# The queue (django-q2's broker): the database (the embedded default) or, when SD_REDIS_URL is
+# set, Redis, which also carries the channel layer. SD_QUEUE_BROKER=orm keeps the database.
+REDIS_URL = env_str("SD_REDIS_URL")
+SD_QUEUE_BROKER = env_str("SD_QUEUE_BROKER") or ("redis" if REDIS_URL else "orm")
+if SD_QUEUE_BROKER not in {"orm", "redis"}:
+    raise ImproperlyConfigured(f"SD_QUEUE_BROKER must be 'orm' or 'redis', got {SD_QUEUE_BROKER!r}")
+if SD_QUEUE_BROKER == "redis" and not REDIS_URL:
+    raise ImproperlyConfigured("SD_QUEUE_BROKER=redis needs SD_REDIS_URL.")
+# The queue's name: every API process and worker of one installation shares it; two
+# installations on one Redis need two names (the Redis list is django_q:<name>:q).
+SD_QUEUE_NAME = env_str("SD_QUEUE_NAME", "screwdriver")
+Q_CLUSTER: dict[str, Any] = {
+    "name": SD_QUEUE_NAME,
     "workers": env_int("SD_WORKERS", 2),
     "timeout": 60,
     "retry": 90,
@@ -291,13 +302,18 @@ Q_CLUSTER = {
     # Cron schedules (periodic builds) run in UTC whatever TIME_ZONE says, as in Screwdriver.
     "time_zone": "UTC",
 }
+if SD_QUEUE_BROKER == "redis":
+    # Redis hands a task to one worker and forgets it (no acknowledgement, no retry): a start
+    # lost with a dying worker is queued again by the reaper (builds.dispatch.REQUEUE_AFTER).
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
 
-REDIS_URL = env_str("SD_REDIS_URL")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{SD_QUEUE_NAME}:asgi"},
         }
     }
 else:
@@ -307,6 +323,11 @@ else:
 SD_PORT = env_int("PORT", 8000)
 SD_API_URL = env_str("SD_API_URL", f"http://127.0.0.1:{SD_PORT}").rstrip("/")
 SD_UI_URL = env_str("SD_UI_URL", SD_API_URL).rstrip("/")
+# A worker on a host of its own (`manage.py sd_worker`, docs/scaling.md): it refuses to start
+# unless the database, the secret key and SD_API_URL are ones other hosts share and reach.
+SD_WORKER_REMOTE = env_bool("SD_WORKER_REMOTE", False)
+# The name builds' stats give the machine their launcher ran on (default: the host's name).
+SD_HOSTNAME = env_str("SD_HOSTNAME") or socket.gethostname()
 # What Prometheus sends as a bearer token to read /metrics; unset, only superusers read it.
 SD_METRICS_TOKEN = env_str("SD_METRICS_TOKEN", "")
 

@@ -93,3 +93,12 @@ def test_without_a_token_only_a_signed_in_superuser_reads_it(
     admin = Client()
     admin.force_login(owner)
     assert admin.get("/metrics").status_code == 200
+
+
+def test_the_task_queue_depth_comes_from_the_database_broker_by_default(scrape: Client) -> None:
+    from django_q.tasks import async_task
+
+    assert samples(scrape.get("/metrics").content.decode())[("sd_task_queue_depth", ())] == 0
+    async_task("executors.tasks.reap")
+    async_task("executors.tasks.reap")
+    assert samples(scrape.get("/metrics").content.decode())[("sd_task_queue_depth", ())] == 2

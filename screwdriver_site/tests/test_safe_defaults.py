@@ -85,8 +85,11 @@ def test_a_private_file_is_0600_from_its_creation_whatever_the_umask(tmp_path: P
 def test_reports_hide_connection_urls_and_keys_even_in_debug_pages(settings: Any) -> None:
     settings.DATABASE_URL = "postgres://sd:hunter2@db.internal:5432/sd"
     settings.REDIS_URL = "redis://:hunter2@redis.internal:6379/0"
+    settings.Q_CLUSTER = {"name": "screwdriver", "redis": settings.REDIS_URL}
+    settings.CHANNEL_LAYERS = {"default": {"CONFIG": {"hosts": [settings.REDIS_URL]}}}
     safe = CleansingFilter().get_safe_settings()
-    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DATABASES", "SD_GITHUB_TOKEN"):
+    names = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DATABASES", "SD_GITHUB_TOKEN")
+    for name in (*names, "Q_CLUSTER", "CHANNEL_LAYERS"):
         assert "hunter2" not in str(safe[name]), name
     request = RequestFactory().get(
         "/", DATABASE_URL="postgres://sd:hunter2@db/sd", HTTP_AUTHORIZATION="Bearer hunter2"

@@ -1,4 +1,8 @@
-"""`sd_serve`: the ASGI server and the worker together, supervised; Ctrl-C stops everything."""
+"""`sd_serve`: the ASGI server and the worker together, supervised; Ctrl-C stops everything.
+
+With `--no-worker` it runs the ASGI server alone: an API host whose builds run on worker
+hosts (`sd_worker`, docs/scaling.md).
+"""
 
 from __future__ import annotations
 
@@ -37,6 +41,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=settings.SD_PORT)
+        parser.add_argument(
+            "--no-worker",
+            action="store_true",
+            help="Run the ASGI server only; workers run elsewhere (manage.py sd_worker).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         python = sys.executable
@@ -57,12 +66,18 @@ class Command(BaseCommand):
         )
         worker = Child("worker", [python, manage, "sd_worker"])
         url = f"http://{options['host']}:{options['port']}"
-        self.stdout.write(
-            f"Screwdriver starts at {url} (Ctrl-C stops the server, the worker and running builds)."
-        )
+        if options["no_worker"]:
+            children = [web]
+            self.stdout.write(f"Screwdriver's API starts at {url}; builds run on its workers.")
+        else:
+            children = [web, worker]
+            self.stdout.write(
+                f"Screwdriver starts at {url} "
+                "(Ctrl-C stops the server, the worker and running builds)."
+            )
         self.stdout.flush()
         supervisor = Supervisor(
-            [web, worker],
+            children,
             workspaces=Path(settings.SD_WORKSPACES_DIR),
             on_builds_killed=abort_builds,
         )

@@ -237,3 +237,40 @@ def test_a_web_server_that_cannot_start_stops_sd_serve_with_a_reason(tmp_path: P
         taken.close()
     assert done.returncode != 0
     assert "The web server could not start: it exited 5 times in a row" in done.stderr
+
+
+def test_with_no_worker_it_serves_the_api_alone_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
+        "SD_DATA_DIR": str(tmp_path / "data"),
+        "SD_DEMO": "false",
+    }
+    _migrate(env)
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "sd_serve", "--no-worker", "--port", str(port)],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    s = Server(proc=proc, url=f"http://127.0.0.1:{port}", env=env, log=log)
+    try:
+        wait_until(lambda: _answers(s.url), timeout=60, what="the API to answer")
+        time.sleep(2)  # a worker, were one started, would be up by now
+        assert s.child("sd_worker") is None
+        assert s.child("daphne_server") is not None
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert "builds run on its workers" in log.read_text()
+    finally:
+        for info in s.ours():
+            process.signal_pid(info.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

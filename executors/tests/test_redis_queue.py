@@ -10,21 +10,27 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import redis
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.models import OrmQ
+from django_q.signing import SignedPackage
 from django_q.tasks import async_task
 from prometheus_client.parser import text_string_to_metric_families
 
-from builds.models import Build
+from builds.dispatch import REQUEUE_AFTER, reap
+from builds.models import Build, BuildStatus
+from builds.services import START_TASK
 from conftest import BASE_DIR, wait_until
 from pipelines.models import Event, Pipeline
 from pipelines.services import create_pipeline
+from pipelines.tests.factories import make_pipeline
 
 TWO_JOBS = """
 shared:
@@ -136,3 +142,32 @@ def test_a_worker_reading_the_redis_queue_runs_a_pushed_pipeline(stack, make_rep
     assert OrmQ.objects.count() == tasks_in_table
     assert {b.stats.get("hostname") for b in builds.values()} == {"worker-host-7"}
     assert get_broker().queue_size() == 0
+
+
+@pytest.mark.django_db
+def test_a_start_lost_with_its_worker_is_queued_again_in_redis_by_the_reaper(
+    redis_queue: dict[str, str],
+) -> None:
+    pipeline = make_pipeline(jobs=1, events=1)
+    done = Build.objects.filter(job__pipeline=pipeline).first()
+    assert done is not None
+    lost = Build.objects.create(
+        job_id=done.job_id,
+        event_id=done.event_id,
+        number=99,
+        permutation=1,
+        status=BuildStatus.QUEUED,
+    )
+    Build.objects.filter(pk=lost.pk).update(created_at=timezone.now() - REQUEUE_AFTER * 2)
+    # The start task was taken from Redis by a worker that died: the list no longer has it.
+    get_broker().purge_queue()
+
+    assert reap()["requeued"] == 1
+
+    key = f"django_q:{redis_queue['SD_QUEUE_NAME']}:q"
+    (item,) = redis.from_url(redis_queue["SD_REDIS_URL"]).lrange(key, 0, -1)
+    task = SignedPackage.loads(item)
+    assert (task["func"], tuple(task["args"])) == (START_TASK, (lost.pk,))
+    # A build that waits less than that is left to the task it has.
+    Build.objects.filter(pk=lost.pk).update(created_at=timezone.now() - timedelta(seconds=5))
+    assert reap()["requeued"] == 0

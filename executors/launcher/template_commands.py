@@ -173,11 +173,12 @@ def _run_pipeline_command(
         options = _options(argv, {"json", "namespace", "name", "tag", "version"})
         namespace, name = _required(options, "namespace"), _required(options, "name")
         base, full = _pipeline_path(namespace, name), f"{namespace}/{name}"
+        plural = _pipeline_path(namespace, name, plural=True)
         if command == "pipeline-template-tag":
             tag = _required(options, "tag")
             # No version: the most recently published one, as Screwdriver's tool does.
             version = options.get("version") or str(
-                call(environ, "GET", f"{base}/versions?count=1")[0]["version"]
+                call(environ, "GET", f"{plural}/versions?count=1")[0]["version"]
             )
             call(environ, "PUT", f"{base}/tags/{segment(tag)}", {"version": version})
             result = {"namespace": namespace, "name": name, "version": version, "tag": tag}
@@ -185,11 +186,11 @@ def _run_pipeline_command(
             return 0, out(result, message, options), ""
         if command == "pipeline-template-remove-tag":
             tag = _required(options, "tag")
-            call(environ, "DELETE", f"{base}/tags/{segment(tag)}")
+            call(environ, "DELETE", f"{plural}/tags/{segment(tag)}")
             result = {"namespace": namespace, "name": name, "tag": tag}
             return 0, out(result, f"Tag {tag} was successfully removed from {full}", options), ""
         if command == "pipeline-template-remove":
-            call(environ, "DELETE", base)
+            call(environ, "DELETE", plural)
             message = f"Pipeline template {full} was successfully removed"
             return 0, out({"namespace": namespace, "name": name}, message, options), ""
     except ValueError:
@@ -199,8 +200,10 @@ def _run_pipeline_command(
     return 2, "", f"unknown template command {command}\n"
 
 
-def _pipeline_path(namespace: str, name: str) -> str:
-    return f"/pipeline/template/{segment(namespace)}/{segment(name)}"
+def _pipeline_path(namespace: str, name: str, *, plural: bool = False) -> str:
+    """Screwdriver tags under the singular path, lists and removes under the plural one."""
+    root = "/pipeline/templates" if plural else "/pipeline/template"
+    return f"{root}/{segment(namespace)}/{segment(name)}"
 
 
 def _require(yaml_text: str | None, path: str) -> str:

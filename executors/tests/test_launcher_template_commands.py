@@ -75,7 +75,7 @@ class FakeApi:
             return 201, {"id": 31, "templateId": 9, "version": "2.1.0"}
         if (method, path) == ("GET", "/v4/pipeline/template/9"):
             return 200, {"id": 9, "namespace": "acme", "name": "node"}
-        if method == "GET" and path.startswith("/v4/pipeline/template/acme/node/versions?"):
+        if method == "GET" and path.startswith("/v4/pipeline/templates/acme/node/versions?"):
             return 200, [{"version": "2.1.0"}, {"version": "2.0.0"}]
         return 200, {}
 
@@ -166,9 +166,9 @@ def test_a_local_build_publishes_and_tags_a_pipeline_template(tmp_path: Path, ap
         ("POST", "/v4/pipeline/template"),
         ("GET", "/v4/pipeline/template/9"),
         ("PUT", "/v4/pipeline/template/acme/node/tags/latest"),
-        ("GET", "/v4/pipeline/template/acme/node/versions?count=1"),
+        ("GET", "/v4/pipeline/templates/acme/node/versions?count=1"),
         ("PUT", "/v4/pipeline/template/acme/node/tags/stable"),
-        ("DELETE", "/v4/pipeline/template/acme/node"),
+        ("DELETE", "/v4/pipeline/templates/acme/node"),
     ]
     assert api.requests[0][2:] == ("Bearer build-token", {"yaml": SD_TEMPLATE})
 

@@ -20,6 +20,7 @@ from pipelines.api.views import (
 
 P = "pipelines/<id:pipeline_id>"
 PT = "pipeline/template/<str:namespace>/<str:name>"
+PTS = "pipeline/templates/<str:namespace>/<str:name>"
 
 urlpatterns = [
     path("status", auth.StatusView.as_view(), name="status"),
@@ -109,25 +110,54 @@ urlpatterns = [
         pipeline_templates.PipelineTemplateByIdView.as_view(),
         name="pipeline-template-by-id",
     ),
+    # Screwdriver's plural paths: the lists of versions and tags, removals, the trusted mark.
     path(
-        "pipeline/templates/<str:namespace>/<str:name>/trusted",
+        PTS,
+        pipeline_templates.PipelineTemplateRemoveView.as_view(),
+        name="pipeline-template-remove",
+    ),
+    path(
+        f"{PTS}/versions",
+        pipeline_templates.PipelineTemplateVersionsView.as_view(),
+        name="pipeline-template-versions",
+    ),
+    path(
+        f"{PTS}/versions/<str:version>",
+        pipeline_templates.PipelineTemplateVersionRemoveView.as_view(),
+        name="pipeline-template-version-remove",
+    ),
+    path(
+        f"{PTS}/tags",
+        pipeline_templates.PipelineTemplateTagsView.as_view(),
+        name="pipeline-template-tags",
+    ),
+    path(
+        f"{PTS}/tags/<str:tag>",
+        pipeline_templates.PipelineTemplateTagRemoveView.as_view(),
+        name="pipeline-template-tag-remove",
+    ),
+    path(
+        f"{PTS}/trusted",
         pipeline_templates.PipelineTemplateTrustedView.as_view(),
         name="pipeline-template-trusted",
     ),
+    # Screwdriver's singular paths: one template, a version, tagging.
     path(
         f"{PT}",
         pipeline_templates.PipelineTemplateView.as_view(),
         name="pipeline-template",
     ),
+    # Aliases of the plural lists this server answered first; they hide tags named
+    # `versions` and `tags` from GET {PT}/{versionOrTag}.
     path(
         f"{PT}/versions",
         pipeline_templates.PipelineTemplateVersionsView.as_view(),
-        name="pipeline-template-versions",
+        name="pipeline-template-versions-alias",
     ),
     path(
         f"{PT}/tags",
         pipeline_templates.PipelineTemplateTagsView.as_view(),
-        name="pipeline-template-tags",
+        name="pipeline-template-tags-alias",
     ),
     path(
         f"{PT}/tags/<str:tag>",

@@ -51,6 +51,7 @@ from pipelines.services.pipeline_templates import (
     publish_pipeline_template,
     remove_pipeline_template,
     remove_pipeline_template_tag,
+    remove_pipeline_template_version,
     set_pipeline_template_trusted,
     tag_pipeline_template,
 )
@@ -139,6 +140,7 @@ __all__ = [
     "remove_from_collection",
     "remove_pipeline_template",
     "remove_pipeline_template_tag",
+    "remove_pipeline_template_version",
     "remove_template",
     "remove_template_tag",
     "replace_deploy_key",

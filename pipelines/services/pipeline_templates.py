@@ -106,6 +106,26 @@ def remove_pipeline_template(*, template: PipelineTemplate) -> None:
 
 
 @transaction.atomic
+def remove_pipeline_template_version(*, template: PipelineTemplate, version: str) -> None:
+    """Delete one exact version and the tags that point at it (rights are checked already).
+
+    When it was the latest, the most recently published version left becomes the latest, as
+    Screwdriver's removeVersion does; with none left the template keeps its name, unversioned.
+    """
+    template = PipelineTemplate.objects.select_for_update().get(pk=template.pk)
+    deleted, _ = template.versions.filter(version=version).delete()
+    if not deleted:
+        raise PipelineError(
+            f"Pipeline template {template} with version {version} does not exist.", status=404
+        )
+    template.tags.filter(version=version).delete()
+    if template.latest_version == version:
+        newest = template.versions.order_by("-created_at", "-id").first()
+        template.latest_version = newest.version if newest is not None else ""
+        template.save(update_fields=["latest_version", "updated_at"])
+
+
+@transaction.atomic
 def set_pipeline_template_trusted(*, namespace: str, name: str, trusted: bool) -> PipelineTemplate:
     """Trust a pipeline template from its latest version on (versions published later are
     trusted too), or trust it no more, as Screwdriver's trustedSinceVersion does: marking a

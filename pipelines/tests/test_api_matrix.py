@@ -529,7 +529,15 @@ MATRIX: list[Row] = [
     ),
     Row("pipeline-template", "get", TEMPLATE_READ, kwargs=ptpl),
     Row("pipeline-template", "delete", rule(DENIED, admin=204, build=204), kwargs=ptpl),
+    Row("pipeline-template-remove", "delete", rule(DENIED, admin=204, build=204), kwargs=ptpl),
+    Row(
+        "pipeline-template-version-remove",
+        "delete",
+        rule(DENIED, admin=204, build=204),
+        kwargs=lambda ids: {**ptpl(ids), "version": "1.0.0"},
+    ),
     Row("pipeline-template-versions", "get", TEMPLATE_READ, kwargs=ptpl),
+    Row("pipeline-template-versions-alias", "get", TEMPLATE_READ, kwargs=ptpl),
     # Only a server admin, and no persona here is one.
     Row(
         "pipeline-template-trusted",
@@ -539,6 +547,13 @@ MATRIX: list[Row] = [
         body=lambda ids: {"trusted": True},
     ),
     Row("pipeline-template-tags", "get", TEMPLATE_READ, kwargs=ptpl),
+    Row("pipeline-template-tags-alias", "get", TEMPLATE_READ, kwargs=ptpl),
+    Row(
+        "pipeline-template-tag-remove",
+        "delete",
+        rule(DENIED, build=204),
+        kwargs=lambda ids: {**ptpl(ids), "tag": "stable"},
+    ),
     Row(
         "pipeline-template-tag",
         "put",

@@ -143,6 +143,7 @@ def test_tags_point_at_versions_and_a_version_or_tag_reads_with_its_metadata(
     for version in ["1.0", "1.0", "1.1"]:
         publish(client, version)
     base = "/v4/pipeline/template/acme/node"
+    plural = "/v4/pipeline/templates/acme/node"
 
     created = client.put(f"{base}/tags/stable", {"version": "1.0.1"}, format="json")
     moved = client.put(f"{base}/tags/stable", {"version": "1.0.0"}, format="json")
@@ -153,7 +154,7 @@ def test_tags_point_at_versions_and_a_version_or_tag_reads_with_its_metadata(
     assert (created.status_code, moved.status_code) == (201, 200)
     assert missing.status_code == 404
     assert stranger.status_code == 403
-    tags = admin_client.get(f"{base}/tags").json()
+    tags = admin_client.get(f"{plural}/tags").json()
     assert [(t["tag"], t["version"], t["templateType"]) for t in tags] == [
         ("stable", "1.0.0", "PIPELINE")
     ]
@@ -165,9 +166,9 @@ def test_tags_point_at_versions_and_a_version_or_tag_reads_with_its_metadata(
     assert admin_client.get(f"{base}/1").json()["version"] == "1.1.0"
     assert admin_client.get(f"{base}/7").status_code == 404
     assert admin_client.get(f"{base}/a$b").status_code == 400
-    assert client.delete(f"{base}/tags/stable").status_code == 204
-    assert admin_client.get(f"{base}/tags").json() == []
-    assert client.delete(f"{base}/tags/stable").status_code == 404
+    assert client.delete(f"{plural}/tags/stable").status_code == 204
+    assert admin_client.get(f"{plural}/tags").json() == []
+    assert client.delete(f"{plural}/tags/stable").status_code == 404
 
 
 def test_lists_and_reads_of_templates_and_versions(
@@ -180,7 +181,7 @@ def test_lists_and_reads_of_templates_and_versions(
 
     with CaptureQueriesContext(connection) as queries:
         listed = admin_client.get("/v4/pipeline/templates").json()
-    versions = admin_client.get("/v4/pipeline/template/acme/node/versions").json()
+    versions = admin_client.get("/v4/pipeline/templates/acme/node/versions").json()
 
     assert len(queries) <= 6
     assert [(t["namespace"], t["name"], t["templateType"]) for t in listed] == [
@@ -192,7 +193,7 @@ def test_lists_and_reads_of_templates_and_versions(
     assert admin_client.get(f"/v4/pipeline/template/{template.pk}").json()["name"] == "node"
     assert admin_client.get("/v4/pipeline/template/acme/node").json()["latestVersion"] == "1.1.0"
     assert admin_client.get("/v4/pipeline/template/acme/none").status_code == 404
-    assert admin_client.get("/v4/pipeline/template/acme/none/versions").status_code == 404
+    assert admin_client.get("/v4/pipeline/templates/acme/none/versions").status_code == 404
 
 
 def test_the_owners_admin_or_build_removes_a_template_and_others_cannot(
@@ -200,15 +201,77 @@ def test_the_owners_admin_or_build_removes_a_template_and_others_cannot(
 ) -> None:
     publish(build_client(owner_pipeline))
 
-    refused = member_client.delete("/v4/pipeline/template/acme/node")
-    pull = build_client(owner_pipeline, pr_num=5).delete("/v4/pipeline/template/acme/node")
-    removed = admin_client.delete("/v4/pipeline/template/acme/node")
+    refused = member_client.delete("/v4/pipeline/templates/acme/node")
+    pull = build_client(owner_pipeline, pr_num=5).delete("/v4/pipeline/templates/acme/node")
+    removed = admin_client.delete("/v4/pipeline/templates/acme/node")
 
     assert refused.status_code == 403
     assert pull.status_code == 403
     assert removed.status_code == 204
     assert PipelineTemplateVersion.objects.count() == 0
     assert admin_client.get("/v4/pipeline/template/acme/node").status_code == 404
+
+
+def test_screwdriver_answers_lists_and_removals_only_under_the_plural_path(
+    owner_pipeline: Pipeline, admin_client: APIClient
+) -> None:
+    client = build_client(owner_pipeline)
+    publish(client, "1.0")
+    client.put("/v4/pipeline/template/acme/node/tags/stable", {"version": "1.0.0"}, format="json")
+    plural = "/v4/pipeline/templates/acme/node"
+
+    # Screwdriver has no GET of one template, nor tagging, under the plural path.
+    assert admin_client.get(plural).status_code == 405
+    tagged = admin_client.put(f"{plural}/tags/beta", {"version": "1.0.0"}, format="json")
+    assert tagged.status_code == 405
+    # The singular lists and removals this server answered first stay as aliases.
+    assert admin_client.get(f"{plural}/versions").json() == (
+        admin_client.get("/v4/pipeline/template/acme/node/versions").json()
+    )
+    assert admin_client.get(f"{plural}/tags").json() == (
+        admin_client.get("/v4/pipeline/template/acme/node/tags").json()
+    )
+    assert client.delete("/v4/pipeline/template/acme/node/tags/stable").status_code == 204
+    assert client.delete("/v4/pipeline/template/acme/node").status_code == 204
+    assert not PipelineTemplate.objects.exists()
+
+
+def test_removing_one_version_takes_its_tags_and_moves_the_latest_back(
+    owner_pipeline: Pipeline,
+    admin_client: APIClient,
+    member_client: APIClient,
+    outsider: User,
+) -> None:
+    client = build_client(owner_pipeline)
+    for version in ["1.0", "1.1", "1.2"]:
+        publish(client, version)
+    client.put("/v4/pipeline/template/acme/node/tags/stable", {"version": "1.2.0"}, format="json")
+    client.put("/v4/pipeline/template/acme/node/tags/old", {"version": "1.0.0"}, format="json")
+    base = "/v4/pipeline/templates/acme/node/versions"
+    stranger = build_client(pipeline_from_yaml(YAML, owner=outsider, name="local/other"))
+
+    assert member_client.delete(f"{base}/1.2.0").status_code == 403
+    assert stranger.delete(f"{base}/1.2.0").status_code == 403
+    assert build_client(owner_pipeline, pr_num=3).delete(f"{base}/1.2.0").status_code == 403
+    assert client.delete(f"{base}/1.2").status_code == 400
+    assert client.delete(f"{base}/9.9.9").status_code == 404
+    assert admin_client.delete("/v4/pipeline/templates/acme/none/versions/1.0.0").status_code == (
+        404
+    )
+    assert client.delete(f"{base}/1.2.0").status_code == 204
+
+    template = PipelineTemplate.objects.get()
+    assert template.latest_version == "1.1.0"
+    assert sorted(template.versions.values_list("version", flat=True)) == ["1.0.0", "1.1.0"]
+    assert list(template.tags.values_list("tag", flat=True)) == ["old"]
+    assert admin_client.get("/v4/pipeline/template/acme/node").json()["latestVersion"] == "1.1.0"
+    # An older version goes without moving the latest; the last one leaves the name unversioned.
+    assert admin_client.delete(f"{base}/1.0.0").status_code == 204
+    assert PipelineTemplate.objects.get().latest_version == "1.1.0"
+    assert not PipelineTemplate.objects.get().tags.exists()
+    assert admin_client.delete(f"{base}/1.1.0").status_code == 204
+    assert PipelineTemplate.objects.get().latest_version == ""
+    assert admin_client.get(base).json() == []
 
 
 def test_only_a_server_admin_trusts_a_pipeline_template_from_its_latest_version_on(

@@ -1,4 +1,10 @@
-"""/v4/pipeline/template(s): pipeline templates that builds publish, in Screwdriver's paths."""
+"""/v4/pipeline/template(s): pipeline templates that builds publish, in Screwdriver's paths.
+
+Screwdriver mixes the singular and the plural: reads of one template, publishing and tagging
+are under ``pipeline/template``; the list, the lists of versions and tags, every removal and
+the trusted mark are under ``pipeline/templates``. The singular versions, tags and removals
+this server answered first stay as aliases.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ from pipelines.api.serializers import (
 from pipelines.api.views.publishers import publisher_of, require_remover
 from pipelines.api.views.templates import BUILDS, TEMPLATE_READERS
 from pipelines.config import ConfigError
-from pipelines.config.job_template import NAME_NO_SLASH, NAMESPACE, TAG, VERSION
+from pipelines.config.job_template import EXACT_VERSION, NAME_NO_SLASH, NAMESPACE, TAG, VERSION
 from pipelines.config.pipeline_template import validate_pipeline_template
 from pipelines.models import PipelineTemplate
 from pipelines.services import (
@@ -32,6 +38,7 @@ from pipelines.services import (
     publish_pipeline_template,
     remove_pipeline_template,
     remove_pipeline_template_tag,
+    remove_pipeline_template_version,
     set_pipeline_template_trusted,
     tag_pipeline_template,
 )
@@ -138,18 +145,54 @@ class PipelineTemplateByIdView(ApiView):
         return Response(PipelineTemplateSerializer(template).data)
 
 
+def _remove(request: Request, namespace: str, name: str) -> Response:
+    template = _template(namespace, name)
+    require_remover(request, template.pipeline, str(template), KIND)
+    remove_pipeline_template(template=template)
+    return Response(status=http.HTTP_204_NO_CONTENT)
+
+
 class PipelineTemplateView(ApiView):
+    """GET /v4/pipeline/template/{namespace}/{name}; its DELETE is an alias of the plural."""
+
     scopes = {"GET": TEMPLATE_READERS, "DELETE": frozenset({USER, BUILD})}
 
     @extend_schema(responses={200: PipelineTemplateSerializer})
     def get(self, request: Request, namespace: str, name: str) -> Response:
         return Response(PipelineTemplateSerializer(_template(namespace, name)).data)
 
+    @extend_schema(responses={204: None}, deprecated=True)
+    def delete(self, request: Request, namespace: str, name: str) -> Response:
+        return _remove(request, namespace, name)
+
+
+class PipelineTemplateRemoveView(ApiView):
+    """DELETE /v4/pipeline/templates/{namespace}/{name}: every version and tag."""
+
+    scopes = {"DELETE": frozenset({USER, BUILD})}
+
     @extend_schema(responses={204: None})
     def delete(self, request: Request, namespace: str, name: str) -> Response:
+        return _remove(request, namespace, name)
+
+
+class PipelineTemplateVersionRemoveView(ApiView):
+    """DELETE /v4/pipeline/templates/{namespace}/{name}/versions/{version}: one exact version
+    and its tags, by whoever may remove the whole template."""
+
+    scopes = {"DELETE": frozenset({USER, BUILD})}
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, namespace: str, name: str, version: str) -> Response:
+        if not EXACT_VERSION.test(version):
+            return error_response(400, f"{version} is not an exact version such as 1.2.3.")
         template = _template(namespace, name)
+        if not template.versions.filter(version=version).exists():
+            return error_response(
+                404, f"Pipeline template {template} with version {version} does not exist."
+            )
         require_remover(request, template.pipeline, str(template), KIND)
-        remove_pipeline_template(template=template)
+        remove_pipeline_template_version(template=template, version=version)
         return Response(status=http.HTTP_204_NO_CONTENT)
 
 
@@ -173,7 +216,16 @@ class PipelineTemplateTagsView(ApiView):
         return Response(PipelineTemplateTagSerializer(rows, many=True).data)
 
 
+def _remove_tag(request: Request, namespace: str, name: str, tag: str) -> Response:
+    remove_pipeline_template_tag(
+        publisher=_publisher(request), namespace=namespace, name=name, tag=tag
+    )
+    return Response(status=http.HTTP_204_NO_CONTENT)
+
+
 class PipelineTemplateTagView(ApiView):
+    """PUT /v4/pipeline/template/{namespace}/{name}/tags/{tag}; its DELETE is an alias."""
+
     scopes = {"PUT": BUILDS, "DELETE": BUILDS}
 
     @extend_schema(
@@ -194,12 +246,19 @@ class PipelineTemplateTagView(ApiView):
         data = PipelineTemplateTagSerializer(row).data
         return Response(data, status=http.HTTP_201_CREATED if created else http.HTTP_200_OK)
 
+    @extend_schema(responses={204: None}, deprecated=True)
+    def delete(self, request: Request, namespace: str, name: str, tag: str) -> Response:
+        return _remove_tag(request, namespace, name, tag)
+
+
+class PipelineTemplateTagRemoveView(ApiView):
+    """DELETE /v4/pipeline/templates/{namespace}/{name}/tags/{tag}: the tag, not its version."""
+
+    scopes = {"DELETE": BUILDS}
+
     @extend_schema(responses={204: None})
     def delete(self, request: Request, namespace: str, name: str, tag: str) -> Response:
-        remove_pipeline_template_tag(
-            publisher=_publisher(request), namespace=namespace, name=name, tag=tag
-        )
-        return Response(status=http.HTTP_204_NO_CONTENT)
+        return _remove_tag(request, namespace, name, tag)
 
 
 class PipelineTemplateVersionView(ApiView):

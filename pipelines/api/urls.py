@@ -86,6 +86,12 @@ urlpatterns = [
         name="template-trusted",
     ),
     path(
+        "templates/<template:name>/versions/<str:version>",
+        templates.TemplateVersionRemoveView.as_view(),
+        name="template-version-remove",
+    ),
+    path("template/<id:template_id>", templates.TemplateByIdView.as_view(), name="template-by-id"),
+    path(
         "templates/<template:name>/<str:version_or_tag>",
         templates.TemplateDetailView.as_view(),
         name="template-version",

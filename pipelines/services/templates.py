@@ -129,6 +129,25 @@ def remove_template(*, namespace: str, name: str) -> int:
 
 
 @transaction.atomic
+def remove_template_version(*, template: Template) -> None:
+    """Delete one version and the tags that point at it (the caller's rights are checked
+    already); when it was the latest, the most recently published version left becomes the
+    latest, as Screwdriver's removeVersion does."""
+    versions = Template.objects.select_for_update().filter(
+        namespace=template.namespace, name=template.name
+    )
+    was_latest = versions.filter(pk=template.pk, latest=True).exists()
+    TemplateTag.objects.filter(
+        namespace=template.namespace, name=template.name, version=template.version
+    ).delete()
+    versions.filter(pk=template.pk).delete()
+    if was_latest:
+        newest = versions.order_by("-created_at", "-id").first()
+        if newest is not None:
+            versions.filter(pk=newest.pk).update(latest=True)
+
+
+@transaction.atomic
 def set_template_trusted(*, namespace: str, name: str, trusted: bool) -> Template:
     """Mark the latest version trusted (or not); later versions inherit the mark."""
     versions = Template.objects.select_for_update().filter(namespace=namespace, name=name)

@@ -446,6 +446,18 @@ MATRIX: list[Row] = [
     Row("template", "get", TEMPLATE_READ, kwargs=tpl),
     # The owner pipeline's admins and its builds remove it.
     Row("template", "delete", rule(DENIED, admin=204, build=204), kwargs=tpl),
+    Row(
+        "template-version-remove",
+        "delete",
+        rule(DENIED, admin=204, build=204),
+        kwargs=lambda ids: {"name": "ns/tpl", "version": "1.0.0"},
+    ),
+    Row(
+        "template-by-id",
+        "get",
+        TEMPLATE_READ,
+        kwargs=lambda ids: {"template_id": ids["template"]},
+    ),
     Row("template-tags", "get", TEMPLATE_READ, kwargs=tpl),
     Row(
         "template-tag",
@@ -660,14 +672,14 @@ def world(make_repo: Callable[..., GitRepo], settings: Any) -> dict[str, Any]:
             user=users["admin"], name="favourites", pipeline_ids=[pipeline.pk]
         ).pk,
     }
-    Template.objects.create(
+    ids["template"] = Template.objects.create(
         namespace="ns",
         name="tpl",
         version="1.0.0",
         pipeline=pipeline,
         latest=True,
         config={"image": "alpine", "steps": [{"hi": "echo hi"}]},
-    )
+    ).pk
     TemplateTag.objects.create(namespace="ns", name="tpl", tag="stable", version="1.0.0")
     Command.objects.create(
         namespace="ns",

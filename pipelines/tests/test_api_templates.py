@@ -211,6 +211,48 @@ def test_tags_and_removal_belong_to_the_owner_pipeline(
     assert not Template.objects.exists() and not TemplateTag.objects.exists()
 
 
+def test_removing_one_version_takes_its_tags_and_hands_latest_to_the_newest_left(
+    owner_pipeline: Pipeline, outsider: User, admin_client: APIClient, member_client: APIClient
+) -> None:
+    client = build_client(owner_pipeline)
+    for version in ["1.0", "1.1", "1.2"]:
+        client.post("/v4/templates", {"yaml": sd_template(version)}, format="json")
+    raw(client, "put", "/v4/templates/ns%2Ftpl/tags/stable", {"version": "1.2.0"})
+    raw(client, "put", "/v4/templates/ns%2Ftpl/tags/old", {"version": "1.0.0"})
+    base = "/v4/templates/ns%2Ftpl/versions"
+    stranger = build_client(pipeline_from_yaml(YAML, owner=outsider, name="local/other"))
+
+    assert raw(member_client, "delete", f"{base}/1.2.0").status_code == 403
+    assert raw(stranger, "delete", f"{base}/1.2.0").status_code == 403
+    assert raw(build_client(owner_pipeline, pr_num=4), "delete", f"{base}/1.2.0").status_code == (
+        403
+    )
+    assert raw(client, "delete", f"{base}/1.2").status_code == 400
+    assert raw(client, "delete", f"{base}/9.9.9").status_code == 404
+    assert raw(client, "delete", f"{base}/1.2.0").status_code == 204
+
+    left = Template.objects.filter(namespace="ns", name="tpl")
+    assert sorted(left.values_list("version", flat=True)) == ["1.0.0", "1.1.0"]
+    assert list(left.filter(latest=True).values_list("version", flat=True)) == ["1.1.0"]
+    assert list(TemplateTag.objects.values_list("tag", flat=True)) == ["old"]
+    assert raw(admin_client, "delete", f"{base}/1.0.0").status_code == 204
+    assert list(left.filter(latest=True).values_list("version", flat=True)) == ["1.1.0"]
+    assert not TemplateTag.objects.exists()
+
+
+def test_one_version_reads_by_its_id_under_the_singular_path(
+    owner_pipeline: Pipeline, admin_client: APIClient
+) -> None:
+    client = build_client(owner_pipeline)
+    published = client.post("/v4/templates", {"yaml": sd_template()}, format="json").json()
+
+    found = admin_client.get(f"/v4/template/{published['id']}")
+
+    assert found.status_code == 200
+    assert found.json() == raw(admin_client, "get", "/v4/templates/ns%2Ftpl/1.0.0").json()
+    assert admin_client.get(f"/v4/template/{published['id'] + 1}").status_code == 404
+
+
 def test_only_a_server_admin_marks_a_template_trusted_and_new_versions_inherit_it(
     owner_pipeline: Pipeline, admin_client: APIClient
 ) -> None:

@@ -19,7 +19,7 @@ from pipelines.api.serializers import (
 )
 from pipelines.api.views.publishers import publisher_of, require_remover
 from pipelines.config import ConfigError
-from pipelines.config.job_template import TAG, VERSION, validate_template
+from pipelines.config.job_template import EXACT_VERSION, TAG, VERSION, validate_template
 from pipelines.models import Template
 from pipelines.services import (
     PipelineError,
@@ -28,6 +28,7 @@ from pipelines.services import (
     publish_template,
     remove_template,
     remove_template_tag,
+    remove_template_version,
     set_template_trusted,
     split_name,
     tag_template,
@@ -111,6 +112,37 @@ class TemplateVersionsView(ApiView):
 
 def _require_remover(request: Request, template: Template) -> None:
     require_remover(request, template.pipeline, template.full_name, "template")
+
+
+class TemplateVersionRemoveView(ApiView):
+    """DELETE /v4/templates/{name}/versions/{version}: one exact version and its tags, by
+    whoever may remove the whole template."""
+
+    scopes = {"DELETE": frozenset({USER, BUILD})}
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, name: str, version: str) -> Response:
+        if not EXACT_VERSION.test(version):
+            return error_response(400, f"{version} is not an exact version such as 1.2.3.")
+        template = _versions(name).filter(version=version).first()
+        if template is None:
+            return error_response(404, f"Template {name} with version {version} does not exist.")
+        _require_remover(request, template)
+        remove_template_version(template=template)
+        return Response(status=http.HTTP_204_NO_CONTENT)
+
+
+class TemplateByIdView(ApiView):
+    """GET /v4/template/{id}: one version by its id (Screwdriver's singular path)."""
+
+    scopes = {"GET": TEMPLATE_READERS}
+
+    @extend_schema(responses={200: TemplateSerializer})
+    def get(self, request: Request, template_id: int) -> Response:
+        template = Template.objects.filter(pk=template_id).select_related("pipeline").first()
+        if template is None:
+            return error_response(404, f"Template {template_id} does not exist.")
+        return Response(TemplateSerializer(template).data)
 
 
 class TemplateDetailView(ApiView):

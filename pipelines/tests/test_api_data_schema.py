@@ -187,13 +187,14 @@ def test_published_pipeline_templates_pass_screwdrivers_models(
         return response.json()
 
     base = "/v4/pipeline/template/acme/node"
+    lists = "/v4/pipeline/templates/acme/node"  # Screwdriver lists versions and tags in plural
     items: list[tuple[str, Any]] = [
         *[("templateMeta", x) for x in get("/v4/pipeline/templates")],
         ("templateMeta", get(base)),
         ("templateMeta", get(f"/v4/pipeline/template/{version.template_id}")),
-        *[("pipelineTemplateVersions", x) for x in get(f"{base}/versions")],
+        *[("pipelineTemplateVersions", x) for x in get(f"{lists}/versions")],
         ("pipelineTemplateVersions", get(f"{base}/stable")),
-        *[("templateTag", x) for x in get(f"{base}/tags")],
+        *[("templateTag", x) for x in get(f"{lists}/tags")],
     ]
 
     assert len(items) == 6

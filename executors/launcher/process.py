@@ -49,26 +49,32 @@ def has_proc() -> bool:
     return (_PROC / "self" / "stat").exists()
 
 
-def _read_stat(pid_dir: Path) -> ProcInfo | None:
+def _read_stat(pid: str) -> ProcInfo | None:
     try:
-        raw = (pid_dir / "stat").read_bytes()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        try:
+            raw = os.read(fd, 4096)
+        finally:
+            os.close(fd)
     except OSError:
         return None
     # The command name may contain spaces and parentheses; the fields after its last ")" don't.
-    fields = raw[raw.rfind(b")") + 2 :].split()
+    fields = raw[raw.rfind(b")") + 2 :].split(None, 3)
     try:
-        return ProcInfo(int(pid_dir.name), int(fields[1]), int(fields[2]), fields[0].decode())
+        return ProcInfo(int(pid), int(fields[1]), int(fields[2]), fields[0].decode())
     except (IndexError, ValueError):
         return None
 
 
 def processes() -> list[ProcInfo]:
     """Every process visible in /proc."""
+    # Plain names and descriptors, not Path objects: a scan reads every process's stat file,
+    # and a sweep scans several times, so its cost is the end of every build on a busy host.
     found = []
     with contextlib.suppress(OSError):
-        for entry in _PROC.iterdir():
-            if entry.name.isdigit():
-                info = _read_stat(entry)
+        for name in os.listdir(_PROC):
+            if name.isdigit():
+                info = _read_stat(name)
                 if info is not None:
                     found.append(info)
     return found
@@ -88,15 +94,18 @@ def descendants(root: int, table: Iterable[ProcInfo] | None = None) -> list[Proc
     return found
 
 
-def group_alive(pgid: int) -> bool:
-    """Whether any live (non-zombie) process remains in process group `pgid`."""
+def group_alive(pgid: int, table: Iterable[ProcInfo] | None = None) -> bool:
+    """Whether any live (non-zombie) process remains in process group `pgid` (in `table`, a
+    scan of /proc, or a new one)."""
     if not has_proc():
         try:
             os.killpg(pgid, 0)
         except (ProcessLookupError, PermissionError):
             return False
         return True
-    return any(info.pgid == pgid and info.alive for info in processes())
+    return any(
+        info.pgid == pgid and info.alive for info in (processes() if table is None else table)
+    )
 
 
 def signal_group(pgid: int, sig: int) -> None:
@@ -111,13 +120,14 @@ def signal_pid(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
-def reap_children(keep: Iterable[int] = ()) -> None:
-    """Collect exited children (orphans reparented to us), except those a Popen owns."""
+def reap_children(keep: Iterable[int] = (), table: Iterable[ProcInfo] | None = None) -> None:
+    """Collect exited children (orphans reparented to us), except those a Popen owns; `table`
+    is a scan of /proc taken just before, if there is one."""
     keep_set = set(keep)
     me = os.getpid()
     if not has_proc():
         return
-    for info in processes():
+    for info in processes() if table is None else table:
         if info.ppid == me and not info.alive and info.pid not in keep_set:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(info.pid, os.WNOHANG)
@@ -141,26 +151,37 @@ def kill_everything(
     me = os.getpid()
     owned_set = set(owned)
     group_list = list(groups)
+    # One scan of /proc serves each round's checks and reaping (a scan of a busy host's
+    # processes takes milliseconds).
+    scanning = has_proc() and (sweep or bool(group_list))
 
-    def live() -> list[ProcInfo]:
-        return [p for p in descendants(me) if p.alive] if sweep else []
+    def scan() -> list[ProcInfo]:
+        return processes() if scanning else []
 
-    def settle() -> None:
+    def live(table: list[ProcInfo]) -> list[ProcInfo]:
+        return [p for p in descendants(me, table) if p.alive] if sweep else []
+
+    def groups_alive(table: list[ProcInfo]) -> bool:
+        return any(group_alive(g, table if scanning else None) for g in group_list)
+
+    def settle() -> list[ProcInfo]:
         # Dying processes may still write; keep their pipe drained so they never block.
         if while_waiting is not None:
             while_waiting()
+        table = scan()
         if sweep:
-            reap_children(owned_set)
+            reap_children(owned_set, table)
+        return table
 
     for pgid in group_list:
         signal_group(pgid, signal.SIGTERM)
-    for info in live():
+    for info in live(scan()):
         signal_pid(info.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     pause = 0.002
     while time.monotonic() < deadline:
-        settle()
-        if not live() and not any(group_alive(g) for g in group_list):
+        table = settle()
+        if not live(table) and not groups_alive(table):
             break
         # Most processes end within milliseconds of SIGTERM: look again soon, then less often.
         time.sleep(pause)
@@ -169,11 +190,11 @@ def kill_everything(
     for _ in range(100):
         for pgid in group_list:
             signal_group(pgid, signal.SIGKILL)
-        remaining = live()
+        table = settle()
+        remaining = live(table)
         for info in remaining:
             signal_pid(info.pid, signal.SIGKILL)
-        settle()
-        if not remaining and not any(group_alive(g) for g in group_list):
-            break
+        if not remaining and not groups_alive(table):
+            return
         time.sleep(0.02)
     settle()

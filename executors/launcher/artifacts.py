@@ -17,9 +17,12 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 import time
 import zipfile
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -34,6 +37,10 @@ ENVIRONMENT_FILE = "environment.json"
 ZIP_FLAG = "SD_ZIP_ARTIFACTS"
 # As many files as the server takes in one zip; a folder holding more is refused past this.
 MAX_FILES = 100_000
+# Files uploaded side by side: each upload is a round trip and a small transaction, and a
+# build's artifacts step always has at least three files (steps.json, environment.json and
+# manifest.txt), the last thing before its final status.
+UPLOADS_AT_ONCE = 4
 MAX_DEPTH = 64
 MAX_PATH_BYTES = 1024
 MASK = "****"
@@ -287,32 +294,65 @@ class Publisher:
     def _upload_files(
         self, files: list[Found], log: Log, should_stop: Callable[[], bool]
     ) -> tuple[list[Found], int]:
+        """Upload `files`, up to UPLOADS_AT_ONCE at a time, and say what became of each in
+        their order. The server checks each against the build's cap under the build's lock,
+        and these were chosen within it, so the order they land in changes nothing."""
         sent: list[Found] = []
-        for index, found in enumerate(files):
-            if should_stop():
-                left = len(files) - index
-                log(f"The build was stopped or is out of time: {left} file(s) not published.")
-                break
+        # The step's log is written here only, or under this lock (a resend's note).
+        lock = threading.Lock()
+
+        def locked(text: str) -> None:
+            with lock:
+                log(text)
+
+        def upload(found: Found) -> BaseException | None:
             try:
-                self._upload_file(found)
-            except (OSError, ValueError, BodyChanged) as exc:
-                log(f"{found.path}: not published: {_reason(exc)}.")
-            except ApiError as exc:
-                log(f"{found.path}: not published: {_api_reason(exc)}")
-                if isinstance(exc, ConflictError) or not exc.permanent:
-                    # The build has ended, or the API stayed out of reach: no use going on.
-                    log(f"{len(files) - index - 1} more file(s) not published.")
+                self._upload_file(found, locked)
+            except (OSError, ValueError, BodyChanged, ApiError) as exc:
+                return exc
+            return None
+
+        with ThreadPoolExecutor(UPLOADS_AT_ONCE, thread_name_prefix="sd-upload") as pool:
+            running: deque[tuple[Found, Future[BaseException | None]]] = deque()
+            queued = deque(files)
+            while queued or running:
+                while queued and len(running) < UPLOADS_AT_ONCE:
+                    if should_stop():
+                        locked(
+                            "The build was stopped or is out of time: "
+                            f"{len(queued)} file(s) not published."
+                        )
+                        queued.clear()
+                        break
+                    found = queued.popleft()
+                    running.append((found, pool.submit(upload, found)))
+                if not running:
                     break
-            else:
-                sent.append(found)
+                found, future = running.popleft()
+                exc = future.result()
+                if exc is None:
+                    sent.append(found)
+                elif not isinstance(exc, ApiError):
+                    locked(f"{found.path}: not published: {_reason(exc)}.")
+                else:
+                    locked(f"{found.path}: not published: {_api_reason(exc)}")
+                    if isinstance(exc, ConflictError) or not exc.permanent:
+                        # The build has ended, or the API stayed out of reach: no use going
+                        # on. The uploads already on their way end as they end.
+                        ended = [(f, pending.result()) for f, pending in running]
+                        sent += [f for f, error in ended if error is None]
+                        failed = sum(error is not None for _f, error in ended)
+                        locked(f"{failed + len(queued)} more file(s) not published.")
+                        running.clear()
+                        queued.clear()
         return sent, len(files) - len(sent)
 
-    def _upload_file(self, found: Found) -> None:
+    def _upload_file(self, found: Found, log: Log) -> None:
         url = f"/builds/{self.build_id}/artifacts/{quote(found.path, safe='/')}"
         fd = self._open(found)
         try:
             self.client.deliver_file(
-                url, fd, found.size, within=self.patience(), on_retry=_said(self.log, found.path)
+                url, fd, found.size, within=self.patience(), on_retry=_said(log, found.path)
             )
         finally:
             os.close(fd)

@@ -274,7 +274,13 @@ class Buildbot:
         return {"request": request_id}
 
     def done(self, handle: dict[str, Any]) -> bool:
-        (request,) = self.client.get(f"/buildrequests/{handle['request']}").json()["buildrequests"]
+        try:
+            answer = self.client.get(f"/buildrequests/{handle['request']}")
+        except httpx.TransportError:
+            # On a busy machine its web server sometimes drops or stalls a poll: the next
+            # poll asks again (the build is then seen at most one poll later).
+            return False
+        (request,) = answer.json()["buildrequests"]
         if not request["complete"]:
             return False
         if request["results"] != 0:

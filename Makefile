@@ -9,9 +9,9 @@ SD_DATA_DIR ?= ./var
 export PORT SD_DATA_DIR
 # pytest keeps the test modules and plugins whose assertions it rewrites (about 300 of them)
 # as bytecode; with PYTHONDONTWRITEBYTECODE set by a shell, every test process rewrites them all.
-test test-unit test-postgres test-mysql acceptance: export PYTHONDONTWRITEBYTECODE :=
+test test-unit test-postgres test-mysql test-multihost acceptance: export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: run test test-unit test-postgres test-mysql test-all acceptance fresh-machine lint \
+.PHONY: run test test-unit test-postgres test-mysql test-multihost test-all acceptance fresh-machine lint \
 	bench bench-ui bench-vs-buildbot screenshots clean venv venv-run venv-mysql
 
 # Stamps: what `make run` needs, what the tests add, and the MySQL driver.
@@ -72,6 +72,12 @@ test-postgres: $(TEST_DEPS)
 test-mysql: $(TEST_DEPS) $(MYSQL_DEPS)
 	DATABASE_URL=$${SD_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test} \
 	SD_FUZZ_EXAMPLES=$${SD_FUZZ_EXAMPLES:-5} $(PY) -m pytest -n 2 --dist loadgroup $(DB_ONLY)
+
+## test-multihost: an API host and three worker hosts in network namespaces, on this machine's
+## PostgreSQL and Redis; one worker host dies mid-run (root on Linux; elsewhere it skips)
+test-multihost: $(TEST_DEPS)
+	SD_TEST_POSTGRES_URL=$${SD_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test} \
+	$(PY) -m pytest -c multihost/pytest.ini multihost
 
 test-all: test test-postgres test-mysql
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from multihost.conftest import (
@@ -94,6 +95,23 @@ def pipelines(cluster: Cluster) -> list[int]:
     return ids
 
 
+def get(api: httpx.Client, path: str, **params: Any) -> Any:
+    """GET PATH's JSON, waiting out an answer of 5xx or none: on one machine shared by every
+    host (and a PostgreSQL shared with other work) the API may briefly run out of database
+    connections; the launchers retry then, and so does the test's reading."""
+    for _ in range(10):
+        try:
+            answer = api.get(path, params=params)
+        except httpx.TransportError:
+            time.sleep(1)
+            continue
+        if answer.status_code < 500:
+            assert answer.status_code == 200, f"GET {path}: {answer.status_code} {answer.text}"
+            return answer
+        time.sleep(1)
+    raise AssertionError(f"GET {path} kept failing")
+
+
 def event_done(builds: list[dict[str, Any]]) -> bool:
     """Nothing of the event runs or waits any more (a join whose parent failed never will)."""
     if not builds:
@@ -132,7 +150,7 @@ def run_events(
                     todo[pipeline] -= 1
             time.sleep(0.5)
             for pipeline, event in list(flying.items()):
-                builds = api.get(f"/events/{event}/builds").json()
+                builds = get(api, f"/events/{event}/builds").json()
                 if event_done(builds):
                     done_builds[event] = builds
                     del flying[pipeline]
@@ -150,10 +168,7 @@ def log_of(cluster: Cluster, build_id: int, step_name: str) -> list[str]:
     lines: list[str] = []
     with cluster.api() as api:
         while True:
-            page = api.get(
-                f"/builds/{build_id}/steps/{step_name}/logs", params={"from": len(lines)}
-            )
-            assert page.status_code == 200, page.text
+            page = get(api, f"/builds/{build_id}/steps/{step_name}/logs", **{"from": len(lines)})
             lines += [line["m"] for line in page.json()]
             if page.headers.get("X-More-Data") != "true" or not page.json():
                 return lines
@@ -165,7 +180,7 @@ JOB_NAMES: dict[int, str] = {}
 def job_name(cluster: Cluster, job_id: int) -> str:
     if job_id not in JOB_NAMES:
         with cluster.api() as api:
-            JOB_NAMES[job_id] = api.get(f"/jobs/{job_id}").json()["name"]
+            JOB_NAMES[job_id] = get(api, f"/jobs/{job_id}").json()["name"]
     return JOB_NAMES[job_id]
 
 
@@ -267,14 +282,14 @@ def test_a_live_log_from_a_worker_host_reaches_a_browser_on_the_api_host(
                     "/events", json={"pipelineId": pipeline["id"], "startFrom": "~commit"}
                 ).json()
                 (build,) = wait_for(
-                    lambda: api.get(f"/events/{event['id']}/builds").json(),
+                    lambda: get(api, f"/events/{event['id']}/builds").json(),
                     timeout=30,
                     what="the watched build",
                 )
             page.goto(f"/pipelines/{pipeline['id']}/builds/{build['id']}")
             page.locator("#steps .line", has_text="live line 5").first.wait_for(timeout=90_000)
             with cluster.api() as api:
-                status = api.get(f"/builds/{build['id']}").json()["status"]
+                status = get(api, f"/builds/{build['id']}").json()["status"]
             printed = log_of(cluster, build["id"], "ticks")
         finally:
             browser.close()

@@ -28,7 +28,7 @@ from .cache import CacheApi, Caches, CacheSpec
 from .credentials import CredentialError
 from .environment import build_environment
 from .livesocket import LogTransport, socket_url
-from .logs import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STEP_BYTES, Line, LogBatcher, Masker
+from .logs import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STEP_BYTES, Block, LogBatcher, Masker
 from .metaserver import MetaServer
 from .runner import Checkout, InternalStep, Runner, Step, iso
 from .sandbox import Sandbox, SandboxError
@@ -98,9 +98,9 @@ class ApiReporter:
         """Queue the PUT of the start time."""
         self._queue.put(("start", name, {"startTime": iso(at)}))
 
-    def lines(self, name: str, lines: list[Line]) -> None:
+    def lines(self, name: str, blocks: list[Block]) -> None:
         """Queue lines for the batcher."""
-        self.batcher.add(name, lines)
+        self.batcher.add(name, blocks)
 
     def step_ended(self, name: str, at: datetime, code: int) -> None:
         """Queue the PUT of the end, sent once the step's last lines are out."""

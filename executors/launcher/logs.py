@@ -7,13 +7,12 @@ import sys
 import threading
 import time
 import zlib
-from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import accumulate, groupby, repeat
-from operator import itemgetter
-from typing import Any
+from itertools import groupby, repeat
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 from .masking import Masker
 
@@ -23,6 +22,55 @@ LINE_TRUNCATED = b" [line truncated]"
 
 # A line is (milliseconds since the epoch, raw bytes without the newline).
 Line = tuple[int, bytes]
+
+
+class Block(NamedTuple):
+    """`n` lines written at millisecond `t`, joined by newlines in `data` (no newline at
+    the end: one empty line is `Block(t, b"", 1)`). The log travels in these, never one object
+    per line."""
+
+    t: int
+    data: bytes
+    n: int
+
+    @property
+    def size(self) -> int:
+        """Bytes of the lines with a newline each, as the caps count them."""
+        return len(self.data) + 1
+
+    def lines(self) -> list[Line]:
+        """The block's lines one by one."""
+        return list(zip(repeat(self.t), self.data.split(b"\n"), strict=False))
+
+
+def block_of(t: int, lines: list[bytes]) -> Block:
+    """The block of these lines (at least one), written at `t`."""
+    return Block(t, b"\n".join(lines), len(lines))
+
+
+def blocks_of(lines: Iterable[Line]) -> list[Block]:
+    """Lines one by one as blocks: one per run of lines written at the same millisecond."""
+    return [block_of(t, [raw for _t, raw in run]) for t, run in groupby(lines, key=lambda x: x[0])]
+
+
+def lines_of(blocks: Iterable[Block]) -> list[Line]:
+    """Blocks as lines one by one."""
+    return [line for block in blocks for line in block.lines()]
+
+
+def _overlong(data: bytes, limit: int) -> bool:
+    """Whether a line of `data` (lines joined by newlines) is longer than `limit` bytes."""
+    if len(data) <= limit:
+        return False
+    start, end = 0, len(data)
+    while end - start > limit:
+        # The last newline among the next limit + 1 bytes: none means the line starting at
+        # `start` is longer than `limit`; the lines before it are all shorter.
+        last = data.rfind(b"\n", start, start + limit + 1)
+        if last < 0:
+            return True
+        start = last + 1
+    return False
 
 
 def now_ms() -> int:
@@ -65,6 +113,14 @@ class StepOutput:
 
     def feed(self, data: bytes) -> list[Line]:
         """The complete lines in `data` (with what was left over from earlier chunks)."""
+        return lines_of(self.feed_blocks(data))
+
+    def finish(self) -> list[Line]:
+        """The last, unterminated line, if any."""
+        return lines_of(self.finish_blocks())
+
+    def feed_blocks(self, data: bytes) -> list[Block]:
+        """`feed` as blocks: what the runner sends on."""
         if self._capped:
             return []
         end = data.rfind(b"\n")
@@ -81,14 +137,14 @@ class StepOutput:
             block = self._partial + block
         self._partial = b""
         self._overlong = False
-        out: list[Line] = []
+        out: list[Block] = []
         self._emit(block, now_ms(), out, first_overlong)
         self._hold(tail)
         return out
 
-    def finish(self) -> list[Line]:
-        """The last, unterminated line, if any."""
-        out: list[Line] = []
+    def finish_blocks(self) -> list[Block]:
+        """`finish` as blocks."""
+        out: list[Block] = []
         if (self._partial or self._overlong) and not self._capped:
             self._emit(self._partial, now_ms(), out, self._overlong)
         self._partial = b""
@@ -103,7 +159,7 @@ class StepOutput:
             self._partial = self._partial[: self._keep]
             self._overlong = True
 
-    def _emit(self, block: bytes, t: int, out: list[Line], first_overlong: bool) -> None:
+    def _emit(self, block: bytes, t: int, out: list[Block], first_overlong: bool) -> None:
         """Add the lines of `block` (lines joined by newlines) to `out`."""
         if b"\r\n" in block or block.endswith(b"\r"):
             # One trailing carriage return per line goes, as a terminal would show it.
@@ -124,28 +180,37 @@ class StepOutput:
         if kept:
             self._emit_within_caps(b"\n".join(lines[:kept]), t, out, first_overlong)
         message = f"[log truncated: this step wrote more than {self.max_step_bytes} bytes]"
-        out.append((t, message.encode()))
+        out.append(Block(t, message.encode(), 1))
         self._capped = True
 
     def _emit_within_caps(
-        self, block: bytes, t: int, out: list[Line], first_overlong: bool
+        self, block: bytes, t: int, out: list[Block], first_overlong: bool
     ) -> None:
-        lines = self.masker.lines(block)
+        data = self.masker.block(block)
+        count = data.count(b"\n") + 1
         limit = self.max_line_bytes
-        if first_overlong or max(map(len, lines)) > limit:
+        if first_overlong or _overlong(data, limit):
+            # Rare: only here is the block taken apart line by line.
+            lines = data.split(b"\n")
             for index, raw in enumerate(lines):
                 if len(raw) > limit or (index == 0 and first_overlong):
                     lines[index] = _cut(raw, limit) + LINE_TRUNCATED
-        out.extend(zip(repeat(t), lines, strict=False))
+            data = b"\n".join(lines)
+        out.append(Block(t, data, count))
 
 
-def pack_lines(lines: list[Line]) -> dict[str, Any]:
+def pack_lines(blocks: list[Block]) -> dict[str, Any]:
     """The wire form of a batch\'s lines: `count`, `data` (base64 of the zlib of the raw
     lines joined by newlines) and `times` (runs of `[t, n]`: n lines at millisecond t)."""
-    data = b"\n".join(map(itemgetter(1), lines))
-    times = [[t, len(list(run))] for t, run in groupby(map(itemgetter(0), lines))]
+    data = b"\n".join(map(attrgetter("data"), blocks))
+    times: list[list[int]] = []
+    for block in blocks:
+        if times and times[-1][0] == block.t:
+            times[-1][1] += block.n
+        else:
+            times.append([block.t, block.n])
     return {
-        "count": len(lines),
+        "count": sum(map(attrgetter("n"), blocks)),
         "data": base64.b64encode(zlib.compress(data, 1)).decode("ascii"),
         "times": times,
     }
@@ -153,8 +218,8 @@ def pack_lines(lines: list[Line]) -> dict[str, Any]:
 
 @dataclass
 class _StepQueue:
-    # Lines waiting, in the chunks they came in, with each chunk's size (a newline per line).
-    pending: deque[tuple[list[Line], int]] = field(default_factory=deque)
+    # Lines waiting, in the blocks they came in.
+    pending: deque[Block] = field(default_factory=deque)
     pending_lines: int = 0
     pending_bytes: int = 0
     next_line: int = 0
@@ -162,7 +227,7 @@ class _StepQueue:
     failures: int = 0
     # The batch on the wire and its payload: a resend carries exactly these lines, never lines
     # queued since, because the API keeps a seq it already stored and ignores a resend of it.
-    in_flight: list[Line] | None = None
+    in_flight: list[Block] | None = None
     payload: dict[str, Any] | None = None
     in_flight_bytes: int = 0
     # The batch on the wire is the line that stands for a batch the API did not take.
@@ -171,9 +236,38 @@ class _StepQueue:
     abandoned: bool = False
 
 
-def _size(lines: list[Line]) -> int:
-    """Bytes of `lines` with a newline each, as the caps count them."""
-    return sum(map(len, map(itemgetter(1), lines))) + len(lines)
+def _size(blocks: list[Block]) -> int:
+    """Bytes of the lines of `blocks` with a newline each, as the caps count them."""
+    return sum(len(block.data) + 1 for block in blocks)
+
+
+def _count(blocks: list[Block]) -> int:
+    return sum(map(attrgetter("n"), blocks))
+
+
+def _split(block: Block, room: int, lines_room: int) -> tuple[Block, Block] | None:
+    """`block` cut after its last line that fits in `room` bytes and `lines_room` lines, or
+    None when not even its first line fits."""
+    data = block.data
+    end = data.rfind(b"\n", 0, room)
+    if end < 0:
+        return None
+    count = data.count(b"\n", 0, end) + 1
+    if count > lines_room:
+        # Rare (a batch holds up to MAX_BATCH_LINES lines): find the lines_room-th newline.
+        end = len(data) - len(data.split(b"\n", lines_room)[-1]) - 1
+        count = lines_room
+    if count <= 0:
+        return None
+    return Block(block.t, data[:end], count), Block(block.t, data[end + 1 :], block.n - count)
+
+
+def _first_line(block: Block) -> tuple[Block, Block] | None:
+    """`block` cut after its first line; None when that is all of it."""
+    end = block.data.find(b"\n")
+    if end < 0:
+        return None
+    return Block(block.t, block.data[:end], 1), Block(block.t, block.data[end + 1 :], block.n - 1)
 
 
 # send(step_name, {"seq", "firstLine", "count", "data", "times"}) returns the API's answer
@@ -246,7 +340,7 @@ class LogBatcher:
         self._thread = threading.Thread(target=self._run, name="sd-log-batcher", daemon=True)
         self._thread.start()
 
-    def add(self, step: str, lines: list[Line]) -> None:
+    def add(self, step: str, blocks: list[Block]) -> None:
         """Queue lines of `step`; they are numbered in the order they arrive.
 
         While more than `max_queued_bytes` (or lines) wait to be sent, this waits up to
@@ -254,18 +348,19 @@ class LogBatcher:
         stores its log is slowed down (its pipe fills), as a slow terminal slows a program,
         rather than its log piling up in memory. The caller keeps control meanwhile.
         """
-        if not lines:
+        if not blocks:
             return
-        size = _size(lines)
+        size = _size(blocks)
+        count = _count(blocks)
         with self._cond:
             queue = self._steps.setdefault(step, _StepQueue())
             if queue.abandoned:
                 return
-            queue.pending.append((lines, size))
-            queue.pending_lines += len(lines)
+            queue.pending.extend(blocks)
+            queue.pending_lines += count
             queue.pending_bytes += size
             self._queued_bytes += size
-            self._queued_lines += len(lines)
+            self._queued_lines += count
             self._cond.notify_all()
             deadline = time.monotonic() + self._hold_back
             while (
@@ -339,30 +434,40 @@ class LogBatcher:
             if retry_in:
                 time.sleep(retry_in)
 
-    def _take(self, queue: _StepQueue) -> list[Line]:
+    def _take(self, queue: _StepQueue) -> list[Block]:
         """Move the next batch's lines out of `queue.pending` (at least one line)."""
-        taken: list[Line] = []
+        taken: list[Block] = []
         size = 0
-        while queue.pending and len(taken) < self._max_lines:
-            chunk, chunk_size = queue.pending[0]
+        count = 0
+        while queue.pending and count < self._max_lines:
+            block = queue.pending[0]
             room = self._max_bytes - size
-            lines_room = self._max_lines - len(taken)
-            if chunk_size <= room and len(chunk) <= lines_room:
+            lines_room = self._max_lines - count
+            if block.size <= room and block.n <= lines_room:
                 queue.pending.popleft()
-                taken += chunk
-                size += chunk_size
+                taken.append(block)
+                size += block.size
+                count += block.n
                 continue
-            # Part of this chunk fits: as many lines as the room holds, one at least.
-            ends = list(accumulate(map(len, map(itemgetter(1), chunk))))
-            fit = bisect_right(range(len(chunk)), room, key=lambda k: ends[k] + k + 1)
-            count = min(fit, lines_room) or (0 if taken else 1)
-            if count:
-                part = ends[count - 1] + count
-                taken += chunk[:count]
-                size += part
-                queue.pending[0] = (chunk[count:], chunk_size - part)
+            # Part of this block fits: as many lines as the room holds, one at least.
+            parts = _split(block, room, lines_room)
+            if parts is None and not taken:
+                parts = _first_line(block)
+                if parts is None:
+                    # One line longer than a batch goes alone.
+                    queue.pending.popleft()
+                    taken.append(block)
+                    size += block.size
+                    count += block.n
+                    break
+            if parts is not None:
+                head, rest = parts
+                taken.append(head)
+                size += head.size
+                count += head.n
+                queue.pending[0] = rest
             break
-        queue.pending_lines -= len(taken)
+        queue.pending_lines -= count
         queue.pending_bytes -= size
         queue.in_flight_bytes = size
         return taken
@@ -384,11 +489,12 @@ class LogBatcher:
             if found is None:
                 return 0.0
             name, queue = found
-            lines = queue.in_flight
-            assert lines is not None
+            blocks = queue.in_flight
+            assert blocks is not None
+            count = _count(blocks)
             if queue.payload is None:
                 queue.payload = {"seq": queue.seq, "firstLine": queue.next_line}
-                queue.payload.update(pack_lines(lines))
+                queue.payload.update(pack_lines(blocks))
             try:
                 with self._cond:
                     self._last_send = time.monotonic()
@@ -403,11 +509,11 @@ class LogBatcher:
                             f"launcher: resending log batch {queue.seq} of {name}: {exc}\n"
                         )
                     return pause
-                self._give_up(name, queue, len(lines), exc)
+                self._give_up(name, queue, count, exc)
                 continue
             with self._cond:
-                self._done_with(queue, lines)
-                queue.next_line += len(lines)
+                self._done_with(queue, count)
+                queue.next_line += count
                 queue.seq += 1
                 queue.lost_marker = False
                 if not self._due_now(queue):
@@ -420,10 +526,10 @@ class LogBatcher:
             for q in self._steps.values()
         )
 
-    def _done_with(self, queue: _StepQueue, lines: list[Line]) -> None:
-        """The batch on the wire is settled: it no longer counts as queued."""
+    def _done_with(self, queue: _StepQueue, count: int) -> None:
+        """The batch on the wire (`count` lines) is settled: it no longer counts as queued."""
         self._queued_bytes -= queue.in_flight_bytes
-        self._queued_lines -= len(lines)
+        self._queued_lines -= count
         queue.in_flight = None
         queue.payload = None
         queue.in_flight_bytes = 0
@@ -433,13 +539,13 @@ class LogBatcher:
     def _give_up(self, name: str, queue: _StepQueue, count: int, exc: Exception) -> None:
         """Put a line saying what was lost in place of a batch, or stop sending the step."""
         with self._cond:
-            lines = queue.in_flight or []
+            in_flight = _count(queue.in_flight or [])
             if queue.lost_marker:
                 sys.stderr.write(
                     f"launcher: dropped log batch {queue.seq} of {name} and the rest of its "
                     f"log: {exc}\n"
                 )
-                self._done_with(queue, lines)
+                self._done_with(queue, in_flight)
                 self._queued_bytes -= queue.pending_bytes
                 self._queued_lines -= queue.pending_lines
                 queue.pending.clear()
@@ -447,9 +553,9 @@ class LogBatcher:
                 queue.abandoned = True
                 return
             sys.stderr.write(f"launcher: dropped log batch {queue.seq} of {name}: {exc}\n")
-            self._done_with(queue, lines)
+            self._done_with(queue, in_flight)
             lost = f"[{count} log line{'s' if count != 1 else ''} lost: the API did not take them]"
-            marker = [(now_ms(), lost.encode())]
+            marker = [Block(now_ms(), lost.encode(), 1)]
             queue.in_flight = marker
             queue.in_flight_bytes = _size(marker)
             self._queued_bytes += queue.in_flight_bytes

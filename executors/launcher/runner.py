@@ -29,7 +29,7 @@ from .checkout import (
 )
 from .credentials import KINDS, CloneAccess, CloneCredential, CredentialError
 from .environment import export_script, without_private
-from .logs import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STEP_BYTES, Line, Masker, StepOutput
+from .logs import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STEP_BYTES, Block, Masker, StepOutput
 from .sandbox import hand_over
 from .workspace import Workspace
 
@@ -68,8 +68,8 @@ class Reporter(Protocol):
     def step_started(self, name: str, at: datetime) -> None:
         """A step began."""
 
-    def lines(self, name: str, lines: list[Line]) -> None:
-        """A step wrote these lines (masked and capped already)."""
+    def lines(self, name: str, blocks: list[Block]) -> None:
+        """A step wrote the lines of these blocks (masked and capped already)."""
 
     def step_ended(self, name: str, at: datetime, code: int) -> None:
         """A step ended with exit code `code`."""
@@ -558,11 +558,11 @@ class Runner:
         return StepOutput(self.masker, self.max_line_bytes, self.max_step_bytes)
 
     def _log(self, name: str, output: StepOutput, data: bytes, finish: bool = False) -> None:
-        lines = output.feed(data) if data else []
+        blocks = output.feed_blocks(data) if data else []
         if finish:
-            lines += output.finish()
-        if lines:
-            self.reporter.lines(name, lines)
+            blocks += output.finish_blocks()
+        if blocks:
+            self.reporter.lines(name, blocks)
 
     def _drain(self) -> None:
         """Discard what processes write after the last step, so they never block on it."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from executors.launcher.logs import Line
+from executors.launcher.logs import Block, lines_of
 
 
 class Collector:
@@ -17,8 +17,8 @@ class Collector:
     def step_started(self, name: str, at: datetime) -> None:
         self.events.append(("start", name, None))
 
-    def lines(self, name: str, lines: list[Line]) -> None:
-        self.output.setdefault(name, []).extend(raw for _t, raw in lines)
+    def lines(self, name: str, blocks: list[Block]) -> None:
+        self.output.setdefault(name, []).extend(raw for _t, raw in lines_of(blocks))
 
     def step_ended(self, name: str, at: datetime, code: int) -> None:
         self.events.append(("end", name, code))

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from executors.launcher.environment import build_environment
-from executors.launcher.logs import MAX_BATCH_LINES, LogBatcher, Masker, StepOutput
+from executors.launcher.logs import (
+    MAX_BATCH_LINES,
+    Block,
+    LogBatcher,
+    Masker,
+    StepOutput,
+    blocks_of,
+)
 from executors.launcher.runner import Runner, Step
 from executors.launcher.workspace import Workspace
 
@@ -94,7 +101,7 @@ def test_lines_travel_packed_with_their_bytes_and_times_as_written() -> None:
     sink = Sink()
     batcher = LogBatcher(sink)
     lines = [(5, "é".encode()), (5, b"\xff\xfeok"), (6, b""), (7, b"last")]
-    batcher.add("s", lines)
+    batcher.add("s", blocks_of(lines))
     batcher.close()
     ((_step, payload),) = sink.batches
     assert payload["times"] == [[5, 2], [6, 1], [7, 1]]
@@ -130,8 +137,8 @@ class BatchingReporter:
     def step_started(self, name: str, at: datetime) -> None:
         pass
 
-    def lines(self, name: str, lines: list[tuple[int, bytes]]) -> None:
-        self.batcher.add(name, lines)
+    def lines(self, name: str, blocks: list[Block]) -> None:
+        self.batcher.add(name, blocks)
 
     def step_ended(self, name: str, at: datetime, code: int) -> None:
         assert self.batcher.flush(name)
@@ -188,9 +195,9 @@ def test_a_failed_batch_is_resent_with_the_same_seq() -> None:
     sink = Sink(failures=2)
     # How long the launcher pauses between tries is not the subject here.
     batcher = LogBatcher(sink, interval=0.01, first_retry=0.01)
-    batcher.add("s", [(1, b"a"), (2, b"b")])
+    batcher.add("s", blocks_of([(1, b"a"), (2, b"b")]))
     assert batcher.flush("s", timeout=10)
-    batcher.add("s", [(3, b"c")])
+    batcher.add("s", blocks_of([(3, b"c")]))
     batcher.close()
     assert sink.attempts == 4
     assert [(p["seq"], p["firstLine"], p["count"]) for _s, p in sink.batches] == [
@@ -217,9 +224,9 @@ def test_a_resend_carries_the_same_lines_even_when_more_were_queued_meanwhile() 
             stored.append(key)
 
     batcher = LogBatcher(api, interval=0.01, first_retry=0.01)
-    batcher.add("s", [(1, b"a")])
+    batcher.add("s", blocks_of([(1, b"a")]))
     assert first_try.wait(10)
-    batcher.add("s", [(2, b"b"), (3, b"c")])
+    batcher.add("s", blocks_of([(2, b"b"), (3, b"c")]))
     more_queued.set()
     assert batcher.flush("s", timeout=10)
     batcher.close()
@@ -231,8 +238,8 @@ def test_batches_are_resent_past_the_old_eight_tries_while_there_is_time_and_lan
 ):
     sink = Sink(failures=10)
     batcher = LogBatcher(sink, interval=0.01, keep_trying_for=lambda: 600.0, first_retry=0.001)
-    batcher.add("s", [(1, b"a")])
-    batcher.add("t", [(2, b"b")])
+    batcher.add("s", blocks_of([(1, b"a")]))
+    batcher.add("t", blocks_of([(2, b"b")]))
     assert batcher.flush(None, timeout=60)
     batcher.close()
     assert sink.attempts == 12
@@ -245,9 +252,9 @@ def test_batches_are_resent_past_the_old_eight_tries_while_there_is_time_and_lan
 def test_a_batch_that_cannot_land_before_the_token_expires_is_replaced_by_a_lost_line() -> None:
     sink = Sink(failures=1)
     batcher = LogBatcher(sink, interval=0.01, keep_trying_for=lambda: 0.0)
-    batcher.add("s", [(1, b"a"), (2, b"b")])
+    batcher.add("s", blocks_of([(1, b"a"), (2, b"b")]))
     batcher.flush("s", timeout=10)
-    batcher.add("s", [(3, b"c")])
+    batcher.add("s", blocks_of([(3, b"c")]))
     batcher.close()
     assert [(p["seq"], p["firstLine"], lines_of(p)) for _s, p in sink.batches] == [
         (0, 0, ["[2 log lines lost: the API did not take them]"]),
@@ -258,9 +265,9 @@ def test_a_batch_that_cannot_land_before_the_token_expires_is_replaced_by_a_lost
 def test_a_permanently_refused_batch_keeps_its_place_with_a_lost_line_and_no_gap() -> None:
     sink = Sink(failures=1, permanent=True)
     batcher = LogBatcher(sink, interval=0.01)
-    batcher.add("s", [(1, b"a")])
+    batcher.add("s", blocks_of([(1, b"a")]))
     batcher.flush("s", timeout=10)
-    batcher.add("s", [(2, b"b")])
+    batcher.add("s", blocks_of([(2, b"b")]))
     batcher.close()
     assert [(p["seq"], p["firstLine"], lines_of(p)) for _s, p in sink.batches] == [
         (0, 0, ["[1 log line lost: the API did not take them]"]),
@@ -271,10 +278,10 @@ def test_a_permanently_refused_batch_keeps_its_place_with_a_lost_line_and_no_gap
 def test_when_the_lost_line_is_refused_too_the_step_sends_nothing_more(capsys) -> None:
     sink = Sink(failures=2, permanent=True)
     batcher = LogBatcher(sink, interval=0.01)
-    batcher.add("s", [(1, b"a")])
+    batcher.add("s", blocks_of([(1, b"a")]))
     batcher.flush("s", timeout=10)
-    batcher.add("s", [(2, b"b")])
-    batcher.add("other", [(3, b"c")])
+    batcher.add("s", blocks_of([(2, b"b")]))
+    batcher.add("other", blocks_of([(3, b"c")]))
     batcher.close()
     assert [(s, p["seq"], lines_of(p)) for s, p in sink.batches] == [("other", 0, ["c"])]
     assert "dropped log batch 0 of s and the rest of its log" in capsys.readouterr().err
@@ -283,7 +290,7 @@ def test_when_the_lost_line_is_refused_too_the_step_sends_nothing_more(capsys) -
 def test_lines_go_out_within_a_quarter_second_without_a_flush() -> None:
     sink = Sink()
     batcher = LogBatcher(sink)
-    batcher.add("s", [(1, b"a")])
+    batcher.add("s", blocks_of([(1, b"a")]))
     time.sleep(0.6)
     sent = len(sink.batches)
     batcher.close()
@@ -294,13 +301,13 @@ def test_the_first_line_after_a_quiet_spell_goes_out_at_once_and_a_burst_is_batc
     sink = Sink()
     batcher = LogBatcher(sink, interval=1.0)
     time.sleep(1.1)  # quiet for longer than the interval
-    batcher.add("s", [(1, b"first")])
+    batcher.add("s", blocks_of([(1, b"first")]))
     deadline = time.monotonic() + 0.3
     while not sink.batches and time.monotonic() < deadline:
         time.sleep(0.005)
     assert len(sink.batches) == 1, "the first line waited for the interval"
     for i in range(20):
-        batcher.add("s", [(2 + i, b"burst")])
+        batcher.add("s", blocks_of([(2 + i, b"burst")]))
     time.sleep(0.3)
     assert len(sink.batches) == 1, "a burst right after a send must wait for the next tick"
     batcher.close()
@@ -311,8 +318,8 @@ def test_a_flood_goes_in_batches_of_at_most_max_bytes_and_few_requests() -> None
     sink = Sink()
     batcher = LogBatcher(sink, max_bytes=1000)
     lines = [(1, b"%09d" % n) for n in range(1000)]  # ten bytes each, newline counted
-    batcher.add("s", lines[:250])
-    batcher.add("s", lines[250:])
+    batcher.add("s", blocks_of(lines[:250]))
+    batcher.add("s", blocks_of(lines[250:]))
     batcher.close()
     batches = [payload for _, payload in sink.batches]
     assert [b["count"] for b in batches] == [100] * 10
@@ -323,7 +330,7 @@ def test_a_flood_goes_in_batches_of_at_most_max_bytes_and_few_requests() -> None
 def test_a_line_longer_than_a_batch_goes_alone() -> None:
     sink = Sink()
     batcher = LogBatcher(sink, max_bytes=10)
-    batcher.add("s", [(1, b"x" * 50), (2, b"y")])
+    batcher.add("s", blocks_of([(1, b"x" * 50), (2, b"y")]))
     batcher.close()
     assert [lines_of(p) for _, p in sink.batches] == [["x" * 50], ["y"]]
 
@@ -335,13 +342,13 @@ def test_while_too_much_waits_to_be_sent_adding_holds_the_step_back() -> None:
         assert release.wait(10)
 
     batcher = LogBatcher(slow_api, max_bytes=100, max_queued_bytes=300, hold_back=5.0)
-    batcher.add("s", [(1, b"x" * 99)])  # on the wire, the API not answering yet
+    batcher.add("s", blocks_of([(1, b"x" * 99)]))  # on the wire, the API not answering yet
     began = time.monotonic()
-    batcher.add("s", [(2, b"y" * 99)] * 2)
+    batcher.add("s", blocks_of([(2, b"y" * 99)] * 2))
     assert time.monotonic() - began < 2, "under the limit, adding does not wait"
     began = time.monotonic()
     threading.Timer(0.1, release.set).start()
-    batcher.add("s", [(3, b"z" * 99)])
+    batcher.add("s", blocks_of([(3, b"z" * 99)]))
     waited = time.monotonic() - began
     # Over the limit, adding waits until the API takes a batch (not the whole hold-back).
     assert 0.1 <= waited < 4, waited
@@ -361,11 +368,11 @@ def test_lines_go_sooner_while_the_sender_says_it_is_fast() -> None:
             return fast
 
         batcher = LogBatcher(api, interval=5.0, live_interval=0.01, fast=says)
-        batcher.add("s", [(1, b"first")])  # after a quiet spell: at once
+        batcher.add("s", blocks_of([(1, b"first")]))  # after a quiet spell: at once
         deadline = time.monotonic() + 5
         while not sent and time.monotonic() < deadline:
             time.sleep(0.002)
-        batcher.add("s", [(2, b"second")])
+        batcher.add("s", blocks_of([(2, b"second")]))
         # Fast (the log socket is open), the second line goes 10 ms after the first; else 5 s.
         deadline = time.monotonic() + (2 if fast else 0.05)
         while len(sent) < 2 and time.monotonic() < deadline:
@@ -373,3 +380,33 @@ def test_lines_go_sooner_while_the_sender_says_it_is_fast() -> None:
         assert len(sent) == (2 if fast else 1), fast
         batcher.close()
         assert len(sent) == 2
+
+
+def test_one_read_is_one_block_and_a_batch_cuts_it_at_a_line_by_lines_and_bytes() -> None:
+    out = StepOutput()
+    blocks = out.feed_blocks(b"".join(b"%02d\n" % n for n in range(10)))
+    assert [block.n for block in blocks] == [10]
+    by_lines = Sink()
+    batcher = LogBatcher(by_lines, max_lines=3)
+    batcher.add("s", blocks)
+    batcher.close()
+    assert [p["count"] for _, p in by_lines.batches] == [3, 3, 3, 1]
+    by_bytes = Sink()
+    batcher = LogBatcher(by_bytes, max_bytes=10)  # three bytes a line: three lines a batch
+    batcher.add("s", blocks)
+    batcher.close()
+    for sink in (by_lines, by_bytes):
+        batches = [payload for _, payload in sink.batches]
+        assert [text for b in batches for text in lines_of(b)] == [f"{n:02d}" for n in range(10)]
+        assert_contiguous(batches)
+
+
+def test_a_line_over_the_cap_is_found_wherever_it_stands_in_a_block() -> None:
+    for before in range(0, 40, 7):
+        for length in (10, 11, 25):
+            data = b"ab\n" * before + b"z" * length + b"\nend\n"
+            got = raw(StepOutput(max_line_bytes=10).feed(data))
+            assert got == [b"ab"] * before + [
+                b"z" * 10 + (b" [line truncated]" if length > 10 else b""),
+                b"end",
+            ]

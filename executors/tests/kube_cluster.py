@@ -747,7 +747,9 @@ def node_mount_points(paths: list[str]) -> None:
         try:
             for parent in reversed([Path(path), *Path(path).parents]):
                 if not parent.exists():
-                    parent.mkdir(mode=0o755)
+                    parent.mkdir()
+                    # Whatever the umask: the pods' build user walks through it.
+                    parent.chmod(0o755)
         except OSError as exc:
             pytest.skip(
                 f"The fake cluster's pods mount their workspace over {path}: create it as root "

@@ -91,12 +91,41 @@ def test_a_build_waiting_for_a_worker_that_died_runs_on_the_next_one(
     assert finished(stack, row["id"], timeout=120)["status"] == "SUCCESS"
 
 
+# Whether a write transaction can begin now (SQLite: whether anyone holds the write lock).
+_WRITE_PROBE = """
+from django.db import connection
+cursor = connection.cursor()
+try:
+    if connection.vendor == "sqlite":
+        cursor.execute("PRAGMA busy_timeout = 2000")
+        cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute("ROLLBACK")
+    print("free")
+except Exception as exc:
+    print("held:", exc)
+"""
+
+
+def _freeze_outside_a_write(stack: Stack, pgid: int) -> None:
+    """SIGSTOP the worker's process group at a moment none of it holds the database's write
+    lock: SQLite has one writer, so a worker frozen inside a write transaction would hold
+    every write of the API until it runs again, which is not what this test is about."""
+    for _ in range(20):
+        os.killpg(pgid, signal.SIGSTOP)
+        answer = stack.shell(_WRITE_PROBE)
+        if answer == "free":
+            return
+        os.killpg(pgid, signal.SIGCONT)
+        time.sleep(0.2)
+    raise AssertionError(f"the worker held the write lock whenever it was stopped: {answer}")
+
+
 def test_a_build_whose_start_task_was_lost_is_queued_again_and_runs(
     stack: Stack, repo: Callable[..., tuple[Path, Path]]
 ) -> None:
     worker = wait_for(stack.worker, timeout=60, what="the worker")
     bare, _ = repo(QUICK, name="lost-start")
-    os.killpg(worker.pid, signal.SIGSTOP)
+    _freeze_outside_a_write(stack, worker.pid)
     try:
         event = start(stack, bare)
         row = first_build(stack, event)

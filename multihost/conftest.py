@@ -13,8 +13,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from acceptance.stack import wait_for
 from multihost import hosts
 from multihost.hosts import GATEWAY, SUBNET, Host
 
@@ -57,17 +57,6 @@ def git(*args: str, cwd: Path) -> None:
     subprocess.run(
         ["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, check=True, capture_output=True
     )
-
-
-def wait_for(check: Callable[[], Any], *, timeout: float, what: str, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout:g} s")
-        time.sleep(every)
 
 
 @dataclass

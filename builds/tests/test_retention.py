@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import pty
+import select
 from datetime import timedelta
 from io import StringIO
 from typing import Any
@@ -140,6 +143,39 @@ def test_the_command_shows_its_progress(pipeline: Pipeline) -> None:
     prune_outputs(before=before, batch_size=2, progress=lambda d, t: seen.append((d, t)))
     assert seen == [(2, 3), (3, 3)]
     assert not Artifact.objects.exists()
+
+
+def everything_written(controller: int) -> bytes:
+    """What was written to a terminal whose other end is now closed."""
+    chunks = []
+    while select.select([controller], [], [], 5)[0]:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # EIO: the other end is closed and everything has been read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_on_a_terminal_the_command_redraws_one_bar_in_place(pipeline: Pipeline) -> None:
+    for n in range(3):
+        artifact(new_build(pipeline, n), "a.txt", age_days=60)
+    build = new_build(pipeline, 3)
+    cache(build, "old-deps", age_days=60)
+    cache(build, "new-deps", age_days=60)
+    controller, terminal = pty.openpty()
+    try:
+        with os.fdopen(terminal, "w") as stderr:
+            call_command("sd_prune_outputs", stdout=StringIO(), stderr=stderr)
+        drawn = everything_written(controller)
+    finally:
+        os.close(controller)
+    # The artifacts' batch, then the caches': the same line drawn over, ended once.
+    first = "#" * 18 + "." * 12
+    assert drawn == f"\r[{first}] 3/5\r[{'#' * 30}] 5/5\r\n".encode()
+    assert not Artifact.objects.exists() and not Cache.objects.exists()
 
 
 def test_files_of_pipelines_events_and_builds_that_are_gone_go_too(

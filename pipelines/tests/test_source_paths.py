@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 import respx
 from django.contrib.auth.models import User
@@ -18,7 +19,7 @@ from scm.local import LocalGitScm
 from scm.models import WebhookDelivery
 from scm.services import poll_all
 from scm.tasks import process_delivery
-from scm.tests.github_fakes import SECRET, deliver, fake_github
+from scm.tests.github_fakes import API, SECRET, deliver, fake_github
 from scm.tests.scm_people import repository_admin
 
 pytestmark = pytest.mark.django_db
@@ -226,6 +227,50 @@ def test_a_github_push_runs_the_jobs_its_commits_added_modified_or_removed_files
     event = Event.objects.get(pipeline=pipeline)
     assert list(event.builds.values_list("job__name", flat=True)) == ["site"]
     assert event.meta["commit"]["changedFiles"] == "README.md,site/old.html"
+
+
+APP_CONFIG = b"""
+jobs:
+  main:
+    image: node:20
+    requires: [~commit]
+    steps:
+      - build: echo app
+"""
+
+
+def test_a_github_push_starts_a_folders_pipeline_only_when_it_changes_a_file_in_the_folder(
+    client: Client, github: respx.Router
+) -> None:
+    github.get(f"{API}/repos/Codertocat/Hello-World/contents/app/screwdriver.yaml").mock(
+        return_value=httpx.Response(200, content=APP_CONFIG)
+    )
+    pipeline = create_pipeline(
+        checkout_url="https://github.com/Codertocat/Hello-World.git#master:app",
+        user=repository_admin("octo"),
+    )
+    assert pipeline.root_dir == "app"
+
+    def push(sha: str, files: list[str]) -> None:
+        payload = {
+            "ref": "refs/heads/master",
+            "after": sha,
+            "deleted": False,
+            "head_commit": {"id": sha, "message": "change"},
+            "commits": [{"added": files, "modified": [], "removed": []}],
+            "repository": {"full_name": "Codertocat/Hello-World", "default_branch": "master"},
+            "sender": {"login": "Codertocat"},
+        }
+        response = deliver(client, "push", payload, delivery=sha[:8])
+        assert response.status_code == 202, response.content
+        process_delivery(WebhookDelivery.objects.get(delivery_id=sha[:8]).pk)
+
+    # "application.txt" starts with the folder's name but is not in it.
+    push("c" * 40, ["other/notes.txt", "application.txt"])
+    assert started(pipeline) == []
+    push("d" * 40, ["other/notes.txt", "app/main.py"])
+    assert started(pipeline) == [["main"]]
+    assert Event.objects.get(pipeline=pipeline).sha == "d" * 40
 
 
 # --- jobDisabledByDefault ---------------------------------------------------------------------

@@ -2,7 +2,10 @@
 never loads a binary, and runs an HTML report where its script can neither read the viewer's
 cookies nor call the API as the viewer. A report that a real build of a private pipeline
 published with its style, module script and image beside it loads them all through its
-capability address (builds.artifact_links), and still learns nothing of the viewer.
+capability address (builds.artifact_links), and still learns nothing of the viewer. What one
+real build publishes (text, a scripted report, an image, a 50 MB binary, nested folders) shows
+the same way from the folder storage and from an S3-compatible server, and the job's permalinks
+lead to it.
 
 The report's script tries both and writes what it got into its own page; the test reads that
 through the frame. A control run strips the sandbox (the frame's attribute and the answer's
@@ -13,6 +16,7 @@ probe would see a missing sandbox.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import os
 import re
@@ -378,17 +382,26 @@ fetch("/v4/builds/BUILD_ID", { credentials: "include" })
 
 @pytest.fixture
 def live_builds(
-    transactional_db: None, tmp_path: Path, outputs_folder: Path, settings: Any
+    request: pytest.FixtureRequest,
+    transactional_db: None,
+    tmp_path: Path,
+    outputs_folder: Path,
+    settings: Any,
 ) -> Iterator[LiveStack]:
-    """The ASGI server and a worker that runs builds, storing where this test reads."""
+    """The ASGI server and a worker that runs builds, storing where this test reads: the
+    test's folder, or (with the parameter "s3") a bucket on an S3-compatible server."""
+    storage = {"SD_STORAGE_URL": f"file://{outputs_folder}"}
+    if getattr(request, "param", "folder") == "s3":
+        storage = {
+            "SD_STORAGE_URL": request.getfixturevalue("s3_outputs"),
+            "SD_STORAGE_ACCESS_KEY": "testing",
+            "SD_STORAGE_SECRET_KEY": "testing",
+        }
     stack = LiveStack.start(
         database_url=database_url(),
         data_dir=tmp_path / "sd-data",
         secret_key=django_settings.SECRET_KEY,
-        extra_env={
-            "SD_STORAGE_URL": f"file://{outputs_folder}",
-            "SD_LOCAL_REPO_ROOTS": ",".join(settings.SD_LOCAL_REPO_ROOTS),
-        },
+        extra_env={**storage, "SD_LOCAL_REPO_ROOTS": ",".join(settings.SD_LOCAL_REPO_ROOTS)},
     )
     settings.SD_API_URL = stack.url
     settings.SD_UI_URL = stack.url
@@ -465,5 +478,108 @@ def test_a_private_report_loads_the_files_beside_it_and_still_learns_nothing(
             if not request.is_navigation_request():
                 assert "cookie" not in headers, request.url
             assert "artifacts-view" not in headers.get("referer", ""), request.url
+    finally:
+        context.close()
+
+
+# --- what one real build published, from the folder and from S3 -------------------------
+
+BIG_BYTES = 52_428_800
+EVERYTHING_YAML = f"""\
+jobs:
+  main:
+    image: alpine
+    requires: [~commit]
+    steps:
+      - publish: |
+          cd "$SD_ARTIFACTS_DIR"
+          echo "compiled 12 modules" > notes.txt
+          mkdir -p report shots dist nested/deeper
+          sed "s/BUILD_ID/$SD_BUILD_ID/" "$SD_SOURCE_DIR/report.html" > report/index.html
+          base64 -d "$SD_SOURCE_DIR/home.b64" > shots/home.png
+          head -c {BIG_BYTES} /dev/urandom > dist/app.bin
+          meta set app.sha256 "$(sha256sum dist/app.bin | cut -c1-64)"
+          echo deep > nested/deeper/file.txt
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("live_builds", ["folder", "s3"], indirect=True)
+def test_what_a_build_published_shows_in_chromium_and_through_its_permalink(
+    browser: Any, live_builds: LiveStack, make_repo: Any, owner: User
+) -> None:
+    repo = make_repo(
+        {
+            "screwdriver.yaml": EVERYTHING_YAML,
+            "report.html": REPORT,
+            "home.b64": base64.b64encode(png(40, 30)).decode() + "\n",
+        },
+        "everything",
+    )
+    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=owner)
+    start_event(pipeline=pipeline, start_from="~commit", creator=Creator("alice", "alice"))
+    build = wait_until(lambda: _finished(pipeline), timeout=180, what="the build to finish")
+    assert build.status == BuildStatus.SUCCESS, step_log(build, "sd-teardown-artifacts")
+    assert sorted(a.path for a in artifacts_of(build)) == [
+        "dist/app.bin",
+        "environment.json",
+        "manifest.txt",
+        "nested/deeper/file.txt",
+        "notes.txt",
+        "report/index.html",
+        "shots/home.png",
+        "steps.json",
+    ]
+
+    context = browser.new_context(base_url=live_builds.url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    try:
+        sign_in(page)
+        page.goto(f"/pipelines/{pipeline.pk}/builds/{build.pk}")
+        page.get_by_role("link", name="Artifacts (8)").click()
+        page.wait_for_url(re.compile(r"/artifacts$"))
+        tree = page.get_by_role("navigation", name=f"Files of build #{build.pk}")
+        for name in ("dist/", "nested/", "deeper/", "report/", "shots/", "app.bin", "file.txt"):
+            assert tree.get_by_text(name, exact=True).is_visible(), name
+
+        tree.get_by_role("link", name="notes.txt").click()
+        playwright_sync.expect(page.locator("#artifact-text")).to_have_text("compiled 12 modules\n")
+        tree.get_by_role("link", name="home.png").click()
+        image = page.locator("#artifact-image")
+        image.wait_for()
+        size = wait_until(
+            lambda: image.evaluate("img => img.complete && [img.naturalWidth, img.naturalHeight]"),
+            timeout=10,
+            what="the image to load",
+        )
+        assert size == [40, 30]
+
+        # The 50 MB binary is offered for download, never rendered, and its bytes never asked.
+        tree.get_by_role("link", name="app.bin").click()
+        page.wait_for_url(re.compile(r"/artifacts/dist/app\.bin$"))
+        assert page.locator("#artifact-binary").is_visible()
+        assert (
+            page.locator("#artifact-view").locator("img, iframe, pre, object, embed").count() == 0
+        )
+        assert not [url for url in requested if "app.bin" in url and "/v4/" in url]
+        href = page.locator("#artifact-download").get_attribute("href")
+        assert href == f"/v4/builds/{build.pk}/artifacts/dist/app.bin?type=download"
+        download = page.request.get(href)
+        assert download.ok and download.headers["content-length"] == str(BIG_BYTES)
+        assert hashlib.sha256(download.body()).hexdigest() == build.meta["app"]["sha256"]
+
+        # The job's permalink opens the report of its latest successful build; the report's
+        # script runs and learns nothing of the viewer.
+        page.goto(f"/pipelines/{pipeline.pk}/jobs/main/artifacts/report/index.html?status=SUCCESS")
+        page.wait_for_url(re.compile(rf"/builds/{build.pk}/artifacts/report/index\.html$"))
+        assert page.locator("#artifact-frame").get_attribute("sandbox") == "allow-scripts"
+        page.frame_locator("#artifact-frame").locator("h1", has_text="Test report").wait_for()
+        assert_learned_nothing(report_says(page.frames[1]), build)
+
+        page.goto(f"/pipelines/{pipeline.pk}/jobs/main/latest")
+        page.wait_for_url(re.compile(rf"/pipelines/{pipeline.pk}/builds/{build.pk}$"))
     finally:
         context.close()

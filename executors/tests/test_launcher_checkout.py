@@ -160,8 +160,9 @@ def test_the_launchers_tracing_and_agent_never_reach_git_with_a_credential() -> 
 # --- real clones ----------------------------------------------------------------------------
 
 
-def _repository(tmp_path: Path, commits: int) -> tuple[Path, list[str]]:
-    """A bare repository whose main holds `commits` commits; their shas, oldest first."""
+def _repository(tmp_path: Path, commits: int, *, old: int = 0) -> tuple[Path, list[str]]:
+    """A bare repository whose main holds `commits` commits, the first `old` of them made in
+    2020; their shas, oldest first."""
     work = tmp_path / "work"
     git = ["git", "-c", "user.email=a@b", "-c", "user.name=n", "-C", str(work)]
     subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
@@ -169,7 +170,10 @@ def _repository(tmp_path: Path, commits: int) -> tuple[Path, list[str]]:
     for n in range(commits):
         (work / "n.txt").write_text(f"{n}\n")
         subprocess.run([*git, "add", "."], check=True)
-        subprocess.run([*git, "commit", "-qm", f"commit {n}"], check=True)
+        dated = {"GIT_COMMITTER_DATE": f"2020-06-0{n + 1}T12:00:00Z"} if n < old else {}
+        subprocess.run(
+            [*git, "commit", "-qm", f"commit {n}"], check=True, env={**os.environ, **dated}
+        )
         shas.append(subprocess.check_output([*git, "rev-parse", "HEAD"], text=True).strip())
     bare = tmp_path / "git" / "org" / "app.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
@@ -294,6 +298,31 @@ def test_a_commit_the_server_will_not_send_by_its_sha_comes_with_the_whole_histo
     assert result.status == "SUCCESS", setup
     assert out.text("show") == ["0"]
     assert f"Fetching the whole history to find {shas[0]}." in setup
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("job_env", "commits"),
+    [
+        ([], 5),  # Screwdriver's default depth of 50 holds all five
+        ([("GIT_SHALLOW_CLONE_DEPTH", "3")], 3),
+        # A date wins over a depth: the three commits since, not four.
+        ([("GIT_SHALLOW_CLONE_DEPTH", "4"), ("GIT_SHALLOW_CLONE_SINCE", "2021-01-01")], 3),
+        ([("GIT_SHALLOW_CLONE", "false"), ("GIT_SHALLOW_CLONE_DEPTH", "1")], 5),
+    ],
+    ids=["default", "depth", "since", "whole"],
+)
+def test_the_jobs_shallow_clone_settings_decide_how_much_history_git_fetches(
+    tmp_path: Path, job_env: list[tuple[str, str]], commits: int
+) -> None:
+    # Two commits of 2020, then three of today.
+    bare, shas = _repository(tmp_path, 5, old=2)
+    with serve(_handler(GitHost(repos={"org/app": bare}))) as base_url:
+        runner, out = _runner(tmp_path, {}, [], job_env=job_env)
+        checkout = Checkout(f"{base_url}/org/app.git", shas[-1], "main")
+        result = runner.run([Step("count", "git rev-list --count HEAD")], checkout)
+    assert result.status == "SUCCESS", out.text("sd-setup-scm")
+    assert out.text("count") == [str(commits)]
 
 
 @pytest.mark.slow

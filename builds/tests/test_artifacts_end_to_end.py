@@ -2,8 +2,8 @@
 real launcher, a local build (sandboxed where bubblewrap runs), and the outputs storage.
 
 What the job writes in $SD_ARTIFACTS_DIR is read back from the storage and compared byte for
-byte (sha256); links the job planted are not followed; the server's memory stays flat while a
-50 MB file goes through it.
+byte (sha256), whole and in ranges; links the job planted are not followed; the server's memory
+stays flat while a 50 MB file goes through it.
 """
 
 from __future__ import annotations
@@ -198,6 +198,21 @@ def test_a_build_publishes_its_artifacts_byte_for_byte_without_following_links(
     conn.close()
     assert answer.status == 200
     assert digest.hexdigest() == build.meta["big"]["sha256"]
+
+    # A range deep inside the large file is those bytes alone, from either storage.
+    for first, last in ((30_000_000, 30_000_099), (BIG_BYTES - 7, BIG_BYTES - 1)):
+        conn = http.client.HTTPConnection("127.0.0.1", live.port, timeout=120)
+        conn.request(
+            "GET",
+            f"/v4/builds/{build.pk}/artifacts/big.bin",
+            headers={"Authorization": f"Bearer {token}", "Range": f"bytes={first}-{last}"},
+        )
+        answer = conn.getresponse()
+        part = answer.read()
+        conn.close()
+        assert answer.status == 206
+        assert answer.getheader("Content-Range") == f"bytes {first}-{last}/{BIG_BYTES}"
+        assert part == stored["big.bin"][first : last + 1]
 
 
 def _size(stored: dict[str, bytes]) -> str:

@@ -235,6 +235,26 @@ def test_a_push_runs_the_jobs_whose_source_paths_its_commits_touch(
     assert event.meta["commit"]["changedFiles"] == "README.md,po/ca.po"
 
 
+def test_a_push_starts_a_folders_pipeline_only_when_it_changes_a_file_in_the_folder(
+    client: Client, gitlab: respx.Router
+) -> None:
+    project = re.escape(f"{API}/projects/{REPO.replace('/', '%2F')}")
+    gitlab.get(url__regex=project + r"/repository/files/(docs|po)%2Fscrewdriver\.yaml/raw\?").mock(
+        return_value=httpx.Response(200, content=CONFIG)
+    )
+    user = repository_admin("jsmith", "gitlab")
+    docs = create_pipeline(checkout_url=f"{GITLAB}/{REPO}.git#master:docs", user=user)
+    po = create_pipeline(checkout_url=f"{GITLAB}/{REPO}.git#master:po", user=user)
+    assert (docs.root_dir, po.root_dir) == ("docs", "po")
+
+    delivery = work(deliver(client, "push", delivery="d-1"))
+
+    # push.json changes po/ca.po and README.md: po/ has a change, docs/ none.
+    event = Event.objects.get()
+    assert (event.pipeline, jobs_of(event)) == (po, ["main"])
+    assert delivery.events == [event.pk]
+
+
 def test_a_push_with_more_commits_than_gitlab_lists_runs_every_job(
     client: Client, pipelines: tuple[Pipeline, Pipeline]
 ) -> None:

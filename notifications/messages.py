@@ -1,7 +1,9 @@
 """What a notice says: the email (subject, text, HTML) and the Slack message of a build status.
 
 Everything that comes from a repository or a build (names, commit messages, meta) is escaped
-for where it lands: HTML by Django's templates, Slack text by `slack_escape`.
+for where it lands: HTML by Django's templates, Slack text by `slack_escape`. The one exception
+is the extra line a pipeline's own people write (the settings' `message`, a branch build's
+meta): as in Screwdriver, its mentions and links reach Slack (`slack_markup`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,15 @@ COMMIT_MESSAGE_CUT = 150
 # A meta message longer than this is cut: Slack refuses texts past 40,000 characters.
 MAX_SLACK_MESSAGE = 3000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# Slack's control sequences: `<target>` or `<target|label>`.
+_SLACK_SEQUENCE = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
+# The targets a message line may keep: a user (`@U024BE7LH`, or a name as the guide's
+# `<@yoshwata>`), a channel (`#C024BE7LH`), a user group (`!subteam^S123`), the special
+# mentions, and web or mail links.
+_SLACK_TARGET = re.compile(
+    r"@[A-Za-z0-9._-]+|#[A-Z0-9]+|!subteam\^[A-Z0-9]+|!(?:here|channel|everyone)"
+    r"|(?:https?://|mailto:)[^\s<>|]+"
+)
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,26 @@ def one_line(text: str) -> str:
 def slack_escape(text: str) -> str:
     """Text Slack shows as written: `&`, `<` and `>` escaped, so no mention, link or command."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_markup(text: str) -> str:
+    """Text whose Slack mentions (`<@U123>`, `<!here>`, `<#C123>`, `<!subteam^S1>`) and web
+    links stay as Slack reads them, and everything else is shown as written."""
+    shown: list[str] = []
+    end = 0
+    for found in _SLACK_SEQUENCE.finditer(text):
+        shown.append(slack_escape(text[end : found.start()]))
+        target, label = found.group(1), found.group(2)
+        if _SLACK_TARGET.fullmatch(target):
+            # A link's `&` is sent as `&amp;`, as Slack asks, and read back as `&`.
+            shown.append(
+                f"<{slack_escape(target)}" + (f"|{slack_escape(label)}" if label else "") + ">"
+            )
+        else:
+            shown.append(slack_escape(found.group(0)))
+        end = found.end()
+    shown.append(slack_escape(text[end:]))
+    return "".join(shown)
 
 
 def email_subject(facts: BuildFacts) -> str:
@@ -116,9 +147,18 @@ def _link(url: str, text: str) -> str:
 
 
 def slack_content(
-    facts: BuildFacts, *, minimized: bool, message: str, unfurl_links: bool | None
+    facts: BuildFacts,
+    *,
+    minimized: bool,
+    message: str,
+    unfurl_links: bool | None,
+    mentions: bool = False,
 ) -> dict[str, Any]:
-    """chat.postMessage's fields but `channel`: Screwdriver's full or minimized format."""
+    """chat.postMessage's fields but `channel`: Screwdriver's full or minimized format.
+
+    `mentions`: the extra line `message` comes from the pipeline's people, and its mentions
+    and links are kept (`slack_markup`); otherwise it is shown as written.
+    """
     status = facts.status
     text = (
         f"*{status}* {_SLACK_EMOJI.get(status, '')} "
@@ -127,7 +167,8 @@ def slack_content(
     if facts.root_dir:
         text += f"\n*Source Directory:* {slack_escape(facts.root_dir)}"
     if message:
-        text += "\n" + slack_escape(message[:MAX_SLACK_MESSAGE])
+        line = message[:MAX_SLACK_MESSAGE]
+        text += "\n" + (slack_markup(line) if mentions else slack_escape(line))
     color = _SLACK_COLORS.get(status, "#ccc")
     if minimized:
         attachment: dict[str, Any] = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import smtplib
 import ssl
+from dataclasses import dataclass
 from functools import cache
 from types import TracebackType
 from typing import Any
@@ -36,8 +37,30 @@ def email_configured() -> bool:
     return bool(settings.SD_SMTP_HOST)
 
 
-def slack_configured() -> bool:
-    return bool(settings.SD_SLACK_TOKEN)
+@dataclass(frozen=True)
+class SlackRoute:
+    """Where a channel as a job's settings name it goes: its workspace, its name there and
+    the workspace's token ("" when this server has none)."""
+
+    workspace: str
+    channel: str
+    token: str
+    named_workspace: bool  # written `workspace:channel`
+
+
+def slack_route(recipient: str) -> SlackRoute:
+    """Screwdriver's `workspace:channel`, or a bare channel of the default workspace."""
+    workspace, sep, channel = recipient.partition(":")
+    if not sep:
+        workspace, channel = settings.SD_SLACK_DEFAULT_WORKSPACE, recipient
+    tokens = {settings.SD_SLACK_DEFAULT_WORKSPACE: settings.SD_SLACK_TOKEN}
+    tokens.update(settings.SD_SLACK_WORKSPACES)
+    return SlackRoute(
+        workspace=workspace.strip(),
+        channel=channel.strip(),
+        token=tokens.get(workspace.strip(), ""),
+        named_workspace=bool(sep),
+    )
 
 
 class EmailSender:
@@ -141,12 +164,18 @@ def _tls() -> ssl.SSLContext:
 
 
 def post_slack(*, channel: str, content: dict[str, Any]) -> None:
-    """Post one Slack message of a notice's content to one channel (chat.postMessage)."""
+    """Post one Slack message of a notice's content to one channel (chat.postMessage), with
+    the token of the channel's workspace."""
+    route = slack_route(channel)
+    if not route.token:
+        raise DeliveryError(
+            f"This server has no Slack token for the workspace {route.workspace}.", permanent=True
+        )
     try:
         response = httpx.post(
             f"{settings.SD_SLACK_API_URL}/chat.postMessage",
-            json={**content, "channel": channel},
-            headers={"Authorization": f"Bearer {settings.SD_SLACK_TOKEN}"},
+            json={**content, "channel": route.channel},
+            headers={"Authorization": f"Bearer {route.token}"},
             timeout=SLACK_TIMEOUT_SECONDS,
             verify=_tls(),
         )

@@ -28,7 +28,7 @@ from notifications.senders import (
     EmailSender,
     email_configured,
     post_slack,
-    slack_configured,
+    slack_route,
 )
 from pipelines.config.notifications import is_email
 from pipelines.models import Job
@@ -41,6 +41,10 @@ CLAIM = timedelta(seconds=90)
 MAX_CHANGED_FILES = 100
 NO_SMTP = "This server sends no email: its operator has not set SD_SMTP_HOST."
 NO_SLACK = "This server posts nothing to Slack: its operator has not set SD_SLACK_TOKEN."
+NO_WORKSPACE = (
+    "This server has no Slack token for the workspace {workspace}: its operator names "
+    "workspaces in SD_SLACK_WORKSPACES."
+)
 
 
 class NoticesPending(Exception):
@@ -174,22 +178,41 @@ def plan_notices(build: Build) -> int:
     said = rules.notice_status(build.status, slack.statuses, fixed=fixed) if slack else None
     if slack is not None and said is not None:
         channels = (trusted and rules.meta_channels(meta, job_name)) or slack.channels
+        line = rules.slack_message(slack, meta, job_name, said)
         content = messages.slack_content(
             facts_of(build, said),
             minimized=rules.meta_minimized(meta, job_name, slack.minimized),
-            message=rules.slack_message(slack, meta, job_name, said),
+            message=line,
             unfurl_links=rules.unfurls_links(slack),
+            # The branch's settings and a branch build's meta may mention people, as in
+            # Screwdriver; a pull request's meta (its author's words) may not.
+            mentions=trusted or line == rules.slack_message(slack, {}, job_name, said),
         )
         planned += [notice(NoticeChannel.SLACK, c, said, content) for c in channels]
     for row in planned:
-        unconfigured = NO_SMTP if row.channel == NoticeChannel.EMAIL else NO_SLACK
-        configured = email_configured if row.channel == NoticeChannel.EMAIL else slack_configured
-        if not configured():
-            row.state, row.error = NoticeState.FAILED, unconfigured
+        if (why := _unsendable(row)) is not None:
+            row.state, row.error = NoticeState.FAILED, why
     before = Notice.objects.filter(build=build).count()
     # A rerun of the handler (or two at once) plans the same rows: the constraint keeps one.
     Notice.objects.bulk_create(planned, ignore_conflicts=True)
     return Notice.objects.filter(build=build).count() - before
+
+
+def _unsendable(notice: Notice) -> str | None:
+    """Why this server cannot send the notice at all (a setting it lacks), or None."""
+    if notice.channel == NoticeChannel.EMAIL:
+        return None if email_configured() else NO_SMTP
+    route = slack_route(notice.recipient)
+    if route.token:
+        return None
+    return NO_WORKSPACE.format(workspace=route.workspace) if route.named_workspace else NO_SLACK
+
+
+def _line(notice: Notice) -> str:
+    """What one server's silence stops for the rest of a run: SMTP, or one Slack workspace."""
+    if notice.channel == NoticeChannel.EMAIL:
+        return notice.channel
+    return f"{notice.channel}:{slack_route(notice.recipient).workspace}"
 
 
 def send_pending(*, build_id: int) -> int:
@@ -211,16 +234,16 @@ def send_pending(*, build_id: int) -> int:
             if not _claim(notice, now):
                 continue  # another worker holds it, or sent it meanwhile
             try:
-                if notice.channel in down:
+                if _line(notice) in down:
                     # The server did not answer the one before: not asked again in this run.
-                    raise down[notice.channel]
+                    raise down[_line(notice)]
                 if notice.channel == NoticeChannel.EMAIL:
                     email.send(to=notice.recipient, content=notice.content)
                 else:
                     post_slack(channel=notice.recipient, content=notice.content)
             except DeliveryError as exc:
                 if exc.channel_down:
-                    down[notice.channel] = exc
+                    down[_line(notice)] = exc
                 if not _record_failure(notice, exc):
                     left.append(str(exc))
             else:

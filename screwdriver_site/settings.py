@@ -20,7 +20,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from screwdriver_site.data_dir import SERVER_UMASK, private_dir, private_file
-from screwdriver_site.env import env_bool, env_float, env_int, env_list, env_str
+from screwdriver_site.env import env_bool, env_float, env_int, env_list, env_pairs, env_str
 from screwdriver_site.outputs import storage_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -489,6 +489,12 @@ SD_SMTP_TIMEOUT_SECONDS = env_float("SD_SMTP_TIMEOUT_SECONDS", 10.0)
 SD_EMAIL_FROM = env_str("SD_EMAIL_FROM", "screwdriver@localhost")
 # Slack's Web API (chat.postMessage) with a bot token; without one no Slack message is sent.
 SD_SLACK_TOKEN = env_str("SD_SLACK_TOKEN")
+# Screwdriver's `workspace:channel`: SD_SLACK_TOKEN is the token of the workspace named
+# SD_SLACK_DEFAULT_WORKSPACE (the one a bare channel name is in); SD_SLACK_WORKSPACES names
+# the others, `name=xoxb-...,other=xoxb-...` (an entry for the default name replaces
+# SD_SLACK_TOKEN).
+SD_SLACK_DEFAULT_WORKSPACE = env_str("SD_SLACK_DEFAULT_WORKSPACE", "default")
+SD_SLACK_WORKSPACES = env_pairs("SD_SLACK_WORKSPACES")
 SD_SLACK_API_URL = env_str("SD_SLACK_API_URL", "https://slack.com/api").rstrip("/")
 # Also email the commit's author (pushes only, never a pull request's commit) on the statuses
 # a job's email settings watch.

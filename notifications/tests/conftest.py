@@ -56,6 +56,8 @@ def github(settings: Any) -> Iterator[GitHubSeen]:
     settings.SD_UI_URL = "https://sd.example.com"
     with respx.mock(assert_all_called=False) as router:
         fake_github(router, (REPO,), config=PR_CONFIG)
+        # The Slack stand-in is a real server on this machine.
+        router.route(host="127.0.0.1").pass_through()
         yield fake_pull_request_feedback(router, REPO)
 
 

@@ -80,3 +80,23 @@ def test_slack_cuts_long_commit_messages_and_names_the_source_directory() -> Non
     )
     assert "(<https://git.example.com/c?a=1%7Cb&gt;|012345>)" in linked["attachments"][0]["text"]
     assert content["unfurl_links"] is False
+
+
+def test_the_pipelines_own_line_keeps_slack_mentions_and_web_links_and_nothing_else() -> None:
+    line = (
+        "<@U024BE7LH> <@yoshwata> <!here> <#C024BE7LH> <!subteam^S0614TZR7|@team> "
+        "see <https://ci.example.com/r?a=1&b=2|the report> & not <javascript:x|y> <b>x</b>"
+    )
+    assert messages.slack_markup(line) == (
+        "<@U024BE7LH> <@yoshwata> <!here> <#C024BE7LH> <!subteam^S0614TZR7|@team> "
+        "see <https://ci.example.com/r?a=1&amp;b=2|the report> &amp; not "
+        "&lt;javascript:x|y&gt; &lt;b&gt;x&lt;/b&gt;"
+    )
+    kept = messages.slack_content(
+        facts(), minimized=True, message="<!here> look", unfurl_links=None, mentions=True
+    )
+    shown = messages.slack_content(
+        facts(), minimized=True, message="<!here> look", unfurl_links=None
+    )
+    assert kept["text"].endswith("\n<!here> look")
+    assert shown["text"].endswith("\n&lt;!here&gt; look")

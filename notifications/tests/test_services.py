@@ -369,3 +369,94 @@ def test_a_pull_request_build_notifies_whom_the_branch_names_never_whom_the_pr_n
     assert smtp.received[0].subject == (
         f"FAILURE - Screwdriver Codertocat/Hello-World PR-7:test #{build.pk}"
     )
+
+
+def test_a_branch_builds_meta_line_mentions_people_as_screwdrivers_guide_shows(
+    owner: User, slack: FakeSlack, settings: Any
+) -> None:
+    settings.SD_SMTP_HOST = ""
+    pipeline = pipeline_from_yaml(WATCH_FAILURES, owner=owner)
+    build = build_of(pipeline, WATCH_FAILURES)
+    meta = {"notification": {"slack": {"message": "<@yoshwata> <!here> Hello <b>Meta</b>!"}}}
+
+    finish(build, BuildStatus.FAILURE, meta=meta)
+    run_outbox()
+
+    texts = {call["text"] for call in slack.messages()}
+    assert len(texts) == 1
+    assert texts.pop().endswith("\n<@yoshwata> <!here> Hello &lt;b&gt;Meta&lt;/b&gt;!")
+
+
+def test_a_pull_requests_meta_line_mentions_nobody_and_the_branchs_settings_line_does(
+    slack: FakeSlack, settings: Any, github_pipeline: Pipeline, pr_build: Callable[..., Build]
+) -> None:
+    settings.SD_SMTP_HOST = ""
+    base = Job.objects.get(pipeline=github_pipeline, name="test")
+    slack_settings = {"channels": ["builds"], "message": "<!subteam^S1|@reviewers> a PR failed"}
+    base.permutations = [{**base.permutations[0], "settings": {"slack": slack_settings}}]
+    base.save(update_fields=["permutations"])
+
+    first = pr_build("e" * 40)
+    finish(first, BuildStatus.FAILURE)
+    run_outbox()
+    second = pr_build("f" * 40)
+    finish(second, BuildStatus.FAILURE, meta={"notification": {"slack": {"message": "<!channel>"}}})
+    run_outbox()
+
+    texts = [call["text"] for call in slack.messages()]
+    assert len(texts) == 2
+    assert texts[0].endswith("\n<!subteam^S1|@reviewers> a PR failed")
+    # The pull request's author wrote this one: Slack shows it and notifies nobody.
+    assert texts[1].endswith("\n&lt;!channel&gt;")
+
+
+SEVERAL_WORKSPACES = WATCH_FAILURES.replace(
+    "channels: [builds, alerts]",
+    "channels: [builds, 'team-b:alerts', 'team-b:deploys', 'main:ops', 'nowhere:x']",
+)
+
+
+def test_a_channel_named_workspace_colon_channel_goes_with_that_workspaces_token(
+    owner: User, slack: FakeSlack, settings: Any
+) -> None:
+    settings.SD_SMTP_HOST = ""
+    settings.SD_SLACK_DEFAULT_WORKSPACE = "main"
+    settings.SD_SLACK_WORKSPACES = {"team-b": "xoxb-team-b"}
+    pipeline = pipeline_from_yaml(SEVERAL_WORKSPACES, owner=owner)
+    build = build_of(pipeline, SEVERAL_WORKSPACES)
+    # team-b's Slack is rate-limited: its next channel waits, the default workspace's do not.
+    slack.answers["alerts"] = {"ok": False, "error": "ratelimited"}
+
+    finish(build, BuildStatus.FAILURE)
+    run_outbox()
+
+    asked = [(call["channel"], call["authorization"]) for call in slack.messages()]
+    assert asked == [
+        ("builds", "Bearer xoxb-test"),
+        ("alerts", "Bearer xoxb-team-b"),
+        ("ops", "Bearer xoxb-test"),
+    ]
+    states = {
+        n.recipient: (n.state, n.error) for n in Notice.objects.filter(build=build, channel="slack")
+    }
+    limited = "Slack answered ratelimited; the message is tried again later."
+    assert states == {
+        "builds": (NoticeState.SENT, ""),
+        "team-b:alerts": (NoticeState.PENDING, limited),
+        "team-b:deploys": (NoticeState.PENDING, limited),
+        "main:ops": (NoticeState.SENT, ""),
+        "nowhere:x": (
+            NoticeState.FAILED,
+            "This server has no Slack token for the workspace nowhere: its operator names "
+            "workspaces in SD_SLACK_WORKSPACES.",
+        ),
+    }
+
+    del slack.answers["alerts"]
+    OutboxMessage.objects.filter(build=build, handler="notify").update(due_at=timezone.now())
+    outbox.sweep()
+
+    assert [(c["channel"], c["authorization"]) for c in slack.messages()[3:]] == [
+        ("alerts", "Bearer xoxb-team-b"),
+        ("deploys", "Bearer xoxb-team-b"),
+    ]

@@ -12,6 +12,7 @@ from builds.models import (
     Artifact,
     Build,
     Cache,
+    LiveCount,
     LogBatch,
     OutboxMessage,
     RemoteStart,
@@ -160,4 +161,19 @@ class CacheAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(LiveCount)
+class LiveCountAdmin(admin.ModelAdmin):
+    """Each server process's count of build pages following builds live (`/metrics` sums the
+    fresh ones); written by the processes themselves."""
+
+    list_display = ["process", "connections", "seen_at"]
+    readonly_fields = [f.name for f in LiveCount._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

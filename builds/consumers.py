@@ -18,7 +18,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocke
 from rest_framework.exceptions import AuthenticationFailed
 
 from builds import logs
-from builds.live import LIVE_CONNECTIONS, build_group
+from builds.live import build_group
+from builds.live_count import PROCESS_COUNT
 from builds.models import Build, Step
 from pipelines.models import PipelinePermission
 from scm.rights import refresh_scm_role
@@ -84,13 +85,13 @@ class BuildConsumer(AsyncJsonWebsocketConsumer):
         # (the client drops it), never zero times.
         await self.channel_layer.group_add(build_group(self.build_id), self.channel_name)
         await self.accept()
-        LIVE_CONNECTIONS.inc()
         self.counted = True
+        await PROCESS_COUNT.opened()
 
     async def disconnect(self, code: int) -> None:
         if self.counted:
-            LIVE_CONNECTIONS.dec()
             self.counted = False
+            await PROCESS_COUNT.closed()
         if getattr(self, "build_id", None) is not None:
             await self.channel_layer.group_discard(build_group(self.build_id), self.channel_name)
 

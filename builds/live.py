@@ -13,18 +13,12 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
-from prometheus_client import Gauge
 
 from builds.models import Build
 
 logger = logging.getLogger(__name__)
 
 MESSAGE_TYPE = "build.update"
-
-# Build pages following a build live over WebSocket, in this process (shown on /metrics).
-LIVE_CONNECTIONS = Gauge(
-    "sd_live_log_connections", "Build pages following a build live, in this server process."
-)
 
 # How a build looks to a browser: the API's representation, which the project's wiring
 # (screwdriver_site/wiring.py) sets, so this module publishes it without importing the API.

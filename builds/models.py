@@ -340,3 +340,21 @@ class Cache(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}/{self.scope_id}:{self.name}"
+
+
+class LiveCount(models.Model):
+    """How many build pages one server process follows live, as that process last wrote it.
+
+    Written by `builds.live_count` only; `/metrics` sums the rows written recently, so the
+    count covers every process, and one that died stops counting once its row is stale.
+    """
+
+    process = models.CharField(max_length=200, unique=True)  # host:pid:random
+    connections = models.PositiveIntegerField(default=0)
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["seen_at"], name="live_counts_seen_recently")]
+
+    def __str__(self) -> str:
+        return f"{self.process}: {self.connections}"

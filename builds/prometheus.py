@@ -3,8 +3,8 @@
 Build counts, the queue, build durations and the outbox are read from the database at scrape
 time (`DatabaseCollector`), so every server process answers the same and nothing is lost when
 a process restarts. The task queue's depth is asked of django-q2's broker (`QueueCollector`),
-the database's table or Redis's list alike. Live log connections are counted by the process
-that holds them.
+the database's table or Redis's list alike. Live log connections are held by one process each:
+every process writes its count to the database (`builds.live_count`) and the sum is read here.
 
 Who may read it: with `SD_METRICS_TOKEN` set, a request that sends it as
 `Authorization: Bearer <token>`; without it, only a signed-in superuser (the page names
@@ -30,6 +30,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from builds.live_count import live_connections
 from builds.models import Build, BuildStatus, OutboxMessage
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 # Upper bounds of the duration buckets, in seconds: from a quick check to a long release.
 DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 # Statuses whose builds ran: they have a start and an end.
+LIVE_HELP = "Build pages following a build live over WebSocket, in every server process."
 RAN = (BuildStatus.SUCCESS, BuildStatus.FAILURE, BuildStatus.UNSTABLE, BuildStatus.ABORTED)
 
 
@@ -66,6 +68,7 @@ class DatabaseCollector(Collector):
         )
         yield GaugeMetricFamily("sd_outbox_backlog", "Outbox rows not yet done.")
         yield GaugeMetricFamily("sd_outbox_oldest_seconds", "Age of the oldest row not done.")
+        yield GaugeMetricFamily("sd_live_log_connections", LIVE_HELP)
 
     def collect(self) -> Iterator[Metric]:
         now = timezone.now()
@@ -73,6 +76,7 @@ class DatabaseCollector(Collector):
         yield from self._queue(now)
         yield self._durations()
         yield from self._outbox(now)
+        yield GaugeMetricFamily("sd_live_log_connections", LIVE_HELP, value=live_connections(now))
 
     def _builds_by_status(self) -> Metric:
         counts = dict(

@@ -330,6 +330,9 @@ SD_WORKER_REMOTE = env_bool("SD_WORKER_REMOTE", False)
 SD_HOSTNAME = env_str("SD_HOSTNAME") or socket.gethostname()
 # What Prometheus sends as a bearer token to read /metrics; unset, only superusers read it.
 SD_METRICS_TOKEN = env_str("SD_METRICS_TOKEN", "")
+# Each server process writes how many build pages it streams to this often (and when one
+# opens or closes); /metrics counts a process's pages until three of these have passed.
+SD_LIVE_HEARTBEAT_SECONDS = env_float("SD_LIVE_HEARTBEAT_SECONDS", 30.0)
 
 # GitHub (GitHub Enterprise: point SD_GITHUB_API_URL at https://HOST/api/v3).
 SD_GITHUB_API_URL = env_str("SD_GITHUB_API_URL", "https://api.github.com").rstrip("/")

@@ -11,11 +11,12 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import Client
-from prometheus_client import REGISTRY
+from django.utils import timezone
 
 from builds import live, logs, services
 from builds.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
-from builds.models import Build, BuildStatus, Event, Step
+from builds.live_count import live_connections
+from builds.models import Build, BuildStatus, Event, LiveCount, Step
 from pipelines.models import Job, Pipeline
 from screwdriver_site.asgi import application
 
@@ -203,18 +204,24 @@ async def test_with_the_redis_layer_a_line_saved_in_one_process_reaches_another(
 
 
 async def test_open_build_pages_are_counted_for_metrics_and_refused_ones_are_not() -> None:
-    def connections() -> float:
-        return REGISTRY.get_sample_value("sd_live_log_connections") or 0.0
+    @sync_to_async
+    def connections() -> tuple[int, int]:
+        # What /metrics says, and how many processes' rows it was summed from.
+        return live_connections(timezone.now()), LiveCount.objects.count()
 
     build = await sync_to_async(_make_build)()
-    before = connections()
+    before, _ = await connections()
     refused = await _connect(build, None)
     assert not (await refused.connect())[0]
-    page = await _connect(build, await _user())
-    assert (await page.connect())[0]
-    assert connections() == before + 1
-    await page.disconnect()
-    assert connections() == before
+    assert (await connections())[0] == before
+    pages = [await _connect(build, await _user(name)) for name in ("alice", "bob")]
+    for page in pages:
+        assert (await page.connect())[0]
+    assert await connections() == (before + 2, 1)
+    await pages[0].disconnect()
+    assert await connections() == (before + 1, 1)
+    await pages[1].disconnect()
+    assert await connections() == (before, 1)
 
 
 async def test_only_a_build_a_page_watches_is_published_on_the_in_process_layer() -> None:

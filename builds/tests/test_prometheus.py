@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from builds.models import Build, BuildStatus, OutboxMessage
+from builds.models import Build, BuildStatus, LiveCount, OutboxMessage
 from pipelines.tests.factories import make_pipeline
 
 pytestmark = pytest.mark.django_db
@@ -66,7 +66,27 @@ def test_it_counts_the_builds_that_exist_by_status_and_their_durations(scrape: C
     assert found[("sd_build_duration_seconds_count", ok)] == 5
     assert found[("sd_build_duration_seconds_sum", ok)] == pytest.approx(5 + 45 + 45 + 700 + 4000)
     assert found[("sd_build_duration_seconds_count", (("status", "FAILURE"),))] == 0
-    assert found[("sd_live_log_connections", ())] >= 0
+    assert found[("sd_live_log_connections", ())] == 0
+
+
+def test_live_connections_are_summed_over_the_processes_that_wrote_lately(
+    scrape: Client, settings: Any
+) -> None:
+    settings.SD_LIVE_HEARTBEAT_SECONDS = 10
+    now = timezone.now()
+    for process, connections, age in [
+        ("api-1:101:aa", 3, 0),
+        ("api-2:202:bb", 4, 29),
+        # Three heartbeats without a word: that process died with its pages open.
+        ("api-3:303:cc", 50, 31),
+    ]:
+        LiveCount.objects.create(
+            process=process, connections=connections, seen_at=now - timedelta(seconds=age)
+        )
+
+    found = samples(scrape.get("/metrics").content.decode())
+
+    assert found[("sd_live_log_connections", ())] == 7
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong", f"Token {TOKEN}", TOKEN])

@@ -98,6 +98,10 @@ def test_steps_run_in_the_container_in_one_shell_session_and_meta_reaches_the_ne
     }, [b.status_message for b in builds.values()]
     main = builds["main"]
     assert main.executor == "docker"
+    # Build.stats as Screwdriver keeps them: queued, then this engine's image pull, on a host.
+    assert {"queueEnterTime", "imagePullStartTime", "hostname"} <= set(main.stats)
+    assert main.stats["queueEnterTime"] <= main.stats["imagePullStartTime"]
+    assert main.start_time is not None and main.end_time is not None
     assert _log(main, "where") == [
         "no Debian here",
         "no python, no git",

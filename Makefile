@@ -63,8 +63,9 @@ test-unit: $(TEST_DEPS)
 
 ## test-postgres / test-mysql: the suite against the servers named by these URLs, but for
 ## the tests that do not depend on the database engine (browser, containers, Screwdriver's
-## parser; make test runs them), and the API fuzzer with a smaller budget (SD_FUZZ_EXAMPLES=5)
-DB_ONLY := -m "not browser and not docker and not oracle"
+## parser, and every test that never opens the database, marked `nodb` by the root conftest;
+## make test runs them), and the API fuzzer with a smaller budget (SD_FUZZ_EXAMPLES=5)
+DB_ONLY := -m "not browser and not docker and not oracle and not nodb"
 test-postgres: $(TEST_DEPS)
 	DATABASE_URL=$${SD_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test} \
 	SD_FUZZ_EXAMPLES=$${SD_FUZZ_EXAMPLES:-5} $(PY) -m pytest -n 2 --dist loadgroup $(DB_ONLY)

@@ -35,6 +35,28 @@ GIT = [
 ]
 BASE_DIR = Path(__file__).resolve().parent
 
+# What a test needs to reach the test database, directly or through its fixtures
+# (pytest-django's live server asks for `transactional_db` only once it runs).
+DATABASE_FIXTURES = frozenset(
+    {
+        "db",
+        "transactional_db",
+        "django_db_reset_sequences",
+        "django_db_serialized_rollback",
+        "live_server",
+    }
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `nodb` the tests that never open the test database (parser, launcher, clients):
+    the PostgreSQL and MariaDB suites leave them to `make test`, as they cannot differ there."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("django_db") is None and not fixtures & DATABASE_FIXTURES:
+            item.add_marker(pytest.mark.nodb)
+
 
 def install_npm_packages(directory: Path, *, what: str, skip_on_failure: bool = True) -> Path:
     """`npm ci` a pinned oracle folder once; skip when Node is missing.

@@ -17,6 +17,7 @@ from builds.services import (
     SETUP_STEP,
     checkout_auth,
     checkout_url,
+    config_parent,
     deep_merge,
     skips_checkout,
 )
@@ -159,15 +160,22 @@ def _config_checkout(build: Build) -> dict[str, Any] | None:
     """A child pipeline's parent repository at the sha the event read the file at, which the
     launcher clones into $SD_CONFIG_DIR (Screwdriver's external config).
 
-    Only a parent that clones without a credential (a repository on this disk, a public one)
-    is given: the build's credential is issued for its own repository alone.
+    A parent that needs a credential says which kind (`auth`), as the build's own checkout
+    does; its value comes with the build's own, under `configCheckout`.
     """
-    parent = build.job.pipeline.config_pipeline
-    sha = build.event.config_pipeline_sha
-    if parent is None or not sha or checkout_auth(parent):
+    parent = config_parent(build)
+    if parent is None:
         return None
     ref = parent.repo_ref()
-    return {"url": checkout_url(parent, ref, ""), "branch": ref.branch, "sha": sha}
+    auth = checkout_auth(parent)
+    config: dict[str, Any] = {
+        "url": checkout_url(parent, ref, auth),
+        "branch": ref.branch,
+        "sha": build.event.config_pipeline_sha,
+    }
+    if auth:
+        config["auth"] = auth
+    return config
 
 
 def _commit_meta(event: Event) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from builds.services.credentials import (
     checkout_auth,
     checkout_url,
     clone_credential_name,
+    config_parent,
     issue_checkout_credential,
     revoke_checkout_credential,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "checkout_auth",
     "checkout_url",
     "clone_credential_name",
+    "config_parent",
     "create_build",
     "create_start_builds",
     "deep_merge",

@@ -7,7 +7,9 @@ installation token or a GitLab deploy token is issued for the build at that mome
 repository, read-only, an hour at most), the operator's SCM token (where the operator chose
 it) read from the settings, the deploy key decrypted from its row, for each answer. A GitLab
 deploy token is revoked when the build ends (`revoke_checkout_credential`, from the outbox),
-found by its name, which the build's id gives.
+found by its name, which the build's id gives. A child pipeline's build also clones its
+parent's repository (into $SD_CONFIG_DIR): the parent's credential is issued the same way, for
+the parent's repository alone, and answered with the build's own.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from builds.models import Build, BuildStatus, Step
 from builds.services.creation import SETUP_STEP, skips_checkout
 from pipelines.encryption import decrypt
 from pipelines.models import Pipeline
-from scm.base import RepoRef, Scm, ScmError, ScmUnavailable
+from scm.base import MintedCredential, RepoRef, Scm, ScmError, ScmUnavailable
 from scm.clients import scm_of_context
 
 logger = logging.getLogger(__name__)
@@ -90,10 +92,26 @@ def _known_hosts() -> str:
     return data.decode("utf-8", "replace")
 
 
+def config_parent(build: Build) -> Pipeline | None:
+    """The parent pipeline whose repository a child's build clones into $SD_CONFIG_DIR (at
+    the sha its event read the file at); None for a pipeline of its own."""
+    parent = build.job.pipeline.config_pipeline
+    return parent if parent is not None and build.event.config_pipeline_sha else None
+
+
 def issue_checkout_credential(*, build_id: int) -> dict[str, Any]:
-    """The credential of the build's checkout, for its launcher (the caller checked that the
-    build token is this build's); CredentialRefused when the build may not have it now."""
-    build = Build.objects.select_related("job__pipeline", "event").filter(pk=build_id).first()
+    """The credentials of the build's checkouts, for its launcher (the caller checked that the
+    build token is this build's); CredentialRefused when the build may not have them now.
+
+    The build's own repository's is the answer itself; a child pipeline's parent repository
+    (cloned into $SD_CONFIG_DIR) needs one of its own, under `configCheckout`: a credential
+    issued for a build reads one repository only.
+    """
+    build = (
+        Build.objects.select_related("job__pipeline__config_pipeline", "event")
+        .filter(pk=build_id)
+        .first()
+    )
     if build is None:
         raise CredentialRefused(f"Build {build_id} does not exist.", status=404)
     if build.status != BuildStatus.RUNNING:
@@ -102,12 +120,15 @@ def issue_checkout_credential(*, build_id: int) -> dict[str, Any]:
             "while it runs."
         )
     pipeline = build.job.pipeline
-    if pipeline.scm_context == "local":
-        raise CredentialRefused(
-            f"Build {build_id}'s repository is on this server: it is cloned without a credential."
-        )
+    parent = config_parent(build)
     auth = checkout_auth(pipeline)
-    if not auth:
+    parent_auth = checkout_auth(parent) if parent is not None else ""
+    if not auth and not parent_auth:
+        if pipeline.scm_context == "local":
+            raise CredentialRefused(
+                f"Build {build_id}'s repository is on this server: it is cloned without a "
+                "credential."
+            )
         raise CredentialRefused(
             f"The server has no token for {pipeline.scm_context}, or the repository is public: "
             f"build {build_id} clones without a credential."
@@ -124,13 +145,35 @@ def issue_checkout_credential(*, build_id: int) -> dict[str, Any]:
         )
     if build.checkout_credential_at is not None:
         raise _handed_out(build_id)
-    scm = scm_of_context(pipeline.scm_context)
-    if auth == TOKEN and scm.mints_clone_credentials():
-        return _minted(build_id, scm, pipeline.repo_ref())
-    answer = _answer(pipeline, auth)
+    minted: list[tuple[Scm, RepoRef, MintedCredential]] = []
+    try:
+        answer = _credential(build_id, pipeline, auth, minted) if auth else {}
+        if parent is not None and parent_auth:
+            answer["configCheckout"] = _credential(build_id, parent, parent_auth, minted)
+    except CredentialRefused:
+        _revoke_unused(build_id, minted)
+        raise
     if not _take(build_id):
+        # Another request of this build won the race: what this one got goes unused.
+        _revoke_unused(build_id, minted)
         raise _handed_out(build_id)
     return answer
+
+
+def _credential(
+    build_id: int,
+    pipeline: Pipeline,
+    auth: str,
+    minted: list[tuple[Scm, RepoRef, MintedCredential]],
+) -> dict[str, Any]:
+    """One repository's credential; what the SCM issued for it is added to `minted`."""
+    scm = scm_of_context(pipeline.scm_context)
+    if auth == TOKEN and scm.mints_clone_credentials():
+        ref = pipeline.repo_ref()
+        credential = _minted(build_id, scm, ref)
+        minted.append((scm, ref, credential))
+        return {"type": TOKEN, "username": credential.username, "password": credential.password}
+    return _answer(pipeline, auth)
 
 
 def _take(build_id: int) -> bool:
@@ -149,10 +192,10 @@ def _handed_out(build_id: int) -> CredentialRefused:
     )
 
 
-def _minted(build_id: int, scm: Scm, ref: RepoRef) -> dict[str, Any]:
+def _minted(build_id: int, scm: Scm, ref: RepoRef) -> MintedCredential:
     """A credential the SCM issues for this build alone; a refusal is final for the build."""
     try:
-        minted = scm.mint_clone_credential(ref, name=clone_credential_name(build_id))
+        return scm.mint_clone_credential(ref, name=clone_credential_name(build_id))
     except ScmUnavailable as exc:
         # The launcher asks again (a 5xx): nothing was handed out yet.
         raise CredentialRefused(str(exc), status=503) from None
@@ -160,35 +203,47 @@ def _minted(build_id: int, scm: Scm, ref: RepoRef) -> dict[str, Any]:
         # Refused for good: there is nothing left for anyone to ask for.
         _take(build_id)
         raise CredentialRefused(str(exc)) from None
-    if not _take(build_id):
-        # Another request of this build won the race: what this one got goes unused.
+
+
+def _revoke_unused(build_id: int, minted: list[tuple[Scm, RepoRef, MintedCredential]]) -> None:
+    for scm, ref, credential in minted:
         try:
-            scm.revoke_clone_credential(ref, minted)
+            scm.revoke_clone_credential(ref, credential)
         except ScmError as exc:
             logger.warning(
                 "An unused clone credential of build %s stays until it expires: %s", build_id, exc
             )
-        raise _handed_out(build_id)
-    return {"type": TOKEN, "username": minted.username, "password": minted.password}
+
+
+def _mints_for(pipeline: Pipeline) -> bool:
+    """Whether a build's credential for the pipeline's repository was issued by its SCM."""
+    if pipeline.scm_context == "local" or pipeline.deploy_key_in_use() is not None:
+        return False
+    return scm_of_context(pipeline.scm_context).mints_clone_credentials()
 
 
 def revoke_checkout_credential(*, build_id: int) -> int:
-    """After the build ended, revoke what its SCM issued for its clone (a GitLab deploy token,
-    found by its name); return how many were revoked. A GitHub installation token expires
-    within the hour by itself."""
-    build = Build.objects.select_related("job__pipeline").filter(pk=build_id).first()
+    """After the build ended, revoke what its SCM issued for its clones (GitLab deploy tokens
+    of its repository and of a child's parent, found by their name); return how many were
+    revoked. A GitHub installation token expires within the hour by itself."""
+    build = (
+        Build.objects.select_related("job__pipeline__config_pipeline", "event")
+        .filter(pk=build_id)
+        .first()
+    )
     if build is None or build.checkout_credential_at is None:
         return 0
-    pipeline = build.job.pipeline
-    if pipeline.scm_context == "local" or pipeline.deploy_key_in_use() is not None:
-        return 0
-    scm = scm_of_context(pipeline.scm_context)
-    if not scm.mints_clone_credentials():
-        return 0
-    # An ScmError is raised: the outbox tries again later (the token expires meanwhile).
-    return scm.revoke_clone_credentials_named(
-        pipeline.repo_ref(), name=clone_credential_name(build_id)
-    )
+    parent = config_parent(build)
+    revoked = 0
+    for pipeline in (build.job.pipeline, parent):
+        if pipeline is None or not _mints_for(pipeline):
+            continue
+        scm = scm_of_context(pipeline.scm_context)
+        # An ScmError is raised: the outbox tries again later (the token expires meanwhile).
+        revoked += scm.revoke_clone_credentials_named(
+            pipeline.repo_ref(), name=clone_credential_name(build_id)
+        )
+    return revoked
 
 
 def _answer(pipeline: Pipeline, auth: str) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """The credential a checkout clones a private repository with, and how git gets it.
 
 The launcher asks the API for it (`POST /v4/builds/{id}/checkout-credential`) only when the
-launch spec's checkout says `auth`, during `sd-setup-scm`, and keeps it for the git commands
-that reach the remote; then it is gone. It never appears in a URL, an argv, an environment a
-step sees, or a log line (the launcher masks it too, should git ever print it):
+launch spec's checkout (or a child pipeline's `configCheckout`, the parent's repository) says
+`auth`, once, during `sd-setup-scm`, and keeps it for the git commands that reach the remote;
+then it is gone. A parent's credential is its own, under the answer's `configCheckout`.
+It never appears in a URL, an argv, an environment a step sees, or a log line (the launcher
+masks it too, should git ever print it):
 
 - the value lives in anonymous memory (a memfd) of the launcher, which git's processes open
   by its /proc path for as long as the clone runs: no file holds it, in the workspace or
@@ -31,6 +33,8 @@ from urllib.parse import urlsplit
 TOKEN = "token"  # noqa: S105 - the name of a kind of credential, not one
 SSH_KEY = "sshKey"
 KINDS = frozenset({TOKEN, SSH_KEY})
+# Where the API's answer holds a child pipeline's parent repository's credential.
+CONFIG_CREDENTIAL = "configCheckout"
 # What the launcher's own environment may say that would write the credential down (traces),
 # add configuration after ours, or offer git other credentials: none of it reaches git while
 # it holds the credential. (A job's environment never does: see Runner.)

@@ -562,6 +562,7 @@ def _config_checkout(spec: dict[str, Any]) -> Checkout | None:
         url=str(config["url"]),
         sha=str(config.get("sha") or ""),
         branch=str(config.get("branch") or ""),
+        auth=str(config.get("auth") or ""),
     )
 
 

@@ -27,7 +27,7 @@ from .checkout import (
     refusal,
     shallow_of,
 )
-from .credentials import KINDS, CloneAccess, CloneCredential, CredentialError
+from .credentials import CONFIG_CREDENTIAL, KINDS, CloneAccess, CloneCredential, CredentialError
 from .environment import export_script, without_private
 from .logs import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STEP_BYTES, Block, Masker, StepOutput
 from .sandbox import hand_over
@@ -174,6 +174,9 @@ class Runner:
         self.timed_out = False
         # The API's reason for refusing the checkout's credential: the build's status message.
         self._refusal = ""
+        # The API's one answer to the credential request, for both checkouts of a child
+        # pipeline's build (its own repository's, and its parent's under `configCheckout`).
+        self._answer: dict[str, Any] | None = None
         self._stopped_at: float | None = None
         self._groups: list[int] = []
         self._counter = 0
@@ -343,7 +346,9 @@ class Runner:
             note = f"Cloning the parent pipeline's repository into {self.workspace.config}\n"
             self._log(SETUP_STEP, output, note.encode())
             try:
-                code = self._checkout(config_checkout, output, self.workspace.config)
+                code = self._checkout(
+                    config_checkout, output, self.workspace.config, CONFIG_CREDENTIAL
+                )
             except CheckoutError as exc:
                 self._log(SETUP_STEP, output, f"{exc}\n".encode())
                 code = 1
@@ -368,10 +373,15 @@ class Runner:
         return code
 
     def _checkout(
-        self, checkout: Checkout, output: StepOutput, directory: Path | None = None
+        self,
+        checkout: Checkout,
+        output: StepOutput,
+        directory: Path | None = None,
+        member: str = "",
     ) -> int:
         """Clone, fetch and check out (into the build's checkout folder unless `directory`
-        says otherwise); the credential (if any) lives only while git fetches."""
+        says otherwise); the credential (if any, the answer's `member` when named) lives only
+        while git fetches."""
         refused = refusal(checkout)
         if refused:
             raise CheckoutError(refused)
@@ -387,7 +397,7 @@ class Runner:
         else:
             base = self.env
         env = {**base, "GIT_TERMINAL_PROMPT": "0", "GIT_MERGE_AUTOEDIT": "no"}
-        access = self._access(checkout)
+        access = self._access(checkout, member)
         # This step's output is masked with the credential too (it was set up before).
         output.masker = self.masker
         try:
@@ -417,7 +427,7 @@ class Runner:
                 return code
         return 0
 
-    def _access(self, checkout: Checkout) -> CloneAccess:
+    def _access(self, checkout: Checkout, member: str = "") -> CloneAccess:
         """Ask the API for the checkout's credential (when it needs one) and hold it for git."""
         if not checkout.auth:
             return CloneAccess(None, checkout.url)
@@ -427,7 +437,10 @@ class Runner:
                 "this launcher cannot fetch."
             )
         try:
-            credential = CloneCredential.from_answer(self.credentials(), checkout.auth)
+            answer = self._credential_answer()
+            credential = CloneCredential.from_answer(
+                answer.get(member) if member else answer, checkout.auth
+            )
         except CredentialError as exc:
             self._refusal = exc.reason
             raise CheckoutError(f"Could not get the credential to clone with: {exc}.") from None
@@ -439,6 +452,16 @@ class Runner:
             return CloneAccess(credential, checkout.url)
         except CredentialError as exc:
             raise CheckoutError(f"Could not use the credential to clone with: {exc}.") from None
+
+    def _credential_answer(self) -> dict[str, Any]:
+        """The API's answer, asked for once: the API hands the credentials out only once."""
+        if self._answer is None:
+            assert self.credentials is not None
+            answer = self.credentials()
+            if not isinstance(answer, dict):
+                raise CredentialError("the API did not answer with a credential")
+            self._answer = answer
+        return self._answer
 
     def _git_command(
         self,

@@ -316,3 +316,132 @@ def test_the_operator_may_choose_the_operator_token_for_gitlab(
     answer = ask(build)
     assert answer.json() == {"type": "token", "username": "oauth2", "password": fake.credential[1]}
     assert fake.deploy_token_requests == []
+
+
+# --- A child pipeline's parent repository ($SD_CONFIG_DIR) -----------------------------------
+
+
+PARENT_SHA = "b" * 40
+
+
+def make_child(build: Build, parent_url: str, context: str, *, private: bool = True) -> Build:
+    """Make `build`'s pipeline a child of a pipeline of `parent_url`, its event read at
+    PARENT_SHA; return the build anew."""
+    n = next(_names)
+    parent = Pipeline.objects.create(
+        name=f"parent{n}",
+        scm_uri=f"{context}:parent{n}:main",
+        scm_context=context,
+        checkout_url=parent_url,
+        scm_repo={"branch": "main", "private": private},
+    )
+    Pipeline.objects.filter(pk=build.job.pipeline_id).update(config_pipeline=parent)
+    Event.objects.filter(pk=build.event_id).update(config_pipeline_sha=PARENT_SHA)
+    return Build.objects.get(pk=build.pk)
+
+
+def test_a_childs_build_gets_an_installation_token_of_its_own_for_its_private_parent(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    github.repos["octo-org/parent"] = tmp_path
+    github.private.add("octo-org/parent")
+    github.installations["octo-org/parent"] = 7
+    build = make_build("https://127.0.0.1/octo-org/app.git#main", "github:127.0.0.1")
+    build = make_child(build, "https://127.0.0.1/octo-org/parent.git#main", "github:127.0.0.1")
+    spec = launch_spec(build)
+    assert spec["configCheckout"] == {
+        "url": spec["configCheckout"]["url"],
+        "branch": "main",
+        "sha": PARENT_SHA,
+        "auth": "token",
+    }
+    assert spec["configCheckout"]["url"].endswith("/octo-org/parent.git")
+
+    answer = ask(build)
+    assert answer.status_code == 200, answer.content
+    own, parent = answer.json()["password"], answer.json()["configCheckout"]["password"]
+    assert answer.json() == {
+        "type": "token",
+        "username": "x-access-token",
+        "password": own,
+        "configCheckout": {"type": "token", "username": "x-access-token", "password": parent},
+    }
+    # Each reads its one repository: neither build's clone opens the other's.
+    assert github.issued[own].repos == {"octo-org/app"}
+    assert github.issued[parent].repos == {"octo-org/parent"}
+    assert own not in json.dumps(spec) and parent not in json.dumps(spec)
+    assert "handed out already" in ask(build).json()["message"]
+
+
+def test_a_public_childs_build_gets_only_its_private_parents_credential(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    github.repos["octo-org/parent"] = tmp_path
+    github.private.add("octo-org/parent")
+    github.installations["octo-org/parent"] = 7
+    build = make_build("https://127.0.0.1/octo-org/app.git#main", "github:127.0.0.1", private=False)
+    build = make_child(build, "https://127.0.0.1/octo-org/parent.git#main", "github:127.0.0.1")
+    spec = launch_spec(build)
+    assert "auth" not in spec["checkout"] and spec["configCheckout"]["auth"] == "token"
+
+    answer = ask(build)
+    assert answer.status_code == 200, answer.content
+    (token,) = github.issued
+    assert answer.json() == {
+        "configCheckout": {"type": "token", "username": "x-access-token", "password": token}
+    }
+    assert github.issued[token].repos == {"octo-org/parent"}
+
+
+def test_a_public_parent_is_cloned_without_a_credential(github: FakeGitHub) -> None:
+    build = make_build("https://127.0.0.1/octo-org/app.git#main", "github:127.0.0.1")
+    build = make_child(
+        build, "https://127.0.0.1/octo-org/parent.git#main", "github:127.0.0.1", private=False
+    )
+    assert "auth" not in launch_spec(build)["configCheckout"]
+    answer = ask(build)
+    assert answer.status_code == 200 and "configCheckout" not in answer.json()
+    assert len(github.issued) == 1
+
+
+def test_a_parent_the_app_cannot_read_refuses_the_build_and_revokes_its_own_token(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    github.repos["octo-org/parent"] = tmp_path
+    github.private.add("octo-org/parent")
+    build = make_build("https://127.0.0.1/octo-org/app.git#main", "github:127.0.0.1")
+    build = make_child(build, "https://127.0.0.1/octo-org/parent.git#main", "github:127.0.0.1")
+
+    answer = ask(build)
+    assert answer.status_code == 409
+    assert answer.json()["message"].startswith(
+        f"The GitHub App {github.app_id} is not installed on octo-org/parent"
+    )
+    # The build's own token, issued first, was revoked: nobody holds a credential now.
+    assert github.issued == {} and len(github.revoked) == 1
+    assert "handed out already" in ask(build).json()["message"]
+
+
+def test_a_gitlab_childs_build_gets_a_deploy_token_of_the_parent_revoked_with_its_own(
+    gitlab: tuple[str, FakeGitLab], tmp_path: Path
+) -> None:
+    base, fake = gitlab
+    fake.repos["group/parent"] = tmp_path
+    fake.private.add("group/parent")
+    build = make_build(f"{base}/group/app.git#main", "gitlab:x")
+    build = make_child(build, f"{base}/group/parent.git#main", "gitlab:x")
+
+    answer = ask(build)
+    assert answer.status_code == 200, answer.content
+    own, parent = sorted(fake.deploy_tokens.values(), key=lambda row: row["project"] != "group/app")
+    assert (own["project"], parent["project"]) == ("group/app", "group/parent")
+    assert own["name"] == parent["name"] == clone_credential_name(build.pk)
+    assert answer.json()["password"] == own["token"]
+    assert answer.json()["configCheckout"] == {
+        "type": "token",
+        "username": parent["username"],
+        "password": parent["token"],
+    }
+    Build.objects.filter(pk=build.pk).update(status=BuildStatus.SUCCESS)
+    assert revoke_checkout_credential(build_id=build.pk) == 2
+    assert own["revoked"] and parent["revoked"] and not fake.issued

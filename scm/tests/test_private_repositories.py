@@ -28,7 +28,7 @@ from builds.tests.step_logs import step_log
 from conftest import GitRepo, Stack, wait_until
 from pipelines.encryption import decrypt
 from pipelines.models import DeployKey, Pipeline
-from pipelines.services import create_pipeline, creator_of, start_event
+from pipelines.services import create_pipeline, creator_of, start_event, sync_child_pipelines
 from scm.tests.git_http import ANONYMOUS, GitHost
 from scm.tests.github_server import FakeGitHub
 from scm.tests.scm_people import repository_admin
@@ -291,3 +291,72 @@ def test_a_deploy_key_pipeline_clones_over_ssh_with_its_own_key(
     body = private.splitlines()[1].encode()
     everything = _everything_stored_and_shown(build, user, stack.data_dir)
     assert not [part for part in everything if body in part]
+
+
+PARENT_YAML = """
+childPipelines:
+  scmUrls:
+    - {child}
+jobs:
+  main:
+    image: buildpack-deps
+    requires: [~commit]
+    steps:
+      - shared: cat "$SD_CONFIG_DIR/shared.txt"
+      - own: cat README.md
+      - helper: git -C "$SD_CONFIG_DIR" config --local --get-regexp '^credential' || echo none
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("scm", ["github-app", "gitlab-deploy-token"])
+def test_a_private_parent_is_cloned_into_sd_config_dir_with_a_credential_of_its_own(
+    scm: str,
+    request: pytest.FixtureRequest,
+    settings: Any,
+    make_repo: Callable[..., GitRepo],
+) -> None:
+    site = scm.split("-")[0]
+    stack, fake = request.getfixturevalue(f"{site}_stack")
+    if site == "github":
+        request.getfixturevalue("github_app")
+        owner, base = "octo-org", "https://127.0.0.1"
+        fake.installations.update({"octo-org/parent": 3, "octo-org/child": 3})
+    else:
+        owner, base = "group", settings.SD_GITLAB_URL
+        fake.credential_clones = False
+    # A childPipelines URL is an https one without a port, or an SSH one (as Screwdriver's).
+    child_url = f"https://127.0.0.1/{owner}/child.git#main"
+    if site == "gitlab":
+        child_url = f"git@127.0.0.1:{owner}/child.git#main"
+    child_repo = make_repo({"README.md": "the child's own file"}, name="child")
+    parent_repo = make_repo(
+        {"screwdriver.yaml": PARENT_YAML.format(child=child_url), "shared.txt": "from the parent"},
+        name="parent",
+    )
+    _private(fake, f"{owner}/parent", parent_repo)
+    _private(fake, f"{owner}/child", child_repo)
+    user = repository_admin("octocat", provider=site)
+    parent = create_pipeline(checkout_url=f"{base}/{owner}/parent.git#main", user=user)
+    sync_child_pipelines(parent=parent)
+    child = Pipeline.objects.get(config_pipeline=parent)
+
+    build = _build(child, user)
+    setup = "\n".join(step_log(build, "sd-setup-scm"))
+    assert build.status == BuildStatus.SUCCESS, setup
+    assert step_log(build, "shared") == ["from the parent"]
+    assert step_log(build, "own") == ["the child's own file"]
+    assert step_log(build, "helper") == ["none"]
+    # Two credentials, each issued for one of the two repositories.
+    issued = _issued(fake)
+    assert len(issued) == 2
+    if site == "gitlab":
+        wait_until(lambda: not fake.issued, timeout=30, what="the deploy tokens' revocation")
+        rows = fake.deploy_tokens.values()
+        assert {row["project"] for row in rows} == {f"{owner}/parent", f"{owner}/child"}
+        assert all(row["revoked"] for row in rows)
+    everything = _everything_stored_and_shown(build, user, stack.data_dir)
+    for value in issued:
+        assert not [part for part in everything if value.encode() in part]
+    assert not any(b"****" in part for part in _logs(build))

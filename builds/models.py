@@ -90,6 +90,10 @@ class Build(models.Model):
     # How many times the build was queued again after the infrastructure lost it
     # (`screwdriver.cd/retries`).
     infra_retries = models.PositiveSmallIntegerField(default=0)
+    # The job template version its job was merged from when the build was made (Screwdriver's
+    # build `templateId`): a template's metrics count its builds by it, whatever the job uses
+    # now. No foreign key: a removed version leaves its builds as they were.
+    template_id = models.PositiveBigIntegerField(null=True, blank=True)
 
     objects = BuildQuerySet.as_manager()
 
@@ -104,6 +108,7 @@ class Build(models.Model):
         indexes = [
             models.Index(fields=["job", "-id"], name="build_history_of_job"),
             models.Index(fields=["status", "lease_expires_at"], name="build_reaper_scan"),
+            models.Index(fields=["template_id", "created_at"], name="build_count_per_template"),
         ]
 
     def __str__(self) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 
+from builds.models import Build
 from pipelines.config import resolve_template
 from pipelines.config.job_template import version_key
 from pipelines.models import (
@@ -126,6 +129,54 @@ def pipelines_using(template_ids: list[int], readable: QuerySet[Pipeline]) -> li
     jobs = Job.objects.filter(archived=False, permutations__0__templateId__in=template_ids)
     pipeline_ids = set(jobs.values_list("pipeline_id", flat=True))
     return list(readable.filter(pk__in=pipeline_ids).order_by("id"))
+
+
+def _jobs_using(template_ids: list[int]) -> list[tuple[int, int]]:
+    """(pipeline id, template id) of every job that is not archived and uses one of them."""
+    jobs = Job.objects.filter(archived=False, permutations__0__templateId__in=template_ids)
+    return [
+        (pipeline_id, int(template_id))
+        for pipeline_id, template_id in jobs.values_list(
+            "pipeline_id", "permutations__0__templateId"
+        )
+    ]
+
+
+def template_metrics(
+    template_ids: list[int], *, start: datetime | None = None, end: datetime | None = None
+) -> dict[int, dict[str, dict[str, int]]]:
+    """Screwdriver's `metrics` of each template version: its jobs that are not archived, the
+    pipelines those are in, and its builds made from `start` to `end` (archived jobs' too:
+    builds are history); two queries."""
+    jobs = _jobs_using(template_ids) if template_ids else []
+    job_counts = Counter(template_id for _, template_id in jobs)
+    pipeline_counts = Counter(template_id for _, template_id in set(jobs))
+    builds = Build.objects.filter(template_id__in=template_ids)
+    if start is not None:
+        builds = builds.filter(created_at__gte=start)
+    if end is not None:
+        builds = builds.filter(created_at__lte=end)
+    build_counts = dict(
+        builds.order_by()
+        .values("template_id")
+        .annotate(n=Count("id"))
+        .values_list("template_id", "n")
+    )
+    return {
+        pk: {
+            "jobs": {"count": job_counts[pk]},
+            "builds": {"count": int(build_counts.get(pk, 0))},
+            "pipelines": {"count": pipeline_counts[pk]},
+        }
+        for pk in template_ids
+    }
+
+
+def pipeline_usage(template_id: int) -> QuerySet[Pipeline]:
+    """The public pipelines with a job (not archived) that uses this template version, with
+    their last event, as Screwdriver's usage report lists them: a private one is never named."""
+    pipeline_ids = {pipeline_id for pipeline_id, _ in _jobs_using([template_id])}
+    return Pipeline.objects.public().filter(pk__in=pipeline_ids).select_related("last_event")
 
 
 def search_pipeline_templates(

@@ -77,6 +77,7 @@ def create_build(
         status=status,
         environment=config.get("environment") or {},
         timeout_seconds=timeout_seconds_of(config.get("annotations") or {}),
+        template_id=_template_id(config),
     )
     setup = [] if skips_checkout(config) else [(SETUP_STEP, "")]
     # Caches are restored after the checkout and saved after the user's teardown steps; the
@@ -98,6 +99,11 @@ def create_build(
         for i, (name, command) in enumerate(commands)
     )
     return build
+
+
+def _template_id(config: dict[str, Any]) -> int | None:
+    value = config.get("templateId")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def permutation_count(event: Event, job: Job) -> int:

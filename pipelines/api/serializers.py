@@ -412,6 +412,24 @@ class TemplateSerializer(CompactSerializer):
         return template.images or None
 
 
+class PipelineUsageSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """A pipeline that uses a template version (Screwdriver's pipelineUsage report; a
+    pipeline that never ran has `lastRun: null`)."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    scmRepo = serializers.JSONField(source="scm_repo")
+    lastRun = serializers.SerializerMethodField()
+    admins = serializers.SerializerMethodField()
+
+    def get_lastRun(self, pipeline: Any) -> str | None:
+        event = pipeline.last_event
+        return None if event is None else ScrewdriverTime().to_representation(event.created_at)
+
+    def get_admins(self, pipeline: Any) -> dict[str, bool]:
+        return PipelineSerializer().get_admins(pipeline)
+
+
 class TemplateTagSerializer(CompactSerializer):
     id = serializers.IntegerField()
     createTime = ScrewdriverTime(source="created_at", allow_null=True)

@@ -90,6 +90,16 @@ urlpatterns = [
         templates.TemplateVersionRemoveView.as_view(),
         name="template-version-remove",
     ),
+    path(
+        "templates/<template:name>/metrics",
+        templates.TemplateMetricsView.as_view(),
+        name="template-metrics",
+    ),
+    path(
+        "templates/<template:name>/<str:version_or_tag>/usage/pipelines",
+        templates.TemplateUsageView.as_view(),
+        name="template-usage",
+    ),
     path("template/<id:template_id>", templates.TemplateByIdView.as_view(), name="template-by-id"),
     path(
         "templates/<template:name>/<str:version_or_tag>",

@@ -23,7 +23,7 @@ from pipelines.services import (
     tag_template,
 )
 from pipelines.tests.api_fixtures import CHAIN, SECRET_VALUE, make_world, with_bearer
-from pipelines.tests.factories import pipeline_from_yaml
+from pipelines.tests.factories import event_from_yaml, pipeline_from_yaml
 from screwdriver_site.api.tokens import issue_user_token
 
 pytestmark = [pytest.mark.oracle, pytest.mark.django_db]
@@ -113,15 +113,35 @@ def test_published_templates_and_their_tags_pass_screwdrivers_models(
         assert response.status_code == 200, (url, response.content)
         return response.json()
 
+    used = pipeline_from_yaml(
+        "jobs:\n  main: {template: ns/tpl@stable, requires: [~commit]}\n",
+        owner=owner,
+        name="local/uses",
+    )
+    event_from_yaml(used, "jobs:\n  main: {template: ns/tpl@stable, requires: [~commit]}\n")
+    pipeline_from_yaml(
+        "jobs:\n  main: {template: ns/tpl@stable, requires: [~commit]}\n",
+        owner=owner,
+        name="local/idle",
+    )
+    usage = get("/v4/templates/ns%2Ftpl/stable/usage/pipelines")
     items: list[tuple[str, Any]] = [
         *[("template", x) for x in get("/v4/templates")],
         *[("template", x) for x in get("/v4/templates/ns%2Ftpl")],
         ("template", get("/v4/templates/ns%2Ftpl/stable")),
         *[("templateTag", x) for x in get("/v4/templates/ns%2Ftpl/tags")],
+        *[("template", x) for x in get("/v4/templates/ns%2Ftpl/metrics")],
+        ("api.pipelineUsage.get", usage),
     ]
 
-    assert len(items) == 4
-    assert verdicts(data_schema, items) == [None] * 4
+    # One pipeline that ran and one that never did (`lastRun: null`).
+    assert [p["lastRun"] is None for p in usage] == [False, True]
+    assert len(items) == 6
+    assert verdicts(data_schema, items) == [None] * 6
+    # The oracle does look at the report: a pipeline without admins is refused.
+    assert verdicts(data_schema, [("api.pipelineUsage.get", [{**usage[0], "admins": None}])]) != [
+        None
+    ]
 
 
 def test_published_commands_and_their_tags_pass_screwdrivers_models(

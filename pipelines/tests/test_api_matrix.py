@@ -458,6 +458,13 @@ MATRIX: list[Row] = [
         TEMPLATE_READ,
         kwargs=lambda ids: {"template_id": ids["template"]},
     ),
+    Row("template-metrics", "get", TEMPLATE_READ, kwargs=tpl),
+    Row(
+        "template-usage",
+        "get",
+        TEMPLATE_READ,
+        kwargs=lambda ids: {"name": "ns/tpl", "version_or_tag": "stable"},
+    ),
     Row("template-tags", "get", TEMPLATE_READ, kwargs=tpl),
     Row(
         "template-tag",

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from builds.models import Build
-from pipelines.models import Event, Pipeline, Template, TemplateTag
+from pipelines.models import Event, Job, Pipeline, Template, TemplateTag
 from pipelines.tests.factories import event_from_yaml, pipeline_from_yaml
 from screwdriver_site.encoded_paths import routed_path
 from screwdriver_site.tokens import issue_build_token
@@ -310,3 +312,139 @@ def test_a_spec_holding_a_lone_surrogate_is_a_400_not_a_server_error(
     assert escaped.status_code == 400, escaped.content
     assert "surrogate" in escaped.json()["message"]
     assert control.status_code == 400, control.content
+
+
+USES = (
+    "jobs:\n"
+    "  main: {{template: 'ns/tpl@{v}', requires: [~commit]}}\n"
+    "  other: {{template: 'ns/tpl@{v}', requires: [main]}}\n"
+)
+
+
+def _published(owner_pipeline: Pipeline, *versions: str) -> dict[str, int]:
+    client = build_client(owner_pipeline)
+    out = {}
+    for version in versions:
+        answer = client.post("/v4/templates", {"yaml": sd_template(version)}, format="json")
+        assert answer.status_code == 201, answer.content
+        out[answer.json()["version"]] = answer.json()["id"]
+    return out
+
+
+def test_metrics_count_each_versions_jobs_pipelines_and_builds_in_the_time_asked(
+    owner_pipeline: Pipeline, owner: User, admin_client: APIClient
+) -> None:
+    ids = _published(owner_pipeline, "1.0", "2.0")
+    first = pipeline_from_yaml(USES.format(v="1"), owner=owner, name="local/first")
+    second = pipeline_from_yaml(USES.format(v="2"), owner=owner, name="local/second")
+    third = pipeline_from_yaml(USES.format(v="2"), owner=owner, name="local/third")
+    with time_machine.travel(datetime(2026, 1, 1, tzinfo=UTC), tick=False):
+        event_from_yaml(first, USES.format(v="1"))
+    with time_machine.travel(datetime(2026, 2, 1, tzinfo=UTC), tick=False):
+        event_from_yaml(second, USES.format(v="2"))
+    # An archived job is no longer counted, its builds still are (they are history).
+    Job.objects.filter(pipeline=third, name="other").update(archived=True)
+
+    with CaptureQueriesContext(connection) as queries:
+        listed = raw(admin_client, "get", "/v4/templates/ns%2Ftpl/metrics")
+    later = raw(admin_client, "get", "/v4/templates/ns%2Ftpl/metrics?startTime=2026-01-15")
+    earlier = raw(admin_client, "get", "/v4/templates/ns%2Ftpl/metrics?endTime=2026-01-15T00:00Z")
+
+    assert listed.status_code == 200, listed.content
+    assert [(t["id"], t["version"]) for t in listed.json()] == [
+        (ids["2.0.0"], "2.0.0"),
+        (ids["1.0.0"], "1.0.0"),
+    ]
+    assert [t["metrics"] for t in listed.json()] == [
+        {"jobs": {"count": 3}, "builds": {"count": 1}, "pipelines": {"count": 2}},
+        {"jobs": {"count": 2}, "builds": {"count": 1}, "pipelines": {"count": 1}},
+    ]
+    assert [t["metrics"]["builds"]["count"] for t in later.json()] == [1, 0]
+    assert [t["metrics"]["builds"]["count"] for t in earlier.json()] == [0, 1]
+    # The same few queries for any number of versions, jobs and builds.
+    assert len(queries) <= 6
+    assert Build.objects.filter(template_id=ids["1.0.0"]).count() == 1
+
+
+def test_metrics_refuse_what_screwdriver_refuses_and_name_an_unknown_template(
+    owner_pipeline: Pipeline, admin_client: APIClient
+) -> None:
+    _published(owner_pipeline, "1.0")
+    for query in ("search=x", "sortBy=id", "getCount=true", "startTime=yesterday", "count=x"):
+        answer = raw(admin_client, "get", f"/v4/templates/ns%2Ftpl/metrics?{query}")
+        assert answer.status_code == 400, (query, answer.content)
+        assert answer.json()["message"]
+    missing = raw(admin_client, "get", "/v4/templates/ns%2Fnone/metrics")
+    assert (missing.status_code, missing.json()["message"]) == (
+        404,
+        "Template ns/none does not exist.",
+    )
+
+
+def test_usage_lists_the_public_pipelines_of_that_version_with_their_last_run(
+    owner_pipeline: Pipeline, owner: User, member_client: APIClient
+) -> None:
+    _published(owner_pipeline, "1.0", "2.0")
+    used = pipeline_from_yaml(USES.format(v="1"), owner=owner, name="local/used")
+    idle = pipeline_from_yaml(USES.format(v="1.0.0"), owner=owner, name="local/idle")
+    pipeline_from_yaml(USES.format(v="1"), owner=owner, name="local/hidden", private=True)
+    pipeline_from_yaml(USES.format(v="2"), owner=owner, name="local/newer")
+    event = event_from_yaml(used, USES.format(v="1"))
+    TemplateTag.objects.create(namespace="ns", name="tpl", tag="stable", version="2.0.0")
+
+    with CaptureQueriesContext(connection) as queries:
+        answer = raw(member_client, "get", "/v4/templates/ns%2Ftpl/1.0.0/usage/pipelines")
+    by_tag = raw(member_client, "get", "/v4/templates/ns%2Ftpl/stable/usage/pipelines")
+
+    assert answer.status_code == 200, answer.content
+    assert answer.json() == [
+        {
+            "id": used.pk,
+            "name": "local/used",
+            "scmRepo": used.scm_repo,
+            "lastRun": event.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "admins": {"alice": True},
+        },
+        {
+            "id": idle.pk,
+            "name": "local/idle",
+            "scmRepo": idle.scm_repo,
+            "lastRun": None,
+            "admins": {"alice": True},
+        },
+    ]
+    assert len(queries) <= 6
+    assert [p["name"] for p in by_tag.json()] == ["local/newer"]
+
+
+def test_usage_of_an_unknown_version_is_a_404_and_a_bad_one_a_400(
+    owner_pipeline: Pipeline, admin_client: APIClient
+) -> None:
+    _published(owner_pipeline, "1.0")
+    missing = raw(admin_client, "get", "/v4/templates/ns%2Ftpl/9.9.9/usage/pipelines")
+    bad = raw(admin_client, "get", "/v4/templates/ns%2Ftpl/1.x!/usage/pipelines")
+    anonymous = raw(APIClient(), "get", "/v4/templates/ns%2Ftpl/1.0.0/usage/pipelines")
+
+    assert (missing.status_code, missing.json()["message"]) == (
+        404,
+        "Template ns/tpl@9.9.9 does not exist.",
+    )
+    assert bad.status_code == 400 and "neither a version" in bad.json()["message"]
+    assert anonymous.status_code in (401, 403)
+
+
+def test_an_outsider_counts_a_private_pipelines_jobs_but_never_reads_its_name(
+    owner_pipeline: Pipeline, owner: User, member: User
+) -> None:
+    _published(owner_pipeline, "1.0")
+    pipeline_from_yaml(USES.format(v="1"), owner=owner, name="local/secret-app", private=True)
+    bob = APIClient()
+    bob.force_authenticate(member)  # signed in, no role on any pipeline
+
+    metrics = raw(bob, "get", "/v4/templates/ns%2Ftpl/metrics")
+    usage = raw(bob, "get", "/v4/templates/ns%2Ftpl/1.0.0/usage/pipelines")
+
+    assert metrics.status_code == 200 and usage.status_code == 200
+    assert metrics.json()[0]["metrics"]["jobs"] == {"count": 2}
+    assert usage.json() == []
+    assert b"secret-app" not in metrics.content + usage.content

@@ -11,12 +11,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from pipelines.api.serializers import (
+    PipelineUsageSerializer,
     TemplateSerializer,
     TemplateTagSerializer,
     TemplateTagVersionSerializer,
     TemplateTrustedSerializer,
     TemplateYamlSerializer,
 )
+from pipelines.api.views.metrics import time_param
+from pipelines.api.views.pipelines import with_admins
 from pipelines.api.views.publishers import publisher_of, require_remover
 from pipelines.config import ConfigError
 from pipelines.config.job_template import EXACT_VERSION, TAG, VERSION, validate_template
@@ -33,7 +36,14 @@ from pipelines.services import (
     split_name,
     tag_template,
 )
-from pipelines.template_selectors import pick_version, search_templates, tags_of, versions_of
+from pipelines.template_selectors import (
+    pick_version,
+    pipeline_usage,
+    search_templates,
+    tags_of,
+    template_metrics,
+    versions_of,
+)
 from screwdriver_site.api.base import ApiView, choice_param, paginate
 from screwdriver_site.api.errors import error_response
 from screwdriver_site.api.permissions import BUILD, PEOPLE, PIPELINE, USER
@@ -150,14 +160,61 @@ class TemplateDetailView(ApiView):
 
     @extend_schema(responses={200: TemplateSerializer})
     def get(self, request: Request, name: str, version_or_tag: str) -> Response:
-        if not (VERSION.test(version_or_tag) or TAG.test(version_or_tag)):
-            return error_response(
-                400, f"{version_or_tag} is neither a version (1, 1.2, 1.2.3) nor a tag name."
-            )
+        refused = _version_or_tag(version_or_tag)
+        if refused is not None:
+            return refused
         template = pick_version(*split_name(name), version_or_tag)
         if template is None:
             return error_response(404, f"Template {name}@{version_or_tag} does not exist.")
         return Response(TemplateSerializer(template).data)
+
+
+def _version_or_tag(version_or_tag: str) -> Response | None:
+    if VERSION.test(version_or_tag) or TAG.test(version_or_tag):
+        return None
+    return error_response(
+        400, f"{version_or_tag} is neither a version (1, 1.2, 1.2.3) nor a tag name."
+    )
+
+
+class TemplateMetricsView(ApiView):
+    """GET /v4/templates/{name}/metrics: the versions, each with how many jobs, pipelines and
+    builds (made between `startTime` and `endTime`) use it, as Screwdriver counts them."""
+
+    scopes = {"GET": TEMPLATE_READERS}
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request, name: str) -> Response:
+        for forbidden in ("search", "sortBy", "getCount"):
+            if forbidden in request.query_params:
+                return error_response(400, f"{forbidden} is not allowed here.")
+        start, end = time_param(request, "startTime"), time_param(request, "endTime")
+        rows = list(paginate(request, _versions(name)))
+        if not rows:
+            return error_response(404, f"Template {name} does not exist.")
+        metrics = template_metrics([t.pk for t in rows], start=start, end=end)
+        data = TemplateSerializer(rows, many=True).data
+        for row in data:
+            row["metrics"] = metrics[row["id"]]
+        return Response(data)
+
+
+class TemplateUsageView(ApiView):
+    """GET /v4/templates/{name}/{versionOrTag}/usage/pipelines: the public pipelines whose
+    jobs use that version, with when each last ran."""
+
+    scopes = {"GET": TEMPLATE_READERS}
+
+    @extend_schema(responses={200: PipelineUsageSerializer(many=True)})
+    def get(self, request: Request, name: str, version_or_tag: str) -> Response:
+        refused = _version_or_tag(version_or_tag)
+        if refused is not None:
+            return refused
+        template = pick_version(*split_name(name), version_or_tag)
+        if template is None:
+            return error_response(404, f"Template {name}@{version_or_tag} does not exist.")
+        pipelines = with_admins(pipeline_usage(template.pk).order_by("id"))
+        return Response(PipelineUsageSerializer(pipelines, many=True).data)
 
 
 class TemplateTagsView(ApiView):

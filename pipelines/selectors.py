@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from builds.models import ACTIVE_STATUSES, Build, BuildStatus, StageBuild
 from pipelines.graph_layout import Permutation, remote_pipeline_id
-from pipelines.models import Collection, Event, Job, Pipeline, PipelinePermission
+from pipelines.models import Collection, Event, Job, Pipeline, PipelinePermission, Secret
 
 RECENT_EVENTS = 20
 JOB_HISTORY = 5
@@ -502,3 +502,30 @@ def role_rank(pipeline: Pipeline, user: Any) -> int:
     """The user's right on the pipeline as a rank: 0 none, 1 pull, 2 push, 3 admin."""
     role = pipeline.role_of(user)
     return PipelinePermission.rank(role) if role else 0
+
+
+def inherited_secrets(pipeline: Pipeline) -> QuerySet[Secret]:
+    """A child pipeline's parent's secrets of names the child has none of: what its builds
+    inherit (builds/secrets.py); none for a pipeline without a parent."""
+    if not pipeline.config_pipeline_id:
+        return Secret.objects.none()
+    own = Secret.objects.filter(pipeline_id=pipeline.pk).values("name")
+    return Secret.objects.filter(pipeline_id=pipeline.config_pipeline_id).exclude(name__in=own)
+
+
+def listed_secrets(pipeline: Pipeline) -> QuerySet[Secret]:
+    """The pipeline's own secrets and those it inherits, as Screwdriver's pipeline `secrets`
+    lists them (each keeps its own pipelineId: an inherited one names the parent)."""
+    own = Q(pipeline_id=pipeline.pk)
+    if not pipeline.config_pipeline_id:
+        return Secret.objects.filter(own)
+    return Secret.objects.filter(own | Q(pk__in=inherited_secrets(pipeline).values("pk")))
+
+
+def overridden_secret_names(pipeline: Pipeline) -> set[str]:
+    """The names of a child pipeline's own secrets that take the place of its parent's."""
+    if not pipeline.config_pipeline_id:
+        return set()
+    own = Secret.objects.filter(pipeline_id=pipeline.pk).values("name")
+    parents = Secret.objects.filter(pipeline_id=pipeline.config_pipeline_id, name__in=own)
+    return set(parents.values_list("name", flat=True))

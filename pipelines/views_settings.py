@@ -48,7 +48,9 @@ def _base(pipeline: Pipeline, tab: str) -> dict[str, Any]:
 def pipeline_secrets(request: HttpRequest, pipeline_id: int) -> HttpResponse:
     """The pipeline's secrets by name; POST adds one."""
     pipeline, _ = pipeline_with_rank(request, pipeline_id, ADMIN)
-    form = SecretForm(request.POST or None)
+    # "Override" of an inherited secret opens the form with its name filled in.
+    override = request.GET.get("override", "")
+    form = SecretForm(request.POST or None, initial={"name": override[:64]})
     status = 200
     if request.method == "POST":
         if form.is_valid():
@@ -69,6 +71,12 @@ def pipeline_secrets(request: HttpRequest, pipeline_id: int) -> HttpResponse:
         **_base(pipeline, "secrets"),
         "form": form,
         "secrets": Secret.objects.filter(pipeline=pipeline).defer("encrypted_value"),
+        # A child's builds inherit its parent's secrets of other names: listed, never shown.
+        "parent": pipeline.config_pipeline,
+        "inherited": selectors.inherited_secrets(pipeline)
+        .defer("encrypted_value")
+        .order_by("name"),
+        "overrides": selectors.overridden_secret_names(pipeline),
         # Its public half, to add to the repository; the private half never leaves the row.
         "deploy_key": DeployKey.objects.filter(pipeline=pipeline)
         .defer("encrypted_private_key")

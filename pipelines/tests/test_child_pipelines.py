@@ -490,6 +490,72 @@ def test_a_child_inherits_its_parents_secrets_and_its_own_of_a_name_wins(
     assert secret_values(Build.objects.get(event=own))["OVERRIDDEN"] == "parent-loses-2b8d"
 
 
+@pytest.mark.django_db
+def test_a_childs_secret_list_holds_the_inherited_ones_under_the_parents_id_as_screwdrivers(
+    make_repo: MakeRepo, owner: User, member: User, django_assert_max_num_queries: Any
+) -> None:
+    parent, child = secret_family(make_repo, owner)
+    api = APIClient()
+    api.force_authenticate(owner)
+
+    with django_assert_max_num_queries(8):
+        listed = api.get(f"/v4/pipelines/{child.pk}/secrets")
+    parents = api.get(f"/v4/pipelines/{parent.pk}/secrets")
+
+    assert listed.status_code == 200, listed.content
+    # The child's OVERRIDDEN and the parent's of every other name (Screwdriver's uniqBy).
+    assert sorted((s["name"], s["pipelineId"]) for s in listed.json()) == [
+        ("OVERRIDDEN", child.pk),
+        ("PARENT_PR_ONLY", parent.pk),
+        ("SHARED", parent.pk),
+        ("UNLISTED", parent.pk),
+    ]
+    assert all("value" not in s for s in listed.json())
+    assert b"parent-" not in listed.content and b"child-own" not in listed.content
+    # The parent's own list is unchanged; a person with no right on the child reads nothing.
+    assert {s["name"] for s in parents.json()} == {
+        "SHARED",
+        "OVERRIDDEN",
+        "PARENT_PR_ONLY",
+        "UNLISTED",
+    }
+    stranger = APIClient()
+    stranger.force_authenticate(member)
+    assert stranger.get(f"/v4/pipelines/{child.pk}/secrets").status_code in (403, 404)
+
+
+@pytest.mark.django_db
+def test_a_childs_secrets_page_shows_the_inherited_ones_and_offers_to_override_them(
+    make_repo: MakeRepo, owner: User, client: Any
+) -> None:
+    parent, child = secret_family(make_repo, owner)
+    client.force_login(owner)
+
+    page = client.get(f"/pipelines/{child.pk}/secrets").content.decode()
+    inherited = page[page.index('id="inherited-heading"') :]
+
+    assert f'Inherited from <a href="/pipelines/{parent.pk}">{parent.name}</a>' in page
+    for name in ("SHARED", "PARENT_PR_ONLY", "UNLISTED"):
+        assert f'id="inherited-{name}"' in inherited
+        assert f"/pipelines/{child.pk}/secrets?override={name}#add-secret-heading" in inherited
+    # The child's own OVERRIDDEN is in its own table, marked; never among the inherited.
+    assert 'id="inherited-OVERRIDDEN"' not in page
+    assert "overrides the parent's" in page[: page.index('id="inherited-heading"')]
+    for value in ("parent-shared-7f3a", "parent-pr-5e0a", "parent-unlisted-1d4c", "child-own"):
+        assert value not in page
+    # Override: the form comes with the name, and adding it moves it out of the inherited list.
+    form = client.get(f"/pipelines/{child.pk}/secrets?override=SHARED").content.decode()
+    assert 'name="name" value="SHARED"' in form
+    added = client.post(
+        f"/pipelines/{child.pk}/secrets", {"name": "SHARED", "value": "child-shared-3c3c"}
+    )
+    assert added.status_code == 302
+    after = client.get(f"/pipelines/{child.pk}/secrets").content.decode()
+    assert 'id="inherited-SHARED"' not in after and 'id="secret-SHARED"' in after
+    # A pipeline without a parent has no such section.
+    assert "inherited-heading" not in client.get(f"/pipelines/{parent.pk}/secrets").content.decode()
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_childs_real_build_gets_the_inherited_secrets_and_its_log_masks_them(

@@ -26,6 +26,7 @@ from pipelines.api.serializers import (
     TokenUpdateSerializer,
 )
 from pipelines.models import DeployKey, Secret, Token
+from pipelines.selectors import listed_secrets
 from pipelines.services import (
     NewToken,
     create_pipeline_token,
@@ -53,7 +54,8 @@ class PipelineSecretsView(ApiView):
     @extend_schema(parameters=PAGING_PARAMETERS, responses={200: SecretSerializer(many=True)})
     def get(self, request: Request, pipeline_id: int) -> Response:
         pipeline = pipeline_for(request, pipeline_id, PUSH)
-        rows = Secret.objects.filter(pipeline=pipeline)
+        # A child's list holds the parent's secrets it inherits, as Screwdriver's does.
+        rows = listed_secrets(pipeline)
         page = paginate(request, rows, sort_by={"name": "name"}, default_sort="ascending")
         return Response(SecretSerializer(page, many=True).data)
 

@@ -33,7 +33,7 @@ def from_events(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('builds', '0009_build_infra_retries'),
+        ('builds', '0010_live_counts'),
         ('pipelines', '0014_pipeline_templates'),
     ]
 

@@ -381,6 +381,17 @@ def test_metrics_refuse_what_screwdriver_refuses_and_name_an_unknown_template(
     )
 
 
+def test_metrics_refuse_a_time_with_no_utc_moment_with_a_400_not_a_500(
+    owner_pipeline: Pipeline, admin_client: APIClient
+) -> None:
+    _published(owner_pipeline, "1.0")
+    # Valid ISO 8601, but 9999-12-31 at -23:59 is past the last UTC moment Python can hold.
+    for query in ("startTime=9999-12-31T23:59:59-23:59", "endTime=0001-01-01T00:00:00%2B23:59"):
+        answer = raw(admin_client, "get", f"/v4/templates/ns%2Ftpl/metrics?{query}")
+        assert answer.status_code == 400, (query, answer.content)
+        assert "out of range" in answer.json()["message"]
+
+
 def test_usage_lists_the_public_pipelines_of_that_version_with_their_last_run(
     owner_pipeline: Pipeline, owner: User, member_client: APIClient
 ) -> None:

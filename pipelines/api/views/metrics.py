@@ -51,7 +51,12 @@ def time_param(request: Request, name: str) -> datetime | None:
         raise ValidationError(
             f"{name} must be an ISO 8601 date or time, like 1970-01-01T15:00:00Z."
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        # In UTC, as the database stores it: a moment near year 1 or 9999 with an offset has
+        # no UTC time, which the query would fail on.
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValidationError(f"{name} is out of range: give a year from 1 to 9999.") from None
 
 
 def time_range(request: Request, default_days: int) -> metrics.TimeRange:

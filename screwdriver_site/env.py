@@ -54,9 +54,13 @@ def env_list(name: str, default: list[str]) -> list[str]:
 def env_pairs(name: str) -> dict[str, str]:
     """`a=1,b=2` as {"a": "1", "b": "2"}; empty or unset: {}."""
     pairs: dict[str, str] = {}
-    for item in env_list(name, []):
+    for position, item in enumerate(env_list(name, []), start=1):
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise ValueError(f"{name} must list name=value pairs separated by commas, got {item!r}")
+            # The entry is not repeated: its values are tokens, and this lands in logs.
+            raise ValueError(
+                f"{name} must list name=value pairs separated by commas; entry {position} "
+                "is not one."
+            )
         pairs[key.strip()] = value.strip()
     return pairs

@@ -35,7 +35,7 @@ class CleansingFilter(SafeExceptionReporterFilter):
 
     hidden_settings = re.compile(
         SafeExceptionReporterFilter.hidden_settings.pattern
-        + "|DATABASE|REDIS|_URL|DSN|CREDENTIAL|CHANNEL_LAYERS",
+        + "|DATABASE|REDIS|_URL|DSN|CREDENTIAL|CHANNEL_LAYERS|SLACK_WORKSPACES",
         flags=re.IGNORECASE,
     )
 

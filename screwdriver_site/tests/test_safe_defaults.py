@@ -87,14 +87,20 @@ def test_reports_hide_connection_urls_and_keys_even_in_debug_pages(settings: Any
     settings.REDIS_URL = "redis://:hunter2@redis.internal:6379/0"
     settings.Q_CLUSTER = {"name": "screwdriver", "redis": settings.REDIS_URL}
     settings.CHANNEL_LAYERS = {"default": {"CONFIG": {"hosts": [settings.REDIS_URL]}}}
+    # Slack workspaces' bot tokens, by workspace name.
+    settings.SD_SLACK_WORKSPACES = {"team-b": "hunter2"}
     safe = CleansingFilter().get_safe_settings()
     names = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DATABASES", "SD_GITHUB_TOKEN")
-    for name in (*names, "Q_CLUSTER", "CHANNEL_LAYERS"):
+    for name in (*names, "Q_CLUSTER", "CHANNEL_LAYERS", "SD_SLACK_WORKSPACES"):
         assert "hunter2" not in str(safe[name]), name
     request = RequestFactory().get(
-        "/", DATABASE_URL="postgres://sd:hunter2@db/sd", HTTP_AUTHORIZATION="Bearer hunter2"
+        "/",
+        DATABASE_URL="postgres://sd:hunter2@db/sd",
+        HTTP_AUTHORIZATION="Bearer hunter2",
+        SD_SLACK_WORKSPACES="team-b=hunter2",
     )
     meta = CleansingFilter().get_safe_request_meta(request)
+    assert "hunter2" not in str(meta["SD_SLACK_WORKSPACES"])
     assert "hunter2" not in str(meta["DATABASE_URL"])
     assert "hunter2" not in str(meta["HTTP_AUTHORIZATION"])
 

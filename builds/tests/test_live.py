@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -10,12 +13,13 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
 from builds import live, logs, services
 from builds.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
-from builds.live_count import live_connections
+from builds.live_count import MIN_WRITE_SECONDS, live_connections
 from builds.models import Build, BuildStatus, Event, LiveCount, Step
 from pipelines.models import Job, Pipeline
 from screwdriver_site.asgi import application
@@ -209,6 +213,13 @@ async def test_open_build_pages_are_counted_for_metrics_and_refused_ones_are_not
         # What /metrics says, and how many processes' rows it was summed from.
         return live_connections(timezone.now()), LiveCount.objects.count()
 
+    async def settled(expected: tuple[int, int]) -> tuple[int, int]:
+        # Changes within MIN_WRITE_SECONDS of a write are written together a moment later.
+        deadline = time.monotonic() + 3 * MIN_WRITE_SECONDS
+        while (found := await connections()) != expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return found
+
     build = await sync_to_async(_make_build)()
     before, _ = await connections()
     refused = await _connect(build, None)
@@ -217,11 +228,40 @@ async def test_open_build_pages_are_counted_for_metrics_and_refused_ones_are_not
     pages = [await _connect(build, await _user(name)) for name in ("alice", "bob")]
     for page in pages:
         assert (await page.connect())[0]
-    assert await connections() == (before + 2, 1)
+    assert await settled((before + 2, 1)) == (before + 2, 1)
     await pages[0].disconnect()
-    assert await connections() == (before + 1, 1)
+    assert await settled((before + 1, 1)) == (before + 1, 1)
     await pages[1].disconnect()
-    assert await connections() == (before, 1)
+    assert await settled((before, 1)) == (before, 1)
+
+
+async def test_a_burst_of_pages_opened_and_closed_writes_the_count_a_few_times_only() -> None:
+    build = await sync_to_async(_make_build)()
+    user = await _user()
+    writes: list[str] = []
+
+    def count_writes(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if "livecount" in sql.lower() and not sql.lstrip().upper().startswith("SELECT"):
+            writes.append(sql)
+        return execute(sql, params, many, context)
+
+    # Installed on the connection of the thread that every database_sync_to_async call uses.
+    wrapper = ExitStack()
+    await sync_to_async(lambda: wrapper.enter_context(connection.execute_wrapper(count_writes)))()
+    try:
+        started = time.monotonic()
+        for _ in range(20):
+            page = await _connect(build, user)
+            assert (await page.connect())[0]
+            await page.disconnect()
+        burst = time.monotonic() - started
+        await asyncio.sleep(2 * MIN_WRITE_SECONDS)
+    finally:
+        await sync_to_async(wrapper.close)()
+
+    # 40 changes: a write (and its sweep of forgotten rows) per MIN_WRITE_SECONDS at most.
+    assert len(writes) <= 2 * (2 + int(burst / MIN_WRITE_SECONDS)), writes
+    assert await sync_to_async(live_connections)(timezone.now()) == 0
 
 
 async def test_only_a_build_a_page_watches_is_published_on_the_in_process_layer() -> None:

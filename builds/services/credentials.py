@@ -235,14 +235,23 @@ def revoke_checkout_credential(*, build_id: int) -> int:
         return 0
     parent = config_parent(build)
     revoked = 0
+    failed: ScmError | None = None
     for pipeline in (build.job.pipeline, parent):
         if pipeline is None or not _mints_for(pipeline):
             continue
         scm = scm_of_context(pipeline.scm_context)
-        # An ScmError is raised: the outbox tries again later (the token expires meanwhile).
-        revoked += scm.revoke_clone_credentials_named(
-            pipeline.repo_ref(), name=clone_credential_name(build_id)
-        )
+        try:
+            revoked += scm.revoke_clone_credentials_named(
+                pipeline.repo_ref(), name=clone_credential_name(build_id)
+            )
+        except ScmError as exc:
+            # The other repository's is revoked all the same: one project that refuses (its
+            # token lost Maintainer) must not keep the other's alive until it expires.
+            failed = failed or exc
+    if failed is not None:
+        # The outbox tries again later (the token expires meanwhile); revoking is by name,
+        # so what is revoked already is not asked for again.
+        raise failed
     return revoked
 
 

@@ -445,3 +445,22 @@ def test_a_gitlab_childs_build_gets_a_deploy_token_of_the_parent_revoked_with_it
     Build.objects.filter(pk=build.pk).update(status=BuildStatus.SUCCESS)
     assert revoke_checkout_credential(build_id=build.pk) == 2
     assert own["revoked"] and parent["revoked"] and not fake.issued
+
+
+def test_a_parents_deploy_token_is_revoked_even_when_the_childs_project_refuses(
+    gitlab: tuple[str, FakeGitLab], tmp_path: Path
+) -> None:
+    base, fake = gitlab
+    fake.repos["group/parent"] = tmp_path
+    fake.private.add("group/parent")
+    build = make_build(f"{base}/group/app.git#main", "gitlab:x")
+    build = make_child(build, f"{base}/group/parent.git#main", "gitlab:x")
+    assert ask(build).status_code == 200
+    # The child's project is gone (or no longer lets the server's token list its tokens).
+    del fake.repos["group/app"]
+    Build.objects.filter(pk=build.pk).update(status=BuildStatus.FAILURE)
+
+    with pytest.raises(ScmError, match="group/app"):
+        revoke_checkout_credential(build_id=build.pk)
+    parent = next(row for row in fake.deploy_tokens.values() if row["project"] == "group/parent")
+    assert parent["revoked"]

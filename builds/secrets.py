@@ -72,7 +72,18 @@ def masker_for(build: Build) -> Masker:
     found = _maskers.get(key)
     if found is not None and found[0] > now:
         return found[1]
-    masker = Masker([*secret_values(build).values(), *checkout_secret_values(build.job.pipeline)])
+    cloned = [build.job.pipeline]
+    if build.job.pipeline.config_pipeline_id and build.event.config_pipeline_sha:
+        # A child's build also clones its parent's repository, with the parent's credential.
+        parent = build.job.pipeline.config_pipeline
+        if parent is not None:
+            cloned.append(parent)
+    masker = Masker(
+        [
+            *secret_values(build).values(),
+            *(value for pipeline in cloned for value in checkout_secret_values(pipeline)),
+        ]
+    )
     _maskers[key] = (now + MASKER_TTL_SECONDS, masker)
     _maskers.move_to_end(key)
     while len(_maskers) > _MASKERS_KEPT:

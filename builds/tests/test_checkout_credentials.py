@@ -214,3 +214,19 @@ def test_without_the_operators_consent_the_annotation_makes_no_key(settings: Any
     assert ensure_deploy_key(pipeline=build.job.pipeline) is None
     assert not DeployKey.objects.exists()
     assert launch_spec(build)["checkout"]["auth"] == "token"
+
+
+@pytest.mark.usefixtures("deploy_keys")
+def test_the_server_masks_a_parents_deploy_key_in_what_its_childs_build_reports() -> None:
+    parent = make_build(annotations={"screwdriver.cd/useDeployKey": True}).job.pipeline
+    key = ensure_deploy_key(pipeline=parent)
+    assert key is not None
+    build = make_build()
+    Pipeline.objects.filter(pk=build.job.pipeline_id).update(config_pipeline=parent)
+    Event.objects.filter(pk=build.event_id).update(config_pipeline_sha="b" * 40)
+    build = Build.objects.get(pk=build.pk)
+    # The child's launcher is handed the parent's key to clone it into $SD_CONFIG_DIR.
+    answer = launcher(build).post(CREDENTIAL.format(build.pk)).json()
+    private = decrypt(key.encrypted_private_key)
+    assert answer["configCheckout"]["privateKey"] == private
+    assert masker_for(build)(private.splitlines()[1].encode()) == b"****"

@@ -6,7 +6,6 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -222,31 +221,6 @@ def test_a_hundred_thousand_lines_are_stored_without_a_gap_and_read_page_by_page
         assert lines, "more data promised but an empty page returned"
         start = lines[-1]["n"] + 1
     assert seen == 100_000
-
-
-def test_a_million_lines_are_stored_complete_and_in_order(stack, make_repo) -> None:
-    yaml = (
-        "jobs:\n  main:\n    image: alpine\n    requires: [~commit]\n"
-        "    steps:\n      - flood: seq 0 999999\n"
-    )
-    repo = make_repo({"screwdriver.yaml": yaml})
-    user = _admin()
-    pipeline = create_pipeline(checkout_url=repo.checkout_url, user=user)
-    event = start_event(pipeline=pipeline, start_from="~commit", creator=Creator("a", "alice"))
-    wait_until(lambda: _event_done(pipeline), timeout=300, what="the million lines to finish")
-    build = Build.objects.get(event=event)
-    assert build.status == BuildStatus.SUCCESS
-    step = Step.objects.get(build=build, name="flood")
-    assert step.lines == 1_000_000
-
-    client = APIClient()
-    client.force_authenticate(user)
-    download: Any = client.get(f"/v4/builds/{build.pk}/steps/flood/logs", {"type": "download"})
-    assert download.status_code == 200
-    text = b"".join(download.streaming_content).decode()
-    assert text == "".join(f"{n}\n" for n in range(1_000_000))
-    last = client.get(f"/v4/builds/{build.pk}/steps/flood/logs", {"from": 999_990}).json()
-    assert [(line["n"], line["m"]) for line in last] == [(n, str(n)) for n in range(999_990, 10**6)]
 
 
 def _processes_with(marker: str) -> list[int]:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import count as count_from
 from itertools import groupby
-from typing import Any, TypeGuard
+from typing import Any, NamedTuple, TypeGuard
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -163,13 +163,15 @@ def append_batch(
         with transaction.atomic():
             # Locked, so that two batches of a step are checked against the count one at a time.
             current = Step.objects.select_for_update().get(pk=step.pk)
-            stored = LogBatch.objects.filter(step=current, seq=seq).first()
-            if stored is not None:
-                _check_resend(current, stored, first_line, batch.count)
+            # One query tells a new batch from a resend: the launcher resends only the batch
+            # it has on the wire, which is the last one stored when it had landed.
+            last = _last_stored(current)
+            if last is not None and seq <= last.seq:
+                _check_resend(current, _stored(current, seq, last), first_line, batch.count)
                 return False
             if current.log_truncated:
                 return False  # a cap cut this log: the rest of it is dropped, as the launcher does
-            _check_order(current, seq, first_line)
+            _check_order(current, seq, first_line, last)
             kept, runs, truncated = _within_caps(current, masked, batch)
             if kept is not batch.data or batch.packed is None:
                 packed = LogBatch.pack_block(kept)
@@ -196,10 +198,14 @@ def append_batch(
             )
     except IntegrityError:
         # Another request stored this seq meanwhile: the same as a resend.
-        stored = LogBatch.objects.filter(step=step, seq=seq).first()
-        if stored is None:
+        found = (
+            LogBatch.objects.filter(step=step, seq=seq)
+            .values_list("seq", "first_line", "line_count")
+            .first()
+        )
+        if found is None:
             raise
-        _check_resend(step, stored, first_line, batch.count)
+        _check_resend(step, _Stored(*found), first_line, batch.count)
         return False
     return True
 
@@ -258,7 +264,7 @@ def _live_lines(first_line: int, data: bytes, runs: Runs) -> list[dict[str, Any]
     ]
 
 
-def _check_resend(step: Step, stored: LogBatch, first_line: int, count: int) -> None:
+def _check_resend(step: Step, stored: _Stored, first_line: int, count: int) -> None:
     if (stored.first_line, stored.line_count) == (first_line, count):
         return
     if step.log_truncated and stored.first_line == first_line and stored.line_count <= count + 1:
@@ -270,9 +276,44 @@ def _check_resend(step: Step, stored: LogBatch, first_line: int, count: int) -> 
     )
 
 
-def _check_order(step: Step, seq: int, first_line: int) -> None:
-    last = LogBatch.objects.filter(step=step).order_by("-seq").values_list("seq", flat=True).first()
-    expected = 0 if last is None else last + 1
+class _Stored(NamedTuple):
+    """Where a stored batch stands: its seq and its lines."""
+
+    seq: int
+    first_line: int
+    line_count: int
+
+
+def _last_stored(step: Step) -> _Stored | None:
+    last = (
+        LogBatch.objects.filter(step=step)
+        .order_by("-seq")
+        .values_list("seq", "first_line", "line_count")
+        .first()
+    )
+    return None if last is None else _Stored(*last)
+
+
+def _stored(step: Step, seq: int, last: _Stored) -> _Stored:
+    """The stored batch `seq` (at most the last one's): the last one needs no query."""
+    if seq == last.seq:
+        return last
+    found = (
+        LogBatch.objects.filter(step=step, seq=seq)
+        .values_list("seq", "first_line", "line_count")
+        .first()
+    )
+    if found is None:
+        # Batches are stored from seq 0 without a gap: only a log pruned since lacks one.
+        raise LogBatchConflict(
+            f"Batch {seq} of step {step.name} is no longer stored; new lines need seq "
+            f"{last.seq + 1}."
+        )
+    return _Stored(*found)
+
+
+def _check_order(step: Step, seq: int, first_line: int, last: _Stored | None) -> None:
+    expected = 0 if last is None else last.seq + 1
     if seq != expected or first_line != step.lines:
         raise LogBatchConflict(
             f"Step {step.name} expects batch {expected} starting at line {step.lines}, not "

@@ -286,7 +286,8 @@ class StepLogsView(ApiView):
     @extend_schema(request=LogBatchSerializer, responses={201: OpenApiTypes.OBJECT})
     def post(self, request: Request, build_id: int, name: str) -> Response:
         _reporting_build(request, build_id)
-        step = get_object_or_404(Step, build_id=build_id, name=name)
+        # With its build: masking reads the build's secrets.
+        step = get_object_or_404(Step.objects.select_related("build"), build_id=build_id, name=name)
         body = LogBatchSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         given = body.validated_data

@@ -105,6 +105,21 @@ def test_a_resend_with_other_lines_than_the_stored_batch_is_refused_not_ignored(
     assert [line["m"] for line in read_page(step=step).lines] == ["first try"]
 
 
+def test_a_late_resend_of_an_earlier_batch_than_the_last_is_still_checked_against_it(
+    step: Step,
+) -> None:
+    append_batch(step=step, seq=0, first_line=0, lines=lines("a", "b"))
+    append_batch(step=step, seq=1, first_line=2, lines=lines("c"))
+
+    assert append_batch(step=step, seq=0, first_line=0, lines=lines("a", "b")) is False
+    with pytest.raises(LogBatchConflict, match="Batch 0 of step test is stored with lines 0 to 1"):
+        append_batch(step=step, seq=0, first_line=0, lines=lines("a"))
+
+    step.refresh_from_db()
+    assert step.lines == 3
+    assert LogBatch.objects.filter(step=step).count() == 2
+
+
 def test_step_lines_grows_with_each_batch_in_order(step: Step) -> None:
     append_batch(step=step, seq=0, first_line=0, lines=lines("a", "b", "c"))
     step.refresh_from_db()

@@ -793,6 +793,24 @@ def test_a_build_token_cannot_change_its_build_long_after_it_ended(build: Build)
 # --- query counts ---------------------------------------------------------------------------
 
 
+def test_a_log_batch_after_the_first_is_stored_in_nine_queries(build: Build) -> None:
+    client = as_build(build)
+    url = f"/v4/builds/{build.pk}/steps/hello/logs"
+    first = client.post(url, {"seq": 0, "firstLine": 0, "lines": [{"t": 1, "m": "a"}]}, "json")
+    assert first.status_code == 201, first.content
+
+    with CaptureQueriesContext(connection) as captured:
+        second = client.post(
+            url, {"seq": 1, "firstLine": 1, "lines": [{"t": 2, "m": "b"}]}, format="json"
+        )
+
+    assert second.status_code == 201, second.content
+    # The build's status (the token), the step with its build, then in a savepoint here (a
+    # transaction in production): the step locked, the last batch, the build's log bytes,
+    # the insert and the step's counts.
+    assert len(captured) == 9, [query["sql"][:80] for query in captured]
+
+
 def queries_of(client: APIClient, url: str) -> int:
     with CaptureQueriesContext(connection) as captured:
         response = client.get(url)

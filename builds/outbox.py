@@ -81,15 +81,27 @@ def record(*, build_id: int, status: str) -> list[int]:
         for h in _handlers.values()
         if status in h.statuses
     ]
-    for row_id in ids:
-        # One task a row: a slow handler (another pipeline's repository) never holds up a
-        # quick one (telling an engine to stop a build).
-        transaction.on_commit(partial(_nudge, row_id))
+    if ids:
+        # One task for all the rows of a change (a build's end writes six), queued by the
+        # request that made it; the worker hands out the rest (`dispatch_nudged`).
+        transaction.on_commit(partial(_nudge, ids))
     return ids
 
 
-def _nudge(row_id: int) -> None:
-    async_task(DISPATCH_TASK, [row_id], task_name=f"outbox-{row_id}")
+def _nudge(ids: list[int]) -> None:
+    async_task(DISPATCH_TASK, ids, task_name=f"outbox-{ids[0]}")
+
+
+def dispatch_nudged(ids: list[int]) -> int:
+    """Run the first of a change's rows; give each other one a task of its own, so that a
+    slow handler (another pipeline's repository) never holds up a quick one (telling an
+    engine to stop a build)."""
+    if not ids:
+        return 0
+    first, *rest = ids
+    for row_id in rest:
+        _nudge([row_id])
+    return dispatch(ids=[first])
 
 
 def dispatch(*, ids: Iterable[int] | None = None, now: datetime | None = None) -> int:

@@ -8,7 +8,7 @@ from pipelines.services import run_remote_triggers
 
 def dispatch_outbox(ids: list[int]) -> int:
     """Run the outbox rows a status change just wrote (nudged after its commit)."""
-    return outbox.dispatch(ids=ids)
+    return outbox.dispatch_nudged(ids)
 
 
 def sweep_outbox() -> dict[str, int]:

@@ -225,3 +225,37 @@ def test_a_nudge_runs_its_fresh_rows_whatever_the_clocks_say(
     assert outbox.sweep()["ran"] == 0
     assert outbox.dispatch(ids=[row.pk]) == 1
     assert posted_states(github) == ["pending"]
+
+
+def _queued_dispatches() -> list[list[int]]:
+    from django_q.models import OrmQ
+
+    return [
+        list(task.task["args"][0])
+        for task in OrmQ.objects.order_by("pk")
+        if task.task["func"] == outbox.DISPATCH_TASK
+    ]
+
+
+@pytest.mark.django_db
+def test_a_change_queues_one_task_for_its_rows_and_the_worker_gives_the_others_their_own(
+    github: respx.Router, build_of_github: Build, django_capture_on_commit_callbacks: Any
+) -> None:
+    from django_q.models import OrmQ
+
+    from builds import tasks
+
+    OrmQ.objects.all().delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        ids = outbox.record(build_id=build_of_github.pk, status=BuildStatus.SUCCESS)
+
+    assert len(ids) > 2
+    assert _queued_dispatches() == [ids]
+
+    tasks.dispatch_outbox(ids)
+
+    assert _queued_dispatches() == [ids, *([row] for row in ids[1:])]
+    done = OutboxMessage.objects.filter(done_at__isnull=False).values_list("pk", flat=True)
+    assert list(done) == [ids[0]]
+    # The first row (the commit status) ran: it reports the build's current state.
+    assert posted_states(github) == ["pending"]

@@ -170,12 +170,16 @@ def queued_tasks() -> list[tuple[str, tuple[Any, ...]]]:
 
 
 def run_queued_remote_triggers() -> None:
-    """What a worker does with the outbox tasks in the queue: call their entry point."""
+    """What a worker does with the outbox tasks in the queue: call their entry point, also
+    for the tasks those queue."""
     from builds import tasks
 
-    for func, args in queued_tasks():
-        if func == "builds.tasks.dispatch_outbox":
-            tasks.dispatch_outbox(*args)
+    done = 0
+    while len(queued := queued_tasks()) > done:
+        for func, args in queued[done:]:
+            if func == "builds.tasks.dispatch_outbox":
+                tasks.dispatch_outbox(*args)
+        done = len(queued)
 
 
 @pytest.mark.django_db

@@ -124,13 +124,30 @@ def reap_children(keep: Iterable[int] = (), table: Iterable[ProcInfo] | None = N
     """Collect exited children (orphans reparented to us), except those a Popen owns; `table`
     is a scan of /proc taken just before, if there is one."""
     keep_set = set(keep)
-    me = os.getpid()
-    if not has_proc():
+    if table is None:
+        _reap_waitable(keep_set)
         return
-    for info in processes() if table is None else table:
+    me = os.getpid()
+    for info in table:
         if info.ppid == me and not info.alive and info.pid not in keep_set:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(info.pid, os.WNOHANG)
+
+
+def _reap_waitable(keep: set[int]) -> None:
+    """Collect exited children one at a time, without a scan of /proc (the server's supervisor
+    does this five times a second, each scan reading every process's stat file): `waitid`
+    peeks at one that has exited and leaves it be when a Popen owns it (its `poll` collects it,
+    and any after it are collected on the next call)."""
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return  # no children at all
+        if info is None or info.si_pid in keep:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(info.si_pid, os.WNOHANG)
 
 
 def kill_everything(

@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import signal
+import subprocess
 import sys
 import threading
 from collections import deque
@@ -305,22 +306,13 @@ def run_build(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    launch = f"/builds/{build_id}/launch"
-    try:
-        # What to run, and the build marked RUNNING, in one round trip.
-        spec = client.deliver("POST", launch, {}, within=START_PATIENCE_SECONDS)
-    except ConflictError:
-        # Stopped before it ran, or a resend of ours that the server had taken already.
-        if not _is_running(client, build_id):
-            return 0
-        try:
-            spec = client.deliver("GET", launch, within=START_PATIENCE_SECONDS)
-        except ApiError as exc:
-            warn(f"could not fetch what to run: {exc}")
-            return 1
-    except ApiError as exc:
-        warn(f"could not fetch what to run: {exc}")
-        return 1
+    # The sandbox needs nothing from the spec: it starts while the spec is on its way.
+    early = _EarlySandbox.start(sandbox, workspace_dir) if sandbox is not None else None
+    spec = _fetch_spec(client, build_id)
+    if isinstance(spec, int):
+        if early is not None:
+            early.discard()
+        return spec
 
     try:
         final = _run_spec(
@@ -335,6 +327,7 @@ def run_build(
             agent_dir=agent_dir,
             agent_timeout=agent_timeout,
             sandbox=sandbox,
+            early=early,
         )
     except Exception as exc:
         # A broken spec or workspace must still end the build rather than leave it RUNNING.
@@ -355,6 +348,57 @@ def run_build(
     return 0
 
 
+def _fetch_spec(client: ApiClient, build_id: int) -> dict[str, Any] | int:
+    """What to run, with the build marked RUNNING, in one round trip; or the launcher's exit
+    code when there is nothing to run."""
+    launch = f"/builds/{build_id}/launch"
+    try:
+        spec: dict[str, Any] = client.deliver("POST", launch, {}, within=START_PATIENCE_SECONDS)
+    except ConflictError:
+        # Stopped before it ran, or a resend of ours that the server had taken already.
+        if not _is_running(client, build_id):
+            return 0
+        try:
+            spec = client.deliver("GET", launch, within=START_PATIENCE_SECONDS)
+        except ApiError as exc:
+            warn(f"could not fetch what to run: {exc}")
+            return 1
+    except ApiError as exc:
+        warn(f"could not fetch what to run: {exc}")
+        return 1
+    return spec
+
+
+@dataclass
+class _EarlySandbox:
+    """The build's sandbox with its agent, started before the launch spec came back (or why
+    it could not start, told once the build runs)."""
+
+    agent: Agent | None = None
+    jail: subprocess.Popen[bytes] | None = None
+    error: Exception | None = None
+
+    @classmethod
+    def start(cls, sandbox: Sandbox, workspace_dir: Path) -> _EarlySandbox:
+        started = cls()
+        try:
+            agent_dir = prepare_control_dir(control_dir(workspace_dir))
+            started.agent = Agent(agent_dir)
+            started.jail = sandbox.start_agent(agent_dir)
+        except Exception as exc:
+            started.error = exc
+        return started
+
+    def discard(self) -> None:
+        """End it unused: there is no build to run. Its agent, never told to quit, dies with
+        bwrap (`--die-with-parent`)."""
+        if self.agent is not None:
+            self.agent.close()
+        if self.jail is not None:
+            self.jail.kill()
+            self.jail.wait(timeout=5)
+
+
 def _run_spec(
     *,
     client: ApiClient,
@@ -368,6 +412,7 @@ def _run_spec(
     agent_dir: Path | None = None,
     agent_timeout: float = 120.0,
     sandbox: Sandbox | None = None,
+    early: _EarlySandbox | None = None,
 ) -> dict[str, Any]:
     """Run what the launch spec describes; return the body of the final PUT."""
     heartbeat = Heartbeat(client, build_id, float(spec.get("heartbeatSeconds") or 15), stop)
@@ -376,12 +421,18 @@ def _run_spec(
     jail = None
     try:
         if sandbox is not None:
-            agent_dir = prepare_control_dir(control_dir(workspace_dir))
-        if agent_dir is not None:
+            # Started by `run_build` while the spec was on its way.
+            assert early is not None
+            agent, jail = early.agent, early.jail
+            if early.error is not None and not isinstance(early.error, SandboxError):
+                raise early.error  # the launcher failed, not the sandbox
+        elif agent_dir is not None:
             agent = Agent(agent_dir)
+        if agent is not None or sandbox is not None:
             try:
-                if sandbox is not None:
-                    jail = sandbox.start_agent(agent_dir)
+                if early is not None and early.error is not None:
+                    raise early.error
+                assert agent is not None
                 gone = jail.poll if jail is not None else lambda: None
                 agent.connect(
                     agent_timeout, should_give_up=lambda: stop.is_set() or gone() is not None

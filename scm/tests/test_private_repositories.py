@@ -10,6 +10,7 @@ called it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -133,8 +134,12 @@ def _everything_stored_and_shown(build: Build, user: User, data_dir: Path) -> li
         answer = api.get(url)
         assert answer.status_code == 200, url
         found.append(answer.content)
-    files = [p for p in data_dir.rglob("*") if p.is_file() and not p.is_symlink()]
-    found += [path.read_bytes() for path in files]
+    for path in data_dir.rglob("*"):
+        # The worker may still be cleaning up (the launcher's pid file goes as the build
+        # ends): a file gone between the listing and its reading holds nothing any more.
+        with contextlib.suppress(FileNotFoundError):
+            if path.is_file() and not path.is_symlink():
+                found.append(path.read_bytes())
     if connection.vendor == "sqlite":
         database = str(connection.settings_dict["NAME"])
         # Read by another process: a close() of any descriptor of the database file in this

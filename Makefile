@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 PORT ?= 8000
 SD_DATA_DIR ?= ./var
+# pytest-xdist workers of the whole suites: most of their time is spent waiting on builds,
+# servers and databases, not on a core, so four keep two cores busy.
+TEST_WORKERS ?= 4
 export PORT SD_DATA_DIR
 # pytest keeps the test modules and plugins whose assertions it rewrites (about 300 of them)
 # as bytecode; with PYTHONDONTWRITEBYTECODE set by a shell, every test process rewrites them all.
@@ -55,7 +58,7 @@ run: $(RUN_DEPS)
 
 ## test: the whole suite on the embedded default (SQLite)
 test: $(TEST_DEPS)
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 ## test-unit: the fast tests only (no real builds, browsers or containers)
 test-unit: $(TEST_DEPS)
@@ -68,11 +71,11 @@ test-unit: $(TEST_DEPS)
 DB_ONLY := -m "not browser and not docker and not oracle and not nodb"
 test-postgres: $(TEST_DEPS)
 	DATABASE_URL=$${SD_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test} \
-	SD_FUZZ_EXAMPLES=$${SD_FUZZ_EXAMPLES:-5} $(PY) -m pytest -n 2 --dist loadgroup $(DB_ONLY)
+	SD_FUZZ_EXAMPLES=$${SD_FUZZ_EXAMPLES:-5} $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(DB_ONLY)
 
 test-mysql: $(TEST_DEPS) $(MYSQL_DEPS)
 	DATABASE_URL=$${SD_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test} \
-	SD_FUZZ_EXAMPLES=$${SD_FUZZ_EXAMPLES:-5} $(PY) -m pytest -n 2 --dist loadgroup $(DB_ONLY)
+	SD_FUZZ_EXAMPLES=$${SD_FUZZ_EXAMPLES:-5} $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(DB_ONLY)
 
 ## test-multihost: an API host and three worker hosts in network namespaces, on this machine's
 ## PostgreSQL and Redis; one worker host dies mid-run (root on Linux; elsewhere it skips)

@@ -51,11 +51,15 @@ DATABASE_FIXTURES = frozenset(
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark `nodb` the tests that never open the test database (parser, launcher, clients):
-    the PostgreSQL and MariaDB suites leave them to `make test`, as they cannot differ there."""
+    the PostgreSQL and MariaDB suites leave them to `make test`, as they cannot differ there.
+
+    Tests marked `long` (minutes each) go first, so that the xdist workers start them at once
+    rather than finishing the run with them alone."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if item.get_closest_marker("django_db") is None and not fixtures & DATABASE_FIXTURES:
             item.add_marker(pytest.mark.nodb)
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
 def install_npm_packages(directory: Path, *, what: str, skip_on_failure: bool = True) -> Path:

@@ -21,7 +21,7 @@ from pipelines.tests.api_fixtures import CHAIN, make_world
 from screwdriver_site.api.tokens import issue_user_token
 from tools.api_fuzz import fuzz_api
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.long, pytest.mark.django_db(transaction=True)]
 
 EXAMPLES = int(os.environ.get("SD_FUZZ_EXAMPLES", "25"))
 # The coverage and stateful phases take minutes: the release check adds them (docs/api.md).

@@ -48,6 +48,9 @@ class Claims:
     # A user JWT's sign-in generation and password mark (None in other scopes).
     generation: int | None = None
     password_mark: str | None = None
+    # A build token's attempt of its build (Build.infra_retries when it was issued); None in
+    # tokens issued before attempts were numbered, and in other scopes.
+    attempt: int | None = None
 
     @property
     def is_build(self) -> bool:
@@ -156,6 +159,8 @@ def issue_build_token(build: Build, *, now: datetime | None = None, scope: str =
         "eventId": build.event_id,
         "pipelineId": build.job.pipeline_id,
         "isPR": build.event.type == "pr",
+        # A retried build's new launcher gets a new token; the lost attempt's stops working.
+        "attempt": build.infra_retries,
         "iat": int(now.timestamp()),
         "exp": int(expires.timestamp()),
         "jti": secrets.token_hex(8),
@@ -182,4 +187,5 @@ def decode(token: str) -> Claims:
         event_id=payload.get("eventId"),
         generation=payload.get("gen") if isinstance(payload.get("gen"), int) else None,
         password_mark=payload.get("pwd") if isinstance(payload.get("pwd"), str) else None,
+        attempt=payload.get("attempt") if isinstance(payload.get("attempt"), int) else None,
     )

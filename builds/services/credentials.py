@@ -231,7 +231,8 @@ def revoke_checkout_credential(*, build_id: int) -> int:
         .filter(pk=build_id)
         .first()
     )
-    if build is None or build.checkout_credential_at is None:
+    # A retried build's earlier attempt may have taken one even when the last did not.
+    if build is None or (build.checkout_credential_at is None and not build.infra_retries):
         return 0
     parent = config_parent(build)
     revoked = 0

@@ -51,6 +51,9 @@ def retry_lost_build(*, build_id: int, message: str) -> bool:
         "executor_state": {},
         "lease_expires_at": None,
         "start_time": None,
+        # The new attempt clones again: its launcher (and only its, by the token's attempt)
+        # may ask for the checkout credential once more.
+        "checkout_credential_at": None,
         "status_message": (f"Retry {attempt} of {allowed}: {message}")[:1024],
     }
     if build.status == BuildStatus.RUNNING:

@@ -21,7 +21,12 @@ from rest_framework.test import APIClient
 
 from builds.launch import launch_spec
 from builds.models import Build, BuildStatus, Step
-from builds.services import clone_credential_name, revoke_checkout_credential
+from builds.services import (
+    clone_credential_name,
+    mark_running,
+    retry_lost_build,
+    revoke_checkout_credential,
+)
 from pipelines.models import Event, Job, Pipeline, PipelinePermission
 from scm.base import ScmError
 from scm.github import GitHubScm
@@ -289,6 +294,64 @@ def test_a_gitlab_build_gets_a_deploy_token_revoked_when_it_ends(
     assert row["revoked"] is True and not fake.issued
     # The outbox may run it again: nothing is left.
     assert revoke_checkout_credential(build_id=build.pk) == 0
+
+
+def test_a_retried_builds_new_launcher_gets_its_own_token_and_the_lost_ones_is_refused(
+    gitlab: tuple[str, FakeGitLab],
+) -> None:
+    base, fake = gitlab
+    build = make_build(f"{base}/group/app.git#main", "gitlab:x")
+    Job.objects.filter(pk=build.job_id).update(
+        permutations=[
+            {
+                "image": "alpine",
+                "steps": [{"build": "make"}],
+                "annotations": {"screwdriver.cd/retries": 1},
+            }
+        ]
+    )
+    lost = APIClient()
+    lost.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_build_token(build)}")
+    assert lost.post(CREDENTIAL.format(build.pk)).status_code == 200
+
+    # Its lease lapsed; the reaper queues the build again and a new launcher starts it.
+    assert retry_lost_build(build_id=build.pk, message="The build was lost.")
+    mark_running(build_id=build.pk)
+    build.refresh_from_db()
+    refused = lost.post(CREDENTIAL.format(build.pk))
+    assert refused.status_code == 401
+    assert "earlier attempt" in refused.json()["message"]
+    assert lost.get(f"/v4/builds/{build.pk}/steps").status_code == 401
+    again = ask(build)
+    assert again.status_code == 200, again.content
+    first, second = fake.deploy_tokens.values()
+    assert again.json()["password"] == second["token"] != first["token"]
+
+    Build.objects.filter(pk=build.pk).update(status=BuildStatus.SUCCESS)
+    assert revoke_checkout_credential(build_id=build.pk) == 2
+    assert first["revoked"] and second["revoked"]
+
+
+def test_a_retried_build_revokes_what_its_lost_attempt_took_even_if_the_next_took_none(
+    gitlab: tuple[str, FakeGitLab],
+) -> None:
+    base, fake = gitlab
+    build = make_build(f"{base}/group/app.git#main", "gitlab:x")
+    Job.objects.filter(pk=build.job_id).update(
+        permutations=[
+            {
+                "image": "alpine",
+                "steps": [{"build": "make"}],
+                "annotations": {"screwdriver.cd/retries": 1},
+            }
+        ]
+    )
+    assert ask(build).status_code == 200
+    assert retry_lost_build(build_id=build.pk, message="The build was lost.")
+    Build.objects.filter(pk=build.pk).update(status=BuildStatus.FAILURE)
+    assert revoke_checkout_credential(build_id=build.pk) == 1
+    (row,) = fake.deploy_tokens.values()
+    assert row["revoked"] is True
 
 
 def test_a_build_that_got_no_credential_revokes_nothing(gitlab: tuple[str, FakeGitLab]) -> None:

@@ -143,11 +143,18 @@ class BearerAuthentication(authentication.BaseAuthentication):
             Build.objects.filter(
                 pk=int(claims.build_id or 0), job__pipeline_id=int(claims.pipeline_id or 0)
             )
-            .values("status", "end_time")
+            .values("status", "end_time", "infra_retries")
             .first()
         )
         if row is None:
             raise exceptions.AuthenticationFailed("The token's build no longer exists.")
+        if claims.attempt is not None and claims.attempt != row["infra_retries"]:
+            # The launcher of a lost attempt may still be alive: it must not report on, or
+            # take the clone credential of, the attempt that replaced it.
+            raise exceptions.AuthenticationFailed(
+                f"The token is of an earlier attempt of build {claims.build_id}, which was "
+                "queued again: only the new attempt's launcher may act on it."
+            )
         return BuildPrincipal(claims, status=row["status"], end_time=row["end_time"])
 
     def _from_api_token(self, value: str) -> tuple[Any, Token]:

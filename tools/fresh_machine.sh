@@ -40,7 +40,9 @@ cleanup() {
     kill -KILL $pids 2>/dev/null
     sleep 0.5
   done
-  for m in "$root/dev/shm" "$root/proc"; do mountpoint -q "$m" && umount -l "$m"; done
+  for m in "$root/dev/ptmx" "$root/dev/pts" "$root/dev/shm" "$root/proc"; do
+    mountpoint -q "$m" && umount -l "$m"
+  done
   if [ -z "${SD_FRESH_KEEP:-}" ]; then rm -rf "$work"; else say "kept $root"; fi
 }
 trap cleanup EXIT
@@ -50,13 +52,15 @@ started=$(date +%s)
 say "debootstrap: a minimal bookworm with python3, python3-venv, git, make, ca-certificates"
 debootstrap --variant=minbase --include=python3,python3-venv,git,ca-certificates,make \
   bookworm "$root" >"$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log"; exit 1; }
-# What any machine of this kind has: a resolver, localhost, the CA bundle, /proc and shared
-# memory.
+# What any machine of this kind has: a resolver, localhost, the CA bundle, /proc, shared
+# memory and terminals (a devpts of its own, which /dev/ptmx opens).
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
 cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
 mount -t proc proc "$root/proc"
 mkdir -p "$root/dev/shm" && mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
+mkdir -p "$root/dev/pts" && mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$root/dev/pts"
+touch "$root/dev/ptmx" && mount --bind "$root/dev/pts/ptmx" "$root/dev/ptmx"
 say "root filesystem ready in $(( $(date +%s) - started )) s: $(chroot "$root" python3 -V), $(chroot "$root" git --version)"
 
 git clone --quiet --no-local "$repo" "$root/src"

@@ -187,6 +187,18 @@ def tab_url(build: Build, path: str = "") -> str:
     )
 
 
+def shown_image_size(page: Any) -> list[int]:
+    """The natural size of the image the artifact view shows, once it has loaded."""
+    image = page.locator("#artifact-image")
+    image.wait_for()
+    # Our pages refuse eval, so wait_for_function's string cannot run in them: poll from here.
+    return wait_until(
+        lambda: image.evaluate("img => img.complete && [img.naturalWidth, img.naturalHeight]"),
+        timeout=10,
+        what="the image to load",
+    )
+
+
 def test_the_tab_shows_the_tree_a_text_and_an_image_and_never_loads_a_binary(
     page: Any, live: LiveStack, build: Build
 ) -> None:
@@ -208,15 +220,7 @@ def test_the_tab_shows_the_tree_a_text_and_an_image_and_never_loads_a_binary(
     assert page.locator("#artifact-text b").count() == 0
 
     page.get_by_role("link", name="home.png").click()
-    image = page.locator("#artifact-image")
-    image.wait_for()
-    # Our pages refuse eval, so wait_for_function's string cannot run in them: poll from here.
-    size = wait_until(
-        lambda: image.evaluate("img => img.complete && [img.naturalWidth, img.naturalHeight]"),
-        timeout=10,
-        what="the image to load",
-    )
-    assert size == [40, 30]
+    assert shown_image_size(page) == [40, 30]
 
     page.get_by_role("link", name="app.bin").click()
     page.wait_for_url(re.compile(r"/artifacts/dist/app\.bin$"))
@@ -548,14 +552,7 @@ def test_what_a_build_published_shows_in_chromium_and_through_its_permalink(
         tree.get_by_role("link", name="notes.txt").click()
         playwright_sync.expect(page.locator("#artifact-text")).to_have_text("compiled 12 modules\n")
         tree.get_by_role("link", name="home.png").click()
-        image = page.locator("#artifact-image")
-        image.wait_for()
-        size = wait_until(
-            lambda: image.evaluate("img => img.complete && [img.naturalWidth, img.naturalHeight]"),
-            timeout=10,
-            what="the image to load",
-        )
-        assert size == [40, 30]
+        assert shown_image_size(page) == [40, 30]
 
         # The 50 MB binary is offered for download, never rendered, and its bytes never asked.
         tree.get_by_role("link", name="app.bin").click()

@@ -106,6 +106,19 @@ def make_build(url: str, context: str, *, private: bool = True) -> Build:
     return build
 
 
+def allow_one_retry(build: Build) -> None:
+    """Let the build's job run again once when the infrastructure loses it."""
+    Job.objects.filter(pk=build.job_id).update(
+        permutations=[
+            {
+                "image": "alpine",
+                "steps": [{"build": "make"}],
+                "annotations": {"screwdriver.cd/retries": 1},
+            }
+        ]
+    )
+
+
 def ask(build: Build) -> Any:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_build_token(build)}")
@@ -301,15 +314,7 @@ def test_a_retried_builds_new_launcher_gets_its_own_token_and_the_lost_ones_is_r
 ) -> None:
     base, fake = gitlab
     build = make_build(f"{base}/group/app.git#main", "gitlab:x")
-    Job.objects.filter(pk=build.job_id).update(
-        permutations=[
-            {
-                "image": "alpine",
-                "steps": [{"build": "make"}],
-                "annotations": {"screwdriver.cd/retries": 1},
-            }
-        ]
-    )
+    allow_one_retry(build)
     lost = APIClient()
     lost.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_build_token(build)}")
     assert lost.post(CREDENTIAL.format(build.pk)).status_code == 200
@@ -337,15 +342,7 @@ def test_a_retried_build_revokes_what_its_lost_attempt_took_even_if_the_next_too
 ) -> None:
     base, fake = gitlab
     build = make_build(f"{base}/group/app.git#main", "gitlab:x")
-    Job.objects.filter(pk=build.job_id).update(
-        permutations=[
-            {
-                "image": "alpine",
-                "steps": [{"build": "make"}],
-                "annotations": {"screwdriver.cd/retries": 1},
-            }
-        ]
-    )
+    allow_one_retry(build)
     assert ask(build).status_code == 200
     assert retry_lost_build(build_id=build.pk, message="The build was lost.")
     Build.objects.filter(pk=build.pk).update(status=BuildStatus.FAILURE)

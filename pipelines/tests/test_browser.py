@@ -265,7 +265,10 @@ def test_the_log_resumes_after_the_server_restarts_without_gaps_or_repeats(
         "[data-step='count'] .line", "lines => lines.map(line => line.id)"
     )
     assert ids == [f"count:{n}" for n in range(1, 61)]
-    assert page.locator("#build").get_attribute("data-live") == "true"
+    # The page polled meanwhile; its socket comes back after its back-off (up to 10 s).
+    page.wait_for_function(
+        "document.getElementById('build').dataset.live === 'true'", timeout=30_000
+    )
 
 
 def test_lines_that_arrive_after_a_hole_are_taken_in_order_from_the_database(

@@ -258,7 +258,8 @@ def test_the_log_resumes_after_the_server_restarts_without_gaps_or_repeats(
     page.goto(f"/pipelines/{pipeline.pk}/builds/{build.pk}")
     page.locator("#steps .line", has_text="tick 5").wait_for()
     live.stop_server()
-    page.wait_for_function("document.getElementById('build').dataset.live === 'false'")
+    # Selectors, not wait_for_function: the page's CSP refuses the eval its polling needs.
+    page.locator("#build[data-live='false']").wait_for()
     live.start_server()
     page.locator("#steps .line .msg", has_text=re.compile(r"^tick 60$")).wait_for(timeout=40_000)
     ids = page.eval_on_selector_all(
@@ -266,9 +267,7 @@ def test_the_log_resumes_after_the_server_restarts_without_gaps_or_repeats(
     )
     assert ids == [f"count:{n}" for n in range(1, 61)]
     # The page polled meanwhile; its socket comes back after its back-off (up to 10 s).
-    page.wait_for_function(
-        "document.getElementById('build').dataset.live === 'true'", timeout=30_000
-    )
+    page.locator("#build[data-live='true']").wait_for(timeout=30_000)
 
 
 def test_lines_that_arrive_after_a_hole_are_taken_in_order_from_the_database(

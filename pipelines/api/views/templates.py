@@ -160,21 +160,22 @@ class TemplateDetailView(ApiView):
 
     @extend_schema(responses={200: TemplateSerializer})
     def get(self, request: Request, name: str, version_or_tag: str) -> Response:
-        refused = _version_or_tag(version_or_tag)
-        if refused is not None:
-            return refused
-        template = pick_version(*split_name(name), version_or_tag)
-        if template is None:
-            return error_response(404, f"Template {name}@{version_or_tag} does not exist.")
-        return Response(TemplateSerializer(template).data)
+        found = _template_at(name, version_or_tag)
+        if isinstance(found, Response):
+            return found
+        return Response(TemplateSerializer(found).data)
 
 
-def _version_or_tag(version_or_tag: str) -> Response | None:
-    if VERSION.test(version_or_tag) or TAG.test(version_or_tag):
-        return None
-    return error_response(
-        400, f"{version_or_tag} is neither a version (1, 1.2, 1.2.3) nor a tag name."
-    )
+def _template_at(name: str, version_or_tag: str) -> Template | Response:
+    """The template `name` at a version or tag, or the 400 or 404 that says why not."""
+    if not (VERSION.test(version_or_tag) or TAG.test(version_or_tag)):
+        return error_response(
+            400, f"{version_or_tag} is neither a version (1, 1.2, 1.2.3) nor a tag name."
+        )
+    template = pick_version(*split_name(name), version_or_tag)
+    if template is None:
+        return error_response(404, f"Template {name}@{version_or_tag} does not exist.")
+    return template
 
 
 class TemplateMetricsView(ApiView):
@@ -207,13 +208,10 @@ class TemplateUsageView(ApiView):
 
     @extend_schema(responses={200: PipelineUsageSerializer(many=True)})
     def get(self, request: Request, name: str, version_or_tag: str) -> Response:
-        refused = _version_or_tag(version_or_tag)
-        if refused is not None:
-            return refused
-        template = pick_version(*split_name(name), version_or_tag)
-        if template is None:
-            return error_response(404, f"Template {name}@{version_or_tag} does not exist.")
-        pipelines = with_admins(pipeline_usage(template.pk).order_by("id"))
+        found = _template_at(name, version_or_tag)
+        if isinstance(found, Response):
+            return found
+        pipelines = with_admins(pipeline_usage(found.pk).order_by("id"))
         return Response(PipelineUsageSerializer(pipelines, many=True).data)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import jwt as pyjwt
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -249,6 +250,25 @@ def test_an_api_token_authenticates_as_its_user(owner: User, pipeline: Pipeline)
     assert response.json()["id"] == pipeline.pk
     token.token.refresh_from_db()
     assert token.token.last_used is not None
+
+
+def test_a_token_used_again_within_a_minute_is_not_written_again(
+    owner: User, pipeline: Pipeline
+) -> None:
+    token = create_user_token(user=owner, name="script")
+    with time_machine.travel("2026-12-05 10:00:00+00:00", tick=False):
+        with_bearer(token.value).get(f"/v4/pipelines/{pipeline.pk}")
+    with time_machine.travel("2026-12-05 10:00:59+00:00", tick=False):
+        with CaptureQueriesContext(connection) as again:
+            assert with_bearer(token.value).get(f"/v4/pipelines/{pipeline.pk}").status_code == 200
+    token.token.refresh_from_db()
+    assert token.token.last_used == datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+    assert not [q for q in again.captured_queries if q["sql"].startswith("UPDATE")]
+
+    with time_machine.travel("2026-12-05 10:01:01+00:00", tick=False):
+        with_bearer(token.value).get(f"/v4/pipelines/{pipeline.pk}")
+    token.token.refresh_from_db()
+    assert token.token.last_used == datetime(2026, 12, 5, 10, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.git

@@ -483,6 +483,7 @@ def redis_queue(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict
     settings.SD_QUEUE_NAME = name
     # django-q2 reads its settings once, into Conf: the switch a worker makes at start.
     monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "BROKER_CLASS", None)
     monkeypatch.setattr(Conf, "REDIS", REDIS_URL)
     monkeypatch.setattr(Conf, "PREFIX", name)
     monkeypatch.setattr(Conf, "CLUSTER_NAME", name)

@@ -308,6 +308,9 @@ if SD_QUEUE_BROKER == "redis":
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+    # The database broker, with a wake-up for the workers on this host when a task is queued:
+    # they look at once instead of at their next poll (screwdriver_site/queue_broker.py).
+    Q_CLUSTER["broker_class"] = "screwdriver_site.queue_broker.WakingOrmBroker"
 
 if REDIS_URL:
     CHANNEL_LAYERS = {

@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import NamedTuple
 
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from builds.models import OutboxMessage
+from builds.models import Build, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,13 @@ KEEP_DONE = timedelta(days=7)
 BATCH = 200
 
 
+class Facts(NamedTuple):
+    """What a build's life never changes and tells whether a handler can concern it."""
+
+    scm_context: str
+    pull_request: bool
+
+
 @dataclass(frozen=True)
 class Handler:
     """One kind of work that follows a status change: its name, statuses and function."""
@@ -48,6 +56,10 @@ class Handler:
     # The handler acts on the build's current state, so a row that a newer row of the same
     # build supersedes has nothing left to do (a late "queued" after the build ended).
     latest_only: bool = False
+    # Whether the handler can have anything to do for a build with these facts (a commit
+    # status for a pipeline whose SCM has none): a build it cannot concern gets no row, and
+    # no worker spends a task finding that out.
+    concerns: Callable[[Facts], bool] | None = None
 
 
 _handlers: dict[str, Handler] = {}
@@ -59,10 +71,16 @@ def connect(
     statuses: Iterable[str],
     run: Callable[..., object],
     latest_only: bool = False,
+    concerns: Callable[[Facts], bool] | None = None,
 ) -> None:
-    """Have ``run(build_id=...)`` called after every change of a build to one of ``statuses``."""
+    """Have ``run(build_id=...)`` called after every change of a build to one of ``statuses``
+    (of a build that ``concerns`` says it can concern, when given)."""
     _handlers[name] = Handler(
-        name=name, statuses=frozenset(statuses), run=run, latest_only=latest_only
+        name=name,
+        statuses=frozenset(statuses),
+        run=run,
+        latest_only=latest_only,
+        concerns=concerns,
     )
 
 
@@ -74,18 +92,35 @@ def handlers() -> dict[str, Handler]:
 def record(*, build_id: int, status: str) -> list[int]:
     """Write the rows of what follows ``build_id`` becoming ``status``; nudge after commit."""
     now = timezone.now()
+    interested = [h for h in _handlers.values() if status in h.statuses]
+    if any(h.concerns is not None for h in interested):
+        facts = facts_of(build_id)
+        interested = [h for h in interested if h.concerns is None or h.concerns(facts)]
     ids = [
         OutboxMessage.objects.create(
             build_id=build_id, handler=h.name, status=status, due_at=now
         ).pk
-        for h in _handlers.values()
-        if status in h.statuses
+        for h in interested
     ]
     if ids:
         # One task for all the rows of a change (a build's end writes six), queued by the
         # request that made it; the worker hands out the rest (`dispatch_nudged`).
         transaction.on_commit(partial(_nudge, ids))
     return ids
+
+
+def facts_of(build_id: int) -> Facts:
+    row = (
+        Build.objects.filter(pk=build_id)
+        .values("event__type", "event__pipeline__scm_context")
+        .first()
+    )
+    if row is None:
+        return Facts(scm_context="", pull_request=False)
+    return Facts(
+        scm_context=row["event__pipeline__scm_context"] or "",
+        pull_request=row["event__type"] == "pr",
+    )
 
 
 def _nudge(ids: list[int]) -> None:

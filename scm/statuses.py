@@ -32,13 +32,18 @@ def status_context(build: Build) -> str:
     return f"Screwdriver/{build.event.pipeline_id}/{build.job.name}"
 
 
+def has_commit_statuses(scm_context: str) -> bool:
+    """Whether builds of a pipeline of this SCM show on their commits (GitHub and GitLab)."""
+    return scm_context.startswith(("github:", "gitlab:"))
+
+
 def report_commit_status(*, build_id: int) -> bool:
     """Post the build's current status to its commit; False when there is nothing to post."""
     build = Build.objects.select_related("job", "event__pipeline").filter(pk=build_id).first()
-    if build is not None and build.event.pipeline.scm_context.startswith("gitlab:"):
-        return _report_to_gitlab(build)
-    if build is None or not build.event.pipeline.scm_context.startswith("github:"):
+    if build is None or not has_commit_statuses(build.event.pipeline.scm_context):
         return False
+    if build.event.pipeline.scm_context.startswith("gitlab:"):
+        return _report_to_gitlab(build)
     pipeline: Pipeline = build.event.pipeline
     scm = GitHubScm()
     if not scm.token:

@@ -40,6 +40,7 @@ def connect_handlers() -> None:
         statuses=(S.QUEUED, S.RUNNING, *ENDED, S.COLLAPSED),
         run=statuses.report_commit_status,
         latest_only=True,
+        concerns=lambda facts: statuses.has_commit_statuses(facts.scm_context),
     )
     # Other pipelines' jobs that follow this one, their joins, and builds it blocked there.
     outbox.connect("remote-triggers", statuses=ENDED, run=triggers.run_remote_triggers)
@@ -55,4 +56,9 @@ def connect_handlers() -> None:
     # row that a later change supersedes leaves the sending to the later one's run.
     outbox.connect("notify", statuses=tuple(S), run=notices.notify_build, latest_only=True)
     # An ended pull request build's meta.summary comment and meta.status.* commit statuses.
-    outbox.connect("pr-feedback", statuses=ENDED, run=feedback.report_pr_feedback)
+    outbox.connect(
+        "pr-feedback",
+        statuses=ENDED,
+        run=feedback.report_pr_feedback,
+        concerns=lambda facts: facts.pull_request,
+    )

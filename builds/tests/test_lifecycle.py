@@ -29,7 +29,12 @@ def test_a_build_changes_status_exactly_where_the_table_says(
     build: Build, before: BuildStatus, after: BuildStatus
 ) -> None:
     Build.objects.filter(pk=build.pk).update(status=before)
-    followers = sorted(h.name for h in outbox.handlers().values() if after in h.statuses)
+    facts = outbox.facts_of(build.pk)
+    followers = sorted(
+        h.name
+        for h in outbox.handlers().values()
+        if after in h.statuses and (h.concerns is None or h.concerns(facts))
+    )
 
     if after in TRANSITIONS[before]:
         assert lifecycle.transition(build.pk, after, status_message="changed") is True

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import respx
 from django.conf import settings as django_settings
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from builds import lifecycle, outbox
@@ -122,7 +123,6 @@ def test_a_process_killed_right_after_a_builds_final_commit_loses_nothing_that_f
             "commit-status",
             "executor-cleanup",
             "notify",
-            "pr-feedback",
             "remote-triggers",
         ]
         assert not due.exclude(done_at__isnull=True).exists()
@@ -259,3 +259,54 @@ def test_a_change_queues_one_task_for_its_rows_and_the_worker_gives_the_others_t
     assert list(done) == [ids[0]]
     # The first row (the commit status) ran: it reports the build's current state.
     assert posted_states(github) == ["pending"]
+
+
+LOCAL = """
+jobs:
+  main:
+    requires: [~commit]
+    steps:
+      - hello: echo hi
+"""
+
+
+@pytest.mark.django_db
+def test_a_build_gets_rows_only_for_the_handlers_that_can_concern_it(
+    github: respx.Router, build_of_github: Build, make_repo: Any
+) -> None:
+    local = create_pipeline(
+        checkout_url=make_repo({"screwdriver.yaml": LOCAL}).checkout_url,
+        user=User.objects.get(username="octo"),
+    )
+    event = start_event(
+        pipeline=local, start_from="~commit", creator=Creator(name="o", username="o")
+    )
+    build = Build.objects.get(event=event, job__name="main")
+
+    def handlers(of: Build, status: str) -> list[str]:
+        rows = OutboxMessage.objects.filter(build=of, status=status)
+        return sorted(rows.values_list("handler", flat=True))
+
+    # A repository on disk has no commit statuses; a branch's build has no pull request.
+    assert handlers(build, BuildStatus.QUEUED) == ["notify"]
+    lifecycle.transition(build.pk, BuildStatus.RUNNING)
+    lifecycle.transition(build.pk, BuildStatus.SUCCESS)
+    assert handlers(build, BuildStatus.SUCCESS) == [
+        "clone-credential-revoke",
+        "executor-cleanup",
+        "notify",
+        "remote-triggers",
+    ]
+
+    assert handlers(build_of_github, BuildStatus.QUEUED) == ["commit-status", "notify"]
+    Event.objects.filter(pk=build_of_github.event_id).update(type=Event.Type.PR, pr_num=7)
+    lifecycle.transition(build_of_github.pk, BuildStatus.RUNNING)
+    lifecycle.transition(build_of_github.pk, BuildStatus.FAILURE)
+    assert handlers(build_of_github, BuildStatus.FAILURE) == [
+        "clone-credential-revoke",
+        "commit-status",
+        "executor-cleanup",
+        "notify",
+        "pr-feedback",
+        "remote-triggers",
+    ]

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import NamedTuple
 
 from django.db import transaction
 from django.db.models import F, Q
@@ -39,13 +38,6 @@ KEEP_DONE = timedelta(days=7)
 BATCH = 200
 
 
-class Facts(NamedTuple):
-    """What a build's life never changes and tells whether a handler can concern it."""
-
-    scm_context: str
-    pull_request: bool
-
-
 @dataclass(frozen=True)
 class Handler:
     """One kind of work that follows a status change: its name, statuses and function."""
@@ -56,10 +48,11 @@ class Handler:
     # The handler acts on the build's current state, so a row that a newer row of the same
     # build supersedes has nothing left to do (a late "queued" after the build ended).
     latest_only: bool = False
-    # Whether the handler can have anything to do for a build with these facts (a commit
-    # status for a pipeline whose SCM has none): a build it cannot concern gets no row, and
-    # no worker spends a task finding that out.
-    concerns: Callable[[Facts], bool] | None = None
+    # Whether the handler can have anything to do for the build (with its job, event and
+    # pipeline) as it is when its status changes: a commit status for a pipeline whose SCM
+    # has none, a notice for a job with no notification settings. A build it cannot concern
+    # gets no row, and no worker spends a task finding that out.
+    concerns: Callable[[Build], bool] | None = None
 
 
 _handlers: dict[str, Handler] = {}
@@ -71,7 +64,7 @@ def connect(
     statuses: Iterable[str],
     run: Callable[..., object],
     latest_only: bool = False,
-    concerns: Callable[[Facts], bool] | None = None,
+    concerns: Callable[[Build], bool] | None = None,
 ) -> None:
     """Have ``run(build_id=...)`` called after every change of a build to one of ``statuses``
     (of a build that ``concerns`` says it can concern, when given)."""
@@ -94,8 +87,9 @@ def record(*, build_id: int, status: str) -> list[int]:
     now = timezone.now()
     interested = [h for h in _handlers.values() if status in h.statuses]
     if any(h.concerns is not None for h in interested):
-        facts = facts_of(build_id)
-        interested = [h for h in interested if h.concerns is None or h.concerns(facts)]
+        build = Build.objects.select_related("job", "event__pipeline").filter(pk=build_id).first()
+        if build is not None:
+            interested = [h for h in interested if h.concerns is None or h.concerns(build)]
     ids = [
         OutboxMessage.objects.create(
             build_id=build_id, handler=h.name, status=status, due_at=now
@@ -107,20 +101,6 @@ def record(*, build_id: int, status: str) -> list[int]:
         # request that made it; the worker hands out the rest (`dispatch_nudged`).
         transaction.on_commit(partial(_nudge, ids))
     return ids
-
-
-def facts_of(build_id: int) -> Facts:
-    row = (
-        Build.objects.filter(pk=build_id)
-        .values("event__type", "event__pipeline__scm_context")
-        .first()
-    )
-    if row is None:
-        return Facts(scm_context="", pull_request=False)
-    return Facts(
-        scm_context=row["event__pipeline__scm_context"] or "",
-        pull_request=row["event__type"] == "pr",
-    )
 
 
 def _nudge(ids: list[int]) -> None:

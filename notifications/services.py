@@ -140,6 +140,12 @@ def _commit_author(build: Build) -> str | None:
     return address
 
 
+def may_notify(build: Build) -> bool:
+    """Whether the build's job asks for any notice (email or Slack) at all."""
+    config = job_settings(build)
+    return rules.email_rule(config) is not None or rules.slack_rule(config) is not None
+
+
 def plan_notices(build: Build) -> int:
     """Write the notices the build's current status calls for; return how many were new."""
     config = job_settings(build)

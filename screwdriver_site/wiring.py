@@ -40,7 +40,7 @@ def connect_handlers() -> None:
         statuses=(S.QUEUED, S.RUNNING, *ENDED, S.COLLAPSED),
         run=statuses.report_commit_status,
         latest_only=True,
-        concerns=lambda facts: statuses.has_commit_statuses(facts.scm_context),
+        concerns=lambda build: statuses.has_commit_statuses(build.event.pipeline.scm_context),
     )
     # Other pipelines' jobs that follow this one, their joins, and builds it blocked there.
     outbox.connect("remote-triggers", statuses=ENDED, run=triggers.run_remote_triggers)
@@ -54,11 +54,17 @@ def connect_handlers() -> None:
     outbox.connect("executor-cleanup", statuses=ENDED, run=dispatch.cleanup_build)
     # Email and Slack notices of a job's `settings`: sent for the build's current status, so a
     # row that a later change supersedes leaves the sending to the later one's run.
-    outbox.connect("notify", statuses=tuple(S), run=notices.notify_build, latest_only=True)
+    outbox.connect(
+        "notify",
+        statuses=tuple(S),
+        run=notices.notify_build,
+        latest_only=True,
+        concerns=notices.may_notify,
+    )
     # An ended pull request build's meta.summary comment and meta.status.* commit statuses.
     outbox.connect(
         "pr-feedback",
         statuses=ENDED,
         run=feedback.report_pr_feedback,
-        concerns=lambda facts: facts.pull_request,
+        concerns=lambda build: build.event.type == build.event.Type.PR,
     )

@@ -29,11 +29,10 @@ def test_a_build_changes_status_exactly_where_the_table_says(
     build: Build, before: BuildStatus, after: BuildStatus
 ) -> None:
     Build.objects.filter(pk=build.pk).update(status=before)
-    facts = outbox.facts_of(build.pk)
     followers = sorted(
         h.name
         for h in outbox.handlers().values()
-        if after in h.statuses and (h.concerns is None or h.concerns(facts))
+        if after in h.statuses and (h.concerns is None or h.concerns(build))
     )
 
     if after in TRANSITIONS[before]:

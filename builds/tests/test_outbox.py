@@ -122,7 +122,6 @@ def test_a_process_killed_right_after_a_builds_final_commit_loses_nothing_that_f
             "clone-credential-revoke",
             "commit-status",
             "executor-cleanup",
-            "notify",
             "remote-triggers",
         ]
         assert not due.exclude(done_at__isnull=True).exists()
@@ -262,9 +261,17 @@ def test_a_change_queues_one_task_for_its_rows_and_the_worker_gives_the_others_t
 
 
 LOCAL = """
+shared:
+  image: node:18
 jobs:
   main:
     requires: [~commit]
+    steps:
+      - hello: echo hi
+  announced:
+    requires: [~commit]
+    settings:
+      email: [team@example.com]
     steps:
       - hello: echo hi
 """
@@ -287,18 +294,20 @@ def test_a_build_gets_rows_only_for_the_handlers_that_can_concern_it(
         rows = OutboxMessage.objects.filter(build=of, status=status)
         return sorted(rows.values_list("handler", flat=True))
 
-    # A repository on disk has no commit statuses; a branch's build has no pull request.
-    assert handlers(build, BuildStatus.QUEUED) == ["notify"]
+    # A repository on disk has no commit statuses, a branch's build no pull request, and a
+    # job without notification settings no notices.
+    assert handlers(build, BuildStatus.QUEUED) == []
     lifecycle.transition(build.pk, BuildStatus.RUNNING)
     lifecycle.transition(build.pk, BuildStatus.SUCCESS)
     assert handlers(build, BuildStatus.SUCCESS) == [
         "clone-credential-revoke",
         "executor-cleanup",
-        "notify",
         "remote-triggers",
     ]
+    announced = Build.objects.get(event=event, job__name="announced")
+    assert handlers(announced, BuildStatus.QUEUED) == ["notify"]
 
-    assert handlers(build_of_github, BuildStatus.QUEUED) == ["commit-status", "notify"]
+    assert handlers(build_of_github, BuildStatus.QUEUED) == ["commit-status"]
     Event.objects.filter(pk=build_of_github.event_id).update(type=Event.Type.PR, pr_num=7)
     lifecycle.transition(build_of_github.pk, BuildStatus.RUNNING)
     lifecycle.transition(build_of_github.pk, BuildStatus.FAILURE)
@@ -306,7 +315,6 @@ def test_a_build_gets_rows_only_for_the_handlers_that_can_concern_it(
         "clone-credential-revoke",
         "commit-status",
         "executor-cleanup",
-        "notify",
         "pr-feedback",
         "remote-triggers",
     ]

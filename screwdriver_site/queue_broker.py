@@ -87,7 +87,9 @@ class Waker:
             os.close(folder_fd)
 
     def wait(self, seconds: float) -> None:
-        self.socket.settimeout(seconds)
+        # A timeout of 0 would make the socket non-blocking: a poll interval of 0 (busy
+        # polling) waits a millisecond here.
+        self.socket.settimeout(max(seconds, 0.001))
         try:
             self.socket.recv(1)
         except TimeoutError:
@@ -112,7 +114,7 @@ def _remove_stale(folder: Path) -> None:
             continue
         try:
             os.kill(int(pid), 0)
-        except ProcessLookupError:
+        except (ProcessLookupError, OverflowError):
             with contextlib.suppress(OSError):
                 path.unlink()
         except PermissionError:
@@ -124,6 +126,7 @@ class WakingOrmBroker(ORM):
 
     # Class defaults: django-q2 pickles a broker into its pusher with its queue's name only.
     _waker: Waker | None = None
+    _waker_pid = 0
     _waker_failed = False
 
     def enqueue(self, task: Any) -> Any:
@@ -143,10 +146,13 @@ class WakingOrmBroker(ORM):
         return None
 
     def _bound(self) -> Waker | None:
-        # Bound by the process that dequeues (the pusher), on its first look.
+        # Bound by the process that dequeues (the pusher), on its first look; a process
+        # forked from it binds its own rather than share (and later remove) the parent's.
+        if self._waker is not None and self._waker_pid != os.getpid():
+            self._waker, self._waker_failed = None, False
         if self._waker is None and not self._waker_failed:
             try:
-                self._waker = Waker()
+                self._waker, self._waker_pid = Waker(), os.getpid()
             except OSError as exc:
                 self._waker_failed = True
                 logger.warning("Tasks are polled for: no wake-up socket could be made (%s).", exc)

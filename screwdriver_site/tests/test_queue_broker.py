@@ -61,6 +61,7 @@ def test_wake_up_reaches_a_waiting_pusher_and_a_quiet_one_waits_its_time(
         started = time.monotonic()
         waker.wait(0.2)
         assert time.monotonic() - started >= 0.19
+        waker.wait(0)  # SD_QUEUE_POLL_SECONDS=0: a busy poll, not an error
 
         threading.Timer(0.1, wake_workers).start()
         started = time.monotonic()
@@ -91,10 +92,12 @@ def test_a_deep_data_folder_and_a_dead_workers_socket(settings: Any, tmp_path: P
         orphan.bind(f"/proc/self/fd/{handle}/{stale.name}")
         os.close(handle)
     assert wake_workers() == 0  # its file is still there, but nobody listens
+    (folder / f"{'9' * 30}{SUFFIX}").touch()  # no pid can be this large
 
     waker = Waker()
     try:
         assert not stale.exists()  # a new pusher clears the sockets of dead ones
+        assert not (folder / f"{'9' * 30}{SUFFIX}").exists()
         assert waker.path.exists() and oct(folder.stat().st_mode & 0o777) == "0o700"
         assert wake_workers() == 1
         started = time.monotonic()

@@ -64,9 +64,13 @@ class StepUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
 
 
 class StepReportSerializer(StepUpdateSerializer):
-    """A step's report that a launcher sends with its build's final status."""
+    """A step's report that a launcher sends with others, or with its build's final status."""
 
     name = serializers.CharField(max_length=64)
+
+
+# The most step reports one request carries (a build's steps, each started and ended).
+MAX_STEP_REPORTS = 1000
 
 
 class BuildUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -80,7 +84,9 @@ class BuildUpdateSerializer(serializers.Serializer):  # type: ignore[type-arg]
     # From a launcher whose host stopped it: the signal (the server words the message).
     signal = serializers.ChoiceField(choices=["SIGTERM", "SIGINT", "SIGHUP"], required=False)
     # From a launcher: the reports of steps it had not sent yet, recorded before the status.
-    steps = serializers.ListField(child=StepReportSerializer(), required=False, max_length=1000)
+    steps = serializers.ListField(
+        child=StepReportSerializer(), required=False, max_length=MAX_STEP_REPORTS
+    )
 
 
 @extend_schema_field(

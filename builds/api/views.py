@@ -24,11 +24,13 @@ from rest_framework.response import Response
 from builds import live, logs
 from builds import services as build_services
 from builds.api.serializers import (
+    MAX_STEP_REPORTS,
     BuildSecretSerializer,
     BuildSerializer,
     BuildUpdateSerializer,
     LogBatchSerializer,
     LogLineSerializer,
+    StepReportSerializer,
     StepSerializer,
     StepUpdateSerializer,
 )
@@ -222,12 +224,37 @@ class BuildSecretsView(ApiView):
 
 
 class StepListView(ApiView):
-    scopes = {"GET": READERS}
+    scopes = {"GET": READERS, "PUT": REPORTERS}
+    teardown_reporting = frozenset({"PUT"})
 
     @extend_schema(parameters=PAGING_PARAMETERS, responses={200: StepSerializer(many=True)})
     def get(self, request: Request, build_id: int) -> Response:
         build = build_for(request, build_id, PULL)
         steps = paginate(request, Step.objects.filter(build=build), default_sort="ascending")
+        return Response(StepSerializer(steps, many=True).data)
+
+    @extend_schema(
+        operation_id="builds_steps_update_many",
+        request=StepReportSerializer(many=True),
+        responses={200: StepSerializer(many=True)},
+    )
+    def put(self, request: Request, build_id: int) -> Response:
+        """The launcher's reports of several steps in one request, recorded in order, each as
+        `PUT /steps/{name}` records it; all or none: a name the build has no step of is a 404."""
+        _reporting_build(request, build_id)
+        body = StepReportSerializer(data=request.data, many=True, max_length=MAX_STEP_REPORTS)
+        body.is_valid(raise_exception=True)
+        reports = [(report["name"], _step_fields(report)) for report in body.validated_data]
+        named = {name for name, _fields in reports}
+        known = set(
+            Step.objects.filter(build_id=build_id, name__in=named).values_list("name", flat=True)
+        )
+        unknown = sorted(named - known)
+        if unknown:
+            return error_response(
+                404, f"Build {build_id} has no step named {unknown[0]!r}: nothing was recorded."
+            )
+        steps = build_services.update_steps(build_id=build_id, reports=reports)
         return Response(StepSerializer(steps, many=True).data)
 
 

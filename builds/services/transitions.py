@@ -143,20 +143,24 @@ def update_step(*, step: Step, **fields: Any) -> Step:
 
 
 @transaction.atomic
-def update_steps(*, build_id: int, reports: Iterable[tuple[str, dict[str, Any]]]) -> None:
-    """Record several steps' reports at once, in order (a launcher's last ones, sent with its
-    final status); a name the build has no step of records nothing, as a resend may name
-    nothing new."""
-    reports = [(name, fields) for name, fields in reports if fields]
+def update_steps(*, build_id: int, reports: Iterable[tuple[str, dict[str, Any]]]) -> list[Step]:
+    """Record several steps' reports at once, in order (the launcher's reports that gathered
+    while its previous ones were on their way, or its last ones, sent with its final status);
+    a name the build has no step of records nothing, as a resend may name nothing new.
+    Returns the steps named, as recorded, in the order first named."""
+    reports = list(reports)
     steps = {
         step.name: step
         for step in Step.objects.filter(build_id=build_id, name__in={n for n, _ in reports})
     }
+    written = False
     for name, fields in reports:
         step = steps.get(name)
-        if step is not None:
+        if step is not None and fields:
             for attr, value in fields.items():
                 setattr(step, attr, value)
             step.save(update_fields=list(fields))
-    if steps:
+            written = True
+    if written:
         live.publish_build(build_id=build_id)
+    return list({name: steps[name] for name, _fields in reports if name in steps}.values())

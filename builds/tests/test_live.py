@@ -16,6 +16,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from builds import live, logs, services
 from builds.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
@@ -23,6 +24,7 @@ from builds.live_count import MIN_WRITE_SECONDS, live_connections
 from builds.models import Build, BuildStatus, Event, LiveCount, Step
 from pipelines.models import Job, Pipeline
 from screwdriver_site.asgi import application
+from screwdriver_site.tokens import issue_build_token
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -152,6 +154,33 @@ async def test_a_status_change_reaches_the_page_with_the_steps() -> None:
     assert message["type"] == "build"
     assert message["build"]["status"] == "RUNNING"
     assert [s["name"] for s in message["build"]["steps"]] == ["hello"]
+    await communicator.disconnect()
+
+
+async def test_step_reports_sent_together_reach_the_page_at_once() -> None:
+    build = await sync_to_async(_make_build)()
+    communicator = await _connect(build, await _user())
+    connected, _ = await communicator.connect()
+    assert connected
+    launcher = APIClient()
+    launcher.credentials(
+        HTTP_AUTHORIZATION=f"Bearer {await sync_to_async(issue_build_token)(build)}"
+    )
+    reports = [
+        {"name": "hello", "startTime": "2024-05-01T10:00:00Z"},
+        {"name": "hello", "endTime": "2024-05-01T10:00:01Z", "code": 7},
+    ]
+
+    answer = await sync_to_async(launcher.put)(
+        f"/v4/builds/{build.pk}/steps", reports, format="json"
+    )
+
+    assert answer.status_code == 200
+    message = await communicator.receive_json_from(timeout=5)
+    assert message["type"] == "build"
+    assert [(s["name"], s["code"]) for s in message["build"]["steps"]] == [("hello", 7)]
+    # One message for the request, not one per report.
+    assert await communicator.receive_nothing(timeout=0.3)
     await communicator.disconnect()
 
 

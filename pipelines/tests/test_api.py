@@ -162,6 +162,7 @@ def endpoints(
         ("post", f"{b}/heartbeat", {}),
         ("get", f"{b}/steps", {}),
         ("get", step, {}),
+        ("put", f"{b}/steps", [{"name": "hello", "code": 0}]),
         ("put", step, {"code": 0}),
         ("get", f"{step}/logs", {}),
         ("post", f"{step}/logs", {"seq": 0, "firstLine": 0, "lines": [{"t": 1, "m": "x"}]}),
@@ -319,6 +320,7 @@ def test_a_build_token_cannot_touch_another_build(build: Build, other_build: Bui
         ("post", f"{b}/heartbeat", {}),
         ("get", f"{b}/steps", {}),
         ("get", f"{b}/steps/hello", {}),
+        ("put", f"{b}/steps", [{"name": "hello", "code": 0}]),
         ("put", f"{b}/steps/hello", {"code": 0}),
         ("get", f"{b}/steps/hello/logs", {}),
         (
@@ -756,6 +758,124 @@ def test_a_launchers_final_status_records_the_steps_it_carries_even_when_refused
         ("hello", 3),
         ("world", 0),
     ]
+
+
+def test_a_launcher_reports_several_steps_in_one_request_in_order(build: Build) -> None:
+    launcher = as_build(build)
+    url = f"/v4/builds/{build.pk}/steps"
+    first = [
+        {"name": "hello", "startTime": "2024-05-01T10:00:00Z"},
+        {"name": "hello", "endTime": "2024-05-01T10:00:01Z", "code": 0},
+        {"name": "world", "startTime": "2024-05-01T10:00:01Z"},
+    ]
+
+    answer = launcher.put(url, first, format="json")
+
+    assert answer.status_code == 200, answer.content
+    assert [(s["name"], s.get("code"), s.get("endTime")) for s in answer.json()] == [
+        ("hello", 0, "2024-05-01T10:00:01.000Z"),
+        ("world", None, None),
+    ]
+    # The end of a step whose start went in an earlier request.
+    later = [{"name": "world", "endTime": "2024-05-01T10:00:02Z", "code": 3}]
+    assert launcher.put(url, later, format="json").status_code == 200
+    hello = Step.objects.get(build=build, name="hello")
+    world = Step.objects.get(build=build, name="world")
+    assert (hello.start_time, hello.end_time, hello.code) == (
+        datetime(2024, 5, 1, 10, 0, tzinfo=UTC),
+        datetime(2024, 5, 1, 10, 0, 1, tzinfo=UTC),
+        0,
+    )
+    assert (world.start_time, world.end_time, world.code) == (
+        datetime(2024, 5, 1, 10, 0, 1, tzinfo=UTC),
+        datetime(2024, 5, 1, 10, 0, 2, tzinfo=UTC),
+        3,
+    )
+    # Reports of one step in one request apply in the order sent: the last word wins.
+    twice = [{"name": "world", "code": 1}, {"name": "world", "code": 4}]
+    assert launcher.put(url, twice, format="json").json()[0]["code"] == 4
+
+
+def test_a_resent_list_of_step_reports_changes_nothing(build: Build) -> None:
+    launcher = as_build(build)
+    url = f"/v4/builds/{build.pk}/steps"
+    reports = [
+        {"name": "hello", "startTime": "2024-05-01T10:00:00Z"},
+        {"name": "hello", "endTime": "2024-05-01T10:00:01Z", "code": 0},
+    ]
+    first = launcher.put(url, reports, format="json")
+    before = list(Step.objects.filter(build=build).values().order_by("position"))
+
+    again = launcher.put(url, reports, format="json")
+
+    assert again.status_code == 200
+    assert again.json() == first.json()
+    assert list(Step.objects.filter(build=build).values().order_by("position")) == before
+
+
+def test_a_list_of_step_reports_naming_a_step_the_build_lacks_records_nothing(
+    build: Build,
+) -> None:
+    launcher = as_build(build)
+    reports = [{"name": "hello", "code": 0}, {"name": "no-such-step", "code": 1}]
+
+    response = launcher.put(f"/v4/builds/{build.pk}/steps", reports, format="json")
+
+    assert "no-such-step" in assert_error(response, 404)["message"]
+    assert Step.objects.get(build=build, name="hello").code is None
+    # As the one-step route answers for that name.
+    assert_error(
+        launcher.put(f"/v4/builds/{build.pk}/steps/no-such-step", {"code": 1}, format="json"),
+        404,
+    )
+
+
+def test_a_bad_list_of_step_reports_is_a_bad_request(build: Build) -> None:
+    launcher = as_build(build)
+    url = f"/v4/builds/{build.pk}/steps"
+
+    for body, words in [
+        ({"name": "hello", "code": 0}, "list"),
+        ([{"code": 0}], "name"),
+        ([{"name": "hello", "code": "zero"}], "code"),
+        ([{"name": "hello", "code": 999}], "code"),
+        ([{"name": "hello", "startTime": "yesterday"}], "startTime"),
+        ([{"name": "x" * 65, "code": 0}], "name"),
+        ([{"name": "hello", "code": 0}] * 1001, "1000"),
+        ("hello", "list"),
+    ]:
+        message = assert_error(launcher.put(url, body, format="json"), 400)["message"]
+        assert words in message, (body, message)
+    assert Step.objects.get(build=build, name="hello").code is None
+
+
+def test_people_and_other_builds_cannot_report_a_builds_steps(
+    owner: User, build: Build, other_build: Build
+) -> None:
+    url = f"/v4/builds/{build.pk}/steps"
+    reports = [{"name": "hello", "code": 0}]
+
+    assert_error(as_user(owner).put(url, reports, format="json"), 403)
+    assert_error(as_build(other_build).put(url, reports, format="json"), 403)
+    assert Step.objects.get(build=build, name="hello").code is None
+
+
+def test_an_ended_builds_launcher_reports_teardown_steps_in_a_list_for_a_while(
+    build: Build,
+) -> None:
+    Build.objects.filter(pk=build.pk).update(
+        status=BuildStatus.ABORTED, end_time=timezone.now() - timedelta(minutes=1)
+    )
+    launcher = as_build(build)
+    url = f"/v4/builds/{build.pk}/steps"
+
+    taken = launcher.put(url, [{"name": "world", "code": 143}], format="json")
+    assert taken.status_code == 200, taken.content
+
+    Build.objects.filter(pk=build.pk).update(end_time=timezone.now() - timedelta(minutes=6))
+    assert_error(launcher.put(url, [{"name": "hello", "code": 1}], format="json"), 403)
+    assert Step.objects.get(build=build, name="hello").code is None
+    assert Step.objects.get(build=build, name="world").code == 143
 
 
 def test_only_a_launcher_reports_steps_with_a_status(owner: User, build: Build) -> None:

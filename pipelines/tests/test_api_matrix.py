@@ -383,6 +383,7 @@ MATRIX: list[Row] = [
     Row("build-checkout-credential", "post", rule(DENIED, build=409), kwargs=b),
     Row("build-secrets", "get", rule(PUSH, build=200), kwargs=b),
     Row("build-steps", "get", READ, kwargs=b),
+    Row("build-steps", "put", REPORT, kwargs=b, body=lambda ids: [{"name": "hello", "code": 0}]),
     Row("build-step", "get", READ, kwargs=step),
     Row("build-step", "put", REPORT, kwargs=step, body=lambda ids: {"code": 0}),
     Row("build-step-logs", "get", READ, kwargs=step),

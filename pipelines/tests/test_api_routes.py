@@ -396,6 +396,8 @@ def test_the_openapi_document_and_swagger_ui_are_served_without_a_cdn() -> None:
 
     assert schema.json()["openapi"].startswith("3.")
     assert "/v4/pipelines/{pipeline_id}/tokens/{token_id}/refresh" in schema.json()["paths"]
+    # The launcher's several step reports in one request.
+    assert "put" in schema.json()["paths"]["/v4/builds/{build_id}/steps"]
     html = page.content.decode()
     assert "cdn" not in html.lower() and "https://" not in html
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html

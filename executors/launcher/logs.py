@@ -373,14 +373,17 @@ class LogBatcher:
                 self._cond.wait(remaining)
 
     def flush(self, step: str | None = None, timeout: float = 30.0) -> bool:
-        """Wait until the lines of `step` (or of all steps) are sent; False on timeout."""
+        """Wait until the lines of `step` (or of all steps) are sent; False on timeout.
+
+        Only `step`'s own lines are waited for: a step's end is reported while the next step
+        keeps the batcher sending without a pause."""
         deadline = time.monotonic() + timeout
         with self._cond:
             # While someone waits for them, batches go as soon as they can.
             self._flushing += 1
             self._cond.notify_all()
             try:
-                while self._has_pending(step) or self._busy:
+                while self._has_pending(step) or (step is None and self._busy):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or not self._thread.is_alive():
                         return False

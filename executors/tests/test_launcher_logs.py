@@ -287,6 +287,28 @@ def test_when_the_lost_line_is_refused_too_the_step_sends_nothing_more(capsys) -
     assert "dropped log batch 0 of s and the rest of its log" in capsys.readouterr().err
 
 
+def test_a_flush_waits_for_its_own_steps_lines_not_for_a_step_that_never_pauses() -> None:
+    loud_sent = 0
+
+    def api(step: str, payload: dict[str, Any]) -> None:
+        nonlocal loud_sent
+        time.sleep(0.01)
+        if step == "loud" and loud_sent < 100:
+            # Another line comes while each batch is on its way: the batcher is never idle.
+            loud_sent += 1
+            batcher.add("loud", blocks_of([(loud_sent, b"more")]))
+
+    batcher = LogBatcher(api, interval=0.01)
+    batcher.add("quiet", blocks_of([(1, b"done")]))
+    batcher.add("loud", blocks_of([(0, b"start")]))
+    began = time.monotonic()
+    assert batcher.flush("quiet", timeout=10)
+    waited = time.monotonic() - began
+    batcher.close()
+    assert loud_sent == 100
+    assert waited < 0.5, f"the flush of a quiet step waited {waited:.1f} s for the loud one"
+
+
 def test_lines_go_out_within_a_quarter_second_without_a_flush() -> None:
     sink = Sink()
     batcher = LogBatcher(sink)

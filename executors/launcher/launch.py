@@ -10,8 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,8 +39,6 @@ from .workspace import Workspace
 START_PATIENCE_SECONDS = 45.0
 # However long logs take to land, this much of the token's life is kept for the final status.
 FINAL_STATUS_RESERVE_SECONDS = 300.0
-# Reports of this many steps may be on their way at once (each step's own go in order).
-REPORTS_AT_ONCE = 3
 # The teardown budget of a spec that names none (a server older than the field).
 DEFAULT_TEARDOWN_SECONDS = 60.0
 
@@ -62,33 +59,25 @@ def warn(message: str) -> None:
 class ApiReporter:
     """Reports steps with PUTs and logs through a batcher; API trouble never stops the build.
 
-    Reports go out from threads of their own, so a step never waits for an HTTP round trip
-    before the next one starts. Each step's reports go in order (its end after its last log
-    lines), and up to REPORTS_AT_ONCE steps' reports at once. A step that ended before its
-    start went out is reported with one PUT of both. A report the API does not take is resent
-    until it does, or until the build token expires: a restart of the API delays the reports,
-    it never loses them. `close` waits for the reports on their way and hands back those not
-    sent yet, one per step, for the final status to carry: the last quick steps' reports then
-    cost no request of their own.
+    Reports go out from a thread of their own, so a step never waits for an HTTP round trip
+    before the next one starts. One request is on its way at a time, and the reports that come
+    meanwhile go together in the next: `PUT /builds/{id}/steps` with one entry per step (a step
+    that started and ended meanwhile says both in one), so ten quick steps cost a few requests,
+    not twenty. Each step's reports go in order, its end after its last log lines: a request
+    that carries ends first flushes those steps' logs. A request the API does not take is
+    resent until it does, or until the build token expires: a restart of the API delays the
+    reports, it never loses them. `close` waits for the request on its way and hands back the
+    reports not sent yet, one per step, for the final status to carry: the last quick steps'
+    reports then cost no request of their own.
     """
 
     def __init__(self, client: ApiClient, build_id: int, batcher: LogBatcher) -> None:
         self.client = client
         self.build_id = build_id
         self.batcher = batcher
-        self._queue: queue.Queue[tuple[str, str, dict[str, Any]] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
         self._closing = threading.Event()
-        self._unsent: list[tuple[str, str, dict[str, Any]]] = []
-        # Reports ready to go, to the senders; each carries the event its step's previous
-        # report sets when it is done, and the one it sets itself.
-        self._ready: queue.Queue[_Report | None] = queue.Queue()
-        self._slots = threading.Semaphore(REPORTS_AT_ONCE)
-        self._senders = [
-            threading.Thread(target=self._send_ready, name="step-report", daemon=True)
-            for _ in range(REPORTS_AT_ONCE)
-        ]
-        for sender in self._senders:
-            sender.start()
+        self._unsent: list[dict[str, Any]] = []
         self._thread = threading.Thread(target=self._send_all, name="step-reports", daemon=True)
         self._thread.start()
 
@@ -96,109 +85,73 @@ class ApiReporter:
         return f"/builds/{self.build_id}/steps/{quote(name, safe='')}"
 
     def step_started(self, name: str, at: datetime) -> None:
-        """Queue the PUT of the start time."""
-        self._queue.put(("start", name, {"startTime": iso(at)}))
+        """Queue the report of the start time."""
+        self._queue.put((name, {"startTime": iso(at)}))
 
     def lines(self, name: str, blocks: list[Block]) -> None:
         """Queue lines for the batcher."""
         self.batcher.add(name, blocks)
 
     def step_ended(self, name: str, at: datetime, code: int) -> None:
-        """Queue the PUT of the end, sent once the step's last lines are out."""
-        self._queue.put(("end", name, {"endTime": iso(at), "code": code}))
+        """Queue the report of the end, sent once the step's last lines are out."""
+        self._queue.put((name, {"endTime": iso(at), "code": code}))
 
     def send_batch(self, name: str, payload: dict[str, Any]) -> Any:
         """The batcher's sender (the batcher resends what fails, in order)."""
         return self.client.request("POST", self._step_path(name) + "/logs", payload, retries=0)
 
     def close(self) -> list[dict[str, Any]]:
-        """Wait until the reports on their way are sent (or given up on), keeping time for the
-        final status; return the others, `{"name", ...}` for each step in order, unsent."""
+        """Wait until the request on its way is sent (or given up on), keeping time for the
+        final status; return the other reports, `{"name", ...}` for each step in order."""
         self._closing.set()
         self._queue.put(None)
         self._thread.join(max(1.0, self.client.seconds_left() - FINAL_STATUS_RESERVE_SECONDS))
-        unsent: dict[str, dict[str, Any]] = {}
-        for _kind, name, body in self._unsent:
-            unsent[name] = {**unsent.get(name, {"name": name}), **body}
-        return list(unsent.values())
+        return self._unsent
 
     def send(self, reports: list[dict[str, Any]]) -> None:
-        """PUT reports that `close` handed back and no final status will carry."""
-        for report in reports:
-            body = {key: value for key, value in report.items() if key != "name"}
-            kind = "end" if "endTime" in body else "start"
-            self._report(_Report(kind, report["name"], body, None, threading.Event()))
+        """Send reports that `close` handed back and no final status will carry."""
+        if reports:
+            self._deliver(reports)
 
     def _send_all(self) -> None:
-        waiting: deque[tuple[str, str, dict[str, Any]] | None] = deque()
-        last: dict[str, threading.Event] = {}
         while True:
-            if not waiting:
-                waiting.append(self._queue.get())
-            # A report waits for a free sender here, where later ones can still join it.
-            self._slots.acquire()
+            waiting = [self._queue.get()]
             with contextlib.suppress(queue.Empty):
                 while True:
                     waiting.append(self._queue.get_nowait())
+            reports = _one_per_step(item for item in waiting if item is not None)
             if self._closing.is_set():
-                # The steps are over: what has not gone yet goes with the final status, after
-                # the reports on their way (the senders finish those below).
-                self._unsent = [item for item in waiting if item is not None]
-                break
-            item = waiting.popleft()
-            if item is None:
-                break
-            kind, name, body = item
-            following = waiting[0] if waiting else None
-            if kind == "start" and following is not None and following[:2] == ("end", name):
-                # A step that ended before its start went out: one PUT says both.
-                waiting.popleft()
-                kind, body = "end", {**body, **following[2]}
-            done = threading.Event()
-            self._ready.put(_Report(kind, name, body, last.get(name), done))
-            last[name] = done
-        for _sender in self._senders:
-            self._ready.put(None)
-        for sender in self._senders:
-            sender.join()
+                # The steps are over: what has not gone yet goes with the final status.
+                self._unsent = reports
+                return
+            self._deliver(reports)
 
-    def _send_ready(self) -> None:
-        while (report := self._ready.get()) is not None:
-            try:
-                self._report(report)
-            finally:
-                report.done.set()
-                self._slots.release()
-
-    def _report(self, report: _Report) -> None:
-        # The step's previous report was handed out first, so a sender has it: no sender
-        # ever waits for one that waits behind it.
-        if report.after is not None:
-            report.after.wait()
-        kind, name = report.kind, report.name
-        if kind == "end":
-            # The log is whole by the time a step is reported ended.
-            self.batcher.flush(name, self.client.seconds_left())
+    def _deliver(self, reports: list[dict[str, Any]]) -> None:
+        # The log is whole by the time a step is reported ended.
+        for report in reports:
+            if "endTime" in report:
+                self.batcher.flush(report["name"], self.client.seconds_left())
+        what = "the reports of " + ", ".join(report["name"] for report in reports)
         try:
             self.client.deliver(
-                "PUT",
-                self._step_path(name),
-                report.body,
-                on_retry=_warn_once(f"the {kind} of {name}"),
+                "PUT", f"/builds/{self.build_id}/steps", reports, on_retry=_warn_once(what)
             )
         except ApiError as exc:
-            warn(f"could not report the {kind} of {name}: {exc}")
+            if exc.permanent and len(reports) > 1:
+                # Refused as a whole: each step on its own, so one the API refuses (a name it
+                # does not know) costs only its own report.
+                for report in reports:
+                    self._deliver([report])
+                return
+            warn(f"could not send {what}: {exc}")
 
 
-@dataclass(frozen=True)
-class _Report:
-    """One step report for a sender: what to PUT, and the events that order a step's reports."""
-
-    kind: str
-    name: str
-    body: dict[str, Any]
-    after: threading.Event | None
-    done: threading.Event
+def _one_per_step(reports: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """`{"name", ...}` for each step in the order first reported, its reports merged in order."""
+    merged: dict[str, dict[str, Any]] = {}
+    for name, body in reports:
+        merged[name] = {**merged.get(name, {"name": name}), **body}
+    return list(merged.values())
 
 
 class Heartbeat:

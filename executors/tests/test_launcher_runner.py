@@ -425,6 +425,12 @@ class FakeApi:
         # A request to `held_path` (or below it) is answered only once `release` is set.
         self.held_path = ""
         self.release = threading.Event()
+        # How long a step report takes to answer (a real server takes 5-15 ms), and until when
+        # (time.monotonic) step reports are refused with a 503, as by an API restarting.
+        self.step_seconds = 0.0
+        self.steps_down_until = 0.0
+        self.taken_steps: list[Any] = []  # the bodies of the step reports answered 200
+        self.unknown_steps: set[str] = set()  # step reports naming these are answered 404
         api = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -446,7 +452,12 @@ class FakeApi:
                 api.calls.append((self.command, self.path, body, auth))
                 if api.held_path and self.path.startswith(api.held_path):
                     api.release.wait(10)
-                if self.path.endswith("/launch") and self.command == "POST":
+                steps = self.command == "PUT" and self.path == "/v4/builds/7/steps"
+                if steps:
+                    time.sleep(api.step_seconds)
+                if steps and time.monotonic() < api.steps_down_until:
+                    self._answer(503, {"message": "restarting"})
+                elif self.path.endswith("/launch") and self.command == "POST":
                     self._answer(api.running, api.spec if api.running == 200 else {})
                 elif self.path.endswith("/launch"):
                     self._answer(200, api.spec)
@@ -456,6 +467,11 @@ class FakeApi:
                     self._answer(api.running, {})
                 elif self.command == "GET" and self.path == "/v4/builds/7":
                     self._answer(200, {"status": api.status})
+                elif steps and api.unknown_steps & {report["name"] for report in body}:
+                    self._answer(404, {"message": "no such step"})
+                elif steps:
+                    api.taken_steps.append(body)
+                    self._answer(200, [])
                 else:
                     self._answer(200, {})
                     if self.path == "/v4/builds/7":
@@ -507,71 +523,97 @@ def launcher(api: FakeApi, workspace: Path, *extra: str) -> list[str]:
 LAUNCHER_ENV = {"PATH": os.environ.get("PATH", ""), "SD_LAUNCHER_TOKEN": "tok-123"}
 
 
-def test_steps_report_side_by_side_and_one_over_before_its_start_went_out_with_one_put() -> None:
+def wait_for_calls(api: FakeApi, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(api.calls) < count:
+        assert time.monotonic() < deadline, f"the API got {len(api.calls)} requests, not {count}"
+        time.sleep(0.01)
+
+
+def step_requests(api: FakeApi) -> list[list[dict[str, Any]]]:
+    """The bodies of the step-report requests the API got (each a list of reports)."""
+    return [b for m, p, b, _a in api.calls if (m, p) == ("PUT", "/v4/builds/7/steps")]
+
+
+def test_reports_that_come_while_one_request_is_on_its_way_go_together_in_the_next() -> None:
     api = FakeApi(launch_spec([]))
-    api.held_path = "/v4/builds/7/steps/slow"
+    api.held_path = "/v4/builds/7/steps"
     client = ApiClient(api.url, "tok-123")
     reporter = ApiReporter(client, 7, LogBatcher(lambda name, payload: None))
     at = datetime.now(UTC)
     try:
         reporter.step_started("slow", at)
-        deadline = time.monotonic() + 10
-        while not api.calls and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for_calls(api, 1)
         # The API is still answering the first report while the next step starts and ends.
         reporter.step_ended("slow", at, 0)
         reporter.step_started("fast", at)
         reporter.step_ended("fast", at, 3)
-        # Another step's report does not wait behind the one the API is slow to answer.
-        deadline = time.monotonic() + 10
-        while not any(p.endswith("/fast") for _m, p, _b, _a in api.calls):
-            assert time.monotonic() < deadline, "the fast step's report waited for the slow one"
-            time.sleep(0.01)
+        time.sleep(0.1)
+        assert len(api.calls) == 1, "a second request went while the first was on its way"
         api.release.set()
-        reporter.close()
+        wait_for_calls(api, 2)
+        assert reporter.close() == []
     finally:
         api.close()
-    reports = [(path.rsplit("/", 1)[1], body) for _m, path, body, _a in api.calls]
-    # Each step's own reports in order; the two steps' may interleave.
-    assert [sorted(body) for step, body in reports if step == "slow"] == [
-        ["startTime"],
-        ["code", "endTime"],
-    ]
-    assert [body for step, body in reports if step == "fast"] == [
-        {"startTime": iso(at), "endTime": iso(at), "code": 3}
+    assert step_requests(api) == [
+        [{"name": "slow", "startTime": iso(at)}],
+        # One entry per step: the fast one started and ended meanwhile.
+        [
+            {"name": "slow", "endTime": iso(at), "code": 0},
+            {"name": "fast", "startTime": iso(at), "endTime": iso(at), "code": 3},
+        ],
     ]
 
 
 def test_reports_not_sent_when_the_steps_are_over_are_handed_back_one_per_step() -> None:
     api = FakeApi(launch_spec([]))
-    api.held_path = "/v4/builds/7/steps/"
+    api.held_path = "/v4/builds/7/steps"
     client = ApiClient(api.url, "tok-123")
     reporter = ApiReporter(client, 7, LogBatcher(lambda name, payload: None))
     at = datetime.now(UTC)
     try:
         reporter.step_started("a", at)
-        deadline = time.monotonic() + 10
-        while not api.calls and time.monotonic() < deadline:
-            time.sleep(0.01)
-        # The three senders hold `a`'s start and `b`'s start (the API holds them) and `a`'s
-        # end (behind its start); `b`'s end and `c`'s reports wait for a free sender.
+        wait_for_calls(api, 1)
+        # `a`'s start is on its way (the API holds it); the rest wait for it.
         reporter.step_ended("a", at, 0)
         reporter.step_started("b", at)
-        deadline = time.monotonic() + 10
-        while len(api.calls) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
         reporter.step_ended("b", at, 1)
         reporter.step_started("c", at)
-        reporter.step_ended("c", at, 2)
         threading.Timer(0.2, api.release.set).start()
         unsent = reporter.close()
     finally:
         api.close()
-    sent = [(path.rsplit("/", 1)[1], sorted(body)) for _m, path, body, _a in api.calls]
-    assert sent == [("a", ["startTime"]), ("b", ["startTime"]), ("a", ["code", "endTime"])]
+    assert step_requests(api) == [[{"name": "a", "startTime": iso(at)}]]
     assert unsent == [
-        {"name": "b", "endTime": iso(at), "code": 1},
-        {"name": "c", "startTime": iso(at), "endTime": iso(at), "code": 2},
+        {"name": "a", "endTime": iso(at), "code": 0},
+        {"name": "b", "startTime": iso(at), "endTime": iso(at), "code": 1},
+        {"name": "c", "startTime": iso(at)},
+    ]
+
+
+def test_a_step_the_api_does_not_know_costs_only_its_own_report() -> None:
+    api = FakeApi(launch_spec([]))
+    api.held_path = "/v4/builds/7/steps"
+    api.unknown_steps = {"ghost"}
+    client = ApiClient(api.url, "tok-123")
+    reporter = ApiReporter(client, 7, LogBatcher(lambda name, payload: None))
+    at = datetime.now(UTC)
+    try:
+        reporter.step_started("a", at)
+        wait_for_calls(api, 1)
+        reporter.step_ended("a", at, 0)
+        reporter.step_started("ghost", at)
+        reporter.step_started("b", at)
+        api.release.set()
+        wait_for_calls(api, 5)
+        assert reporter.close() == []
+    finally:
+        api.close()
+    # Refused as a whole, the request is sent again one step at a time.
+    assert api.taken_steps == [
+        [{"name": "a", "startTime": iso(at)}],
+        [{"name": "a", "endTime": iso(at), "code": 0}],
+        [{"name": "b", "startTime": iso(at)}],
     ]
 
 
@@ -595,12 +637,13 @@ def test_the_launcher_speaks_the_protocol_from_launch_to_final_status(tmp_path: 
     assert (method, path) == ("PUT", "/v4/builds/7")
     carried = final.pop("steps", [])
     assert final == {"status": "SUCCESS", "meta": {"parent": "yes", "out": {"x": "1"}}}
-    steps = [(m, p, sorted(b)) for m, p, b, _a in api.calls if "/steps/" in p]
-    reports = [(path.rsplit("/", 1)[1], keys) for m, path, keys in steps if m == "PUT"]
     # What had not gone when the steps were over goes with the final status, one per step.
-    reports += [(report.pop("name"), sorted(report)) for report in carried]
+    reports = [
+        (report.pop("name"), sorted(report))
+        for report in [*(r for body in step_requests(api) for r in body), *carried]
+    ]
     # Each step's start, then its end; one report of both when the step was over before its
-    # start went out. Two steps' reports may interleave; the final status comes after all.
+    # start went out. The final status comes after all.
     for name in ("build", "teardown-t"):
         assert [keys for step, keys in reports if step == name] in (
             [["startTime"], ["code", "endTime"]],
@@ -610,6 +653,78 @@ def test_the_launcher_speaks_the_protocol_from_launch_to_final_status(tmp_path: 
     assert logs[0]["seq"] == 0 and logs[0]["firstLine"] == 0
     text = zlib.decompress(base64.b64decode(logs[0]["data"])).decode()
     assert (logs[0]["count"], text) == (1, "7-x ****")
+
+
+TEN_STEPS = [{"name": f"s{i}", "command": f"echo s{i} one; echo s{i} two"} for i in range(10)]
+
+
+def test_ten_quick_steps_are_reported_in_a_few_requests_each_end_after_its_log(
+    tmp_path: Path,
+) -> None:
+    api = FakeApi(launch_spec(TEN_STEPS))
+    api.step_seconds = 0.02  # about what the real server takes for one
+    try:
+        subprocess.run(
+            launcher(api, tmp_path / "ws"), cwd=PROJECT, env=LAUNCHER_ENV, timeout=60, check=True
+        )
+    finally:
+        api.close()
+    final = api.calls[-1][2]
+    assert final["status"] == "SUCCESS"
+    requests = step_requests(api)
+    # Twenty reports; those that gathered while one request was on its way went together.
+    assert 1 <= len(requests) <= 5, requests
+    sent = [r for body in requests for r in body] + final.get("steps", [])
+    for i in range(10):
+        mine = [r for r in sent if r["name"] == f"s{i}"]
+        assert [sorted(r) for r in mine] in (
+            [["name", "startTime"], ["code", "endTime", "name"]],
+            [["code", "endTime", "name", "startTime"]],
+        )
+    # A step's end goes after its last log line was taken.
+    for i, step in enumerate(f"s{i}" for i in range(10)):
+        logged = [
+            n
+            for n, (_m, p, _b, _a) in enumerate(api.calls)
+            if p == f"/v4/builds/7/steps/{step}/logs"
+        ]
+        ended = next(
+            n
+            for n, (m, p, b, _a) in enumerate(api.calls)
+            if (m, p) in {("PUT", "/v4/builds/7/steps"), ("PUT", "/v4/builds/7")}
+            and any(
+                r["name"] == step and "endTime" in r
+                for r in (b if p.endswith("steps") else b.get("steps", []))
+            )
+        )
+        assert logged and max(logged) < ended, (i, logged, ended)
+
+
+def test_step_reports_the_api_refuses_for_a_while_all_arrive_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    api = FakeApi(launch_spec(TEN_STEPS[:3]))
+    api.steps_down_until = time.monotonic() + 1.5
+    try:
+        done = subprocess.run(
+            launcher(api, tmp_path / "ws"),
+            cwd=PROJECT,
+            env=LAUNCHER_ENV,
+            timeout=60,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        api.close()
+    final = api.calls[-1][2]
+    assert final["status"] == "SUCCESS"
+    assert len(step_requests(api)) > len(api.taken_steps) >= 1, "nothing was refused"
+    assert "resending until it does" in done.stderr
+    taken = [r for body in api.taken_steps for r in body] + final.get("steps", [])
+    for i in range(3):
+        fields = set().union(*(set(r) for r in taken if r["name"] == f"s{i}"))
+        assert fields == {"name", "startTime", "endTime", "code"}, (i, taken)
 
 
 def test_a_detached_launcher_stops_when_the_heartbeat_says_aborted(tmp_path: Path) -> None:
@@ -642,8 +757,8 @@ def test_a_detached_launcher_stops_when_the_heartbeat_says_aborted(tmp_path: Pat
         api.close()
     final = api.calls[-1][2]
     assert final["status"] == "FAILURE"
-    ended = [b["code"] for m, p, b, _a in api.calls if m == "PUT" and "code" in (b or {})]
-    ended += [report["code"] for report in final.get("steps", []) if "code" in report]
+    reports = [r for body in step_requests(api) for r in body] + final.get("steps", [])
+    ended = [report["code"] for report in reports if "code" in report]
     assert ended == [128 + signal.SIGTERM, 0]
 
 

@@ -16,6 +16,7 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
 from rest_framework import status as http
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
@@ -242,7 +243,9 @@ class StepListView(ApiView):
         """The launcher's reports of several steps in one request, recorded in order, each as
         `PUT /steps/{name}` records it; all or none: a name the build has no step of is a 404."""
         _reporting_build(request, build_id)
-        body = StepReportSerializer(data=request.data, many=True, max_length=MAX_STEP_REPORTS)
+        body: serializers.ListSerializer[Any] = serializers.ListSerializer(
+            child=StepReportSerializer(), data=request.data, max_length=MAX_STEP_REPORTS
+        )
         body.is_valid(raise_exception=True)
         reports = [(report["name"], _step_fields(report)) for report in body.validated_data]
         named = {name for name, _fields in reports}

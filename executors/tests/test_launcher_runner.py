@@ -467,7 +467,7 @@ class FakeApi:
                     self._answer(api.running, {})
                 elif self.command == "GET" and self.path == "/v4/builds/7":
                     self._answer(200, {"status": api.status})
-                elif steps and api.unknown_steps & {report["name"] for report in body}:
+                elif steps and api.unknown_steps & {report["name"] for report in body or []}:
                     self._answer(404, {"message": "no such step"})
                 elif steps:
                     api.taken_steps.append(body)

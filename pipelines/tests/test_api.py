@@ -134,9 +134,7 @@ def assert_error(response: Any, status: int) -> dict[str, Any]:
     return body
 
 
-def endpoints(
-    pipeline: Pipeline, event: Event, build: Build
-) -> list[tuple[str, str, dict[str, Any]]]:
+def endpoints(pipeline: Pipeline, event: Event, build: Build) -> list[tuple[str, str, Any]]:
     """Every /v4 endpoint but status and the signed webhook, with a plausible body."""
     job = build.job_id
     b = f"/v4/builds/{build.pk}"

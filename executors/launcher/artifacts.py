@@ -3,8 +3,8 @@
 As Screwdriver's launcher and artifact bookend do, the launcher first writes `steps.json` (the
 build's steps, with their codes and times) and `environment.json` (the build's environment,
 secrets and the token as `****`) into the folder, then `manifest.txt` (`./path` a line, every
-file it publishes), and uploads every regular file: one PUT each, or with SD_ZIP_ARTIFACTS=true
-one zip that the server expands. docs/artifacts.md has the protocol.
+file it publishes), and uploads every regular file: one PUT each, or one zip that the server
+expands, with SD_ZIP_ARTIFACTS=true or for a small folder. docs/artifacts.md has the protocol.
 
 The folder is the build's: its steps may have left a link to any file of the machine there
 (a container's root to the host's /etc/shadow, a local build to the server's data). So it is
@@ -41,6 +41,11 @@ MAX_FILES = 100_000
 # build's artifacts step always has at least three files (steps.json, environment.json and
 # manifest.txt), the last thing before its final status.
 UPLOADS_AT_ONCE = 4
+# A folder this small goes up as one zip even when SD_ZIP_ARTIFACTS does not ask for it: one
+# request and one transaction on the server instead of one of each a file. If the server
+# refuses the zip, the files go one by one, as they would have.
+SMALL_FOLDER_FILES = 32
+SMALL_FOLDER_BYTES = 1 << 20
 MAX_DEPTH = 64
 MAX_PATH_BYTES = 1024
 MASK = "****"
@@ -190,6 +195,7 @@ class Publisher:
         environment: list[dict[str, str]],
         zip_files: bool,
         patience: Callable[[], float],
+        one_zip_up_to: tuple[int, int] = (SMALL_FOLDER_FILES, SMALL_FOLDER_BYTES),
     ) -> None:
         self.client = client
         self.build_id = build_id
@@ -198,6 +204,7 @@ class Publisher:
         self.environment = environment
         self.zip_files = zip_files
         self.patience = patience
+        self.one_zip_up_to = one_zip_up_to
         self.log: Log = lambda text: None
 
     def publish(
@@ -247,6 +254,8 @@ class Publisher:
             return 1
         if self.zip_files:
             sent, failed = self._upload_zip(chosen, log)
+        elif self._small(chosen):
+            sent, failed = self._upload_small(chosen, log, should_stop)
         else:
             sent, failed = self._upload_files(chosen, log, should_stop)
         problems += failed
@@ -255,6 +264,10 @@ class Publisher:
         if problems:
             log(f"{problems} file(s) of $SD_ARTIFACTS_DIR were not published: see above.")
         return 1 if problems else 0
+
+    def _small(self, files: list[Found]) -> bool:
+        most_files, most_bytes = self.one_zip_up_to
+        return len(files) <= most_files and sum(f.size for f in files) <= most_bytes
 
     def _within_caps(self, files: list[Found], log: Log, total: int = 0) -> tuple[list[Found], int]:
         chosen: list[Found] = []
@@ -358,13 +371,39 @@ class Publisher:
             os.close(fd)
 
     def _upload_zip(self, files: list[Found], log: Log) -> tuple[list[Found], int]:
+        try:
+            return self._send_zip(files, log, say=True)
+        except ApiError as exc:
+            log(f"The zip was not published: {_api_reason(exc)}")
+        except (OSError, BodyChanged) as exc:
+            log(f"The zip was not published: {_reason(exc)}.")
+        return [], len(files)
+
+    def _upload_small(
+        self, files: list[Found], log: Log, should_stop: Callable[[], bool]
+    ) -> tuple[list[Found], int]:
+        """A few small files in one zip; one by one if the server refused it (the build ended,
+        or the API stayed out of reach: then nothing more is tried, as for single files)."""
+        try:
+            return self._send_zip(files, log, say=False)
+        except ApiError as exc:
+            if isinstance(exc, ConflictError) or not exc.permanent:
+                log(f"Nothing was published: {_api_reason(exc)}")
+                return [], len(files)
+        except (OSError, BodyChanged):
+            pass
+        return self._upload_files(files, log, should_stop)
+
+    def _send_zip(self, files: list[Found], log: Log, *, say: bool) -> tuple[list[Found], int]:
+        """Zip `files` and upload the zip; what was sent, and how many were not."""
         tree = self.workspace.tree
         path = self.workspace.state / "artifacts.zip"
         fd = tree.create(path)
         try:
             zipped, failed = self._zip(files, fd, log)
             size = os.fstat(fd).st_size
-            log(f"Uploading {len(zipped)} files as one zip of {size_text(size)}.")
+            if say:
+                log(f"Uploading {len(zipped)} files as one zip of {size_text(size)}.")
             answer = self.client.deliver_file(
                 f"/builds/{self.build_id}/artifacts.zip",
                 fd,
@@ -373,12 +412,6 @@ class Publisher:
                 within=self.patience(),
                 on_retry=_said(log, "the zip"),
             )
-        except ApiError as exc:
-            log(f"The zip was not published: {_api_reason(exc)}")
-            return [], len(files)
-        except (OSError, BodyChanged) as exc:
-            log(f"The zip was not published: {_reason(exc)}.")
-            return [], len(files)
         finally:
             os.close(fd)
             tree.unlink(path)

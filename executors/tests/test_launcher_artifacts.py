@@ -113,6 +113,7 @@ def publisher(
     caps: Caps | None = None,
     zip_files: bool = False,
     environment: list[dict[str, str]] | None = None,
+    one_file_a_request: bool = False,
 ) -> Publisher:
     client = ApiClient(api.url, "tok", give_up_at=None)
     return Publisher(
@@ -123,6 +124,8 @@ def publisher(
         environment=environment or [{"SD_BUILD_ID": "7"}],
         zip_files=zip_files,
         patience=lambda: 5.0,
+        # The uploads of a folder too big for one quiet zip (the others' default).
+        **({"one_zip_up_to": (0, 0)} if one_file_a_request else {}),
     )
 
 
@@ -216,7 +219,9 @@ def test_every_regular_file_is_uploaded_byte_for_byte_with_the_reports(
     files = fill(workspace.artifacts, tmp_path / "outside")
     said: list[str] = []
     steps = [{"name": "build", "command": "make", "code": 0, "startTime": "t0", "endTime": "t1"}]
-    code = publisher(api, workspace).publish(steps, said.append, lambda: False)
+    code = publisher(api, workspace, one_file_a_request=True).publish(
+        steps, said.append, lambda: False
+    )
     assert code == 0, said
     assert published(api) == files
     assert json.loads(api.files["steps.json"]) == steps
@@ -239,7 +244,8 @@ def test_a_name_with_spaces_and_accents_is_sent_encoded_and_arrives_whole(
     api: UploadApi, workspace: Workspace
 ) -> None:
     (workspace.artifacts / "résumé final?.txt").write_text("cv")
-    assert publisher(api, workspace).publish([], print, lambda: False) == 0
+    sending = publisher(api, workspace, one_file_a_request=True)
+    assert sending.publish([], print, lambda: False) == 0
     assert api.files["résumé final?.txt"] == b"cv"
     assert any("r%C3%A9sum%C3%A9%20final%3F.txt" in p for p, _t in api.requests)
 
@@ -304,7 +310,8 @@ def test_a_refusal_is_logged_with_the_servers_words_and_fails_the_step(
     try:
         (workspace.artifacts / "a.txt").write_text("x")
         said: list[str] = []
-        assert publisher(api, workspace).publish([], said.append, lambda: False) == 1
+        sending = publisher(api, workspace, one_file_a_request=True)
+        assert sending.publish([], said.append, lambda: False) == 1
     finally:
         api.close()
     # Up to four files go at once, so the first to arrive (the one refused) may be any of them.
@@ -323,7 +330,8 @@ def test_once_the_build_has_ended_nothing_more_is_sent(workspace: Workspace) -> 
         for name in ("a.txt", "b.txt"):
             (workspace.artifacts / name).write_text(name)
         said: list[str] = []
-        assert publisher(api, workspace).publish([], said.append, lambda: False) == 1
+        sending = publisher(api, workspace, one_file_a_request=True)
+        assert sending.publish([], said.append, lambda: False) == 1
     finally:
         api.close()
     # Four went at once (the manifest, the reports and a.txt); after the 409 nothing more.
@@ -335,6 +343,45 @@ def test_once_the_build_has_ended_nothing_more_is_sent(workspace: Workspace) -> 
     ]
     assert "manifest.txt: not published: refused with 409" in said
     assert "4 more file(s) not published." in said
+
+
+def test_a_small_folder_goes_in_one_quiet_zip(api: UploadApi, workspace: Workspace) -> None:
+    (workspace.artifacts / "report.txt").write_text("all green\n")
+    said: list[str] = []
+    assert publisher(api, workspace).publish([], said.append, lambda: False) == 0, said
+    # One request for the four files, and the log reads as for four uploads.
+    assert [p for p, _t in api.requests] == ["/v4/builds/7/artifacts.zip"]
+    assert sorted(api.files) == ["environment.json", "manifest.txt", "report.txt", "steps.json"]
+    assert api.files["report.txt"] == b"all green\n"
+    assert said == [f"Published 4 files, {size_text(sum(len(v) for v in api.files.values()))}."]
+    assert not (workspace.state / "artifacts.zip").exists()
+
+
+def test_a_refused_small_zip_is_sent_again_file_by_file(workspace: Workspace) -> None:
+    api = UploadApi(answers=[404])  # a server without the zip route
+    try:
+        (workspace.artifacts / "report.txt").write_text("ok")
+        said: list[str] = []
+        assert publisher(api, workspace).publish([], said.append, lambda: False) == 0, said
+    finally:
+        api.close()
+    paths = [p.rsplit("/", 1)[-1] for p, _t in api.requests]
+    assert paths[0] == "artifacts.zip"
+    assert sorted(paths[1:]) == ["environment.json", "manifest.txt", "report.txt", "steps.json"]
+    assert api.files["report.txt"] == b"ok" and said[-1].startswith("Published 4 files")
+
+
+def test_a_small_zip_refused_because_the_build_ended_is_not_sent_again(
+    workspace: Workspace,
+) -> None:
+    api = UploadApi(answers=[409])
+    try:
+        said: list[str] = []
+        assert publisher(api, workspace).publish([], said.append, lambda: False) == 1
+    finally:
+        api.close()
+    assert [p for p, _t in api.requests] == ["/v4/builds/7/artifacts.zip"]
+    assert "Nothing was published: refused with 409" in said
 
 
 def test_a_link_in_place_of_the_folder_publishes_nothing(

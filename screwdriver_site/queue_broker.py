@@ -23,10 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from django import db
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from django_q.brokers.orm import ORM
 from django_q.conf import Conf
+from django_q.models import OrmQ
 
 from .data_dir import private_dir
 
@@ -129,12 +132,23 @@ class WakingOrmBroker(ORM):
     _waker_pid = 0
     _waker_failed = False
 
+    @staticmethod
+    def get_connection(list_key: str | None = None) -> Any:
+        # The caller's connection as it is. django-q2's broker closes it first when it is
+        # past its age (for its own long-lived processes): with CONN_MAX_AGE 0, always, so a
+        # request that queued a task after its commit opened another for what it read next,
+        # its answer included. The pusher does that itself, below.
+        return OrmQ.objects.using(Conf.ORM)
+
     def enqueue(self, task: Any) -> Any:
         task_id = super().enqueue(task)
         wake_workers()
         return task_id
 
     def dequeue(self) -> list[tuple[Any, Any]] | None:
+        if transaction.get_autocommit(using=Conf.ORM):
+            # A connection the database dropped, or one past its age, is not used again.
+            db.close_old_connections()
         claimed = self._claim()
         if claimed:
             return claimed

@@ -105,3 +105,14 @@ def test_a_deep_data_folder_and_a_dead_workers_socket(settings: Any, tmp_path: P
         assert time.monotonic() - started < 5
     finally:
         waker.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_queuing_a_task_keeps_the_callers_database_connection() -> None:
+    from django.db import connection
+
+    connection.ensure_connection()
+    before = connection.connection
+    async_task("math.sqrt", 4.0)
+    # django-q2's own broker closes it first: a request would open another for its answer.
+    assert connection.connection is before

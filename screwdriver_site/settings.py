@@ -132,12 +132,13 @@ if _engine == "django.db.backends.sqlite3":
     if _sqlite_file.name not in ("", ":memory:") and _sqlite_file.parent.is_dir():
         private_file(_sqlite_file)
     # The API, the worker and the ASGI server write concurrently: WAL lets readers go on
-    # while one writes, and IMMEDIATE transactions take the write lock up front so a
-    # read-then-write transaction never fails half-way with "database is locked".
+    # while one writes (turned on once a process: screwdriver_site/sqlite_wal.py), and
+    # IMMEDIATE transactions take the write lock up front so a read-then-write transaction
+    # never fails half-way with "database is locked".
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "init_command": "PRAGMA synchronous=NORMAL;",
     }
 elif _engine == "django.db.backends.mysql":
     DATABASES["default"].setdefault("OPTIONS", {}).update(

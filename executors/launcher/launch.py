@@ -259,9 +259,17 @@ def run_build(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    # The sandbox needs nothing from the spec: it starts while the spec is on its way.
+    # The sandbox needs nothing from the spec: it starts while the spec is on its way. The
+    # request goes from a thread, and bwrap starts from this one: with --die-with-parent it
+    # dies with the thread that started it.
+    fetched: list[dict[str, Any] | int] = []
+    fetcher = threading.Thread(
+        target=lambda: fetched.append(_fetch_spec(client, build_id)), name="sd-launch"
+    )
+    fetcher.start()
     early = _EarlySandbox.start(sandbox, workspace_dir) if sandbox is not None else None
-    spec = _fetch_spec(client, build_id)
+    fetcher.join()
+    spec = fetched[0] if fetched else 1  # the thread said why on stderr
     if isinstance(spec, int):
         if early is not None:
             early.discard()
@@ -533,12 +541,14 @@ def _run_steps(
         result = runner.run(steps, checkout, config_checkout)
         ran = True
     finally:
+        # Every log line is out before the final status says its step ended; the last ones go
+        # while the last step reports are still on their way (a report of an end waits for
+        # its step's lines itself).
+        batcher.close(max(1.0, client.seconds_left() - FINAL_STATUS_RESERVE_SECONDS))
         unsent = reporter.close()
         if not ran:
             reporter.send(unsent)  # no final status of ours will carry them
             unsent = []
-        # Every log line is out before the final status says its step ended.
-        batcher.close(max(1.0, client.seconds_left() - FINAL_STATUS_RESERVE_SECONDS))
         transport.close()
         if meta_server is not None:
             meta_server.close()

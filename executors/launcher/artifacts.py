@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 import threading
 import time
 import zipfile
@@ -52,6 +53,8 @@ MASK = "****"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _COPY_BYTES = 1024 * 1024
 _ZIP64_FROM = (1 << 31) - 1
+# 2107-12-29, days short of the last date a zip entry can hold, whatever the time zone.
+_ZIP_CLOCK_ENDS = 4_354_560_000
 
 Log = Callable[[str], None]
 
@@ -390,8 +393,10 @@ class Publisher:
             if isinstance(exc, ConflictError) or not exc.permanent:
                 log(f"Nothing was published: {_api_reason(exc)}")
                 return [], len(files)
-        except (OSError, BodyChanged):
-            pass
+        except Exception as exc:
+            # The zip could not be made: each file on its own, as without it.
+            # The launcher's own log (stderr), not the step's: the files' own lines say enough.
+            sys.stderr.write(f"launcher: the artifacts' zip could not be made: {exc!r}\n")
         return self._upload_files(files, log, should_stop)
 
     def _send_zip(self, files: list[Found], log: Log, *, say: bool) -> tuple[list[Found], int]:
@@ -410,7 +415,7 @@ class Publisher:
                 size,
                 content_type="application/zip",
                 within=self.patience(),
-                on_retry=_said(log, "the zip"),
+                on_retry=_said(log, "the zip" if say else "the artifacts"),
             )
         finally:
             os.close(fd)
@@ -460,8 +465,12 @@ def _copy(source: int, out: Any, size: int) -> None:
 
 
 def _zip_time(mtime: float) -> tuple[int, int, int, int, int, int]:
-    # A zip's clock starts in 1980.
-    stamp = time.localtime(max(mtime, 315_532_800 + 86_400))
+    # A zip's clock runs from 1980 to 2107: a file dated outside it (a step may touch any
+    # date) gets the nearest end, never an error that would publish nothing.
+    try:
+        stamp = time.localtime(min(max(mtime, 315_532_800 + 86_400), _ZIP_CLOCK_ENDS))
+    except (OverflowError, OSError, ValueError):
+        return (1980, 1, 1, 0, 0, 0)
     return (stamp.tm_year, stamp.tm_mon, stamp.tm_mday, stamp.tm_hour, stamp.tm_min, stamp.tm_sec)
 
 

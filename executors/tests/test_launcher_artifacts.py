@@ -357,6 +357,20 @@ def test_a_small_folder_goes_in_one_quiet_zip(api: UploadApi, workspace: Workspa
     assert not (workspace.state / "artifacts.zip").exists()
 
 
+def test_files_dated_outside_a_zips_clock_are_published(
+    api: UploadApi, workspace: Workspace
+) -> None:
+    for name, when in (("future.txt", 7_258_118_400), ("past.txt", 0)):  # 2200, 1970
+        (workspace.artifacts / name).write_text(name)
+        os.utime(workspace.artifacts / name, (when, when))
+    said: list[str] = []
+    assert publisher(api, workspace).publish([], said.append, lambda: False) == 0, said
+    assert api.files["future.txt"] == b"future.txt" and api.files["past.txt"] == b"past.txt"
+    with zipfile.ZipFile(io.BytesIO(api.zips[0])) as archive:
+        years = {info.filename: info.date_time[0] for info in archive.infolist()}
+    assert years["future.txt"] == 2107 and years["past.txt"] == 1980
+
+
 def test_a_refused_small_zip_is_sent_again_file_by_file(workspace: Workspace) -> None:
     api = UploadApi(answers=[404])  # a server without the zip route
     try:

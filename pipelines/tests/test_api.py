@@ -257,9 +257,11 @@ def test_a_token_used_again_within_a_minute_is_not_written_again(
     token = create_user_token(user=owner, name="script")
     with time_machine.travel("2026-12-05 10:00:00+00:00", tick=False):
         with_bearer(token.value).get(f"/v4/pipelines/{pipeline.pk}")
-    with time_machine.travel("2026-12-05 10:00:59+00:00", tick=False):
-        with CaptureQueriesContext(connection) as again:
-            assert with_bearer(token.value).get(f"/v4/pipelines/{pipeline.pk}").status_code == 200
+    with (
+        time_machine.travel("2026-12-05 10:00:59+00:00", tick=False),
+        CaptureQueriesContext(connection) as again,
+    ):
+        assert with_bearer(token.value).get(f"/v4/pipelines/{pipeline.pk}").status_code == 200
     token.token.refresh_from_db()
     assert token.token.last_used == datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
     assert not [q for q in again.captured_queries if q["sql"].startswith("UPDATE")]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,39 +17,61 @@ import pytest
 from executors.launcher.api import ApiClient, ApiError, token_lifetime
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+class _Api:
+    """A fake API whose port is taken from the start: bound but not listening, every
+    connection to it is refused (the API is down) and no other process can take the port;
+    `up()` starts answering every PUT with `status`."""
+
+    def __init__(self, status: int) -> None:
+        self.seen: list[str] = []
+        seen = self.seen
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_PUT(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                seen.append(self.rfile.read(length).decode())
+                body = json.dumps({"ok": status < 400}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        self.server.server_bind()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @contextmanager
+    def up(self) -> Iterator[None]:
+        self.server.server_activate()
+        thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+        thread.start()
+        try:
+            yield
+        finally:
+            self.server.shutdown()
+
+    def close(self) -> None:
+        self.server.server_close()
 
 
-@contextmanager
-def _api(port: int, status: int, seen: list[str]) -> Iterator[None]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+@pytest.fixture
+def api_ok() -> Iterator[_Api]:
+    api = _Api(200)
+    yield api
+    api.close()
 
-        def do_PUT(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            seen.append(self.rfile.read(length).decode())
-            body = json.dumps({"ok": status < 400}).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
-    ThreadingHTTPServer.allow_reuse_address = True
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-    )
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
+@pytest.fixture
+def api_forbidden() -> Iterator[_Api]:
+    api = _Api(403)
+    yield api
+    api.close()
 
 
 def test_the_tokens_lifetime_is_read_from_the_token_and_junk_gives_none() -> None:
@@ -64,11 +85,9 @@ def test_the_tokens_lifetime_is_read_from_the_token_and_junk_gives_none() -> Non
 
 
 @pytest.mark.slow
-def test_a_report_sent_while_the_api_is_down_lands_when_it_comes_back() -> None:
-    port = _free_port()
-    seen: list[str] = []
+def test_a_report_sent_while_the_api_is_down_lands_when_it_comes_back(api_ok: _Api) -> None:
     retries: list[ApiError] = []
-    client = ApiClient(f"http://127.0.0.1:{port}", "t", give_up_at=time.time() + 60)
+    client = ApiClient(api_ok.url, "t", give_up_at=time.time() + 60)
     result: dict[str, Any] = {}
 
     def send() -> None:
@@ -79,24 +98,22 @@ def test_a_report_sent_while_the_api_is_down_lands_when_it_comes_back() -> None:
     sender = threading.Thread(target=send)
     sender.start()
     time.sleep(2.0)  # refused for two seconds: four tries at least
-    with _api(port, 200, seen):
+    with api_ok.up():
         sender.join(timeout=30)
     assert result["answer"] == {"ok": True}
-    assert seen == [json.dumps({"status": "SUCCESS"})]
+    assert api_ok.seen == [json.dumps({"status": "SUCCESS"})]
     assert len(retries) >= 2
 
 
-def test_a_report_the_api_refuses_is_not_resent() -> None:
-    port = _free_port()
-    seen: list[str] = []
-    client = ApiClient(f"http://127.0.0.1:{port}", "t", give_up_at=time.time() + 60)
-    with _api(port, 403, seen), pytest.raises(ApiError) as refused:
+def test_a_report_the_api_refuses_is_not_resent(api_forbidden: _Api) -> None:
+    client = ApiClient(api_forbidden.url, "t", give_up_at=time.time() + 60)
+    with api_forbidden.up(), pytest.raises(ApiError) as refused:
         client.deliver("PUT", "/builds/1", {"status": "SUCCESS"})
-    assert refused.value.status == 403 and len(seen) == 1
+    assert refused.value.status == 403 and len(api_forbidden.seen) == 1
 
 
-def test_resending_stops_when_the_token_would_have_expired() -> None:
-    client = ApiClient(f"http://127.0.0.1:{_free_port()}", "t", give_up_at=time.time() + 1.0)
+def test_resending_stops_when_the_token_would_have_expired(api_ok: _Api) -> None:
+    client = ApiClient(api_ok.url, "t", give_up_at=time.time() + 1.0)
     started = time.monotonic()
     with pytest.raises(ApiError):
         client.deliver("PUT", "/builds/1", {"status": "SUCCESS"})

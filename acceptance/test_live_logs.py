@@ -60,7 +60,7 @@ def test_a_watched_build_streams_its_log_to_the_page_over_the_launchers_socket(
     assert seen == expected
     assert finished(stack, row["id"], timeout=120)["status"] == "SUCCESS"
     assert log_lines(stack, row["id"], "count") == expected
-    (log,) = stack.data_dir.rglob(f"build-{row['id']}.launcher.log")
+    log = stack.data_dir / "workspaces" / f"build-{row['id']}.launcher.log"
     sent = re.search(r"count (\d+) by HTTP and (\d+) on the socket", log.read_text())
     assert sent is not None, log.read_text()
     assert int(sent[2]) > 5 * int(sent[1]), sent[0]

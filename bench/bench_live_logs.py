@@ -159,7 +159,7 @@ def rates(build_id: int, data_dir: Path) -> Rates:
     seconds = (step.end_time - step.start_time).total_seconds()
     batches = LogBatch.objects.filter(step=step).count()
     frames = 0
-    for log in data_dir.rglob(f"build-{build_id}.launcher.log"):
+    for log in data_dir.glob(f"workspaces/build-{build_id}.launcher.log"):
         found = re.search(r"ticks \d+ by HTTP and (\d+) on the socket", log.read_text())
         frames = int(found[1]) if found else 0
     return (batches - frames) / seconds, frames / seconds

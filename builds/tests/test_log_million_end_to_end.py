@@ -87,7 +87,8 @@ class PeakMemory:
     def _sample(self) -> None:
         while not self._stop.wait(0.05):
             self.worker = max(self.worker, self._peak(self.worker_pid))
-            for pid_file in self.data_dir.rglob("*.launcher.pid"):
+            # Beside the workspaces, not in them: a walk would race their removal.
+            for pid_file in self.data_dir.glob("workspaces/*.launcher.pid"):
                 try:
                     pid = int(pid_file.read_text().split()[0])
                 except (OSError, ValueError, IndexError):
@@ -153,7 +154,7 @@ def test_a_million_lines_are_stored_whole_in_order_masked_capped_and_resent_safe
         f"{peaks.worker // 1024} MiB and the launcher {peaks.launcher // 1024} MiB"
     )
     assert build.status == BuildStatus.SUCCESS, build.status_message
-    launcher_log = next(stack.data_dir.rglob(f"build-{build.pk}.launcher.log")).read_text()
+    launcher_log = (stack.data_dir / "workspaces" / f"build-{build.pk}.launcher.log").read_text()
     assert "resending log batch" in launcher_log
     assert server_peak - server_before < SERVER_GROWTH_LIMIT // 1024
     assert 0 < peaks.launcher < LAUNCHER_LIMIT // 1024

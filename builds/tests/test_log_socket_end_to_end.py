@@ -104,9 +104,10 @@ def _session_cookie() -> str:
 
 
 def _launcher_log(stack: LiveStack, build: Build) -> str:
-    found = list(stack.data_dir.rglob(f"build-{build.pk}.launcher.log"))
-    assert found, "no launcher log"
-    return found[0].read_text()
+    # Beside the build's workspace, which the launcher may still be removing: not a walk.
+    found = stack.data_dir / "workspaces" / f"build-{build.pk}.launcher.log"
+    assert found.is_file(), "no launcher log"
+    return found.read_text()
 
 
 @pytest.mark.parametrize("cut", [False, True], ids=["socket", "socket-cut-mid-step"])

@@ -134,9 +134,9 @@ def _everything_stored_and_shown(build: Build, user: User, data_dir: Path) -> li
         answer = api.get(url)
         assert answer.status_code == 200, url
         found.append(answer.content)
-    for path in data_dir.rglob("*"):
-        # The worker may still be cleaning up (the launcher's pid file goes as the build
-        # ends): a file gone between the listing and its reading holds nothing any more.
+    # os.walk, not rglob: the worker may still be removing the build's workspace, and a
+    # folder gone between the listing and its reading holds nothing any more (nor a file).
+    for path in (Path(top, name) for top, _dirs, files in os.walk(data_dir) for name in files):
         with contextlib.suppress(FileNotFoundError):
             if path.is_file() and not path.is_symlink():
                 found.append(path.read_bytes())

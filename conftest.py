@@ -344,7 +344,7 @@ def database_url() -> str:
     """A URL for the test database, so processes we start use the same one."""
     s = connection.settings_dict
     engine = s["ENGINE"].rsplit(".", 1)[-1]
-    if engine == "sqlite3":
+    if connection.vendor == "sqlite":
         return f"sqlite:///{s['NAME']}"
     scheme = {"postgresql": "postgres", "mysql": "mysql"}[engine]
     auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")

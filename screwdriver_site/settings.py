@@ -127,6 +127,9 @@ DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{SD_DATA_DIR / 'db.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 _engine = DATABASES["default"]["ENGINE"]
 if _engine == "django.db.backends.sqlite3":
+    # Django's backend, with each process's closed connections kept to reuse: a new one
+    # reads the whole schema first (screwdriver_site/pooled_sqlite3/base.py).
+    _engine = DATABASES["default"]["ENGINE"] = "screwdriver_site.pooled_sqlite3"
     # SQLite gives its -wal and -shm files the database file's mode: create it 0600 first.
     _sqlite_file = Path(str(DATABASES["default"]["NAME"]))
     if _sqlite_file.name not in ("", ":memory:") and _sqlite_file.parent.is_dir():
@@ -148,7 +151,7 @@ elif _engine == "django.db.backends.mysql":
 # is a file they can open (one per test process, so parallel runs never share one).
 _test_name = env_str("SD_TEST_DATABASE_NAME") or (
     str(SD_DATA_DIR / f"test-db-{os.getpid()}.sqlite3")
-    if _engine == "django.db.backends.sqlite3"
+    if _engine == "screwdriver_site.pooled_sqlite3"
     else None
 )
 DATABASES["default"]["TEST"] = {"NAME": _test_name}

@@ -1,0 +1,1 @@
+"""SQLite with its connections kept open between requests (see base.py)."""

@@ -1,0 +1,167 @@
+"""SQLite connections are kept by each process and reused, never in a state the next user
+would notice: no read left open, no transaction, no other file, no other process."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connections
+
+from screwdriver_site.pooled_sqlite3.base import DatabaseWrapper
+
+
+@pytest.fixture
+def db_file(tmp_path: Path) -> Path:
+    path = tmp_path / "pool.sqlite3"
+    with sqlite3.connect(path) as setup:
+        setup.execute("CREATE TABLE t (x INTEGER)")
+        setup.executemany("INSERT INTO t VALUES (?)", [(n,) for n in range(100)])
+    return path
+
+
+def _settings(path: Path) -> dict[str, Any]:
+    # Whatever the default database is, these tests open an SQLite file of their own.
+    settings = dict(connections["default"].settings_dict)
+    settings.update(
+        ENGINE="screwdriver_site.pooled_sqlite3",
+        NAME=str(path),
+        OPTIONS={"transaction_mode": "IMMEDIATE", "timeout": 5},
+        TEST={},
+    )
+    return settings
+
+
+@pytest.fixture
+def wrapper(db_file: Path, django_db_blocker: Any) -> Iterator[DatabaseWrapper]:
+    # A database of the test's own, not the test database: pytest-django need not set it up.
+    with django_db_blocker.unblock():
+        db = DatabaseWrapper(_settings(db_file), "pool-test")
+        db.inc_thread_sharing()
+        yield db
+        db.close()
+
+
+def _count(db: DatabaseWrapper) -> int:
+    with db.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM t")
+        return int(cursor.fetchone()[0])
+
+
+def test_a_closed_connection_is_taken_again_by_the_next_thread(
+    wrapper: DatabaseWrapper, db_file: Path
+) -> None:
+    wrapper.ensure_connection()
+    first = wrapper.connection
+    wrapper.close()
+    assert wrapper.connection is None
+    taken: list[Any] = []
+
+    def request() -> None:
+        # Each request of the server runs in a thread of its own, with a wrapper of its own.
+        other = DatabaseWrapper(_settings(db_file), "pool-test")
+        other.ensure_connection()
+        taken.append(other.connection)
+        assert _count(other) == 100
+        other.close()
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    thread.join()
+    assert taken == [first]
+    # As Django left it: autocommit, foreign keys on.
+    wrapper.ensure_connection()
+    assert wrapper.connection is first
+    assert wrapper.get_autocommit()
+    with wrapper.cursor() as cursor:
+        cursor.execute("PRAGMA foreign_keys")
+        assert cursor.fetchone()[0] == 1
+
+
+def test_a_read_left_open_does_not_reach_the_next_user(
+    wrapper: DatabaseWrapper, db_file: Path
+) -> None:
+    wrapper.ensure_connection()
+    with wrapper.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    # A query read half-way: its statement holds a read of the database as it is now.
+    half_read = wrapper.cursor()
+    half_read.execute("SELECT x FROM t")
+    half_read.fetchone()
+    wrapper.close()
+    with sqlite3.connect(db_file) as writer:
+        writer.execute("INSERT INTO t VALUES (100)")
+    wrapper.ensure_connection()
+    # Had the old read stayed open, this would still see 100 rows.
+    assert _count(wrapper) == 101
+
+
+def test_a_transaction_left_open_is_rolled_back_first(wrapper: DatabaseWrapper) -> None:
+    wrapper.ensure_connection()
+    raw = wrapper.connection
+    raw.execute("BEGIN")
+    raw.execute("DELETE FROM t")
+    wrapper.close()
+    wrapper.ensure_connection()
+    assert wrapper.connection is raw
+    assert not raw.in_transaction
+    assert _count(wrapper) == 100
+
+
+def test_a_connection_closed_inside_an_atomic_block_is_closed_for_good(
+    wrapper: DatabaseWrapper,
+) -> None:
+    wrapper.ensure_connection()
+    raw = wrapper.connection
+    wrapper.set_autocommit(False)
+    wrapper.in_atomic_block = True  # as transaction.atomic leaves it
+    wrapper.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        raw.execute("SELECT 1")
+    wrapper.in_atomic_block = wrapper.closed_in_transaction = wrapper.needs_rollback = False
+    wrapper.connection = None
+    wrapper.ensure_connection()
+    assert wrapper.connection is not raw
+    assert _count(wrapper) == 100
+
+
+def test_a_database_made_again_under_the_same_name_gets_a_new_connection(
+    wrapper: DatabaseWrapper, db_file: Path
+) -> None:
+    wrapper.ensure_connection()
+    old = wrapper.connection
+    wrapper.close()
+    # A test database is deleted and made again under its name between runs.
+    db_file.unlink()
+    with sqlite3.connect(db_file) as setup:
+        setup.execute("CREATE TABLE t (x INTEGER)")
+    wrapper.ensure_connection()
+    assert wrapper.connection is not old
+    assert _count(wrapper) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_process_opens_its_own(wrapper: DatabaseWrapper) -> None:
+    wrapper.ensure_connection()
+    parents = id(wrapper.connection)
+    wrapper.close()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            wrapper.ensure_connection()
+            same = id(wrapper.connection) == parents
+            ok = _count(wrapper) == 100
+            os.write(write, b"same" if same else (b"own" if ok else b"bad"))
+        finally:
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 16)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert answer == b"own"

@@ -68,7 +68,8 @@ class ApiReporter:
     resent until it does, or until the build token expires: a restart of the API delays the
     reports, it never loses them. `close` waits for the request on its way and hands back the
     reports not sent yet, one per step, for the final status to carry: the last quick steps'
-    reports then cost no request of their own.
+    reports then cost no request of their own. The end of the build's last step is never sent
+    on its own: the final status always follows, and carries it.
     """
 
     def __init__(self, client: ApiClient, build_id: int, batcher: LogBatcher) -> None:
@@ -77,7 +78,8 @@ class ApiReporter:
         self.batcher = batcher
         self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
         self._closing = threading.Event()
-        self._unsent: list[dict[str, Any]] = []
+        self._unsent: list[tuple[str, dict[str, Any]]] = []
+        self._held: list[tuple[str, dict[str, Any]]] = []
         self._thread = threading.Thread(target=self._send_all, name="step-reports", daemon=True)
         self._thread.start()
 
@@ -92,9 +94,14 @@ class ApiReporter:
         """Queue lines for the batcher."""
         self.batcher.add(name, blocks)
 
-    def step_ended(self, name: str, at: datetime, code: int) -> None:
-        """Queue the report of the end, sent once the step's last lines are out."""
-        self._queue.put((name, {"endTime": iso(at), "code": code}))
+    def step_ended(self, name: str, at: datetime, code: int, *, last: bool = False) -> None:
+        """Queue the report of the end, sent once the step's last lines are out; the last
+        step's is kept for the final status."""
+        report = (name, {"endTime": iso(at), "code": code})
+        if last:
+            self._held.append(report)
+        else:
+            self._queue.put(report)
 
     def send_batch(self, name: str, payload: dict[str, Any]) -> Any:
         """The batcher's sender (the batcher resends what fails, in order)."""
@@ -106,7 +113,7 @@ class ApiReporter:
         self._closing.set()
         self._queue.put(None)
         self._thread.join(max(1.0, self.client.seconds_left() - FINAL_STATUS_RESERVE_SECONDS))
-        return self._unsent
+        return _one_per_step([*self._unsent, *self._held])
 
     def send(self, reports: list[dict[str, Any]]) -> None:
         """Send reports that `close` handed back and no final status will carry."""
@@ -119,12 +126,12 @@ class ApiReporter:
             with contextlib.suppress(queue.Empty):
                 while True:
                     waiting.append(self._queue.get_nowait())
-            reports = _one_per_step(item for item in waiting if item is not None)
+            pending = [item for item in waiting if item is not None]
             if self._closing.is_set():
                 # The steps are over: what has not gone yet goes with the final status.
-                self._unsent = reports
+                self._unsent = pending
                 return
-            self._deliver(reports)
+            self._deliver(_one_per_step(pending))
 
     def _deliver(self, reports: list[dict[str, Any]]) -> None:
         # The log is whole by the time a step is reported ended.

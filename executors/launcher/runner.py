@@ -71,8 +71,8 @@ class Reporter(Protocol):
     def lines(self, name: str, blocks: list[Block]) -> None:
         """A step wrote the lines of these blocks (masked and capped already)."""
 
-    def step_ended(self, name: str, at: datetime, code: int) -> None:
-        """A step ended with exit code `code`."""
+    def step_ended(self, name: str, at: datetime, code: int, *, last: bool = False) -> None:
+        """A step ended with exit code `code`; `last`: no step follows it in this build."""
 
 
 class Publishing(Protocol):
@@ -303,7 +303,7 @@ class Runner:
             log(f"Publishing the artifacts failed: {exc!r}")
             code = 1
         self._log(ARTIFACTS_STEP, output, b"", finish=True)
-        self._ended(ARTIFACTS_STEP, code)
+        self._ended(ARTIFACTS_STEP, code, last=True)
         return code
 
     def step_report(self, steps: Sequence[Step], checkout: Checkout | None) -> list[dict[str, Any]]:
@@ -318,10 +318,10 @@ class Runner:
         self._times[name] = {"startTime": iso(at)}
         self.reporter.step_started(name, at)
 
-    def _ended(self, name: str, code: int) -> None:
+    def _ended(self, name: str, code: int, *, last: bool = False) -> None:
         at = datetime.now(UTC)
         self._times.setdefault(name, {}).update(endTime=iso(at), code=code)
-        self.reporter.step_ended(name, at, code)
+        self.reporter.step_ended(name, at, code, last=last)
 
     @staticmethod
     def _record(result: RunResult, name: str, code: int) -> None:

@@ -140,7 +140,7 @@ class BatchingReporter:
     def lines(self, name: str, blocks: list[Block]) -> None:
         self.batcher.add(name, blocks)
 
-    def step_ended(self, name: str, at: datetime, code: int) -> None:
+    def step_ended(self, name: str, at: datetime, code: int, *, last: bool = False) -> None:
         assert self.batcher.flush(name)
 
 

@@ -323,7 +323,7 @@ sweep = process.set_child_subreaper()
 class Quiet:
     def step_started(self, name, at): pass
     def lines(self, name, lines): pass
-    def step_ended(self, name, at, code): pass
+    def step_ended(self, name, at, code, last=False): pass
 
 workspace = Workspace(Path(sys.argv[1]))
 workspace.prepare({})
@@ -589,6 +589,24 @@ def test_reports_not_sent_when_the_steps_are_over_are_handed_back_one_per_step()
         {"name": "b", "startTime": iso(at), "endTime": iso(at), "code": 1},
         {"name": "c", "startTime": iso(at)},
     ]
+
+
+def test_the_last_steps_end_is_kept_for_the_final_status() -> None:
+    api = FakeApi(launch_spec([]))
+    client = ApiClient(api.url, "tok-123")
+    reporter = ApiReporter(client, 7, LogBatcher(lambda name, payload: None))
+    at = datetime.now(UTC)
+    try:
+        reporter.step_started("publish", at)
+        wait_for_calls(api, 1)
+        reporter.step_ended("publish", at, 0, last=True)
+        time.sleep(0.2)
+        unsent = reporter.close()
+    finally:
+        api.close()
+    # The start went as soon as it came; the end waits for the final status, which follows.
+    assert step_requests(api) == [[{"name": "publish", "startTime": iso(at)}]]
+    assert unsent == [{"name": "publish", "endTime": iso(at), "code": 0}]
 
 
 def test_a_step_the_api_does_not_know_costs_only_its_own_report() -> None:

@@ -145,23 +145,64 @@ def test_a_database_made_again_under_the_same_name_gets_a_new_connection(
     assert _count(wrapper) == 0
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_forked_process_opens_its_own(wrapper: DatabaseWrapper) -> None:
+def _locks_of(pid: int) -> list[str]:
+    """The POSIX locks `pid` holds (SQLite's are all fcntl locks)."""
+    with open("/proc/locks") as table:
+        return [line for line in table if line.split()[4] == str(pid)]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="needs Linux's /proc/locks")
+def test_no_connection_stays_open_across_a_fork(wrapper: DatabaseWrapper) -> None:
     wrapper.ensure_connection()
-    parents = id(wrapper.connection)
-    wrapper.close()
+    with wrapper.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    parents = wrapper.connection
+    wrapper.close()  # idle in the pool, as django-q2 leaves its connections before forking
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through the pipe
         try:
             wrapper.ensure_connection()
-            same = id(wrapper.connection) == parents
-            ok = _count(wrapper) == 100
-            os.write(write, b"same" if same else (b"own" if ok else b"bad"))
+            ok = wrapper.connection is not parents and _count(wrapper) == 100
+            # A connection in WAL mode holds a read lock on the -shm file while it is open.
+            # SQLite keeps its locks a process: had the parent's connection come across the
+            # fork open, this child would believe it holds them and take none.
+            held = bool(_locks_of(os.getpid()))
+            os.write(write, b"locked" if ok and held else b"ok-no-locks" if ok else b"bad")
         finally:
             os._exit(0)
     os.close(write)
     answer = os.read(read, 16)
     os.close(read)
     os.waitpid(pid, 0)
-    assert answer == b"own"
+    assert answer == b"locked"
+    # The parent's idle connection was closed for good before the fork.
+    with pytest.raises(sqlite3.ProgrammingError):
+        parents.execute("SELECT 1")
+
+
+def test_foreign_keys_are_on_again_for_the_next_user(wrapper: DatabaseWrapper) -> None:
+    wrapper.ensure_connection()
+    raw = wrapper.connection
+    with wrapper.cursor() as cursor:
+        cursor.execute("PRAGMA foreign_keys = OFF")  # as a failed migration may leave it
+    wrapper.close()
+    wrapper.ensure_connection()
+    assert wrapper.connection is raw
+    with wrapper.cursor() as cursor:
+        cursor.execute("PRAGMA foreign_keys")
+        assert cursor.fetchone()[0] == 1
+
+
+def test_a_test_database_leaves_no_log_files_behind(
+    wrapper: DatabaseWrapper, db_file: Path
+) -> None:
+    wrapper.ensure_connection()
+    with wrapper.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("INSERT INTO t VALUES (1)")
+    wrapper.close()  # idle in the pool, its -wal and -shm files open
+    assert Path(f"{db_file}-wal").exists()
+    wrapper.creation._destroy_test_db(str(db_file), 0)  # type: ignore[attr-defined]
+    assert not db_file.exists()
+    assert not Path(f"{db_file}-wal").exists() and not Path(f"{db_file}-shm").exists()

@@ -120,17 +120,29 @@ os.register_at_fork(
 
 
 class DatabaseCreation(creation.DatabaseCreation):
-    """Closes a test database's idle connections before its file is removed: left open they
-    would keep its log files after it, one pair a test run. (The stubs leave out the private
-    methods overridden here; hence the ignores.)"""
+    """A test database's idle connections are closed before its file is removed, and its log
+    files go with it: left behind (by an idle connection, or by a worker process killed with
+    the database open) they piled up in the data folder, a pair of some MiB a test run. (The
+    stubs leave out the private methods overridden here; hence the ignores.)"""
 
     def _create_test_db(self, verbosity: int, autoclobber: bool, keepdb: bool = False) -> Any:
-        POOL.close(str(self._get_test_db_name()))  # type: ignore[attr-defined]
+        name = str(self._get_test_db_name())  # type: ignore[attr-defined]
+        POOL.close(name)
+        if not keepdb and not os.path.exists(name):
+            _remove_logs(name)  # of an earlier run's database of this name
         return super()._create_test_db(verbosity, autoclobber, keepdb)  # type: ignore[misc]
 
     def _destroy_test_db(self, test_database_name: str, verbosity: int) -> None:
         POOL.close(str(test_database_name))
         super()._destroy_test_db(test_database_name, verbosity)  # type: ignore[misc]
+        if not self.is_in_memory_db(test_database_name):
+            _remove_logs(str(test_database_name))
+
+
+def _remove_logs(name: str) -> None:
+    for suffix in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(name + suffix)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):

@@ -206,3 +206,17 @@ def test_a_test_database_leaves_no_log_files_behind(
     wrapper.creation._destroy_test_db(str(db_file), 0)  # type: ignore[attr-defined]
     assert not db_file.exists()
     assert not Path(f"{db_file}-wal").exists() and not Path(f"{db_file}-shm").exists()
+
+
+def test_a_test_databases_log_files_go_with_it_whoever_still_holds_them(
+    wrapper: DatabaseWrapper, db_file: Path
+) -> None:
+    # Another process's connection (a worker killed with the database open) keeps the log.
+    other = sqlite3.connect(db_file)
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("INSERT INTO t VALUES (1)")
+    other.commit()
+    assert Path(f"{db_file}-wal").exists()
+    wrapper.creation._destroy_test_db(str(db_file), 0)  # type: ignore[attr-defined]
+    other.close()
+    assert sorted(p.name for p in db_file.parent.iterdir()) == []

@@ -17,6 +17,7 @@ from acceptance.stack import (
     builds_of,
     finished,
     first_build,
+    new_stack,
     processes,
     start,
     wait_for,
@@ -70,6 +71,41 @@ def test_a_killed_worker_is_replaced_while_the_server_answers_and_builds_run_aft
     bare, _ = repo(QUICK, name="after-kill")
     row = first_build(stack, start(stack, bare))
     assert finished(stack, row["id"], timeout=120)["status"] == "SUCCESS"
+
+
+def _wake_sockets_are_all_alive(stack: Stack) -> bool:
+    """The queue's wake-up sockets (one a worker's pusher) all belong to live processes."""
+    folder = stack.data_dir / "run" / "queue-wake"
+    pids = [int(p.name.removesuffix(".sock")) for p in folder.glob("*.sock")]
+    return bool(pids) and all(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def test_the_worker_started_after_a_kill_is_woken_for_the_next_build(
+    repo: Callable[..., tuple[Path, Path]],
+) -> None:
+    # The queue is read every 120 s here: a build started within seconds was started by the
+    # wake-up its task sent, not by a poll.
+    slow = new_stack("slow-poll", SD_QUEUE_POLL_SECONDS="120")
+    try:
+        bare, _ = repo(QUICK, name="woken")
+        row = first_build(slow, start(slow, bare))
+        assert finished(slow, row["id"], timeout=60)["status"] == "SUCCESS"
+        old = wait_for(slow.worker, timeout=60, what="the worker")
+        os.killpg(old.pid, signal.SIGKILL)
+        _new_worker(slow, old.pid)
+        # The new worker's pusher removed the dead one's socket as it bound its own.
+        wait_for(
+            lambda: _wake_sockets_are_all_alive(slow),
+            timeout=30,
+            what="only live workers' wake-up sockets",
+        )
+        began = time.monotonic()
+        row = first_build(slow, start(slow, bare))
+        assert finished(slow, row["id"], timeout=60)["status"] == "SUCCESS"
+        took = time.monotonic() - began
+        assert took < 15, f"the build after the kill took {took:.1f} s: was it woken?"
+    finally:
+        slow.kill()
 
 
 def test_a_build_waiting_for_a_worker_that_died_runs_on_the_next_one(

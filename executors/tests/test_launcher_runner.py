@@ -535,11 +535,15 @@ def step_requests(api: FakeApi) -> list[list[dict[str, Any]]]:
     return [b for m, p, b, _a in api.calls if (m, p) == ("PUT", "/v4/builds/7/steps")]
 
 
+def reporter_for(api: FakeApi) -> ApiReporter:
+    """The launcher's step reporter for build 7 of `api`, its log batches thrown away."""
+    return ApiReporter(ApiClient(api.url, "tok-123"), 7, LogBatcher(lambda name, payload: None))
+
+
 def test_reports_that_come_while_one_request_is_on_its_way_go_together_in_the_next() -> None:
     api = FakeApi(launch_spec([]))
     api.held_path = "/v4/builds/7/steps"
-    client = ApiClient(api.url, "tok-123")
-    reporter = ApiReporter(client, 7, LogBatcher(lambda name, payload: None))
+    reporter = reporter_for(api)
     at = datetime.now(UTC)
     try:
         reporter.step_started("slow", at)
@@ -568,8 +572,7 @@ def test_reports_that_come_while_one_request_is_on_its_way_go_together_in_the_ne
 def test_reports_not_sent_when_the_steps_are_over_are_handed_back_one_per_step() -> None:
     api = FakeApi(launch_spec([]))
     api.held_path = "/v4/builds/7/steps"
-    client = ApiClient(api.url, "tok-123")
-    reporter = ApiReporter(client, 7, LogBatcher(lambda name, payload: None))
+    reporter = reporter_for(api)
     at = datetime.now(UTC)
     try:
         reporter.step_started("a", at)
@@ -593,8 +596,7 @@ def test_reports_not_sent_when_the_steps_are_over_are_handed_back_one_per_step()
 
 def test_the_last_steps_end_is_kept_for_the_final_status() -> None:
     api = FakeApi(launch_spec([]))
-    client = ApiClient(api.url, "tok-123")
-    reporter = ApiReporter(client, 7, LogBatcher(lambda name, payload: None))
+    reporter = reporter_for(api)
     at = datetime.now(UTC)
     try:
         reporter.step_started("publish", at)
@@ -613,8 +615,7 @@ def test_a_step_the_api_does_not_know_costs_only_its_own_report() -> None:
     api = FakeApi(launch_spec([]))
     api.held_path = "/v4/builds/7/steps"
     api.unknown_steps = {"ghost"}
-    client = ApiClient(api.url, "tok-123")
-    reporter = ApiReporter(client, 7, LogBatcher(lambda name, payload: None))
+    reporter = reporter_for(api)
     at = datetime.now(UTC)
     try:
         reporter.step_started("a", at)
